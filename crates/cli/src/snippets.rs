@@ -1,0 +1,103 @@
+//! The MicroPython lines that load device files, as the device guide writes them.
+//!
+//! Printed after every command that writes files for the device, so the user
+//! can paste them unchanged.
+
+/// Files a device loads, by the names they will have on the device.
+pub struct DeviceFiles<'a> {
+    /// The device's own certificate (DER), if it presents one.
+    pub cert: Option<&'a str>,
+    /// The device's own key (DER), if it presents a certificate.
+    pub key: Option<&'a str>,
+    /// The trust anchor the device verifies its peer with (DER).
+    pub anchor: Option<&'a str>,
+}
+
+/// The device as a TLS client verifying `hostname` (with its own certificate: mTLS).
+pub fn client(files: &DeviceFiles, hostname: &str, port: u16) -> String {
+    let mut s = String::from(
+        "import socket, ssl, ntptime\n\
+         ntptime.settime()  # the validity check needs the clock\n",
+    );
+    s += &format!("addr = socket.getaddrinfo(\"{hostname}\", {port})[0][-1]\n");
+    s += "sock = socket.socket()\nsock.connect(addr)\nctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n";
+    if let (Some(cert), Some(key)) = (files.cert, files.key) {
+        s += &format!("ctx.load_cert_chain(\"{cert}\", \"{key}\")\n");
+    }
+    if let Some(anchor) = files.anchor {
+        s += &format!(
+            "ctx.verify_mode = ssl.CERT_REQUIRED\nctx.load_verify_locations(cafile=\"{anchor}\")\n"
+        );
+    }
+    s += &format!(
+        "ssock = ctx.wrap_socket(sock, server_hostname=\"{hostname}\")\n\
+         ssock.write(b\"hello\\n\")\nprint(ssock.read())\nssock.close()\n"
+    );
+    s
+}
+
+/// The device as a TLS server (demanding a client certificate when `files.anchor` is set: mTLS).
+pub fn server(files: &DeviceFiles, port: u16) -> String {
+    let mut s = String::from(
+        "import socket, ssl, ntptime\n\
+         ntptime.settime()  # the validity check needs the clock\n\
+         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n",
+    );
+    if let (Some(cert), Some(key)) = (files.cert, files.key) {
+        s += &format!("ctx.load_cert_chain(\"{cert}\", \"{key}\")\n");
+    }
+    if let Some(anchor) = files.anchor {
+        s += &format!(
+            "ctx.verify_mode = ssl.CERT_REQUIRED\nctx.load_verify_locations(cafile=\"{anchor}\")\n"
+        );
+    }
+    s += &format!(
+        "sock = socket.socket()\n\
+         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         sock.bind(socket.getaddrinfo(\"0.0.0.0\", {port})[0][-1])\n\
+         sock.listen(1)\n\
+         while True:\n    client, addr = sock.accept()\n    \
+         sclient = ctx.wrap_socket(client, server_side=True)\n    \
+         sclient.write(b\"hello\\n\")\n    print(sclient.read())\n    sclient.close()\n"
+    );
+    s
+}
+
+/// `mpremote cp` lines copying files to the device's filesystem.
+pub fn copy_commands(paths: &[String]) -> String {
+    paths
+        .iter()
+        .map(|p| format!("mpremote cp {p} :\n"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mtls_client_loads_its_chain_and_the_anchor() {
+        let files = DeviceFiles {
+            cert: Some("client.der"),
+            key: Some("client.key.der"),
+            anchor: Some("server.der"),
+        };
+        let s = client(&files, "openmv", 8443);
+        assert!(s.contains("ctx.load_cert_chain(\"client.der\", \"client.key.der\")"));
+        assert!(s.contains("ctx.load_verify_locations(cafile=\"server.der\")"));
+        assert!(s.contains("server_hostname=\"openmv\""));
+        assert!(s.find("CERT_REQUIRED").unwrap() < s.find("load_verify_locations").unwrap());
+    }
+
+    #[test]
+    fn plain_server_does_not_demand_client_certificates() {
+        let files = DeviceFiles {
+            cert: Some("server.der"),
+            key: Some("server.key.der"),
+            anchor: None,
+        };
+        let s = server(&files, 8443);
+        assert!(!s.contains("CERT_REQUIRED"));
+        assert!(s.contains("server_side=True"));
+    }
+}

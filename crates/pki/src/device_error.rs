@@ -1,0 +1,117 @@
+//! The words a device prints when TLS fails, as data.
+//!
+//! MicroPython's `ssl` on mbedTLS raises `OSError(code, 'MBEDTLS_ERR_...')`
+//! or `ValueError(text)`. Diagnosis in devtls (connect, doctor, lint) names
+//! the failure the way the device will, so a user can match what the device
+//! printed to devtls's explanation. Source: `shared/device-facts.md`.
+
+use serde::Serialize;
+
+/// One error the device can raise, with what the script sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DeviceError {
+    /// The mbedTLS error code (negative), as in `OSError(-9984, ...)`.
+    pub code: i32,
+    /// The mbedTLS macro name.
+    pub name: &'static str,
+    /// What it usually means, in plain words.
+    pub meaning: &'static str,
+}
+
+impl DeviceError {
+    /// The line a MicroPython script prints for this error, e.g.
+    /// `OSError: (-30592, 'MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE')`.
+    pub fn as_oserror(&self) -> String {
+        format!("OSError: ({}, '{}')", self.code, self.name)
+    }
+
+    /// The code in mbedTLS's hexadecimal spelling, e.g. `-0x7780`.
+    pub fn hex(&self) -> String {
+        format!("-0x{:04X}", -self.code)
+    }
+}
+
+/// Looks an error up by its code (`-9984` or `0x2700` both work).
+pub fn by_code(code: i32) -> Option<&'static DeviceError> {
+    let code = -code.abs();
+    ALL.iter().find(|e| e.code == code)
+}
+
+macro_rules! errors {
+    ($($ident:ident = $code:expr, $name:expr, $meaning:expr;)*) => {
+        $(
+            #[doc = $meaning]
+            pub const $ident: DeviceError = DeviceError { code: -$code, name: $name, meaning: $meaning };
+        )*
+        /// Every error in the table.
+        pub const ALL: &[DeviceError] = &[$($ident),*];
+    };
+}
+
+errors! {
+    FATAL_ALERT = 0x7780, "MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE",
+        "the peer rejected the device: no common version, suite, group or signature algorithm, a missing client certificate, or the device's certificate was refused";
+    CERT_VERIFY_FAILED = 0x2700, "MBEDTLS_ERR_X509_CERT_VERIFY_FAILED",
+        "the peer's certificate failed verification (shown as a ValueError with the verify text)";
+    INVALID_RECORD = 0x7200, "MBEDTLS_ERR_SSL_INVALID_RECORD",
+        "the peer does not speak TLS";
+    CONN_EOF = 0x7280, "MBEDTLS_ERR_SSL_CONN_EOF",
+        "the peer closed the connection during the handshake";
+    NO_CLIENT_CERTIFICATE = 0x7480, "MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE",
+        "the server demanded a client certificate and the device had none to send";
+    HANDSHAKE_FAILURE = 0x6E00, "MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE",
+        "the device as server found nothing in common with the client";
+    HELLO_VERIFY_REQUIRED = 0x6A80, "MBEDTLS_ERR_SSL_HELLO_VERIFY_REQUIRED",
+        "DTLS server, first attempt: expected, wrap the socket again to receive the ClientHello with the cookie";
+    BUFFER_TOO_SMALL = 0x6A00, "MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL",
+        "the device's own certificate chain does not fit its 4096-byte output buffer";
+    RSA_PSS = 0x2300, "MBEDTLS_ERR_X509_INVALID_ALG",
+        "an RSA-PSS signature in the peer chain";
+    NAME_CONSTRAINTS = 0x2562, "MBEDTLS_ERR_X509_INVALID_EXTENSIONS + MBEDTLS_ERR_ASN1_UNEXPECTED_TAG",
+        "a critical nameConstraints extension in the peer chain";
+    CRITICAL_POLICIES = 0x2080, "MBEDTLS_ERR_X509_FEATURE_UNAVAILABLE",
+        "a critical certificatePolicies extension other than anyPolicy in the peer chain";
+    UNKNOWN_PK_ALG = 0x3C80, "MBEDTLS_ERR_PK_UNKNOWN_PK_ALG",
+        "an Ed25519 (or other unknown) key in the peer chain or key file";
+    INVALID_CERT_PEM = 0x2180, "MBEDTLS_ERR_X509_INVALID_FORMAT",
+        "a PEM file where the device needs DER (the script sees ValueError('invalid cert'))";
+}
+
+/// The `ValueError` texts mbedTLS's verify step produces, as the script prints them.
+pub mod verify_text {
+    /// The certificate's notAfter is before the device's clock.
+    pub const EXPIRED: &str = "validity has expired";
+    /// The certificate's notBefore is after the device's clock (an unset clock reads 2000/1970).
+    pub const FUTURE: &str = "validity starts in the future";
+    /// The host name is in neither the SAN nor (without SAN) the CN.
+    pub const CN_MISMATCH: &str = "CN does not match";
+    /// The chain does not lead to the loaded anchor.
+    pub const NOT_TRUSTED: &str = "certificate is not correctly signed by the trusted CA";
+    /// A signature hash the profile refuses (SHA-1).
+    pub const BAD_MD: &str = "unacceptable hash";
+    /// A key type or size the profile refuses (RSA < 2048, unknown curve).
+    pub const BAD_KEY: &str = "unacceptable key";
+    /// The EKU or key usage does not allow the role.
+    pub const BAD_USAGE: &str = "usage does not match the extendedKeyUsage extension";
+    /// The certificate could not be parsed (e.g. PEM given where DER is needed).
+    pub const INVALID_CERT: &str = "invalid cert";
+    /// The key could not be parsed (PEM, encrypted, trailing bytes, Ed25519).
+    pub const INVALID_KEY: &str = "invalid key";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_what_scripts_print() {
+        assert_eq!(FATAL_ALERT.code, -30592);
+        assert_eq!(CERT_VERIFY_FAILED.code, -9984);
+        assert_eq!(CERT_VERIFY_FAILED.hex(), "-0x2700");
+        assert_eq!(by_code(9984), Some(&CERT_VERIFY_FAILED));
+        assert_eq!(
+            FATAL_ALERT.as_oserror(),
+            "OSError: (-30592, 'MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE')"
+        );
+    }
+}

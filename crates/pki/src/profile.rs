@@ -1,0 +1,298 @@
+//! Device profiles: what a device's TLS stack accepts, as data.
+//!
+//! Every check in devtls that depends on the device (lint, the
+//! device-restricted TLS endpoints, doctor, the fleet's defaults) reads one of
+//! these tables. Nothing else in the code base may restate a device fact: add
+//! a field here instead.
+//!
+//! The `openmv` table is `shared/device-facts.md` (MicroPython v1.25–v1.28 on
+//! mbedTLS 3.6) turned into data.
+
+use serde::Serialize;
+
+/// A TLS or DTLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246).
+    Tls12,
+    /// TLS 1.3 (RFC 8446).
+    Tls13,
+    /// DTLS 1.2 (RFC 6347).
+    Dtls12,
+}
+
+/// A named elliptic curve, for keys and for key exchange groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Curve {
+    /// NIST P-256 (secp256r1, prime256v1).
+    P256,
+    /// NIST P-384 (secp384r1).
+    P384,
+    /// NIST P-521 (secp521r1).
+    P521,
+    /// X25519 key exchange (RFC 7748).
+    X25519,
+    /// secp256k1, the Bitcoin curve: appears in the wild, rejected by mbedTLS's X.509 profile.
+    Secp256k1,
+}
+
+/// A hash used in a signature algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Hash {
+    /// SHA-1: broken for signatures.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+/// A cipher suite as the device offers it: IANA code point and name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CipherSuite {
+    /// The two-byte IANA code point.
+    pub code: u16,
+    /// The IANA name.
+    pub name: &'static str,
+}
+
+/// Everything devtls knows about one kind of device's TLS stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct Profile {
+    /// Short name used on the command line (`--profile openmv`).
+    pub name: &'static str,
+    /// One line saying which devices and firmware this describes.
+    pub summary: &'static str,
+    /// The device can parse PEM files; if false it needs DER.
+    pub loads_pem: bool,
+    /// The device can load an encrypted private key.
+    pub loads_encrypted_keys: bool,
+    /// A PKCS#8 DER key with bytes after the structure is refused ("invalid key").
+    pub rejects_key_trailing_bytes: bool,
+    /// How many trust anchors one context may hold (`None`: unlimited).
+    pub anchors_per_context: Option<u32>,
+    /// Certificates the device presents from its own chain (the leaf only is 1).
+    pub presented_chain_len: u32,
+    /// Size of the device's TLS output buffer: its own chain must fit in it.
+    pub output_buffer: usize,
+    /// Size of the device's TLS input buffer: the peer's Certificate message must fit.
+    pub input_buffer: usize,
+    /// Most intermediates the device accepts between leaf and anchor.
+    pub max_intermediates: u32,
+    /// Protocol versions the device speaks.
+    pub versions: &'static [TlsVersion],
+    /// Cipher suites the device offers, in its client offer order.
+    pub cipher_suites: &'static [CipherSuite],
+    /// Key exchange groups the device offers.
+    pub groups: &'static [Curve],
+    /// Curves accepted for ECDSA keys in certificates and for the device's own key.
+    pub key_curves: &'static [Curve],
+    /// Smallest RSA modulus accepted, in bits.
+    pub min_rsa_bits: u32,
+    /// Hashes accepted in certificate and handshake signatures.
+    pub signature_hashes: &'static [Hash],
+    /// RSA-PSS accepted in certificates or the handshake.
+    pub rsa_pss: bool,
+    /// Ed25519 keys and signatures accepted.
+    pub ed25519: bool,
+    /// A critical nameConstraints extension in the peer chain is accepted.
+    pub critical_name_constraints: bool,
+    /// A critical certificatePolicies extension other than anyPolicy is accepted.
+    pub critical_policies: bool,
+    /// With no SAN, the certificate's CN is matched against the host name.
+    pub cn_fallback: bool,
+    /// The host name is matched against iPAddress SANs.
+    pub ip_san: bool,
+    /// The extended key usage is enforced for the role (serverAuth/clientAuth).
+    pub enforces_eku: bool,
+    /// The clock starts at the epoch after power-up until the script sets it.
+    pub clock_starts_unset: bool,
+    /// Verification refuses to start without a server name (`server_hostname`).
+    pub verify_needs_hostname: bool,
+    /// The script-level default verify mode is CERT_NONE (the `ssl` wrapper).
+    pub script_default_verifies_nothing: bool,
+}
+
+impl Profile {
+    /// Whether the device speaks this protocol version.
+    pub fn speaks(&self, version: TlsVersion) -> bool {
+        self.versions.contains(&version)
+    }
+
+    /// Whether the device accepts an ECDSA key on this curve.
+    pub fn accepts_curve(&self, curve: Curve) -> bool {
+        self.key_curves.contains(&curve)
+    }
+
+    /// Whether the device accepts signatures with this hash.
+    pub fn accepts_hash(&self, hash: Hash) -> bool {
+        self.signature_hashes.contains(&hash)
+    }
+
+    /// Whether the device can hold several trust anchors at once.
+    pub fn single_anchor(&self) -> bool {
+        self.anchors_per_context == Some(1)
+    }
+}
+
+/// The cipher suites mbedTLS 3.6 in MicroPython offers, in its client order
+/// (the renegotiation SCSV 0x00FF is sent too but is not a suite).
+const MBEDTLS_SUITES: &[CipherSuite] = &[
+    suite(0xC02C, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
+    suite(0xC030, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"),
+    suite(0xC024, "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384"),
+    suite(0xC028, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384"),
+    suite(0xC00A, "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA"),
+    suite(0xC014, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA"),
+    suite(0xC02B, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+    suite(0xC02F, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
+    suite(0xC023, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"),
+    suite(0xC027, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256"),
+    suite(0xC009, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"),
+    suite(0xC013, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"),
+    suite(0x009D, "TLS_RSA_WITH_AES_256_GCM_SHA384"),
+    suite(0x003D, "TLS_RSA_WITH_AES_256_CBC_SHA256"),
+    suite(0x0035, "TLS_RSA_WITH_AES_256_CBC_SHA"),
+    suite(0x009C, "TLS_RSA_WITH_AES_128_GCM_SHA256"),
+    suite(0x003C, "TLS_RSA_WITH_AES_128_CBC_SHA256"),
+    suite(0x002F, "TLS_RSA_WITH_AES_128_CBC_SHA"),
+];
+
+/// The TLS 1.2 and 1.3 suites of a current PC stack, for the `modern` profile.
+const MODERN_SUITES: &[CipherSuite] = &[
+    suite(0x1301, "TLS13_AES_128_GCM_SHA256"),
+    suite(0x1302, "TLS13_AES_256_GCM_SHA384"),
+    suite(0x1303, "TLS13_CHACHA20_POLY1305_SHA256"),
+    suite(0xC02B, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+    suite(0xC02C, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
+    suite(0xCCA9, "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
+    suite(0xC02F, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
+    suite(0xC030, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"),
+    suite(0xCCA8, "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"),
+];
+
+const fn suite(code: u16, name: &'static str) -> CipherSuite {
+    CipherSuite { code, name }
+}
+
+const NIST_CURVES: &[Curve] = &[Curve::P256, Curve::P384, Curve::P521];
+const SHA2: &[Hash] = &[Hash::Sha256, Hash::Sha384, Hash::Sha512];
+
+/// OpenMV Cam and MicroPython <= v1.28 on mbedTLS 3.6: the default profile.
+pub const OPENMV: Profile = Profile {
+    name: "openmv",
+    summary: "OpenMV Cam / MicroPython <= v1.28 on mbedTLS 3.6: DER only, one anchor, TLS 1.2",
+    loads_pem: false,
+    loads_encrypted_keys: false,
+    rejects_key_trailing_bytes: true,
+    anchors_per_context: Some(1),
+    presented_chain_len: 1,
+    output_buffer: 4096,
+    input_buffer: 16384,
+    max_intermediates: 8,
+    versions: &[TlsVersion::Tls12, TlsVersion::Dtls12],
+    cipher_suites: MBEDTLS_SUITES,
+    groups: NIST_CURVES,
+    key_curves: NIST_CURVES,
+    min_rsa_bits: 2048,
+    signature_hashes: SHA2,
+    rsa_pss: false,
+    ed25519: false,
+    critical_name_constraints: false,
+    critical_policies: false,
+    cn_fallback: true,
+    ip_san: true,
+    enforces_eku: true,
+    clock_starts_unset: true,
+    verify_needs_hostname: true,
+    script_default_verifies_nothing: true,
+};
+
+/// MicroPython after v1.28 on bare-metal ports: PEM parsing and several anchors.
+pub const MICROPYTHON_PEM: Profile = Profile {
+    name: "micropython-pem",
+    summary: "MicroPython after v1.28 (bare-metal ports): PEM accepted, several anchors, TLS 1.2",
+    loads_pem: true,
+    anchors_per_context: None,
+    ..OPENMV
+};
+
+/// A current PC peer (OpenSSL 3, rustls, browsers), for contrast.
+pub const MODERN: Profile = Profile {
+    name: "modern",
+    summary: "A current PC stack (OpenSSL 3, rustls, browsers), for contrast",
+    loads_pem: true,
+    loads_encrypted_keys: true,
+    rejects_key_trailing_bytes: false,
+    anchors_per_context: None,
+    presented_chain_len: 10,
+    output_buffer: 1 << 20,
+    input_buffer: 1 << 20,
+    max_intermediates: 8,
+    versions: &[TlsVersion::Tls12, TlsVersion::Tls13, TlsVersion::Dtls12],
+    cipher_suites: MODERN_SUITES,
+    groups: &[Curve::X25519, Curve::P256, Curve::P384, Curve::P521],
+    key_curves: NIST_CURVES,
+    min_rsa_bits: 2048,
+    signature_hashes: SHA2,
+    rsa_pss: true,
+    ed25519: true,
+    critical_name_constraints: true,
+    critical_policies: true,
+    cn_fallback: false,
+    ip_san: true,
+    enforces_eku: true,
+    clock_starts_unset: false,
+    verify_needs_hostname: false,
+    script_default_verifies_nothing: false,
+};
+
+/// Every profile devtls knows, the default first.
+pub const ALL: &[&Profile] = &[&OPENMV, &MICROPYTHON_PEM, &MODERN];
+
+/// The profile used when none is named.
+pub const DEFAULT: &Profile = &OPENMV;
+
+/// Looks a profile up by its command-line name.
+pub fn by_name(name: &str) -> Option<&'static Profile> {
+    ALL.iter()
+        .copied()
+        .find(|p| p.name.eq_ignore_ascii_case(name))
+}
+
+/// The names of all profiles, for error messages and `--help`.
+pub fn names() -> Vec<&'static str> {
+    ALL.iter().map(|p| p.name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_is_case_insensitive_and_default_is_openmv() {
+        assert_eq!(by_name("OpenMV").unwrap().name, "openmv");
+        assert!(by_name("nokia").is_none());
+        assert_eq!(DEFAULT.name, "openmv");
+    }
+
+    #[test]
+    fn openmv_is_the_device_facts() {
+        let p = by_name("openmv").unwrap();
+        assert!(!p.loads_pem && p.single_anchor() && p.presented_chain_len == 1);
+        assert!(p.speaks(TlsVersion::Tls12) && !p.speaks(TlsVersion::Tls13));
+        assert!(!p.groups.contains(&Curve::X25519));
+        assert!(!p.accepts_hash(Hash::Sha1) && !p.rsa_pss && !p.ed25519);
+        assert_eq!(p.cipher_suites.len(), 18);
+        assert_eq!(p.cipher_suites[0].code, 0xC02C);
+    }
+
+    #[test]
+    fn micropython_pem_differs_only_in_pem_and_anchors() {
+        let p = by_name("micropython-pem").unwrap();
+        assert!(p.loads_pem && !p.single_anchor());
+        assert!(!p.speaks(TlsVersion::Tls13));
+    }
+}
