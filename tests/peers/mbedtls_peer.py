@@ -9,6 +9,7 @@ anchor, and speaks TLS 1.2 / DTLS 1.2 with the device's cipher suites.
         [--send TEXT] [--timeout S]
     mbedtls_peer.py server --port P [--dtls] --cert s.der --key s.key.der
         [--ca client-ca.der] [--count N] [--reply TEXT] [--timeout S]
+    mbedtls_peer.py suites     (the suites it offers, IANA names, JSON)
 
 Output: one JSON line per connection on stdout,
     {"ok", "error", "code", "version", "cipher", "received", "peer_subject"}
@@ -489,6 +490,9 @@ def parse(argv):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="role", required=True)
+    sub.add_parser(
+        "suites", help="print the IANA names of the suites offered, as JSON"
+    )
     c = sub.add_parser("client", help="connect, send TEXT, read the reply")
     c.add_argument("--host", required=True)
     c.add_argument("--port", type=int, required=True)
@@ -509,6 +513,8 @@ def parse(argv):
     s.add_argument("--dtls", action="store_true")
     s.add_argument("--timeout", type=float, default=10.0)
     args = p.parse_args(argv)
+    if args.role == "suites":
+        return args
     if bool(args.cert) != bool(args.key):
         p.error("--cert and --key go together")
     if args.timeout <= 0:
@@ -522,6 +528,9 @@ def parse(argv):
 
 def main(argv):
     args = parse(argv)  # argparse exits 2 on bad arguments
+    if args.role == "suites":
+        emit([n.replace("-", "_") for n in suites()])
+        return 0
     deadline = time.monotonic() + args.timeout
     try:
         if args.role == "client":

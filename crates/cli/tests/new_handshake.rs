@@ -40,10 +40,14 @@ fn server_files(key: &str, ip: &str) -> TempDir {
 }
 
 /// The wrong anchor: another devtls certificate with the same names, copied
-/// into `dir` as wrong.crt / wrong.der.
+/// into `dir` as wrong.crt / wrong.der (and its key as wrong.key).
 fn add_wrong_anchor(dir: &Path) {
     let other = server_files("p256", "127.0.0.1");
-    for (from, to) in [("server.crt", "wrong.crt"), ("server.der", "wrong.der")] {
+    for (from, to) in [
+        ("server.crt", "wrong.crt"),
+        ("server.der", "wrong.der"),
+        ("server.key", "wrong.key"),
+    ] {
         std::fs::copy(other.path().join(from), dir.join(to)).unwrap();
     }
 }
@@ -336,4 +340,58 @@ fn mbedtls_peer_refuses_pem_where_the_device_needs_der() {
         run.transcript
     );
     assert!(conn.error.as_deref().unwrap_or("").contains("server.crt"));
+}
+
+/// `devtls new client` files authenticate the device to a server: the mbedTLS
+/// server demanding a certificate verifies client.der as its one anchor, and
+/// refuses a client without one or with another certificate.
+#[test]
+fn mbedtls_server_verifies_devtls_client_files() {
+    let dir = server_files("p256", "127.0.0.1");
+    let d = dir.path();
+    add_wrong_anchor(d);
+    ok_in(d, &["new", "client", "--dns", "device1"]);
+    let server = mbedtls_server(
+        d,
+        &[
+            "--cert",
+            "server.der",
+            "--key",
+            "server.key.der",
+            "--ca",
+            "client.der",
+            "--count",
+            "3",
+        ],
+    );
+    let base = [
+        "-verify_return_error",
+        "-CAfile",
+        "server.crt",
+        "-verify_hostname",
+        "openmv",
+        "-ign_eof",
+    ];
+    let with_cert = [&base[..], &["-cert", "client.crt", "-key", "client.key"]].concat();
+    let run = openssl_client(d, server.port, &with_cert, "hello\n");
+    assert_verified(&run, "s_client presenting client.crt");
+    assert!(run.text.lines().any(|l| l == "hello"), "{}", run.text);
+    let run = openssl_client(d, server.port, &base, "hello\n");
+    assert!(!run.success(), "no client certificate:\n{}", run.text);
+    let with_wrong = [&base[..], &["-cert", "wrong.crt", "-key", "wrong.key"]].concat();
+    let run = openssl_client(d, server.port, &with_wrong, "hello\n");
+    assert!(!run.success(), "another certificate:\n{}", run.text);
+
+    let run = mbedtls_server_results(server, WAIT);
+    assert_eq!(run.conns.len(), 3, "{}", run.transcript);
+    assert!(run.conns[0].ok, "{}", run.transcript);
+    assert_eq!(run.conns[0].peer_subject.as_deref(), Some("CN=device1"));
+    // mbedTLS's NO_CLIENT_CERTIFICATE (-0x7480), as the device reports it.
+    assert_eq!(run.conns[1].code, Some(-0x7480), "{}", run.transcript);
+    assert_eq!(
+        run.conns[2].code,
+        Some(CERT_VERIFY_FAILED),
+        "{}",
+        run.transcript
+    );
 }
