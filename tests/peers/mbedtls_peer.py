@@ -100,13 +100,12 @@ def emit(obj):
     sys.stdout.flush()
 
 
-def result(ok, error=None, code=None, buf=None, received=None):
+def result(ok, error=None, code=None, ch=None, received=None):
     version = cipher = subject = None
-    if buf is not None:
-        try:
+    if ch is not None:
+        buf = ch.buf
+        if negotiated(buf, ch.reached):
             version = version_name(buf.negotiated_tls_version())
-        except Exception:  # noqa: BLE001 - not negotiated yet
-            pass
         try:
             c = buf.cipher()
             cipher = c[0] if isinstance(c, tuple) else c
@@ -129,6 +128,19 @@ def result(ok, error=None, code=None, buf=None, received=None):
         "received": received,
         "peer_subject": subject,
     }
+
+
+def negotiated(buf, reached):
+    """The hello messages were done, so the version is the peer's answer.
+
+    Before that, python-mbedtls reports the configured version; after an
+    error it resets the state, hence `reached`, the furthest state seen.
+    """
+    if isinstance(buf.context, tls.ServerContext):
+        # Past reading the ClientHello.
+        return reached >= tls.HandshakeStep.SERVER_HELLO.value
+    # Past reading the ServerHello.
+    return reached >= tls.HandshakeStep.SERVER_CERTIFICATE.value
 
 
 def version_name(v):
@@ -237,6 +249,7 @@ class Channel:
         self.buf = buf
         self.deadline = deadline
         self.peer = peer  # datagram server: only this address is served
+        self.reached = 0  # furthest handshake state seen (for the report)
 
     def _timeout(self):
         left = self.deadline - time.monotonic()
@@ -280,12 +293,14 @@ class Channel:
     def step(self, op, *args):
         """Runs a buffer operation until it stops wanting I/O."""
         while True:
+            self.reached = max(self.reached, self.buf._handshake_state.value)
             try:
                 out = op(*args)
             except tls.WantWriteError:
                 self.flush()
                 continue
             except tls.WantReadError:
+                self.reached = max(self.reached, self.buf._handshake_state.value)
                 self.flush()
                 self.pull()
                 continue
@@ -297,6 +312,7 @@ class Channel:
                 except Exception:  # noqa: BLE001 - the peer may be gone
                     pass
                 raise
+            self.reached = max(self.reached, self.buf._handshake_state.value)
             self.flush()
             return out
 
@@ -312,7 +328,7 @@ class Channel:
             view = view[n:]
 
     def read_line(self):
-        """Reads until a newline, the peer's close, or the deadline.
+        """Reads until a newline or the peer's close ("" if it sent nothing).
 
         readinto, not read: python-mbedtls's read(n) keeps reading until it
         has n bytes and drops what it had when a close_notify follows, and
@@ -336,12 +352,12 @@ class Channel:
                 raise
             if not chunk:
                 # Nothing buffered yet: wait for bytes; the peer's close
-                # ends the read (an error only if nothing came).
+                # ends the read, a timeout is an error.
                 try:
                     self.pull()
-                except Failure:
-                    if got:
-                        break
+                except Failure as e:
+                    if e.code == MBEDTLS_ERR_SSL_CONN_EOF:
+                        break  # the peer closed: return what it sent
                     raise
                 continue
             got += chunk
@@ -363,18 +379,18 @@ def run_client(args, deadline):
     kind = socket.SOCK_DGRAM if args.dtls else socket.SOCK_STREAM
     buf = ctx.wrap_buffers(args.hostname)
     sock = socket.socket(socket.AF_INET, kind)
+    ch = Channel(sock, buf, deadline)
     try:
         sock.settimeout(max(0.01, deadline - time.monotonic()))
         sock.connect((args.host, args.port))
-        ch = Channel(sock, buf, deadline)
         ch.handshake()
         ch.send(args.send.encode())
         received = ch.read_line()
         ch.close()
-        return result(True, buf=buf, received=received)
+        return result(True, ch=ch, received=received)
     except Exception as e:  # noqa: BLE001 - reported as JSON
         msg, code = describe(e)
-        return result(False, msg, code, buf=buf)
+        return result(False, msg, code, ch=ch)
     finally:
         sock.close()
 
@@ -382,17 +398,16 @@ def run_client(args, deadline):
 def serve_stream(lsock, ctx, args, deadline):
     lsock.settimeout(max(0.01, deadline - time.monotonic()))
     conn, _ = lsock.accept()
-    buf = ctx.wrap_buffers()
+    ch = Channel(conn, ctx.wrap_buffers(), deadline)
     try:
-        ch = Channel(conn, buf, deadline)
         ch.handshake()
         received = ch.read_line()
         ch.send(args.reply.encode())
         ch.close()
-        return result(True, buf=buf, received=received)
+        return result(True, ch=ch, received=received)
     except Exception as e:  # noqa: BLE001
         msg, code = describe(e)
-        return result(False, msg, code, buf=buf)
+        return result(False, msg, code, ch=ch)
     finally:
         conn.close()
 
@@ -438,10 +453,10 @@ def serve_datagram(lsock, ctx, args, deadline):
         received = ch.read_line()
         ch.send(args.reply.encode())
         ch.close()
-        return result(True, buf=buf, received=received)
+        return result(True, ch=ch, received=received)
     except Exception as e:  # noqa: BLE001
         msg, code = describe(e)
-        return result(False, msg, code, buf=buf)
+        return result(False, msg, code, ch=ch)
 
 
 def run_server(args, deadline):

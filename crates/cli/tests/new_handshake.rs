@@ -102,73 +102,92 @@ fn check_openssl_clients(d: &Path, port: u16, ip: &str, key: &str, mode: &str) {
     );
 }
 
-#[test]
-fn openssl_gnutls_and_mbedtls_clients_verify_devtls_server_files() {
-    for key in KEYS {
-        let dir = server_files(key, "127.0.0.1");
-        let d = dir.path();
-        add_wrong_anchor(d);
-        for mode in ["-tls1_2", "default"] {
-            // -rev answers each line reversed: proof the data went both ways.
-            let mut args = vec!["-cert", "server.crt", "-key", "server.key", "-rev"];
-            if mode != "default" {
-                args.push(mode);
-            }
-            let server = openssl_server(d, &args);
-            let port = server.port;
-            check_openssl_clients(d, port, "127.0.0.1", key, mode);
+/// Behind `openssl s_server` presenting server.crt/server.key: s_client
+/// (TLS 1.2 and its default, 1.3) by name and IP, gnutls-cli, and the mbedTLS
+/// client with server.der as its one anchor; each also with the wrong anchor.
+fn pc_and_device_clients_verify(key: &str) {
+    let dir = server_files(key, "127.0.0.1");
+    let d = dir.path();
+    add_wrong_anchor(d);
+    // -rev answers each line reversed: proof the data went both ways.
+    let server = openssl_server(
+        d,
+        &[
+            "-cert",
+            "server.crt",
+            "-key",
+            "server.key",
+            "-rev",
+            "-tls1_2",
+        ],
+    );
+    let port = server.port;
+    check_openssl_clients(d, port, "127.0.0.1", key, "-tls1_2");
 
-            let gnutls = |ca: &str, name: &str| {
-                let ca = format!("--x509cafile={ca}");
-                let name = format!("--verify-hostname={name}");
-                gnutls_client(d, port, &[&ca, &name], "")
-            };
-            let run = gnutls("server.crt", "openmv");
-            assert!(
-                run.success() && run.text.contains("The certificate is trusted"),
-                "{key} {mode}: gnutls-cli by name:\n{}",
-                run.text
-            );
-            let run = gnutls("server.crt", "127.0.0.1");
-            assert!(
-                run.success() && run.text.contains("The certificate is trusted"),
-                "{key} {mode}: gnutls-cli by IP:\n{}",
-                run.text
-            );
-            let run = gnutls("wrong.crt", "openmv");
-            assert!(
-                !run.success() && run.text.contains("NOT trusted"),
-                "{key} {mode}: gnutls-cli with the wrong anchor:\n{}",
-                run.text
-            );
-
-            let mbed = |ca: &str| {
-                mbedtls_client(
-                    d,
-                    port,
-                    &["--ca", ca, "--hostname", "openmv", "--send", "olleh\n"],
-                )
-            };
-            let run = mbed("server.der");
-            let conn = run.single();
-            assert!(
-                conn.ok && run.exited(0),
-                "{key} {mode}: mbedTLS client:\n{}",
-                run.transcript
-            );
-            assert_eq!(conn.received.as_deref(), Some("hello\n"), "{key} {mode}");
-            assert_eq!(conn.version.as_deref(), Some("TLSv1.2"), "{key} {mode}");
-            assert_eq!(conn.peer_subject.as_deref(), Some("CN=openmv"), "{key}");
-            let run = mbed("wrong.der");
-            let conn = run.single();
-            assert!(
-                !conn.ok && conn.code == Some(CERT_VERIFY_FAILED) && run.exited(1),
-                "{key} {mode}: mbedTLS client with the wrong anchor:\n{}",
-                run.transcript
-            );
-            drop(server);
-        }
+    let gnutls = |ca: &str, name: &str| {
+        let ca = format!("--x509cafile={ca}");
+        let name = format!("--verify-hostname={name}");
+        gnutls_client(d, port, &[&ca, &name], "")
+    };
+    for name in ["openmv", "127.0.0.1"] {
+        let run = gnutls("server.crt", name);
+        assert!(
+            run.success() && run.text.contains("The certificate is trusted"),
+            "{key}: gnutls-cli verifying {name}:\n{}",
+            run.text
+        );
     }
+    let run = gnutls("wrong.crt", "openmv");
+    assert!(
+        !run.success() && run.text.contains("NOT trusted"),
+        "{key}: gnutls-cli with the wrong anchor:\n{}",
+        run.text
+    );
+
+    let mbed = |ca: &str| {
+        mbedtls_client(
+            d,
+            port,
+            &["--ca", ca, "--hostname", "openmv", "--send", "olleh\n"],
+        )
+    };
+    let run = mbed("server.der");
+    let conn = run.single();
+    assert!(
+        conn.ok && run.exited(0),
+        "{key}: mbedTLS client:\n{}",
+        run.transcript
+    );
+    assert_eq!(conn.received.as_deref(), Some("hello\n"), "{key}");
+    assert_eq!(conn.version.as_deref(), Some("TLSv1.2"), "{key}");
+    assert_eq!(conn.peer_subject.as_deref(), Some("CN=openmv"), "{key}");
+    let run = mbed("wrong.der");
+    let conn = run.single();
+    assert!(
+        !conn.ok && conn.code == Some(CERT_VERIFY_FAILED) && run.exited(1),
+        "{key}: mbedTLS client with the wrong anchor:\n{}",
+        run.transcript
+    );
+    drop(server);
+
+    // OpenSSL's default server (TLS 1.3 with s_client) presents the same files.
+    let server = openssl_server(d, &["-cert", "server.crt", "-key", "server.key"]);
+    check_openssl_clients(d, server.port, "127.0.0.1", key, "default");
+}
+
+#[test]
+fn p256_server_files_verify_with_openssl_gnutls_and_mbedtls() {
+    pc_and_device_clients_verify("p256");
+}
+
+#[test]
+fn p384_server_files_verify_with_openssl_gnutls_and_mbedtls() {
+    pc_and_device_clients_verify("p384");
+}
+
+#[test]
+fn rsa2048_server_files_verify_with_openssl_gnutls_and_mbedtls() {
+    pc_and_device_clients_verify("rsa2048");
 }
 
 #[test]
