@@ -65,6 +65,10 @@ DIFFERENCES = """\
   verification (-0x2700) where the device (3.6) accepts an IP SAN. Verify
   by DNS name with this peer.
 - mbedTLS 2.28 accepts a PKCS#8 DER key with trailing bytes (3.6 refuses it).
+- --ca without --hostname verifies the chain but no name (2.28 allows it);
+  the device refuses to verify without server_hostname.
+- The extended key usage is enforced as on the device: a server certificate
+  without serverAuth fails with -0x7A00 (BAD_HS_CERTIFICATE).
 - mbedTLS's pk parser reads PEM keys even via from_DER; this peer refuses a
   PEM key itself (code -0x3D00) because the device has no PEM parser.
 """
