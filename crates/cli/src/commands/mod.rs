@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod new;
 mod profiles;
+mod quickstart;
 
 /// Make TLS work on small devices (OpenMV Cam, MicroPython on mbedTLS) the first time.
 ///
@@ -29,6 +30,7 @@ pub struct Cli {
 enum Command {
     New(new::Args),
     Profiles(profiles::Args),
+    Quickstart(quickstart::Args),
 }
 
 /// Runs the parsed command line.
@@ -36,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::New(args) => new::run(args),
         Command::Profiles(args) => profiles::run(args),
+        Command::Quickstart(args) => quickstart::run(args),
     }
 }
 
