@@ -208,7 +208,8 @@ fn devtls_connect_against_openssl_s_server() {
                 let send = format!("ping {key}\n");
                 let c = connect(d, port, version.profile, mtls, &send);
                 c.assert_ok(&what, &reversed(&send), version.openssl_name);
-                let seen = server.finish(WAIT).stdout;
+                let ended = server.finish(WAIT);
+                let seen = ended.stdout + &ended.stderr;
                 assert!(
                     seen.contains(&format!("Protocol version: {}", version.openssl_name)),
                     "{what}: s_server saw:\n{seen}"
@@ -326,7 +327,8 @@ fn gnutls_both_ways() {
                 let send = format!("echo {key}\n");
                 let c = connect(d, port, version.profile, mtls, &send);
                 c.assert_ok(&what, &send, version.openssl_name);
-                let seen = server.finish(Duration::ZERO).stdout;
+                let ended = server.finish(Duration::ZERO);
+                let seen = ended.stdout + &ended.stderr;
                 assert!(
                     seen.contains(&format!("- Version: {}", version.gnutls_name)),
                     "{what}: gnutls-serv saw:\n{seen}"

@@ -389,7 +389,7 @@ async fn exchanges(made: &Made, profile: &'static Profile) -> Vec<Step> {
 fn versions(profile: &Profile) -> String {
     devtls_net::restrict::tls_versions(profile)
         .iter()
-        .map(|v| format!("{:?}", v.version))
+        .map(|v| format!("{:?}", v.version).replace('_', "."))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -443,7 +443,9 @@ async fn exchange(
             Ok(served)
         }
         Some(Outcome::Failed(d)) => Err(format!("the server failed: {}", d.what)),
-        None => Err(format!("the server reported nothing within {STEP_TIMEOUT:?}")),
+        None => Err(format!(
+            "the server reported nothing within {STEP_TIMEOUT:?}"
+        )),
     };
     let problem = match (&reply, &server_side) {
         (Err(e), _) => Some(format!("no reply: {e}")),
@@ -457,14 +459,13 @@ async fn exchange(
             seen.client_cert_sha256
         )),
         _ if seen.reply.as_bytes() != HELLO => Some(format!("the reply was {:?}", seen.reply)),
-        _ if seen.server_received.as_bytes() != HELLO => Some(format!(
-            "the server received {:?}",
-            seen.server_received
-        )),
+        _ if seen.server_received.as_bytes() != HELLO => {
+            Some(format!("the server received {:?}", seen.server_received))
+        }
         _ => None,
     };
     let mut detail = format!(
-        "{} {}, server certificate verified for localhost, sent hello, got {:?}",
+        "{} {}; server.der verified for localhost; sent hello, got {:?}",
         info.version,
         info.cipher_suite,
         seen.reply.trim_end()
@@ -488,7 +489,7 @@ async fn exchange(
 
 /// The mTLS server must refuse a client that has no certificate, and say why.
 async fn refused_without_certificate(server: &mut Running, settings: &ClientSettings) -> Step {
-    const STEP: &str = "mTLS refuses a client without certificate";
+    const STEP: &str = "mTLS, no client certificate";
     let addr = server.addr.to_string();
     let client_side = match client::connect(&addr, settings).await {
         Ok(mut session) => {
@@ -497,7 +498,10 @@ async fn refused_without_certificate(server: &mut Running, settings: &ClientSett
             session.close().await;
             match reply {
                 Ok(r) if r == HELLO => {
-                    return Step::failed(STEP, "the server answered a client without a certificate".into())
+                    return Step::failed(
+                        STEP,
+                        "the server answered a client without a certificate".into(),
+                    )
                 }
                 _ => "the connection was closed".to_string(),
             }
@@ -508,7 +512,10 @@ async fn refused_without_certificate(server: &mut Running, settings: &ClientSett
     match server.next_report().await.map(|r| r.outcome) {
         Some(Outcome::Failed(d)) => Step::ok(
             STEP,
-            format!("refused as it should be; server: {}; client: {client_side}", d.what),
+            format!(
+                "refused, as it must be; server: {}; client: {client_side}",
+                d.what
+            ),
         ),
         Some(Outcome::Served(_)) => Step::failed(
             STEP,
@@ -546,7 +553,7 @@ fn device_lines(out: &Path, host: &str) -> DeviceLines {
             path("server.der"),
         ]),
         pc_server: format!(
-            "devtls serve --cert {} --key {} --ca {} --port {GUIDE_PORT}",
+            "devtls serve --cert {} --key {} --ca {} --bind 0.0.0.0 --port {GUIDE_PORT}",
             path("server.der"),
             path("server.key.der"),
             path("client.der")
@@ -568,6 +575,10 @@ fn print_human(
         .load_preset(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(["step", "result", "what happened"]);
+    // Piped output has no terminal width to wrap to.
+    if table.width().is_none() {
+        table.set_width(100);
+    }
     for step in steps {
         let (word, color) = match step.status {
             Status::Ok => ("ok", Color::Green),

@@ -210,20 +210,16 @@ pub fn talk(cmd: &mut Command, text: &str, expect: &str, timeout: Duration) -> S
     let mut run = Running::spawn(&name, cmd);
     run.send(text);
     let start = Instant::now();
-    let mut got = false;
-    while start.elapsed() < timeout {
-        if run.stdout().contains(expect) {
-            got = true;
-            break;
-        }
+    while start.elapsed() < timeout && !run.stdout().contains(expect) {
         if let Ok(Some(_)) = run.peer.child.try_wait() {
-            got = run.stdout().contains(expect);
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     run.close_stdin();
     let ended = run.finish(timeout);
+    // Judged on everything it printed: the readers have drained the pipes now.
+    let got = ended.stdout.contains(expect);
     let all = format!("{}\n{}", ended.stdout, ended.stderr);
     assert!(
         got,
