@@ -122,7 +122,7 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 negotiated() { # negotiated PORT VERSION
   OPENSSL_CONF=$WORK/client.cnf openssl s_client -connect "127.0.0.1:$1" "-$2" \
     -CAfile "$WORK/server.crt" -verify_return_error </dev/null 2>/dev/null \
-    | awk '/^New, / { v = $2; c = $NF } /^(Server|Peer) Temp Key:/ { k = $4; sub(",", "", k) }
+    | awk '/^New, / { v = $2; c = $NF } /^(Server|Peer) Temp Key:/ { k = $5; sub(",", "", k) }
            END { printf "%s %s %s\n", v, c, k }'
 }
 

@@ -10,14 +10,16 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::Value;
-use support::serve::{talk, Running, Serve};
+use support::peers::{
+    gnutls_server, mbedtls_client, mbedtls_server, mbedtls_server_results, openssl_client,
+    openssl_server, LineServer, WAIT,
+};
+use support::serve::{talk, Serve};
 use support::{ok_in, run_in, text};
 
 const KEYS: [&str; 3] = ["p256", "p384", "rsa2048"];
-const WAIT: Duration = Duration::from_secs(15);
 
 /// Server files for `localhost`/127.0.0.1 and a client identity `sensor-01`,
 /// both with `key`, made by `devtls new`.
@@ -163,24 +165,11 @@ fn reversed(line: &str) -> String {
 
 /// `openssl s_server -rev` for one client: it answers each line reversed,
 /// so the reply proves the bytes went through it.
-fn s_server(dir: &Path, version: Version, mtls: bool) -> (Running, u16) {
-    let port = support::free_tcp_port();
-    let mut cmd = Command::new("openssl");
-    cmd.current_dir(dir).args([
-        "s_server",
-        "-accept",
-        &format!("127.0.0.1:{port}"),
-        "-cert",
-        "server.crt",
-        "-key",
-        "server.key",
-        version.openssl,
-        "-naccept",
-        "1",
-        "-rev",
-    ]);
+fn s_server(dir: &Path, version: Version, mtls: bool) -> LineServer {
+    let mut args = vec!["-cert", "server.crt", "-key", "server.key", version.openssl];
+    args.extend(["-naccept", "1", "-rev"]);
     if mtls {
-        cmd.args([
+        args.extend([
             "-Verify",
             "1",
             "-CAfile",
@@ -188,14 +177,17 @@ fn s_server(dir: &Path, version: Version, mtls: bool) -> (Running, u16) {
             "-verify_return_error",
         ]);
     }
-    // Ready when it says ACCEPT (a probe connection would use up its one accept).
-    let server = Running::spawn("openssl s_server", &mut cmd);
-    assert!(
-        server.wait_lines("ACCEPT", 1, WAIT),
-        "s_server did not start: {}",
-        server.stderr()
-    );
-    (server, port)
+    openssl_server(dir, &args)
+}
+
+/// The arguments `devtls serve` gets for one client on `version`.
+fn serve_args(version: Version, mtls: bool) -> Vec<&'static str> {
+    let mut args = vec!["--cert", "server.der", "--key", "server.key.der"];
+    args.extend(["--profile", version.profile, "--count", "1"]);
+    if mtls {
+        args.extend(["--ca", "client.der"]);
+    }
+    args
 }
 
 #[test]
@@ -204,12 +196,12 @@ fn devtls_connect_against_openssl_s_server() {
         for version in [TLS12, TLS13] {
             for mtls in [false, true] {
                 let what = format!("{key} {} mtls={mtls}", version.openssl_name);
-                let (server, port) = s_server(d, version, mtls);
+                let mut server = s_server(d, version, mtls);
                 let send = format!("ping {key}\n");
-                let c = connect(d, port, version.profile, mtls, &send);
+                let c = connect(d, server.port, version.profile, mtls, &send);
                 c.assert_ok(&what, &reversed(&send), version.openssl_name);
-                let ended = server.finish(WAIT);
-                let seen = ended.stdout + &ended.stderr;
+                server.finish(WAIT);
+                let seen = server.transcript();
                 assert!(
                     seen.contains(&format!("Protocol version: {}", version.openssl_name)),
                     "{what}: s_server saw:\n{seen}"
@@ -224,8 +216,8 @@ fn devtls_connect_against_openssl_s_server() {
             }
         }
         // Verification is on: the client's own certificate is not the server's anchor.
-        let (_server, port) = s_server(d, TLS12, false);
-        let c = connect_with(d, port, "openmv", false, "x\n", "client.der");
+        let server = s_server(d, TLS12, false);
+        let c = connect_with(d, server.port, "openmv", false, "x\n", "client.der");
         assert_eq!(c.code, Some(1), "{key}: wrong anchor accepted: {}", c.shown);
     });
 }
@@ -236,58 +228,50 @@ fn openssl_s_client_against_devtls_serve() {
         for version in [TLS12, TLS13] {
             for mtls in [false, true] {
                 let what = format!("{key} {} mtls={mtls}", version.openssl_name);
-                let mut args = vec!["--cert", "server.der", "--key", "server.key.der"];
-                args.extend(["--profile", version.profile, "--count", "1"]);
+                let server = Serve::start(d, &serve_args(version, mtls));
+                let mut args = vec!["-servername", "localhost", "-verify_hostname", "localhost"];
+                args.extend(["-CAfile", "server.crt", "-verify_return_error"]);
+                // -ign_eof: wait for the server's reply and close, not for our stdin.
+                args.extend([version.openssl, "-ign_eof"]);
                 if mtls {
-                    args.extend(["--ca", "client.der"]);
+                    args.extend(["-cert", "client.crt", "-key", "client.key"]);
                 }
-                let server = Serve::start(d, &args);
-                let mut cmd = Command::new("openssl");
-                cmd.current_dir(d).args([
-                    "s_client",
-                    "-connect",
-                    &server.addr(),
-                    "-servername",
-                    "localhost",
-                    "-verify_hostname",
-                    "localhost",
-                    "-CAfile",
-                    "server.crt",
-                    "-verify_return_error",
-                    version.openssl,
-                ]);
-                if mtls {
-                    cmd.args(["-cert", "client.crt", "-key", "client.key"]);
-                }
-                let seen = talk(&mut cmd, &format!("from s_client {key}\n"), "\nhello", WAIT);
+                let sent = format!("from s_client {key}\n");
+                let run = openssl_client(d, server.port, &args, &sent);
                 assert!(
-                    seen.contains(&format!("New, {}, Cipher is", version.openssl_name))
-                        && seen.contains("Verify return code: 0 (ok)"),
-                    "{what}: s_client saw:\n{seen}"
+                    run.success()
+                        && run
+                            .text
+                            .contains(&format!("New, {}, Cipher is", version.openssl_name))
+                        && run.text.contains("Verify return code: 0 (ok)")
+                        && run.text.lines().any(|l| l == "hello"),
+                    "{what}: s_client saw:\n{}",
+                    run.text
                 );
-                let ended = server.finish(WAIT);
-                assert_eq!(
-                    ended.status.and_then(|s| s.code()),
-                    Some(0),
-                    "{what}: serve --count 1 did not finish: {}",
-                    ended.stderr
-                );
-                assert_client_line(&what, &ended.stdout, &format!("from s_client {key}"), mtls);
+                assert_served(&what, server, &sent, mtls);
             }
         }
     });
 }
 
-/// `devtls serve` reported the client: what it sent, and its certificate under mTLS.
-fn assert_client_line(what: &str, stdout: &str, sent: &str, mtls: bool) {
-    assert!(
-        stdout.contains(sent),
-        "{what}: serve did not print what the client sent:\n{stdout}"
+/// `devtls serve --count 1` served its one client and printed it: the
+/// version, what it sent, and its certificate under mTLS.
+fn assert_served(what: &str, server: Serve, sent: &str, mtls: bool) {
+    let (status, stdout) = server.finish(WAIT);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{what}: serve --count 1 did not finish well:\n{stdout}"
     );
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(&format!("received {sent:?}")))
+        .unwrap_or_else(|| panic!("{what}: serve did not print what the client sent:\n{stdout}"));
+    assert!(line.contains("TLSv1."), "{what}: {line}");
     if mtls {
         assert!(
-            stdout.contains("CN=sensor-01"),
-            "{what}: serve did not report the client certificate:\n{stdout}"
+            line.contains("client CN=sensor-01"),
+            "{what}: serve did not report the client certificate: {line}"
         );
     }
 }
@@ -301,34 +285,23 @@ fn gnutls_both_ways() {
             for mtls in [false, true] {
                 let what = format!("{key} {} mtls={mtls}", version.gnutls_name);
                 // devtls connect -> gnutls-serv --echo
-                let port = support::free_tcp_port();
-                let mut cmd = Command::new("gnutls-serv");
-                cmd.current_dir(d).args([
-                    "--port",
-                    &port.to_string(),
+                let mut args = vec![
                     "--x509certfile",
                     "server.crt",
                     "--x509keyfile",
                     "server.key",
-                    "--echo",
-                    "--priority",
-                    version.gnutls_priority,
-                ]);
+                ];
+                args.extend(["--echo", "--priority", version.gnutls_priority]);
                 if mtls {
-                    cmd.args([
-                        "--require-client-cert",
-                        "--verify-client-cert",
-                        "--x509cafile",
-                        "client.crt",
-                    ]);
+                    args.extend(["--require-client-cert", "--verify-client-cert"]);
+                    args.extend(["--x509cafile", "client.crt"]);
                 }
-                let server = Running::spawn("gnutls-serv", &mut cmd);
-                support::wait_for_tcp(port, WAIT);
+                let mut server = gnutls_server(d, &args);
                 let send = format!("echo {key}\n");
-                let c = connect(d, port, version.profile, mtls, &send);
+                let c = connect(d, server.port, version.profile, mtls, &send);
                 c.assert_ok(&what, &send, version.openssl_name);
-                let ended = server.finish(Duration::ZERO);
-                let seen = ended.stdout + &ended.stderr;
+                server.finish(std::time::Duration::ZERO);
+                let seen = server.transcript();
                 assert!(
                     seen.contains(&format!("- Version: {}", version.gnutls_name)),
                     "{what}: gnutls-serv saw:\n{seen}"
@@ -342,12 +315,7 @@ fn gnutls_both_ways() {
                 }
 
                 // gnutls-cli -> devtls serve
-                let mut args = vec!["--cert", "server.der", "--key", "server.key.der"];
-                args.extend(["--profile", version.profile, "--count", "1"]);
-                if mtls {
-                    args.extend(["--ca", "client.der"]);
-                }
-                let server = Serve::start(d, &args);
+                let server = Serve::start(d, &serve_args(version, mtls));
                 let mut cmd = Command::new("gnutls-cli");
                 cmd.current_dir(d).args([
                     "-p",
@@ -370,7 +338,9 @@ fn gnutls_both_ways() {
                         "client.key",
                     ]);
                 }
-                let seen = talk(&mut cmd, &format!("from gnutls {key}\n"), "\nhello", WAIT);
+                // gnutls-cli hangs up when its stdin closes: keep it open until the reply.
+                let sent = format!("from gnutls {key}\n");
+                let seen = talk(&mut cmd, &sent, "hello", WAIT);
                 assert!(
                     seen.contains(&format!("({}-X.509)", version.gnutls_name))
                         || seen.contains(&format!("({})", version.gnutls_name)),
@@ -381,26 +351,13 @@ fn gnutls_both_ways() {
                         && seen.contains("Handshake was completed"),
                     "{what}: gnutls-cli saw:\n{seen}"
                 );
-                let ended = server.finish(WAIT);
-                assert_eq!(
-                    ended.status.and_then(|s| s.code()),
-                    Some(0),
-                    "{what}: {}",
-                    ended.stderr
-                );
-                assert_client_line(&what, &ended.stdout, &format!("from gnutls {key}"), mtls);
+                assert_served(&what, server, &sent, mtls);
             }
         }
     });
 }
 
 // ---------------------------------------------------------------- mbedTLS
-
-fn mbedtls_peer() -> Command {
-    let mut cmd = Command::new("python3");
-    cmd.arg(support::peer_script("mbedtls_peer.py"));
-    cmd
-}
 
 #[test]
 fn mbedtls_peer_both_ways() {
@@ -409,111 +366,44 @@ fn mbedtls_peer_both_ways() {
             let what = format!("{key} mbedTLS mtls={mtls}");
             // devtls connect -> mbedTLS server
             let reply = format!("reply from mbedtls {key}\n");
-            let mut cmd = mbedtls_peer();
-            cmd.current_dir(d).args([
-                "server",
-                "--port",
-                "0",
-                "--cert",
-                "server.der",
-                "--key",
-                "server.key.der",
-                "--count",
-                "1",
-                "--reply",
-                &reply,
-                "--timeout",
-                "20",
-            ]);
-            if mtls {
-                cmd.args(["--ca", "client.der"]);
-            }
-            let server = Running::spawn("mbedtls server", &mut cmd);
-            let listening: Value = server
-                .first_line(WAIT)
-                .and_then(|l| serde_json::from_str(&l).ok())
-                .unwrap_or_default();
-            let port = listening["listening"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("mbedTLS server did not start: {}", server.stderr()))
-                as u16;
-            let send = format!("to mbedtls {key}\n");
-            let c = connect(d, port, "openmv", mtls, &send);
-            c.assert_ok(&what, &reply, "1.2");
-            let ended = server.finish(WAIT);
-            let lines: Vec<&str> = ended.stdout.lines().collect();
-            let conn: Value = serde_json::from_str(lines.last().unwrap_or(&"")).unwrap_or_default();
-            assert_eq!(conn["ok"], Value::Bool(true), "{what}: {lines:?}");
-            assert_eq!(
-                conn["received"],
-                Value::String(send.clone()),
-                "{what}: {lines:?}"
-            );
-            if mtls {
-                assert!(
-                    conn["peer_subject"]
-                        .as_str()
-                        .unwrap_or("")
-                        .contains("sensor-01"),
-                    "{what}: {lines:?}"
-                );
-            }
-
-            // mbedTLS client -> devtls serve
-            let mut args = vec![
-                "--cert",
-                "server.der",
-                "--key",
-                "server.key.der",
-                "--count",
-                "1",
-            ];
+            let mut args = vec!["--cert", "server.der", "--key", "server.key.der"];
+            args.extend(["--count", "1", "--reply", &reply, "--timeout", "20"]);
             if mtls {
                 args.extend(["--ca", "client.der"]);
             }
-            let server = Serve::start(d, &args);
-            let sent = format!("from mbedtls {key}\n");
-            let mut cmd = mbedtls_peer();
-            cmd.current_dir(d).args([
-                "client",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &server.port.to_string(),
-                "--ca",
-                "server.der",
-                "--hostname",
-                "localhost",
-                "--send",
-                &sent,
-                "--timeout",
-                "15",
-            ]);
+            let server = mbedtls_server(d, &args);
+            let send = format!("to mbedtls {key}\n");
+            let c = connect(d, server.port, "openmv", mtls, &send);
+            c.assert_ok(&what, &reply, "TLSv1.2");
+            let run = mbedtls_server_results(server, WAIT);
+            let conn = run.single();
+            assert!(conn.ok && run.exited(0), "{what}: {}", run.transcript);
+            assert_eq!(conn.received.as_deref(), Some(send.as_str()), "{what}");
             if mtls {
-                cmd.args(["--cert", "client.der", "--key", "client.key.der"]);
+                assert!(
+                    conn.peer_subject
+                        .as_deref()
+                        .unwrap_or("")
+                        .contains("sensor-01"),
+                    "{what}: {}",
+                    run.transcript
+                );
             }
-            let out = support::Peer::spawn("mbedtls client", &mut cmd).finish(WAIT);
-            let conn: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-            assert_eq!(conn["ok"], Value::Bool(true), "{what}: {}", text(&out));
-            assert_eq!(
-                conn["received"],
-                Value::String("hello\n".into()),
-                "{what}: {}",
-                text(&out)
-            );
-            assert!(
-                conn["version"].as_str().unwrap_or("").contains("1.2"),
-                "{what}: {}",
-                text(&out)
-            );
-            let ended = server.finish(WAIT);
-            assert_eq!(
-                ended.status.and_then(|s| s.code()),
-                Some(0),
-                "{what}: {}",
-                ended.stderr
-            );
-            assert_client_line(&what, &ended.stdout, sent.trim_end(), mtls);
+
+            // mbedTLS client -> devtls serve (the device's side: DER, one anchor, TLS 1.2)
+            let server = Serve::start(d, &serve_args(TLS12, mtls));
+            let sent = format!("from mbedtls {key}\n");
+            let mut args = vec!["--ca", "server.der", "--hostname", "localhost"];
+            args.extend(["--send", &sent, "--timeout", "15"]);
+            if mtls {
+                args.extend(["--cert", "client.der", "--key", "client.key.der"]);
+            }
+            let run = mbedtls_client(d, server.port, &args);
+            let conn = run.single();
+            assert!(conn.ok && run.exited(0), "{what}: {}", run.transcript);
+            assert_eq!(conn.received.as_deref(), Some("hello\n"), "{what}");
+            assert_eq!(conn.version.as_deref(), Some("TLSv1.2"), "{what}");
+            assert_served(&what, server, &sent, mtls);
         }
     });
 }

@@ -1,154 +1,19 @@
-//! Processes whose output is read while they run: `devtls serve` on a port
-//! it picks itself, peers that print when they are ready, and interactive
-//! clients (`openssl s_client`, `gnutls-cli`) fed one line. Always stopped;
-//! every wait is bounded.
+//! `devtls serve` as a test peer, on a port it picks itself, and interactive
+//! clients (`gnutls-cli`) that must stay connected until the reply arrives.
+//! Built on [`super::peers::LineServer`]; every wait is bounded.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{devtls, Peer};
+use super::devtls;
+use super::peers::LineServer;
 
-/// A process whose stdout and stderr are collected as they come.
-pub struct Running {
-    peer: Peer,
-    out: Arc<Mutex<String>>,
-    err: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-/// How a [`Running`] process ended.
-pub struct Ended {
-    /// Exit status (`None`: still running at the deadline, then killed).
-    pub status: Option<ExitStatus>,
-    /// Everything it printed on stdout.
-    pub stdout: String,
-    /// Everything it printed on stderr.
-    pub stderr: String,
-}
-
-impl Ended {
-    /// The exit code, if it exited on its own.
-    pub fn code(&self) -> Option<i32> {
-        self.status.and_then(|s| s.code())
-    }
-}
-
-fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = from.read(&mut buf) {
-            into.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    })
-}
-
-impl Running {
-    /// Starts `cmd` with piped stdio and collects its output.
-    pub fn spawn(name: &str, cmd: &mut Command) -> Running {
-        let mut peer = Peer::spawn(name, cmd);
-        let out = Arc::new(Mutex::new(String::new()));
-        let err = Arc::new(Mutex::new(String::new()));
-        let readers = vec![
-            collect(peer.child.stdout.take().unwrap(), out.clone()),
-            collect(peer.child.stderr.take().unwrap(), err.clone()),
-        ];
-        Running {
-            peer,
-            out,
-            err,
-            readers,
-        }
-    }
-
-    /// What it printed on stdout so far.
-    pub fn stdout(&self) -> String {
-        self.out.lock().unwrap().clone()
-    }
-
-    /// What it printed on stderr so far.
-    pub fn stderr(&self) -> String {
-        self.err.lock().unwrap().clone()
-    }
-
-    /// Waits at most `timeout` until stdout has `n` lines containing
-    /// `needle`; returns whether it did.
-    pub fn wait_lines(&self, needle: &str, n: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.stdout().lines().filter(|l| l.contains(needle)).count() >= n {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// The first complete stdout line, waiting at most `timeout`.
-    pub fn first_line(&self, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some((line, _)) = self.stdout().split_once('\n') {
-                return Some(line.to_string());
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Writes `text` to its stdin.
-    pub fn send(&mut self, text: &str) {
-        let stdin = self.peer.child.stdin.as_mut().expect("stdin is open");
-        stdin.write_all(text.as_bytes()).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Closes its stdin (an interactive client then says goodbye and exits).
-    pub fn close_stdin(&mut self) {
-        drop(self.peer.child.stdin.take());
-    }
-
-    /// Waits at most `timeout` for it to exit on its own (then kills it) and
-    /// returns what it printed.
-    pub fn finish(mut self, timeout: Duration) -> Ended {
-        let deadline = Instant::now() + timeout;
-        let mut status = None;
-        loop {
-            if let Ok(Some(s)) = self.peer.child.try_wait() {
-                status = Some(s);
-                break;
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.peer.child.kill();
-        let _ = self.peer.child.wait();
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-        Ended {
-            status,
-            stdout: self.stdout(),
-            stderr: self.stderr(),
-        }
-    }
-}
-
-/// A running `devtls serve`.
+/// A running `devtls serve` (killed on drop).
 pub struct Serve {
-    /// The process.
-    pub run: Running,
+    /// The process and the lines it printed.
+    pub server: LineServer,
     /// The port it listens on (127.0.0.1).
     pub port: u16,
 }
@@ -162,18 +27,15 @@ impl Serve {
             .args(args)
             .args(["--bind", "127.0.0.1", "--port", "0"])
             .current_dir(dir);
-        let run = Running::spawn(&format!("devtls serve {args:?}"), &mut cmd);
-        let first = run.first_line(Duration::from_secs(10)).unwrap_or_else(|| {
-            panic!(
-                "devtls serve {args:?} printed no first line within 10 s; stderr:\n{}",
-                run.stderr()
-            )
-        });
+        let mut server = LineServer::spawn(&format!("devtls serve {args:?}"), &mut cmd, 0);
+        let first = server.wait_line(Duration::from_secs(10), |l| l.stdout);
         let port = first
+            .text
             .strip_prefix("listening on 127.0.0.1:")
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line of devtls serve: {first:?}"));
-        Serve { run, port }
+        server.port = port;
+        Serve { server, port }
     }
 
     /// `127.0.0.1:PORT`.
@@ -181,49 +43,50 @@ impl Serve {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// See [`Running::stdout`].
-    pub fn stdout(&self) -> String {
-        self.run.stdout()
+    /// Waits at most `timeout` until it has printed `n` stdout lines
+    /// containing `needle`; panics with its output otherwise.
+    pub fn wait_lines(&mut self, needle: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let matches = |l: &super::peers::Line| l.stdout && l.text.contains(needle);
+        let mut count = self.server.seen.iter().filter(|l| matches(l)).count();
+        while count < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.server.wait_line(left, matches);
+            count += 1;
+        }
     }
 
-    /// See [`Running::stderr`].
-    pub fn stderr(&self) -> String {
-        self.run.stderr()
+    /// Everything printed so far, for assertion messages.
+    pub fn transcript(&self) -> String {
+        self.server.transcript()
     }
 
-    /// See [`Running::wait_lines`].
-    pub fn wait_lines(&self, needle: &str, n: usize, timeout: Duration) -> bool {
-        self.run.wait_lines(needle, n, timeout)
-    }
-
-    /// See [`Running::finish`].
-    pub fn finish(self, timeout: Duration) -> Ended {
-        self.run.finish(timeout)
+    /// Waits at most `timeout` for it to exit on its own (then kills it);
+    /// returns the exit status (None if killed) and its stdout.
+    pub fn finish(mut self, timeout: Duration) -> (Option<ExitStatus>, String) {
+        let status = self.server.finish(timeout);
+        let stdout = self
+            .server
+            .seen
+            .iter()
+            .filter(|l| l.stdout)
+            .map(|l| format!("{}\n", l.text))
+            .collect();
+        (status, stdout)
     }
 }
 
-/// Runs an interactive TLS client: sends `text` on its stdin, waits at most
-/// `timeout` until its stdout shows `expect`, then closes stdin and returns
-/// everything it printed (stdout, then stderr). Panics if `expect` never came.
+/// Runs an interactive TLS client that closes as soon as its stdin does
+/// (`gnutls-cli`): sends `text`, waits at most `timeout` for a stdout line
+/// equal to `expect` (panicking with its output if none comes), then closes
+/// stdin and returns everything it printed.
 pub fn talk(cmd: &mut Command, text: &str, expect: &str, timeout: Duration) -> String {
-    let name = format!("{cmd:?}");
-    let mut run = Running::spawn(&name, cmd);
-    run.send(text);
-    let start = Instant::now();
-    while start.elapsed() < timeout && !run.stdout().contains(expect) {
-        if let Ok(Some(_)) = run.peer.child.try_wait() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    run.close_stdin();
-    let ended = run.finish(timeout);
-    // Judged on everything it printed: the readers have drained the pipes now.
-    let got = ended.stdout.contains(expect);
-    let all = format!("{}\n{}", ended.stdout, ended.stderr);
-    assert!(
-        got,
-        "{name}: no '{expect}' within {timeout:?}; it printed:\n{all}"
-    );
-    all
+    let mut client = LineServer::spawn(&format!("{cmd:?}"), cmd, 0);
+    let stdin = client.peer.child.stdin.as_mut().expect("stdin is piped");
+    stdin.write_all(text.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    client.wait_line(timeout, |l| l.stdout && l.text == expect);
+    drop(client.peer.child.stdin.take());
+    client.finish(timeout);
+    client.transcript()
 }
