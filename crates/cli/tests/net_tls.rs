@@ -361,3 +361,132 @@ fn serve_survives_garbage_stalled_and_vanishing_clients() {
     let out = serve.finish(WAIT);
     assert_eq!(out.status.code(), Some(1), "some clients failed: exit 1");
 }
+
+/// The device guide's own OpenSSL commands make CA:TRUE self-signed
+/// certificates; the device trusts them as their own anchor, so devtls must too.
+#[test]
+fn guide_openssl_certificates_work_both_ways_with_mtls() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (stem, subj) in [("server", "/CN=openmv"), ("client", "/CN=sensor-01")] {
+        support::openssl_ok(
+            d,
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                &format!("{stem}.key"),
+            ],
+        );
+        support::openssl_ok(
+            d,
+            &[
+                "req",
+                "-new",
+                "-x509",
+                "-key",
+                &format!("{stem}.key"),
+                "-out",
+                &format!("{stem}.crt"),
+                "-days",
+                "365",
+                "-subj",
+                subj,
+                "-addext",
+                "subjectAltName=DNS:openmv,IP:127.0.0.1",
+            ],
+        );
+        support::openssl_ok(
+            d,
+            &[
+                "x509",
+                "-in",
+                &format!("{stem}.crt"),
+                "-outform",
+                "DER",
+                "-out",
+                &format!("{stem}.der"),
+            ],
+        );
+        support::openssl_ok(
+            d,
+            &[
+                "pkey",
+                "-in",
+                &format!("{stem}.key"),
+                "-outform",
+                "DER",
+                "-out",
+                &format!("{stem}.key.der"),
+            ],
+        );
+    }
+    let ca_flag = support::openssl_ok(d, &["x509", "-in", "server.crt", "-noout", "-text"]);
+    assert!(
+        String::from_utf8_lossy(&ca_flag.stdout).contains("CA:TRUE"),
+        "the guide's certs are CA:TRUE"
+    );
+    let serve = Serve::start(
+        d,
+        &[
+            "--cert",
+            "server.crt",
+            "--key",
+            "server.key",
+            "--ca",
+            "client.crt",
+            "--count",
+            "1",
+            "--json",
+        ],
+    );
+    let target = format!("127.0.0.1:{}", serve.port);
+    let (code, v, out) = connect_json(
+        d,
+        &[
+            &target,
+            "--ca",
+            "server.der",
+            "--hostname",
+            "openmv",
+            "--cert",
+            "client.der",
+            "--key",
+            "client.key.der",
+        ],
+    );
+    assert_eq!(code, Some(0), "{}", text(&out));
+    assert_eq!(v["reply"], "hello\n");
+    let report = serve.report(WAIT);
+    assert_eq!(
+        report["client_chain"][0]["subject"], "CN=sensor-01",
+        "{report}"
+    );
+    // The name is still checked for such a certificate.
+    let serve2 = Serve::start(
+        d,
+        &[
+            "--cert",
+            "server.crt",
+            "--key",
+            "server.key",
+            "--count",
+            "1",
+        ],
+    );
+    let (code, v, _) = connect_json(
+        d,
+        &[
+            &format!("127.0.0.1:{}", serve2.port),
+            "--ca",
+            "server.der",
+            "--hostname",
+            "camera",
+        ],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(v["reason"], "wrong_host_name");
+}

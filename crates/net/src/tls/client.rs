@@ -19,7 +19,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::{Anchors, ClientSettings, ConfigError, Verification};
-use crate::diagnose::{self, Context, Diagnosis, Failure, Probe, Side};
+use crate::diagnose::{self, Context, Diagnosis, Failure, Probe, Reason, Side};
 use crate::report::{summarize, CertSummary};
 use crate::verify::{ClientCertRecorder, DeviceVerifier};
 
@@ -95,7 +95,11 @@ pub fn client_config(settings: &ClientSettings) -> Result<ClientParts, ConfigErr
             .map_err(|e| ConfigError::Input(format!("unusable trust anchors: {e}")))?,
         ),
     };
-    let verifier = Arc::new(DeviceVerifier::new(webpki, settings.profile));
+    let verifier = Arc::new(DeviceVerifier::new(
+        webpki,
+        settings.anchors.certificates(),
+        settings.profile,
+    ));
     let recorder = Arc::new(ClientCertRecorder::new(
         settings.identity.as_ref().map(|i| i.certified.clone()),
     ));
@@ -156,13 +160,8 @@ pub async fn connect(addr: &str, settings: &ClientSettings) -> Result<Session, E
             })
         }
         Err((failure, chain, asked)) => {
-            let probe = if needs_probe(&failure, settings) {
-                probe(addr, settings).await
-            } else {
-                None
-            };
             let anchors = anchors_words(settings);
-            let ctx = Context {
+            let mut ctx = Context {
                 side: Side::Client,
                 profile: settings.profile,
                 server_name: &settings.server_name,
@@ -170,9 +169,18 @@ pub async fn connect(addr: &str, settings: &ClientSettings) -> Result<Session, E
                 presented: &chain,
                 asked_for_cert: asked,
                 sent_cert: settings.identity.is_some(),
-                probe: probe.as_ref(),
+                probe: None,
             };
-            let diagnosis = diagnose::diagnose(&failure, &ctx);
+            let mut diagnosis = diagnose::diagnose(&failure, &ctx);
+            let probe = if needs_probe(&diagnosis, &ctx) {
+                probe(addr, settings).await
+            } else {
+                None
+            };
+            if probe.is_some() {
+                ctx.probe = probe.as_ref();
+                diagnosis = diagnose::diagnose(&failure, &ctx);
+            }
             Err(Error::Handshake(Box::new(HandshakeFailure {
                 failure,
                 diagnosis,
@@ -235,15 +243,15 @@ pub fn exchange_blocking(
     })
 }
 
-/// A refusal a restricted endpoint cannot explain by itself.
-fn needs_probe(failure: &Failure, settings: &ClientSettings) -> bool {
-    let refused = matches!(
-        failure,
-        Failure::Tls(rustls::Error::AlertReceived(_))
-            | Failure::Tls(rustls::Error::PeerIncompatible(_))
-            | Failure::Closed
-    );
-    refused && settings.profile.name != profile::MODERN.name
+/// A refusal a restricted endpoint cannot explain by itself: nothing in
+/// common, no common version, or the server hanging up, and not an mTLS
+/// refusal. Only then is the server bothered with a second connection.
+fn needs_probe(diagnosis: &Diagnosis, ctx: &Context<'_>) -> bool {
+    matches!(
+        diagnosis.reason,
+        Reason::NothingInCommon | Reason::NoCommonVersion | Reason::PeerClosed
+    ) && !ctx.asked_for_cert
+        && ctx.profile.name != profile::MODERN.name
 }
 
 /// Retries with the `modern` profile and no verification, only to learn
@@ -255,19 +263,14 @@ async fn probe(addr: &str, settings: &ClientSettings) -> Option<Probe> {
         identity: settings.identity.clone(),
         ..settings.clone()
     };
-    let session = Box::pin(connect_unprobed(addr, &open)).await.ok()?;
+    // `open` uses the modern profile, for which `needs_probe` is false: no recursion.
+    let session = Box::pin(connect(addr, &open)).await.ok()?;
     let probe = Probe {
         version: session.info.version.clone(),
         leaf: session.info.chain.first().cloned(),
     };
     session.close().await;
     Some(probe)
-}
-
-/// `connect` without its own probe, so a probe never recurses.
-async fn connect_unprobed(addr: &str, settings: &ClientSettings) -> Result<Session, Error> {
-    debug_assert!(!needs_probe(&Failure::Closed, settings));
-    connect(addr, settings).await
 }
 
 fn anchors_words(settings: &ClientSettings) -> String {

@@ -85,9 +85,13 @@ pub fn server_config(settings: &ServerSettings) -> Result<Arc<ServerConfig>, Con
                     .with_crls(settings.crls.clone())
                     .only_check_end_entity_revocation();
             }
-            builder
+            let webpki = builder
                 .build()
-                .map_err(|e| ConfigError::Input(format!("unusable client CA or CRL: {e}")))?
+                .map_err(|e| ConfigError::Input(format!("unusable client CA or CRL: {e}")))?;
+            Arc::new(crate::verify::DeviceClientVerifier::new(
+                webpki,
+                cas.clone(),
+            ))
         }
     };
     let mut config = ServerConfig::builder_with_provider(provider)
