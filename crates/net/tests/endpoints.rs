@@ -147,7 +147,9 @@ fn crl_revokes_one_client_certificate_of_a_ca() {
 
     let mut ok = client_settings(&server.cert);
     ok.identity = Some(identity(&good, &profile::OPENMV));
-    client::exchange_blocking(&addr, &ok, b"hello\n").expect("an unrevoked device is served");
+    let (_, reply) =
+        client::exchange_blocking(&addr, &ok, b"hello\n").expect("an unrevoked device is served");
+    assert_eq!(reply.unwrap(), b"hello\n");
     let mut bad = client_settings(&server.cert);
     bad.identity = Some(identity(&revoked, &profile::OPENMV));
     let Err(Error::Handshake(failure)) = client::exchange_blocking(&addr, &bad, b"hello\n") else {
