@@ -5,14 +5,12 @@
 //! retries once without restrictions or verification (a probe) to say what
 //! the server wanted instead, e.g. only TLS 1.3 or an Ed25519 certificate.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use devtls_pki::profile;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -20,25 +18,8 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{Anchors, ClientSettings, ConfigError, Verification};
 use crate::diagnose::{self, Context, Diagnosis, Failure, Probe, Reason, Side};
-use crate::report::{summarize, CertSummary};
+use crate::report::summarize;
 use crate::verify::{ClientCertRecorder, DeviceVerifier};
-
-/// What a completed handshake negotiated and the server presented.
-#[derive(Debug, Clone, Serialize)]
-pub struct SessionInfo {
-    /// The server's address.
-    pub peer: SocketAddr,
-    /// `TLSv1.2` or `TLSv1.3`.
-    pub version: String,
-    /// The cipher suite's IANA name.
-    pub cipher_suite: String,
-    /// The server's chain as presented, leaf first.
-    pub chain: Vec<CertSummary>,
-    /// Whether the chain was verified (false with `Verification::None`).
-    pub verified: bool,
-    /// Whether the server asked for a client certificate.
-    pub client_cert_requested: bool,
-}
 
 /// An established TLS session.
 pub struct Session {
@@ -48,29 +29,7 @@ pub struct Session {
     timeout: Duration,
 }
 
-/// A failed handshake, explained, with what the server presented.
-#[derive(Debug)]
-pub struct HandshakeFailure {
-    /// The raw failure.
-    pub failure: Failure,
-    /// The explanation.
-    pub diagnosis: Diagnosis,
-    /// The chain the server presented before things failed (may be empty).
-    pub chain: Vec<CertSummary>,
-    /// What an unrestricted retry negotiated, if one was made.
-    pub probe: Option<Probe>,
-}
-
-/// Why `connect` returned no session.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The settings cannot be used (exit 2 territory).
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    /// The connection or handshake failed (exit 1 territory).
-    #[error("{}", .0.diagnosis.what)]
-    Handshake(Box<HandshakeFailure>),
-}
+pub use crate::report::{ConnectError as Error, HandshakeFailure, SessionInfo};
 
 /// A client configuration with the verifier and the client certificate
 /// resolver, whose records are read after the handshake.
