@@ -124,7 +124,19 @@ fn settings(args: &Args, profile: &'static Profile) -> anyhow::Result<ClientSett
         None => host_of(&args.target)?,
     };
     let anchors = match &args.ca {
-        Some(path) => Anchors::Given(read_certs(path)?),
+        Some(path) => {
+            let certs = read_certs(path)?;
+            if certs.len() > 1 && profile.single_anchor() {
+                output::warn(&format!(
+                    "{} holds {} certificates; the {} device loads only the first as its \
+                     anchor, devtls uses all of them",
+                    path.display(),
+                    certs.len(),
+                    profile.name
+                ));
+            }
+            Anchors::Given(certs)
+        }
         None => Anchors::Mozilla,
     };
     let mut settings = ClientSettings::new(server_name, anchors);
