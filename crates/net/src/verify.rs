@@ -60,11 +60,7 @@ impl DeviceVerifier {
         server_name: &ServerName<'_>,
         now: UnixTime,
     ) -> Option<Result<ServerCertVerified, Error>> {
-        if !self
-            .anchors
-            .iter()
-            .any(|a| a.as_ref() == end_entity.as_ref())
-        {
+        if !is_anchor(&self.anchors, end_entity) {
             return None;
         }
         if let Err(e) = check_validity(end_entity, now) {
@@ -273,11 +269,7 @@ impl ClientCertVerifier for DeviceClientVerifier {
             .verify_client_cert(end_entity, intermediates, now)
         {
             Err(Error::InvalidCertificate(CertificateError::Other(other)))
-                if is_ca_used_as_end_entity(&other)
-                    && self
-                        .anchors
-                        .iter()
-                        .any(|a| a.as_ref() == end_entity.as_ref()) =>
+                if is_ca_used_as_end_entity(&other) && is_anchor(&self.anchors, end_entity) =>
             {
                 check_validity(end_entity, now).map(|()| ClientCertVerified::assertion())
             }
@@ -306,6 +298,11 @@ impl ClientCertVerifier for DeviceClientVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.webpki.supported_verify_schemes()
     }
+}
+
+/// The certificate is byte-for-byte one of the anchors.
+fn is_anchor(anchors: &[CertificateDer<'static>], cert: &CertificateDer<'_>) -> bool {
+    anchors.iter().any(|a| a.as_ref() == cert.as_ref())
 }
 
 fn is_ca_used_as_end_entity(other: &rustls::OtherError) -> bool {
