@@ -321,3 +321,53 @@ fn unusable_files_exit_2_naming_the_file() {
     let out = support::run_in(d, &["connect", "no-port-here", "--ca", "server.der"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+/// TLS 1.3 servers judge the client certificate after the client's side of
+/// the handshake is done: the refusal arrives with the reply and must still
+/// be explained, not reported as a broken exchange.
+#[test]
+fn tls13_mtls_refusals_are_diagnosed_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok_in(d, &["new", "server", "--ip", "127.0.0.1"]);
+    ok_in(d, &["new", "client", "--cn", "sensor-01"]);
+    ok_in(
+        d,
+        &["new", "client", "--cn", "stranger", "--name", "stranger"],
+    );
+    let serve = Serve::start(
+        d,
+        &[
+            "--cert",
+            "server.der",
+            "--key",
+            "server.key.der",
+            "--ca",
+            "client.der",
+            "--count",
+            "2",
+            "--profile",
+            "modern",
+        ],
+    );
+    let target = format!("127.0.0.1:{}", serve.port);
+    let fatal = device_error::FATAL_ALERT.code;
+    let (code, v, _) = connect_json(d, &[&target, "--ca", "server.der", "--profile", "modern"]);
+    assert_failure(code, &v, "client_cert_missing", fatal, "FATAL_ALERT");
+    let (code, v, _) = connect_json(
+        d,
+        &[
+            &target,
+            "--ca",
+            "server.der",
+            "--profile",
+            "modern",
+            "--cert",
+            "stranger.der",
+            "--key",
+            "stranger.key.der",
+        ],
+    );
+    assert_failure(code, &v, "client_cert_rejected", fatal, "FATAL_ALERT");
+    serve.finish(WAIT);
+}

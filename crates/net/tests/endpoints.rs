@@ -73,7 +73,7 @@ fn blocking_client_and_async_server_exchange_hello() {
     // PEM anchors work as well as DER.
     let settings = client_settings(server.pem.as_bytes());
     let (info, reply) = client::exchange_blocking(&addr, &settings, b"hi\n").unwrap();
-    assert_eq!(reply.unwrap(), b"hello\n");
+    assert_eq!(reply, b"hello\n");
     assert_eq!(info.version, "TLSv1.2");
     assert!(info.cipher_suite.contains("GCM"), "{}", info.cipher_suite);
     let report = reports.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -149,7 +149,7 @@ fn crl_revokes_one_client_certificate_of_a_ca() {
     ok.identity = Some(identity(&good, &profile::OPENMV));
     let (_, reply) =
         client::exchange_blocking(&addr, &ok, b"hello\n").expect("an unrevoked device is served");
-    assert_eq!(reply.unwrap(), b"hello\n");
+    assert_eq!(reply, b"hello\n");
     let mut bad = client_settings(&server.cert);
     bad.identity = Some(identity(&revoked, &profile::OPENMV));
     let Err(Error::Handshake(failure)) = client::exchange_blocking(&addr, &bad, b"hello\n") else {

@@ -18,7 +18,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{Anchors, ClientSettings, ConfigError, Verification};
 use crate::diagnose::{self, Context, Diagnosis, Failure, Probe, Reason, Side};
-use crate::report::summarize;
+use crate::report::{summarize, CertSummary};
 use crate::verify::{ClientCertRecorder, DeviceVerifier};
 
 /// An established TLS session.
@@ -118,34 +118,75 @@ pub async fn connect(addr: &str, settings: &ClientSettings) -> Result<Session, E
                 timeout: settings.timeout,
             })
         }
-        Err((failure, chain, asked)) => {
-            let anchors = anchors_words(settings);
-            let mut ctx = Context {
-                side: Side::Client,
-                profile: settings.profile,
-                server_name: &settings.server_name,
-                anchors: &anchors,
-                presented: &chain,
-                asked_for_cert: asked,
-                sent_cert: settings.identity.is_some(),
-                probe: None,
-            };
-            let mut diagnosis = diagnose::diagnose(&failure, &ctx);
-            let probe = if needs_probe(&diagnosis, &ctx) {
-                probe(addr, settings).await
-            } else {
-                None
-            };
-            if probe.is_some() {
-                ctx.probe = probe.as_ref();
-                diagnosis = diagnose::diagnose(&failure, &ctx);
-            }
-            Err(Error::Handshake(Box::new(HandshakeFailure {
+        Err((failure, chain, asked)) => Err(explain(addr, settings, failure, chain, asked).await),
+    }
+}
+
+/// Diagnoses a failure (probing the server first when the refusal needs it).
+async fn explain(
+    addr: &str,
+    settings: &ClientSettings,
+    failure: Failure,
+    chain: Vec<CertSummary>,
+    asked: bool,
+) -> Error {
+    let anchors = anchors_words(settings);
+    let mut ctx = Context {
+        side: Side::Client,
+        profile: settings.profile,
+        server_name: &settings.server_name,
+        anchors: &anchors,
+        presented: &chain,
+        asked_for_cert: asked,
+        sent_cert: settings.identity.is_some(),
+        probe: None,
+    };
+    let mut diagnosis = diagnose::diagnose(&failure, &ctx);
+    let probe = if needs_probe(&diagnosis, &ctx) {
+        probe(addr, settings).await
+    } else {
+        None
+    };
+    if probe.is_some() {
+        ctx.probe = probe.as_ref();
+        diagnosis = diagnose::diagnose(&failure, &ctx);
+    }
+    Error::Handshake(Box::new(HandshakeFailure {
+        failure,
+        diagnosis,
+        chain,
+        probe,
+    }))
+}
+
+/// Connects, sends `data`, reads the reply and closes.
+///
+/// A refusal that arrives after the client's side of the handshake is done
+/// is diagnosed like a handshake failure: a TLS 1.3 server checks the client
+/// certificate only then, so its alert arrives while the reply is awaited.
+pub async fn exchange(
+    addr: &str,
+    settings: &ClientSettings,
+    data: &[u8],
+) -> Result<(SessionInfo, Vec<u8>), Error> {
+    let mut session = connect(addr, settings).await?;
+    let reply = session.exchange(data).await;
+    let info = session.info.clone();
+    match reply {
+        Ok(reply) => {
+            session.close().await;
+            Ok((info, reply))
+        }
+        Err(e) => {
+            let failure = Failure::from_io(e);
+            Err(explain(
+                addr,
+                settings,
                 failure,
-                diagnosis,
-                chain,
-                probe,
-            })))
+                info.chain,
+                info.client_cert_requested,
+            )
+            .await)
         }
     }
 }
@@ -182,24 +223,17 @@ impl Session {
     }
 }
 
-/// Connects, sends `data`, reads the reply and closes, on a private runtime:
-/// for callers without tokio.
+/// [`exchange`] on a private runtime, for callers without tokio.
 pub fn exchange_blocking(
     addr: &str,
     settings: &ClientSettings,
     data: &[u8],
-) -> Result<(SessionInfo, std::io::Result<Vec<u8>>), Error> {
+) -> Result<(SessionInfo, Vec<u8>), Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| ConfigError::Input(format!("cannot start the I/O runtime: {e}")))?;
-    runtime.block_on(async {
-        let mut session = connect(addr, settings).await?;
-        let reply = session.exchange(data).await;
-        let info = session.info.clone();
-        session.close().await;
-        Ok((info, reply))
-    })
+    runtime.block_on(exchange(addr, settings, data))
 }
 
 /// A refusal a restricted endpoint cannot explain by itself: nothing in
