@@ -256,9 +256,11 @@ fn client_side(failure: &Failure, ctx: &Context<'_>) -> Parts {
         Failure::Closed => (
             Reason::PeerClosed,
             "the server closed the connection during the handshake".into(),
-            "the server gave up on the device's offer or is not a TLS server on this port; \
-             check its log, the port, and that it speaks TLS 1.2 with an ECDHE AES-GCM suite"
-                .into(),
+            format!(
+                "the server gave up on the device's offer or is not a TLS server on this port; \
+                 check its log, the port, and that it accepts {}",
+                offer(ctx.profile)
+            ),
             Some(DeviceWords::oserror(&device_error::CONN_EOF)),
         ),
         Failure::Timeout(stage) => (
@@ -302,11 +304,12 @@ fn server_side(failure: &Failure, ctx: &Context<'_>) -> Parts {
             Reason::NothingInCommon,
             format!(
                 "the client offered no protocol version, cipher suite, group or signature \
-                 algorithm this server accepts ({} profile)",
-                ctx.profile.name
+                 algorithm this server accepts ({} profile: {})",
+                ctx.profile.name,
+                offer(ctx.profile)
             ),
             "serve with a profile the client matches (--profile modern for PC clients), or \
-             configure the client for TLS 1.2 with ECDHE AES-GCM on P-256"
+             configure the client to offer one of those"
                 .into(),
             Some(DeviceWords::oserror(&device_error::HANDSHAKE_FAILURE)),
         ),
@@ -478,7 +481,11 @@ fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -
                  refuses ({error:?})",
                 ctx.profile.name
             ),
-            "reissue it with ECDSA P-256/P-384 or RSA >= 2048 and SHA-256 (devtls new)".into(),
+            format!(
+                "reissue it with a key and signature the {} profile accepts (devtls new \
+                 {whose} --key p256; `devtls profiles {}` lists them)",
+                ctx.profile.name, ctx.profile.name
+            ),
             Some(DeviceWords::value_error(verify_text::BAD_KEY)),
         ),
     }
@@ -528,18 +535,52 @@ fn nothing_in_common(ctx: &Context<'_>) -> Parts {
     {
         return refused_key(ctx, key);
     }
+    let offer = offer(ctx.profile);
     (
         Reason::NothingInCommon,
         format!(
             "the server found no cipher suite, group or signature algorithm in common with the \
-             {} profile (ECDHE with AES-GCM on P-256/P-384/P-521, no X25519-only, no RSA-PSS-only, \
-             no Ed25519)",
+             {} profile, which offers {offer}",
             ctx.profile.name
         ),
-        "allow ECDHE-ECDSA/RSA-AES-GCM suites and the P-256 group on the server, and give it a \
-         P-256 or RSA certificate"
-            .into(),
+        format!(
+            "let the server accept one of those (suites, groups) and give it a certificate whose \
+             key the {} profile accepts (devtls new server --key p256)",
+            ctx.profile.name
+        ),
         Some(DeviceWords::oserror(&device_error::FATAL_ALERT)),
+    )
+}
+
+/// What a device-restricted devtls endpoint offers, from the profile.
+fn offer(profile: &Profile) -> String {
+    let suites: Vec<String> = crate::restrict::provider(profile)
+        .cipher_suites
+        .iter()
+        .map(|s| {
+            s.suite()
+                .as_str()
+                .map_or_else(|| format!("{:?}", s.suite()), str::to_string)
+        })
+        .collect();
+    let groups: Vec<String> = profile.groups.iter().map(|g| format!("{g:?}")).collect();
+    let mut refused = Vec::new();
+    if !profile.rsa_pss {
+        refused.push("RSA-PSS");
+    }
+    if !profile.ed25519 {
+        refused.push("Ed25519");
+    }
+    let refused = if refused.is_empty() {
+        String::new()
+    } else {
+        format!("; no {}", refused.join(", no "))
+    };
+    format!(
+        "{} with {} over groups {}{refused}",
+        versions(profile),
+        suites.join(", "),
+        groups.join(", ")
     )
 }
 

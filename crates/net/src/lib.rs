@@ -16,17 +16,33 @@
 //!
 //! ## What cannot be emulated
 //!
-//! rustls implements ECDHE with AES-GCM and ChaCha20 only. Of the suites the
-//! `openmv` device offers, the AES-CBC suites (`C024 C028 C00A C014 C023
-//! C027 C009 C013 003D 0035 003C 002F`) and the RSA key exchange suites
-//! (`009D 009C` and the CBC ones) have no rustls implementation, so a
-//! device-restricted devtls endpoint negotiates only the device's ECDHE
-//! AES-GCM suites (`C02C C030 C02B C02F`). The exact list for any profile
-//! is [`restrict::unemulated_suites`]. A server that only speaks CBC or RSA
-//! key exchange works with the device but fails against devtls; say so
-//! rather than trust the verdict. Two more differences: rustls sends no SNI
-//! for an IP literal (the device does), and it offers the extended master
-//! secret extension (the device does not).
+//! rustls implements ECDHE with AES-GCM and ChaCha20 only: no AES-CBC and no
+//! RSA key exchange. Of the 18 suites the `openmv` device offers, a
+//! device-restricted devtls endpoint therefore negotiates only the four
+//! ECDHE AES-GCM ones (`C02C C030 C02B C02F`); the eight ECDHE AES-CBC
+//! suites and the six RSA key exchange suites (GCM and CBC) cannot be
+//! emulated. A server that speaks only those works with the device but fails
+//! against devtls: devtls says so rather than trust its verdict. The list
+//! for any profile is [`restrict::unemulated_suites`]; for `openmv`:
+//!
+//! ```
+//! use devtls_pki::profile::OPENMV;
+//! let codes: Vec<u16> = devtls_net::restrict::unemulated_suites(&OPENMV)
+//!     .iter()
+//!     .map(|s| s.code)
+//!     .collect();
+//! assert_eq!(
+//!     codes,
+//!     [
+//!         0xC024, 0xC028, 0xC00A, 0xC014, 0xC023, 0xC027, 0xC009, 0xC013, // ECDHE AES-CBC
+//!         0x009D, 0x003D, 0x0035, 0x009C, 0x003C, 0x002F, // RSA key exchange
+//!     ]
+//! );
+//! ```
+//!
+//! Two more differences: rustls sends no SNI for an IP literal (the device
+//! does), and it offers the extended master secret extension (the device
+//! does not).
 
 pub mod config;
 pub mod diagnose;

@@ -1,8 +1,13 @@
 //! What a completed or failed exchange reports: the negotiated parameters
 //! and the peer's certificates in readable form.
 
+use std::net::SocketAddr;
+
 use rustls::pki_types::CertificateDer;
 use serde::Serialize;
+
+use crate::config::ConfigError;
+use crate::diagnose::{Diagnosis, Failure, Probe};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// One certificate of a peer's chain, as a person reads it.
@@ -63,6 +68,82 @@ impl CertSummary {
             .find_map(|part| part.strip_prefix("CN="))
             .unwrap_or(&self.subject)
     }
+}
+
+// Transport-neutral results: TLS and DTLS endpoints both report with these.
+
+/// What a completed handshake negotiated and the server presented.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    /// The server's address.
+    pub peer: SocketAddr,
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: String,
+    /// The cipher suite's IANA name.
+    pub cipher_suite: String,
+    /// The server's chain as presented, leaf first.
+    pub chain: Vec<CertSummary>,
+    /// Whether the chain was verified (false with `Verification::None`).
+    pub verified: bool,
+    /// Whether the server asked for a client certificate.
+    pub client_cert_requested: bool,
+}
+
+/// A failed handshake, explained, with what the server presented.
+#[derive(Debug)]
+pub struct HandshakeFailure {
+    /// The raw failure.
+    pub failure: Failure,
+    /// The explanation.
+    pub diagnosis: Diagnosis,
+    /// The chain the server presented before things failed (may be empty).
+    pub chain: Vec<CertSummary>,
+    /// What an unrestricted retry negotiated, if one was made.
+    pub probe: Option<Probe>,
+}
+
+/// Why a client `connect` (TLS or DTLS) returned no session.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The settings cannot be used (exit 2 territory).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The connection or handshake failed (exit 1 territory).
+    #[error("{}", .0.diagnosis.what)]
+    Handshake(Box<HandshakeFailure>),
+}
+
+/// What one client did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientReport {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The session, or why there was none.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// How a client's connection ended.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Handshake completed, message read, reply sent.
+    Served(Served),
+    /// The handshake failed.
+    Failed(Diagnosis),
+}
+
+/// A completed exchange with a client.
+#[derive(Debug, Clone, Serialize)]
+pub struct Served {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: String,
+    /// The cipher suite's IANA name.
+    pub cipher_suite: String,
+    /// The client's certificate chain (empty without mTLS).
+    pub client_chain: Vec<CertSummary>,
+    /// What the client sent before the reply (lossy UTF-8).
+    pub received: String,
 }
 
 /// Summaries of a presented chain, leaf first (unparsable certificates skipped).

@@ -15,9 +15,11 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::DistinguishedName;
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// Verifies a server like the device and records the presented chain.
 #[derive(Debug)]
@@ -26,18 +28,60 @@ pub struct DeviceVerifier {
     webpki: Option<Arc<WebPkiServerVerifier>>,
     algorithms: WebPkiSupportedAlgorithms,
     cn_fallback: bool,
+    /// The anchors, to recognise a leaf that is itself an anchor.
+    anchors: Vec<CertificateDer<'static>>,
     presented: Mutex<Vec<CertificateDer<'static>>>,
 }
 
 impl DeviceVerifier {
-    /// A verifier for `profile`; `webpki` is `None` to skip verification.
-    pub fn new(webpki: Option<Arc<WebPkiServerVerifier>>, profile: &Profile) -> Self {
+    /// A verifier for `profile` with the `anchors` webpki was built from;
+    /// `webpki` is `None` to skip verification.
+    pub fn new(
+        webpki: Option<Arc<WebPkiServerVerifier>>,
+        anchors: Vec<CertificateDer<'static>>,
+        profile: &Profile,
+    ) -> Self {
         DeviceVerifier {
             webpki,
             algorithms: crate::restrict::provider(profile).signature_verification_algorithms,
             cn_fallback: profile.cn_fallback,
+            anchors,
             presented: Mutex::new(Vec::new()),
         }
+    }
+
+    /// mbedTLS trusts a leaf that is byte-for-byte one of its anchors even
+    /// when it carries the CA flag (what `openssl req -x509` makes by
+    /// default); webpki refuses a CA as end entity. For such a leaf the
+    /// signature check is moot, so validity and name are checked here.
+    fn locally_trusted(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Option<Result<ServerCertVerified, Error>> {
+        if !is_anchor(&self.anchors, end_entity) {
+            return None;
+        }
+        if let Err(e) = check_validity(end_entity, now) {
+            return Some(Err(e));
+        }
+        let (_, cert) = X509Certificate::from_der(end_entity).ok()?;
+        let name = server_name.to_str();
+        let san = cert.subject_alternative_name().ok().flatten();
+        let matched = match &san {
+            Some(san) => san.value.general_names.iter().any(|n| match n {
+                GeneralName::DNSName(d) => name_matches(d, &name),
+                GeneralName::IPAddress(ip) => ip_matches(ip, &name),
+                _ => false,
+            }),
+            None => self.cn_fallback && cn_fallback_matches(end_entity, server_name),
+        };
+        Some(if matched {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(CertificateError::NotValidForName.into())
+        })
     }
 
     /// The chain the server presented (leaf first), even if verification failed;
@@ -71,6 +115,14 @@ impl ServerCertVerifier for DeviceVerifier {
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) if self.cn_fallback && cn_fallback_matches(end_entity, server_name) => {
                 Ok(ServerCertVerified::assertion())
+            }
+            Err(Error::InvalidCertificate(CertificateError::Other(other)))
+                if is_ca_used_as_end_entity(&other) =>
+            {
+                self.locally_trusted(end_entity, server_name, now)
+                    .unwrap_or(Err(Error::InvalidCertificate(CertificateError::Other(
+                        other,
+                    ))))
             }
             other => other,
         }
@@ -115,6 +167,14 @@ fn cn_fallback_matches(leaf: &CertificateDer<'_>, server_name: &ServerName<'_>) 
         .filter_map(|cn| cn.as_str().ok())
         .any(|cn| name_matches(cn, &name));
     matched
+}
+
+fn ip_matches(san: &[u8], name: &str) -> bool {
+    match name.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => san == v4.octets(),
+        Ok(std::net::IpAddr::V6(v6)) => san == v6.octets(),
+        Err(_) => false,
+    }
 }
 
 /// mbedTLS's name comparison: case-insensitive, and a pattern `*.rest`
@@ -167,6 +227,104 @@ impl ResolvesClientCert for ClientCertRecorder {
     fn has_certs(&self) -> bool {
         self.identity.is_some()
     }
+}
+
+/// Verifies client certificates with webpki, plus the device's acceptance
+/// of a client certificate that is itself one of the anchors even when it
+/// carries the CA flag (the device guide's `openssl req -x509` certificates).
+#[derive(Debug)]
+pub struct DeviceClientVerifier {
+    webpki: Arc<dyn ClientCertVerifier>,
+    anchors: Vec<CertificateDer<'static>>,
+}
+
+impl DeviceClientVerifier {
+    /// Wraps `webpki`, built from `anchors`.
+    pub fn new(webpki: Arc<dyn ClientCertVerifier>, anchors: Vec<CertificateDer<'static>>) -> Self {
+        DeviceClientVerifier { webpki, anchors }
+    }
+}
+
+impl ClientCertVerifier for DeviceClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.webpki.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.webpki.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.webpki.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        match self
+            .webpki
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Err(Error::InvalidCertificate(CertificateError::Other(other)))
+                if is_ca_used_as_end_entity(&other) && is_anchor(&self.anchors, end_entity) =>
+            {
+                check_validity(end_entity, now).map(|()| ClientCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// The certificate is byte-for-byte one of the anchors.
+fn is_anchor(anchors: &[CertificateDer<'static>], cert: &CertificateDer<'_>) -> bool {
+    anchors.iter().any(|a| a.as_ref() == cert.as_ref())
+}
+
+fn is_ca_used_as_end_entity(other: &rustls::OtherError) -> bool {
+    matches!(
+        other.0.downcast_ref::<webpki::Error>(),
+        Some(webpki::Error::CaUsedAsEndEntity)
+    )
+}
+
+/// The validity window check mbedTLS applies to every certificate.
+fn check_validity(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), Error> {
+    let (_, cert) = X509Certificate::from_der(cert)
+        .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let now = now.as_secs() as i64;
+    let validity = cert.validity();
+    if now > validity.not_after.timestamp() {
+        return Err(CertificateError::Expired.into());
+    }
+    if now < validity.not_before.timestamp() {
+        return Err(CertificateError::NotValidYet.into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -99,10 +99,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The transport is chosen here; TLS over TCP is the one there is so far.
     match client::exchange_blocking(&args.target, &settings, args.send.as_bytes()) {
         Ok((info, reply)) => {
-            let reply = reply.map_err(|e| Exit {
-                code: 1,
-                message: format!("the handshake completed but the exchange failed: {e}"),
-            })?;
             report_success(&args, &settings, &info, &reply)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -124,7 +120,19 @@ fn settings(args: &Args, profile: &'static Profile) -> anyhow::Result<ClientSett
         None => host_of(&args.target)?,
     };
     let anchors = match &args.ca {
-        Some(path) => Anchors::Given(read_certs(path)?),
+        Some(path) => {
+            let certs = read_certs(path)?;
+            if certs.len() > 1 && profile.single_anchor() {
+                output::warn(&format!(
+                    "{} holds {} certificates; the {} device loads only the first as its \
+                     anchor, devtls uses all of them",
+                    path.display(),
+                    certs.len(),
+                    profile.name
+                ));
+            }
+            Anchors::Given(certs)
+        }
         None => Anchors::Mozilla,
     };
     let mut settings = ClientSettings::new(server_name, anchors);

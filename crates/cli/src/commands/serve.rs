@@ -146,7 +146,8 @@ fn announce(local: SocketAddr, json: bool, args: &Args) {
     } else {
         println!("listening on {local}");
         if args.ca.is_some() {
-            println!("  mutual TLS: clients must present a certificate from --ca");
+            // On stderr: stdout is one line per client after the first.
+            anstream::eprintln!("mutual TLS: clients must present a certificate from --ca");
         }
     }
 }

@@ -5,40 +5,21 @@
 //! retries once without restrictions or verification (a probe) to say what
 //! the server wanted instead, e.g. only TLS 1.3 or an Ed25519 certificate.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use devtls_pki::profile;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::{Anchors, ClientSettings, ConfigError, Verification};
-use crate::diagnose::{self, Context, Diagnosis, Failure, Probe, Side};
+use crate::diagnose::{self, Context, Diagnosis, Failure, Probe, Reason, Side};
 use crate::report::{summarize, CertSummary};
 use crate::verify::{ClientCertRecorder, DeviceVerifier};
-
-/// What a completed handshake negotiated and the server presented.
-#[derive(Debug, Clone, Serialize)]
-pub struct SessionInfo {
-    /// The server's address.
-    pub peer: SocketAddr,
-    /// `TLSv1.2` or `TLSv1.3`.
-    pub version: String,
-    /// The cipher suite's IANA name.
-    pub cipher_suite: String,
-    /// The server's chain as presented, leaf first.
-    pub chain: Vec<CertSummary>,
-    /// Whether the chain was verified (false with `Verification::None`).
-    pub verified: bool,
-    /// Whether the server asked for a client certificate.
-    pub client_cert_requested: bool,
-}
 
 /// An established TLS session.
 pub struct Session {
@@ -48,29 +29,7 @@ pub struct Session {
     timeout: Duration,
 }
 
-/// A failed handshake, explained, with what the server presented.
-#[derive(Debug)]
-pub struct HandshakeFailure {
-    /// The raw failure.
-    pub failure: Failure,
-    /// The explanation.
-    pub diagnosis: Diagnosis,
-    /// The chain the server presented before things failed (may be empty).
-    pub chain: Vec<CertSummary>,
-    /// What an unrestricted retry negotiated, if one was made.
-    pub probe: Option<Probe>,
-}
-
-/// Why `connect` returned no session.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The settings cannot be used (exit 2 territory).
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    /// The connection or handshake failed (exit 1 territory).
-    #[error("{}", .0.diagnosis.what)]
-    Handshake(Box<HandshakeFailure>),
-}
+pub use crate::report::{ConnectError as Error, HandshakeFailure, SessionInfo};
 
 /// A client configuration with the verifier and the client certificate
 /// resolver, whose records are read after the handshake.
@@ -95,7 +54,11 @@ pub fn client_config(settings: &ClientSettings) -> Result<ClientParts, ConfigErr
             .map_err(|e| ConfigError::Input(format!("unusable trust anchors: {e}")))?,
         ),
     };
-    let verifier = Arc::new(DeviceVerifier::new(webpki, settings.profile));
+    let verifier = Arc::new(DeviceVerifier::new(
+        webpki,
+        settings.anchors.certificates(),
+        settings.profile,
+    ));
     let recorder = Arc::new(ClientCertRecorder::new(
         settings.identity.as_ref().map(|i| i.certified.clone()),
     ));
@@ -155,30 +118,75 @@ pub async fn connect(addr: &str, settings: &ClientSettings) -> Result<Session, E
                 timeout: settings.timeout,
             })
         }
-        Err((failure, chain, asked)) => {
-            let probe = if needs_probe(&failure, settings) {
-                probe(addr, settings).await
-            } else {
-                None
-            };
-            let anchors = anchors_words(settings);
-            let ctx = Context {
-                side: Side::Client,
-                profile: settings.profile,
-                server_name: &settings.server_name,
-                anchors: &anchors,
-                presented: &chain,
-                asked_for_cert: asked,
-                sent_cert: settings.identity.is_some(),
-                probe: probe.as_ref(),
-            };
-            let diagnosis = diagnose::diagnose(&failure, &ctx);
-            Err(Error::Handshake(Box::new(HandshakeFailure {
+        Err((failure, chain, asked)) => Err(explain(addr, settings, failure, chain, asked).await),
+    }
+}
+
+/// Diagnoses a failure (probing the server first when the refusal needs it).
+async fn explain(
+    addr: &str,
+    settings: &ClientSettings,
+    failure: Failure,
+    chain: Vec<CertSummary>,
+    asked: bool,
+) -> Error {
+    let anchors = anchors_words(settings);
+    let mut ctx = Context {
+        side: Side::Client,
+        profile: settings.profile,
+        server_name: &settings.server_name,
+        anchors: &anchors,
+        presented: &chain,
+        asked_for_cert: asked,
+        sent_cert: settings.identity.is_some(),
+        probe: None,
+    };
+    let mut diagnosis = diagnose::diagnose(&failure, &ctx);
+    let probe = if needs_probe(&diagnosis, &ctx) {
+        probe(addr, settings).await
+    } else {
+        None
+    };
+    if probe.is_some() {
+        ctx.probe = probe.as_ref();
+        diagnosis = diagnose::diagnose(&failure, &ctx);
+    }
+    Error::Handshake(Box::new(HandshakeFailure {
+        failure,
+        diagnosis,
+        chain,
+        probe,
+    }))
+}
+
+/// Connects, sends `data`, reads the reply and closes.
+///
+/// A refusal that arrives after the client's side of the handshake is done
+/// is diagnosed like a handshake failure: a TLS 1.3 server checks the client
+/// certificate only then, so its alert arrives while the reply is awaited.
+pub async fn exchange(
+    addr: &str,
+    settings: &ClientSettings,
+    data: &[u8],
+) -> Result<(SessionInfo, Vec<u8>), Error> {
+    let mut session = connect(addr, settings).await?;
+    let reply = session.exchange(data).await;
+    let info = session.info.clone();
+    match reply {
+        Ok(reply) => {
+            session.close().await;
+            Ok((info, reply))
+        }
+        Err(e) => {
+            let failure = Failure::from_io(e);
+            Err(explain(
+                addr,
+                settings,
                 failure,
-                diagnosis,
-                chain,
-                probe,
-            })))
+                info.chain,
+                info.client_cert_requested,
+            )
+            .await)
         }
     }
 }
@@ -215,35 +223,28 @@ impl Session {
     }
 }
 
-/// Connects, sends `data`, reads the reply and closes, on a private runtime:
-/// for callers without tokio.
+/// [`exchange`] on a private runtime, for callers without tokio.
 pub fn exchange_blocking(
     addr: &str,
     settings: &ClientSettings,
     data: &[u8],
-) -> Result<(SessionInfo, std::io::Result<Vec<u8>>), Error> {
+) -> Result<(SessionInfo, Vec<u8>), Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| ConfigError::Input(format!("cannot start the I/O runtime: {e}")))?;
-    runtime.block_on(async {
-        let mut session = connect(addr, settings).await?;
-        let reply = session.exchange(data).await;
-        let info = session.info.clone();
-        session.close().await;
-        Ok((info, reply))
-    })
+    runtime.block_on(exchange(addr, settings, data))
 }
 
-/// A refusal a restricted endpoint cannot explain by itself.
-fn needs_probe(failure: &Failure, settings: &ClientSettings) -> bool {
-    let refused = matches!(
-        failure,
-        Failure::Tls(rustls::Error::AlertReceived(_))
-            | Failure::Tls(rustls::Error::PeerIncompatible(_))
-            | Failure::Closed
-    );
-    refused && settings.profile.name != profile::MODERN.name
+/// A refusal a restricted endpoint cannot explain by itself: nothing in
+/// common, no common version, or the server hanging up, and not an mTLS
+/// refusal. Only then is the server bothered with a second connection.
+fn needs_probe(diagnosis: &Diagnosis, ctx: &Context<'_>) -> bool {
+    matches!(
+        diagnosis.reason,
+        Reason::NothingInCommon | Reason::NoCommonVersion | Reason::PeerClosed
+    ) && !ctx.asked_for_cert
+        && ctx.profile.name != profile::MODERN.name
 }
 
 /// Retries with the `modern` profile and no verification, only to learn
@@ -255,19 +256,14 @@ async fn probe(addr: &str, settings: &ClientSettings) -> Option<Probe> {
         identity: settings.identity.clone(),
         ..settings.clone()
     };
-    let session = Box::pin(connect_unprobed(addr, &open)).await.ok()?;
+    // `open` uses the modern profile, for which `needs_probe` is false: no recursion.
+    let session = Box::pin(connect(addr, &open)).await.ok()?;
     let probe = Probe {
         version: session.info.version.clone(),
         leaf: session.info.chain.first().cloned(),
     };
     session.close().await;
     Some(probe)
-}
-
-/// `connect` without its own probe, so a probe never recurses.
-async fn connect_unprobed(addr: &str, settings: &ClientSettings) -> Result<Session, Error> {
-    debug_assert!(!needs_probe(&Failure::Closed, settings));
-    connect(addr, settings).await
 }
 
 fn anchors_words(settings: &ClientSettings) -> String {

@@ -12,7 +12,6 @@ use rustls::server::{
 };
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
-use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -20,41 +19,10 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ConfigError, ServerSettings};
-use crate::diagnose::{self, Context, Diagnosis, Failure, Side};
-use crate::report::{summarize, CertSummary};
+use crate::diagnose::{self, Context, Failure, Side};
+use crate::report::summarize;
 
-/// What one client did.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClientReport {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// The session, or why there was none.
-    #[serde(flatten)]
-    pub outcome: Outcome,
-}
-
-/// How a client's connection ended.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Handshake completed, message read, reply sent.
-    Served(Served),
-    /// The handshake failed.
-    Failed(Diagnosis),
-}
-
-/// A completed exchange with a client.
-#[derive(Debug, Clone, Serialize)]
-pub struct Served {
-    /// `TLSv1.2` or `TLSv1.3`.
-    pub version: String,
-    /// The cipher suite's IANA name.
-    pub cipher_suite: String,
-    /// The client's certificate chain (empty without mTLS).
-    pub client_chain: Vec<CertSummary>,
-    /// What the client sent before the reply (lossy UTF-8).
-    pub received: String,
-}
+pub use crate::report::{ClientReport, Outcome, Served};
 
 /// A listening TLS server.
 pub struct Server {
@@ -85,9 +53,13 @@ pub fn server_config(settings: &ServerSettings) -> Result<Arc<ServerConfig>, Con
                     .with_crls(settings.crls.clone())
                     .only_check_end_entity_revocation();
             }
-            builder
+            let webpki = builder
                 .build()
-                .map_err(|e| ConfigError::Input(format!("unusable client CA or CRL: {e}")))?
+                .map_err(|e| ConfigError::Input(format!("unusable client CA or CRL: {e}")))?;
+            Arc::new(crate::verify::DeviceClientVerifier::new(
+                webpki,
+                cas.clone(),
+            ))
         }
     };
     let mut config = ServerConfig::builder_with_provider(provider)
