@@ -12,12 +12,13 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
+use support::interactive::talk;
+use support::net::{connect_json, Serve};
 use support::peers::{
     gnutls_server, mbedtls_client, mbedtls_server, mbedtls_server_results, openssl_client,
     openssl_server, LineServer, WAIT,
 };
-use support::serve::{talk, Serve};
-use support::{ok_in, run_in, text};
+use support::{ok_in, text};
 
 const KEYS: [&str; 3] = ["p256", "p384", "rsa2048"];
 
@@ -103,7 +104,6 @@ fn connect_with(
 ) -> Connected {
     let addr = format!("127.0.0.1:{port}");
     let mut args = vec![
-        "connect",
         &addr,
         "--ca",
         anchor,
@@ -113,15 +113,13 @@ fn connect_with(
         profile,
         "--send",
         send,
-        "--json",
     ];
     if mtls {
         args.extend(["--cert", "client.der", "--key", "client.key.der"]);
     }
-    let out = run_in(dir, &args);
-    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let (code, report, out) = connect_json(dir, &args);
     Connected {
-        code: out.status.code(),
+        code,
         report,
         shown: text(&out),
     }
@@ -257,16 +255,13 @@ fn openssl_s_client_against_devtls_serve() {
 /// `devtls serve --count 1` served its one client and printed it: the
 /// version, what it sent, and its certificate under mTLS.
 fn assert_served(what: &str, server: Serve, sent: &str, mtls: bool) {
-    let (status, stdout) = server.finish(WAIT);
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{what}: serve --count 1 did not finish well:\n{stdout}"
-    );
-    let line = stdout
-        .lines()
-        .find(|l| l.contains(&format!("received {sent:?}")))
-        .unwrap_or_else(|| panic!("{what}: serve did not print what the client sent:\n{stdout}"));
+    let needle = format!("received {sent:?}");
+    let line = loop {
+        let line = server.line(WAIT);
+        if line.contains(&needle) {
+            break line;
+        }
+    };
     assert!(line.contains("TLSv1."), "{what}: {line}");
     if mtls {
         assert!(
@@ -274,6 +269,13 @@ fn assert_served(what: &str, server: Serve, sent: &str, mtls: bool) {
             "{what}: serve did not report the client certificate: {line}"
         );
     }
+    let out = server.finish(WAIT);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}: serve --count 1 did not finish well: {}",
+        text(&out)
+    );
 }
 
 // ---------------------------------------------------------------- GnuTLS

@@ -4,7 +4,7 @@
 //! Each test file uses what it needs, so unused items are expected.
 #![allow(dead_code)]
 
-pub mod serve;
+pub mod interactive;
 
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
