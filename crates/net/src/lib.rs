@@ -6,4 +6,5 @@
 //!
 //! - [`restrict`]: a device profile turned into a rustls crypto provider.
 
+pub mod dtls;
 pub mod restrict;
