@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod connect;
 mod new;
 mod profiles;
+mod serve;
 
 /// Make TLS work on small devices (OpenMV Cam, MicroPython on mbedTLS) the first time.
 ///
@@ -29,6 +31,8 @@ pub struct Cli {
 enum Command {
     New(new::Args),
     Profiles(profiles::Args),
+    Serve(serve::Args),
+    Connect(connect::Args),
 }
 
 /// Runs the parsed command line.
@@ -36,6 +40,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::New(args) => new::run(args),
         Command::Profiles(args) => profiles::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Connect(args) => connect::run(args),
     }
 }
 
