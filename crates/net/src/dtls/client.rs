@@ -49,6 +49,8 @@ pub struct DtlsExchange {
     pub presented: Vec<CertificateDer<'static>>,
     /// Whether the server made us repeat the ClientHello with a cookie.
     pub cookie_exchange: bool,
+    /// Whether the server asked for a client certificate.
+    pub asked_for_cert: bool,
     /// What the server answered.
     pub reply: Vec<u8>,
     /// How many datagrams we sent (retransmissions included).
@@ -90,13 +92,15 @@ pub fn connect(
         sent: 0,
         heard: false,
         cookie_exchange: false,
+        asked_for_cert: false,
     };
-    let failed = |error: DtlsError, cookie: bool| {
+    let failed = |error: DtlsError, run: &Run| {
         let presented = seen.lock().map(|s| s.presented.clone()).unwrap_or_default();
         DtlsFailure {
             error,
             presented,
-            cookie_exchange: cookie,
+            cookie_exchange: run.cookie_exchange,
+            asked_for_cert: run.asked_for_cert,
         }
     };
 
@@ -130,7 +134,7 @@ pub fn connect(
                     after: options.timeout,
                 },
             };
-            return Err(failed(error, run.cookie_exchange));
+            return Err(failed(error, &run));
         }
         let mut wake = deadline;
         if let Some(t) = run.endpoint.poll_timeout(&peer) {
@@ -144,9 +148,9 @@ pub fn connect(
         match run.socket.recv(&mut buf) {
             Ok(n) => {
                 run.heard = true;
-                if is_hello_verify_request(&buf[..n]) {
-                    run.cookie_exchange = true;
-                }
+                let types = plaintext_handshake_types(&buf[..n]);
+                run.cookie_exchange |= types.contains(&3);
+                run.asked_for_cert |= types.contains(&13);
                 let events = run.endpoint.read(
                     Instant::now(),
                     peer,
@@ -158,7 +162,7 @@ pub fn connect(
                     Err(e) => {
                         let verify = seen.lock().ok().and_then(|mut s| s.failure.take());
                         let _ = run.flush();
-                        return Err(failed(DtlsError::from_rtc(&e, verify), run.cookie_exchange));
+                        return Err(failed(DtlsError::from_rtc(&e, verify), &run));
                     }
                 };
                 for event in events {
@@ -186,6 +190,7 @@ pub fn connect(
                                 suite,
                                 presented,
                                 cookie_exchange: run.cookie_exchange,
+                                asked_for_cert: run.asked_for_cert,
                                 reply: data.to_vec(),
                                 datagrams_sent: run.sent,
                             });
@@ -194,7 +199,7 @@ pub fn connect(
                             let _ = run.flush();
                             return Err(failed(
                                 DtlsError::Alert("CloseNotify".into()),
-                                run.cookie_exchange,
+                                &run,
                             ));
                         }
                         _ => {}
@@ -203,9 +208,9 @@ pub fn connect(
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                return Err(failed(DtlsError::Refused(peer), run.cookie_exchange));
+                return Err(failed(DtlsError::Refused(peer), &run));
             }
-            Err(e) => return Err(failed(DtlsError::Io(e), run.cookie_exchange)),
+            Err(e) => return Err(failed(DtlsError::Io(e), &run)),
         }
         let now = Instant::now();
         if run.endpoint.poll_timeout(&peer).is_some_and(|t| t <= now) {
@@ -219,7 +224,7 @@ pub fn connect(
                         after: now - start,
                     }
                 };
-                return Err(failed(error, run.cookie_exchange));
+                return Err(failed(error, &run));
             }
         }
         if handshake_done.is_some() && now >= last_send + RESEND_AFTER {
@@ -228,7 +233,9 @@ pub fn connect(
                 .map_err(|e| DtlsError::Handshake(e.to_string()))?;
             last_send = now;
         }
-        run.flush().map_err(|e| failed(e, run.cookie_exchange))?;
+        if let Err(e) = run.flush() {
+            return Err(failed(e, &run));
+        }
     }
 }
 
@@ -239,6 +246,7 @@ struct Run {
     sent: usize,
     heard: bool,
     cookie_exchange: bool,
+    asked_for_cert: bool,
 }
 
 impl Run {
@@ -256,8 +264,29 @@ impl Run {
     }
 }
 
-fn is_hello_verify_request(datagram: &[u8]) -> bool {
-    datagram.len() > 13 && datagram[0] == 22 && datagram[13] == 3
+/// The plaintext (epoch 0) handshake message types in a datagram: the server's
+/// first flight is readable, which tells whether it sent a
+/// HelloVerifyRequest (3) or a CertificateRequest (13), things rtc-dtls does
+/// not report.
+fn plaintext_handshake_types(datagram: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut rest = datagram;
+    while rest.len() >= 13 {
+        let len = usize::from(u16::from_be_bytes([rest[11], rest[12]]));
+        let Some(body) = rest.get(13..13 + len) else {
+            break;
+        };
+        if rest[0] == 22 && rest[3..5] == [0, 0] {
+            let mut msgs = body;
+            while msgs.len() >= 12 {
+                types.push(msgs[0]);
+                let frag = (usize::from(msgs[9]) << 16) | (usize::from(msgs[10]) << 8) | usize::from(msgs[11]);
+                msgs = msgs.get(12 + frag..).unwrap_or(&[]);
+            }
+        }
+        rest = &rest[13 + len..];
+    }
+    types
 }
 
 fn client_config(

@@ -23,17 +23,19 @@ pub mod client;
 pub mod cookie;
 pub mod crypto;
 pub mod server;
+pub mod session;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
-pub use client::{connect, DtlsExchange};
+pub use client::{connect, ClientOptions, DtlsExchange};
 pub use server::{DtlsServer, ServedClient, ServerEvent};
+pub use session::{exchange, Server};
 
 /// The protocol version every DTLS endpoint here speaks.
-pub const VERSION: &str = "DTLS 1.2";
+pub const VERSION: &str = "DTLSv1.2";
 
 /// Why a DTLS exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -104,8 +106,10 @@ pub struct DtlsFailure {
     pub error: DtlsError,
     /// The peer's certificate chain, leaf first, if it got that far.
     pub presented: Vec<CertificateDer<'static>>,
-    /// Whether the peer's server sent a HelloVerifyRequest (client side).
+    /// Whether the server sent a HelloVerifyRequest (client side).
     pub cookie_exchange: bool,
+    /// Whether the server asked for a client certificate (client side).
+    pub asked_for_cert: bool,
 }
 
 impl From<DtlsError> for DtlsFailure {
@@ -114,6 +118,7 @@ impl From<DtlsError> for DtlsFailure {
             error,
             presented: Vec::new(),
             cookie_exchange: false,
+            asked_for_cert: false,
         }
     }
 }
