@@ -93,6 +93,7 @@ pub fn connect(
         heard: false,
         cookie_exchange: false,
         asked_for_cert: false,
+        alert: None,
     };
     let failed = |error: DtlsError, run: &Run| {
         let presented = seen.lock().map(|s| s.presented.clone()).unwrap_or_default();
@@ -151,6 +152,9 @@ pub fn connect(
                 let types = plaintext_handshake_types(&buf[..n]);
                 run.cookie_exchange |= types.contains(&3);
                 run.asked_for_cert |= types.contains(&13);
+                if let Some(a) = super::plaintext_alert(&buf[..n]) {
+                    run.alert = Some(a);
+                }
                 let events = run.endpoint.read(
                     Instant::now(),
                     peer,
@@ -162,7 +166,7 @@ pub fn connect(
                     Err(e) => {
                         let verify = seen.lock().ok().and_then(|mut s| s.failure.take());
                         let _ = run.flush();
-                        return Err(failed(DtlsError::from_rtc(&e, verify), &run));
+                        return Err(failed(DtlsError::from_rtc(&e, verify, run.alert), &run));
                     }
                 };
                 for event in events {
@@ -198,7 +202,7 @@ pub fn connect(
                         EndpointEvent::PeerClosed => {
                             let _ = run.flush();
                             return Err(failed(
-                                DtlsError::Alert("CloseNotify".into()),
+                                DtlsError::Alert(rustls::AlertDescription::CloseNotify),
                                 &run,
                             ));
                         }
@@ -247,6 +251,7 @@ struct Run {
     heard: bool,
     cookie_exchange: bool,
     asked_for_cert: bool,
+    alert: Option<rustls::AlertDescription>,
 }
 
 impl Run {

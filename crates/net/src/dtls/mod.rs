@@ -73,9 +73,9 @@ pub enum DtlsError {
     /// The peer's certificate failed our verification.
     #[error("the peer's certificate failed verification: {0}")]
     Certificate(rustls::Error),
-    /// The peer ended the handshake with a fatal alert (its name, e.g. `HandshakeFailure`).
-    #[error("the peer sent a fatal alert: {0}")]
-    Alert(String),
+    /// The peer ended the handshake with a fatal alert.
+    #[error("the peer sent a fatal alert: {0:?}")]
+    Alert(rustls::AlertDescription),
     /// The handshake failed on our side for another reason.
     #[error("the handshake failed: {0}")]
     Handshake(String),
@@ -85,17 +85,24 @@ pub enum DtlsError {
 }
 
 impl DtlsError {
-    /// Reads rtc-dtls's error: a received alert, or our verifier's refusal
-    /// (`verify`, recorded by the callback), or anything else as text.
-    fn from_rtc(err: &rtc_shared::error::Error, verify: Option<rustls::Error>) -> Self {
+    /// Reads rtc-dtls's error, which says only "Alert is Fatal" for the
+    /// peer's refusal: our verifier's refusal (`verify`, recorded by the
+    /// callback) comes first, then the alert read off the wire (`alert`).
+    fn from_rtc(
+        err: &rtc_shared::error::Error,
+        verify: Option<rustls::Error>,
+        alert: Option<rustls::AlertDescription>,
+    ) -> Self {
         if let Some(v) = verify {
             return DtlsError::Certificate(v);
         }
-        let text = err.to_string();
-        if let Some(alert) = text.split("LevelFatal: ").nth(1) {
-            return DtlsError::Alert(alert.trim().to_string());
+        if let Some(a) = alert {
+            return DtlsError::Alert(a);
         }
-        DtlsError::Handshake(text)
+        if matches!(err, rtc_shared::error::Error::ErrClientCertificateRequired) {
+            return DtlsError::Certificate(rustls::Error::NoCertificatesPresented);
+        }
+        DtlsError::Handshake(err.to_string())
     }
 }
 
@@ -131,6 +138,21 @@ impl std::fmt::Display for DtlsFailure {
 
 /// The largest datagram we read: UDP's own limit.
 const MAX_DATAGRAM: usize = 65_535;
+
+/// A fatal alert sent in the clear (epoch 0, before the peer switched to
+/// encryption), which is how handshake refusals arrive.
+fn plaintext_alert(datagram: &[u8]) -> Option<rustls::AlertDescription> {
+    let mut rest = datagram;
+    while rest.len() >= 13 {
+        let len = usize::from(u16::from_be_bytes([rest[11], rest[12]]));
+        let body = rest.get(13..13 + len)?;
+        if rest[0] == 21 && rest[3..5] == [0, 0] && body.len() == 2 && body[0] == 2 {
+            return Some(rustls::AlertDescription::from(body[1]));
+        }
+        rest = &rest[13 + len..];
+    }
+    None
+}
 
 fn chain(raw: &[Vec<u8>]) -> Vec<CertificateDer<'static>> {
     raw.iter().map(|c| CertificateDer::from(c.clone())).collect()

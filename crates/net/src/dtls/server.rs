@@ -269,6 +269,7 @@ impl DtlsServer {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.last_seen = now;
         }
+        let alert = super::plaintext_alert(data);
         match self.endpoint.read(now, peer, None, BytesMut::from(data)) {
             Ok(evs) => {
                 for ev in evs {
@@ -322,7 +323,7 @@ impl DtlsServer {
                 if !served {
                     events.push(ServerEvent::Failed {
                         peer,
-                        error: DtlsError::from_rtc(&e, verify),
+                        error: DtlsError::from_rtc(&e, verify, alert),
                         presented,
                     });
                 }

@@ -106,42 +106,13 @@ fn failure(error: DtlsError) -> Failure {
         DtlsError::Stalled { .. } => Failure::Timeout("DTLS handshake"),
         DtlsError::NoReply { .. } => Failure::Timeout("the reply"),
         DtlsError::Certificate(e) => Failure::Tls(e),
-        DtlsError::Alert(name) => match alert(&name) {
-            Some(AlertDescription::CloseNotify) => Failure::Closed,
-            Some(a) => Failure::Tls(rustls::Error::AlertReceived(a)),
-            None => Failure::Tls(rustls::Error::General(format!("alert {name}"))),
-        },
+        DtlsError::Alert(AlertDescription::CloseNotify) => Failure::Closed,
+        DtlsError::Alert(a) => Failure::Tls(rustls::Error::AlertReceived(a)),
         DtlsError::Io(e) => Failure::Io(e),
         DtlsError::Handshake(text) | DtlsError::Config(text) => {
             Failure::Tls(rustls::Error::General(text))
         }
     }
-}
-
-/// rtc-dtls names alerts in CamelCase; the diagnosis reads rustls's.
-fn alert(name: &str) -> Option<AlertDescription> {
-    Some(match name {
-        "CloseNotify" => AlertDescription::CloseNotify,
-        "UnexpectedMessage" => AlertDescription::UnexpectedMessage,
-        "BadRecordMac" => AlertDescription::BadRecordMac,
-        "HandshakeFailure" => AlertDescription::HandshakeFailure,
-        "BadCertificate" => AlertDescription::BadCertificate,
-        "UnsupportedCertificate" => AlertDescription::UnsupportedCertificate,
-        "CertificateRevoked" => AlertDescription::CertificateRevoked,
-        "CertificateExpired" => AlertDescription::CertificateExpired,
-        "CertificateUnknown" => AlertDescription::CertificateUnknown,
-        "IllegalParameter" => AlertDescription::IllegalParameter,
-        "UnknownCa" => AlertDescription::UnknownCA,
-        "AccessDenied" => AlertDescription::AccessDenied,
-        "DecodeError" => AlertDescription::DecodeError,
-        "DecryptError" => AlertDescription::DecryptError,
-        "ProtocolVersion" => AlertDescription::ProtocolVersion,
-        "InsufficientSecurity" => AlertDescription::InsufficientSecurity,
-        "InternalError" => AlertDescription::InternalError,
-        "UnsupportedExtension" => AlertDescription::UnsupportedExtension,
-        "NoApplicationProtocol" => AlertDescription::NoApplicationProtocol,
-        _ => return None,
-    })
 }
 
 /// A DTLS server with the TLS server's settings and reports.
@@ -270,7 +241,7 @@ fn clone_error(e: &DtlsError) -> DtlsError {
             after: *after,
         },
         DtlsError::Certificate(c) => DtlsError::Certificate(c.clone()),
-        DtlsError::Alert(a) => DtlsError::Alert(a.clone()),
+        DtlsError::Alert(a) => DtlsError::Alert(*a),
         DtlsError::Handshake(h) => DtlsError::Handshake(h.clone()),
         DtlsError::Config(c) => DtlsError::Config(c.clone()),
     }
