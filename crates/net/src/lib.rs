@@ -1,6 +1,6 @@
 //! # devtls-net
 //!
-//! TLS (and later DTLS) endpoints that can be restricted to a device profile,
+//! TLS and DTLS endpoints that can be restricted to a device profile,
 //! so a PC can stand in for the device, test a server before the device
 //! tries it, and explain in plain words why a handshake fails.
 //!
@@ -11,6 +11,8 @@
 //! - [`verify`]: server verification as the device does it (CN fallback),
 //!   recording the presented chain even when it fails.
 //! - [`tls`]: the TCP client and server, async (tokio) with a blocking wrapper.
+//! - [`dtls`]: the UDP (DTLS 1.2) client and server on rtc-dtls, blocking,
+//!   with address-bound HelloVerifyRequest cookies.
 //! - [`diagnose`]: a failure in plain words, the fix, and the device's words.
 //! - [`report`]: certificates and sessions in readable form.
 //!
@@ -46,6 +48,7 @@
 
 pub mod config;
 pub mod diagnose;
+pub mod dtls;
 pub mod report;
 pub mod restrict;
 pub mod tls;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use rustls::server::{
     ClientHello, NoServerSessionStorage, ResolvesServerCert, WebPkiClientVerifier,
 };
+use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,33 +36,7 @@ pub struct Server {
 /// The rustls configuration for `settings`.
 pub fn server_config(settings: &ServerSettings) -> Result<Arc<ServerConfig>, ConfigError> {
     let provider = crate::restrict::provider(settings.profile);
-    let verifier = match &settings.client_ca {
-        None => {
-            if !settings.crls.is_empty() {
-                return Err(ConfigError::Mismatch(
-                    "a CRL only applies to client certificates: pass --ca with it".into(),
-                ));
-            }
-            WebPkiClientVerifier::no_client_auth()
-        }
-        Some(cas) => {
-            let anchors = crate::config::Anchors::Given(cas.clone()).root_store()?;
-            let mut builder =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(anchors), provider.clone());
-            if !settings.crls.is_empty() {
-                builder = builder
-                    .with_crls(settings.crls.clone())
-                    .only_check_end_entity_revocation();
-            }
-            let webpki = builder
-                .build()
-                .map_err(|e| ConfigError::Input(format!("unusable client CA or CRL: {e}")))?;
-            Arc::new(crate::verify::DeviceClientVerifier::new(
-                webpki,
-                cas.clone(),
-            ))
-        }
-    };
+    let verifier = client_verifier(settings)?.unwrap_or_else(WebPkiClientVerifier::no_client_auth);
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&crate::restrict::tls_versions(settings.profile))
         .map_err(|e| ConfigError::Mismatch(format!("the profile has no usable TLS version: {e}")))?
@@ -71,6 +46,43 @@ pub fn server_config(settings: &ServerSettings) -> Result<Arc<ServerConfig>, Con
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
+}
+
+/// The client certificate check `settings` ask for: `None` without
+/// `client_ca`, else webpki against those anchors (with the CRLs) plus the
+/// device's acceptance of a client certificate that is itself an anchor.
+/// Shared by the TLS and DTLS servers.
+pub fn client_verifier(
+    settings: &ServerSettings,
+) -> Result<Option<Arc<dyn ClientCertVerifier>>, ConfigError> {
+    let provider = crate::restrict::provider(settings.profile);
+    match &settings.client_ca {
+        None => {
+            if !settings.crls.is_empty() {
+                return Err(ConfigError::Mismatch(
+                    "a CRL only applies to client certificates: pass --ca with it".into(),
+                ));
+            }
+            Ok(None)
+        }
+        Some(cas) => {
+            let anchors = crate::config::Anchors::Given(cas.clone()).root_store()?;
+            let mut builder =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(anchors), provider);
+            if !settings.crls.is_empty() {
+                builder = builder
+                    .with_crls(settings.crls.clone())
+                    .only_check_end_entity_revocation();
+            }
+            let webpki = builder
+                .build()
+                .map_err(|e| ConfigError::Input(format!("unusable client CA or CRL: {e}")))?;
+            Ok(Some(Arc::new(crate::verify::DeviceClientVerifier::new(
+                webpki,
+                cas.clone(),
+            ))))
+        }
+    }
 }
 
 #[derive(Debug)]
