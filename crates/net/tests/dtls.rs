@@ -80,7 +80,11 @@ fn devtls_client_and_server_exchange_hello_with_each_key_type() {
             dtls::exchange(&addr.to_string(), &client_settings(&server), b"hi\n").unwrap();
         assert_eq!(reply, b"hello\n", "{key_type:?}");
         assert_eq!(info.version, "DTLSv1.2");
-        assert!(info.cipher_suite.contains(suite_part), "{key_type:?}: {}", info.cipher_suite);
+        assert!(
+            info.cipher_suite.contains(suite_part),
+            "{key_type:?}: {}",
+            info.cipher_suite
+        );
         assert_eq!(info.chain[0].common_name(), "localhost");
         match report(&reports).outcome {
             Outcome::Served(s) => {
@@ -207,9 +211,12 @@ fn devtls_client_against_openssl_s_server_with_cookies_and_each_key_type() {
             profile: &profile::OPENMV,
             timeout: Duration::from_secs(10),
         };
-        let done = dtls::connect(addr, &options, b"hi\n")
-            .unwrap_or_else(|e| panic!("{key_type:?}: {e}"));
-        assert!(done.cookie_exchange, "s_server -listen sends a HelloVerifyRequest");
+        let done =
+            dtls::connect(addr, &options, b"hi\n").unwrap_or_else(|e| panic!("{key_type:?}: {e}"));
+        assert!(
+            done.cookie_exchange,
+            "s_server -listen sends a HelloVerifyRequest"
+        );
         assert!(String::from_utf8_lossy(&done.reply).contains("hello"));
         assert_eq!(done.presented.len(), 1);
     }
@@ -225,7 +232,13 @@ fn openssl_s_client_against_devtls_server_with_each_key_type() {
         let mut client = Proc::spawn(
             Command::new("openssl")
                 .args(["s_client", "-dtls1_2", "-connect", &addr.to_string()])
-                .args(["-CAfile", &ca, "-verify_return_error", "-verify_hostname", "localhost"])
+                .args([
+                    "-CAfile",
+                    &ca,
+                    "-verify_return_error",
+                    "-verify_hostname",
+                    "localhost",
+                ])
                 .args(["-servername", "localhost", "-ign_eof"]),
         );
         client.write("hi\n");
@@ -270,7 +283,12 @@ fn mtls_between_devtls_client_and_server_and_missing_certificate_is_diagnosed() 
 
         let without = client_settings(&server);
         let f = failure(dtls::exchange(&addr.to_string(), &without, b"hi\n").unwrap_err());
-        assert_eq!(f.diagnosis.reason, Reason::ClientCertMissing, "{:?}", f.diagnosis);
+        assert_eq!(
+            f.diagnosis.reason,
+            Reason::ClientCertMissing,
+            "{:?}",
+            f.diagnosis
+        );
         assert!(matches!(report(&reports).outcome, Outcome::Failed(_)));
     }
 }
@@ -284,7 +302,12 @@ fn unknown_client_certificate_is_refused_by_the_devtls_server() {
     let mut settings = client_settings(&server);
     settings.identity = Some(identity(&stranger));
     let f = failure(dtls::exchange(&addr.to_string(), &settings, b"hi\n").unwrap_err());
-    assert_eq!(f.diagnosis.reason, Reason::ClientCertRejected, "{:?}", f.diagnosis);
+    assert_eq!(
+        f.diagnosis.reason,
+        Reason::ClientCertRejected,
+        "{:?}",
+        f.diagnosis
+    );
     match report(&reports).outcome {
         Outcome::Failed(d) => assert_eq!(d.reason, Reason::ClientCertRejected, "{d:?}"),
         Outcome::Served(_) => panic!("an unknown client certificate was served"),
@@ -298,7 +321,12 @@ fn wrong_host_name_is_diagnosed_and_the_chain_kept() {
     let mut settings = client_settings(&server);
     settings.server_name = "camera.example".into();
     let f = failure(dtls::exchange(&addr.to_string(), &settings, b"hi\n").unwrap_err());
-    assert_eq!(f.diagnosis.reason, Reason::WrongHostName, "{:?}", f.diagnosis);
+    assert_eq!(
+        f.diagnosis.reason,
+        Reason::WrongHostName,
+        "{:?}",
+        f.diagnosis
+    );
     assert_eq!(f.chain[0].common_name(), "localhost");
     assert!(f.diagnosis.device.is_some());
 }

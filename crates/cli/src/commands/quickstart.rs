@@ -16,13 +16,14 @@ use anstream::println;
 use anyhow::Context as _;
 use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
 use devtls_net::config::{Anchors, ClientSettings, Identity, ServerSettings};
-use devtls_net::tls::client::{self, Error as ClientError};
+use devtls_net::dtls;
+use devtls_net::tls::client::{self, Error as ClientError, SessionInfo};
 use devtls_net::tls::server::{ClientReport, Outcome, Server};
 use devtls_pki::files::{self, Output};
 use devtls_pki::fingerprint;
 use devtls_pki::issue::{self, CertSpec, Role};
 use devtls_pki::keys::{KeyType, PrivateKey};
-use devtls_pki::profile::{self, Profile};
+use devtls_pki::profile::{self, Profile, TlsVersion};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -60,6 +61,8 @@ const DEVICE_CN: &str = "device-01";
 const HELLO: &[u8] = b"hello\n";
 /// Bound on every exchange and on waiting for the server's report of it.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The DTLS row's name.
+const DTLS_STEP: &str = "DTLS with cookie";
 /// The port the printed commands use, as in the guide.
 const GUIDE_PORT: u16 = 8443;
 
@@ -156,12 +159,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the I/O runtime")?;
     steps.extend(runtime.block_on(exchanges(&made, profile)));
-    steps.push(Step {
-        step: "DTLS with cookie",
-        status: Status::NotRun,
-        detail: "not run: DTLS not built yet".into(),
-        seen: None,
-    });
 
     let ok = !steps.iter().any(|s| s.status == Status::Failed);
     let host = lan.map_or_else(|| "localhost".to_string(), |ip| ip.to_string());
@@ -383,6 +380,28 @@ async fn exchanges(made: &Made, profile: &'static Profile) -> Vec<Step> {
             steps.push(refused_without_certificate(&mut server, &client_settings(None)).await);
         }
     }
+
+    // DTLS with its cookie, when the device speaks DTLS.
+    if profile.speaks(TlsVersion::Dtls12) {
+        let (server, client) = (server_settings(None), client_settings(None));
+        let step = tokio::task::spawn_blocking(move || {
+            let expected = Expected {
+                server_sha256: &server_sha256,
+                client_sha256: None,
+            };
+            dtls_step(server, &client, &expected)
+        })
+        .await
+        .unwrap_or_else(|e| Step::failed(DTLS_STEP, format!("the DTLS step stopped: {e}")));
+        steps.push(step);
+    } else {
+        steps.push(Step {
+            step: DTLS_STEP,
+            status: Status::NotRun,
+            detail: format!("not run: the {} profile has no DTLS", profile.name),
+            seen: None,
+        });
+    }
     steps
 }
 
@@ -408,24 +427,36 @@ async fn exchange(
     let addr = server.addr.to_string();
     let mut session = match client::connect(&addr, settings).await {
         Ok(session) => session,
-        Err(ClientError::Handshake(f)) => {
-            let words = f
-                .diagnosis
-                .device
-                .as_ref()
-                .map(|d| format!(" (the device: {})", d.printed))
-                .unwrap_or_default();
-            return Step::failed(
-                step,
-                format!("{}{words}; {}", f.diagnosis.what, f.diagnosis.fix),
-            );
-        }
-        Err(e) => return Step::failed(step, e.to_string()),
+        Err(e) => return Step::failed(step, failure_words(&e)),
     };
     let reply = session.exchange(HELLO).await;
     let info = session.info.clone();
     session.close().await;
     let report = server.next_report().await;
+    let expected = Expected {
+        server_sha256,
+        client_sha256,
+    };
+    judge(step, &info, reply, report, &expected, String::new())
+}
+
+/// The certificates an exchange must have shown: the files just written.
+struct Expected<'a> {
+    server_sha256: &'a str,
+    client_sha256: Option<&'a str>,
+}
+
+/// The verdict on one exchange, from both ends: the client verified the
+/// written server certificate and got `hello` back, the server received the
+/// client's `hello` (and verified the written client certificate under mTLS).
+fn judge(
+    step: &'static str,
+    info: &SessionInfo,
+    reply: std::io::Result<Vec<u8>>,
+    report: Option<ClientReport>,
+    expected: &Expected,
+    how: String,
+) -> Step {
     let mut seen = Seen {
         version: info.version.clone(),
         cipher_suite: info.cipher_suite.clone(),
@@ -451,10 +482,10 @@ async fn exchange(
         (Err(e), _) => Some(format!("no reply: {e}")),
         (_, Err(e)) => Some(e.clone()),
         _ if !info.verified => Some("the server's certificate was not verified".into()),
-        _ if seen.server_cert_sha256.as_deref() != Some(server_sha256) => {
+        _ if seen.server_cert_sha256.as_deref() != Some(expected.server_sha256) => {
             Some("the server presented another certificate than server.der".into())
         }
-        _ if seen.client_cert_sha256.as_deref() != client_sha256 => Some(format!(
+        _ if seen.client_cert_sha256.as_deref() != expected.client_sha256 => Some(format!(
             "the server verified {:?} as the client certificate, not client.der",
             seen.client_cert_sha256
         )),
@@ -465,7 +496,7 @@ async fn exchange(
         _ => None,
     };
     let mut detail = format!(
-        "{} {}; server.der verified for localhost; sent hello, got {:?}",
+        "{} {}; {how}server.der verified for localhost; sent hello, got {:?}",
         info.version,
         info.cipher_suite,
         seen.reply.trim_end()
@@ -484,6 +515,75 @@ async fn exchange(
         },
         detail: problem.unwrap_or(detail),
         seen: Some(seen),
+    }
+}
+
+/// DTLS as the device's DTLS server does it: the first ClientHello gets a
+/// HelloVerifyRequest cookie bound to the client's address, and only a
+/// ClientHello that returns it starts a handshake. Blocking (the DTLS
+/// endpoints are), so it runs on its own threads.
+fn dtls_step(settings: ServerSettings, client: &ClientSettings, expected: &Expected) -> Step {
+    let mut server = match dtls::Server::bind(SocketAddr::from(([127, 0, 0, 1], 0)), settings) {
+        Ok(server) => server,
+        Err(e) => return Step::failed(DTLS_STEP, format!("no DTLS server: {e}")),
+    };
+    let addr = match server.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => return Step::failed(DTLS_STEP, format!("no DTLS server: {e}")),
+    };
+    let serving = std::thread::spawn(move || {
+        let mut reports = Vec::new();
+        let served = server.serve(Some(1), Some(STEP_TIMEOUT * 2), |r| reports.push(r.clone()));
+        (server.stats(), reports, served)
+    });
+    let exchanged = dtls::exchange(&addr.to_string(), client, HELLO);
+    let Ok((stats, reports, served)) = serving.join() else {
+        return Step::failed(DTLS_STEP, "the DTLS server stopped unexpectedly".into());
+    };
+    let (info, reply) = match exchanged {
+        Ok(done) => done,
+        Err(e) => return Step::failed(DTLS_STEP, failure_words(&e)),
+    };
+    if let Err(e) = served {
+        return Step::failed(DTLS_STEP, format!("the DTLS server failed: {e}"));
+    }
+    // The cookie round trip, from the server's own counters.
+    if stats.hello_verify_requests == 0 || stats.handshakes == 0 {
+        return Step::failed(
+            DTLS_STEP,
+            format!(
+                "no cookie exchange: {} HelloVerifyRequest(s) sent, {} handshake(s) after a valid cookie",
+                stats.hello_verify_requests, stats.handshakes
+            ),
+        );
+    }
+    let how = format!(
+        "HelloVerifyRequest cookie sent, the client came back with it ({} handshake after a valid cookie); ",
+        stats.handshakes
+    );
+    judge(
+        DTLS_STEP,
+        &info,
+        Ok(reply),
+        reports.into_iter().next(),
+        expected,
+        how,
+    )
+}
+
+/// A client failure in plain words, with what the device would print.
+fn failure_words(e: &ClientError) -> String {
+    match e {
+        ClientError::Handshake(f) => {
+            let words = f
+                .diagnosis
+                .device
+                .as_ref()
+                .map(|d| format!(" (the device: {})", d.printed))
+                .unwrap_or_default();
+            format!("{}{words}; {}", f.diagnosis.what, f.diagnosis.fix)
+        }
+        other => other.to_string(),
     }
 }
 

@@ -31,7 +31,10 @@ const TICK: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub struct ServerOptions {
     /// The server's certificate chain and key.
-    pub identity: (Vec<CertificateDer<'static>>, Arc<dyn rustls::sign::SigningKey>),
+    pub identity: (
+        Vec<CertificateDer<'static>>,
+        Arc<dyn rustls::sign::SigningKey>,
+    ),
     /// When set, every client must present a certificate this accepts (mTLS).
     pub client_verifier: Option<Arc<dyn ClientCertVerifier>>,
     /// The device profile the server behaves like.
@@ -162,14 +165,15 @@ impl DtlsServer {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut events = Vec::new();
         loop {
-            if count.is_some_and(|c| given >= c) || max_time.is_some_and(|m| start.elapsed() >= m)
-            {
+            if count.is_some_and(|c| given >= c) || max_time.is_some_and(|m| start.elapsed() >= m) {
                 self.flush();
                 return Ok(given);
             }
             let now = Instant::now();
             let wake = self.next_wake(now);
-            let wait = wake.saturating_duration_since(now).clamp(Duration::from_millis(1), TICK);
+            let wait = wake
+                .saturating_duration_since(now)
+                .clamp(Duration::from_millis(1), TICK);
             self.socket.set_read_timeout(Some(wait))?;
             match self.socket.recv_from(&mut buf) {
                 Ok((n, peer)) => self.on_datagram(peer, &buf[..n], &mut events),
@@ -414,22 +418,24 @@ fn server_config(
         .with_signature_schemes(crypto::signature_schemes(options.profile))
         .with_extended_master_secret(ExtendedMasterSecretType::Request)
         .with_client_auth(client_auth)
-        .with_verify_peer_certificate(Some(Arc::new(move |raw: &[Vec<u8>], _: &[CertificateDer<'static>]| {
-            let Some(v) = &verifier else {
-                return Ok(());
-            };
-            let presented = chain(raw);
-            let outcome = match presented.split_first() {
-                None => Err(rustls::Error::NoCertificatesPresented),
-                Some((leaf, rest)) => v
-                    .verify_client_cert(leaf, rest, UnixTime::now())
-                    .map(|_| ()),
-            };
-            if let Ok(mut s) = seen.lock() {
-                s.failure = outcome.as_ref().err().cloned();
-            }
-            outcome.map_err(|e| rtc_shared::error::Error::Other(e.to_string()))
-        })))
+        .with_verify_peer_certificate(Some(Arc::new(
+            move |raw: &[Vec<u8>], _: &[CertificateDer<'static>]| {
+                let Some(v) = &verifier else {
+                    return Ok(());
+                };
+                let presented = chain(raw);
+                let outcome = match presented.split_first() {
+                    None => Err(rustls::Error::NoCertificatesPresented),
+                    Some((leaf, rest)) => v
+                        .verify_client_cert(leaf, rest, UnixTime::now())
+                        .map(|_| ()),
+                };
+                if let Ok(mut s) = seen.lock() {
+                    s.failure = outcome.as_ref().err().cloned();
+                }
+                outcome.map_err(|e| rtc_shared::error::Error::Other(e.to_string()))
+            },
+        )))
         .build(false, None)
         .map_err(|e| {
             DtlsError::Config(format!(
