@@ -29,7 +29,10 @@ pub struct ClientOptions {
     /// Checks the server's chain; `None` accepts any (`--insecure`).
     pub verifier: Option<Arc<dyn ServerCertVerifier>>,
     /// A client certificate chain and its key, for mTLS.
-    pub identity: Option<(Vec<CertificateDer<'static>>, Arc<dyn rustls::sign::SigningKey>)>,
+    pub identity: Option<(
+        Vec<CertificateDer<'static>>,
+        Arc<dyn rustls::sign::SigningKey>,
+    )>,
     /// The device profile the client behaves like.
     pub profile: &'static Profile,
     /// Limit for the handshake, and again for the reply.
@@ -144,8 +147,12 @@ pub fn connect(
         if handshake_done.is_some() {
             wake = wake.min(last_send + RESEND_AFTER);
         }
-        let wait = wake.saturating_duration_since(now).max(Duration::from_millis(1));
-        run.socket.set_read_timeout(Some(wait)).map_err(DtlsError::Io)?;
+        let wait = wake
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1));
+        run.socket
+            .set_read_timeout(Some(wait))
+            .map_err(DtlsError::Io)?;
         match run.socket.recv(&mut buf) {
             Ok(n) => {
                 run.heard = true;
@@ -155,12 +162,9 @@ pub fn connect(
                 if let Some(a) = super::plaintext_alert(&buf[..n]) {
                     run.alert = Some(a);
                 }
-                let events = run.endpoint.read(
-                    Instant::now(),
-                    peer,
-                    None,
-                    BytesMut::from(&buf[..n]),
-                );
+                let events =
+                    run.endpoint
+                        .read(Instant::now(), peer, None, BytesMut::from(&buf[..n]));
                 let events = match events {
                     Ok(events) => events,
                     Err(e) => {
@@ -285,7 +289,9 @@ fn plaintext_handshake_types(datagram: &[u8]) -> Vec<u8> {
             let mut msgs = body;
             while msgs.len() >= 12 {
                 types.push(msgs[0]);
-                let frag = (usize::from(msgs[9]) << 16) | (usize::from(msgs[10]) << 8) | usize::from(msgs[11]);
+                let frag = (usize::from(msgs[9]) << 16)
+                    | (usize::from(msgs[10]) << 8)
+                    | usize::from(msgs[11]);
                 msgs = msgs.get(12 + frag..).unwrap_or(&[]);
             }
         }
@@ -317,21 +323,23 @@ fn client_config(
         // rtc-dtls's own check has no CN fallback and no typed errors: ours
         // runs in the callback below instead.
         .with_insecure_skip_verify(true)
-        .with_verify_peer_certificate(Some(Arc::new(move |raw: &[Vec<u8>], _: &[CertificateDer<'static>]| {
-            let presented = chain(raw);
-            let outcome = match (&verifier, presented.split_first()) {
-                (None, _) => Ok(()),
-                (Some(_), None) => Err(rustls::Error::NoCertificatesPresented),
-                (Some(v), Some((leaf, rest))) => v
-                    .verify_server_cert(leaf, rest, &name, &[], UnixTime::now())
-                    .map(|_| ()),
-            };
-            if let Ok(mut s) = seen.lock() {
-                s.presented = presented;
-                s.failure = outcome.as_ref().err().cloned();
-            }
-            outcome.map_err(|e| rtc_shared::error::Error::Other(e.to_string()))
-        })));
+        .with_verify_peer_certificate(Some(Arc::new(
+            move |raw: &[Vec<u8>], _: &[CertificateDer<'static>]| {
+                let presented = chain(raw);
+                let outcome = match (&verifier, presented.split_first()) {
+                    (None, _) => Ok(()),
+                    (Some(_), None) => Err(rustls::Error::NoCertificatesPresented),
+                    (Some(v), Some((leaf, rest))) => v
+                        .verify_server_cert(leaf, rest, &name, &[], UnixTime::now())
+                        .map(|_| ()),
+                };
+                if let Ok(mut s) = seen.lock() {
+                    s.presented = presented;
+                    s.failure = outcome.as_ref().err().cloned();
+                }
+                outcome.map_err(|e| rtc_shared::error::Error::Other(e.to_string()))
+            },
+        )));
     if let Some((certs, key)) = &options.identity {
         builder = builder.with_certificates(vec![Certificate::from_signing_key(
             certs.clone(),

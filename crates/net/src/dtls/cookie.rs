@@ -39,8 +39,8 @@ impl CookieJar {
     /// A jar with a fresh random secret.
     pub(crate) fn new() -> Self {
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
-            .expect("the system random source works");
+        let key =
+            hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("the system random source works");
         CookieJar { key }
     }
 
@@ -75,7 +75,8 @@ impl CookieJar {
         let now = Self::window_now();
         [now, now.saturating_sub(1)].iter().any(|w| {
             let expected = self.cookie_for(peer, *w);
-            cookie.len() == COOKIE_LEN && aws_lc_rs::constant_time::verify_slices_are_equal(cookie, &expected).is_ok()
+            cookie.len() == COOKIE_LEN
+                && aws_lc_rs::constant_time::verify_slices_are_equal(cookie, &expected).is_ok()
         })
     }
 }
@@ -122,7 +123,9 @@ pub(crate) fn parse_client_hello(datagram: &[u8]) -> Option<ClientHello> {
     let sid_len = usize::from(*hello.get(34)?);
     let cookie_at = 35 + sid_len;
     let cookie_len = usize::from(*hello.get(cookie_at)?);
-    let cookie = hello.get(cookie_at + 1..cookie_at + 1 + cookie_len)?.to_vec();
+    let cookie = hello
+        .get(cookie_at + 1..cookie_at + 1 + cookie_len)?
+        .to_vec();
     Some(ClientHello {
         record_seq,
         message_seq,
@@ -189,7 +192,21 @@ mod tests {
         let len = hello.len() as u8;
         let mut hs = vec![CLIENT_HELLO, 0, 0, len, 0, message_seq, 0, 0, 0, 0, 0, len];
         hs.extend_from_slice(&hello);
-        let mut rec = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, record_seq, 0, hs.len() as u8];
+        let mut rec = vec![
+            22,
+            0xfe,
+            0xfd,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            record_seq,
+            0,
+            hs.len() as u8,
+        ];
         rec.extend_from_slice(&hs);
         rec
     }
@@ -230,7 +247,9 @@ mod tests {
     #[test]
     fn garbage_is_not_a_hello() {
         assert!(parse_client_hello(b"hello\n").is_none());
-        assert!(parse_client_hello(&[22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]).is_none());
+        assert!(
+            parse_client_hello(&[22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]).is_none()
+        );
         let mut rec = hello_record(0, 0, &[]);
         rec.truncate(40);
         assert!(parse_client_hello(&rec).is_none());

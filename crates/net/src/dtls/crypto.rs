@@ -189,7 +189,11 @@ impl RTCCrypto for Restricted {
     ) -> Result<Box<dyn AeadCipher>, CryptoError> {
         self.inner.crypto().new_aead(algorithm, key)
     }
-    fn new_cbc(&self, algorithm: CbcAlgorithm, key: &[u8]) -> Result<Box<dyn CbcCipher>, CryptoError> {
+    fn new_cbc(
+        &self,
+        algorithm: CbcAlgorithm,
+        key: &[u8],
+    ) -> Result<Box<dyn CbcCipher>, CryptoError> {
         self.inner.crypto().new_cbc(algorithm, key)
     }
     fn start_key_exchange(
@@ -197,9 +201,9 @@ impl RTCCrypto for Restricted {
         algorithm: KeyExchangeAlgorithm,
     ) -> Result<Box<dyn rc::ActiveKeyExchange>, CryptoError> {
         if !self.groups.contains(&algorithm) {
-            return Err(CryptoError::UnsupportedAlgorithm(CryptoAlgorithm::KeyExchange(
-                algorithm,
-            )));
+            return Err(CryptoError::UnsupportedAlgorithm(
+                CryptoAlgorithm::KeyExchange(algorithm),
+            ));
         }
         self.inner.crypto().start_key_exchange(algorithm)
     }
@@ -275,7 +279,9 @@ impl rc::SigningKey for RustlsSigner {
     fn sign(&self, scheme: rc::SignatureScheme, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let signer = rustls_scheme(scheme)
             .and_then(|s| self.key.choose_scheme(&[s]))
-            .ok_or(CryptoError::UnsupportedAlgorithm(CryptoAlgorithm::Signature(scheme)))?;
+            .ok_or(CryptoError::UnsupportedAlgorithm(
+                CryptoAlgorithm::Signature(scheme),
+            ))?;
         signer
             .sign(message)
             .map_err(|e| CryptoError::Provider(e.to_string()))
@@ -304,7 +310,9 @@ mod tests {
             profile::OPENMV.cipher_suites.len()
         );
         let g = groups(&profile::OPENMV);
-        assert!(g.contains(&KeyExchangeAlgorithm::P256) && !g.contains(&KeyExchangeAlgorithm::X25519));
+        assert!(
+            g.contains(&KeyExchangeAlgorithm::P256) && !g.contains(&KeyExchangeAlgorithm::X25519)
+        );
         assert_eq!(unemulated_groups(&profile::OPENMV), vec![Curve::P521]);
         let p = ProfileProvider::new(&profile::OPENMV);
         assert!(!p

@@ -155,5 +155,7 @@ fn plaintext_alert(datagram: &[u8]) -> Option<rustls::AlertDescription> {
 }
 
 fn chain(raw: &[Vec<u8>]) -> Vec<CertificateDer<'static>> {
-    raw.iter().map(|c| CertificateDer::from(c.clone())).collect()
+    raw.iter()
+        .map(|c| CertificateDer::from(c.clone()))
+        .collect()
 }

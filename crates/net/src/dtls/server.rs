@@ -27,11 +27,19 @@ const MAX_PEERS: usize = 4096;
 /// Longest the loop sleeps, so limits are checked even when all is quiet.
 const TICK: Duration = Duration::from_millis(100);
 
+/// After the last counted client, how long the server keeps answering the
+/// clients it has: a reply lost on the way makes the client send again, and
+/// nobody would answer if the server had already gone.
+const LINGER: Duration = Duration::from_millis(1500);
+
 /// What a DTLS server needs.
 #[derive(Clone)]
 pub struct ServerOptions {
     /// The server's certificate chain and key.
-    pub identity: (Vec<CertificateDer<'static>>, Arc<dyn rustls::sign::SigningKey>),
+    pub identity: (
+        Vec<CertificateDer<'static>>,
+        Arc<dyn rustls::sign::SigningKey>,
+    ),
     /// When set, every client must present a certificate this accepts (mTLS).
     pub client_verifier: Option<Arc<dyn ClientCertVerifier>>,
     /// The device profile the server behaves like.
@@ -108,6 +116,8 @@ pub struct DtlsServer {
     seen: Arc<Mutex<Seen>>,
     options: ServerOptions,
     stats: Stats,
+    /// False once the count is reached: only known clients are answered.
+    accepting: bool,
 }
 
 impl DtlsServer {
@@ -131,6 +141,7 @@ impl DtlsServer {
             seen,
             options,
             stats: Stats::default(),
+            accepting: true,
         })
     }
 
@@ -150,7 +161,8 @@ impl DtlsServer {
     }
 
     /// Serves until `count` verdicts were given (all of them if `None`) or
-    /// `max_time` passed, calling `on_event` for each.
+    /// `max_time` passed, calling `on_event` for each. After the count it
+    /// still answers the clients it has for a moment (see `LINGER`).
     pub fn serve(
         &mut self,
         count: Option<usize>,
@@ -161,15 +173,23 @@ impl DtlsServer {
         let mut given = 0usize;
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut events = Vec::new();
+        let mut linger_until: Option<Instant> = None;
         loop {
-            if count.is_some_and(|c| given >= c) || max_time.is_some_and(|m| start.elapsed() >= m)
+            if max_time.is_some_and(|m| start.elapsed() >= m)
+                || linger_until.is_some_and(|t| Instant::now() >= t || self.peers.is_empty())
             {
                 self.flush();
                 return Ok(given);
             }
+            if linger_until.is_none() && count.is_some_and(|c| given >= c) {
+                linger_until = Some(Instant::now() + LINGER.min(self.options.handshake_timeout));
+                self.accepting = false;
+            }
             let now = Instant::now();
             let wake = self.next_wake(now);
-            let wait = wake.saturating_duration_since(now).clamp(Duration::from_millis(1), TICK);
+            let wait = wake
+                .saturating_duration_since(now)
+                .clamp(Duration::from_millis(1), TICK);
             self.socket.set_read_timeout(Some(wait))?;
             match self.socket.recv_from(&mut buf) {
                 Ok((n, peer)) => self.on_datagram(peer, &buf[..n], &mut events),
@@ -186,8 +206,10 @@ impl DtlsServer {
             self.on_timers(Instant::now(), &mut events);
             self.flush();
             for event in events.drain(..) {
-                given += 1;
-                on_event(&event);
+                if linger_until.is_none() {
+                    given += 1;
+                    on_event(&event);
+                }
             }
         }
     }
@@ -223,6 +245,9 @@ impl DtlsServer {
             self.stats.garbage += 1;
             return;
         };
+        if !self.accepting {
+            return;
+        }
         if !self.jar.check(peer, &hello.cookie) {
             let reply = cookie::hello_verify_request(&hello, &self.jar.issue(peer));
             let _ = self.socket.send_to(&reply, peer);
@@ -414,22 +439,24 @@ fn server_config(
         .with_signature_schemes(crypto::signature_schemes(options.profile))
         .with_extended_master_secret(ExtendedMasterSecretType::Request)
         .with_client_auth(client_auth)
-        .with_verify_peer_certificate(Some(Arc::new(move |raw: &[Vec<u8>], _: &[CertificateDer<'static>]| {
-            let Some(v) = &verifier else {
-                return Ok(());
-            };
-            let presented = chain(raw);
-            let outcome = match presented.split_first() {
-                None => Err(rustls::Error::NoCertificatesPresented),
-                Some((leaf, rest)) => v
-                    .verify_client_cert(leaf, rest, UnixTime::now())
-                    .map(|_| ()),
-            };
-            if let Ok(mut s) = seen.lock() {
-                s.failure = outcome.as_ref().err().cloned();
-            }
-            outcome.map_err(|e| rtc_shared::error::Error::Other(e.to_string()))
-        })))
+        .with_verify_peer_certificate(Some(Arc::new(
+            move |raw: &[Vec<u8>], _: &[CertificateDer<'static>]| {
+                let Some(v) = &verifier else {
+                    return Ok(());
+                };
+                let presented = chain(raw);
+                let outcome = match presented.split_first() {
+                    None => Err(rustls::Error::NoCertificatesPresented),
+                    Some((leaf, rest)) => v
+                        .verify_client_cert(leaf, rest, UnixTime::now())
+                        .map(|_| ()),
+                };
+                if let Ok(mut s) = seen.lock() {
+                    s.failure = outcome.as_ref().err().cloned();
+                }
+                outcome.map_err(|e| rtc_shared::error::Error::Other(e.to_string()))
+            },
+        )))
         .build(false, None)
         .map_err(|e| {
             DtlsError::Config(format!(

@@ -246,4 +246,3 @@ fn clone_error(e: &DtlsError) -> DtlsError {
         DtlsError::Config(c) => DtlsError::Config(c.clone()),
     }
 }
-
