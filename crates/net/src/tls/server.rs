@@ -209,6 +209,8 @@ pub enum ServerError {
     #[error("{0}")]
     Config(#[from] ConfigError),
     /// The address cannot be bound.
-    #[error("cannot listen on {0}: {1}")]
+    #[error(
+        "cannot listen on {0}: {1}; pick another --port (0: any free one) or stop what holds it"
+    )]
     Bind(SocketAddr, std::io::Error),
 }
