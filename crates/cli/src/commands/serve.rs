@@ -83,15 +83,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn settings(args: &Args, profile: &'static Profile) -> anyhow::Result<ServerSettings> {
     let cert = input::read(&args.cert)?;
     let key = input::read(&args.key)?;
-    let identity = Identity::from_bytes(&cert, &key, profile).map_err(|e| match e {
-        config::ConfigError::Input(_) if config::certificates(&cert).is_err() => {
-            anyhow::anyhow!("{}: {e}", args.cert.display())
-        }
-        config::ConfigError::Input(_) => anyhow::anyhow!("{}: {e}", args.key.display()),
-        config::ConfigError::Mismatch(_) => {
-            anyhow::anyhow!("{} and {}: {e}", args.cert.display(), args.key.display())
-        }
-    })?;
+    let identity = Identity::from_bytes(&cert, &key, profile)
+        .map_err(|e| super::connect::identity_error(e, &cert, &args.cert, &args.key))?;
     let mut settings = ServerSettings::new(identity);
     settings.profile = profile;
     settings.handshake_timeout = Duration::from_secs(args.timeout.max(1));
