@@ -134,6 +134,8 @@ pub enum Reason {
     Timeout,
     /// No TCP connection.
     ConnectFailed,
+    /// devtls's verifier cannot check the certificate (e.g. X.509 v1), though the device may.
+    Unverifiable,
     /// The peer refused us for a reason it did not spell out.
     Refused,
     /// Anything else.
@@ -472,8 +474,37 @@ fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -
             Reason::Revoked,
             format!("the {whose}'s certificate is revoked by the given CRL"),
             format!("issue the {whose} a new certificate (devtls fleet rotate) or remove it from the CRL"),
-            Some(DeviceWords::value_error(verify_text::NOT_TRUSTED)),
+            // MicroPython's ssl has no CRL support: the device itself never says this.
+            None,
         ),
+        CertificateError::Other(other) => {
+            let v1 = matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::UnsupportedCertVersion)
+            );
+            if v1 {
+                (
+                    Reason::Unverifiable,
+                    format!(
+                        "the {whose}'s certificate is X.509 v1: the device accepts it, but \
+                         devtls's verifier (rustls-webpki) cannot check it"
+                    ),
+                    "re-issue it as v3, with extensions (devtls new, or openssl x509 -req ... \
+                     -extfile ext.cnf); --insecure shows the rest of the exchange meanwhile"
+                        .into(),
+                    None,
+                )
+            } else {
+                (
+                    Reason::Unverifiable,
+                    format!("devtls's verifier refused the {whose}'s certificate ({other})"),
+                    "look at the certificate (openssl x509 -text -noout -in FILE); re-issue it \
+                     with devtls new if it is malformed"
+                        .into(),
+                    Some(DeviceWords::oserror(&device_error::CERT_VERIFY_FAILED)),
+                )
+            }
+        }
         _ => (
             Reason::UnacceptableAlgorithm,
             format!(

@@ -252,7 +252,7 @@ fn report_failure(
             "  device: {}  ({} {})",
             device.printed, device.hex, device.name
         ),
-        None => println!("  device: fails the same way, without a TLS error"),
+        None => println!("  device: no mbedTLS error of its own for this case"),
     }
     println!("  reason: {}  ({})", reason_word(d), d.detail);
     if let Some(probe) = &failure.probe {
