@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anstream::println;
-use anyhow::Context;
 use devtls_net::config::{self, Identity, ServerSettings};
-use devtls_net::tls::server::{ClientReport, Outcome, Server};
+use devtls_net::tls::server::{self, ClientReport, Outcome};
 use devtls_pki::profile::Profile;
 
 use crate::input;
@@ -102,26 +101,20 @@ fn settings(args: &Args, profile: &'static Profile) -> anyhow::Result<ServerSett
 }
 
 fn serve_tls(addr: SocketAddr, settings: ServerSettings, args: &Args) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the I/O runtime")?;
     let json = args.json;
-    let failed = runtime.block_on(async {
-        let server = Server::bind(addr, settings).await?;
-        let local = server.local_addr()?;
-        announce(local, json, args);
-        let mut failed = 0usize;
-        server
-            .serve(args.count, |report| {
-                if matches!(report.outcome, Outcome::Failed(_)) {
-                    failed += 1;
-                }
-                print_report(report, json);
-            })
-            .await;
-        anyhow::Ok(failed)
-    })?;
+    let mut failed = 0usize;
+    server::serve_blocking(
+        addr,
+        settings,
+        args.count,
+        |local| announce(local, json, args),
+        |report| {
+            if matches!(report.outcome, Outcome::Failed(_)) {
+                failed += 1;
+            }
+            print_report(report, json);
+        },
+    )?;
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

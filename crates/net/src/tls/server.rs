@@ -153,6 +153,31 @@ impl Server {
     }
 }
 
+/// Binds `addr` and serves like [`Server::serve`] on a private multi-thread
+/// runtime, for callers without tokio. `on_listening` gets the bound address
+/// before the first client is accepted.
+pub fn serve_blocking(
+    addr: SocketAddr,
+    settings: ServerSettings,
+    count: Option<usize>,
+    on_listening: impl FnOnce(SocketAddr),
+    on_report: impl FnMut(&ClientReport),
+) -> Result<(), ServerError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ServerError::Runtime)?;
+    runtime.block_on(async {
+        let server = Server::bind(addr, settings).await?;
+        let local = server
+            .local_addr()
+            .map_err(|e| ServerError::Bind(addr, e))?;
+        on_listening(local);
+        server.serve(count, on_report).await;
+        Ok(())
+    })
+}
+
 async fn handle(
     tcp: TcpStream,
     acceptor: TlsAcceptor,
@@ -208,6 +233,9 @@ pub enum ServerError {
     /// The settings cannot be used.
     #[error("{0}")]
     Config(#[from] ConfigError),
+    /// The I/O runtime could not start.
+    #[error("cannot start the I/O runtime: {0}")]
+    Runtime(std::io::Error),
     /// The address cannot be bound.
     #[error(
         "cannot listen on {0}: {1}; pick another --port (0: any free one) or stop what holds it"
