@@ -176,6 +176,10 @@ fn mtls_client_certificate_missing_or_unknown_is_named_on_both_sides() {
     assert_failure(code, &v, "client_cert_rejected", fatal, "FATAL_ALERT");
     let report = serve.report(WAIT);
     assert_eq!(report["reason"], "client_cert_rejected", "{report}");
+    assert_eq!(
+        report["client_chain"][0]["subject"], "CN=stranger",
+        "who was refused"
+    );
     assert!(
         report["what"].as_str().unwrap().contains("sensor-01"),
         "names the CA: {report}"

@@ -160,8 +160,14 @@ pub fn print_report(report: &ClientReport, json: bool) {
                 report.peer, s.version, s.cipher_suite, client, s.received
             );
         }
-        Outcome::Failed(d) => {
-            println!("{}  failed: {}", report.peer, d.what);
+        Outcome::Failed(rejected) => {
+            let d = &rejected.diagnosis;
+            let client = rejected
+                .client_chain
+                .first()
+                .map(|c| format!(" (client {})", c.subject))
+                .unwrap_or_default();
+            println!("{}  failed{client}: {}", report.peer, d.what);
             println!("    fix: {}", d.fix);
             if let Some(device) = &d.device {
                 println!(

@@ -21,8 +21,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{ConfigError, ServerSettings};
 use crate::diagnose::{self, Context, Failure, Side};
 use crate::report::summarize;
+use crate::verify::PRESENTED_BY_CLIENT;
 
-pub use crate::report::{ClientReport, Outcome, Served};
+pub use crate::report::{ClientReport, Outcome, Rejected, Served};
 
 /// A listening TLS server.
 pub struct Server {
@@ -133,7 +134,10 @@ impl Server {
                         let settings = self.settings.clone();
                         let anchors = self.anchors.clone();
                         tasks.spawn(async move {
-                            let outcome = handle(tcp, acceptor, &settings, &anchors).await;
+                            let slot = std::cell::RefCell::new(Vec::new());
+                            let outcome = PRESENTED_BY_CLIENT
+                                .scope(slot, handle(tcp, acceptor, &settings, &anchors))
+                                .await;
                             let _ = tx.send(ClientReport { peer, outcome });
                         });
                     }
@@ -214,17 +218,23 @@ async fn handle(
             });
         }
     };
+    let presented = PRESENTED_BY_CLIENT
+        .try_with(|slot| summarize(&slot.borrow()))
+        .unwrap_or_default();
     let ctx = Context {
         side: Side::Server,
         profile: settings.profile,
         server_name: "",
         anchors,
-        presented: &[],
+        presented: &presented,
         asked_for_cert: false,
         sent_cert: false,
         probe: None,
     };
-    Outcome::Failed(diagnose::diagnose(&failure, &ctx))
+    Outcome::Failed(Rejected {
+        diagnosis: diagnose::diagnose(&failure, &ctx),
+        client_chain: presented,
+    })
 }
 
 /// Why a server could not start.
