@@ -218,7 +218,10 @@ fn report_success(
     ));
     println!("sent:  {:?}", args.send);
     if reply.is_empty() {
-        println!("reply: nothing within {} s", args.timeout);
+        println!(
+            "reply: nothing (the server closed, or sent nothing within {} s)",
+            args.timeout
+        );
     } else {
         println!("reply: {reply:?}");
     }
