@@ -176,6 +176,10 @@ fn mtls_client_certificate_missing_or_unknown_is_named_on_both_sides() {
     assert_failure(code, &v, "client_cert_rejected", fatal, "FATAL_ALERT");
     let report = serve.report(WAIT);
     assert_eq!(report["reason"], "client_cert_rejected", "{report}");
+    assert_eq!(
+        report["client_chain"][0]["subject"], "CN=stranger",
+        "who was refused"
+    );
     assert!(
         report["what"].as_str().unwrap().contains("sensor-01"),
         "names the CA: {report}"
@@ -370,4 +374,82 @@ fn tls13_mtls_refusals_are_diagnosed_too() {
     );
     assert_failure(code, &v, "client_cert_rejected", fatal, "FATAL_ALERT");
     serve.finish(WAIT);
+}
+
+/// `openssl x509 -req` without an extensions file makes X.509 v1
+/// certificates: the device takes them, rustls-webpki cannot. devtls must say
+/// that, not blame the key or the algorithm.
+#[test]
+fn x509_v1_certificates_are_named_as_what_devtls_cannot_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ossl = |args: &[&str]| support::openssl_ok(d, args);
+    ossl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "ca.key",
+    ]);
+    ossl(&[
+        "req", "-new", "-x509", "-key", "ca.key", "-out", "ca.crt", "-days", "30", "-subj",
+        "/CN=ca",
+    ]);
+    ossl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "v1.key",
+    ]);
+    ossl(&[
+        "req",
+        "-new",
+        "-key",
+        "v1.key",
+        "-subj",
+        "/CN=localhost",
+        "-out",
+        "v1.csr",
+    ]);
+    ossl(&[
+        "x509",
+        "-req",
+        "-in",
+        "v1.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-out",
+        "v1.crt",
+    ]);
+    let (_server, port) = s_server(d, &["-cert", "v1.crt", "-key", "v1.key", "-rev"]);
+    let (code, v, _) = connect_json(d, &[&format!("localhost:{port}"), "--ca", "ca.crt"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["reason"], "unverifiable", "{v}");
+    assert!(v["what"].as_str().unwrap().contains("X.509 v1"), "{v}");
+    assert_eq!(v["device"], Value::Null, "the device itself accepts v1");
+    let out = support::run_in(
+        d,
+        &[
+            "connect",
+            "127.0.0.1:1",
+            "--ca",
+            "ca.crt",
+            "--cert",
+            "v1.crt",
+            "--key",
+            "v1.key",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("v1.crt: is an X.509 v1 certificate"));
 }

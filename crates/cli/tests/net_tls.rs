@@ -490,3 +490,153 @@ fn guide_openssl_certificates_work_both_ways_with_mtls() {
     assert_eq!(code, Some(1));
     assert_eq!(v["reason"], "wrong_host_name");
 }
+
+/// `serve --crl`: a device whose certificate the CA revoked is refused, its
+/// sibling from the same CA is served. CA, certificates and CRL by OpenSSL.
+#[test]
+fn serve_refuses_a_client_revoked_by_the_crl() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("ca.cnf"),
+        "[ca]\ndefault_ca = fleet\n[fleet]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
+         default_md = sha256\ndefault_crl_days = 7\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("index.txt"), "").unwrap();
+    std::fs::write(d.join("crlnumber"), "01\n").unwrap();
+    std::fs::write(
+        d.join("ext.cnf"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    let ossl = |args: &[&str]| support::openssl_ok(d, args);
+    ossl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "ca.key",
+    ]);
+    ossl(&[
+        "req",
+        "-new",
+        "-x509",
+        "-key",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=fleet-ca",
+    ]);
+    for dev in ["dev1", "dev2"] {
+        ossl(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            &format!("{dev}.key"),
+        ]);
+        ossl(&[
+            "req",
+            "-new",
+            "-key",
+            &format!("{dev}.key"),
+            "-subj",
+            &format!("/CN={dev}"),
+            "-out",
+            &format!("{dev}.csr"),
+        ]);
+        ossl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{dev}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            &format!("{dev}.crt"),
+        ]);
+    }
+    ossl(&[
+        "ca", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.crt", "-revoke", "dev2.crt",
+    ]);
+    ossl(&[
+        "ca", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.crt", "-gencrl", "-out",
+        "crl.pem",
+    ]);
+    ossl(&[
+        "crl", "-in", "crl.pem", "-outform", "DER", "-out", "crl.der",
+    ]);
+    ok_in(d, &["new", "server", "--ip", "127.0.0.1"]);
+
+    let serve = Serve::start(
+        d,
+        &[
+            "--cert",
+            "server.der",
+            "--key",
+            "server.key.der",
+            "--ca",
+            "ca.crt",
+            "--crl",
+            "crl.der",
+            "--count",
+            "2",
+            "--json",
+        ],
+    );
+    let target = format!("127.0.0.1:{}", serve.port);
+    let (code, v, out) = connect_json(
+        d,
+        &[
+            &target,
+            "--ca",
+            "server.der",
+            "--cert",
+            "dev1.crt",
+            "--key",
+            "dev1.key",
+        ],
+    );
+    assert_eq!(code, Some(0), "{}", text(&out));
+    assert_eq!(v["reply"], "hello\n");
+    let (code, v, _) = connect_json(
+        d,
+        &[
+            &target,
+            "--ca",
+            "server.der",
+            "--cert",
+            "dev2.crt",
+            "--key",
+            "dev2.key",
+        ],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(v["reason"], "client_cert_rejected", "{v}");
+    let mut reports: Vec<String> = (0..2)
+        .map(|_| {
+            let r = serve.report(WAIT);
+            match r["result"].as_str() {
+                Some("served") => format!("served {}", r["client_chain"][0]["subject"]),
+                _ => r["reason"].to_string(),
+            }
+        })
+        .collect();
+    reports.sort();
+    assert_eq!(reports, ["\"revoked\"", "served \"CN=dev1\""]);
+}

@@ -144,19 +144,30 @@ fn settings(args: &Args, profile: &'static Profile) -> anyhow::Result<ClientSett
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         let cert_bytes = input::read(cert)?;
         let key_bytes = input::read(key)?;
-        let identity = Identity::from_bytes(&cert_bytes, &key_bytes, profile).map_err(|e| {
-            let blame = if config::certificates(&cert_bytes).is_err() {
-                cert.display().to_string()
-            } else if config::private_key(&key_bytes).is_err() {
-                key.display().to_string()
-            } else {
-                format!("{} and {}", cert.display(), key.display())
-            };
-            anyhow::anyhow!("{blame}: {e}")
-        })?;
+        let identity = Identity::from_bytes(&cert_bytes, &key_bytes, profile)
+            .map_err(|e| identity_error(e, &cert_bytes, cert, key))?;
         settings.identity = Some(identity);
     }
     Ok(settings)
+}
+
+/// An identity error naming the file at fault (both when they do not match).
+pub(crate) fn identity_error(
+    e: config::ConfigError,
+    cert_bytes: &[u8],
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Error {
+    match e {
+        config::ConfigError::Certificate(_) => anyhow::anyhow!("{}: {e}", cert.display()),
+        config::ConfigError::Input(_) if config::certificates(cert_bytes).is_err() => {
+            anyhow::anyhow!("{}: {e}", cert.display())
+        }
+        config::ConfigError::Input(_) => anyhow::anyhow!("{}: {e}", key.display()),
+        config::ConfigError::Mismatch(_) => {
+            anyhow::anyhow!("{} and {}: {e}", cert.display(), key.display())
+        }
+    }
 }
 
 fn read_certs(path: &Path) -> anyhow::Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
@@ -207,7 +218,10 @@ fn report_success(
     ));
     println!("sent:  {:?}", args.send);
     if reply.is_empty() {
-        println!("reply: nothing within {} s", args.timeout);
+        println!(
+            "reply: nothing (the server closed, or sent nothing within {} s)",
+            args.timeout
+        );
     } else {
         println!("reply: {reply:?}");
     }
@@ -241,7 +255,7 @@ fn report_failure(
             "  device: {}  ({} {})",
             device.printed, device.hex, device.name
         ),
-        None => println!("  device: fails the same way, without a TLS error"),
+        None => println!("  device: no mbedTLS error of its own for this case"),
     }
     println!("  reason: {}  ({})", reason_word(d), d.detail);
     if let Some(probe) = &failure.probe {

@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anstream::println;
-use anyhow::Context;
 use devtls_net::config::{self, Identity, ServerSettings};
-use devtls_net::tls::server::{ClientReport, Outcome, Server};
+use devtls_net::tls::server::{self, ClientReport, Outcome};
 use devtls_pki::profile::Profile;
 
 use crate::input;
@@ -83,15 +82,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn settings(args: &Args, profile: &'static Profile) -> anyhow::Result<ServerSettings> {
     let cert = input::read(&args.cert)?;
     let key = input::read(&args.key)?;
-    let identity = Identity::from_bytes(&cert, &key, profile).map_err(|e| match e {
-        config::ConfigError::Input(_) if config::certificates(&cert).is_err() => {
-            anyhow::anyhow!("{}: {e}", args.cert.display())
-        }
-        config::ConfigError::Input(_) => anyhow::anyhow!("{}: {e}", args.key.display()),
-        config::ConfigError::Mismatch(_) => {
-            anyhow::anyhow!("{} and {}: {e}", args.cert.display(), args.key.display())
-        }
-    })?;
+    let identity = Identity::from_bytes(&cert, &key, profile)
+        .map_err(|e| super::connect::identity_error(e, &cert, &args.cert, &args.key))?;
     let mut settings = ServerSettings::new(identity);
     settings.profile = profile;
     settings.handshake_timeout = Duration::from_secs(args.timeout.max(1));
@@ -109,26 +101,20 @@ fn settings(args: &Args, profile: &'static Profile) -> anyhow::Result<ServerSett
 }
 
 fn serve_tls(addr: SocketAddr, settings: ServerSettings, args: &Args) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the I/O runtime")?;
     let json = args.json;
-    let failed = runtime.block_on(async {
-        let server = Server::bind(addr, settings).await?;
-        let local = server.local_addr()?;
-        announce(local, json, args);
-        let mut failed = 0usize;
-        server
-            .serve(args.count, |report| {
-                if matches!(report.outcome, Outcome::Failed(_)) {
-                    failed += 1;
-                }
-                print_report(report, json);
-            })
-            .await;
-        anyhow::Ok(failed)
-    })?;
+    let mut failed = 0usize;
+    server::serve_blocking(
+        addr,
+        settings,
+        args.count,
+        |local| announce(local, json, args),
+        |report| {
+            if matches!(report.outcome, Outcome::Failed(_)) {
+                failed += 1;
+            }
+            print_report(report, json);
+        },
+    )?;
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -174,8 +160,14 @@ pub fn print_report(report: &ClientReport, json: bool) {
                 report.peer, s.version, s.cipher_suite, client, s.received
             );
         }
-        Outcome::Failed(d) => {
-            println!("{}  failed: {}", report.peer, d.what);
+        Outcome::Failed(rejected) => {
+            let d = &rejected.diagnosis;
+            let client = rejected
+                .client_chain
+                .first()
+                .map(|c| format!(" (client {})", c.subject))
+                .unwrap_or_default();
+            println!("{}  failed{client}: {}", report.peer, d.what);
             println!("    fix: {}", d.fix);
             if let Some(device) = &d.device {
                 println!(
