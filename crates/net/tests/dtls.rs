@@ -92,7 +92,7 @@ fn devtls_client_and_server_exchange_hello_with_each_key_type() {
                 assert_eq!(s.version, "DTLSv1.2");
                 assert!(s.client_chain.is_empty());
             }
-            Outcome::Failed(d) => panic!("{key_type:?}: server failed: {}", d.what),
+            Outcome::Failed(d) => panic!("{key_type:?}: server failed: {}", d.diagnosis.what),
         }
     }
 }
@@ -246,7 +246,7 @@ fn openssl_s_client_against_devtls_server_with_each_key_type() {
         assert!(ok, "{key_type:?}: s_client never got hello:\n{seen}");
         match report(&reports).outcome {
             Outcome::Served(s) => assert_eq!(s.received, "hi\n"),
-            Outcome::Failed(d) => panic!("{key_type:?}: {}", d.what),
+            Outcome::Failed(d) => panic!("{key_type:?}: {}", d.diagnosis.what),
         }
     }
 }
@@ -278,7 +278,7 @@ fn mtls_between_devtls_client_and_server_and_missing_certificate_is_diagnosed() 
         assert!(info.client_cert_requested);
         match report(&reports).outcome {
             Outcome::Served(s) => assert_eq!(s.client_chain[0].common_name(), "device-1"),
-            Outcome::Failed(d) => panic!("{key_type:?}: {}", d.what),
+            Outcome::Failed(d) => panic!("{key_type:?}: {}", d.diagnosis.what),
         }
 
         let without = client_settings(&server);
@@ -309,7 +309,10 @@ fn unknown_client_certificate_is_refused_by_the_devtls_server() {
         f.diagnosis
     );
     match report(&reports).outcome {
-        Outcome::Failed(d) => assert_eq!(d.reason, Reason::ClientCertRejected, "{d:?}"),
+        Outcome::Failed(d) => {
+            assert_eq!(d.diagnosis.reason, Reason::ClientCertRejected, "{d:?}");
+            assert_eq!(d.client_chain[0].common_name(), "device-2");
+        }
         Outcome::Served(_) => panic!("an unknown client certificate was served"),
     }
 }
@@ -361,7 +364,7 @@ fn mtls_with_openssl_both_ways() {
     assert!(ok, "{seen}");
     match report(&reports).outcome {
         Outcome::Served(s) => assert_eq!(s.client_chain[0].common_name(), "device-1"),
-        Outcome::Failed(d) => panic!("{}", d.what),
+        Outcome::Failed(d) => panic!("{}", d.diagnosis.what),
     }
 }
 
@@ -536,9 +539,9 @@ fn server_keeps_no_state_for_cookieless_hellos_survives_garbage_and_drops_stalle
         .iter()
         .any(|r| matches!(&r.outcome, Outcome::Served(_))));
     assert!(
-        outcomes
-            .iter()
-            .any(|r| matches!(&r.outcome, Outcome::Failed(d) if d.reason == Reason::Timeout)),
+        outcomes.iter().any(
+            |r| matches!(&r.outcome, Outcome::Failed(d) if d.diagnosis.reason == Reason::Timeout)
+        ),
         "{outcomes:?}"
     );
 }

@@ -23,6 +23,11 @@ use crate::output::{self, Exit};
 /// version, cipher suite and the server's chain. When the handshake fails it
 /// says what failed, the fix, and what the device prints for the same failure.
 ///
+/// --dtls speaks DTLS 1.2 over UDP instead, answering the server's
+/// HelloVerifyRequest from the same address and port and retransmitting lost
+/// flights; the message is sent again until the reply comes (DTLS does not
+/// resend data).
+///
 /// Exit status: 0 the exchange completed, 1 the connection, handshake or
 /// verification failed, 2 unusable arguments or files.
 #[derive(Debug, clap::Args)]
@@ -31,7 +36,8 @@ use crate::output::{self, Exit};
   devtls connect 192.168.1.50:8443 --ca server.der --cert client.der --key client.key.der
   devtls connect example.com:443                      # Mozilla roots, device profile
   devtls connect example.com:443 --profile modern --json
-  devtls connect 127.0.0.1:8443 --insecure            # no verification: testing only")]
+  devtls connect 127.0.0.1:8443 --insecure            # no verification: testing only
+  devtls connect 127.0.0.1:8444 --dtls --ca server.der --hostname openmv")]
 pub struct Args {
     /// The server, as HOST:PORT (IPv6: [ADDR]:PORT).
     #[arg(value_name = "HOST:PORT")]
@@ -57,6 +63,9 @@ pub struct Args {
     /// Do not verify the server at all. Anyone in the middle could be the peer.
     #[arg(long, conflicts_with = "ca")]
     insecure: bool,
+    /// Speak DTLS 1.2 over UDP (answers the server's HelloVerifyRequest cookie).
+    #[arg(long)]
+    dtls: bool,
     /// Seconds allowed for connecting, the handshake, and the reply, each.
     #[arg(long, value_name = "S", default_value_t = 10)]
     timeout: u64,
@@ -96,8 +105,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
              a device with verification off (ctx.verify_mode = ssl.CERT_NONE).",
         );
     }
-    // The transport is chosen here; TLS over TCP is the one there is so far.
-    match client::exchange_blocking(&args.target, &settings, args.send.as_bytes()) {
+    let result = if args.dtls {
+        devtls_net::dtls::exchange(&args.target, &settings, args.send.as_bytes())
+    } else {
+        client::exchange_blocking(&args.target, &settings, args.send.as_bytes())
+    };
+    match result {
         Ok((info, reply)) => {
             report_success(&args, &settings, &info, &reply)?;
             Ok(ExitCode::SUCCESS)

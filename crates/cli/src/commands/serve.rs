@@ -20,6 +20,11 @@ use crate::input;
 /// handshake failed, the fix, and what the device would print. Clients are
 /// served concurrently; one that stalls is dropped after --timeout seconds.
 ///
+/// --dtls serves DTLS 1.2 over UDP instead, like the guide's DTLS server:
+/// each address's first ClientHello gets a HelloVerifyRequest whose cookie is
+/// bound to that address and port, and only a client that answers it gets a
+/// handshake (and any state at all). Same lines, same --ca for mutual TLS.
+///
 /// --count N exits after N clients: connections accepted over TCP whose
 /// handshake and exchange then ended, served or failed. The exit status is 0
 /// if all of them were served, 1 if any failed. Without --count it serves
@@ -31,6 +36,7 @@ use crate::input;
 #[command(after_help = "Examples:
   devtls serve --cert server.der --key server.key.der
   devtls serve --cert server.der --key server.key.der --ca client.der      # mutual TLS
+  devtls serve --cert server.der --key server.key.der --dtls --port 8444   # DTLS, cookies
   devtls serve --cert server.crt --key server.key --bind 0.0.0.0 --port 8443
   devtls serve --cert server.der --key server.key.der --port 0 --count 1 --json
   devtls serve --cert server.der --key server.key.der --ca fleet-ca.der --crl fleet.crl")]
@@ -65,6 +71,9 @@ pub struct Args {
     /// Seconds a client may take for its handshake, and then to send its message.
     #[arg(long, value_name = "S", default_value_t = 10)]
     timeout: u64,
+    /// Serve DTLS 1.2 over UDP (HelloVerifyRequest cookie bound to the client's address).
+    #[arg(long)]
+    dtls: bool,
     /// One JSON object per line instead of text.
     #[arg(long)]
     json: bool,
@@ -74,8 +83,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let profile = super::profile(&args.profile)?;
     let settings = settings(&args, profile)?;
     let addr = SocketAddr::new(args.bind, args.port);
-    // The transport is chosen here; TLS over TCP is the one there is so far.
-    serve_tls(addr, settings, &args)
+    if args.dtls {
+        serve_dtls(addr, settings, &args)
+    } else {
+        serve_tls(addr, settings, &args)
+    }
+}
+
+fn serve_dtls(addr: SocketAddr, settings: ServerSettings, args: &Args) -> anyhow::Result<ExitCode> {
+    let mut server = devtls_net::dtls::Server::bind(addr, settings)?;
+    announce(server.local_addr()?, args.json, args);
+    if !args.json {
+        let hvr = devtls_pki::device_error::HELLO_VERIFY_REQUIRED;
+        anstream::eprintln!(
+            "DTLS 1.2 on UDP: each client's first ClientHello gets a cookie to send back (a device \
+             serving DTLS does the same: its first wrap_socket raises {}, then it wraps again)",
+            hvr.as_oserror()
+        );
+    }
+    let mut failed = 0usize;
+    server.serve(args.count, None, |report| {
+        if matches!(report.outcome, Outcome::Failed(_)) {
+            failed += 1;
+        }
+        print_report(report, args.json);
+    })?;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Reads the files into server settings; any unusable file is exit 2 naming it.

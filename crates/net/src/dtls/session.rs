@@ -9,7 +9,7 @@ use rustls::AlertDescription;
 use crate::config::{Anchors, ClientSettings, ConfigError, ServerSettings};
 use crate::diagnose::{self, Context, Failure, Side};
 use crate::report::{
-    summarize, ClientReport, ConnectError, HandshakeFailure, Outcome, Served, SessionInfo,
+    summarize, ClientReport, ConnectError, HandshakeFailure, Outcome, Rejected, Served, SessionInfo,
 };
 use crate::tls::server::ServerError;
 
@@ -204,7 +204,10 @@ impl Server {
                     };
                     ClientReport {
                         peer: *peer,
-                        outcome: Outcome::Failed(diagnose::diagnose(&failure, &ctx)),
+                        outcome: Outcome::Failed(Rejected {
+                            diagnosis: diagnose::diagnose(&failure, &ctx),
+                            client_chain: chain,
+                        }),
                     }
                 }
             };
