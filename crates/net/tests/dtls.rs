@@ -435,14 +435,12 @@ fn exchange_completes_through_a_lossy_reordering_relay() {
     // devtls client -> relay -> openssl s_server (a peer that is not us).
     // s_server sends a line per line on its stdin and never repeats it, so the
     // test keeps feeding it lines: a dropped answer is followed by another.
-    // Every 4th datagram here, not every 3rd: s_server splits its flight into
-    // five small datagrams, and with every 3rd dropped a different one is lost
-    // on each retransmission; rtc-dtls does not complete that case (known
-    // limitation, cause not yet found).
+    // s_server shrinks its fragments after a timeout, so fragments of one
+    // message from two transmissions overlap: devtls reassembles by byte range.
     let dir = tempfile::tempdir().unwrap();
     let (mut proc, port) = openssl_server(&dir, &server, None);
     let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let (relay, dropped) = lossy_relay(target, 4, Duration::from_secs(25));
+    let (relay, dropped) = lossy_relay(target, 3, Duration::from_secs(25));
     let client = thread::spawn(move || dtls::exchange(&relay.to_string(), &settings, b"hi\n"));
     let end = Instant::now() + Duration::from_secs(25);
     while !client.is_finished() && Instant::now() < end {

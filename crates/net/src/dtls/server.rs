@@ -17,6 +17,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 
 use super::cookie::{self, CookieJar};
 use super::crypto::{self, ProfileProvider, RustlsSigner};
+use super::defrag::Defrag;
 use super::{chain, DtlsError, MAX_DATAGRAM, VERSION};
 
 /// Most clients in the middle of a handshake or conversation at once; past
@@ -95,6 +96,7 @@ pub struct Stats {
 }
 
 struct Peer {
+    defrag: Defrag,
     started: Instant,
     last_seen: Instant,
     completed: bool,
@@ -281,6 +283,7 @@ impl DtlsServer {
         self.peers.insert(
             peer,
             Peer {
+                defrag: Defrag::default(),
                 started: now,
                 last_seen: now,
                 completed: false,
@@ -291,11 +294,18 @@ impl DtlsServer {
     }
 
     fn feed(&mut self, peer: SocketAddr, data: &[u8], now: Instant, events: &mut Vec<ServerEvent>) {
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.last_seen = now;
-        }
-        let alert = super::plaintext_alert(data);
-        match self.endpoint.read(now, peer, None, BytesMut::from(data)) {
+        let data = match self.peers.get_mut(&peer) {
+            Some(p) => {
+                p.last_seen = now;
+                p.defrag.process(data)
+            }
+            None => data.to_vec(),
+        };
+        let alert = super::plaintext_alert(&data);
+        match self
+            .endpoint
+            .read(now, peer, None, BytesMut::from(&data[..]))
+        {
             Ok(evs) => {
                 for ev in evs {
                     match ev {
