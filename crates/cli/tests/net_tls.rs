@@ -8,7 +8,9 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::net::{connect_json, s_server, Serve};
+use support::net::{
+    connect_json, openssl_key, openssl_self_signed, openssl_signed, s_server, Serve,
+};
 use support::{ok_in, text};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -369,59 +371,16 @@ fn guide_openssl_certificates_work_both_ways_with_mtls() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     for (stem, subj) in [("server", "/CN=openmv"), ("client", "/CN=sensor-01")] {
+        let (key, crt) = (format!("{stem}.key"), format!("{stem}.crt"));
+        openssl_key(d, &key);
+        let san = ["-addext", "subjectAltName=DNS:openmv,IP:127.0.0.1"];
+        openssl_self_signed(d, &key, &crt, subj, &san);
+        let der = format!("{stem}.der");
+        support::openssl_ok(d, &["x509", "-in", &crt, "-outform", "DER", "-out", &der]);
+        let key_der = format!("{stem}.key.der");
         support::openssl_ok(
             d,
-            &[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                &format!("{stem}.key"),
-            ],
-        );
-        support::openssl_ok(
-            d,
-            &[
-                "req",
-                "-new",
-                "-x509",
-                "-key",
-                &format!("{stem}.key"),
-                "-out",
-                &format!("{stem}.crt"),
-                "-days",
-                "365",
-                "-subj",
-                subj,
-                "-addext",
-                "subjectAltName=DNS:openmv,IP:127.0.0.1",
-            ],
-        );
-        support::openssl_ok(
-            d,
-            &[
-                "x509",
-                "-in",
-                &format!("{stem}.crt"),
-                "-outform",
-                "DER",
-                "-out",
-                &format!("{stem}.der"),
-            ],
-        );
-        support::openssl_ok(
-            d,
-            &[
-                "pkey",
-                "-in",
-                &format!("{stem}.key"),
-                "-outform",
-                "DER",
-                "-out",
-                &format!("{stem}.key.der"),
-            ],
+            &["pkey", "-in", &key, "-outform", "DER", "-out", &key_der],
         );
     }
     let ca_flag = support::openssl_ok(d, &["x509", "-in", "server.crt", "-noout", "-text"]);
@@ -511,65 +470,18 @@ fn serve_refuses_a_client_revoked_by_the_crl() {
     )
     .unwrap();
     let ossl = |args: &[&str]| support::openssl_ok(d, args);
-    ossl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "ca.key",
-    ]);
-    ossl(&[
-        "req",
-        "-new",
-        "-x509",
-        "-key",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=fleet-ca",
-    ]);
+    openssl_key(d, "ca.key");
+    openssl_self_signed(d, "ca.key", "ca.crt", "/CN=fleet-ca", &[]);
     for dev in ["dev1", "dev2"] {
-        ossl(&[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            &format!("{dev}.key"),
-        ]);
-        ossl(&[
-            "req",
-            "-new",
-            "-key",
-            &format!("{dev}.key"),
-            "-subj",
+        let key = format!("{dev}.key");
+        openssl_key(d, &key);
+        openssl_signed(
+            d,
+            &key,
             &format!("/CN={dev}"),
-            "-out",
-            &format!("{dev}.csr"),
-        ]);
-        ossl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{dev}.csr"),
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-extfile",
-            "ext.cnf",
-            "-out",
             &format!("{dev}.crt"),
-        ]);
+            Some("ext.cnf"),
+        );
     }
     ossl(&[
         "ca", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.crt", "-revoke", "dev2.crt",

@@ -128,3 +128,57 @@ pub fn connect_json(dir: &Path, args: &[&str]) -> (Option<i32>, serde_json::Valu
     });
     (out.status.code(), value, out)
 }
+
+/// A P-256 key by `openssl ecparam` (SEC1 PEM), as the device guide makes it.
+pub fn openssl_key(dir: &Path, key: &str) {
+    super::openssl_ok(
+        dir,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            key,
+        ],
+    );
+}
+
+/// A self-signed certificate by `openssl req -new -x509` (CA:TRUE, as the
+/// guide's commands make it), plus `extra` arguments (e.g. `-addext ...`).
+pub fn openssl_self_signed(dir: &Path, key: &str, out: &str, subj: &str, extra: &[&str]) {
+    let base = [
+        "req", "-new", "-x509", "-key", key, "-out", out, "-days", "30",
+    ];
+    super::openssl_ok(dir, &[&base[..], &["-subj", subj], extra].concat());
+}
+
+/// A certificate for `key` signed by ca.crt/ca.key with `openssl x509 -req`;
+/// without an extensions file OpenSSL makes an X.509 v1 certificate.
+pub fn openssl_signed(dir: &Path, key: &str, subj: &str, out: &str, extfile: Option<&str>) {
+    let csr = format!("{out}.csr");
+    super::openssl_ok(
+        dir,
+        &["req", "-new", "-key", key, "-subj", subj, "-out", &csr],
+    );
+    let mut args = vec![
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-out",
+        out,
+    ];
+    if let Some(ext) = extfile {
+        args.extend(["-extfile", ext]);
+    }
+    super::openssl_ok(dir, &args);
+}
