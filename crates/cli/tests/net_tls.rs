@@ -33,17 +33,7 @@ fn connect_and_serve_complete_for_every_key_type() {
                 key,
             ],
         );
-        let serve = Serve::start(
-            d,
-            &[
-                "--cert",
-                "server.der",
-                "--key",
-                "server.key.der",
-                "--count",
-                "1",
-            ],
-        );
+        let serve = Serve::guide(d, &["--count", "1"]);
         let target = format!("127.0.0.1:{}", serve.port);
         let (code, v, out) = connect_json(d, &[&target, "--ca", "server.der"]);
         assert_eq!(code, Some(0), "{key}: {}", text(&out));
@@ -74,19 +64,7 @@ fn modern_profile_negotiates_tls13_between_devtls_peers() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok_in(d, &["new", "server", "--dns", "localhost"]);
-    let serve = Serve::start(
-        d,
-        &[
-            "--cert",
-            "server.der",
-            "--key",
-            "server.key.der",
-            "--count",
-            "1",
-            "--profile",
-            "modern",
-        ],
-    );
+    let serve = Serve::guide(d, &["--count", "1", "--profile", "modern"]);
     let target = format!("localhost:{}", serve.port);
     let (code, v, out) = connect_json(d, &[&target, "--ca", "server.der", "--profile", "modern"]);
     assert_eq!(code, Some(0), "{}", text(&out));
@@ -100,20 +78,7 @@ fn mutual_tls_shows_the_client_subject() {
     let d = dir.path();
     ok_in(d, &["new", "server", "--ip", "127.0.0.1"]);
     ok_in(d, &["new", "client", "--cn", "sensor-01"]);
-    let serve = Serve::start(
-        d,
-        &[
-            "--cert",
-            "server.der",
-            "--key",
-            "server.key.der",
-            "--ca",
-            "client.der",
-            "--count",
-            "1",
-            "--json",
-        ],
-    );
+    let serve = Serve::guide(d, &["--ca", "client.der", "--count", "1", "--json"]);
     let target = format!("127.0.0.1:{}", serve.port);
     let (code, v, out) = connect_json(
         d,
@@ -141,17 +106,7 @@ fn insecure_completes_and_warns_that_anyone_could_be_the_peer() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok_in(d, &["new", "server", "--dns", "localhost"]);
-    let serve = Serve::start(
-        d,
-        &[
-            "--cert",
-            "server.der",
-            "--key",
-            "server.key.der",
-            "--count",
-            "1",
-        ],
-    );
+    let serve = Serve::guide(d, &["--count", "1"]);
     // No --ca and a self-signed server: only --insecure gets through.
     let target = format!("127.0.0.1:{}", serve.port);
     let (code, v, out) = connect_json(d, &[&target, "--hostname", "not-the-name", "--insecure"]);
@@ -172,17 +127,7 @@ fn device_cn_fallback_accepts_a_certificate_without_san() {
     let d = dir.path();
     // No --dns/--ip: the certificate has no SAN, only CN=localhost.
     ok_in(d, &["new", "server", "--cn", "localhost"]);
-    let serve = Serve::start(
-        d,
-        &[
-            "--cert",
-            "server.der",
-            "--key",
-            "server.key.der",
-            "--count",
-            "2",
-        ],
-    );
+    let serve = Serve::guide(d, &["--count", "2"]);
     let target = format!("127.0.0.1:{}", serve.port);
     let (code, v, out) = connect_json(
         d,
@@ -310,20 +255,7 @@ fn serve_survives_garbage_stalled_and_vanishing_clients() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok_in(d, &["new", "server", "--ip", "127.0.0.1"]);
-    let serve = Serve::start(
-        d,
-        &[
-            "--cert",
-            "server.der",
-            "--key",
-            "server.key.der",
-            "--count",
-            "4",
-            "--json",
-            "--timeout",
-            "2",
-        ],
-    );
+    let serve = Serve::guide(d, &["--count", "4", "--json", "--timeout", "2"]);
     let addr = ("127.0.0.1", serve.port);
     let mut garbage = TcpStream::connect(addr).unwrap();
     garbage.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
@@ -495,20 +427,10 @@ fn serve_refuses_a_client_revoked_by_the_crl() {
     ]);
     ok_in(d, &["new", "server", "--ip", "127.0.0.1"]);
 
-    let serve = Serve::start(
+    let serve = Serve::guide(
         d,
         &[
-            "--cert",
-            "server.der",
-            "--key",
-            "server.key.der",
-            "--ca",
-            "ca.crt",
-            "--crl",
-            "crl.der",
-            "--count",
-            "2",
-            "--json",
+            "--ca", "ca.crt", "--crl", "crl.der", "--count", "2", "--json",
         ],
     );
     let target = format!("127.0.0.1:{}", serve.port);

@@ -74,6 +74,13 @@ impl Serve {
         Serve { peer, port, lines }
     }
 
+    /// Starts `devtls serve` with the files `devtls new server` wrote
+    /// (server.der, server.key.der), plus `args`.
+    pub fn guide(dir: &Path, args: &[&str]) -> Serve {
+        let files = ["--cert", "server.der", "--key", "server.key.der"];
+        Serve::start(dir, &[&files[..], args].concat())
+    }
+
     /// The next output line, waiting at most `timeout`.
     pub fn line(&self, timeout: Duration) -> String {
         self.lines
