@@ -54,15 +54,7 @@ impl Serve {
             .args(["serve", "--port", "0"])
             .args(args);
         let mut peer = Peer::spawn("devtls serve", &mut cmd);
-        let stdout = peer.child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = stdout_lines(&mut peer);
         let first = lines
             .recv_timeout(Duration::from_secs(20))
             .expect("devtls serve printed its listening line");
@@ -104,6 +96,20 @@ impl Serve {
     pub fn finish(self, timeout: Duration) -> Output {
         self.peer.finish(timeout)
     }
+}
+
+/// The stdout lines of a running peer, as they come.
+pub fn stdout_lines(peer: &mut Peer) -> Receiver<String> {
+    let stdout = peer.child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
 
 /// Starts `openssl s_server -accept PORT ARGS` in `dir` and waits until it accepts.
