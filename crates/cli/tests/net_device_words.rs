@@ -5,15 +5,13 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
 use devtls_pki::issue::Role;
 use devtls_pki::keys::KeyType;
 use serde_json::Value;
-use support::net::{cert_valid, connect_json, s_server, stdout_lines, Serve};
+use support::net::{cert_valid, connect_json, raw_server, s_server, stdout_lines, Serve};
 use support::{ok_in, peer_script, text, Peer};
 use time::{Duration as Span, OffsetDateTime};
 
@@ -48,21 +46,6 @@ fn same_code(d: &std::path::Path, port: u16, args: &[&str], reason: &str) {
         "{reason}: devtls predicts {} but mbedTLS says {}",
         devtls["device"], mbedtls["error"]
     );
-}
-
-/// A loopback TCP server answering every connection with `answer`, then closing.
-fn raw_server(answer: &'static [u8]) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(8) {
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = stream.read(&mut [0u8; 512]);
-            let _ = stream.write_all(answer);
-        }
-    });
-    port
 }
 
 #[test]

@@ -195,3 +195,21 @@ pub fn openssl_signed(dir: &Path, key: &str, subj: &str, out: &str, extfile: Opt
     }
     super::openssl_ok(dir, &args);
 }
+
+/// A loopback TCP server answering each connection (at most 8) with
+/// `answer` after reading what the client sent, then closing: a peer that
+/// is not TLS, or (empty answer) one that hangs up mid-handshake.
+pub fn raw_server(answer: &'static [u8]) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.read(&mut [0u8; 512]);
+            let _ = stream.write_all(answer);
+        }
+    });
+    port
+}
