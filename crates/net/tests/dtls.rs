@@ -543,3 +543,32 @@ fn server_keeps_no_state_for_cookieless_hellos_survives_garbage_and_drops_stalle
         "{outcomes:?}"
     );
 }
+
+#[test]
+fn many_clients_at_once_are_all_served() {
+    const CLIENTS: usize = 24;
+    let server = self_signed("localhost", Role::Server, KeyType::P256);
+    let (addr, reports) = start(ServerSettings::new(identity(&server)), CLIENTS);
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let settings = client_settings(&server);
+            thread::spawn(move || {
+                let text = format!("client {i}\n");
+                dtls::exchange(&addr.to_string(), &settings, text.as_bytes())
+            })
+        })
+        .collect();
+    for c in clients {
+        let (_, reply) = c.join().unwrap().unwrap();
+        assert_eq!(reply, b"hello\n");
+    }
+    let mut received: Vec<String> = (0..CLIENTS)
+        .map(|_| match report(&reports).outcome {
+            Outcome::Served(s) => s.received,
+            Outcome::Failed(d) => panic!("{}", d.diagnosis.what),
+        })
+        .collect();
+    received.sort();
+    received.dedup();
+    assert_eq!(received.len(), CLIENTS, "every client was served once");
+}
