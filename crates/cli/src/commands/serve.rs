@@ -26,9 +26,10 @@ use crate::input;
 /// handshake (and any state at all). Same lines, same --ca for mutual TLS.
 ///
 /// --count N exits after N clients: connections accepted over TCP whose
-/// handshake and exchange then ended, served or failed. The exit status is 0
-/// if all of them were served, 1 if any failed. Without --count it serves
-/// until interrupted.
+/// handshake and exchange then ended, served or failed (with --dtls: clients
+/// that answered the cookie; it then keeps answering them for a moment, in
+/// case its reply was lost). The exit status is 0 if all of them were
+/// served, 1 if any failed. Without --count it serves until interrupted.
 ///
 /// With --json, each line is one JSON object: first {"listening": ...}, then
 /// one per client.
