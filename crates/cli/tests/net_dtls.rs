@@ -256,3 +256,14 @@ fn mbedtls_peer_over_dtls_both_ways() {
         }
     }
 }
+
+#[test]
+fn nothing_listening_on_udp_is_said_in_udp_terms() {
+    let dir = made("p256");
+    let d = dir.path();
+    let target = format!("127.0.0.1:{}", support::free_udp_port());
+    let (code, v, out) = connect_json(d, &[&target, "--dtls", "--ca", "server.der"]);
+    assert_eq!(code, Some(1), "{}", text(&out));
+    assert_eq!(v["reason"], "connect_failed", "{v}");
+    assert!(v["what"].as_str().unwrap().contains("UDP"), "{v}");
+}
