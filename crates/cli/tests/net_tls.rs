@@ -8,7 +8,9 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::net::{connect_json, s_server, Serve};
+use support::net::{
+    connect_json, openssl_key, openssl_self_signed, openssl_signed, s_server, Serve,
+};
 use support::{ok_in, text};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -31,17 +33,7 @@ fn connect_and_serve_complete_for_every_key_type() {
                 key,
             ],
         );
-        let serve = Serve::start(
-            d,
-            &[
-                "--cert",
-                "server.der",
-                "--key",
-                "server.key.der",
-                "--count",
-                "1",
-            ],
-        );
+        let serve = Serve::guide(d, &["--count", "1"]);
         let target = format!("127.0.0.1:{}", serve.port);
         let (code, v, out) = connect_json(d, &[&target, "--ca", "server.der"]);
         assert_eq!(code, Some(0), "{key}: {}", text(&out));
@@ -72,19 +64,7 @@ fn modern_profile_negotiates_tls13_between_devtls_peers() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok_in(d, &["new", "server", "--dns", "localhost"]);
-    let serve = Serve::start(
-        d,
-        &[
-            "--cert",
-            "server.der",
-            "--key",
-            "server.key.der",
-            "--count",
-            "1",
-            "--profile",
-            "modern",
-        ],
-    );
+    let serve = Serve::guide(d, &["--count", "1", "--profile", "modern"]);
     let target = format!("localhost:{}", serve.port);
     let (code, v, out) = connect_json(d, &[&target, "--ca", "server.der", "--profile", "modern"]);
     assert_eq!(code, Some(0), "{}", text(&out));
@@ -98,20 +78,7 @@ fn mutual_tls_shows_the_client_subject() {
     let d = dir.path();
     ok_in(d, &["new", "server", "--ip", "127.0.0.1"]);
     ok_in(d, &["new", "client", "--cn", "sensor-01"]);
-    let serve = Serve::start(
-        d,
-        &[
-            "--cert",
-            "server.der",
-            "--key",
-            "server.key.der",
-            "--ca",
-            "client.der",
-            "--count",
-            "1",
-            "--json",
-        ],
-    );
+    let serve = Serve::guide(d, &["--ca", "client.der", "--count", "1", "--json"]);
     let target = format!("127.0.0.1:{}", serve.port);
     let (code, v, out) = connect_json(
         d,
@@ -139,17 +106,7 @@ fn insecure_completes_and_warns_that_anyone_could_be_the_peer() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok_in(d, &["new", "server", "--dns", "localhost"]);
-    let serve = Serve::start(
-        d,
-        &[
-            "--cert",
-            "server.der",
-            "--key",
-            "server.key.der",
-            "--count",
-            "1",
-        ],
-    );
+    let serve = Serve::guide(d, &["--count", "1"]);
     // No --ca and a self-signed server: only --insecure gets through.
     let target = format!("127.0.0.1:{}", serve.port);
     let (code, v, out) = connect_json(d, &[&target, "--hostname", "not-the-name", "--insecure"]);
@@ -170,17 +127,7 @@ fn device_cn_fallback_accepts_a_certificate_without_san() {
     let d = dir.path();
     // No --dns/--ip: the certificate has no SAN, only CN=localhost.
     ok_in(d, &["new", "server", "--cn", "localhost"]);
-    let serve = Serve::start(
-        d,
-        &[
-            "--cert",
-            "server.der",
-            "--key",
-            "server.key.der",
-            "--count",
-            "2",
-        ],
-    );
+    let serve = Serve::guide(d, &["--count", "2"]);
     let target = format!("127.0.0.1:{}", serve.port);
     let (code, v, out) = connect_json(
         d,
@@ -308,20 +255,7 @@ fn serve_survives_garbage_stalled_and_vanishing_clients() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok_in(d, &["new", "server", "--ip", "127.0.0.1"]);
-    let serve = Serve::start(
-        d,
-        &[
-            "--cert",
-            "server.der",
-            "--key",
-            "server.key.der",
-            "--count",
-            "4",
-            "--json",
-            "--timeout",
-            "2",
-        ],
-    );
+    let serve = Serve::guide(d, &["--count", "4", "--json", "--timeout", "2"]);
     let addr = ("127.0.0.1", serve.port);
     let mut garbage = TcpStream::connect(addr).unwrap();
     garbage.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
@@ -369,59 +303,16 @@ fn guide_openssl_certificates_work_both_ways_with_mtls() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     for (stem, subj) in [("server", "/CN=openmv"), ("client", "/CN=sensor-01")] {
+        let (key, crt) = (format!("{stem}.key"), format!("{stem}.crt"));
+        openssl_key(d, &key);
+        let san = ["-addext", "subjectAltName=DNS:openmv,IP:127.0.0.1"];
+        openssl_self_signed(d, &key, &crt, subj, &san);
+        let der = format!("{stem}.der");
+        support::openssl_ok(d, &["x509", "-in", &crt, "-outform", "DER", "-out", &der]);
+        let key_der = format!("{stem}.key.der");
         support::openssl_ok(
             d,
-            &[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                &format!("{stem}.key"),
-            ],
-        );
-        support::openssl_ok(
-            d,
-            &[
-                "req",
-                "-new",
-                "-x509",
-                "-key",
-                &format!("{stem}.key"),
-                "-out",
-                &format!("{stem}.crt"),
-                "-days",
-                "365",
-                "-subj",
-                subj,
-                "-addext",
-                "subjectAltName=DNS:openmv,IP:127.0.0.1",
-            ],
-        );
-        support::openssl_ok(
-            d,
-            &[
-                "x509",
-                "-in",
-                &format!("{stem}.crt"),
-                "-outform",
-                "DER",
-                "-out",
-                &format!("{stem}.der"),
-            ],
-        );
-        support::openssl_ok(
-            d,
-            &[
-                "pkey",
-                "-in",
-                &format!("{stem}.key"),
-                "-outform",
-                "DER",
-                "-out",
-                &format!("{stem}.key.der"),
-            ],
+            &["pkey", "-in", &key, "-outform", "DER", "-out", &key_der],
         );
     }
     let ca_flag = support::openssl_ok(d, &["x509", "-in", "server.crt", "-noout", "-text"]);
@@ -489,4 +380,97 @@ fn guide_openssl_certificates_work_both_ways_with_mtls() {
     );
     assert_eq!(code, Some(1));
     assert_eq!(v["reason"], "wrong_host_name");
+}
+
+/// `serve --crl`: a device whose certificate the CA revoked is refused, its
+/// sibling from the same CA is served. CA, certificates and CRL by OpenSSL.
+#[test]
+fn serve_refuses_a_client_revoked_by_the_crl() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("ca.cnf"),
+        "[ca]\ndefault_ca = fleet\n[fleet]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
+         default_md = sha256\ndefault_crl_days = 7\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("index.txt"), "").unwrap();
+    std::fs::write(d.join("crlnumber"), "01\n").unwrap();
+    std::fs::write(
+        d.join("ext.cnf"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    let ossl = |args: &[&str]| support::openssl_ok(d, args);
+    openssl_key(d, "ca.key");
+    openssl_self_signed(d, "ca.key", "ca.crt", "/CN=fleet-ca", &[]);
+    for dev in ["dev1", "dev2"] {
+        let key = format!("{dev}.key");
+        openssl_key(d, &key);
+        openssl_signed(
+            d,
+            &key,
+            &format!("/CN={dev}"),
+            &format!("{dev}.crt"),
+            Some("ext.cnf"),
+        );
+    }
+    ossl(&[
+        "ca", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.crt", "-revoke", "dev2.crt",
+    ]);
+    ossl(&[
+        "ca", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.crt", "-gencrl", "-out",
+        "crl.pem",
+    ]);
+    ossl(&[
+        "crl", "-in", "crl.pem", "-outform", "DER", "-out", "crl.der",
+    ]);
+    ok_in(d, &["new", "server", "--ip", "127.0.0.1"]);
+
+    let serve = Serve::guide(
+        d,
+        &[
+            "--ca", "ca.crt", "--crl", "crl.der", "--count", "2", "--json",
+        ],
+    );
+    let target = format!("127.0.0.1:{}", serve.port);
+    let (code, v, out) = connect_json(
+        d,
+        &[
+            &target,
+            "--ca",
+            "server.der",
+            "--cert",
+            "dev1.crt",
+            "--key",
+            "dev1.key",
+        ],
+    );
+    assert_eq!(code, Some(0), "{}", text(&out));
+    assert_eq!(v["reply"], "hello\n");
+    let (code, v, _) = connect_json(
+        d,
+        &[
+            &target,
+            "--ca",
+            "server.der",
+            "--cert",
+            "dev2.crt",
+            "--key",
+            "dev2.key",
+        ],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(v["reason"], "client_cert_rejected", "{v}");
+    let mut reports: Vec<String> = (0..2)
+        .map(|_| {
+            let r = serve.report(WAIT);
+            match r["result"].as_str() {
+                Some("served") => format!("served {}", r["client_chain"][0]["subject"]),
+                _ => r["reason"].to_string(),
+            }
+        })
+        .collect();
+    reports.sort();
+    assert_eq!(reports, ["\"revoked\"", "served \"CN=dev1\""]);
 }

@@ -22,6 +22,9 @@ pub enum ConfigError {
     /// A file does not hold what it should (the caller adds the file name).
     #[error("{0}")]
     Input(String),
+    /// The certificate of an identity cannot be used (the key may be fine).
+    #[error("{0}")]
+    Certificate(String),
     /// The inputs are usable one by one but not together (or not with the profile).
     #[error("{0}")]
     Mismatch(String),
@@ -118,13 +121,21 @@ impl Identity {
                 "is a private key rustls cannot use ({e}); use a P-256, P-384 or RSA key"
             ))
         })?;
+        if let Some(leaf) = chain.first() {
+            refuse_v1(leaf)?;
+        }
         let certified = CertifiedKey::new(chain, signing);
-        certified.keys_match().map_err(|_| {
-            ConfigError::Mismatch(
-                "the key does not belong to the certificate; give the key made with it \
-                 (server.der goes with server.key.der)"
-                    .into(),
-            )
+        certified.keys_match().map_err(|e| match e {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                ConfigError::Mismatch(
+                    "the key does not belong to the certificate; give the key made with it \
+                     (server.der goes with server.key.der)"
+                        .into(),
+                )
+            }
+            other => ConfigError::Certificate(format!(
+                "is a certificate devtls cannot use with a key ({other})"
+            )),
         })?;
         let scheme_ok = provider
             .signature_verification_algorithms
@@ -148,6 +159,22 @@ impl Identity {
     /// The certificate chain this identity presents.
     pub fn chain(&self) -> &[CertificateDer<'static>] {
         &self.certified.cert
+    }
+}
+
+/// rustls-webpki only handles X.509 v3 certificates; the device also takes
+/// v1 (what `openssl x509 -req` makes without an extensions file). Say so
+/// instead of failing later with a misleading error.
+fn refuse_v1(leaf: &CertificateDer<'_>) -> Result<(), ConfigError> {
+    use x509_parser::prelude::{FromDer, X509Certificate, X509Version};
+    match X509Certificate::from_der(leaf) {
+        Ok((_, cert)) if cert.version() != X509Version::V3 => Err(ConfigError::Certificate(
+            "is an X.509 v1 certificate (no extensions): the device accepts it but devtls's \
+             verifier (rustls-webpki) cannot use it; re-issue it with extensions \
+             (openssl x509 -req ... -extfile ext.cnf, or devtls new)"
+                .into(),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -134,6 +134,8 @@ pub enum Reason {
     Timeout,
     /// No TCP connection.
     ConnectFailed,
+    /// devtls's verifier cannot check the certificate (e.g. X.509 v1), though the device may.
+    Unverifiable,
     /// The peer refused us for a reason it did not spell out.
     Refused,
     /// Anything else.
@@ -472,8 +474,37 @@ fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -
             Reason::Revoked,
             format!("the {whose}'s certificate is revoked by the given CRL"),
             format!("issue the {whose} a new certificate (devtls fleet rotate) or remove it from the CRL"),
-            Some(DeviceWords::value_error(verify_text::NOT_TRUSTED)),
+            // MicroPython's ssl has no CRL support: the device itself never says this.
+            None,
         ),
+        CertificateError::Other(other) => {
+            let v1 = matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::UnsupportedCertVersion)
+            );
+            if v1 {
+                (
+                    Reason::Unverifiable,
+                    format!(
+                        "the {whose}'s certificate is X.509 v1: the device accepts it, but \
+                         devtls's verifier (rustls-webpki) cannot check it"
+                    ),
+                    "re-issue it as v3, with extensions (devtls new, or openssl x509 -req ... \
+                     -extfile ext.cnf); --insecure shows the rest of the exchange meanwhile"
+                        .into(),
+                    None,
+                )
+            } else {
+                (
+                    Reason::Unverifiable,
+                    format!("devtls's verifier refused the {whose}'s certificate ({other})"),
+                    "look at the certificate (openssl x509 -text -noout -in FILE); re-issue it \
+                     with devtls new if it is malformed"
+                        .into(),
+                    Some(DeviceWords::oserror(&device_error::CERT_VERIFY_FAILED)),
+                )
+            }
+        }
         _ => (
             Reason::UnacceptableAlgorithm,
             format!(
@@ -635,4 +666,62 @@ fn versions(profile: &Profile) -> String {
 
 fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devtls_pki::profile::OPENMV;
+
+    fn ctx(side: Side) -> Context<'static> {
+        Context {
+            side,
+            profile: &OPENMV,
+            server_name: "openmv",
+            anchors: "--ca: openmv",
+            presented: &[],
+            asked_for_cert: false,
+            sent_cert: false,
+            probe: None,
+        }
+    }
+
+    #[test]
+    fn io_errors_from_tokio_rustls_are_classified() {
+        let wrapped = io::Error::new(io::ErrorKind::InvalidData, rustls::Error::DecryptError);
+        assert!(matches!(
+            Failure::from_io(wrapped),
+            Failure::Tls(rustls::Error::DecryptError)
+        ));
+        let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof");
+        assert!(matches!(Failure::from_io(eof), Failure::Closed));
+    }
+
+    #[test]
+    fn the_device_as_server_names_a_missing_client_certificate() {
+        let d = diagnose(
+            &Failure::Tls(rustls::Error::NoCertificatesPresented),
+            &ctx(Side::Server),
+        );
+        assert_eq!(d.reason, Reason::ClientCertMissing);
+        assert_eq!(
+            d.device.unwrap().code,
+            device_error::NO_CLIENT_CERTIFICATE.code
+        );
+    }
+
+    #[test]
+    fn nothing_in_common_lists_the_profiles_offer() {
+        let alert = Failure::Tls(rustls::Error::AlertReceived(
+            AlertDescription::HandshakeFailure,
+        ));
+        let d = diagnose(&alert, &ctx(Side::Client));
+        assert_eq!(d.reason, Reason::NothingInCommon);
+        // Read from the profile, not restated: every emulated suite is named.
+        for suite in crate::restrict::provider(&OPENMV).cipher_suites.iter() {
+            let name = suite.suite().as_str().unwrap();
+            assert!(d.what.contains(name), "{name} missing from {}", d.what);
+        }
+        assert_eq!(d.device.unwrap().code, device_error::FATAL_ALERT.code);
+    }
 }

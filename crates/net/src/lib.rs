@@ -16,6 +16,15 @@
 //! - [`diagnose`]: a failure in plain words, the fix, and the device's words.
 //! - [`report`]: certificates and sessions in readable form.
 //!
+//! ## Adding a transport
+//!
+//! `tls` is one transport. Another (DTLS) takes the same
+//! [`config::ClientSettings`]/[`config::ServerSettings`], reports with the
+//! same [`report::SessionInfo`], [`report::ClientReport`] and
+//! [`report::ConnectError`], and explains failures through
+//! [`diagnose::diagnose`], so `devtls serve`/`connect` print and exit the
+//! same way whatever the transport.
+//!
 //! ## What cannot be emulated
 //!
 //! rustls implements ECDHE with AES-GCM and ChaCha20 only: no AES-CBC and no
@@ -45,6 +54,24 @@
 //! Two more differences: rustls sends no SNI for an IP literal (the device
 //! does), and it offers the extended master secret extension (the device
 //! does not).
+//!
+//! Over DTLS the subset is different, because rtc-dtls implements other
+//! suites: of `openmv`'s 18 it negotiates `C00A C014 C02B C02F` (ECDHE with
+//! AES-256-CBC-SHA or AES-128-GCM), not the AES-256-GCM, the other CBC or
+//! any RSA key exchange suite, and not the P-521 group
+//! ([`dtls::crypto::unemulated_suites`], [`dtls::crypto::unemulated_groups`]):
+//!
+//! ```
+//! use devtls_pki::profile::OPENMV;
+//! let codes: Vec<u16> = devtls_net::dtls::crypto::suites(&OPENMV)
+//!     .iter()
+//!     .map(|s| *s as u16)
+//!     .collect();
+//! assert_eq!(codes, [0xC00A, 0xC014, 0xC02B, 0xC02F]);
+//! ```
+//!
+//! The DTLS endpoints do send the IP literal as SNI, like the device, and
+//! also offer the extended master secret.
 
 pub mod config;
 pub mod diagnose;

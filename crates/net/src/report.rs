@@ -130,7 +130,17 @@ pub enum Outcome {
     /// Handshake completed, message read, reply sent.
     Served(Served),
     /// The handshake failed.
-    Failed(Diagnosis),
+    Failed(Rejected),
+}
+
+/// A client whose handshake failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejected {
+    /// Why, in plain words.
+    #[serde(flatten)]
+    pub diagnosis: Diagnosis,
+    /// The certificate chain the client presented, if it got that far.
+    pub client_chain: Vec<CertSummary>,
 }
 
 /// A completed exchange with a client.

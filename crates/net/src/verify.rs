@@ -229,6 +229,13 @@ impl ResolvesClientCert for ClientCertRecorder {
     }
 }
 
+tokio::task_local! {
+    /// The chain the client of the current connection presented. The server
+    /// verifier is shared by all connections, but rustls calls it inside the
+    /// task handling one connection, so a task-local slot keeps chains apart.
+    pub static PRESENTED_BY_CLIENT: std::cell::RefCell<Vec<CertificateDer<'static>>>;
+}
+
 /// Verifies client certificates with webpki, plus the device's acceptance
 /// of a client certificate that is itself one of the anchors even when it
 /// carries the CA flag (the device guide's `openssl req -x509` certificates).
@@ -264,6 +271,13 @@ impl ClientCertVerifier for DeviceClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
+        // Kept for the report of this connection, whatever the verdict.
+        let _ = PRESENTED_BY_CLIENT.try_with(|slot| {
+            *slot.borrow_mut() = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|c| c.clone().into_owned())
+                .collect();
+        });
         match self
             .webpki
             .verify_client_cert(end_entity, intermediates, now)

@@ -165,12 +165,14 @@ fn crl_revokes_one_client_certificate_of_a_ca() {
                 .outcome
             {
                 Outcome::Served(s) => format!("served {}", s.client_chain[0].subject),
-                Outcome::Failed(d) => format!("{:?}", d.reason),
+                Outcome::Failed(r) => {
+                    format!("{:?} {}", r.diagnosis.reason, r.client_chain[0].subject)
+                }
             }
         })
         .collect();
     outcomes.sort();
-    assert_eq!(outcomes, ["Revoked", "served CN=device-1"]);
+    assert_eq!(outcomes, ["Revoked CN=device-2", "served CN=device-1"]);
 }
 
 #[test]

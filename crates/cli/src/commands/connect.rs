@@ -23,6 +23,11 @@ use crate::output::{self, Exit};
 /// version, cipher suite and the server's chain. When the handshake fails it
 /// says what failed, the fix, and what the device prints for the same failure.
 ///
+/// --dtls speaks DTLS 1.2 over UDP instead, answering the server's
+/// HelloVerifyRequest from the same address and port and retransmitting lost
+/// flights; the message is sent again until the reply comes (DTLS does not
+/// resend data).
+///
 /// Exit status: 0 the exchange completed, 1 the connection, handshake or
 /// verification failed, 2 unusable arguments or files.
 #[derive(Debug, clap::Args)]
@@ -31,7 +36,8 @@ use crate::output::{self, Exit};
   devtls connect 192.168.1.50:8443 --ca server.der --cert client.der --key client.key.der
   devtls connect example.com:443                      # Mozilla roots, device profile
   devtls connect example.com:443 --profile modern --json
-  devtls connect 127.0.0.1:8443 --insecure            # no verification: testing only")]
+  devtls connect 127.0.0.1:8443 --insecure            # no verification: testing only
+  devtls connect 127.0.0.1:8444 --dtls --ca server.der --hostname openmv")]
 pub struct Args {
     /// The server, as HOST:PORT (IPv6: [ADDR]:PORT).
     #[arg(value_name = "HOST:PORT")]
@@ -57,6 +63,9 @@ pub struct Args {
     /// Do not verify the server at all. Anyone in the middle could be the peer.
     #[arg(long, conflicts_with = "ca")]
     insecure: bool,
+    /// Speak DTLS 1.2 over UDP (answers the server's HelloVerifyRequest cookie).
+    #[arg(long)]
+    dtls: bool,
     /// Seconds allowed for connecting, the handshake, and the reply, each.
     #[arg(long, value_name = "S", default_value_t = 10)]
     timeout: u64,
@@ -96,8 +105,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
              a device with verification off (ctx.verify_mode = ssl.CERT_NONE).",
         );
     }
-    // The transport is chosen here; TLS over TCP is the one there is so far.
-    match client::exchange_blocking(&args.target, &settings, args.send.as_bytes()) {
+    let result = if args.dtls {
+        devtls_net::dtls::exchange(&args.target, &settings, args.send.as_bytes())
+    } else {
+        client::exchange_blocking(&args.target, &settings, args.send.as_bytes())
+    };
+    match result {
         Ok((info, reply)) => {
             report_success(&args, &settings, &info, &reply)?;
             Ok(ExitCode::SUCCESS)
@@ -144,19 +157,30 @@ fn settings(args: &Args, profile: &'static Profile) -> anyhow::Result<ClientSett
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         let cert_bytes = input::read(cert)?;
         let key_bytes = input::read(key)?;
-        let identity = Identity::from_bytes(&cert_bytes, &key_bytes, profile).map_err(|e| {
-            let blame = if config::certificates(&cert_bytes).is_err() {
-                cert.display().to_string()
-            } else if config::private_key(&key_bytes).is_err() {
-                key.display().to_string()
-            } else {
-                format!("{} and {}", cert.display(), key.display())
-            };
-            anyhow::anyhow!("{blame}: {e}")
-        })?;
+        let identity = Identity::from_bytes(&cert_bytes, &key_bytes, profile)
+            .map_err(|e| identity_error(e, &cert_bytes, cert, key))?;
         settings.identity = Some(identity);
     }
     Ok(settings)
+}
+
+/// An identity error naming the file at fault (both when they do not match).
+pub(crate) fn identity_error(
+    e: config::ConfigError,
+    cert_bytes: &[u8],
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Error {
+    match e {
+        config::ConfigError::Certificate(_) => anyhow::anyhow!("{}: {e}", cert.display()),
+        config::ConfigError::Input(_) if config::certificates(cert_bytes).is_err() => {
+            anyhow::anyhow!("{}: {e}", cert.display())
+        }
+        config::ConfigError::Input(_) => anyhow::anyhow!("{}: {e}", key.display()),
+        config::ConfigError::Mismatch(_) => {
+            anyhow::anyhow!("{} and {}: {e}", cert.display(), key.display())
+        }
+    }
 }
 
 fn read_certs(path: &Path) -> anyhow::Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
@@ -207,7 +231,10 @@ fn report_success(
     ));
     println!("sent:  {:?}", args.send);
     if reply.is_empty() {
-        println!("reply: nothing within {} s", args.timeout);
+        println!(
+            "reply: nothing (the server closed, or sent nothing within {} s)",
+            args.timeout
+        );
     } else {
         println!("reply: {reply:?}");
     }
@@ -241,7 +268,7 @@ fn report_failure(
             "  device: {}  ({} {})",
             device.printed, device.hex, device.name
         ),
-        None => println!("  device: fails the same way, without a TLS error"),
+        None => println!("  device: no mbedTLS error of its own for this case"),
     }
     println!("  reason: {}  ({})", reason_word(d), d.detail);
     if let Some(probe) = &failure.probe {

@@ -473,7 +473,7 @@ fn judge(
             seen.client_cert_sha256 = served.client_chain.first().map(|c| plain_hex(&c.sha256));
             Ok(served)
         }
-        Some(Outcome::Failed(d)) => Err(format!("the server failed: {}", d.what)),
+        Some(Outcome::Failed(d)) => Err(format!("the server failed: {}", d.diagnosis.what)),
         None => Err(format!(
             "the server reported nothing within {STEP_TIMEOUT:?}"
         )),
@@ -614,7 +614,7 @@ async fn refused_without_certificate(server: &mut Running, settings: &ClientSett
             STEP,
             format!(
                 "refused, as it must be; server: {}; client: {client_side}",
-                d.what
+                d.diagnosis.what
             ),
         ),
         Some(Outcome::Served(_)) => Step::failed(

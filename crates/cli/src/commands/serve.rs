@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anstream::println;
-use anyhow::Context;
 use devtls_net::config::{self, Identity, ServerSettings};
-use devtls_net::tls::server::{ClientReport, Outcome, Server};
+use devtls_net::tls::server::{self, ClientReport, Outcome};
 use devtls_pki::profile::Profile;
 
 use crate::input;
@@ -21,10 +20,16 @@ use crate::input;
 /// handshake failed, the fix, and what the device would print. Clients are
 /// served concurrently; one that stalls is dropped after --timeout seconds.
 ///
+/// --dtls serves DTLS 1.2 over UDP instead, like the guide's DTLS server:
+/// each address's first ClientHello gets a HelloVerifyRequest whose cookie is
+/// bound to that address and port, and only a client that answers it gets a
+/// handshake (and any state at all). Same lines, same --ca for mutual TLS.
+///
 /// --count N exits after N clients: connections accepted over TCP whose
-/// handshake and exchange then ended, served or failed. The exit status is 0
-/// if all of them were served, 1 if any failed. Without --count it serves
-/// until interrupted.
+/// handshake and exchange then ended, served or failed (with --dtls: clients
+/// that answered the cookie; it then keeps answering them for a moment, in
+/// case its reply was lost). The exit status is 0 if all of them were
+/// served, 1 if any failed. Without --count it serves until interrupted.
 ///
 /// With --json, each line is one JSON object: first {"listening": ...}, then
 /// one per client.
@@ -32,6 +37,7 @@ use crate::input;
 #[command(after_help = "Examples:
   devtls serve --cert server.der --key server.key.der
   devtls serve --cert server.der --key server.key.der --ca client.der      # mutual TLS
+  devtls serve --cert server.der --key server.key.der --dtls --port 8444   # DTLS, cookies
   devtls serve --cert server.crt --key server.key --bind 0.0.0.0 --port 8443
   devtls serve --cert server.der --key server.key.der --port 0 --count 1 --json
   devtls serve --cert server.der --key server.key.der --ca fleet-ca.der --crl fleet.crl")]
@@ -66,6 +72,9 @@ pub struct Args {
     /// Seconds a client may take for its handshake, and then to send its message.
     #[arg(long, value_name = "S", default_value_t = 10)]
     timeout: u64,
+    /// Serve DTLS 1.2 over UDP (HelloVerifyRequest cookie bound to the client's address).
+    #[arg(long)]
+    dtls: bool,
     /// One JSON object per line instead of text.
     #[arg(long)]
     json: bool,
@@ -75,23 +84,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let profile = super::profile(&args.profile)?;
     let settings = settings(&args, profile)?;
     let addr = SocketAddr::new(args.bind, args.port);
-    // The transport is chosen here; TLS over TCP is the one there is so far.
-    serve_tls(addr, settings, &args)
+    if args.dtls {
+        serve_dtls(addr, settings, &args)
+    } else {
+        serve_tls(addr, settings, &args)
+    }
+}
+
+fn serve_dtls(addr: SocketAddr, settings: ServerSettings, args: &Args) -> anyhow::Result<ExitCode> {
+    let mut server = devtls_net::dtls::Server::bind(addr, settings)?;
+    announce(server.local_addr()?, args.json, args);
+    if !args.json {
+        let hvr = devtls_pki::device_error::HELLO_VERIFY_REQUIRED;
+        anstream::eprintln!(
+            "DTLS 1.2 on UDP: each client's first ClientHello gets a cookie to send back (a device \
+             serving DTLS does the same: its first wrap_socket raises {}, then it wraps again)",
+            hvr.as_oserror()
+        );
+    }
+    let mut failed = 0usize;
+    server.serve(args.count, None, |report| {
+        if matches!(report.outcome, Outcome::Failed(_)) {
+            failed += 1;
+        }
+        print_report(report, args.json);
+    })?;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Reads the files into server settings; any unusable file is exit 2 naming it.
 fn settings(args: &Args, profile: &'static Profile) -> anyhow::Result<ServerSettings> {
     let cert = input::read(&args.cert)?;
     let key = input::read(&args.key)?;
-    let identity = Identity::from_bytes(&cert, &key, profile).map_err(|e| match e {
-        config::ConfigError::Input(_) if config::certificates(&cert).is_err() => {
-            anyhow::anyhow!("{}: {e}", args.cert.display())
-        }
-        config::ConfigError::Input(_) => anyhow::anyhow!("{}: {e}", args.key.display()),
-        config::ConfigError::Mismatch(_) => {
-            anyhow::anyhow!("{} and {}: {e}", args.cert.display(), args.key.display())
-        }
-    })?;
+    let identity = Identity::from_bytes(&cert, &key, profile)
+        .map_err(|e| super::connect::identity_error(e, &cert, &args.cert, &args.key))?;
     let mut settings = ServerSettings::new(identity);
     settings.profile = profile;
     settings.handshake_timeout = Duration::from_secs(args.timeout.max(1));
@@ -109,26 +139,20 @@ fn settings(args: &Args, profile: &'static Profile) -> anyhow::Result<ServerSett
 }
 
 fn serve_tls(addr: SocketAddr, settings: ServerSettings, args: &Args) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the I/O runtime")?;
     let json = args.json;
-    let failed = runtime.block_on(async {
-        let server = Server::bind(addr, settings).await?;
-        let local = server.local_addr()?;
-        announce(local, json, args);
-        let mut failed = 0usize;
-        server
-            .serve(args.count, |report| {
-                if matches!(report.outcome, Outcome::Failed(_)) {
-                    failed += 1;
-                }
-                print_report(report, json);
-            })
-            .await;
-        anyhow::Ok(failed)
-    })?;
+    let mut failed = 0usize;
+    server::serve_blocking(
+        addr,
+        settings,
+        args.count,
+        |local| announce(local, json, args),
+        |report| {
+            if matches!(report.outcome, Outcome::Failed(_)) {
+                failed += 1;
+            }
+            print_report(report, json);
+        },
+    )?;
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -174,8 +198,14 @@ pub fn print_report(report: &ClientReport, json: bool) {
                 report.peer, s.version, s.cipher_suite, client, s.received
             );
         }
-        Outcome::Failed(d) => {
-            println!("{}  failed: {}", report.peer, d.what);
+        Outcome::Failed(rejected) => {
+            let d = &rejected.diagnosis;
+            let client = rejected
+                .client_chain
+                .first()
+                .map(|c| format!(" (client {})", c.subject))
+                .unwrap_or_default();
+            println!("{}  failed{client}: {}", report.peer, d.what);
             println!("    fix: {}", d.fix);
             if let Some(device) = &d.device {
                 println!(

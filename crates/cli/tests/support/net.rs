@@ -54,15 +54,7 @@ impl Serve {
             .args(["serve", "--port", "0"])
             .args(args);
         let mut peer = Peer::spawn("devtls serve", &mut cmd);
-        let stdout = peer.child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = stdout_lines(&mut peer);
         let first = lines
             .recv_timeout(Duration::from_secs(20))
             .expect("devtls serve printed its listening line");
@@ -72,6 +64,13 @@ impl Serve {
             .and_then(|p| p.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
             .unwrap_or_else(|| panic!("no port in {first:?}"));
         Serve { peer, port, lines }
+    }
+
+    /// Starts `devtls serve` with the files `devtls new server` wrote
+    /// (server.der, server.key.der), plus `args`.
+    pub fn guide(dir: &Path, args: &[&str]) -> Serve {
+        let files = ["--cert", "server.der", "--key", "server.key.der"];
+        Serve::start(dir, &[&files[..], args].concat())
     }
 
     /// The next output line, waiting at most `timeout`.
@@ -97,6 +96,20 @@ impl Serve {
     pub fn finish(self, timeout: Duration) -> Output {
         self.peer.finish(timeout)
     }
+}
+
+/// The stdout lines of a running peer, as they come.
+pub fn stdout_lines(peer: &mut Peer) -> Receiver<String> {
+    let stdout = peer.child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
 
 /// Starts `openssl s_server -accept PORT ARGS` in `dir` and waits until it accepts.
@@ -127,4 +140,76 @@ pub fn connect_json(dir: &Path, args: &[&str]) -> (Option<i32>, serde_json::Valu
         )
     });
     (out.status.code(), value, out)
+}
+
+/// A P-256 key by `openssl ecparam` (SEC1 PEM), as the device guide makes it.
+pub fn openssl_key(dir: &Path, key: &str) {
+    super::openssl_ok(
+        dir,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            key,
+        ],
+    );
+}
+
+/// A self-signed certificate by `openssl req -new -x509` (CA:TRUE, as the
+/// guide's commands make it), plus `extra` arguments (e.g. `-addext ...`).
+pub fn openssl_self_signed(dir: &Path, key: &str, out: &str, subj: &str, extra: &[&str]) {
+    let base = [
+        "req", "-new", "-x509", "-key", key, "-out", out, "-days", "30",
+    ];
+    super::openssl_ok(dir, &[&base[..], &["-subj", subj], extra].concat());
+}
+
+/// A certificate for `key` signed by ca.crt/ca.key with `openssl x509 -req`;
+/// without an extensions file OpenSSL makes an X.509 v1 certificate.
+pub fn openssl_signed(dir: &Path, key: &str, subj: &str, out: &str, extfile: Option<&str>) {
+    let csr = format!("{out}.csr");
+    super::openssl_ok(
+        dir,
+        &["req", "-new", "-key", key, "-subj", subj, "-out", &csr],
+    );
+    let mut args = vec![
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-out",
+        out,
+    ];
+    if let Some(ext) = extfile {
+        args.extend(["-extfile", ext]);
+    }
+    super::openssl_ok(dir, &args);
+}
+
+/// A loopback TCP server answering each connection (at most 8) with
+/// `answer` after reading what the client sent, then closing: a peer that
+/// is not TLS, or (empty answer) one that hangs up mid-handshake.
+pub fn raw_server(answer: &'static [u8]) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.read(&mut [0u8; 512]);
+            let _ = stream.write_all(answer);
+        }
+    });
+    port
 }

@@ -14,6 +14,7 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::crypto::{self, ProfileProvider, RustlsSigner};
+use super::defrag::Defrag;
 use super::{chain, DtlsError, DtlsFailure, MAX_DATAGRAM, VERSION};
 
 /// How long the client waits for the reply before sending its message again:
@@ -97,6 +98,7 @@ pub fn connect(
         cookie_exchange: false,
         asked_for_cert: false,
         alert: None,
+        defrag: Defrag::default(),
     };
     let failed = |error: DtlsError, run: &Run| {
         let presented = seen.lock().map(|s| s.presented.clone()).unwrap_or_default();
@@ -162,9 +164,10 @@ pub fn connect(
                 if let Some(a) = super::plaintext_alert(&buf[..n]) {
                     run.alert = Some(a);
                 }
+                let datagram = run.defrag.process(&buf[..n]);
                 let events =
                     run.endpoint
-                        .read(Instant::now(), peer, None, BytesMut::from(&buf[..n]));
+                        .read(Instant::now(), peer, None, BytesMut::from(&datagram[..]));
                 let events = match events {
                     Ok(events) => events,
                     Err(e) => {
@@ -256,6 +259,7 @@ struct Run {
     cookie_exchange: bool,
     asked_for_cert: bool,
     alert: Option<rustls::AlertDescription>,
+    defrag: Defrag,
 }
 
 impl Run {

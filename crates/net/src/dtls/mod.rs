@@ -22,6 +22,7 @@
 pub mod client;
 pub mod cookie;
 pub mod crypto;
+mod defrag;
 pub mod server;
 pub mod session;
 

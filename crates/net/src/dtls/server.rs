@@ -17,6 +17,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 
 use super::cookie::{self, CookieJar};
 use super::crypto::{self, ProfileProvider, RustlsSigner};
+use super::defrag::Defrag;
 use super::{chain, DtlsError, MAX_DATAGRAM, VERSION};
 
 /// Most clients in the middle of a handshake or conversation at once; past
@@ -26,6 +27,11 @@ const MAX_PEERS: usize = 4096;
 
 /// Longest the loop sleeps, so limits are checked even when all is quiet.
 const TICK: Duration = Duration::from_millis(100);
+
+/// After the last counted client, how long the server keeps answering the
+/// clients it has: a reply lost on the way makes the client send again, and
+/// nobody would answer if the server had already gone.
+const LINGER: Duration = Duration::from_millis(1500);
 
 /// What a DTLS server needs.
 #[derive(Clone)]
@@ -90,6 +96,7 @@ pub struct Stats {
 }
 
 struct Peer {
+    defrag: Defrag,
     started: Instant,
     last_seen: Instant,
     completed: bool,
@@ -111,6 +118,8 @@ pub struct DtlsServer {
     seen: Arc<Mutex<Seen>>,
     options: ServerOptions,
     stats: Stats,
+    /// False once the count is reached: only known clients are answered.
+    accepting: bool,
 }
 
 impl DtlsServer {
@@ -134,6 +143,7 @@ impl DtlsServer {
             seen,
             options,
             stats: Stats::default(),
+            accepting: true,
         })
     }
 
@@ -153,7 +163,8 @@ impl DtlsServer {
     }
 
     /// Serves until `count` verdicts were given (all of them if `None`) or
-    /// `max_time` passed, calling `on_event` for each.
+    /// `max_time` passed, calling `on_event` for each. After the count it
+    /// still answers the clients it has for a moment (see `LINGER`).
     pub fn serve(
         &mut self,
         count: Option<usize>,
@@ -164,10 +175,17 @@ impl DtlsServer {
         let mut given = 0usize;
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut events = Vec::new();
+        let mut linger_until: Option<Instant> = None;
         loop {
-            if count.is_some_and(|c| given >= c) || max_time.is_some_and(|m| start.elapsed() >= m) {
+            if max_time.is_some_and(|m| start.elapsed() >= m)
+                || linger_until.is_some_and(|t| Instant::now() >= t || self.peers.is_empty())
+            {
                 self.flush();
                 return Ok(given);
+            }
+            if linger_until.is_none() && count.is_some_and(|c| given >= c) {
+                linger_until = Some(Instant::now() + LINGER.min(self.options.handshake_timeout));
+                self.accepting = false;
             }
             let now = Instant::now();
             let wake = self.next_wake(now);
@@ -190,8 +208,10 @@ impl DtlsServer {
             self.on_timers(Instant::now(), &mut events);
             self.flush();
             for event in events.drain(..) {
-                given += 1;
-                on_event(&event);
+                if linger_until.is_none() {
+                    given += 1;
+                    on_event(&event);
+                }
             }
         }
     }
@@ -227,6 +247,9 @@ impl DtlsServer {
             self.stats.garbage += 1;
             return;
         };
+        if !self.accepting {
+            return;
+        }
         if !self.jar.check(peer, &hello.cookie) {
             let reply = cookie::hello_verify_request(&hello, &self.jar.issue(peer));
             let _ = self.socket.send_to(&reply, peer);
@@ -260,6 +283,7 @@ impl DtlsServer {
         self.peers.insert(
             peer,
             Peer {
+                defrag: Defrag::default(),
                 started: now,
                 last_seen: now,
                 completed: false,
@@ -270,11 +294,18 @@ impl DtlsServer {
     }
 
     fn feed(&mut self, peer: SocketAddr, data: &[u8], now: Instant, events: &mut Vec<ServerEvent>) {
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.last_seen = now;
-        }
-        let alert = super::plaintext_alert(data);
-        match self.endpoint.read(now, peer, None, BytesMut::from(data)) {
+        let data = match self.peers.get_mut(&peer) {
+            Some(p) => {
+                p.last_seen = now;
+                p.defrag.process(data)
+            }
+            None => data.to_vec(),
+        };
+        let alert = super::plaintext_alert(&data);
+        match self
+            .endpoint
+            .read(now, peer, None, BytesMut::from(&data[..]))
+        {
             Ok(evs) => {
                 for ev in evs {
                     match ev {

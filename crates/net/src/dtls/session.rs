@@ -9,7 +9,7 @@ use rustls::AlertDescription;
 use crate::config::{Anchors, ClientSettings, ConfigError, ServerSettings};
 use crate::diagnose::{self, Context, Failure, Side};
 use crate::report::{
-    summarize, ClientReport, ConnectError, HandshakeFailure, Outcome, Served, SessionInfo,
+    summarize, ClientReport, ConnectError, HandshakeFailure, Outcome, Rejected, Served, SessionInfo,
 };
 use crate::tls::server::ServerError;
 
@@ -66,6 +66,7 @@ pub fn exchange(
                         .join(", ")
                 ),
             };
+            let refused = matches!(f.error, DtlsError::Refused(_));
             let failure = failure(f.error);
             let ctx = Context {
                 side: Side::Client,
@@ -77,7 +78,16 @@ pub fn exchange(
                 sent_cert: settings.identity.is_some(),
                 probe: None,
             };
-            let diagnosis = diagnose::diagnose(&failure, &ctx);
+            let mut diagnosis = diagnose::diagnose(&failure, &ctx);
+            if refused {
+                // The shared wording speaks of TCP connections.
+                diagnosis.what = format!(
+                    "nothing is listening on UDP {peer} (the host answered port unreachable)"
+                );
+                diagnosis.fix =
+                    "check the port and that the DTLS server is running (devtls serve --dtls)"
+                        .into();
+            }
             Err(ConnectError::Handshake(Box::new(HandshakeFailure {
                 failure,
                 diagnosis,
@@ -104,7 +114,7 @@ fn failure(error: DtlsError) -> Failure {
         )),
         DtlsError::Silent { .. } => Failure::Timeout("DTLS handshake (no answer at all)"),
         DtlsError::Stalled { .. } => Failure::Timeout("DTLS handshake"),
-        DtlsError::NoReply { .. } => Failure::Timeout("the reply"),
+        DtlsError::NoReply { .. } => Failure::Timeout("wait for the reply"),
         DtlsError::Certificate(e) => Failure::Tls(e),
         DtlsError::Alert(AlertDescription::CloseNotify) => Failure::Closed,
         DtlsError::Alert(a) => Failure::Tls(rustls::Error::AlertReceived(a)),
@@ -204,7 +214,10 @@ impl Server {
                     };
                     ClientReport {
                         peer: *peer,
-                        outcome: Outcome::Failed(diagnose::diagnose(&failure, &ctx)),
+                        outcome: Outcome::Failed(Rejected {
+                            diagnosis: diagnose::diagnose(&failure, &ctx),
+                            client_chain: chain,
+                        }),
                     }
                 }
             };

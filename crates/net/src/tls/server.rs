@@ -22,8 +22,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{ConfigError, ServerSettings};
 use crate::diagnose::{self, Context, Failure, Side};
 use crate::report::summarize;
+use crate::verify::PRESENTED_BY_CLIENT;
 
-pub use crate::report::{ClientReport, Outcome, Served};
+pub use crate::report::{ClientReport, Outcome, Rejected, Served};
 
 /// A listening TLS server.
 pub struct Server {
@@ -145,7 +146,10 @@ impl Server {
                         let settings = self.settings.clone();
                         let anchors = self.anchors.clone();
                         tasks.spawn(async move {
-                            let outcome = handle(tcp, acceptor, &settings, &anchors).await;
+                            let slot = std::cell::RefCell::new(Vec::new());
+                            let outcome = PRESENTED_BY_CLIENT
+                                .scope(slot, handle(tcp, acceptor, &settings, &anchors))
+                                .await;
                             let _ = tx.send(ClientReport { peer, outcome });
                         });
                     }
@@ -163,6 +167,31 @@ impl Server {
             }
         }
     }
+}
+
+/// Binds `addr` and serves like [`Server::serve`] on a private multi-thread
+/// runtime, for callers without tokio. `on_listening` gets the bound address
+/// before the first client is accepted.
+pub fn serve_blocking(
+    addr: SocketAddr,
+    settings: ServerSettings,
+    count: Option<usize>,
+    on_listening: impl FnOnce(SocketAddr),
+    on_report: impl FnMut(&ClientReport),
+) -> Result<(), ServerError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ServerError::Runtime)?;
+    runtime.block_on(async {
+        let server = Server::bind(addr, settings).await?;
+        let local = server
+            .local_addr()
+            .map_err(|e| ServerError::Bind(addr, e))?;
+        on_listening(local);
+        server.serve(count, on_report).await;
+        Ok(())
+    })
 }
 
 async fn handle(
@@ -201,17 +230,23 @@ async fn handle(
             });
         }
     };
+    let presented = PRESENTED_BY_CLIENT
+        .try_with(|slot| summarize(&slot.borrow()))
+        .unwrap_or_default();
     let ctx = Context {
         side: Side::Server,
         profile: settings.profile,
         server_name: "",
         anchors,
-        presented: &[],
+        presented: &presented,
         asked_for_cert: false,
         sent_cert: false,
         probe: None,
     };
-    Outcome::Failed(diagnose::diagnose(&failure, &ctx))
+    Outcome::Failed(Rejected {
+        diagnosis: diagnose::diagnose(&failure, &ctx),
+        client_chain: presented,
+    })
 }
 
 /// Why a server could not start.
@@ -220,7 +255,12 @@ pub enum ServerError {
     /// The settings cannot be used.
     #[error("{0}")]
     Config(#[from] ConfigError),
+    /// The I/O runtime could not start.
+    #[error("cannot start the I/O runtime: {0}")]
+    Runtime(std::io::Error),
     /// The address cannot be bound.
-    #[error("cannot listen on {0}: {1}")]
+    #[error(
+        "cannot listen on {0}: {1}; pick another --port (0: any free one) or stop what holds it"
+    )]
     Bind(SocketAddr, std::io::Error),
 }
