@@ -4,8 +4,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod connect;
 mod new;
 mod profiles;
+mod quickstart;
+mod serve;
 
 /// Make TLS work on small devices (OpenMV Cam, MicroPython on mbedTLS) the first time.
 ///
@@ -29,6 +32,9 @@ pub struct Cli {
 enum Command {
     New(new::Args),
     Profiles(profiles::Args),
+    Serve(serve::Args),
+    Connect(connect::Args),
+    Quickstart(quickstart::Args),
 }
 
 /// Runs the parsed command line.
@@ -36,6 +42,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::New(args) => new::run(args),
         Command::Profiles(args) => profiles::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Connect(args) => connect::run(args),
+        Command::Quickstart(args) => quickstart::run(args),
     }
 }
 

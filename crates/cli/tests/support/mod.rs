@@ -4,6 +4,8 @@
 //! Each test file uses what it needs, so unused items are expected.
 #![allow(dead_code)]
 
+pub mod interactive;
+
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -153,4 +155,5 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> Output {
     );
     out
 }
+pub mod net;
 pub mod peers;
