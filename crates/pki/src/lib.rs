@@ -11,7 +11,10 @@
 //! - [`keys`], [`issue`]: generating keys, certificates and CSRs.
 //! - [`sniff`]: reading any PEM/DER file into typed items.
 //! - [`files`]: atomic writes, 0600 keys, no overwrite without force.
+//! - [`roots`], [`chain`]: root sets and path building to a trust anchor.
+//! - [`verify`]: verification as the device does it, with its words for failures.
 
+pub mod chain;
 pub mod der;
 pub mod device_error;
 pub mod files;
@@ -19,7 +22,9 @@ pub mod fingerprint;
 pub mod issue;
 pub mod keys;
 pub mod profile;
+pub mod roots;
 pub mod sniff;
+pub mod verify;
 
 use std::path::Path;
 
