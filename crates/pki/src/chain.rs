@@ -683,11 +683,16 @@ mod tests {
     #[test]
     fn leaf_only_needs_the_intermediate_and_pinning_a_ca_leaf_fails() {
         let p = pki();
-        let chain = Chain::build(&[p.leaf.clone()], &[], &set(&p.root)).unwrap();
+        let chain = Chain::build(std::slice::from_ref(&p.leaf), &[], &set(&p.root)).unwrap();
         assert!(!chain.anchored);
         assert!(chain.missing_issuer().is_some());
         assert_eq!(chain.recommended(), None);
-        let fetched = Chain::build(&[p.leaf.clone()], &[p.inter.clone()], &set(&p.root)).unwrap();
+        let fetched = Chain::build(
+            std::slice::from_ref(&p.leaf),
+            std::slice::from_ref(&p.inter),
+            &set(&p.root),
+        )
+        .unwrap();
         assert!(fetched.anchored && fetched.server_omits_intermediate());
         assert_eq!(fetched.recommended(), Some("intermediate"));
         let leaf = fetched
