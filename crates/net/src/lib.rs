@@ -5,5 +5,7 @@
 //! and explain in plain words why a handshake fails.
 //!
 //! - [`restrict`]: a device profile turned into a rustls crypto provider.
+//! - [`probe`]: a device-restricted handshake that records the chain and names failures.
 
+pub mod probe;
 pub mod restrict;
