@@ -10,6 +10,7 @@
 //! - [`device_error`]: the errors a device prints, for diagnosis.
 //! - [`keys`], [`issue`]: generating keys, certificates and CSRs.
 //! - [`sniff`]: reading any PEM/DER file into typed items.
+//! - [`inspect`]: what each item holds (names, validity, keys, extensions), serialisable.
 //! - [`files`]: atomic writes, 0600 keys, no overwrite without force.
 //! - [`roots`], [`chain`]: root sets and path building to a trust anchor.
 //! - [`verify`]: verification as the device does it, with its words for failures.
@@ -19,6 +20,7 @@ pub mod der;
 pub mod device_error;
 pub mod files;
 pub mod fingerprint;
+pub mod inspect;
 pub mod issue;
 pub mod keys;
 pub mod profile;
