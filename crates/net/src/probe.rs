@@ -18,7 +18,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::ResolvesClientCert;
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{AlertDescription, ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use rustls::{
+    AlertDescription, ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme,
+};
 use serde::Serialize;
 
 use crate::restrict;
@@ -247,10 +249,7 @@ fn provider_for(profile: &Profile, relax: Relax) -> Arc<CryptoProvider> {
     Arc::new(p)
 }
 
-fn versions_for(
-    profile: &Profile,
-    relax: Relax,
-) -> Vec<&'static rustls::SupportedProtocolVersion> {
+fn versions_for(profile: &Profile, relax: Relax) -> Vec<&'static rustls::SupportedProtocolVersion> {
     match relax {
         Relax::Tls13 | Relax::Everything => vec![&rustls::version::TLS13, &rustls::version::TLS12],
         _ => restrict::tls_versions(profile),
@@ -291,7 +290,9 @@ fn attempt(
                     key,
                     &provider,
                 )
-                .map_err(|e| Unreachable(format!("the device certificate and key do not load: {e}")))?,
+                .map_err(|e| {
+                    Unreachable(format!("the device certificate and key do not load: {e}"))
+                })?,
             ))
         }
         None => None,
@@ -321,10 +322,12 @@ fn attempt(
             }
             Ok(_) => {}
             Err(e) => {
-                error = Some(match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                    Some(tls) => AttemptError::Tls(tls.clone()),
-                    None => AttemptError::Io(e),
-                });
+                error = Some(
+                    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                        Some(tls) => AttemptError::Tls(tls.clone()),
+                        None => AttemptError::Io(e),
+                    },
+                );
                 break;
             }
         }
@@ -334,12 +337,18 @@ fn attempt(
         conn.send_close_notify();
         let _ = conn.complete_io(&mut sock);
     }
-    let chain = recorder.chain.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let chain = recorder
+        .chain
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let asked = *client_cert.asked.lock().unwrap_or_else(|e| e.into_inner());
     Ok(Attempt {
         chain,
         version: conn.protocol_version().map(|v| format!("{v:?}")),
-        suite: conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())),
+        suite: conn
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite())),
         asked,
         error,
     })
@@ -368,7 +377,11 @@ fn connect(target: &Target) -> Result<TcpStream, Unreachable> {
     )))
 }
 
-fn classify(error: &AttemptError, asked: bool, sent_cert: bool) -> (FailureKind, DeviceError, String) {
+fn classify(
+    error: &AttemptError,
+    asked: bool,
+    sent_cert: bool,
+) -> (FailureKind, DeviceError, String) {
     use FailureKind::*;
     match error {
         AttemptError::Io(e) => match e.kind() {
@@ -393,9 +406,9 @@ fn classify(error: &AttemptError, asked: bool, sent_cert: bool) -> (FailureKind,
                 rustls::Error::AlertReceived(AlertDescription::ProtocolVersion) => {
                     (NoCommonVersion, device_error::FATAL_ALERT, detail)
                 }
-                rustls::Error::AlertReceived(
-                    AlertDescription::CertificateRequired,
-                ) => (ClientCertificateRequired, device_error::FATAL_ALERT, detail),
+                rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
+                    (ClientCertificateRequired, device_error::FATAL_ALERT, detail)
+                }
                 rustls::Error::AlertReceived(_) if asked && !sent_cert => {
                     (ClientCertificateRequired, device_error::FATAL_ALERT, detail)
                 }
@@ -408,7 +421,9 @@ fn classify(error: &AttemptError, asked: bool, sent_cert: bool) -> (FailureKind,
                     | AlertDescription::UnknownCA
                     | AlertDescription::AccessDenied
                     | AlertDescription::DecryptError,
-                ) if asked && sent_cert => (ClientCertificateRefused, device_error::FATAL_ALERT, detail),
+                ) if asked && sent_cert => {
+                    (ClientCertificateRefused, device_error::FATAL_ALERT, detail)
+                }
                 rustls::Error::AlertReceived(_) | rustls::Error::PeerIncompatible(_) => {
                     (NothingInCommon, device_error::FATAL_ALERT, detail)
                 }
@@ -455,7 +470,12 @@ pub fn probe(
             needs: None,
         }),
     };
-    if matches!(kind, FailureKind::NotTls | FailureKind::ClientCertificateRefused | FailureKind::ClientCertificateRequired) {
+    if matches!(
+        kind,
+        FailureKind::NotTls
+            | FailureKind::ClientCertificateRefused
+            | FailureKind::ClientCertificateRequired
+    ) {
         return Ok(probe);
     }
     for relax in [
@@ -486,7 +506,12 @@ pub fn probe(
 
 /// The chain a server presents to an unrestricted client (what `anchor` reads).
 pub fn fetch_chain(target: &Target) -> Result<Vec<Vec<u8>>, Unreachable> {
-    let got = attempt(target, &devtls_pki::profile::MODERN, Relax::Everything, None)?;
+    let got = attempt(
+        target,
+        &devtls_pki::profile::MODERN,
+        Relax::Everything,
+        None,
+    )?;
     if got.chain.is_empty() {
         let detail = match &got.error {
             Some(AttemptError::Tls(e)) => e.to_string(),
@@ -508,7 +533,9 @@ pub fn fetch_issuer(url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("{url}: only http:// issuer URLs are fetched"))?;
-    let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_string(), p.parse().unwrap_or(80)),
         _ => (authority.to_string(), 80),

@@ -12,118 +12,31 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
-use x509_parser::public_key::PublicKey;
 
-use crate::fingerprint;
-use crate::profile::{Curve, Hash};
+use crate::inspect::{self, CertInfo};
 use crate::roots::RootSet;
 use crate::Error;
 
-/// The public key of a certificate, as far as device profiles care.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KeyKind {
-    /// RSA with this modulus size in bits (an `id-RSASSA-PSS` key when `pss`).
-    Rsa {
-        /// Modulus size in bits.
-        bits: u32,
-        /// The key is restricted to RSA-PSS (SPKI algorithm id-RSASSA-PSS).
-        pss: bool,
-    },
-    /// ECDSA on a named curve; `None` for a curve devtls does not name.
-    Ec(Option<Curve>),
-    /// Ed25519.
-    Ed25519,
-    /// Anything else, by OID.
-    Other(String),
-}
-
-impl KeyKind {
-    /// A short description in the spirit of OpenSSL's `a:` line, e.g. `EC P-256`.
-    pub fn describe(&self) -> String {
-        match self {
-            KeyKind::Rsa { bits, pss: false } => format!("RSA {bits}"),
-            KeyKind::Rsa { bits, pss: true } => format!("RSA-PSS {bits}"),
-            KeyKind::Ec(Some(Curve::P256)) => "EC P-256".into(),
-            KeyKind::Ec(Some(Curve::P384)) => "EC P-384".into(),
-            KeyKind::Ec(Some(Curve::P521)) => "EC P-521".into(),
-            KeyKind::Ec(Some(Curve::Secp256k1)) => "EC secp256k1".into(),
-            KeyKind::Ec(_) => "EC (unnamed curve)".into(),
-            KeyKind::Ed25519 => "Ed25519".into(),
-            KeyKind::Other(oid) => format!("key {oid}"),
-        }
-    }
-}
-
-/// How a certificate is signed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SignatureKind {
-    /// `RSA`, `RSA-PSS`, `ECDSA`, `Ed25519` or the OID.
-    pub algorithm: String,
-    /// The hash, when it is one devtls names (PSS parameters are not read: the device refuses PSS anyway).
-    pub hash: Option<Hash>,
-    /// An RSA-PSS signature.
-    pub pss: bool,
-}
-
-/// One certificate, read once, with what path building and device checks need.
+/// One certificate as read by [`crate::inspect`], plus what path building
+/// needs beyond it: the raw names and key, and where its issuer can be downloaded.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cert {
     /// The DER encoding.
     #[serde(skip)]
     pub der: Vec<u8>,
-    /// Subject as OpenSSL's `s:` line prints it (`C=US, O=..., CN=...`).
-    pub subject: String,
-    /// Issuer as OpenSSL's `i:` line prints it.
-    pub issuer: String,
+    /// Everything inspection reads (subject, issuer, key, signature, SAN, EKU, validity...).
+    #[serde(flatten)]
+    pub info: CertInfo,
     #[serde(skip)]
     subject_raw: Vec<u8>,
     #[serde(skip)]
     issuer_raw: Vec<u8>,
     #[serde(skip)]
     spki: Vec<u8>,
-    /// X.509 version as printed (1, 2 or 3).
-    pub version: u32,
-    /// Start of validity.
-    #[serde(serialize_with = "rfc3339")]
-    pub not_before: OffsetDateTime,
-    /// End of validity.
-    #[serde(serialize_with = "rfc3339")]
-    pub not_after: OffsetDateTime,
-    /// basicConstraints CA:TRUE.
-    pub is_ca: bool,
-    /// basicConstraints pathLenConstraint, if any.
-    pub path_len: Option<u32>,
-    /// keyUsage, if present: (digitalSignature, keyEncipherment, keyCertSign).
-    #[serde(skip)]
-    pub key_usage: Option<(bool, bool, bool)>,
-    /// extendedKeyUsage, if present: (serverAuth, clientAuth, anyExtendedKeyUsage).
-    #[serde(skip)]
-    pub eku: Option<(bool, bool, bool)>,
-    /// The public key.
-    pub key: KeyKind,
-    /// The signature on this certificate.
-    pub signature: SignatureKind,
-    /// subjectAltName dNSName entries.
-    pub san_dns: Vec<String>,
-    /// subjectAltName iPAddress entries.
-    pub san_ip: Vec<std::net::IpAddr>,
-    /// The certificate has a subjectAltName extension at all.
-    pub has_san: bool,
-    /// Subject common names.
-    pub common_names: Vec<String>,
-    /// A critical nameConstraints extension.
-    pub critical_name_constraints: bool,
-    /// A critical certificatePolicies extension with a policy other than anyPolicy.
-    pub critical_policies: bool,
     /// authorityInfoAccess caIssuers URLs (where the issuer can be downloaded).
     pub ca_issuers: Vec<String>,
-    /// SHA-256 fingerprint, colon form.
-    pub sha256: String,
 }
 
-const OID_ANY_POLICY: &str = "2.5.29.32.0";
-const OID_NAME_CONSTRAINTS: &str = "2.5.29.30";
 const OID_CA_ISSUERS: &str = "1.3.6.1.5.5.7.48.2";
 
 impl Cert {
@@ -131,96 +44,55 @@ impl Cert {
     pub fn parse(der: &[u8]) -> Result<Self, Error> {
         let (_, x) = X509Certificate::from_der(der)
             .map_err(|e| Error::Malformed(format!("not a certificate that parses: {e}")))?;
-        let mut cert = Cert {
+        let mut ca_issuers = Vec::new();
+        for ext in x.extensions() {
+            if let ParsedExtension::AuthorityInfoAccess(aia) = ext.parsed_extension() {
+                for desc in &aia.accessdescs {
+                    if desc.access_method.to_id_string() == OID_CA_ISSUERS {
+                        if let GeneralName::URI(uri) = desc.access_location {
+                            ca_issuers.push(uri.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Cert {
             der: der.to_vec(),
-            subject: x.subject().to_string(),
-            issuer: x.issuer().to_string(),
+            info: inspect::certificate(der, OffsetDateTime::now_utc())?,
             subject_raw: x.subject().as_raw().to_vec(),
             issuer_raw: x.issuer().as_raw().to_vec(),
             spki: x.public_key().raw.to_vec(),
-            version: x.version().0 + 1,
-            not_before: x.validity().not_before.to_datetime(),
-            not_after: x.validity().not_after.to_datetime(),
-            is_ca: x.is_ca(),
-            path_len: x
-                .basic_constraints()
-                .ok()
-                .flatten()
-                .and_then(|bc| bc.value.path_len_constraint),
-            key_usage: None,
-            eku: None,
-            key: key_kind(&x),
-            signature: signature_kind(&x.signature_algorithm.algorithm.to_id_string()),
-            san_dns: Vec::new(),
-            san_ip: Vec::new(),
-            has_san: false,
-            common_names: x
-                .subject()
-                .iter_common_name()
-                .filter_map(|cn| cn.as_str().ok().map(str::to_string))
-                .collect(),
-            critical_name_constraints: false,
-            critical_policies: false,
-            ca_issuers: Vec::new(),
-            sha256: fingerprint::sha256_colon(der),
-        };
-        for ext in x.extensions() {
-            let oid = ext.oid.to_id_string();
-            if oid == OID_NAME_CONSTRAINTS && ext.critical {
-                cert.critical_name_constraints = true;
-            }
-            match ext.parsed_extension() {
-                ParsedExtension::SubjectAlternativeName(san) => {
-                    cert.has_san = true;
-                    for name in &san.general_names {
-                        match name {
-                            GeneralName::DNSName(d) => cert.san_dns.push(d.to_string()),
-                            GeneralName::IPAddress(b) => {
-                                if let Some(ip) = ip_from(b) {
-                                    cert.san_ip.push(ip)
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                ParsedExtension::KeyUsage(ku) => {
-                    cert.key_usage = Some((
-                        ku.digital_signature(),
-                        ku.key_encipherment(),
-                        ku.key_cert_sign(),
-                    ))
-                }
-                ParsedExtension::ExtendedKeyUsage(eku) => {
-                    cert.eku = Some((eku.server_auth, eku.client_auth, eku.any))
-                }
-                ParsedExtension::CertificatePolicies(policies) if ext.critical => {
-                    cert.critical_policies = policies
-                        .iter()
-                        .any(|p| p.policy_id.to_id_string() != OID_ANY_POLICY);
-                }
-                ParsedExtension::AuthorityInfoAccess(aia) => {
-                    for desc in &aia.accessdescs {
-                        if desc.access_method.to_id_string() == OID_CA_ISSUERS {
-                            if let GeneralName::URI(uri) = desc.access_location {
-                                cert.ca_issuers.push(uri.to_string());
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(cert)
+            ca_issuers,
+        })
+    }
+
+    /// Subject as OpenSSL's `s:` line prints it (`C=US, O=..., CN=...`).
+    pub fn subject(&self) -> &str {
+        &self.info.subject
+    }
+
+    /// Issuer as OpenSSL's `i:` line prints it.
+    pub fn issuer(&self) -> &str {
+        &self.info.issuer
+    }
+
+    /// Start of validity.
+    pub fn not_before(&self) -> OffsetDateTime {
+        self.info.validity.not_before
+    }
+
+    /// End of validity.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.info.validity.not_after
     }
 
     /// Subject and issuer are the same name (a root, or a self-signed leaf).
     pub fn self_issued(&self) -> bool {
         names_equal(
             &self.subject_raw,
-            &self.subject,
+            self.subject(),
             &self.issuer_raw,
-            &self.issuer,
+            self.issuer(),
         )
     }
 
@@ -228,9 +100,9 @@ impl Cert {
     pub fn named_by(&self, parent: &Cert) -> bool {
         names_equal(
             &self.issuer_raw,
-            &self.issuer,
+            self.issuer(),
             &parent.subject_raw,
-            &parent.subject,
+            parent.subject(),
         )
     }
 
@@ -263,95 +135,23 @@ impl Cert {
 
     /// Valid at `time` (notBefore <= time <= notAfter).
     pub fn valid_at(&self, time: OffsetDateTime) -> bool {
-        self.not_before <= time && time <= self.not_after
+        self.not_before() <= time && time <= self.not_after()
     }
 
-    /// The last component of the subject, for short messages (usually the CN).
+    /// The subject's last common name, else the whole subject, for short messages.
     pub fn short_name(&self) -> &str {
-        self.common_names
+        self.info
+            .common_names
             .last()
             .map(String::as_str)
-            .unwrap_or(&self.subject)
+            .unwrap_or(self.subject())
     }
-}
-
-fn rfc3339<S: serde::Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
-    let text = t
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(serde::ser::Error::custom)?;
-    s.serialize_str(&text)
 }
 
 // mbedTLS compares names attribute by attribute, ignoring case and string
 // type; the printed form captures that closely enough for path building.
 fn names_equal(a_raw: &[u8], a: &str, b_raw: &[u8], b: &str) -> bool {
     a_raw == b_raw || a.eq_ignore_ascii_case(b)
-}
-
-fn ip_from(bytes: &[u8]) -> Option<std::net::IpAddr> {
-    match bytes.len() {
-        4 => Some(<[u8; 4]>::try_from(bytes).ok()?.into()),
-        16 => Some(<[u8; 16]>::try_from(bytes).ok()?.into()),
-        _ => None,
-    }
-}
-
-fn key_kind(x: &X509Certificate<'_>) -> KeyKind {
-    let spki = x.public_key();
-    let alg = spki.algorithm.algorithm.to_id_string();
-    match alg.as_str() {
-        "1.2.840.113549.1.1.1" | "1.2.840.113549.1.1.10" => KeyKind::Rsa {
-            bits: match spki.parsed() {
-                Ok(PublicKey::RSA(rsa)) => rsa.key_size() as u32,
-                _ => 0,
-            },
-            pss: alg.ends_with(".10"),
-        },
-        "1.2.840.10045.2.1" => {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|o| o.to_id_string());
-            KeyKind::Ec(match curve.as_deref() {
-                Some("1.2.840.10045.3.1.7") => Some(Curve::P256),
-                Some("1.3.132.0.34") => Some(Curve::P384),
-                Some("1.3.132.0.35") => Some(Curve::P521),
-                Some("1.3.132.0.10") => Some(Curve::Secp256k1),
-                _ => None,
-            })
-        }
-        "1.3.101.112" => KeyKind::Ed25519,
-        other => KeyKind::Other(other.to_string()),
-    }
-}
-
-fn signature_kind(oid: &str) -> SignatureKind {
-    let (algorithm, hash) = match oid {
-        "1.2.840.113549.1.1.5" | "1.3.14.3.2.29" => ("RSA", Some(Hash::Sha1)),
-        "1.2.840.113549.1.1.11" => ("RSA", Some(Hash::Sha256)),
-        "1.2.840.113549.1.1.12" => ("RSA", Some(Hash::Sha384)),
-        "1.2.840.113549.1.1.13" => ("RSA", Some(Hash::Sha512)),
-        "1.2.840.113549.1.1.10" => ("RSA-PSS", None),
-        "1.2.840.10045.4.1" => ("ECDSA", Some(Hash::Sha1)),
-        "1.2.840.10045.4.3.2" => ("ECDSA", Some(Hash::Sha256)),
-        "1.2.840.10045.4.3.3" => ("ECDSA", Some(Hash::Sha384)),
-        "1.2.840.10045.4.3.4" => ("ECDSA", Some(Hash::Sha512)),
-        "1.3.101.112" => ("Ed25519", None),
-        other => {
-            return SignatureKind {
-                algorithm: other.to_string(),
-                hash: None,
-                pss: false,
-            }
-        }
-    };
-    SignatureKind {
-        algorithm: algorithm.to_string(),
-        hash,
-        pss: algorithm == "RSA-PSS",
-    }
 }
 
 /// Where a certificate on a path came from.

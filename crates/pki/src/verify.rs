@@ -15,9 +15,10 @@ use std::net::IpAddr;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::chain::{Cert, KeyKind};
+use crate::chain::Cert;
 use crate::device_error::{self, verify_text, DeviceError};
-use crate::profile::{Curve, Profile};
+use crate::inspect::{KeyAlgorithm, SignatureFamily};
+use crate::profile::Profile;
 
 /// Which side's certificate is being verified (decides the EKU required).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -113,28 +114,36 @@ pub struct Verdict {
 /// Why `profile` refuses `cert` while parsing it (mbedTLS parses the whole
 /// chain before verifying, so these fail the handshake with an `OSError`).
 pub fn parse_refusal(profile: &Profile, cert: &Cert) -> Option<(DeviceError, String)> {
-    if !profile.rsa_pss
-        && (cert.signature.pss || matches!(cert.key, KeyKind::Rsa { pss: true, .. }))
+    let info = &cert.info;
+    if !profile.rsa_pss && (info.signature.pss || info.public_key.algorithm == KeyAlgorithm::RsaPss)
     {
         return Some((
             device_error::RSA_PSS,
             "it is signed with RSA-PSS (or holds an RSA-PSS key), which the device's mbedTLS build lacks".into(),
         ));
     }
-    if !profile.ed25519 && (cert.key == KeyKind::Ed25519 || cert.signature.algorithm == "Ed25519") {
+    if !profile.ed25519
+        && (info.public_key.algorithm == KeyAlgorithm::Ed25519
+            || info.signature.family == SignatureFamily::Ed25519)
+    {
         return Some((
             device_error::UNKNOWN_PK_ALG,
             "it holds or is signed by an Ed25519 key, which the device's mbedTLS build lacks"
                 .into(),
         ));
     }
-    if !profile.critical_name_constraints && cert.critical_name_constraints {
+    if !profile.critical_name_constraints && info.name_constraints.is_some_and(|n| n.critical) {
         return Some((
             device_error::NAME_CONSTRAINTS,
             "it carries a critical nameConstraints extension, which the device's mbedTLS does not implement".into(),
         ));
     }
-    if !profile.critical_policies && cert.critical_policies {
+    if !profile.critical_policies
+        && info
+            .policies
+            .as_ref()
+            .is_some_and(|p| p.critical && !p.only_any_policy)
+    {
         return Some((
             device_error::CRITICAL_POLICIES,
             "it carries a critical certificatePolicies extension other than anyPolicy".into(),
@@ -145,30 +154,41 @@ pub fn parse_refusal(profile: &Profile, cert: &Cert) -> Option<(DeviceError, Str
 
 /// Why `profile` refuses `cert`'s key (mbedTLS's `BADCERT_BAD_KEY`), if it does.
 pub fn key_refusal(profile: &Profile, cert: &Cert) -> Option<String> {
-    match &cert.key {
-        KeyKind::Rsa { bits, .. } if *bits < profile.min_rsa_bits => Some(format!(
-            "an RSA {bits} key (the device needs at least {} bits)",
-            profile.min_rsa_bits
-        )),
-        KeyKind::Ec(Some(c)) if !profile.accepts_curve(*c) => Some(format!(
-            "a {} key, a curve the device lacks",
-            cert.key.describe()
-        )),
-        KeyKind::Ec(None) | KeyKind::Other(_) => Some(format!(
+    let key = &cert.info.public_key;
+    match key.algorithm {
+        KeyAlgorithm::Rsa | KeyAlgorithm::RsaPss => {
+            let bits = key.bits.unwrap_or(0);
+            (bits < profile.min_rsa_bits).then(|| {
+                format!(
+                    "an RSA {bits} key (the device needs at least {} bits)",
+                    profile.min_rsa_bits
+                )
+            })
+        }
+        KeyAlgorithm::Ec => match key.curve {
+            Some(c) if profile.accepts_curve(c) => None,
+            _ => Some(format!(
+                "a {} key, a curve the device lacks",
+                key.description
+            )),
+        },
+        KeyAlgorithm::Ed25519 if profile.ed25519 => None,
+        _ => Some(format!(
             "a {} key the device does not know",
-            cert.key.describe()
+            key.description
         )),
-        _ => None,
     }
 }
 
-/// Whether the signature hash on `cert` is one the profile accepts.
+/// Why the signature hash on `cert` is refused by the profile, if it is.
 pub fn hash_refusal(profile: &Profile, cert: &Cert) -> Option<String> {
-    match cert.signature.hash {
-        Some(h) if !profile.accepts_hash(h) => Some(format!(
-            "it is signed with {h:?}, a hash the device refuses",
+    let hash = cert.info.signature.hash?;
+    match hash.profile_hash() {
+        Some(h) if profile.accepts_hash(h) => None,
+        _ => Some(format!(
+            "it is signed with {}, a hash the device refuses",
+            cert.info.signature.name
         )),
-        _ => None,
     }
 }
 
@@ -178,9 +198,6 @@ pub fn profile_findings(profile: &Profile, cert: &Cert) -> Vec<String> {
     let mut out = Vec::new();
     if let Some((_, why)) = parse_refusal(profile, cert) {
         out.push(why);
-    }
-    if cert.key == KeyKind::Ec(Some(Curve::Secp256k1)) && !profile.accepts_curve(Curve::Secp256k1) {
-        out.push("it holds a secp256k1 key, a curve the device lacks".into());
     } else if let Some(why) = key_refusal(profile, cert) {
         out.push(format!("it holds {why}"));
     }
@@ -193,16 +210,24 @@ pub fn profile_findings(profile: &Profile, cert: &Cert) -> Vec<String> {
 /// The host name check mbedTLS does: SAN dNSName (left-most `*` label), SAN
 /// iPAddress, and the CN only when there is no SAN at all.
 pub fn name_matches(profile: &Profile, cert: &Cert, hostname: &str) -> bool {
-    if cert.has_san {
-        if cert.san_dns.iter().any(|d| dns_matches(d, hostname)) {
+    let sans = &cert.info.sans;
+    if !sans.is_empty() {
+        if sans.dns.iter().any(|d| dns_matches(d, hostname)) {
             return true;
         }
         return profile.ip_san
-            && hostname
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| cert.san_ip.contains(&ip));
+            && hostname.parse::<IpAddr>().is_ok_and(|ip| {
+                sans.ip
+                    .iter()
+                    .any(|s| s.parse::<IpAddr>().is_ok_and(|s| s == ip))
+            });
     }
-    profile.cn_fallback && cert.common_names.iter().any(|cn| dns_matches(cn, hostname))
+    profile.cn_fallback
+        && cert
+            .info
+            .common_names
+            .iter()
+            .any(|cn| dns_matches(cn, hostname))
 }
 
 fn dns_matches(pattern: &str, host: &str) -> bool {
@@ -220,8 +245,8 @@ fn dns_matches(pattern: &str, host: &str) -> bool {
 
 fn describe(index: Option<usize>, cert: &Cert) -> String {
     match index {
-        Some(i) => format!("certificate {i} ({})", cert.subject),
-        None => format!("the anchor ({})", cert.subject),
+        Some(i) => format!("certificate {i} ({})", cert.subject()),
+        None => format!("the anchor ({})", cert.subject()),
     }
 }
 
@@ -397,14 +422,17 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
     }
     if let Some(host) = hostname {
         if !name_matches(profile, leaf, host) {
-            let names: Vec<String> = if leaf.has_san {
-                leaf.san_dns
+            let has_san = !leaf.info.sans.is_empty();
+            let names: Vec<String> = if has_san {
+                leaf.info
+                    .sans
+                    .dns
                     .iter()
+                    .chain(leaf.info.sans.ip.iter())
                     .cloned()
-                    .chain(leaf.san_ip.iter().map(ToString::to_string))
                     .collect()
             } else {
-                leaf.common_names.clone()
+                leaf.info.common_names.clone()
             };
             let names = if names.is_empty() {
                 "nothing".to_string()
@@ -417,7 +445,7 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
                 Some(describe(Some(0), leaf)),
                 format!(
                     "server_hostname \"{host}\" is not in the certificate, which names {names}{}",
-                    if leaf.has_san { " (its SAN; the CN is not used when a SAN exists)" } else { " (its CN; it has no SAN)" }
+                    if has_san { " (its SAN; the CN is not used when a SAN exists)" } else { " (its CN; it has no SAN)" }
                 ),
                 format!(
                     "pass server_hostname=\"{}\" (a name the certificate holds), or reissue the server's certificate with \"{host}\" in its SAN",
@@ -431,8 +459,16 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
             PeerRole::Server => (0, "serverAuth"),
             PeerRole::Client => (1, "clientAuth"),
         };
-        let eku_ok = leaf.eku.is_none_or(|(s, c, any)| any || [s, c][want]);
-        let ku_ok = leaf.key_usage.is_none_or(|(ds, ke, _)| ds || ke);
+        let eku_ok = leaf
+            .info
+            .extended_key_usage
+            .as_ref()
+            .is_none_or(|e| e.any || [e.server_auth, e.client_auth][want]);
+        let ku_ok = leaf
+            .info
+            .key_usage
+            .as_ref()
+            .is_none_or(|k| k.has("digitalSignature") || k.has("keyEncipherment"));
         if !eku_ok || !ku_ok {
             flags.verify_failed(
                 Kind::Usage,
@@ -458,7 +494,7 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
     verdict.path.push(0);
     loop {
         let (idx, cert) = child;
-        if input.time > cert.not_after {
+        if input.time > cert.not_after() {
             let clock = cert.valid_at(input.now);
             flags.verify_failed(
                 Kind::Expired,
@@ -467,7 +503,7 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
                 format!(
                     "{} is valid until {}, and the device's clock reads {}",
                     describe(idx, cert),
-                    date(cert.not_after),
+                    date(cert.not_after()),
                     date(input.time)
                 ),
                 if clock {
@@ -475,13 +511,13 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
                 } else if idx.is_none() {
                     format!("the anchor itself has expired: fetch a current one with devtls anchor {target}")
                 } else if idx == Some(0) {
-                    format!("the server's certificate expired on {}: renew it on the server", date(cert.not_after))
+                    format!("the server's certificate expired on {}: renew it on the server", date(cert.not_after()))
                 } else {
                     "the server sends an expired intermediate: install the CA's current intermediate on the server".into()
                 },
             );
         }
-        if input.time < cert.not_before {
+        if input.time < cert.not_before() {
             let clock = input.time < input.now;
             flags.verify_failed(
                 Kind::NotYetValid,
@@ -490,13 +526,13 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
                 format!(
                     "{} is valid from {}, and the device's clock reads {}",
                     describe(idx, cert),
-                    date(cert.not_before),
+                    date(cert.not_before()),
                     date(input.time)
                 ),
-                if clock && cert.not_before <= input.now {
+                if clock && cert.not_before() <= input.now {
                     "the device's clock is not set (it starts at the epoch after power-up): call ntptime.settime() before connecting".into()
                 } else {
-                    format!("the certificate is not valid until {}: wait, or fix the server's certificate dates", date(cert.not_before))
+                    format!("the certificate is not valid until {}: wait, or fix the server's certificate dates", date(cert.not_before()))
                 },
             );
         }
@@ -519,8 +555,12 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
         // Parent: the anchor first, then the certificates sent after this one.
         let top_ok = |p: &Cert| -> bool {
             cert.named_by(p)
-                && (p.is_ca || p.version < 3)
-                && p.key_usage.is_none_or(|(_, _, sign)| sign || p.version < 3)
+                && (p.info.is_ca() || p.info.version < 3)
+                && (p.info.version < 3
+                    || p.info
+                        .key_usage
+                        .as_ref()
+                        .is_none_or(|k| k.has("keyCertSign")))
                 && pathlen_ok(p, path_cnt, self_cnt)
                 && cert.signed_by(p) != Some(false)
         };
@@ -532,8 +572,11 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
             let mut fallback = None;
             for (j, p) in chain.iter().enumerate().skip(start) {
                 if !(cert.named_by(p)
-                    && p.is_ca
-                    && p.key_usage.is_none_or(|(_, _, sign)| sign)
+                    && p.info.is_ca()
+                    && p.info
+                        .key_usage
+                        .as_ref()
+                        .is_none_or(|k| k.has("keyCertSign"))
                     && pathlen_ok(p, path_cnt, self_cnt))
                 {
                     continue;
@@ -613,7 +656,10 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
 // mbedTLS stores pathlen + 1 and skips a parent whose limit the path exceeds.
 fn pathlen_ok(parent: &Cert, path_cnt: usize, self_cnt: usize) -> bool {
     parent
-        .path_len
+        .info
+        .basic_constraints
+        .as_ref()
+        .and_then(|b| b.path_len)
         .is_none_or(|len| (len as usize + 1) >= 1 + path_cnt - self_cnt.min(path_cnt))
 }
 
@@ -654,7 +700,7 @@ fn not_trusted_explanation(
         return (
             format!(
                 "the server sends only its certificate, not its intermediate ({}), and the anchor ({}) is not that intermediate",
-                cert.issuer, anchor.subject
+                cert.issuer(), anchor.subject()
             ),
             format!(
                 "anchor the intermediate: devtls anchor {target} --trust intermediate; or configure the server to send its full chain (fullchain.pem)"
@@ -664,7 +710,8 @@ fn not_trusted_explanation(
     (
         format!(
             "the server chains to \"{}\" but the anchor is \"{}\"",
-            cert.issuer, anchor.subject
+            cert.issuer(),
+            anchor.subject()
         ),
         format!("fetch the anchor the server chains to: devtls anchor {target} -o ca.der"),
     )
