@@ -347,25 +347,31 @@ impl Chain {
             });
             return out;
         }
-        if self.anchored {
+        let top = self.path[self.path.len() - 1];
+        // A self-signed top the server sent is a root too, just not one of the set.
+        let top_is_root = self.anchored || (self.path.len() > 1 && self.cert(top).self_signed());
+        if top_is_root {
+            let outside = if self.anchored {
+                ""
+            } else {
+                " (it is not in the root set: compare its fingerprint with the one the CA publishes)"
+            };
             out.push(Choice {
                 trust: Trust::Root,
-                origin: *self.path.last().unwrap_or(&Origin::Root),
+                origin: top,
                 works: !omits,
                 reason: if omits {
                     "the server does not send its intermediate, so the device cannot build \
                      leaf -> intermediate -> root: with the root as anchor it fails"
                         .into()
                 } else {
-                    "recommended: roots live for decades, so ca.der rarely changes; it works because \
-                     the server sends its intermediate"
-                        .into()
+                    format!(
+                        "recommended: roots live for decades, so ca.der rarely changes; it works \
+                         because the server sends its intermediate{outside}"
+                    )
                 },
             });
         }
-        // The intermediate directly below the root (or the top of an unanchored path).
-        // With a root the server sent, the path's last entry is that root (presented).
-        let top_is_root = self.anchored;
         let below_top = if top_is_root {
             self.path.len().saturating_sub(2)
         } else {

@@ -267,11 +267,11 @@ impl Flags {
         why: String,
         fix: String,
     ) {
-        if self
-            .failures
-            .iter()
-            .any(|f| f.kind == kind && f.subject == subject)
-        {
+        // mbedTLS keeps one flag per kind: the device prints each complaint once.
+        if let Some(f) = self.failures.iter_mut().find(|f| f.kind == kind) {
+            if f.subject != subject {
+                f.why = format!("{}; also {}", f.why, why);
+            }
             return;
         }
         self.failures.push(Failure {

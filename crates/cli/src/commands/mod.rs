@@ -4,8 +4,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod anchor;
+mod doctor;
 mod new;
 mod profiles;
+mod roots;
 
 /// Make TLS work on small devices (OpenMV Cam, MicroPython on mbedTLS) the first time.
 ///
@@ -29,6 +32,9 @@ pub struct Cli {
 enum Command {
     New(new::Args),
     Profiles(profiles::Args),
+    Anchor(anchor::Args),
+    Roots(roots::Args),
+    Doctor(doctor::Args),
 }
 
 /// Runs the parsed command line.
@@ -36,6 +42,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::New(args) => new::run(args),
         Command::Profiles(args) => profiles::run(args),
+        Command::Anchor(args) => anchor::run(args),
+        Command::Roots(args) => roots::run(args),
+        Command::Doctor(args) => doctor::run(args),
     }
 }
 
