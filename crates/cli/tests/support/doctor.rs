@@ -222,3 +222,17 @@ pub fn serve(dir: &Path, stem: &str, chain: Option<&str>, extra: &[&str]) -> Lin
     args.extend_from_slice(extra);
     openssl_server(dir, &args)
 }
+
+/// A self-signed server certificate for `localhost` valid over `days`
+/// (relative to now): `STEM.pem`, `STEM.key`, `STEM.der`.
+pub fn self_signed(dir: &Path, stem: &str, days: (i64, i64)) -> Vec<u8> {
+    let key = PrivateKey::generate(KeyType::P256).unwrap();
+    let mut spec = CertSpec::new("localhost", Role::Server, 1);
+    spec.dns = vec!["localhost".into()];
+    (spec.not_before, spec.not_after) = window(days.0, days.1);
+    let cert = issue::self_signed(&spec, &key).unwrap();
+    std::fs::write(dir.join(format!("{stem}.pem")), cert.pem.as_bytes()).unwrap();
+    std::fs::write(dir.join(format!("{stem}.key")), key.pkcs8_pem()).unwrap();
+    std::fs::write(dir.join(format!("{stem}.der")), &cert.der).unwrap();
+    cert.der
+}
