@@ -258,6 +258,7 @@ fn doctor_verdicts_agree_with_mbedtls() {
     support::doctor::self_signed(d, "selfsigned", (-1, 30));
     support::doctor::self_signed(d, "selfexpired", (-60, -1));
     pki.client("client", "cam-1");
+    pki.client("clientonly", "localhost");
     Pki::new(d, "rogue", 3650, (-1, 365)).client("rogue-client", "cam-x");
     let both = [pki.int.as_slice(), pki.root.as_slice()]
         .map(support::doctor::pem)
@@ -281,6 +282,7 @@ fn doctor_verdicts_agree_with_mbedtls() {
         Case { name: "CA-issued leaf pinned", mbedtls_server: None, server: serve(d, "leaf", chain, &[]), ca: "leaf.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("not correctly signed by the trusted CA"), fix: Some("anchor the CA instead"), known_difference: None },
         Case { name: "self-signed server pinned", mbedtls_server: None, server: serve(d, "selfsigned", None, &[]), ca: "selfsigned.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: None, fix: None, known_difference: None },
         Case { name: "expired self-signed pinned", mbedtls_server: None, server: serve(d, "selfexpired", None, &[]), ca: "selfexpired.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("validity has expired"), fix: Some("renew it on the server"), known_difference: None },
+        Case { name: "leaf with clientAuth EKU only", mbedtls_server: None, server: serve(d, "clientonly", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_SSL_BAD_CERTIFICATE"), fix: Some("serverAuth"), known_difference: None },
         Case { name: "TLS 1.3-only server", mbedtls_server: None, server: serve(d, "leaf", chain, &["-tls1_3"]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"), fix: Some("enable TLS 1.2"), known_difference: None },
         Case { name: "Ed25519 leaf", mbedtls_server: None, server: serve(d, "ed", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"), fix: Some("ECDSA P-256"), known_difference: None },
         Case { name: "RSA-PSS-signed leaf", mbedtls_server: None, server: serve(d, "pss", None, &[]), ca: "rsa-ca.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("-8960"), fix: Some("RSA PKCS#1 v1.5"), known_difference: Some("python-mbedtls's 2.28 build verifies RSA-PSS certificates; the device's 3.6 build has no RSA-PSS (device-facts.md)") },

@@ -417,7 +417,10 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
             verify_text::BAD_KEY,
             Some(describe(Some(0), leaf)),
             format!("the server's certificate holds {why}"),
-            "give the server an ECDSA P-256/P-384 or RSA >= 2048 key".into(),
+            format!(
+                "give the server an ECDSA P-256 key, or RSA of at least {} bits",
+                profile.min_rsa_bits
+            ),
         );
     }
     if let Some(host) = hostname {
@@ -638,7 +641,10 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
                 verify_text::BAD_KEY,
                 Some(describe(pidx, p)),
                 format!("{} holds {why}", describe(pidx, p)),
-                "use a CA hierarchy with ECDSA P-256/P-384 or RSA >= 2048 keys".into(),
+                format!(
+                    "use a CA hierarchy with ECDSA P-256 keys, or RSA of at least {} bits",
+                    profile.min_rsa_bits
+                ),
             );
         }
         if let Some(j) = pidx {
@@ -648,7 +654,17 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
         child = (pidx, p);
         child_trusted = pidx.is_none();
     }
-    verdict.failures = order(flags.failures);
+    let mut failures = order(flags.failures);
+    // The usage check runs in the TLS layer after X.509 verification: when it
+    // is the only problem, mbedTLS returns BAD_CERTIFICATE, not VERIFY_FAILED
+    // (measured with the mbedTLS peer; the same code in 2.28 and 3.6).
+    if failures.iter().all(|f| f.kind == Kind::Usage) {
+        for f in &mut failures {
+            f.device_says = device_error::BAD_CERTIFICATE.as_oserror();
+            f.error = Some(device_error::BAD_CERTIFICATE);
+        }
+    }
+    verdict.failures = failures;
     verdict.works = verdict.failures.is_empty();
     verdict
 }

@@ -66,6 +66,9 @@ pub struct Args {
     /// Seconds to wait for the server.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
+    /// The server speaks DTLS (UDP).
+    #[arg(long)]
+    dtls: bool,
     /// Overwrite the output file.
     #[arg(long)]
     force: bool,
@@ -240,6 +243,9 @@ pub fn profile_warnings(profile: &Profile, chain: &Chain) -> Vec<String> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let profile = super::profile(&args.profile)?;
+    if args.dtls {
+        bail!("--dtls: anchor does not read DTLS servers yet; read the chain over TLS, or save it and use --chain FILE");
+    }
     let roots = root_set(args.roots.as_deref())?;
     let (source, presented, target) = match (&args.chain, &args.target) {
         (Some(path), _) => {

@@ -107,12 +107,13 @@ fn device_time(text: &str, profile: &Profile) -> anyhow::Result<OffsetDateTime> 
         return Ok(OffsetDateTime::now_utc());
     }
     if t.eq_ignore_ascii_case("unset") {
-        // MicroPython's RTC starts at its epoch, 2000-01-01, after power-up.
-        return Ok(if profile.clock_starts_unset {
-            time::macros::datetime!(2000-01-01 0:00 UTC)
-        } else {
-            OffsetDateTime::now_utc()
-        });
+        // The RTC starts at the port's epoch after power-up until ntptime.settime().
+        if !profile.clock_starts_unset {
+            return Ok(OffsetDateTime::now_utc());
+        }
+        let day = time::Date::from_calendar_date(profile.unset_clock_year, time::Month::January, 1)
+            .context("the profile's unset clock year is out of range")?;
+        return Ok(day.midnight().assume_utc());
     }
     if let Ok(v) = OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339) {
         return Ok(v);
@@ -277,15 +278,22 @@ fn key_refusal(item: &sniff::Item, profile: &Profile) -> Option<String> {
     }
 }
 
-fn handshake_failure(f: &HandshakeFailure, target: &str, identity: bool) -> Failure {
+fn handshake_failure(
+    f: &HandshakeFailure,
+    target: &str,
+    identity: bool,
+    profile: &Profile,
+) -> Failure {
     let says = f.device_error.as_oserror();
+    let versions = format!("{:?}", profile.versions);
+    let groups = format!("{:?}", profile.groups);
     let (why, fix) = match (f.kind, f.needs.as_deref()) {
         (_, Some("TLS 1.3")) | (FailureKind::NoCommonVersion, None) => (
-            "the server speaks only TLS 1.3; the device speaks TLS 1.2".to_string(),
+            format!("the server speaks only TLS 1.3; the device speaks {versions}"),
             "enable TLS 1.2 on the server (nginx: ssl_protocols TLSv1.2 TLSv1.3;) or put a gateway in front of it".to_string(),
         ),
         (_, Some(n)) if n.starts_with("X25519") => (
-            "the server offers only X25519 key exchange; the device has P-256, P-384 and P-521".into(),
+            format!("the server offers only X25519 key exchange; the device has {groups}"),
             "enable secp256r1 (P-256) on the server (nginx: ssl_ecdh_curve X25519:prime256v1;)".into(),
         ),
         (_, Some(n)) if n.starts_with("RSA-PSS") => (
@@ -372,7 +380,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let probe = probe::probe(&t, profile, id.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let target_text = t.display();
     if let Some(f) = &probe.failure {
-        failures.push(handshake_failure(f, &target_text, id.is_some()));
+        failures.push(handshake_failure(f, &target_text, id.is_some(), profile));
     }
     let mut verdict = Verdict {
         works: false,
