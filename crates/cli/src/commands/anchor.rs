@@ -416,6 +416,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if !chain.anchored {
             println!("  (no root of the {} at the top)", roots.source);
         }
+        for i in &chain.unused {
+            println!("  ({i} is on no path from the leaf: the server sends it needlessly)");
+        }
         println!();
         output::heading("Which certificate the device can trust");
         for c in &choices {
@@ -480,4 +483,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target;
+
+    #[test]
+    fn targets_parse_with_default_port_and_ipv6() {
+        let t = target("api.example.com", 443, None, 5).unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("api.example.com", 443));
+        let t = target("[::1]:8883", 443, None, 5).unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 8883));
+        assert_eq!(t.display(), "[::1]:8883");
+        assert!(target("host:0", 443, None, 5).is_err());
+        assert!(target(":443", 443, None, 5).is_err());
+    }
 }
