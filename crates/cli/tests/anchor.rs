@@ -306,6 +306,50 @@ fn chains_the_device_rejects_are_named() {
         text(&out)
     );
 
+    // A critical nameConstraints in the intermediate.
+    support::doctor::openssl_int(
+        d,
+        "t",
+        "nc-int",
+        "nameConstraints=critical,permitted;DNS:localhost\n",
+    );
+    pki.openssl_leaf(
+        "ncleaf",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        ("nc-int.pem", "nc-int.key"),
+        &[],
+        "",
+    );
+    let nc = [
+        fs::read_to_string(d.join("ncleaf.pem")).unwrap(),
+        fs::read_to_string(d.join("nc-int.pem")).unwrap(),
+    ]
+    .concat();
+    fs::write(d.join("nc-chain.pem"), nc).unwrap();
+    let out = run_in(
+        d,
+        &[
+            "anchor",
+            "--chain",
+            "nc-chain.pem",
+            "--roots",
+            "t-root.pem",
+            "-o",
+            "nc-ca.der",
+        ],
+    );
+    assert_eq!(
+        fs::read(d.join("nc-ca.der")).unwrap(),
+        pki.root,
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stderr(&out).contains("\"nc-int\": it carries a critical nameConstraints"),
+        "{}",
+        text(&out)
+    );
+
     // A Certificate message over the device's 16 KB input buffer.
     let names: Vec<String> = (0..700)
         .map(|i| format!("host-{i:04}.a-rather-long-subdomain.example.com"))

@@ -257,6 +257,33 @@ fn doctor_verdicts_agree_with_mbedtls() {
     // A client identity for mTLS, issued by the test intermediate, and one from another CA.
     support::doctor::self_signed(d, "selfsigned", (-1, 30));
     support::doctor::self_signed(d, "selfexpired", (-60, -1));
+    support::doctor::openssl_int(
+        d,
+        "t",
+        "nc-int",
+        "nameConstraints=critical,permitted;DNS:localhost\n",
+    );
+    pki.openssl_leaf(
+        "ncleaf",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        ("nc-int.pem", "nc-int.key"),
+        &[],
+        "",
+    );
+    pki.openssl_leaf(
+        "policy",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        (&int_pem, &int_key),
+        &[],
+        "certificatePolicies=critical,1.2.3.4\n",
+    );
+    pki.openssl_leaf(
+        "sha1",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        (&int_pem, &int_key),
+        &["-sha1"],
+        "",
+    );
     pki.client("client", "cam-1");
     pki.client("clientonly", "localhost");
     Pki::new(d, "rogue", 3650, (-1, 365)).client("rogue-client", "cam-x");
@@ -283,6 +310,9 @@ fn doctor_verdicts_agree_with_mbedtls() {
         Case { name: "self-signed server pinned", mbedtls_server: None, server: serve(d, "selfsigned", None, &[]), ca: "selfsigned.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: None, fix: None, known_difference: None },
         Case { name: "expired self-signed pinned", mbedtls_server: None, server: serve(d, "selfexpired", None, &[]), ca: "selfexpired.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("validity has expired"), fix: Some("renew it on the server"), known_difference: None },
         Case { name: "leaf with clientAuth EKU only", mbedtls_server: None, server: serve(d, "clientonly", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_SSL_BAD_CERTIFICATE"), fix: Some("serverAuth"), known_difference: None },
+        Case { name: "critical nameConstraints", mbedtls_server: None, server: serve(d, "ncleaf", Some("nc-int.pem"), &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_X509_INVALID_EXTENSIONS"), fix: Some("nameConstraints"), known_difference: None },
+        Case { name: "critical certificatePolicies", mbedtls_server: None, server: serve(d, "policy", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_X509_FEATURE_UNAVAILABLE"), fix: Some("certificatePolicies"), known_difference: None },
+        Case { name: "SHA-1-signed leaf", mbedtls_server: None, server: serve(d, "sha1", chain, &["-cipher", "DEFAULT:@SECLEVEL=0"]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("unacceptable hash"), fix: Some("SHA-256"), known_difference: None },
         Case { name: "TLS 1.3-only server", mbedtls_server: None, server: serve(d, "leaf", chain, &["-tls1_3"]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"), fix: Some("enable TLS 1.2"), known_difference: None },
         Case { name: "Ed25519 leaf", mbedtls_server: None, server: serve(d, "ed", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"), fix: Some("ECDSA P-256"), known_difference: None },
         Case { name: "RSA-PSS-signed leaf", mbedtls_server: None, server: serve(d, "pss", None, &[]), ca: "rsa-ca.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("-8960"), fix: Some("RSA PKCS#1 v1.5"), known_difference: Some("python-mbedtls's 2.28 build verifies RSA-PSS certificates; the device's 3.6 build has no RSA-PSS (device-facts.md)") },
@@ -400,6 +430,7 @@ fn doctor_files_checks_a_devices_own_files() {
         "client.key",
         "client.crt",
         "t-root.pem",
+        "t-root.key",
         "t-int.pem",
         "t-int.key",
         "t-int.der",

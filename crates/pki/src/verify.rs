@@ -152,6 +152,25 @@ pub fn parse_refusal(profile: &Profile, cert: &Cert) -> Option<(DeviceError, Str
     None
 }
 
+/// The fix for a [`parse_refusal`], by the error it raises.
+pub fn parse_refusal_fix(err: &DeviceError) -> &'static str {
+    match err.code {
+        c if c == device_error::RSA_PSS.code => {
+            "give the server a chain signed with ECDSA or RSA PKCS#1 v1.5 (not RSA-PSS), e.g. from the CA's ECDSA hierarchy"
+        }
+        c if c == device_error::UNKNOWN_PK_ALG.code => {
+            "give the server an ECDSA P-256 key and certificate (the device has no Ed25519)"
+        }
+        c if c == device_error::NAME_CONSTRAINTS.code => {
+            "use a chain without a critical nameConstraints extension, or put a gateway with such a chain in front of the server"
+        }
+        c if c == device_error::CRITICAL_POLICIES.code => {
+            "reissue the certificate without a critical certificatePolicies extension (or with anyPolicy only)"
+        }
+        _ => "reissue the certificate with what the device supports (ECDSA P-256, SHA-256)",
+    }
+}
+
 /// Why `profile` refuses `cert`'s key (mbedTLS's `BADCERT_BAD_KEY`), if it does.
 pub fn key_refusal(profile: &Profile, cert: &Cert) -> Option<String> {
     let key = &cert.info.public_key;
@@ -386,10 +405,11 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
                 device_says: err.as_oserror(),
                 error: Some(err),
                 subject: Some(describe(Some(i), &cert)),
-                why: format!("the device cannot parse {}: {why}", describe(Some(i), &cert)),
-                fix: "give the server a certificate chain with ECDSA (P-256/P-384) or RSA PKCS#1 v1.5 \
-                      signatures and keys, e.g. from a CA's ECDSA hierarchy"
-                    .into(),
+                why: format!(
+                    "the device cannot parse {}: {why}",
+                    describe(Some(i), &cert)
+                ),
+                fix: parse_refusal_fix(&err).into(),
             });
             return verdict;
         }

@@ -710,7 +710,7 @@ fn check_cert(
             Some(err),
             path,
             why,
-            "reissue it with an ECDSA P-256 key and SHA-256 signature".into(),
+            verify::parse_refusal_fix(&err).into(),
         ));
     }
     if let Some(why) = verify::key_refusal(profile, c) {

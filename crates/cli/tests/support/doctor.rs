@@ -47,7 +47,7 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
-/// A test CA hierarchy in a folder: `NAME-root.{pem,der}`, `NAME-int.{pem,der,key}`.
+/// A test CA hierarchy in a folder: `NAME-root.{pem,der,key}`, `NAME-int.{pem,der,key}`.
 pub struct Pki {
     /// The folder everything is written to.
     pub dir: PathBuf,
@@ -76,6 +76,7 @@ impl Pki {
         let mut spec = CertSpec::new(format!("{name} Test Root"), Role::Ca, 1);
         (spec.not_before, spec.not_after) = window(-1, root_days);
         let root = issue::self_signed_root(&spec, &root_key).unwrap();
+        std::fs::write(dir.join(format!("{name}-root.key")), root_key.pkcs8_pem()).unwrap();
         let int_key = PrivateKey::generate(KeyType::P256).unwrap();
         let mut spec = CertSpec::new(format!("{name} Test Int"), Role::Ca, 1);
         (spec.not_before, spec.not_after) = window(int_window.0, int_window.1);
@@ -235,4 +236,60 @@ pub fn self_signed(dir: &Path, stem: &str, days: (i64, i64)) -> Vec<u8> {
     std::fs::write(dir.join(format!("{stem}.key")), key.pkcs8_pem()).unwrap();
     std::fs::write(dir.join(format!("{stem}.der")), &cert.der).unwrap();
     cert.der
+}
+
+/// An intermediate made by openssl under `NAME-root` with extra extension
+/// lines (e.g. a critical nameConstraints): `STEM.pem`, `STEM.key`.
+pub fn openssl_int(dir: &Path, root: &str, stem: &str, ext: &str) {
+    let key = format!("{stem}.key");
+    openssl_ok(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            &key,
+        ],
+    );
+    let csr = format!("{stem}.csr");
+    let subj = format!("/CN={stem}");
+    openssl_ok(
+        dir,
+        &["req", "-new", "-key", &key, "-subj", &subj, "-out", &csr],
+    );
+    let extfile = format!("{stem}.ext");
+    std::fs::write(
+        dir.join(&extfile),
+        format!("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n{ext}"),
+    )
+    .unwrap();
+    let (ca, ca_key, out) = (
+        format!("{root}-root.pem"),
+        format!("{root}-root.key"),
+        format!("{stem}.pem"),
+    );
+    openssl_ok(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-days",
+            "365",
+            "-set_serial",
+            "77",
+            "-extfile",
+            &extfile,
+            "-out",
+            &out,
+        ],
+    );
 }
