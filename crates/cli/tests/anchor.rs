@@ -306,6 +306,39 @@ fn chains_the_device_rejects_are_named() {
         text(&out)
     );
 
+    // A secp256k1 leaf key.
+    pki.openssl_leaf(
+        "k1",
+        &[
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:secp256k1",
+        ],
+        (&int_pem, &int_key),
+        &[],
+        "",
+    );
+    let k1 = [fs::read_to_string(d.join("k1.pem")).unwrap(), int.clone()].concat();
+    fs::write(d.join("k1-chain.pem"), k1).unwrap();
+    let out = run_in(
+        d,
+        &[
+            "anchor",
+            "--chain",
+            "k1-chain.pem",
+            "--roots",
+            "t-root.pem",
+            "-o",
+            "k1-ca.der",
+        ],
+    );
+    assert!(
+        stderr(&out).contains("secp256k1") && stderr(&out).contains("a curve the device lacks"),
+        "{}",
+        text(&out)
+    );
+
     // A critical nameConstraints in the intermediate.
     support::doctor::openssl_int(
         d,
