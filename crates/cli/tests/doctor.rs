@@ -351,10 +351,23 @@ fn doctor_exit_2_when_it_cannot_find_out() {
         "{}",
         text(&out)
     );
-    let out = run_in(d, &["doctor", &target, "--ca", "t-root.der", "--dtls"]);
+    // Nothing answers on this UDP port: doctor cannot find out.
+    let silent = format!("127.0.0.1:{}", support::free_udp_port());
+    let out = run_in(
+        d,
+        &[
+            "doctor",
+            &silent,
+            "--ca",
+            "t-root.der",
+            "--dtls",
+            "--timeout",
+            "2",
+        ],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("DTLS"),
+        String::from_utf8_lossy(&out.stderr).contains("UDP"),
         "{}",
         text(&out)
     );
@@ -462,4 +475,93 @@ fn doctor_files_checks_a_devices_own_files() {
         stdout.contains("ValueError: invalid key") && stdout.contains("2 bytes follow"),
         "{stdout}"
     );
+}
+
+#[test]
+fn doctor_over_dtls_agrees_with_mbedtls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let pki = Pki::new(d, "t", 20 * 365, (-1, 365));
+    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
+    // gnutls-serv echoes over DTLS (openssl s_server's -rev is TLS only), so
+    // the mbedTLS peer gets its reply; the certificate file holds the chain.
+    let full = [
+        support::doctor::pem(&std::fs::read(d.join("leaf.der")).unwrap()),
+        support::doctor::pem(&pki.int),
+    ]
+    .concat();
+    std::fs::write(d.join("leaf-full.pem"), full).unwrap();
+    let udp = |cert: &str| {
+        support::peers::gnutls_server(
+            d,
+            &[
+                "--udp",
+                "--echo",
+                "--x509certfile",
+                cert,
+                "--x509keyfile",
+                "leaf.key",
+            ],
+        )
+    };
+    let mut rows = Vec::new();
+    let cases = vec![
+        Case {
+            name: "DTLS full chain",
+            mbedtls_server: None,
+            server: udp("leaf-full.pem"),
+            ca: "t-root.der",
+            hostname: "localhost",
+            doctor_extra: vec!["--dtls"],
+            mbedtls_extra: vec!["--dtls"],
+            expect: None,
+            fix: None,
+            known_difference: None,
+        },
+        Case {
+            name: "DTLS wrong host",
+            mbedtls_server: None,
+            server: udp("leaf-full.pem"),
+            ca: "t-root.der",
+            hostname: "wrong.example",
+            doctor_extra: vec!["--dtls"],
+            mbedtls_extra: vec!["--dtls"],
+            expect: Some("CN does not match"),
+            fix: None,
+            known_difference: None,
+        },
+        Case {
+            name: "DTLS leaf only, root anchor",
+            mbedtls_server: None,
+            server: udp("leaf.pem"),
+            ca: "t-root.der",
+            hostname: "localhost",
+            doctor_extra: vec!["--dtls"],
+            mbedtls_extra: vec!["--dtls"],
+            expect: Some("not correctly signed by the trusted CA"),
+            fix: Some("--trust intermediate"),
+            known_difference: None,
+        },
+    ];
+    for case in cases {
+        run_case(d, case, &mut rows);
+    }
+    print_table(&rows);
+    // anchor reads the chain over DTLS too.
+    let server = udp("leaf-full.pem");
+    let target = format!("127.0.0.1:{}", server.port);
+    let out = run_in(
+        d,
+        &[
+            "anchor",
+            &target,
+            "--dtls",
+            "--roots",
+            "t-root.pem",
+            "--timeout",
+            "5",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(std::fs::read(d.join("ca.der")).unwrap(), pki.root);
 }

@@ -517,6 +517,127 @@ pub fn probe(
     Ok(probe)
 }
 
+/// Like [`probe`], over DTLS 1.2 (UDP), with the DTLS client of [`crate::dtls`]
+/// restricted to `profile` where rtc-dtls allows it. A server that completes
+/// the handshake but sends no reply still counts as a completed handshake:
+/// the verdict is about the handshake and the chain.
+pub fn probe_dtls(
+    target: &Target,
+    profile: &'static Profile,
+    identity: Option<&Identity>,
+) -> Result<Probe, Unreachable> {
+    use crate::dtls::{self, DtlsError};
+    let peer = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| Unreachable(format!("{}: cannot resolve: {e}", target.host)))?
+        .next()
+        .ok_or_else(|| Unreachable(format!("{}: no address", target.host)))?;
+    let provider = restrict::provider(profile);
+    let recorder = Arc::new(Recorder {
+        chain: Mutex::new(Vec::new()),
+        provider: provider.clone(),
+    });
+    let identity_key = match identity {
+        Some(id) => {
+            let key = PrivateKeyDer::try_from(id.key.clone())
+                .map_err(|e| Unreachable(format!("the device key does not load: {e}")))?;
+            let key = provider
+                .key_provider
+                .load_private_key(key)
+                .map_err(|e| Unreachable(format!("the device key does not load: {e}")))?;
+            Some((vec![CertificateDer::from(id.cert.clone())], key))
+        }
+        None => None,
+    };
+    let options = dtls::ClientOptions {
+        server_name: target.sni.clone().unwrap_or_else(|| target.host.clone()),
+        verifier: Some(recorder.clone()),
+        identity: identity_key,
+        profile,
+        timeout: target.timeout,
+    };
+    let recorded = || {
+        recorder
+            .chain
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    };
+    let failed = |error: AttemptError, asked: bool, chain: Vec<Vec<u8>>| {
+        let (kind, device_error, detail) = classify(&error, asked, identity.is_some());
+        Probe {
+            chain,
+            version: None,
+            suite: None,
+            client_cert_requested: asked,
+            failure: Some(HandshakeFailure {
+                kind,
+                device_error,
+                detail,
+                needs: None,
+            }),
+        }
+    };
+    match dtls::connect(peer, &options, b"hello\n") {
+        Ok(done) => Ok(Probe {
+            chain: done.presented.iter().map(|c| c.to_vec()).collect(),
+            version: Some(done.version.to_string()),
+            suite: Some(done.suite),
+            client_cert_requested: done.asked_for_cert,
+            failure: None,
+        }),
+        Err(f) => {
+            let chain = if f.presented.is_empty() {
+                recorded()
+            } else {
+                f.presented.iter().map(|c| c.to_vec()).collect()
+            };
+            let asked = f.asked_for_cert;
+            match f.error {
+                DtlsError::NoReply { .. } => Ok(Probe {
+                    chain,
+                    version: Some(dtls::VERSION.to_string()),
+                    suite: None,
+                    client_cert_requested: asked,
+                    failure: None,
+                }),
+                DtlsError::Alert(alert) => Ok(failed(
+                    AttemptError::Tls(rustls::Error::AlertReceived(alert)),
+                    asked,
+                    chain,
+                )),
+                DtlsError::Certificate(e) => Ok(failed(AttemptError::Tls(e), asked, chain)),
+                DtlsError::Stalled { .. } => Ok(failed(
+                    AttemptError::Io(std::io::ErrorKind::UnexpectedEof.into()),
+                    asked,
+                    chain,
+                )),
+                DtlsError::Handshake(text) => Ok(failed(
+                    AttemptError::Tls(rustls::Error::General(text)),
+                    asked,
+                    chain,
+                )),
+                other => Err(Unreachable(format!("{}: {other}", target.display()))),
+            }
+        }
+    }
+}
+
+/// The chain a DTLS server presents (what `anchor --dtls` reads).
+pub fn fetch_chain_dtls(target: &Target) -> Result<Vec<Vec<u8>>, Unreachable> {
+    let got = probe_dtls(target, &devtls_pki::profile::MODERN, None)?;
+    if got.chain.is_empty() {
+        let detail = got
+            .failure
+            .map_or("no certificate".to_string(), |f| f.detail);
+        return Err(Unreachable(format!(
+            "{}: the DTLS handshake failed before the server sent its certificates ({detail})",
+            target.display()
+        )));
+    }
+    Ok(got.chain)
+}
+
 /// The chain a server presents to an unrestricted client (what `anchor` reads).
 pub fn fetch_chain(target: &Target) -> Result<Vec<Vec<u8>>, Unreachable> {
     let got = attempt(

@@ -243,9 +243,6 @@ pub fn profile_warnings(profile: &Profile, chain: &Chain) -> Vec<String> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let profile = super::profile(&args.profile)?;
-    if args.dtls {
-        bail!("--dtls: anchor does not read DTLS servers yet; read the chain over TLS, or save it and use --chain FILE");
-    }
     let roots = root_set(args.roots.as_deref())?;
     let (source, presented, target) = match (&args.chain, &args.target) {
         (Some(path), _) => {
@@ -261,7 +258,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, Some(text)) => {
             let t = target(text, 443, args.sni.clone(), args.timeout)?;
-            let chain = probe::fetch_chain(&t).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let chain = if args.dtls {
+                probe::fetch_chain_dtls(&t)
+            } else {
+                probe::fetch_chain(&t)
+            }
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             (t.display(), chain, Some(t))
         }
         (None, None) => bail!("give HOST[:PORT] or --chain FILE"),

@@ -345,9 +345,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.files {
         return files(dir, profile, time, args.json);
     }
-    if args.dtls {
-        bail!("--dtls: doctor does not probe DTLS servers yet; probe the server over TLS, or use devtls connect --dtls");
-    }
     let (Some(text), Some(ca)) = (&args.target, &args.ca) else {
         bail!("give HOST[:PORT] and --ca FILE, or --files DIR");
     };
@@ -377,7 +374,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Ok(id)) => Some(id),
         None => None,
     };
-    let probe = probe::probe(&t, profile, id.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let probe = if args.dtls {
+        probe::probe_dtls(&t, profile, id.as_ref())
+    } else {
+        probe::probe(&t, profile, id.as_ref())
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let target_text = t.display();
     if let Some(f) = &probe.failure {
         failures.push(handshake_failure(f, &target_text, id.is_some(), profile));

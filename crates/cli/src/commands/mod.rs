@@ -5,10 +5,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod anchor;
+mod connect;
 mod doctor;
 mod new;
 mod profiles;
 mod roots;
+mod serve;
 
 /// Make TLS work on small devices (OpenMV Cam, MicroPython on mbedTLS) the first time.
 ///
@@ -35,6 +37,8 @@ enum Command {
     Anchor(anchor::Args),
     Roots(roots::Args),
     Doctor(doctor::Args),
+    Serve(serve::Args),
+    Connect(connect::Args),
 }
 
 /// Runs the parsed command line.
@@ -45,6 +49,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Anchor(args) => anchor::run(args),
         Command::Roots(args) => roots::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Connect(args) => connect::run(args),
     }
 }
 

@@ -154,4 +154,5 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> Output {
     out
 }
 pub mod doctor;
+pub mod net;
 pub mod peers;

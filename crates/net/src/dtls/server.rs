@@ -1,0 +1,446 @@
+//! The blocking DTLS server: many clients at once on one UDP socket, a
+//! stateless cookie exchange in front of rtc-dtls, and the guide's echo.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use devtls_pki::profile::Profile;
+use rtc_dtls::config::{ClientAuthType, ConfigBuilder, ExtendedMasterSecretType, HandshakeConfig};
+use rtc_dtls::crypto::Certificate;
+use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
+use rustls::server::danger::ClientCertVerifier;
+use rustls_pki_types::{CertificateDer, UnixTime};
+
+use super::cookie::{self, CookieJar};
+use super::crypto::{self, ProfileProvider, RustlsSigner};
+use super::{chain, DtlsError, MAX_DATAGRAM, VERSION};
+
+/// Most clients in the middle of a handshake or conversation at once; past
+/// this, new clients are ignored until some finish (their retransmissions
+/// get in later).
+const MAX_PEERS: usize = 4096;
+
+/// Longest the loop sleeps, so limits are checked even when all is quiet.
+const TICK: Duration = Duration::from_millis(100);
+
+/// What a DTLS server needs.
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// The server's certificate chain and key.
+    pub identity: (
+        Vec<CertificateDer<'static>>,
+        Arc<dyn rustls::sign::SigningKey>,
+    ),
+    /// When set, every client must present a certificate this accepts (mTLS).
+    pub client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// The device profile the server behaves like.
+    pub profile: &'static Profile,
+    /// A client that has not finished its handshake in this time is dropped;
+    /// a served client silent for this long is forgotten.
+    pub handshake_timeout: Duration,
+    /// What the server answers every message (the guide's `hello\n`).
+    pub reply: Vec<u8>,
+}
+
+/// A client that completed the handshake and was answered.
+#[derive(Debug, Clone)]
+pub struct ServedClient {
+    /// Its address.
+    pub peer: SocketAddr,
+    /// Always [`VERSION`].
+    pub version: &'static str,
+    /// The negotiated cipher suite's IANA name.
+    pub suite: String,
+    /// The client's certificate chain, leaf first (empty without mTLS).
+    pub client_chain: Vec<CertificateDer<'static>>,
+    /// What it sent first.
+    pub received: Vec<u8>,
+}
+
+/// One verdict per client that got past the cookie exchange.
+#[derive(Debug)]
+pub enum ServerEvent {
+    /// Handshake done, message received and answered.
+    Served(ServedClient),
+    /// The handshake failed or timed out.
+    Failed {
+        /// The client's address.
+        peer: SocketAddr,
+        /// Why.
+        error: DtlsError,
+        /// The client's certificate chain, if it sent one.
+        presented: Vec<CertificateDer<'static>>,
+    },
+}
+
+/// Counters that show what the server did with datagrams that never became
+/// a handshake.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// HelloVerifyRequests sent (no state kept for them).
+    pub hello_verify_requests: usize,
+    /// Datagrams from unknown addresses that were not a ClientHello.
+    pub garbage: usize,
+    /// Handshakes started after a valid cookie.
+    pub handshakes: usize,
+}
+
+struct Peer {
+    started: Instant,
+    last_seen: Instant,
+    completed: bool,
+    served: bool,
+}
+
+#[derive(Default)]
+struct Seen {
+    failure: Option<rustls::Error>,
+}
+
+/// A DTLS server bound to a UDP socket.
+pub struct DtlsServer {
+    socket: UdpSocket,
+    endpoint: Endpoint,
+    provider: Arc<ProfileProvider>,
+    jar: CookieJar,
+    peers: HashMap<SocketAddr, Peer>,
+    seen: Arc<Mutex<Seen>>,
+    options: ServerOptions,
+    stats: Stats,
+}
+
+impl DtlsServer {
+    /// Binds `addr` and prepares the handshake configuration.
+    pub fn bind(addr: SocketAddr, options: ServerOptions) -> Result<Self, DtlsError> {
+        let provider = ProfileProvider::new(options.profile);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let config = server_config(&options, provider.clone(), seen.clone())?;
+        let socket = UdpSocket::bind(addr)?;
+        let local = socket.local_addr()?;
+        Ok(DtlsServer {
+            socket,
+            endpoint: Endpoint::new(
+                local,
+                rtc_shared::TransportProtocol::UDP,
+                Some(Arc::new(config)),
+            ),
+            provider,
+            jar: CookieJar::new(),
+            peers: HashMap::new(),
+            seen,
+            options,
+            stats: Stats::default(),
+        })
+    }
+
+    /// The address the socket is bound to (the port, when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// What happened to datagrams that did not become handshakes.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Clients currently holding state (mid-handshake or recently served).
+    pub fn active_clients(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Serves until `count` verdicts were given (all of them if `None`) or
+    /// `max_time` passed, calling `on_event` for each.
+    pub fn serve(
+        &mut self,
+        count: Option<usize>,
+        max_time: Option<Duration>,
+        mut on_event: impl FnMut(&ServerEvent),
+    ) -> Result<usize, DtlsError> {
+        let start = Instant::now();
+        let mut given = 0usize;
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut events = Vec::new();
+        loop {
+            if count.is_some_and(|c| given >= c) || max_time.is_some_and(|m| start.elapsed() >= m) {
+                self.flush();
+                return Ok(given);
+            }
+            let now = Instant::now();
+            let wake = self.next_wake(now);
+            let wait = wake
+                .saturating_duration_since(now)
+                .clamp(Duration::from_millis(1), TICK);
+            self.socket.set_read_timeout(Some(wait))?;
+            match self.socket.recv_from(&mut buf) {
+                Ok((n, peer)) => self.on_datagram(peer, &buf[..n], &mut events),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock
+                            | ErrorKind::TimedOut
+                            | ErrorKind::ConnectionRefused
+                            | ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) => return Err(DtlsError::Io(e)),
+            }
+            self.on_timers(Instant::now(), &mut events);
+            self.flush();
+            for event in events.drain(..) {
+                given += 1;
+                on_event(&event);
+            }
+        }
+    }
+
+    fn next_wake(&self, now: Instant) -> Instant {
+        let mut wake = now + TICK;
+        for (addr, peer) in &self.peers {
+            if let Some(t) = self.endpoint.poll_timeout(addr) {
+                wake = wake.min(t);
+            }
+            wake = wake.min(peer.last_seen.max(peer.started) + self.options.handshake_timeout);
+        }
+        wake
+    }
+
+    fn on_datagram(&mut self, peer: SocketAddr, data: &[u8], events: &mut Vec<ServerEvent>) {
+        let now = Instant::now();
+        let hello = cookie::parse_client_hello(data);
+        if let Some(p) = self.peers.get(&peer) {
+            // A fresh first ClientHello from an address we already served is
+            // a new client on a reused port: start over with it.
+            let fresh = hello
+                .as_ref()
+                .is_some_and(|h| h.message_seq == 0 && h.cookie.is_empty());
+            if !(fresh && p.completed) {
+                self.feed(peer, data, now, events);
+                return;
+            }
+            self.endpoint.stop(now, peer);
+            self.peers.remove(&peer);
+        }
+        let Some(hello) = hello else {
+            self.stats.garbage += 1;
+            return;
+        };
+        if !self.jar.check(peer, &hello.cookie) {
+            let reply = cookie::hello_verify_request(&hello, &self.jar.issue(peer));
+            let _ = self.socket.send_to(&reply, peer);
+            self.stats.hello_verify_requests += 1;
+            return;
+        }
+        if self.peers.len() >= MAX_PEERS {
+            return;
+        }
+        let Some(first) = cookie::first_hello_from_second(data, &hello) else {
+            return;
+        };
+        // rtc-dtls runs its own cookie exchange: let it "send" our cookie for
+        // the rebuilt first ClientHello, discard that HelloVerifyRequest, and
+        // hand it the real second ClientHello, whose cookie then matches.
+        let mut cookie = [0u8; cookie::COOKIE_LEN];
+        cookie.copy_from_slice(&hello.cookie);
+        self.flush();
+        self.provider.set_next_cookie(Some(cookie));
+        let primed = self
+            .endpoint
+            .read(now, peer, None, BytesMut::from(&first[..]));
+        self.provider.set_next_cookie(None);
+        while self.endpoint.poll_transmit().is_some() {}
+        if primed.is_err() {
+            self.endpoint.stop(now, peer);
+            while self.endpoint.poll_transmit().is_some() {}
+            return;
+        }
+        self.stats.handshakes += 1;
+        self.peers.insert(
+            peer,
+            Peer {
+                started: now,
+                last_seen: now,
+                completed: false,
+                served: false,
+            },
+        );
+        self.feed(peer, data, now, events);
+    }
+
+    fn feed(&mut self, peer: SocketAddr, data: &[u8], now: Instant, events: &mut Vec<ServerEvent>) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.last_seen = now;
+        }
+        let alert = super::plaintext_alert(data);
+        match self.endpoint.read(now, peer, None, BytesMut::from(data)) {
+            Ok(evs) => {
+                for ev in evs {
+                    match ev {
+                        EndpointEvent::HandshakeComplete => {
+                            if let Some(p) = self.peers.get_mut(&peer) {
+                                p.completed = true;
+                            }
+                        }
+                        EndpointEvent::ApplicationData(received) => {
+                            let _ = self.endpoint.write(now, peer, &self.options.reply);
+                            let first = self.peers.get_mut(&peer).is_some_and(|p| {
+                                let first = !p.served;
+                                p.served = true;
+                                first
+                            });
+                            if first {
+                                let state = self.endpoint.get_connection_state(peer);
+                                events.push(ServerEvent::Served(ServedClient {
+                                    peer,
+                                    version: VERSION,
+                                    suite: state
+                                        .and_then(|s| s.cipher_suite().map(|c| c.to_string()))
+                                        .unwrap_or_default(),
+                                    client_chain: state
+                                        .map(|s| chain(&s.peer_certificates))
+                                        .unwrap_or_default(),
+                                    received: received.to_vec(),
+                                }));
+                            }
+                        }
+                        EndpointEvent::PeerClosed => {
+                            self.peers.remove(&peer);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => {
+                let verify = self.seen.lock().ok().and_then(|mut s| s.failure.take());
+                let presented = self
+                    .endpoint
+                    .get_connection_state(peer)
+                    .map(|s| chain(&s.peer_certificates))
+                    .unwrap_or_default();
+                let served = self.peers.remove(&peer).is_some_and(|p| p.served);
+                // Send what rtc-dtls queued (its alert), then forget the client.
+                self.flush();
+                self.endpoint.stop(now, peer);
+                while self.endpoint.poll_transmit().is_some() {}
+                if !served {
+                    events.push(ServerEvent::Failed {
+                        peer,
+                        error: DtlsError::from_rtc(&e, verify, alert),
+                        presented,
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_timers(&mut self, now: Instant, events: &mut Vec<ServerEvent>) {
+        let limit = self.options.handshake_timeout;
+        let addrs: Vec<SocketAddr> = self.peers.keys().copied().collect();
+        for addr in addrs {
+            let Some(p) = self.peers.get(&addr) else {
+                continue;
+            };
+            let (completed, served, started, last_seen) =
+                (p.completed, p.served, p.started, p.last_seen);
+            if !completed && now.duration_since(started) >= limit {
+                self.endpoint.stop(now, addr);
+                while self.endpoint.poll_transmit().is_some() {}
+                self.peers.remove(&addr);
+                events.push(ServerEvent::Failed {
+                    peer: addr,
+                    error: DtlsError::Stalled {
+                        peer: addr,
+                        after: limit,
+                    },
+                    presented: Vec::new(),
+                });
+                continue;
+            }
+            if completed && now.duration_since(last_seen) >= limit {
+                self.endpoint.stop(now, addr);
+                self.peers.remove(&addr);
+                if !served {
+                    events.push(ServerEvent::Failed {
+                        peer: addr,
+                        error: DtlsError::NoReply {
+                            peer: addr,
+                            after: limit,
+                        },
+                        presented: Vec::new(),
+                    });
+                }
+                continue;
+            }
+            if self.endpoint.poll_timeout(&addr).is_some_and(|t| t <= now) {
+                if let Err(e) = self.endpoint.handle_timeout(addr, now) {
+                    self.endpoint.stop(now, addr);
+                    while self.endpoint.poll_transmit().is_some() {}
+                    self.peers.remove(&addr);
+                    events.push(ServerEvent::Failed {
+                        peer: addr,
+                        error: DtlsError::Handshake(format!("gave up retransmitting: {e}")),
+                        presented: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        while let Some(t) = self.endpoint.poll_transmit() {
+            // A vanished client is not the server's failure.
+            let _ = self.socket.send_to(&t.message, t.transport.peer_addr);
+        }
+    }
+}
+
+fn server_config(
+    options: &ServerOptions,
+    provider: Arc<ProfileProvider>,
+    seen: Arc<Mutex<Seen>>,
+) -> Result<HandshakeConfig, DtlsError> {
+    let verifier = options.client_verifier.clone();
+    let client_auth = if verifier.is_some() {
+        ClientAuthType::RequireAnyClientCert
+    } else {
+        ClientAuthType::NoClientCert
+    };
+    let (certs, key) = &options.identity;
+    ConfigBuilder::default()
+        .with_crypto_provider(provider)
+        .with_certificates(vec![Certificate::from_signing_key(
+            certs.clone(),
+            Arc::new(RustlsSigner::new(key.clone())),
+        )])
+        .with_cipher_suites(crypto::suites(options.profile))
+        .with_signature_schemes(crypto::signature_schemes(options.profile))
+        .with_extended_master_secret(ExtendedMasterSecretType::Request)
+        .with_client_auth(client_auth)
+        .with_verify_peer_certificate(Some(Arc::new(
+            move |raw: &[Vec<u8>], _: &[CertificateDer<'static>]| {
+                let Some(v) = &verifier else {
+                    return Ok(());
+                };
+                let presented = chain(raw);
+                let outcome = match presented.split_first() {
+                    None => Err(rustls::Error::NoCertificatesPresented),
+                    Some((leaf, rest)) => v
+                        .verify_client_cert(leaf, rest, UnixTime::now())
+                        .map(|_| ()),
+                };
+                if let Ok(mut s) = seen.lock() {
+                    s.failure = outcome.as_ref().err().cloned();
+                }
+                outcome.map_err(|e| rtc_shared::error::Error::Other(e.to_string()))
+            },
+        )))
+        .build(false, None)
+        .map_err(|e| {
+            DtlsError::Config(format!(
+                "the {} profile has no DTLS cipher suite this key can serve ({e})",
+                options.profile.name
+            ))
+        })
+}

@@ -1,0 +1,366 @@
+//! DTLS 1.2 end to end on loopback: devtls against itself, against OpenSSL
+//! both ways, mTLS, failures diagnosed, and a lossy relay the exchange must
+//! survive. Every wait is bounded.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use devtls_net::config::{self, Anchors, ClientSettings, Identity, ServerSettings};
+use devtls_net::diagnose::Reason;
+use devtls_net::dtls::{self, ClientOptions};
+use devtls_net::report::{ClientReport, ConnectError, Outcome};
+use devtls_pki::issue::{self, CertSpec, Role};
+use devtls_pki::keys::{KeyType, PrivateKey};
+use devtls_pki::profile;
+
+struct Made {
+    cert: Vec<u8>,
+    pem: String,
+    key: PrivateKey,
+}
+
+fn self_signed(cn: &str, role: Role, key_type: KeyType) -> Made {
+    let key = PrivateKey::generate(key_type).unwrap();
+    let mut spec = CertSpec::new(cn, role, 30);
+    spec.dns = vec!["localhost".into()];
+    spec.ips = vec!["127.0.0.1".parse().unwrap()];
+    let cert = issue::self_signed(&spec, &key).unwrap();
+    Made {
+        cert: cert.der,
+        pem: cert.pem,
+        key,
+    }
+}
+
+fn identity(made: &Made) -> Identity {
+    Identity::from_bytes(&made.cert, &made.key.pkcs8_der(), &profile::OPENMV).unwrap()
+}
+
+fn client_settings(anchor: &Made) -> ClientSettings {
+    let mut s = ClientSettings::new(
+        "localhost",
+        Anchors::Given(config::certificates(&anchor.cert).unwrap()),
+    );
+    s.timeout = Duration::from_secs(10);
+    s
+}
+
+/// Starts a devtls DTLS server for `count` clients on a thread; reports come
+/// on the channel. The server gives up after 60 s whatever happens.
+fn start(settings: ServerSettings, count: usize) -> (SocketAddr, mpsc::Receiver<ClientReport>) {
+    let mut server = dtls::Server::bind("127.0.0.1:0".parse().unwrap(), settings).unwrap();
+    let addr = server.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = server.serve(Some(count), Some(Duration::from_secs(60)), |r| {
+            let _ = tx.send(r.clone());
+        });
+    });
+    (addr, rx)
+}
+
+fn report(rx: &mpsc::Receiver<ClientReport>) -> ClientReport {
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the server reported the client")
+}
+
+#[test]
+fn devtls_client_and_server_exchange_hello_with_each_key_type() {
+    for (key_type, suite_part) in [
+        (KeyType::P256, "ECDHE_ECDSA"),
+        (KeyType::P384, "ECDHE_ECDSA"),
+        (KeyType::Rsa2048, "ECDHE_RSA"),
+    ] {
+        let server = self_signed("localhost", Role::Server, key_type);
+        let (addr, reports) = start(ServerSettings::new(identity(&server)), 1);
+        let (info, reply) =
+            dtls::exchange(&addr.to_string(), &client_settings(&server), b"hi\n").unwrap();
+        assert_eq!(reply, b"hello\n", "{key_type:?}");
+        assert_eq!(info.version, "DTLSv1.2");
+        assert!(
+            info.cipher_suite.contains(suite_part),
+            "{key_type:?}: {}",
+            info.cipher_suite
+        );
+        assert_eq!(info.chain[0].common_name(), "localhost");
+        match report(&reports).outcome {
+            Outcome::Served(s) => {
+                assert_eq!(s.received, "hi\n");
+                assert_eq!(s.version, "DTLSv1.2");
+                assert!(s.client_chain.is_empty());
+            }
+            Outcome::Failed(d) => panic!("{key_type:?}: server failed: {}", d.what),
+        }
+    }
+}
+
+/// A child process killed when dropped, with its stdout lines on a channel.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the peer program starts");
+        let (tx, lines) = mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Proc { child, lines }
+    }
+
+    fn write(&mut self, text: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        let _ = stdin.write_all(text.as_bytes());
+        let _ = stdin.flush();
+    }
+
+    /// Waits up to `limit` for a line containing `needle`; returns everything seen.
+    fn wait_for(&self, needle: &str, limit: Duration) -> (bool, String) {
+        let end = Instant::now() + limit;
+        let mut seen = String::new();
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                    if line.contains(needle) {
+                        return (true, seen);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        (false, seen)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_temp(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// `openssl s_server -dtls1_2 -listen` (which insists on a cookie exchange)
+/// answering `hello`; with `client_ca` it demands a client certificate.
+fn openssl_server(dir: &tempfile::TempDir, server: &Made, client_ca: Option<&Made>) -> (Proc, u16) {
+    let port = free_udp_port();
+    let cert = write_temp(dir, "s.crt", server.pem.as_bytes());
+    let key = write_temp(dir, "s.key", server.key.pkcs8_pem().as_bytes());
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_server", "-dtls1_2", "-listen", "-naccept", "1"])
+        .args(["-accept", &format!("127.0.0.1:{port}")])
+        .args(["-cert", &cert, "-key", &key]);
+    if let Some(ca) = client_ca {
+        let ca = write_temp(dir, "ca.crt", ca.pem.as_bytes());
+        cmd.args(["-Verify", "1", "-CAfile", &ca, "-verify_return_error"]);
+    }
+    let mut proc = Proc::spawn(&mut cmd);
+    // s_server sends what it reads on stdin once a client is connected.
+    proc.write("hello\n");
+    thread::sleep(Duration::from_millis(300));
+    (proc, port)
+}
+
+#[test]
+fn devtls_client_against_openssl_s_server_with_cookies_and_each_key_type() {
+    for key_type in [KeyType::P256, KeyType::P384, KeyType::Rsa2048] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = self_signed("localhost", Role::Server, key_type);
+        let (_proc, port) = openssl_server(&dir, &server, None);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let settings = client_settings(&server);
+        let options = ClientOptions {
+            server_name: "localhost".into(),
+            verifier: Some(devtls_net::tls::client::client_config(&settings).unwrap().1),
+            identity: None,
+            profile: &profile::OPENMV,
+            timeout: Duration::from_secs(10),
+        };
+        let done =
+            dtls::connect(addr, &options, b"hi\n").unwrap_or_else(|e| panic!("{key_type:?}: {e}"));
+        assert!(
+            done.cookie_exchange,
+            "s_server -listen sends a HelloVerifyRequest"
+        );
+        assert!(String::from_utf8_lossy(&done.reply).contains("hello"));
+        assert_eq!(done.presented.len(), 1);
+    }
+}
+
+#[test]
+fn openssl_s_client_against_devtls_server_with_each_key_type() {
+    for key_type in [KeyType::P256, KeyType::P384, KeyType::Rsa2048] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = self_signed("localhost", Role::Server, key_type);
+        let (addr, reports) = start(ServerSettings::new(identity(&server)), 1);
+        let ca = write_temp(&dir, "s.crt", server.pem.as_bytes());
+        let mut client = Proc::spawn(
+            Command::new("openssl")
+                .args(["s_client", "-dtls1_2", "-connect", &addr.to_string()])
+                .args([
+                    "-CAfile",
+                    &ca,
+                    "-verify_return_error",
+                    "-verify_hostname",
+                    "localhost",
+                ])
+                .args(["-servername", "localhost", "-ign_eof"]),
+        );
+        client.write("hi\n");
+        let (ok, seen) = client.wait_for("hello", Duration::from_secs(15));
+        assert!(ok, "{key_type:?}: s_client never got hello:\n{seen}");
+        match report(&reports).outcome {
+            Outcome::Served(s) => assert_eq!(s.received, "hi\n"),
+            Outcome::Failed(d) => panic!("{key_type:?}: {}", d.what),
+        }
+    }
+}
+
+fn mtls_server_settings(server: &Made, client: &Made) -> ServerSettings {
+    let mut s = ServerSettings::new(identity(server));
+    s.client_ca = Some(config::certificates(&client.cert).unwrap());
+    s
+}
+
+fn failure(err: ConnectError) -> devtls_net::report::HandshakeFailure {
+    match err {
+        ConnectError::Handshake(f) => *f,
+        other => panic!("expected a handshake failure, got {other}"),
+    }
+}
+
+#[test]
+fn mtls_between_devtls_client_and_server_and_missing_certificate_is_diagnosed() {
+    for key_type in [KeyType::P256, KeyType::P384, KeyType::Rsa2048] {
+        let server = self_signed("localhost", Role::Server, KeyType::P256);
+        let client = self_signed("device-1", Role::Client, key_type);
+        let (addr, reports) = start(mtls_server_settings(&server, &client), 2);
+
+        let mut with_cert = client_settings(&server);
+        with_cert.identity = Some(identity(&client));
+        let (info, reply) = dtls::exchange(&addr.to_string(), &with_cert, b"hi\n").unwrap();
+        assert_eq!(reply, b"hello\n");
+        assert!(info.client_cert_requested);
+        match report(&reports).outcome {
+            Outcome::Served(s) => assert_eq!(s.client_chain[0].common_name(), "device-1"),
+            Outcome::Failed(d) => panic!("{key_type:?}: {}", d.what),
+        }
+
+        let without = client_settings(&server);
+        let f = failure(dtls::exchange(&addr.to_string(), &without, b"hi\n").unwrap_err());
+        assert_eq!(
+            f.diagnosis.reason,
+            Reason::ClientCertMissing,
+            "{:?}",
+            f.diagnosis
+        );
+        assert!(matches!(report(&reports).outcome, Outcome::Failed(_)));
+    }
+}
+
+#[test]
+fn unknown_client_certificate_is_refused_by_the_devtls_server() {
+    let server = self_signed("localhost", Role::Server, KeyType::P256);
+    let trusted = self_signed("device-1", Role::Client, KeyType::P256);
+    let stranger = self_signed("device-2", Role::Client, KeyType::P256);
+    let (addr, reports) = start(mtls_server_settings(&server, &trusted), 1);
+    let mut settings = client_settings(&server);
+    settings.identity = Some(identity(&stranger));
+    let f = failure(dtls::exchange(&addr.to_string(), &settings, b"hi\n").unwrap_err());
+    assert_eq!(
+        f.diagnosis.reason,
+        Reason::ClientCertRejected,
+        "{:?}",
+        f.diagnosis
+    );
+    match report(&reports).outcome {
+        Outcome::Failed(d) => assert_eq!(d.reason, Reason::ClientCertRejected, "{d:?}"),
+        Outcome::Served(_) => panic!("an unknown client certificate was served"),
+    }
+}
+
+#[test]
+fn wrong_host_name_is_diagnosed_and_the_chain_kept() {
+    let server = self_signed("localhost", Role::Server, KeyType::P256);
+    let (addr, _reports) = start(ServerSettings::new(identity(&server)), 1);
+    let mut settings = client_settings(&server);
+    settings.server_name = "camera.example".into();
+    let f = failure(dtls::exchange(&addr.to_string(), &settings, b"hi\n").unwrap_err());
+    assert_eq!(
+        f.diagnosis.reason,
+        Reason::WrongHostName,
+        "{:?}",
+        f.diagnosis
+    );
+    assert_eq!(f.chain[0].common_name(), "localhost");
+    assert!(f.diagnosis.device.is_some());
+}
+
+#[test]
+fn mtls_with_openssl_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = self_signed("localhost", Role::Server, KeyType::P256);
+    let client = self_signed("device-1", Role::Client, KeyType::P384);
+
+    // devtls client with a certificate -> s_server -Verify.
+    let (_proc, port) = openssl_server(&dir, &server, Some(&client));
+    let mut settings = client_settings(&server);
+    settings.identity = Some(identity(&client));
+    let (info, reply) = dtls::exchange(&format!("127.0.0.1:{port}"), &settings, b"hi\n").unwrap();
+    assert!(info.client_cert_requested);
+    assert!(String::from_utf8_lossy(&reply).contains("hello"));
+
+    // s_client with a certificate -> devtls serve with a client CA.
+    let (addr, reports) = start(mtls_server_settings(&server, &client), 1);
+    let ca = write_temp(&dir, "server.crt", server.pem.as_bytes());
+    let cert = write_temp(&dir, "client.crt", client.pem.as_bytes());
+    let key = write_temp(&dir, "client.key", client.key.pkcs8_pem().as_bytes());
+    let mut proc = Proc::spawn(
+        Command::new("openssl")
+            .args(["s_client", "-dtls1_2", "-connect", &addr.to_string()])
+            .args(["-CAfile", &ca, "-verify_return_error", "-ign_eof"])
+            .args(["-cert", &cert, "-key", &key]),
+    );
+    proc.write("hi\n");
+    let (ok, seen) = proc.wait_for("hello", Duration::from_secs(15));
+    assert!(ok, "{seen}");
+    match report(&reports).outcome {
+        Outcome::Served(s) => assert_eq!(s.client_chain[0].common_name(), "device-1"),
+        Outcome::Failed(d) => panic!("{}", d.what),
+    }
+}
