@@ -565,3 +565,55 @@ fn doctor_over_dtls_agrees_with_mbedtls() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(std::fs::read(d.join("ca.der")).unwrap(), pki.root);
 }
+
+#[test]
+fn doctor_cannot_tell_for_a_server_with_only_suites_devtls_lacks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let pki = Pki::new(d, "t", 20 * 365, (-1, 365));
+    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
+    // AES-CBC only: the device offers it, rustls cannot.
+    let server = serve(
+        d,
+        "leaf",
+        Some("t-int.pem"),
+        &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA256"],
+    );
+    let target = format!("127.0.0.1:{}", server.port);
+    let out = run_in(
+        d,
+        &[
+            "doctor",
+            &target,
+            "--ca",
+            "t-root.der",
+            "--hostname",
+            "localhost",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["unknown"], true, "{v:#}");
+    assert!(
+        v["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"),
+        "{v:#}"
+    );
+    // Rightly so: the device's library connects.
+    let peer = mbedtls_client(
+        d,
+        server.port,
+        &[
+            "--ca",
+            "t-root.der",
+            "--hostname",
+            "localhost",
+            "--timeout",
+            "8",
+        ],
+    );
+    assert!(peer.single().ok, "{}", peer.transcript);
+}

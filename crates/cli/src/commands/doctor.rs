@@ -90,6 +90,8 @@ struct Report<'a> {
     handshake: &'a Probe,
     presented: Vec<Cert>,
     works: bool,
+    /// The handshake failed in a way devtls cannot reproduce faithfully (exit 2).
+    unknown: bool,
     failures: Vec<Failure>,
     path: Vec<usize>,
     pinned_leaf: bool,
@@ -410,6 +412,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         failures.extend(verdict.failures.iter().cloned());
     }
     let works = failures.is_empty() && probe.failure.is_none() && verdict.works;
+    // Nothing devtls can offer works, but devtls cannot offer everything the
+    // device does (AES-CBC and RSA key exchange suites): the device might
+    // still connect, so doctor cannot say.
+    let unknown = probe.failure.as_ref().is_some_and(|f| {
+        matches!(f.kind, FailureKind::NothingInCommon | FailureKind::Other) && f.needs.is_none()
+    }) && !args.dtls;
+    if unknown {
+        let missing: Vec<String> = devtls_net::restrict::unemulated_suites(profile)
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
+        notes.push(format!(
+            "no handshake devtls can make works with this server, and devtls cannot offer the device's {} \
+             suites: if the server speaks only those, the device may still connect; doctor cannot tell",
+            missing.join(", ")
+        ));
+    }
     let presented: Vec<Cert> = probe
         .chain
         .iter()
@@ -429,6 +448,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             handshake: &probe,
             presented,
             works,
+            unknown,
             failures,
             path: verdict.path,
             pinned_leaf: verdict.pinned_leaf,
@@ -465,10 +485,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         for n in &notes {
             output::warn(n);
         }
-        print_verdict(works, &failures, &verdict);
+        if unknown {
+            output::heading("? doctor cannot tell whether the device would connect");
+        } else {
+            print_verdict(works, &failures, &verdict);
+        }
     }
     Ok(if works {
         ExitCode::SUCCESS
+    } else if unknown {
+        ExitCode::from(2)
     } else {
         ExitCode::from(1)
     })
