@@ -15,6 +15,7 @@
 //!   with address-bound HelloVerifyRequest cookies.
 //! - [`diagnose`]: a failure in plain words, the fix, and the device's words.
 //! - [`report`]: certificates and sessions in readable form.
+//! - [`probe`]: a device-restricted handshake that records the chain and names failures (doctor, anchor).
 //!
 //! ## Adding a transport
 //!
@@ -76,6 +77,7 @@
 pub mod config;
 pub mod diagnose;
 pub mod dtls;
+pub mod probe;
 pub mod report;
 pub mod restrict;
 pub mod tls;

@@ -73,6 +73,8 @@ errors! {
         "a critical certificatePolicies extension other than anyPolicy in the peer chain";
     UNKNOWN_PK_ALG = 0x3C80, "MBEDTLS_ERR_PK_UNKNOWN_PK_ALG",
         "an Ed25519 (or other unknown) key in the peer chain or key file";
+    BAD_CERTIFICATE = 0x7A00, "MBEDTLS_ERR_SSL_BAD_CERTIFICATE",
+        "the peer's certificate passed X.509 verification but its keyUsage/extendedKeyUsage does not allow the role (measured: mbedTLS returns this instead of -0x2700 when usage is the only problem)";
     INVALID_CERT_PEM = 0x2180, "MBEDTLS_ERR_X509_INVALID_FORMAT",
         "a PEM file where the device needs DER (the script sees ValueError('invalid cert'))";
 }

@@ -228,6 +228,18 @@ pub fn self_signed_ca(spec: &CertSpec, key: &PrivateKey) -> Result<Certificate, 
     self_signed(&spec, key)
 }
 
+/// Makes a self-signed root CA with no path length limit, able to sign
+/// intermediates (a pathlen 0 root is refused by mbedTLS above an intermediate).
+pub fn self_signed_root(spec: &CertSpec, key: &PrivateKey) -> Result<Certificate, Error> {
+    let spec = CertSpec {
+        role: Role::Ca,
+        ..spec.clone()
+    };
+    let mut params = spec.params(key.key_type())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    Ok(params.self_signed(key).map_err(crypto)?.into())
+}
+
 /// A certificate signing request devtls made.
 #[derive(Debug, Clone)]
 pub struct Csr {

@@ -109,6 +109,8 @@ pub struct Profile {
     pub enforces_eku: bool,
     /// The clock starts at the epoch after power-up until the script sets it.
     pub clock_starts_unset: bool,
+    /// The year an unset clock reads (MicroPython's epoch), for `--device-time unset`.
+    pub unset_clock_year: i32,
     /// Verification refuses to start without a server name (`server_hostname`).
     pub verify_needs_hostname: bool,
     /// The script-level default verify mode is CERT_NONE (the `ssl` wrapper).
@@ -206,6 +208,7 @@ pub const OPENMV: Profile = Profile {
     ip_san: true,
     enforces_eku: true,
     clock_starts_unset: true,
+    unset_clock_year: 2000,
     verify_needs_hostname: true,
     script_default_verifies_nothing: true,
 };
@@ -245,6 +248,7 @@ pub const MODERN: Profile = Profile {
     ip_san: true,
     enforces_eku: true,
     clock_starts_unset: false,
+    unset_clock_year: 1970,
     verify_needs_hostname: false,
     script_default_verifies_nothing: false,
 };

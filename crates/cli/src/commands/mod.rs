@@ -4,10 +4,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod anchor;
 mod connect;
+mod doctor;
 mod new;
 mod profiles;
 mod quickstart;
+mod roots;
 mod serve;
 
 /// Make TLS work on small devices (OpenMV Cam, MicroPython on mbedTLS) the first time.
@@ -32,6 +35,9 @@ pub struct Cli {
 enum Command {
     New(new::Args),
     Profiles(profiles::Args),
+    Anchor(anchor::Args),
+    Roots(roots::Args),
+    Doctor(doctor::Args),
     Serve(serve::Args),
     Connect(connect::Args),
     Quickstart(quickstart::Args),
@@ -42,6 +48,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::New(args) => new::run(args),
         Command::Profiles(args) => profiles::run(args),
+        Command::Anchor(args) => anchor::run(args),
+        Command::Roots(args) => roots::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Connect(args) => connect::run(args),
         Command::Quickstart(args) => quickstart::run(args),

@@ -155,5 +155,6 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> Output {
     );
     out
 }
+pub mod doctor;
 pub mod net;
 pub mod peers;

@@ -1,0 +1,801 @@
+//! `devtls doctor`: the device's verdict on a server (or on its own files),
+//! in the words the device prints, with the fix.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anstream::println;
+use anyhow::{bail, Context};
+use devtls_net::probe::{self, FailureKind, HandshakeFailure, Identity, Probe};
+use devtls_pki::chain::Cert;
+use devtls_pki::device_error::{self, verify_text};
+use devtls_pki::inspect::{self, KeyAlgorithm};
+use devtls_pki::profile::Profile;
+use devtls_pki::sniff::{self, Encoding, KeyFormat, Kind};
+use devtls_pki::verify::{self, Failure, PeerRole, Verdict};
+use serde::Serialize;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+use super::anchor::{fmt_time, print_chain, target};
+use crate::input;
+use crate::output;
+
+/// Say whether the device will connect to a server, and if not, what it will
+/// print and how to fix it.
+///
+/// Runs a handshake restricted to the device profile, then verifies the
+/// chain the server presents exactly as the device does: one anchor (--ca),
+/// the device's clock (--device-time), its X.509 profile, host name rules
+/// (SAN, then CN when there is no SAN), EKU, and a path built only from
+/// what the server sends. With --files DIR it checks a device's own files
+/// (certificate, key, anchor) offline.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  devtls doctor api.example.com --ca ca.der
+  devtls doctor api.example.com --ca ca.der --device-time 2000-01-01   # clock not set
+  devtls doctor 192.168.1.50:8443 --ca server.der --hostname openmv
+  devtls doctor broker.local:8883 --ca ca.der --cert client.der --key client.key.der
+  devtls doctor --files ./device-files
+
+Exit status: 0 the device would succeed, 1 it would fail, 2 doctor could not
+find out (server unreachable, unusable arguments).")]
+pub struct Args {
+    /// The server, HOST or HOST:PORT (port 443 by default).
+    #[arg(required_unless_present = "files")]
+    target: Option<String>,
+    /// The device's trust anchor (the DER file it loads with load_verify_locations).
+    #[arg(long, value_name = "FILE", required_unless_present = "files")]
+    ca: Option<PathBuf>,
+    /// The server_hostname the device passes [default: HOST].
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+    /// The device passes no server_hostname at all.
+    #[arg(long, conflicts_with = "hostname")]
+    no_hostname: bool,
+    /// The device's clock: now, unset (after power-up), 2000-01-01, or 2027-03-01T12:00:00Z.
+    #[arg(long, value_name = "TIME", default_value = "now")]
+    device_time: String,
+    /// Device profile.
+    #[arg(long, default_value = "openmv")]
+    profile: String,
+    /// The device's own certificate (DER), for servers that demand one (mTLS).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The device's own private key (DER).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// The server speaks DTLS (UDP).
+    #[arg(long)]
+    dtls: bool,
+    /// Check a device's files offline instead of a server: its certificate, key and anchor.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["target", "ca"])]
+    files: Option<PathBuf>,
+    /// Seconds to wait for the server.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    target: String,
+    profile: &'a str,
+    hostname: Option<&'a str>,
+    #[serde(serialize_with = "rfc3339")]
+    device_time: OffsetDateTime,
+    anchor: Option<String>,
+    handshake: &'a Probe,
+    presented: Vec<Cert>,
+    works: bool,
+    /// The handshake failed in a way devtls cannot reproduce faithfully (exit 2).
+    unknown: bool,
+    failures: Vec<Failure>,
+    path: Vec<usize>,
+    pinned_leaf: bool,
+    notes: Vec<String>,
+}
+
+fn rfc3339<S: serde::Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&inspect::format_time(*t))
+}
+
+/// Parses `--device-time`.
+fn device_time(text: &str, profile: &Profile) -> anyhow::Result<OffsetDateTime> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("now") {
+        return Ok(OffsetDateTime::now_utc());
+    }
+    if t.eq_ignore_ascii_case("unset") {
+        // The RTC starts at the port's epoch after power-up until ntptime.settime().
+        if !profile.clock_starts_unset {
+            return Ok(OffsetDateTime::now_utc());
+        }
+        let day = time::Date::from_calendar_date(profile.unset_clock_year, time::Month::January, 1)
+            .context("the profile's unset clock year is out of range")?;
+        return Ok(day.midnight().assume_utc());
+    }
+    if let Ok(v) = OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339) {
+        return Ok(v);
+    }
+    if let Ok(v) = PrimitiveDateTime::parse(
+        t,
+        format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+    ) {
+        return Ok(v.assume_utc());
+    }
+    if let Ok(v) = PrimitiveDateTime::parse(
+        t,
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+    ) {
+        return Ok(v.assume_utc());
+    }
+    if let Ok(d) = time::Date::parse(t, format_description!("[year]-[month]-[day]")) {
+        return Ok(d.midnight().assume_utc());
+    }
+    bail!("--device-time '{text}': use now, unset, 2000-01-01 or 2027-03-01T12:00:00Z")
+}
+
+/// A failure the device reports for its own files, in its words.
+fn file_failure(
+    kind: verify::Kind,
+    says: String,
+    error: Option<device_error::DeviceError>,
+    subject: &Path,
+    why: String,
+    fix: String,
+) -> Failure {
+    Failure {
+        kind,
+        device_says: says,
+        error,
+        subject: Some(subject.display().to_string()),
+        why,
+        fix,
+    }
+}
+
+/// What the device does when it loads `path` as its anchor: the DER
+/// certificate it would trust, or the failure it would print.
+fn load_anchor(path: &Path, notes: &mut Vec<String>) -> anyhow::Result<Result<Vec<u8>, Failure>> {
+    let sniffed = input::sniff(path)?;
+    let Some(first) = sniffed.items.first() else {
+        bail!("{}: nothing in it", path.display());
+    };
+    if first.kind != Kind::Certificate {
+        bail!(
+            "{}: holds a {}, not a certificate; --ca is the anchor the device trusts (e.g. from devtls anchor)",
+            path.display(),
+            first.kind.describe()
+        );
+    }
+    if first.encoding == Encoding::Pem {
+        return Ok(Err(file_failure(
+            verify::Kind::AnchorUnloadable,
+            format!("ValueError: {}", verify_text::INVALID_CERT),
+            Some(device_error::INVALID_CERT_PEM),
+            path,
+            "the anchor is PEM; the device reads DER only".into(),
+            format!(
+                "convert it: openssl x509 -in {} -outform DER -out ca.der",
+                path.display()
+            ),
+        )));
+    }
+    if sniffed.concatenated_der {
+        notes.push(format!(
+            "{} holds {} DER certificates back to back: the device loads only the first ({})",
+            path.display(),
+            sniffed.items.len(),
+            Cert::parse(&first.der)
+                .map(|c| c.subject().to_string())
+                .unwrap_or_default()
+        ));
+    }
+    Ok(Ok(first.der.clone()))
+}
+
+/// Reads the device's own certificate and key for mTLS, as the device would.
+fn load_identity(
+    cert: &Path,
+    key: &Path,
+    profile: &Profile,
+) -> anyhow::Result<Result<Identity, Failure>> {
+    let c = input::sniff(cert)?;
+    let k = input::sniff(key)?;
+    let (Some(ci), Some(ki)) = (c.certificates().next(), k.items.first()) else {
+        bail!(
+            "{} must hold a certificate and {} a private key",
+            cert.display(),
+            key.display()
+        );
+    };
+    if ci.encoding == Encoding::Pem {
+        return Ok(Err(file_failure(
+            verify::Kind::AnchorUnloadable,
+            format!("ValueError: {}", verify_text::INVALID_CERT),
+            Some(device_error::INVALID_CERT_PEM),
+            cert,
+            "the device's certificate is PEM; the device reads DER only".into(),
+            format!(
+                "convert it: openssl x509 -in {} -outform DER -out client.der",
+                cert.display()
+            ),
+        )));
+    }
+    if let Some(why) = key_refusal(ki, profile) {
+        return Ok(Err(file_failure(
+            verify::Kind::AnchorUnloadable,
+            format!("ValueError: {}", verify_text::INVALID_KEY),
+            None,
+            key,
+            why,
+            "write the key as plain DER (PKCS#8 or SEC1) with nothing after it, e.g. with devtls new client".into(),
+        )));
+    }
+    Ok(Ok(Identity {
+        cert: ci.der.clone(),
+        key: ki.der.clone(),
+    }))
+}
+
+/// Why the device cannot load a key item, if it cannot.
+fn key_refusal(item: &sniff::Item, profile: &Profile) -> Option<String> {
+    match item.kind {
+        Kind::EncryptedPrivateKey | Kind::LegacyEncryptedKey if !profile.loads_encrypted_keys => {
+            return Some("the key is encrypted; the device has no password to open it".into())
+        }
+        Kind::PrivateKey(_) => {}
+        other => return Some(format!("this is a {}, not a private key", other.describe())),
+    }
+    if item.encoding == Encoding::Pem && !profile.loads_pem {
+        return Some("the key is PEM; the device reads DER only".into());
+    }
+    if item.trailing_bytes > 0
+        && profile.rejects_key_trailing_bytes
+        && item.kind == Kind::PrivateKey(KeyFormat::Pkcs8)
+    {
+        return Some(format!(
+            "{} bytes follow the PKCS#8 key; mbedTLS 3.5+ refuses it",
+            item.trailing_bytes
+        ));
+    }
+    let format = match item.kind {
+        Kind::PrivateKey(f) => f,
+        _ => KeyFormat::Pkcs8,
+    };
+    match inspect::private_key(&item.der, format) {
+        Ok(info) => match info.key.as_ref().map(|k| k.algorithm) {
+            Some(KeyAlgorithm::Ed25519) if !profile.ed25519 => {
+                Some("an Ed25519 key, which the device's mbedTLS lacks".into())
+            }
+            Some(KeyAlgorithm::RsaPss) if !profile.rsa_pss => {
+                Some("an RSA-PSS key, which the device's mbedTLS lacks".into())
+            }
+            _ => None,
+        },
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+fn handshake_failure(
+    f: &HandshakeFailure,
+    target: &str,
+    identity: bool,
+    profile: &Profile,
+) -> Failure {
+    let says = f.device_error.as_oserror();
+    let versions = format!("{:?}", profile.versions);
+    let groups = format!("{:?}", profile.groups);
+    let (why, fix) = match (f.kind, f.needs.as_deref()) {
+        (_, Some("TLS 1.3")) | (FailureKind::NoCommonVersion, None) => (
+            format!("the server speaks only TLS 1.3; the device speaks {versions}"),
+            "enable TLS 1.2 on the server (nginx: ssl_protocols TLSv1.2 TLSv1.3;) or put a gateway in front of it".to_string(),
+        ),
+        (_, Some(n)) if n.starts_with("X25519") => (
+            format!("the server offers only X25519 key exchange; the device has {groups}"),
+            "enable secp256r1 (P-256) on the server (nginx: ssl_ecdh_curve X25519:prime256v1;)".into(),
+        ),
+        (_, Some(n)) if n.starts_with("RSA-PSS") => (
+            "the server can only sign its handshake with RSA-PSS or Ed25519; the device verifies ECDSA and RSA PKCS#1 v1.5 only".into(),
+            "give the server an ECDSA P-256 key and certificate (or a plain RSA one)".into(),
+        ),
+        (_, Some(n)) => (
+            format!("the server needs {n}"),
+            "enable the device's ECDHE AES-GCM suites on the server".into(),
+        ),
+        (FailureKind::ClientCertificateRequired, _) => (
+            "the server demands a client certificate and the device sends none".into(),
+            if identity {
+                "check the device's certificate".into()
+            } else {
+                "load the device's certificate with ctx.load_cert_chain(\"client.der\", \"client.key.der\") (doctor: --cert --key)".into()
+            },
+        ),
+        (FailureKind::ClientCertificateRefused, _) => (
+            format!("the server refused the device's own certificate ({})", f.detail),
+            "issue the device's certificate from the CA the server trusts, with extendedKeyUsage clientAuth, and check it is in date".into(),
+        ),
+        (FailureKind::NotTls, _) => (
+            format!("{target} does not speak TLS ({})", f.detail),
+            "check the port: plain HTTP or MQTT ports do not speak TLS (HTTPS is 443, MQTT over TLS 8883)".into(),
+        ),
+        (FailureKind::Closed, _) => (
+            format!("the server closed the connection during the handshake ({})", f.detail),
+            "pass server_hostname (many servers need SNI) and check the server accepts TLS 1.2 with ECDHE AES-GCM".into(),
+        ),
+        (FailureKind::NothingInCommon, None) | (FailureKind::Other, None) => (
+            format!("the handshake failed: {}", f.detail),
+            "enable TLS 1.2 with ECDHE AES-GCM suites and P-256 on the server".into(),
+        ),
+    };
+    Failure {
+        kind: verify::Kind::NotTrusted,
+        device_says: says,
+        error: Some(f.device_error),
+        subject: None,
+        why,
+        fix,
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let profile = super::profile(&args.profile)?;
+    let time = device_time(&args.device_time, profile)?;
+    if let Some(dir) = &args.files {
+        return files(dir, profile, time, args.json);
+    }
+    let (Some(text), Some(ca)) = (&args.target, &args.ca) else {
+        bail!("give HOST[:PORT] and --ca FILE, or --files DIR");
+    };
+    let mut t = target(text, 443, None, args.timeout)?;
+    let hostname: Option<String> = if args.no_hostname {
+        None
+    } else {
+        Some(args.hostname.clone().unwrap_or_else(|| t.host.clone()))
+    };
+    // The device sends server_hostname as SNI.
+    t.sni = hostname.clone();
+    let mut notes = Vec::new();
+    let anchor = load_anchor(ca, &mut notes)?;
+    let identity = match (&args.cert, &args.key) {
+        (Some(c), Some(k)) => Some(load_identity(c, k, profile)?),
+        _ => None,
+    };
+    let mut failures: Vec<Failure> = Vec::new();
+    if let Err(f) = &anchor {
+        failures.push(f.clone());
+    }
+    let id = match identity {
+        Some(Err(f)) => {
+            failures.push(f);
+            None
+        }
+        Some(Ok(id)) => Some(id),
+        None => None,
+    };
+    let probe = if args.dtls {
+        probe::probe_dtls(&t, profile, id.as_ref())
+    } else {
+        probe::probe(&t, profile, id.as_ref())
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let target_text = t.display();
+    if let Some(f) = &probe.failure {
+        failures.push(handshake_failure(f, &target_text, id.is_some(), profile));
+    }
+    let mut verdict = Verdict {
+        works: false,
+        failures: Vec::new(),
+        path: Vec::new(),
+        pinned_leaf: false,
+    };
+    if let (Ok(anchor_der), false) = (&anchor, probe.chain.is_empty()) {
+        verdict = verify::verify(&verify::Input {
+            profile,
+            presented: &probe.chain,
+            anchor: anchor_der,
+            hostname: hostname.as_deref(),
+            time,
+            now: OffsetDateTime::now_utc(),
+            peer: PeerRole::Server,
+            target: Some(&target_text),
+        });
+        if probe.failure.is_some() && !verdict.failures.is_empty() {
+            notes.push(
+                "the chain the server presented to a less restricted client would fail too (below)"
+                    .into(),
+            );
+        }
+        failures.extend(verdict.failures.iter().cloned());
+    }
+    let works = failures.is_empty() && probe.failure.is_none() && verdict.works;
+    // Nothing devtls can offer works, but devtls cannot offer everything the
+    // device does (AES-CBC and RSA key exchange suites): the device might
+    // still connect, so doctor cannot say.
+    let unknown = probe.failure.as_ref().is_some_and(|f| {
+        matches!(f.kind, FailureKind::NothingInCommon | FailureKind::Other) && f.needs.is_none()
+    }) && !args.dtls;
+    if unknown {
+        let missing: Vec<String> = devtls_net::restrict::unemulated_suites(profile)
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
+        notes.push(format!(
+            "no handshake devtls can make works with this server, and devtls cannot offer the device's {} \
+             suites: if the server speaks only those, the device may still connect; doctor cannot tell",
+            missing.join(", ")
+        ));
+    }
+    let presented: Vec<Cert> = probe
+        .chain
+        .iter()
+        .filter_map(|d| Cert::parse(d).ok())
+        .collect();
+    if args.json {
+        output::json(&Report {
+            target: target_text,
+            profile: profile.name,
+            hostname: hostname.as_deref(),
+            device_time: time,
+            anchor: anchor
+                .as_ref()
+                .ok()
+                .and_then(|d| Cert::parse(d).ok())
+                .map(|c| c.subject().to_string()),
+            handshake: &probe,
+            presented,
+            works,
+            unknown,
+            failures,
+            path: verdict.path,
+            pinned_leaf: verdict.pinned_leaf,
+            notes,
+        })?;
+    } else {
+        if !presented.is_empty() {
+            print_chain(&format!("Certificate chain ({target_text})"), &presented, 0);
+            println!();
+        }
+        output::heading("The device");
+        println!("  profile          {}", profile.name);
+        match &anchor {
+            Ok(der) => println!(
+                "  anchor           {} ({})",
+                ca.display(),
+                Cert::parse(der)
+                    .map(|c| c.subject().to_string())
+                    .unwrap_or_default()
+            ),
+            Err(_) => println!("  anchor           {} (does not load)", ca.display()),
+        }
+        println!(
+            "  server_hostname  {}",
+            hostname
+                .as_deref()
+                .map_or("(not passed)".to_string(), |h| format!("\"{h}\""))
+        );
+        println!("  clock            {}", fmt_time(time));
+        if let (Some(v), Some(s)) = (&probe.version, &probe.suite) {
+            println!("  handshake        {v}, {s}");
+        }
+        println!();
+        for n in &notes {
+            output::warn(n);
+        }
+        if unknown {
+            output::heading("? doctor cannot tell whether the device would connect");
+        } else {
+            print_verdict(works, &failures, &verdict);
+        }
+    }
+    Ok(if works {
+        ExitCode::SUCCESS
+    } else if unknown {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_verdict(works: bool, failures: &[Failure], verdict: &Verdict) {
+    if works {
+        let path: Vec<String> = verdict.path.iter().map(|i| i.to_string()).collect();
+        output::ok(&format!(
+            "the device would connect: {}",
+            if verdict.pinned_leaf {
+                "the anchor is the server's own self-signed certificate".to_string()
+            } else {
+                format!("path {} -> anchor", path.join(" -> "))
+            }
+        ));
+        return;
+    }
+    output::heading("✗ the device would fail");
+    for (i, f) in failures.iter().enumerate() {
+        println!("  the device says  {}", f.device_says);
+        if let Some(e) = f.error {
+            println!("  mbedTLS          {} {} ({})", e.code, e.hex(), e.name);
+        }
+        println!("  why              {}", f.why);
+        println!("  fix              {}", f.fix);
+        if i + 1 < failures.len() {
+            println!();
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct FilesReport {
+    dir: String,
+    profile: &'static str,
+    works: bool,
+    files: Vec<FileRole>,
+    failures: Vec<Failure>,
+    notes: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct FileRole {
+    file: String,
+    role: &'static str,
+    subject: Option<String>,
+}
+
+/// `--files DIR`: the device's certificate, key and anchor, checked as the device loads them.
+fn files(
+    dir: &Path,
+    profile: &'static Profile,
+    time: OffsetDateTime,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if !dir.is_dir() {
+        bail!(
+            "{}: not a folder; give the folder holding the device's files",
+            dir.display()
+        );
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot be listed", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    entries.sort();
+    let mut keys = Vec::new();
+    let mut certs = Vec::new();
+    let mut failures = Vec::new();
+    let mut notes = Vec::new();
+    let mut roles = Vec::new();
+    for path in &entries {
+        let Ok(sniffed) = sniff::sniff(&std::fs::read(path).unwrap_or_default()) else {
+            continue;
+        };
+        let Some(first) = sniffed.items.first() else {
+            continue;
+        };
+        if first.kind.is_secret() {
+            if let Some(why) = key_refusal(first, profile) {
+                failures.push(file_failure(
+                    verify::Kind::AnchorUnloadable,
+                    format!("ValueError: {}", verify_text::INVALID_KEY),
+                    None,
+                    path,
+                    why,
+                    "write the key as plain DER (PKCS#8 or SEC1) with nothing after it".into(),
+                ));
+            }
+            keys.push((path.clone(), first.clone()));
+        } else if first.kind == Kind::Certificate {
+            if first.encoding == Encoding::Pem && !profile.loads_pem {
+                failures.push(file_failure(
+                    verify::Kind::AnchorUnloadable,
+                    format!("ValueError: {}", verify_text::INVALID_CERT),
+                    Some(device_error::INVALID_CERT_PEM),
+                    path,
+                    "PEM; the device reads DER only".into(),
+                    format!(
+                        "convert it: openssl x509 -in {} -outform DER -out {}.der",
+                        path.display(),
+                        path.file_stem().unwrap_or_default().to_string_lossy()
+                    ),
+                ));
+                continue;
+            }
+            if sniffed.concatenated_der {
+                notes.push(format!(
+                    "{}: several DER certificates back to back; the device loads only the first",
+                    path.display()
+                ));
+            }
+            if let Ok(c) = Cert::parse(&first.der) {
+                certs.push((path.clone(), c));
+            }
+        }
+    }
+    if keys.is_empty() && certs.is_empty() {
+        bail!("{}: no certificate or key files in it", dir.display());
+    }
+    // The device's own certificate is the one whose public key matches a key file.
+    let key_spkis: Vec<String> = keys
+        .iter()
+        .filter_map(|(_, item)| match item.kind {
+            Kind::PrivateKey(f) => inspect::private_key(&item.der, f)
+                .ok()
+                .and_then(|i| i.public_key_sha256),
+            _ => None,
+        })
+        .collect();
+    let mut own = Vec::new();
+    let mut anchors = Vec::new();
+    for (path, c) in &certs {
+        if key_spkis.contains(&c.info.public_key_sha256) {
+            own.push((path, c));
+        } else {
+            anchors.push((path, c));
+        }
+    }
+    for (path, _) in &keys {
+        roles.push(FileRole {
+            file: path.display().to_string(),
+            role: "private key",
+            subject: None,
+        });
+    }
+    for (path, c) in &own {
+        roles.push(FileRole {
+            file: path.display().to_string(),
+            role: "the device's certificate",
+            subject: Some(c.subject().to_string()),
+        });
+        check_cert(path, c, profile, time, true, &mut failures);
+    }
+    for (path, c) in &anchors {
+        roles.push(FileRole {
+            file: path.display().to_string(),
+            role: "trust anchor",
+            subject: Some(c.subject().to_string()),
+        });
+        check_cert(path, c, profile, time, false, &mut failures);
+    }
+    if own.is_empty() && !keys.is_empty() {
+        failures.push(file_failure(
+            verify::Kind::AnchorUnloadable,
+            "OSError from load_cert_chain (the key does not match the certificate)".into(),
+            None,
+            &keys[0].0,
+            "no certificate in the folder matches this key".into(),
+            "copy the certificate made with this key (e.g. client.der beside client.key.der)"
+                .into(),
+        ));
+    }
+    let works = failures.is_empty();
+    if json {
+        output::json(&FilesReport {
+            dir: dir.display().to_string(),
+            profile: profile.name,
+            works,
+            files: roles,
+            failures,
+            notes,
+        })?;
+    } else {
+        output::heading(&format!(
+            "Device files in {} ({} profile, clock {})",
+            dir.display(),
+            profile.name,
+            fmt_time(time)
+        ));
+        for r in &roles {
+            println!(
+                "  {:<28} {}{}",
+                r.file,
+                r.role,
+                r.subject
+                    .as_ref()
+                    .map_or(String::new(), |s| format!(" ({s})"))
+            );
+        }
+        println!();
+        for n in &notes {
+            output::warn(n);
+        }
+        if works {
+            output::ok("the device loads these files");
+        } else {
+            print_verdict(
+                false,
+                &failures,
+                &Verdict {
+                    works: false,
+                    failures: Vec::new(),
+                    path: Vec::new(),
+                    pinned_leaf: false,
+                },
+            );
+        }
+    }
+    Ok(if works {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn check_cert(
+    path: &Path,
+    c: &Cert,
+    profile: &Profile,
+    time: OffsetDateTime,
+    own: bool,
+    failures: &mut Vec<Failure>,
+) {
+    if let Some((err, why)) = verify::parse_refusal(profile, c) {
+        failures.push(file_failure(
+            verify::Kind::Unparseable,
+            err.as_oserror(),
+            Some(err),
+            path,
+            why,
+            verify::parse_refusal_fix(&err).into(),
+        ));
+    }
+    if let Some(why) = verify::key_refusal(profile, c) {
+        failures.push(file_failure(
+            verify::Kind::BadKey,
+            format!("ValueError: {}", verify_text::BAD_KEY),
+            None,
+            path,
+            format!("it holds {why}"),
+            "reissue it with an ECDSA P-256 key".into(),
+        ));
+    }
+    if time > c.not_after() {
+        failures.push(file_failure(
+            verify::Kind::Expired,
+            format!("ValueError: {}", verify_text::EXPIRED),
+            Some(device_error::CERT_VERIFY_FAILED),
+            path,
+            format!("valid until {}", fmt_time(c.not_after())),
+            if own {
+                "issue the device a new certificate".into()
+            } else {
+                "fetch a current anchor (devtls anchor HOST)".into()
+            },
+        ));
+    } else if time < c.not_before() {
+        failures.push(file_failure(
+            verify::Kind::NotYetValid,
+            format!("ValueError: {}", verify_text::FUTURE),
+            Some(device_error::CERT_VERIFY_FAILED),
+            path,
+            format!("valid from {}", fmt_time(c.not_before())),
+            "set the device's clock with ntptime.settime() before connecting".into(),
+        ));
+    }
+    if own && c.der.len() > profile.output_buffer {
+        failures.push(file_failure(
+            verify::Kind::MessageTooLarge,
+            device_error::BUFFER_TOO_SMALL.as_oserror(),
+            Some(device_error::BUFFER_TOO_SMALL),
+            path,
+            format!(
+                "{} bytes, over the device's {}-byte output buffer",
+                c.der.len(),
+                profile.output_buffer
+            ),
+            "reissue it smaller: an ECDSA P-256 key and few extensions".into(),
+        ));
+    }
+    if !own && !c.info.is_ca() && !c.info.self_signed {
+        failures.push(file_failure(
+            verify::Kind::NotTrusted,
+            format!("ValueError: {}", verify_text::NOT_TRUSTED),
+            Some(device_error::CERT_VERIFY_FAILED),
+            path,
+            "the anchor is a CA-issued end-entity certificate; the device trusts a pinned leaf only when it is self-signed".into(),
+            "use the CA certificate (devtls anchor HOST) as the anchor".into(),
+        ));
+    }
+}

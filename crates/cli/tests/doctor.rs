@@ -1,0 +1,619 @@
+//! `devtls doctor`: the device's verdict on real servers (openssl s_server on
+//! 127.0.0.1 presenting chains this test builds), checked against what the
+//! device's own library, mbedTLS (python-mbedtls), does with the same
+//! handshake: one DER anchor, the same host name.
+//!
+//! python-mbedtls has no settable clock, so the clock scenario compares
+//! `--device-time` on a current chain with mbedTLS on a chain that is not yet
+//! valid now (the same check, the same error).
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::doctor::{serve, Pki};
+use support::peers::{mbedtls_client, LineServer};
+use support::{run_in, text};
+
+struct Case<'a> {
+    name: &'a str,
+    server: LineServer,
+    /// The server mbedTLS is tried against, when it must differ (the clock
+    /// scenario: a chain that is not yet valid now).
+    mbedtls_server: Option<LineServer>,
+    ca: &'a str,
+    hostname: &'a str,
+    doctor_extra: Vec<&'a str>,
+    mbedtls_extra: Vec<&'a str>,
+    /// What doctor must say: None works, Some(text in the first failure's device_says).
+    expect: Option<&'a str>,
+    /// Text the fix must contain.
+    fix: Option<&'a str>,
+    /// A documented mbedTLS 2.28 (python-mbedtls) vs 3.6 (device) difference:
+    /// mbedTLS 2.28 is then expected to do the opposite of the device.
+    known_difference: Option<&'a str>,
+}
+
+struct Row {
+    name: String,
+    doctor: String,
+    mbedtls: String,
+    agree: String,
+}
+
+fn doctor_json(dir: &Path, port: u16, case: &Case) -> (Value, i32) {
+    let target = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "doctor",
+        target.as_str(),
+        "--ca",
+        case.ca,
+        "--hostname",
+        case.hostname,
+        "--json",
+        "--timeout",
+        "5",
+    ];
+    args.extend(case.doctor_extra.iter().copied());
+    let out = run_in(dir, &args);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{}: doctor printed no JSON ({e}):\n{}",
+            case.name,
+            text(&out)
+        )
+    });
+    (v, out.status.code().unwrap_or(-1))
+}
+
+fn run_case(dir: &Path, case: Case, rows: &mut Vec<Row>) {
+    let port = case.server.port;
+    let (v, code) = doctor_json(dir, port, &case);
+    let works = v["works"].as_bool().unwrap();
+    let first = &v["failures"][0];
+    let says = first["device_says"].as_str().unwrap_or("").to_string();
+    let doctor_code = first["error"]["code"].as_i64();
+    match case.expect {
+        None => {
+            assert!(works, "{}: doctor says it fails: {v:#}", case.name);
+            assert_eq!(code, 0, "{}", case.name);
+        }
+        Some(expected) => {
+            assert!(!works, "{}: doctor says it works: {v:#}", case.name);
+            assert_eq!(code, 1, "{}", case.name);
+            assert!(
+                says.contains(expected),
+                "{}: expected '{expected}' in '{says}'",
+                case.name
+            );
+        }
+    }
+    if let Some(fix) = case.fix {
+        let fixes: Vec<&str> = v["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["fix"].as_str())
+            .collect();
+        assert!(
+            fixes.iter().any(|f| f.contains(fix)),
+            "{}: no fix mentions '{fix}': {fixes:?}",
+            case.name
+        );
+    }
+
+    let mut margs = vec![
+        "--ca",
+        case.ca,
+        "--hostname",
+        case.hostname,
+        "--timeout",
+        "8",
+    ];
+    margs.extend(case.mbedtls_extra.iter().copied());
+    let mport = case.mbedtls_server.as_ref().map_or(port, |s| s.port);
+    let peer = mbedtls_client(dir, mport, &margs);
+    let conn = peer.single().clone();
+    let mbed = if conn.ok {
+        "works".to_string()
+    } else {
+        format!(
+            "fails {} ({})",
+            conn.code.unwrap_or(0),
+            conn.error.clone().unwrap_or_default()
+        )
+    };
+    let agree = match case.known_difference {
+        None => {
+            assert_eq!(
+                works, conn.ok,
+                "{}: doctor {works} vs mbedTLS {mbed}\n{}",
+                case.name, peer.transcript
+            );
+            if !works {
+                assert_eq!(
+                    doctor_code, conn.code,
+                    "{}: doctor says {says} ({doctor_code:?}) but mbedTLS failed with {mbed}",
+                    case.name
+                );
+            }
+            "agree".to_string()
+        }
+        Some(why) => {
+            assert_ne!(
+                works, conn.ok,
+                "{}: the documented difference ({why}) no longer shows:\n{}",
+                case.name, peer.transcript
+            );
+            format!("known 2.28/3.6 difference: {why}")
+        }
+    };
+    rows.push(Row {
+        name: case.name.to_string(),
+        doctor: if works {
+            "works".into()
+        } else {
+            format!("fails {} {says}", doctor_code.unwrap_or(0))
+        },
+        mbedtls: mbed,
+        agree,
+    });
+    drop(case.server);
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "\n{:<34} | {:<62} | {:<48} | agreement",
+        "scenario", "doctor (openmv profile)", "mbedTLS 2.28 peer (python-mbedtls)"
+    );
+    println!("{}", "-".repeat(170));
+    for r in rows {
+        let clip = |s: &str, n: usize| {
+            if s.chars().count() > n {
+                format!("{}…", s.chars().take(n - 1).collect::<String>())
+            } else {
+                s.to_string()
+            }
+        };
+        println!(
+            "{:<34} | {:<62} | {:<48} | {}",
+            r.name,
+            clip(&r.doctor, 62),
+            clip(&r.mbedtls, 48),
+            r.agree
+        );
+    }
+    println!();
+}
+
+#[test]
+fn doctor_verdicts_agree_with_mbedtls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let pki = Pki::new(d, "t", 20 * 365, (-1, 365));
+    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
+    pki.leaf("cnonly", "localhost", &[], (-1, 90));
+    pki.leaf("future", "localhost", &["localhost"], (2, 90));
+    let old = Pki::new(d, "old", 20 * 365, (-400, -1));
+    old.leaf("oldleaf", "localhost", &["localhost"], (-1, 90));
+    Pki::new(d, "other", 20 * 365, (-1, 365));
+    let (int_pem, int_key) = pki.int_files();
+    pki.openssl_leaf(
+        "ed",
+        &["-algorithm", "ed25519"],
+        (&int_pem, &int_key),
+        &[],
+        "",
+    );
+    // An RSA-PSS-signed leaf needs an RSA issuer: a small RSA CA made by openssl.
+    support::openssl_ok(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "rsa-ca.key",
+            "-out",
+            "rsa-ca.pem",
+            "-subj",
+            "/CN=RSA Test Root",
+            "-days",
+            "3650",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    support::openssl_ok(
+        d,
+        &[
+            "x509",
+            "-in",
+            "rsa-ca.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "rsa-ca.der",
+        ],
+    );
+    pki.openssl_leaf(
+        "pss",
+        &["-algorithm", "rsa", "-pkeyopt", "rsa_keygen_bits:2048"],
+        ("rsa-ca.pem", "rsa-ca.key"),
+        &[
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:32",
+            "-sha256",
+        ],
+        "",
+    );
+    // A client identity for mTLS, issued by the test intermediate, and one from another CA.
+    support::doctor::self_signed(d, "selfsigned", (-1, 30));
+    support::doctor::self_signed(d, "selfexpired", (-60, -1));
+    support::doctor::openssl_int(
+        d,
+        "t",
+        "nc-int",
+        "nameConstraints=critical,permitted;DNS:localhost\n",
+    );
+    pki.openssl_leaf(
+        "ncleaf",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        ("nc-int.pem", "nc-int.key"),
+        &[],
+        "",
+    );
+    pki.openssl_leaf(
+        "policy",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        (&int_pem, &int_key),
+        &[],
+        "certificatePolicies=critical,1.2.3.4\n",
+    );
+    pki.openssl_leaf(
+        "sha1",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        (&int_pem, &int_key),
+        &["-sha1"],
+        "",
+    );
+    pki.client("client", "cam-1");
+    pki.client("clientonly", "localhost");
+    Pki::new(d, "rogue", 3650, (-1, 365)).client("rogue-client", "cam-x");
+    let both = [pki.int.as_slice(), pki.root.as_slice()]
+        .map(support::doctor::pem)
+        .concat();
+    pki.write("clients-ca.pem", both.as_bytes());
+    let client_ca = "clients-ca.pem";
+
+    let chain = Some("t-int.pem");
+    let mut rows = Vec::new();
+    let cases = vec![
+        Case { name: "full chain", mbedtls_server: None, server: serve(d, "leaf", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: None, fix: None, known_difference: None },
+        Case { name: "leaf only, root anchor", mbedtls_server: None, server: serve(d, "leaf", None, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("not correctly signed by the trusted CA"), fix: Some("--trust intermediate"), known_difference: None },
+        Case { name: "leaf only, intermediate anchor", mbedtls_server: None, server: serve(d, "leaf", None, &[]), ca: "t-int.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: None, fix: None, known_difference: None },
+        Case { name: "expired intermediate", mbedtls_server: None, server: serve(d, "oldleaf", Some("old-int.pem"), &[]), ca: "old-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("validity has expired"), fix: Some("intermediate"), known_difference: None },
+        Case { name: "wrong host", mbedtls_server: None, server: serve(d, "leaf", chain, &[]), ca: "t-root.der", hostname: "wrong.example", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("CN does not match"), fix: Some("server_hostname=\"localhost\""), known_difference: None },
+        Case { name: "CN-only leaf (no SAN)", mbedtls_server: None, server: serve(d, "cnonly", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: None, fix: None, known_difference: None },
+        Case { name: "CN-only leaf, wrong host", mbedtls_server: None, server: serve(d, "cnonly", chain, &[]), ca: "t-root.der", hostname: "other.example", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("CN does not match"), fix: None, known_difference: None },
+        Case { name: "clock: leaf not yet valid now", mbedtls_server: None, server: serve(d, "future", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("validity starts in the future"), fix: None, known_difference: None },
+        Case { name: "clock unset (--device-time unset)", mbedtls_server: Some(serve(d, "future", chain, &[])), server: serve(d, "leaf", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec!["--device-time", "unset"], mbedtls_extra: vec![], expect: Some("validity starts in the future"), fix: Some("ntptime.settime()"), known_difference: None },
+        Case { name: "anchor of another CA", mbedtls_server: None, server: serve(d, "leaf", chain, &[]), ca: "other-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("not correctly signed by the trusted CA"), fix: Some("devtls anchor 127.0.0.1:"), known_difference: None },
+        Case { name: "CA-issued leaf pinned", mbedtls_server: None, server: serve(d, "leaf", chain, &[]), ca: "leaf.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("not correctly signed by the trusted CA"), fix: Some("anchor the CA instead"), known_difference: None },
+        Case { name: "self-signed server pinned", mbedtls_server: None, server: serve(d, "selfsigned", None, &[]), ca: "selfsigned.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: None, fix: None, known_difference: None },
+        Case { name: "expired self-signed pinned", mbedtls_server: None, server: serve(d, "selfexpired", None, &[]), ca: "selfexpired.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("validity has expired"), fix: Some("renew it on the server"), known_difference: None },
+        Case { name: "leaf with clientAuth EKU only", mbedtls_server: None, server: serve(d, "clientonly", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_SSL_BAD_CERTIFICATE"), fix: Some("serverAuth"), known_difference: None },
+        Case { name: "critical nameConstraints", mbedtls_server: None, server: serve(d, "ncleaf", Some("nc-int.pem"), &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_X509_INVALID_EXTENSIONS"), fix: Some("nameConstraints"), known_difference: None },
+        Case { name: "critical certificatePolicies", mbedtls_server: None, server: serve(d, "policy", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_X509_FEATURE_UNAVAILABLE"), fix: Some("certificatePolicies"), known_difference: None },
+        Case { name: "SHA-1-signed leaf", mbedtls_server: None, server: serve(d, "sha1", chain, &["-cipher", "DEFAULT:@SECLEVEL=0"]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("unacceptable hash"), fix: Some("SHA-256"), known_difference: None },
+        Case { name: "TLS 1.3-only server", mbedtls_server: None, server: serve(d, "leaf", chain, &["-tls1_3"]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"), fix: Some("enable TLS 1.2"), known_difference: None },
+        Case { name: "Ed25519 leaf", mbedtls_server: None, server: serve(d, "ed", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"), fix: Some("ECDSA P-256"), known_difference: None },
+        Case { name: "RSA-PSS-signed leaf", mbedtls_server: None, server: serve(d, "pss", None, &[]), ca: "rsa-ca.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("-8960"), fix: Some("RSA PKCS#1 v1.5"), known_difference: Some("python-mbedtls's 2.28 build verifies RSA-PSS certificates; the device's 3.6 build has no RSA-PSS (device-facts.md)") },
+        Case { name: "RSA-PSS-signed leaf, modern profile", mbedtls_server: None, server: serve(d, "pss", None, &[]), ca: "rsa-ca.der", hostname: "localhost", doctor_extra: vec!["--profile", "modern"], mbedtls_extra: vec![], expect: None, fix: None, known_difference: None },
+        Case { name: "mTLS: server demands, none sent", mbedtls_server: None, server: serve(d, "leaf", chain, &["-Verify", "1", "-verify_return_error", "-CAfile", client_ca]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"), fix: Some("load_cert_chain"), known_difference: None },
+        Case { name: "mTLS: device certificate accepted", mbedtls_server: None, server: serve(d, "leaf", chain, &["-Verify", "1", "-verify_return_error", "-CAfile", client_ca]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec!["--cert", "client.der", "--key", "client.key.der"], mbedtls_extra: vec!["--cert", "client.der", "--key", "client.key.der"], expect: None, fix: None, known_difference: None },
+        Case { name: "mTLS: device certificate refused", mbedtls_server: None, server: serve(d, "leaf", chain, &["-Verify", "1", "-verify_return_error", "-CAfile", client_ca]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec!["--cert", "rogue-client.der", "--key", "rogue-client.key.der"], mbedtls_extra: vec!["--cert", "rogue-client.der", "--key", "rogue-client.key.der"], expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"), fix: Some("CA the server trusts"), known_difference: None },
+    ];
+    for case in cases {
+        run_case(d, case, &mut rows);
+    }
+    print_table(&rows);
+}
+
+#[test]
+fn doctor_exit_2_when_it_cannot_find_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    Pki::new(d, "t", 3650, (-1, 365));
+    let port = support::free_tcp_port().to_string();
+    let target = format!("127.0.0.1:{port}");
+    let out = run_in(
+        d,
+        &["doctor", &target, "--ca", "t-root.der", "--timeout", "2"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot connect"),
+        "{}",
+        text(&out)
+    );
+    let out = run_in(d, &["doctor", &target, "--ca", "missing.der"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing.der"),
+        "{}",
+        text(&out)
+    );
+    // Nothing answers on this UDP port: doctor cannot find out.
+    let silent = format!("127.0.0.1:{}", support::free_udp_port());
+    let out = run_in(
+        d,
+        &[
+            "doctor",
+            &silent,
+            "--ca",
+            "t-root.der",
+            "--dtls",
+            "--timeout",
+            "2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("UDP"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn doctor_pem_anchor_and_plain_port_fail_in_the_device_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let pki = Pki::new(d, "t", 3650, (-1, 365));
+    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
+    let server = serve(d, "leaf", Some("t-int.pem"), &[]);
+    let target = format!("127.0.0.1:{}", server.port);
+    let out = run_in(
+        d,
+        &[
+            "doctor",
+            &target,
+            "--ca",
+            "t-root.pem",
+            "--hostname",
+            "localhost",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ValueError: invalid cert") && stdout.contains("-outform DER"),
+        "{stdout}"
+    );
+    // A port that answers but does not speak TLS.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let target = format!("127.0.0.1:{plain}");
+    let out = run_in(
+        d,
+        &[
+            "doctor",
+            &target,
+            "--ca",
+            "t-root.der",
+            "--hostname",
+            "localhost",
+            "--json",
+        ],
+    );
+    handle.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["failures"][0]["error"]["name"], "MBEDTLS_ERR_SSL_INVALID_RECORD",
+        "{v:#}"
+    );
+}
+
+#[test]
+fn doctor_files_checks_a_devices_own_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let dev = d.join("device");
+    std::fs::create_dir(&dev).unwrap();
+    let pki = Pki::new(&dev, "t", 3650, (-1, 365));
+    support::ok_in(&dev, &["new", "client", "--cn", "cam-1"]);
+    for f in [
+        "client.key",
+        "client.crt",
+        "t-root.pem",
+        "t-root.key",
+        "t-int.pem",
+        "t-int.key",
+        "t-int.der",
+    ] {
+        std::fs::remove_file(dev.join(f)).unwrap();
+    }
+    let _ = pki;
+    let out = run_in(d, &["doctor", "--files", "device", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let roles: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["role"].as_str().unwrap())
+        .collect();
+    assert!(
+        roles.contains(&"the device's certificate") && roles.contains(&"trust anchor"),
+        "{v:#}"
+    );
+    // A PKCS#8 key with trailing bytes: mbedTLS 3.6 refuses it.
+    let mut key = std::fs::read(dev.join("client.key.der")).unwrap();
+    key.extend([0, 0]);
+    std::fs::write(dev.join("client.key.der"), key).unwrap();
+    let out = run_in(d, &["doctor", "--files", "device"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ValueError: invalid key") && stdout.contains("2 bytes follow"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn doctor_over_dtls_agrees_with_mbedtls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let pki = Pki::new(d, "t", 20 * 365, (-1, 365));
+    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
+    // gnutls-serv echoes over DTLS (openssl s_server's -rev is TLS only), so
+    // the mbedTLS peer gets its reply; the certificate file holds the chain.
+    let full = [
+        support::doctor::pem(&std::fs::read(d.join("leaf.der")).unwrap()),
+        support::doctor::pem(&pki.int),
+    ]
+    .concat();
+    std::fs::write(d.join("leaf-full.pem"), full).unwrap();
+    let udp = |cert: &str| {
+        support::peers::gnutls_server(
+            d,
+            &[
+                "--udp",
+                "--echo",
+                "--x509certfile",
+                cert,
+                "--x509keyfile",
+                "leaf.key",
+            ],
+        )
+    };
+    let mut rows = Vec::new();
+    let cases = vec![
+        Case {
+            name: "DTLS full chain",
+            mbedtls_server: None,
+            server: udp("leaf-full.pem"),
+            ca: "t-root.der",
+            hostname: "localhost",
+            doctor_extra: vec!["--dtls"],
+            mbedtls_extra: vec!["--dtls"],
+            expect: None,
+            fix: None,
+            known_difference: None,
+        },
+        Case {
+            name: "DTLS wrong host",
+            mbedtls_server: None,
+            server: udp("leaf-full.pem"),
+            ca: "t-root.der",
+            hostname: "wrong.example",
+            doctor_extra: vec!["--dtls"],
+            mbedtls_extra: vec!["--dtls"],
+            expect: Some("CN does not match"),
+            fix: None,
+            known_difference: None,
+        },
+        Case {
+            name: "DTLS leaf only, root anchor",
+            mbedtls_server: None,
+            server: udp("leaf.pem"),
+            ca: "t-root.der",
+            hostname: "localhost",
+            doctor_extra: vec!["--dtls"],
+            mbedtls_extra: vec!["--dtls"],
+            expect: Some("not correctly signed by the trusted CA"),
+            fix: Some("--trust intermediate"),
+            known_difference: None,
+        },
+    ];
+    for case in cases {
+        run_case(d, case, &mut rows);
+    }
+    print_table(&rows);
+    // anchor reads the chain over DTLS too.
+    let server = udp("leaf-full.pem");
+    let target = format!("127.0.0.1:{}", server.port);
+    let out = run_in(
+        d,
+        &[
+            "anchor",
+            &target,
+            "--dtls",
+            "--roots",
+            "t-root.pem",
+            "--timeout",
+            "5",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(std::fs::read(d.join("ca.der")).unwrap(), pki.root);
+}
+
+#[test]
+fn doctor_cannot_tell_for_a_server_with_only_suites_devtls_lacks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let pki = Pki::new(d, "t", 20 * 365, (-1, 365));
+    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
+    // AES-CBC only: the device offers it, rustls cannot.
+    let server = serve(
+        d,
+        "leaf",
+        Some("t-int.pem"),
+        &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA256"],
+    );
+    let target = format!("127.0.0.1:{}", server.port);
+    let out = run_in(
+        d,
+        &[
+            "doctor",
+            &target,
+            "--ca",
+            "t-root.der",
+            "--hostname",
+            "localhost",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["unknown"], true, "{v:#}");
+    assert!(
+        v["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"),
+        "{v:#}"
+    );
+    // Rightly so: the device's library connects.
+    let peer = mbedtls_client(
+        d,
+        server.port,
+        &[
+            "--ca",
+            "t-root.der",
+            "--hostname",
+            "localhost",
+            "--timeout",
+            "8",
+        ],
+    );
+    assert!(peer.single().ok, "{}", peer.transcript);
+}
