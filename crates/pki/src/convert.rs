@@ -311,10 +311,20 @@ pub struct ChainPart {
 /// each by its role. Works with whatever subset of the chain the file holds.
 pub fn split_chain(sniffed: &Sniffed, at: OffsetDateTime) -> Result<Vec<ChainPart>, Error> {
     if let Some(other) = sniffed.items.iter().find(|i| i.kind != Kind::Certificate) {
+        let has_certs = sniffed.items.iter().any(|i| i.kind == Kind::Certificate);
         return Err(Error::Unsupported(format!(
-            "holds a {} besides certificates; split works on certificate bundles only \
-             (use `devtls convert` for keys)",
-            other.kind.describe()
+            "holds a {}{}; split works on certificate bundles only (use `devtls convert` for {})",
+            other.kind.describe(),
+            if has_certs {
+                " besides certificates"
+            } else {
+                ", not certificates"
+            },
+            if other.kind.is_secret() {
+                "keys"
+            } else {
+                "single items"
+            },
         )));
     }
     let certs: Vec<&[u8]> = sniffed.items.iter().map(|i| i.der.as_slice()).collect();

@@ -4,8 +4,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod convert;
+mod inspect;
 mod new;
 mod profiles;
+mod split;
 
 /// Make TLS work on small devices (OpenMV Cam, MicroPython on mbedTLS) the first time.
 ///
@@ -28,6 +31,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     New(new::Args),
+    Convert(convert::Args),
+    Split(split::Args),
+    Inspect(inspect::Args),
     Profiles(profiles::Args),
 }
 
@@ -35,6 +41,9 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::New(args) => new::run(args),
+        Command::Convert(args) => convert::run(args),
+        Command::Split(args) => split::run(args),
+        Command::Inspect(args) => inspect::run(args),
         Command::Profiles(args) => profiles::run(args),
     }
 }
