@@ -139,8 +139,11 @@ pub fn decrypt_pkcs8(der: &[u8], password: &[u8]) -> Result<Vec<u8>, Error> {
     })?;
     let plain = plain.as_bytes();
     // A wrong password can by chance yield valid padding; the result must be a key.
+    // (A damaged IV or salt can also decrypt to a different structure: PKCS#8 only.)
     match sniff::classify(plain) {
-        Some(Kind::PrivateKey(_)) if crate::der::element_len(plain) == Some(plain.len()) => {
+        Some(Kind::PrivateKey(KeyFormat::Pkcs8))
+            if crate::der::element_len(plain) == Some(plain.len()) =>
+        {
             Ok(plain.to_vec())
         }
         _ => Err(wrong_password()),
@@ -230,16 +233,12 @@ pub fn decrypt_legacy_pem(raw: &[u8], password: &[u8]) -> Result<(KeyFormat, Vec
             .decrypt_padded_vec::<Pkcs7>(data)
             .map_err(bad)?,
     };
+    // The plaintext must be a complete key of the structure the PEM label names.
     match sniff::classify(&plain) {
-        Some(Kind::PrivateKey(found)) if crate::der::element_len(&plain) == Some(plain.len()) => {
-            Ok((
-                if format == KeyFormat::Pkcs8 {
-                    found
-                } else {
-                    format
-                },
-                plain,
-            ))
+        Some(Kind::PrivateKey(found))
+            if found == format && crate::der::element_len(&plain) == Some(plain.len()) =>
+        {
+            Ok((found, plain))
         }
         _ => Err(wrong_password()),
     }

@@ -176,6 +176,23 @@ fn every_seed_reads_and_converts() {
     }
 }
 
+/// Regression for the first long run: one flipped bit in an encrypted key's
+/// parameters decrypted (with the right password) to a SEC1 key that was
+/// reported as PKCS#8. Every single-bit flip must now fail or round-trip.
+#[test]
+fn every_single_bit_flip_of_an_encrypted_key_fails_or_round_trips() {
+    // The exact case the long run found (seed 2, the PEM, one flipped bit).
+    let pem = include_bytes!("data/ec-encrypted-secret.p8").to_vec();
+    pipeline(&apply(pem.clone(), &[Mutation::Flip(14211292155870813088, 0)]));
+    let sniffed = sniff::sniff(&pem).unwrap();
+    let der = &sniffed.items[0].der;
+    for i in 0..der.len() * 8 {
+        let mut bytes = der.clone();
+        bytes[i / 8] ^= 1 << (i % 8);
+        pipeline(&bytes);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
