@@ -7,8 +7,8 @@ use std::fs;
 use std::path::Path;
 
 use support::pkiread::{
-    certtool_ok, certtool_pair, description, openssl_cert, openssl_chain, openssl_keys,
-    openssl_pubkey, KEY_TYPES,
+    certtool_ok, certtool_pair, description, mbedtls_loads, openssl_cert, openssl_chain,
+    openssl_keys, openssl_pubkey, KEY_TYPES,
 };
 use support::{ok_in, openssl_ok, run_in, text};
 
@@ -534,4 +534,44 @@ fn bad_input_is_one_line_naming_the_file_exit_2_and_nothing_written() {
     assert_eq!(fs::read(d.join("x.der")).unwrap(), b"keep");
     ok_in(d, &["convert", "k.p8.pem", "-o", "x.der", "--force"]);
     assert_ne!(fs::read(d.join("x.der")).unwrap(), b"keep");
+}
+
+#[test]
+fn the_device_library_loads_every_der_key_and_certificate_devtls_converts() {
+    for (key_type, _) in KEY_TYPES {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        openssl_keys(d, "k", key_type);
+        openssl_cert(d, "k.p8.pem", "server.crt");
+        fs::write(d.join("pw.txt"), "pw\n").unwrap();
+        openssl_ok(
+            d,
+            &[
+                "pkcs8",
+                "-topk8",
+                "-v2",
+                "aes-256-cbc",
+                "-in",
+                "k.p8.pem",
+                "-out",
+                "enc.pem",
+                "-passout",
+                "pass:pw",
+            ],
+        );
+        ok_in(d, &["convert", "server.crt"]);
+        let mut keys = Vec::new();
+        for (file, out) in [
+            ("k.p8.pem", "p8.der"),
+            ("k.trad.pem", "trad.der"),
+            ("enc.pem", "dec.der"),
+        ] {
+            ok_in(
+                d,
+                &["convert", file, "-o", out, "--password-file", "pw.txt"],
+            );
+            keys.push(out.to_string());
+        }
+        mbedtls_loads(d, "server.der", &keys);
+    }
 }

@@ -183,7 +183,10 @@ fn every_seed_reads_and_converts() {
 fn every_single_bit_flip_of_an_encrypted_key_fails_or_round_trips() {
     // The exact case the long run found (seed 2, the PEM, one flipped bit).
     let pem = include_bytes!("data/ec-encrypted-secret.p8").to_vec();
-    pipeline(&apply(pem.clone(), &[Mutation::Flip(14211292155870813088, 0)]));
+    pipeline(&apply(
+        pem.clone(),
+        &[Mutation::Flip(14211292155870813088, 0)],
+    ));
     let sniffed = sniff::sniff(&pem).unwrap();
     let der = &sniffed.items[0].der;
     for i in 0..der.len() * 8 {
