@@ -575,3 +575,85 @@ fn the_device_library_loads_every_der_key_and_certificate_devtls_converts() {
         mbedtls_loads(d, "server.der", &keys);
     }
 }
+
+#[test]
+fn on_a_terminal_the_password_is_asked_for_without_echo() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl_keys(d, "k", "p256");
+    openssl_ok(
+        d,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-in",
+            "k.p8.pem",
+            "-out",
+            "enc.pem",
+            "-passout",
+            "pass:typed-secret",
+        ],
+    );
+    // `script` gives devtls a pseudo-terminal; the password arrives after the prompt.
+    let devtls = env!("CARGO_BIN_EXE_devtls");
+    let mut child = std::process::Command::new("timeout")
+        .args([
+            "20",
+            "script",
+            "-qec",
+            &format!("{devtls} convert enc.pem -o k.der"),
+            "/dev/null",
+        ])
+        .current_dir(d)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) and timeout are installed");
+    // Type the password only once the prompt is shown (echo is off by then).
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 256];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !String::from_utf8_lossy(&seen).contains("Password for") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => seen.extend(chunk),
+            Err(_) => panic!(
+                "no password prompt within 15 s: {}",
+                String::from_utf8_lossy(&seen)
+            ),
+        }
+    }
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"typed-secret\n").unwrap();
+    }
+    let status = child.wait().unwrap();
+    drop(child);
+    reader.join().unwrap();
+    seen.extend(rx.try_iter().flatten());
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(status.success(), "{shown}");
+    assert!(shown.contains("Password for enc.pem"), "{shown}");
+    assert!(
+        !shown.contains("typed-secret"),
+        "the password is not echoed: {shown}"
+    );
+    assert_eq!(
+        openssl_pubkey(d, "k.der", "DER"),
+        openssl_pubkey(d, "k.p8.pem", "PEM")
+    );
+}
