@@ -153,4 +153,5 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> Output {
     );
     out
 }
+pub mod peers;
 pub mod pkiread;
