@@ -8,7 +8,7 @@ use std::path::Path;
 
 use support::pkiread::{
     certtool_ok, certtool_pair, description, mbedtls_loads, openssl_cert, openssl_chain,
-    openssl_keys, openssl_pubkey, KEY_TYPES,
+    openssl_encrypt, openssl_keys, openssl_pubkey, KEY_TYPES,
 };
 use support::{ok_in, openssl_ok, run_in, text};
 
@@ -205,21 +205,7 @@ fn encrypted_pkcs8_and_legacy_keys_decrypt_with_the_right_password_only() {
         let plain = format!("{key_type}.p8.pem");
         let expected = openssl_pubkey(d, &plain, "PEM");
         let enc = format!("{key_type}.enc.pem");
-        openssl_ok(
-            d,
-            &[
-                "pkcs8",
-                "-topk8",
-                "-v2",
-                "aes-256-cbc",
-                "-in",
-                &plain,
-                "-out",
-                &enc,
-                "-passout",
-                "pass:s3cret pass",
-            ],
-        );
+        openssl_encrypt(d, &plain, &enc, "s3cret pass");
         let tool = if key_type == "rsa2048" { "rsa" } else { "ec" };
         let legacy = format!("{key_type}.legacy.pem");
         let cipher = if key_type == "p384" {
@@ -544,21 +530,7 @@ fn the_device_library_loads_every_der_key_and_certificate_devtls_converts() {
         openssl_keys(d, "k", key_type);
         openssl_cert(d, "k.p8.pem", "server.crt");
         fs::write(d.join("pw.txt"), "pw\n").unwrap();
-        openssl_ok(
-            d,
-            &[
-                "pkcs8",
-                "-topk8",
-                "-v2",
-                "aes-256-cbc",
-                "-in",
-                "k.p8.pem",
-                "-out",
-                "enc.pem",
-                "-passout",
-                "pass:pw",
-            ],
-        );
+        openssl_encrypt(d, "k.p8.pem", "enc.pem", "pw");
         ok_in(d, &["convert", "server.crt"]);
         let mut keys = Vec::new();
         for (file, out) in [
@@ -581,21 +553,7 @@ fn on_a_terminal_the_password_is_asked_for_without_echo() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     openssl_keys(d, "k", "p256");
-    openssl_ok(
-        d,
-        &[
-            "pkcs8",
-            "-topk8",
-            "-v2",
-            "aes-256-cbc",
-            "-in",
-            "k.p8.pem",
-            "-out",
-            "enc.pem",
-            "-passout",
-            "pass:typed-secret",
-        ],
-    );
+    openssl_encrypt(d, "k.p8.pem", "enc.pem", "typed-secret");
     // `script` gives devtls a pseudo-terminal; the password arrives after the prompt.
     let devtls = env!("CARGO_BIN_EXE_devtls");
     let mut child = std::process::Command::new("timeout")

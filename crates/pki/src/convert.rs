@@ -210,28 +210,21 @@ pub fn decrypt_legacy_pem(raw: &[u8], password: &[u8]) -> Result<(KeyFormat, Vec
     }
     let key = evp_bytes_to_key(password, &iv[..8], key_len);
     let data = block.contents();
-    let bad = |_| wrong_password();
+    // Every legacy cipher is CBC with PKCS#7 padding; a wrong password mostly fails the padding.
+    macro_rules! cbc_decrypt {
+        ($cipher:ty) => {
+            cbc::Decryptor::<$cipher>::new_from_slices(&key, &iv)
+                .map_err(|_| wrong_password())?
+                .decrypt_padded_vec::<Pkcs7>(data)
+                .map_err(|_| wrong_password())?
+        };
+    }
     let plain = match cipher.as_str() {
-        "AES-128-CBC" => cbc::Decryptor::<aes::Aes128>::new_from_slices(&key, &iv)
-            .map_err(|_| wrong_password())?
-            .decrypt_padded_vec::<Pkcs7>(data)
-            .map_err(bad)?,
-        "AES-192-CBC" => cbc::Decryptor::<aes::Aes192>::new_from_slices(&key, &iv)
-            .map_err(|_| wrong_password())?
-            .decrypt_padded_vec::<Pkcs7>(data)
-            .map_err(bad)?,
-        "AES-256-CBC" => cbc::Decryptor::<aes::Aes256>::new_from_slices(&key, &iv)
-            .map_err(|_| wrong_password())?
-            .decrypt_padded_vec::<Pkcs7>(data)
-            .map_err(bad)?,
-        "DES-EDE3-CBC" => cbc::Decryptor::<des::TdesEde3>::new_from_slices(&key, &iv)
-            .map_err(|_| wrong_password())?
-            .decrypt_padded_vec::<Pkcs7>(data)
-            .map_err(bad)?,
-        _ => cbc::Decryptor::<des::Des>::new_from_slices(&key, &iv)
-            .map_err(|_| wrong_password())?
-            .decrypt_padded_vec::<Pkcs7>(data)
-            .map_err(bad)?,
+        "AES-128-CBC" => cbc_decrypt!(aes::Aes128),
+        "AES-192-CBC" => cbc_decrypt!(aes::Aes192),
+        "AES-256-CBC" => cbc_decrypt!(aes::Aes256),
+        "DES-EDE3-CBC" => cbc_decrypt!(des::TdesEde3),
+        _ => cbc_decrypt!(des::Des),
     };
     // The plaintext must be a complete key of the structure the PEM label names.
     match sniff::classify(&plain) {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anstream::println;
 use devtls_pki::inspect::{
-    self, CertInfo, CrlInfo, CsrInfo, Details, Inspected, KeyInfo, PrivateKeyInfo, Validity,
+    self, CertInfo, CrlInfo, CsrInfo, Details, Inspected, KeyInfo, PrivateKeyInfo, Sans, Validity,
     ValidityStatus,
 };
 use devtls_pki::sniff::Encoding;
@@ -144,16 +144,9 @@ fn cert_fields(f: &mut Fields, c: &CertInfo) {
     f.add("issuer", &c.issuer);
     f.add("serial", &c.serial);
     f.add("version", c.version.to_string());
-    let mut sans: Vec<String> = c.sans.dns.iter().map(|d| format!("DNS:{d}")).collect();
-    sans.extend(c.sans.ip.iter().map(|i| format!("IP:{i}")));
-    sans.extend(c.sans.other.iter().cloned());
     f.add(
         "SANs",
-        if sans.is_empty() {
-            "(none: only the CN names the host)".to_string()
-        } else {
-            sans.join(", ")
-        },
+        sans_text(&c.sans, "(none: only the CN names the host)"),
     );
     validity_fields(f, &c.validity);
     f.add("key", key_text(&c.public_key));
@@ -232,6 +225,18 @@ fn cert_fields(f: &mut Fields, c: &CertInfo) {
     }
 }
 
+/// SANs the way OpenSSL prints them (`DNS:openmv, IP:192.168.1.50`).
+fn sans_text(sans: &Sans, none: &str) -> String {
+    let mut all: Vec<String> = sans.dns.iter().map(|d| format!("DNS:{d}")).collect();
+    all.extend(sans.ip.iter().map(|i| format!("IP:{i}")));
+    all.extend(sans.other.iter().cloned());
+    if all.is_empty() {
+        none.to_string()
+    } else {
+        all.join(", ")
+    }
+}
+
 fn validity_fields(f: &mut Fields, v: &Validity) {
     f.add("not before", inspect::format_time(v.not_before));
     f.add("not after", inspect::format_time(v.not_after));
@@ -280,17 +285,7 @@ fn key_fields(f: &mut Fields, k: &PrivateKeyInfo) {
 
 fn csr_fields(f: &mut Fields, c: &CsrInfo) {
     f.add("subject", &c.subject);
-    let mut sans: Vec<String> = c.sans.dns.iter().map(|d| format!("DNS:{d}")).collect();
-    sans.extend(c.sans.ip.iter().map(|i| format!("IP:{i}")));
-    sans.extend(c.sans.other.iter().cloned());
-    f.add(
-        "SANs",
-        if sans.is_empty() {
-            "(none)".to_string()
-        } else {
-            sans.join(", ")
-        },
-    );
+    f.add("SANs", sans_text(&c.sans, "(none)"));
     f.add("key", key_text(&c.public_key));
     f.add("signature", &c.signature.name);
     f.add(

@@ -250,3 +250,23 @@ print("ok")
         text(&out)
     );
 }
+
+/// Encrypts a key as PKCS#8 PBES2 AES-256-CBC (`openssl pkcs8 -topk8 -v2 aes-256-cbc`).
+pub fn openssl_encrypt(dir: &Path, input: &str, out: &str, password: &str) {
+    let pass = format!("pass:{password}");
+    openssl_ok(
+        dir,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-in",
+            input,
+            "-out",
+            out,
+            "-passout",
+            &pass,
+        ],
+    );
+}
