@@ -476,9 +476,13 @@ fn rfc3339_opt<S: Serializer>(t: &Option<OffsetDateTime>, s: S) -> Result<S::Ok,
 
 /// An instant as RFC 3339 UTC (`2026-11-22T03:10:55Z`), the form JSON output uses.
 pub fn format_time(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
+    // Hostile certificates can carry dates at the edge of the range: never panic on them.
+    t.checked_to_offset(time::UtcOffset::UTC)
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
 }
 
 /// Inspects every item of a sniffed file, with validity seen from `at`.
@@ -644,7 +648,7 @@ pub fn certificate(der: &[u8], at: OffsetDateTime) -> Result<CertInfo, Error> {
         issuer: name_string(cert.issuer()),
         common_names: common_names(cert.subject()),
         serial: hex::encode_upper(strip_sign_byte(cert.raw_serial())),
-        version: cert.version().0 + 1,
+        version: cert.version().0.saturating_add(1),
         sans,
         validity,
         public_key,
