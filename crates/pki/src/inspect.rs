@@ -1420,6 +1420,74 @@ mod tests {
         ));
     }
 
+    /// Reads the one item of a fixture made by OpenSSL under tests/data.
+    fn fixture(pem: &str) -> Details {
+        let sniffed = sniff(pem.as_bytes()).unwrap();
+        inspect(&sniffed, now()).remove(0).details
+    }
+
+    fn cert_fixture(pem: &str) -> CertInfo {
+        match fixture(pem) {
+            Details::Certificate(c) => *c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn what_the_device_rejects_is_recorded_as_facts() {
+        let ed = cert_fixture(include_str!("../tests/data/ed25519.crt"));
+        assert_eq!(ed.public_key.algorithm, KeyAlgorithm::Ed25519);
+        assert_eq!(ed.signature.family, SignatureFamily::Ed25519);
+        assert_eq!(ed.signature.hash, None);
+        match fixture(include_str!("../tests/data/ed25519.key")) {
+            Details::PrivateKey(k) => {
+                assert_eq!(k.key.unwrap().algorithm, KeyAlgorithm::Ed25519);
+                assert_eq!(k.public_key_sha256.unwrap(), ed.public_key_sha256);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let k1 = cert_fixture(include_str!("../tests/data/secp256k1.crt"));
+        assert_eq!(k1.public_key.curve, Some(Curve::Secp256k1));
+        match fixture(include_str!("../tests/data/secp256k1.key")) {
+            Details::PrivateKey(k) => {
+                assert_eq!(k.format, Some(KeyFormat::Sec1));
+                assert_eq!(k.public_key_sha256.unwrap(), k1.public_key_sha256);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let pss = cert_fixture(include_str!("../tests/data/rsa-pss.crt"));
+        assert_eq!(pss.public_key.algorithm, KeyAlgorithm::RsaPss);
+        assert_eq!(pss.public_key.bits, Some(2048));
+        assert!(pss.signature.pss);
+        assert_eq!(pss.signature.hash, Some(HashAlgorithm::Sha256));
+
+        let weak = cert_fixture(include_str!("../tests/data/rsa1024-sha1.crt"));
+        assert_eq!(weak.public_key.bits, Some(1024));
+        assert_eq!(weak.signature.hash, Some(HashAlgorithm::Sha1));
+        assert_eq!(weak.signature.name, "sha1WithRSAEncryption");
+
+        let c = cert_fixture(include_str!("../tests/data/constrained-p521.crt"));
+        assert_eq!(c.public_key.curve, Some(Curve::P521));
+        assert_eq!(c.signature.hash, Some(HashAlgorithm::Sha512));
+        assert_eq!(c.name_constraints, Some(Present { critical: true }));
+        let policies = c.policies.unwrap();
+        assert!(policies.critical && !policies.only_any_policy);
+        assert_eq!(policies.oids, vec!["2.23.140.1.2.1"]);
+        let bc = c.basic_constraints.unwrap();
+        assert!(bc.ca && bc.critical);
+        assert_eq!(bc.path_len, Some(2));
+        let eku = c.extended_key_usage.unwrap();
+        assert!(eku.client_auth && !eku.server_auth);
+        assert_eq!(eku.other, vec!["codeSigning"]);
+
+        let any = cert_fixture(include_str!("../tests/data/anypolicy.crt"));
+        let policies = any.policies.unwrap();
+        assert!(policies.critical && policies.only_any_policy);
+        assert_eq!(any.public_key.description, "ECDSA P-384");
+    }
+
     #[test]
     fn oid_and_der_helpers() {
         assert_eq!(

@@ -36,6 +36,14 @@ fn seeds() -> &'static [Vec<u8>] {
             include_bytes!("data/rsa.csr").to_vec(),
             include_bytes!("data/ec-encrypted-secret.p8").to_vec(),
             include_bytes!("data/ec-legacy-des3-secret.key").to_vec(),
+            include_bytes!("data/ed25519.crt").to_vec(),
+            include_bytes!("data/ed25519.key").to_vec(),
+            include_bytes!("data/secp256k1.crt").to_vec(),
+            include_bytes!("data/secp256k1.key").to_vec(),
+            include_bytes!("data/rsa-pss.crt").to_vec(),
+            include_bytes!("data/rsa1024-sha1.crt").to_vec(),
+            include_bytes!("data/constrained-p521.crt").to_vec(),
+            include_bytes!("data/anypolicy.crt").to_vec(),
         ];
         for seed in seeds.clone() {
             let sniffed = sniff::sniff(&seed).expect("fixture sniffs");
