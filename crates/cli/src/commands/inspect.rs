@@ -159,7 +159,7 @@ fn cert_fields(f: &mut Fields, c: &CertInfo) {
                 b.path_len
                     .map(|n| format!(", path length {n}"))
                     .unwrap_or_default(),
-                if b.critical { " (critical)" } else { "" }
+                critical(b.critical)
             ),
             Some(_) => "no".into(),
             None => "no (no basicConstraints)".into(),
@@ -168,11 +168,7 @@ fn cert_fields(f: &mut Fields, c: &CertInfo) {
     if let Some(k) = &c.key_usage {
         f.add(
             "key usage",
-            format!(
-                "{}{}",
-                k.usages.join(", "),
-                if k.critical { " (critical)" } else { "" }
-            ),
+            format!("{}{}", k.usages.join(", "), critical(k.critical)),
         );
     }
     if let Some(e) = &c.extended_key_usage {
@@ -192,21 +188,13 @@ fn cert_fields(f: &mut Fields, c: &CertInfo) {
     if let Some(n) = &c.name_constraints {
         f.add(
             "name constraints",
-            if n.critical {
-                "present (critical)"
-            } else {
-                "present"
-            },
+            format!("present{}", critical(n.critical)),
         );
     }
     if let Some(p) = &c.policies {
         f.add(
             "policies",
-            format!(
-                "{}{}",
-                p.oids.join(", "),
-                if p.critical { " (critical)" } else { "" }
-            ),
+            format!("{}{}", p.oids.join(", "), critical(p.critical)),
         );
     }
     f.add(
@@ -222,6 +210,15 @@ fn cert_fields(f: &mut Fields, c: &CertInfo) {
     f.add("SHA-256", &c.sha256);
     for p in &c.problems {
         f.add("problem", p);
+    }
+}
+
+/// The suffix marking a critical extension (the device rejects some of them).
+fn critical(flag: bool) -> &'static str {
+    if flag {
+        " (critical)"
+    } else {
+        ""
     }
 }
 
