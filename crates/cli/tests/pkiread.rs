@@ -439,6 +439,24 @@ fn split_names_leaf_intermediates_and_root_and_openssl_reads_each() {
     assert_eq!(json["parts"][0]["file_name"], "intermediate-1.der");
     assert_eq!(json["missing_issuer"], "CN=Test Root X1");
 
+    // A self-signed leaf (devtls new) is its own anchor, with no issuer missing.
+    ok_in(
+        d,
+        &["new", "server", "--dns", "openmv", "--out", "selfsigned"],
+    );
+    let out = ok_in(d, &["split", "selfsigned/server.crt", "--out", "s"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("its own trust anchor"));
+    let json: serde_json::Value = serde_json::from_slice(
+        &ok_in(
+            d,
+            &["split", "selfsigned/server.crt", "--out", "s2", "--json"],
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["parts"][0]["file_name"], "leaf.der");
+    assert!(json["missing_issuer"].is_null());
+
     // inspect reads every item of a bundle.
     let json = inspect_json(d, &["fullchain.pem"]);
     assert_eq!(json[0]["items"].as_array().unwrap().len(), 2);

@@ -62,7 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .rfind(|p| !matches!(p.role, ChainRole::Extra(_)));
     let missing_issuer = top
-        .filter(|p| p.role != ChainRole::Root && p.signed_by.is_none())
+        .filter(|p| !p.info.self_signed && p.signed_by.is_none())
         .map(|p| p.info.issuer.clone());
     let report = Report {
         input: path.display().to_string(),
@@ -94,7 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         let signer = match &part.signed_by {
             Some(f) => format!("{} (signed by {f})", part.info.issuer),
-            None if part.role == ChainRole::Root => "itself (self-signed: a trust anchor)".into(),
+            None if part.info.self_signed => "itself (self-signed: a trust anchor)".into(),
             None => format!("{} (not in this file)", part.info.issuer),
         };
         println!("  {:<width$}  issued by {signer}", "");
@@ -117,16 +117,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "  copy {} and its private key as DER (devtls convert privkey.pem -o {}).",
                 leaf.file_name, "server.key.der"
             );
-            println!(
-                "  The device presents exactly one certificate, the leaf; it cannot send {}.",
-                first_intermediate
-                    .map(|p| p.file_name.as_str())
-                    .unwrap_or("the intermediates")
-            );
-            println!(
-                "  Clients that already have the CA's intermediate (browsers, most HTTPS libraries) connect;"
-            );
-            println!("  clients that rely on the server to send it fail the handshake.");
+            if leaf.info.self_signed {
+                println!("  It is self-signed: its peers trust it by loading it as their anchor.");
+            } else {
+                println!(
+                    "  The device presents exactly one certificate, the leaf; it cannot send {}.",
+                    first_intermediate
+                        .map(|p| p.file_name.as_str())
+                        .unwrap_or("the intermediates")
+                );
+                println!(
+                    "  Clients that already have the CA's intermediate (browsers, most HTTPS libraries) connect;"
+                );
+                println!("  clients that rely on the server to send it fail the handshake.");
+            }
         }
         None => {
             output::heading(
@@ -136,7 +140,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     println!();
     output::heading("For a device that verifies a server using this chain (one trust anchor):");
-    if let Some(root) = parts.iter().find(|p| p.role == ChainRole::Root) {
+    if let Some(leaf) = leaf.filter(|l| l.info.self_signed) {
+        println!(
+            "  copy {} itself as ca.der: a self-signed certificate is its own trust anchor.",
+            leaf.file_name
+        );
+    } else if let Some(root) = parts.iter().find(|p| p.role == ChainRole::Root) {
         println!(
             "  copy {} as ca.der: the root rarely changes; the server must send its intermediate.",
             root.file_name
