@@ -29,5 +29,32 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// Reads and sniffs a file: the error names the file and what was wrong.
 pub fn sniff(path: &Path) -> anyhow::Result<Sniffed> {
     let bytes = read(path)?;
-    sniff::sniff(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    sniff_bytes(path, &bytes)
+}
+
+/// Sniffs bytes already read from `path`: the error names the file, what was
+/// found and what devtls reads.
+pub fn sniff_bytes(path: &Path, bytes: &[u8]) -> anyhow::Result<Sniffed> {
+    sniff::sniff(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}; devtls reads PEM or DER certificates, keys, CSRs and CRLs",
+            path.display()
+        )
+    })
+}
+
+/// Parses `--at`: RFC 3339 (`2027-01-01T00:00:00Z`) or a date (`2027-01-01`, midnight UTC).
+pub fn instant(text: &str) -> anyhow::Result<time::OffsetDateTime> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(t);
+    }
+    let date_format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(text, &date_format)
+        .map(|d| d.midnight().assume_utc())
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "--at '{text}': give a date (2027-01-01) or an RFC 3339 time (2027-01-01T12:00:00Z)"
+            )
+        })
 }

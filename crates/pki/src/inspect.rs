@@ -368,6 +368,7 @@ pub struct CertInfo {
     /// Subject and issuer names are equal.
     pub self_issued: bool,
     /// Self-issued and the signature verifies with its own key: a root or a self-signed leaf.
+    /// (False when the algorithm cannot be verified, e.g. RSA-PSS with a non-digest salt length.)
     pub self_signed: bool,
     /// SHA-256 fingerprint of the DER, in `openssl x509 -fingerprint -sha256` colon form.
     pub sha256: String,
@@ -476,9 +477,13 @@ fn rfc3339_opt<S: Serializer>(t: &Option<OffsetDateTime>, s: S) -> Result<S::Ok,
 
 /// An instant as RFC 3339 UTC (`2026-11-22T03:10:55Z`), the form JSON output uses.
 pub fn format_time(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
+    // Hostile certificates can carry dates at the edge of the range: never panic on them.
+    t.checked_to_offset(time::UtcOffset::UTC)
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
 }
 
 /// Inspects every item of a sniffed file, with validity seen from `at`.
@@ -633,7 +638,7 @@ pub fn certificate(der: &[u8], at: OffsetDateTime) -> Result<CertInfo, Error> {
     }
 
     let self_issued = cert.subject().as_raw() == cert.issuer().as_raw();
-    let self_signed = self_issued && cert.verify_signature(None).is_ok();
+    let self_signed = self_issued && cert_signed_by(&cert, cert.public_key());
     let validity = Validity::new(
         cert.validity().not_before.to_datetime(),
         cert.validity().not_after.to_datetime(),
@@ -644,7 +649,7 @@ pub fn certificate(der: &[u8], at: OffsetDateTime) -> Result<CertInfo, Error> {
         issuer: name_string(cert.issuer()),
         common_names: common_names(cert.subject()),
         serial: hex::encode_upper(strip_sign_byte(cert.raw_serial())),
-        version: cert.version().0 + 1,
+        version: cert.version().0.saturating_add(1),
         sans,
         validity,
         public_key,
@@ -684,7 +689,12 @@ pub fn csr(der: &[u8]) -> Result<CsrInfo, Error> {
         public_key: key_info(&info.subject_pki),
         public_key_sha256: fingerprint::sha256_hex(info.subject_pki.raw),
         signature: signature_info(&req.signature_algorithm),
-        signature_valid: req.verify_signature().is_ok(),
+        signature_valid: verify(
+            &info.subject_pki,
+            &req.signature_algorithm,
+            &req.signature_value.data,
+            info.raw,
+        ),
         der_size: der.len(),
     })
 }
@@ -722,7 +732,63 @@ pub fn signs(issuer_der: &[u8], subject_der: &[u8]) -> bool {
         return false;
     };
     subject.issuer().as_raw() == issuer.subject().as_raw()
-        && subject.verify_signature(Some(issuer.public_key())).is_ok()
+        && cert_signed_by(&subject, issuer.public_key())
+}
+
+fn cert_signed_by(cert: &X509Certificate, key: &SubjectPublicKeyInfo) -> bool {
+    verify(
+        key,
+        &cert.signature_algorithm,
+        &cert.signature_value.data,
+        cert.tbs_certificate.as_ref(),
+    )
+}
+
+/// Checks a signature with aws-lc-rs, covering more than x509-parser's own
+/// verifier (P-521, SHA-512 ECDSA, secp256k1, RSA-1024 and SHA-1), because
+/// "self-signed" and "signed by" must hold for exactly the weak or unusual
+/// certificates lint and split have to talk about.
+fn verify(key: &SubjectPublicKeyInfo, alg: &AlgorithmIdentifier, sig: &[u8], data: &[u8]) -> bool {
+    use aws_lc_rs::signature as s;
+    use HashAlgorithm::*;
+    let sig_info = signature_info(alg);
+    let curve = key_info(key).curve;
+    let algorithm: &dyn s::VerificationAlgorithm = match (sig_info.family, sig_info.hash, curve) {
+        (SignatureFamily::Ecdsa, Some(hash), Some(curve)) => match (curve, hash) {
+            (Curve::P256, Sha1) => &s::ECDSA_P256_SHA1_ASN1,
+            (Curve::P256, Sha256) => &s::ECDSA_P256_SHA256_ASN1,
+            (Curve::P256, Sha384) => &s::ECDSA_P256_SHA384_ASN1,
+            (Curve::P256, Sha512) => &s::ECDSA_P256_SHA512_ASN1,
+            (Curve::P384, Sha256) => &s::ECDSA_P384_SHA256_ASN1,
+            (Curve::P384, Sha384) => &s::ECDSA_P384_SHA384_ASN1,
+            (Curve::P384, Sha512) => &s::ECDSA_P384_SHA512_ASN1,
+            (Curve::P521, Sha1) => &s::ECDSA_P521_SHA1_ASN1,
+            (Curve::P521, Sha224) => &s::ECDSA_P521_SHA224_ASN1,
+            (Curve::P521, Sha256) => &s::ECDSA_P521_SHA256_ASN1,
+            (Curve::P521, Sha384) => &s::ECDSA_P521_SHA384_ASN1,
+            (Curve::P521, Sha512) => &s::ECDSA_P521_SHA512_ASN1,
+            (Curve::Secp256k1, Sha256) => &s::ECDSA_P256K1_SHA256_ASN1,
+            _ => return false,
+        },
+        (SignatureFamily::RsaPkcs1, Some(Sha1), _) => {
+            &s::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY
+        }
+        (SignatureFamily::RsaPkcs1, Some(Sha256), _) => {
+            &s::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY
+        }
+        (SignatureFamily::RsaPkcs1, Some(Sha384), _) => &s::RSA_PKCS1_2048_8192_SHA384,
+        (SignatureFamily::RsaPkcs1, Some(Sha512), _) => {
+            &s::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY
+        }
+        (SignatureFamily::RsaPss, Some(Sha256), _) => &s::RSA_PSS_2048_8192_SHA256,
+        (SignatureFamily::RsaPss, Some(Sha384), _) => &s::RSA_PSS_2048_8192_SHA384,
+        (SignatureFamily::RsaPss, Some(Sha512), _) => &s::RSA_PSS_2048_8192_SHA512,
+        (SignatureFamily::Ed25519, _, _) => &s::ED25519,
+        _ => return false,
+    };
+    s::UnparsedPublicKey::new(algorithm, &key.subject_public_key.data)
+        .verify(data, sig)
+        .is_ok()
 }
 
 // ---------------------------------------------------------------------------
@@ -1414,6 +1480,83 @@ mod tests {
             inspect_item(1, &item, now()).details,
             Details::Unreadable { .. }
         ));
+    }
+
+    /// Reads the one item of a fixture made by OpenSSL under tests/data.
+    fn fixture(pem: &str) -> Details {
+        let sniffed = sniff(pem.as_bytes()).unwrap();
+        inspect(&sniffed, now()).remove(0).details
+    }
+
+    fn cert_fixture(pem: &str) -> CertInfo {
+        match fixture(pem) {
+            Details::Certificate(c) => *c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn what_the_device_rejects_is_recorded_as_facts() {
+        let ed = cert_fixture(include_str!("../tests/data/ed25519.crt"));
+        assert_eq!(ed.public_key.algorithm, KeyAlgorithm::Ed25519);
+        assert_eq!(ed.signature.family, SignatureFamily::Ed25519);
+        assert_eq!(ed.signature.hash, None);
+        match fixture(include_str!("../tests/data/ed25519.key")) {
+            Details::PrivateKey(k) => {
+                assert_eq!(k.key.unwrap().algorithm, KeyAlgorithm::Ed25519);
+                assert_eq!(k.public_key_sha256.unwrap(), ed.public_key_sha256);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let k1 = cert_fixture(include_str!("../tests/data/secp256k1.crt"));
+        assert_eq!(k1.public_key.curve, Some(Curve::Secp256k1));
+        match fixture(include_str!("../tests/data/secp256k1.key")) {
+            Details::PrivateKey(k) => {
+                assert_eq!(k.format, Some(KeyFormat::Sec1));
+                assert_eq!(k.public_key_sha256.unwrap(), k1.public_key_sha256);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let pss = cert_fixture(include_str!("../tests/data/rsa-pss.crt"));
+        assert_eq!(pss.public_key.algorithm, KeyAlgorithm::RsaPss);
+        assert_eq!(pss.public_key.bits, Some(2048));
+        assert!(pss.signature.pss);
+        assert_eq!(pss.signature.hash, Some(HashAlgorithm::Sha256));
+
+        let weak = cert_fixture(include_str!("../tests/data/rsa1024-sha1.crt"));
+        assert_eq!(weak.public_key.bits, Some(1024));
+        assert_eq!(weak.signature.hash, Some(HashAlgorithm::Sha1));
+        assert_eq!(weak.signature.name, "sha1WithRSAEncryption");
+
+        let c = cert_fixture(include_str!("../tests/data/constrained-p521.crt"));
+        assert!(c.self_signed, "P-521 with SHA-512 verifies too");
+        assert_eq!(c.public_key.curve, Some(Curve::P521));
+        assert_eq!(c.signature.hash, Some(HashAlgorithm::Sha512));
+        assert_eq!(c.name_constraints, Some(Present { critical: true }));
+        let policies = c.policies.unwrap();
+        assert!(policies.critical && !policies.only_any_policy);
+        assert_eq!(policies.oids, vec!["2.23.140.1.2.1"]);
+        let bc = c.basic_constraints.unwrap();
+        assert!(bc.ca && bc.critical);
+        assert_eq!(bc.path_len, Some(2));
+        let eku = c.extended_key_usage.unwrap();
+        assert!(eku.client_auth && !eku.server_auth);
+        assert_eq!(eku.other, vec!["codeSigning"]);
+
+        // Self-signed is recognised for weak or unusual algorithms too. (Not for
+        // this RSA-PSS one: OpenSSL used the maximum salt length, which aws-lc-rs
+        // does not verify; the device rejects RSA-PSS anyway.)
+        assert!(!pss.self_signed && pss.self_issued);
+        for cert in [&ed, &k1, &weak] {
+            assert!(cert.self_signed, "{}", cert.subject);
+        }
+
+        let any = cert_fixture(include_str!("../tests/data/anypolicy.crt"));
+        let policies = any.policies.unwrap();
+        assert!(policies.critical && policies.only_any_policy);
+        assert_eq!(any.public_key.description, "ECDSA P-384");
     }
 
     #[test]

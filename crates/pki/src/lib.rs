@@ -10,12 +10,14 @@
 //! - [`device_error`]: the errors a device prints, for diagnosis.
 //! - [`keys`], [`issue`]: generating keys, certificates and CSRs.
 //! - [`sniff`]: reading any PEM/DER file into typed items.
+//! - [`convert`]: PEM <-> DER, decrypting keys, ordering chains for split.
 //! - [`inspect`]: what each item holds (names, validity, keys, extensions), serialisable.
 //! - [`files`]: atomic writes, 0600 keys, no overwrite without force.
 //! - [`roots`], [`chain`]: root sets and path building to a trust anchor.
 //! - [`verify`]: verification as the device does it, with its words for failures.
 
 pub mod chain;
+pub mod convert;
 pub mod der;
 pub mod device_error;
 pub mod files;

@@ -12,6 +12,9 @@ mod profiles;
 mod quickstart;
 mod roots;
 mod serve;
+mod convert;
+mod inspect;
+mod split;
 
 /// Make TLS work on small devices (OpenMV Cam, MicroPython on mbedTLS) the first time.
 ///
@@ -34,6 +37,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     New(new::Args),
+    Convert(convert::Args),
+    Split(split::Args),
+    Inspect(inspect::Args),
     Profiles(profiles::Args),
     Anchor(anchor::Args),
     Roots(roots::Args),
@@ -47,6 +53,9 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::New(args) => new::run(args),
+        Command::Convert(args) => convert::run(args),
+        Command::Split(args) => split::run(args),
+        Command::Inspect(args) => inspect::run(args),
         Command::Profiles(args) => profiles::run(args),
         Command::Anchor(args) => anchor::run(args),
         Command::Roots(args) => roots::run(args),

@@ -158,3 +158,4 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> Output {
 pub mod doctor;
 pub mod net;
 pub mod peers;
+pub mod pkiread;

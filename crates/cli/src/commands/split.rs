@@ -1,0 +1,173 @@
+//! `devtls split`: a certificate bundle into one DER file per certificate.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anstream::println;
+use anyhow::anyhow;
+use devtls_pki::convert::{self, ChainPart, ChainRole};
+use devtls_pki::files::{self, Output};
+use serde::Serialize;
+
+use crate::{input, output};
+
+/// Split a certificate bundle into leaf.der, intermediate-1.der, ... root.der.
+///
+/// Reads certbot's fullchain.pem (leaf + intermediates) or chain.pem
+/// (intermediates), a commercial CA's .ca-bundle, or concatenated DER, in any
+/// order, and names each certificate by its place in the chain: the leaf is
+/// the certificate your server (or the device) presents, intermediate-1
+/// signed it, intermediate-2 signed intermediate-1, and a self-signed CA
+/// certificate, if the file has one, is the root (the trust anchor).
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  devtls split /etc/letsencrypt/live/cam.example.com/fullchain.pem --out certs/
+  devtls split cam_example_com.ca-bundle
+  devtls split chain.pem --json")]
+pub struct Args {
+    /// The bundle to split (PEM or concatenated DER).
+    input: PathBuf,
+    /// Folder to write into.
+    #[arg(long, short, default_value = ".")]
+    out: PathBuf,
+    /// Overwrite existing files.
+    #[arg(long)]
+    force: bool,
+    /// Print what was written as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    input: String,
+    parts: &'a [ChainPart],
+    files: Vec<String>,
+    /// The issuer of the topmost certificate, when the file does not hold it.
+    missing_issuer: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let path = &args.input;
+    let sniffed = input::sniff(path)?;
+    let parts = convert::split_chain(&sniffed, time::OffsetDateTime::now_utc())
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let outputs: Vec<Output> = parts
+        .iter()
+        .map(|p| Output::public(args.out.join(&p.file_name), p.der.clone()))
+        .collect();
+    files::write_all(&outputs, args.force)?;
+
+    let top = parts
+        .iter()
+        .rfind(|p| !matches!(p.role, ChainRole::Extra(_)));
+    let missing_issuer = top
+        .filter(|p| !p.info.self_signed && p.signed_by.is_none())
+        .map(|p| p.info.issuer.clone());
+    let report = Report {
+        input: path.display().to_string(),
+        parts: &parts,
+        files: outputs
+            .iter()
+            .map(|o| o.path.display().to_string())
+            .collect(),
+        missing_issuer: missing_issuer.clone(),
+    };
+    if args.json {
+        output::json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    output::ok(&format!(
+        "{} certificate{} from {}, leaf first:",
+        parts.len(),
+        if parts.len() == 1 { "" } else { "s" },
+        report.input
+    ));
+    let width = parts.iter().map(|p| p.file_name.len()).max().unwrap_or(0);
+    for part in &parts {
+        println!(
+            "  {:<width$}  {}  {}",
+            part.file_name,
+            role_words(part.role),
+            part.info.subject
+        );
+        let signer = match &part.signed_by {
+            Some(f) => format!("{} (signed by {f})", part.info.issuer),
+            None if part.info.self_signed => "itself (self-signed: a trust anchor)".into(),
+            None => format!("{} (not in this file)", part.info.issuer),
+        };
+        println!("  {:<width$}  issued by {signer}", "");
+        println!(
+            "  {:<width$}  valid until {}, SHA-256 {}",
+            "",
+            part.info.validity.not_after.date(),
+            part.info.sha256
+        );
+    }
+    println!();
+    let leaf = parts.iter().find(|p| p.role == ChainRole::Leaf);
+    let first_intermediate = parts.iter().find(|p| p.role == ChainRole::Intermediate(1));
+    match leaf {
+        Some(leaf) => {
+            output::heading(
+                "For a device that presents this certificate (server, or mTLS client):",
+            );
+            println!(
+                "  copy {} and its private key as DER (devtls convert privkey.pem -o {}).",
+                leaf.file_name, "server.key.der"
+            );
+            if leaf.info.self_signed {
+                println!("  It is self-signed: its peers trust it by loading it as their anchor.");
+            } else {
+                println!(
+                    "  The device presents exactly one certificate, the leaf; it cannot send {}.",
+                    first_intermediate
+                        .map(|p| p.file_name.as_str())
+                        .unwrap_or("the intermediates")
+                );
+                println!(
+                    "  Clients that already have the CA's intermediate (browsers, most HTTPS libraries) connect;"
+                );
+                println!("  clients that rely on the server to send it fail the handshake.");
+            }
+        }
+        None => {
+            output::heading(
+                "No leaf in this file: it is a CA bundle (certbot's chain.pem, a .ca-bundle).",
+            );
+        }
+    }
+    println!();
+    output::heading("For a device that verifies a server using this chain (one trust anchor):");
+    if let Some(leaf) = leaf.filter(|l| l.info.self_signed) {
+        println!(
+            "  copy {} itself as ca.der: a self-signed certificate is its own trust anchor.",
+            leaf.file_name
+        );
+    } else if let Some(root) = parts.iter().find(|p| p.role == ChainRole::Root) {
+        println!(
+            "  copy {} as ca.der: the root rarely changes; the server must send its intermediate.",
+            root.file_name
+        );
+    } else if let Some(issuer) = &missing_issuer {
+        println!("  the root ({issuer}) is not in this file, as usual: servers never send it.");
+        println!("  get it from the CA, or let devtls pick it: devtls anchor HOST");
+    }
+    if let Some(int) = first_intermediate {
+        println!(
+            "  or trust {} itself: works even when the server omits it, but CAs rotate intermediates often.",
+            int.file_name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn role_words(role: ChainRole) -> String {
+    match role {
+        ChainRole::Leaf => "leaf".into(),
+        ChainRole::Intermediate(n) => format!("intermediate {n}"),
+        ChainRole::Root => "root".into(),
+        ChainRole::Extra(_) => "unrelated (does not chain to the others)".into(),
+    }
+}
