@@ -1,5 +1,4 @@
 //! Reading the user's files, with errors that name the file and the fix.
-#![allow(dead_code)] // Shared helpers; the commands that read user files land next.
 
 use std::path::Path;
 

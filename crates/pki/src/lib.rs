@@ -11,13 +11,16 @@
 //! - [`keys`], [`issue`]: generating keys, certificates and CSRs.
 //! - [`sniff`]: reading any PEM/DER file into typed items.
 //! - [`files`]: atomic writes, 0600 keys, no overwrite without force.
+//! - [`lint`]: findings against a device profile; [`cabf`]: public CA lifetime limits.
 
+pub mod cabf;
 pub mod der;
 pub mod device_error;
 pub mod files;
 pub mod fingerprint;
 pub mod issue;
 pub mod keys;
+pub mod lint;
 pub mod profile;
 pub mod sniff;
 

@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod csr;
+mod lint;
 mod new;
 mod profiles;
 
@@ -28,6 +30,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     New(new::Args),
+    Csr(csr::Args),
+    Lint(lint::Args),
     Profiles(profiles::Args),
 }
 
@@ -35,6 +39,8 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::New(args) => new::run(args),
+        Command::Csr(args) => csr::run(args),
+        Command::Lint(args) => lint::run(args),
         Command::Profiles(args) => profiles::run(args),
     }
 }
