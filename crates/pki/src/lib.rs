@@ -10,6 +10,7 @@
 //! - [`device_error`]: the errors a device prints, for diagnosis.
 //! - [`keys`], [`issue`]: generating keys, certificates and CSRs.
 //! - [`sniff`]: reading any PEM/DER file into typed items.
+//! - [`inspect`]: what each item holds (names, validity, keys, extensions), serialisable.
 //! - [`files`]: atomic writes, 0600 keys, no overwrite without force.
 //! - [`lint`]: findings against a device profile; [`cabf`]: public CA lifetime limits.
 
@@ -18,6 +19,7 @@ pub mod der;
 pub mod device_error;
 pub mod files;
 pub mod fingerprint;
+pub mod inspect;
 pub mod issue;
 pub mod keys;
 pub mod lint;
