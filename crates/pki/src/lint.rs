@@ -275,7 +275,7 @@ fn item_rules(
             )),
         }
     }
-    chain_size_rules(file, o.profile, out);
+    chain_size_rules(file, all, o.profile, out);
 }
 
 fn cert_rules(
@@ -322,10 +322,10 @@ fn cert_rules(
             ));
         }
     }
-    if c.is_ca() {
+    if !is_end_entity(c, all) {
         return;
     }
-    // End-entity certificates only from here.
+    // Certificates a peer may present as its own from here.
     if !c.self_issued {
         if let Some(limit) = cabf::exceeded(c.validity.not_before, c.validity.not_after) {
             out.push(finding(
@@ -527,6 +527,13 @@ fn signature_rule(
             )
         });
     }
+}
+
+/// Whether a peer may present `c` as its own certificate: not a CA, or a
+/// self-signed one that signs nothing else given (`openssl req -x509` marks
+/// its self-signed server certificates CA:TRUE).
+fn is_end_entity(c: &CertInfo, all: &[Inspection<'_>]) -> bool {
+    !c.is_ca() || c.self_issued && !signs_another(c, all)
 }
 
 /// Whether another certificate given names `c` as its issuer.
@@ -772,10 +779,15 @@ fn role_from_stem(file: &str) -> Option<Role> {
 
 /// Sizes of the Certificate handshake message: what the device sends of its
 /// own chain must fit its output buffer, what it receives its input buffer.
-fn chain_size_rules(file: &Inspection<'_>, p: &Profile, out: &mut Vec<Finding>) {
+fn chain_size_rules(
+    file: &Inspection<'_>,
+    all: &[Inspection<'_>],
+    p: &Profile,
+    out: &mut Vec<Finding>,
+) {
     let certs: Vec<&CertInfo> = file.certificates().collect();
     let Some(leaf) = certs.first() else { return };
-    if leaf.is_ca() {
+    if !is_end_entity(leaf, all) {
         return;
     }
     let name = file.input.file;
@@ -836,7 +848,7 @@ fn match_keys(files: &[Inspection<'_>], out: &mut Vec<Finding>) {
     let leaves: Vec<(&str, &CertInfo)> = files
         .iter()
         .filter_map(|f| f.certificates().next().map(|c| (f.input.file, c)))
-        .filter(|(_, c)| !c.is_ca() || c.self_issued)
+        .filter(|(_, c)| is_end_entity(c, files))
         .collect();
     if leaves.is_empty() {
         return;

@@ -63,12 +63,17 @@ pub fn lint(dir: &Path, args: &[&str]) -> Linted {
 }
 
 /// A self-signed certificate made by `openssl req -x509` in DER, with extra arguments
-/// (key options, -sha1, -sigopt, -addext...). Writes `NAME.der` and returns its name.
+/// (key options, -sha1, -sigopt, -addext...). It names `NAME` in its subjectAltName
+/// unless `extra` sets one. Writes `NAME.der` and returns its name.
 pub fn openssl_cert(dir: &Path, name: &str, key_args: &[&str], extra: &[&str]) -> String {
     let der = format!("{name}.der");
     let mut args = vec!["req", "-x509", "-nodes", "-days", "30", "-subj"];
     let subject = format!("/CN={name}");
     args.push(&subject);
+    let san = format!("subjectAltName=DNS:{name}");
+    if !extra.iter().any(|a| a.starts_with("subjectAltName")) {
+        args.extend_from_slice(&["-addext", &san]);
+    }
     args.extend_from_slice(key_args);
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-outform", "DER", "-out", &der]);

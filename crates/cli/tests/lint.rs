@@ -1,0 +1,640 @@
+//! `devtls lint`: one real file per finding, made by OpenSSL or devtls, with
+//! the finding's id and the exit status asserted; and a clean set lints clean.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+
+use support::lint::{lint, openssl_cert};
+use support::{ok_in, openssl_ok, run_in, text};
+
+const P256: &[&str] = &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+
+fn dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn new_server(d: &Path) {
+    ok_in(
+        d,
+        &["new", "server", "--dns", "openmv", "--ip", "192.168.1.50"],
+    );
+}
+
+/// A CA (ca.pem, ca.key) and a leaf it signs with `x509 -req` extra arguments; returns the leaf's DER name.
+fn ca_issued(d: &Path, name: &str, x509_args: &[&str]) -> String {
+    if !d.join("ca.pem").exists() {
+        let mut args = vec![
+            "req",
+            "-x509",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=Test CA",
+            "-days",
+            "3650",
+        ];
+        args.extend_from_slice(P256);
+        openssl_ok(d, &args);
+    }
+    let (key, csr, der) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.der"),
+    );
+    let subject = format!("/CN={name}");
+    let san = format!("subjectAltName=DNS:{name}");
+    let mut args = vec![
+        "req", "-new", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subject, "-addext", &san,
+    ];
+    args.extend_from_slice(P256);
+    openssl_ok(d, &args);
+    let mut args = vec![
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        "4242",
+        "-copy_extensions",
+        "copy",
+        "-outform",
+        "DER",
+        "-out",
+        &der,
+    ];
+    args.extend_from_slice(x509_args);
+    openssl_ok(d, &args);
+    der
+}
+
+#[test]
+fn a_fresh_devtls_set_lints_clean() {
+    let d = dir();
+    let d = d.path();
+    new_server(d);
+    let all = [
+        "server.key",
+        "server.crt",
+        "server.der",
+        "server.key.der",
+        "--host",
+        "openmv",
+    ];
+    let r = lint(d, &all);
+    assert_eq!(r.code, 0, "{}", r.transcript);
+    assert!(r.ids.is_empty(), "{}", r.transcript);
+    let r = lint(
+        d,
+        &["server.der", "server.key.der", "--host", "192.168.1.50"],
+    );
+    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+    // The human form ends with the summary line.
+    let out = run_in(d, &["lint", "server.der", "server.key.der"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("2 files: 0 errors"), "{stdout}");
+    // A client set too.
+    ok_in(d, &["new", "client", "--cn", "sensor-01"]);
+    let r = lint(
+        d,
+        &[
+            "client.der",
+            "client.key.der",
+            "server.der",
+            "--host",
+            "openmv",
+        ],
+    );
+    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+}
+
+#[test]
+fn pem_where_the_device_needs_der() {
+    let d = dir();
+    let d = d.path();
+    new_server(d);
+    let r = lint(d, &["server.crt"]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert_eq!(r.ids, ["pem-not-der"], "{}", r.transcript);
+    assert_eq!(r.finding("pem-not-der")["severity"], "error");
+    assert!(r.finding("pem-not-der")["fix"]
+        .as_str()
+        .unwrap()
+        .contains("devtls convert server.crt"));
+    let r = lint(d, &["server.key"]);
+    assert_eq!(
+        (r.code, r.ids.as_slice()),
+        (1, &["pem-not-der".to_string()][..])
+    );
+    // Newer firmware reads PEM.
+    let r = lint(d, &["server.crt", "--profile", "micropython-pem"]);
+    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+    // The human line carries severity, id, file, message and fix.
+    let out = run_in(d, &["lint", "server.crt"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().next().unwrap();
+    assert!(
+        line.contains("error")
+            && line.contains("[pem-not-der] server.crt:")
+            && line.contains("fix:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 file: 1 error"), "{stdout}");
+}
+
+#[test]
+fn concatenated_der_is_a_warning() {
+    let d = dir();
+    let d = d.path();
+    new_server(d);
+    ok_in(d, &["new", "client", "--cn", "sensor-01"]);
+    let mut both = fs::read(d.join("server.der")).unwrap();
+    both.extend(fs::read(d.join("client.der")).unwrap());
+    fs::write(d.join("anchors.der"), both).unwrap();
+    let r = lint(d, &["anchors.der"]);
+    assert_eq!(r.code, 0, "{}", r.transcript);
+    assert_eq!(r.ids, ["concatenated-der"], "{}", r.transcript);
+    assert_eq!(r.finding("concatenated-der")["severity"], "warning");
+}
+
+#[test]
+fn key_with_trailing_bytes() {
+    let d = dir();
+    let d = d.path();
+    new_server(d);
+    let mut key = fs::read(d.join("server.key.der")).unwrap();
+    key.extend([0u8; 4]);
+    fs::write(d.join("padded.key.der"), key).unwrap();
+    let r = lint(d, &["padded.key.der"]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert_eq!(r.ids, ["key-trailing-bytes"], "{}", r.transcript);
+    // The key itself is still the certificate's: no mismatch reported.
+    let r = lint(d, &["padded.key.der", "server.der"]);
+    assert_eq!(r.ids, ["key-trailing-bytes"], "{}", r.transcript);
+}
+
+#[test]
+fn encrypted_keys_pkcs8_and_legacy_pem() {
+    let d = dir();
+    let d = d.path();
+    new_server(d);
+    openssl_ok(
+        d,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            "server.key",
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            "pass:secret",
+            "-outform",
+            "DER",
+            "-out",
+            "enc.key.der",
+        ],
+    );
+    let r = lint(d, &["enc.key.der"]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert_eq!(r.ids, ["encrypted-key"], "{}", r.transcript);
+    openssl_ok(
+        d,
+        &[
+            "ec",
+            "-in",
+            "server.key",
+            "-aes128",
+            "-passout",
+            "pass:secret",
+            "-out",
+            "legacy.key",
+        ],
+    );
+    assert!(fs::read_to_string(d.join("legacy.key"))
+        .unwrap()
+        .contains("Proc-Type: 4,ENCRYPTED"));
+    let r = lint(d, &["legacy.key"]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert!(r.has("encrypted-key"), "{}", r.transcript);
+}
+
+#[test]
+fn sha1_signatures() {
+    let d = dir();
+    let d = d.path();
+    // Self-signed with SHA-1, as a server would present it.
+    let old = openssl_cert(d, "old", P256, &["-sha1"]);
+    let r = lint(d, &[&old]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert_eq!(r.ids, ["sig-hash"], "{}", r.transcript);
+    assert!(r.finding("sig-hash")["message"]
+        .as_str()
+        .unwrap()
+        .contains("ecdsa-with-SHA1"));
+    // A CA-issued leaf signed with SHA-1.
+    let leaf = ca_issued(d, "leaf1", &["-sha1", "-days", "30"]);
+    let r = lint(d, &[&leaf]);
+    assert_eq!(
+        (r.code, r.ids.as_slice()),
+        (1, &["sig-hash".to_string()][..])
+    );
+}
+
+#[test]
+fn sha1_root_above_another_certificate_is_only_a_note() {
+    let d = dir();
+    let d = d.path();
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-sha1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=Old Root",
+        "-days",
+        "3650",
+    ];
+    args.extend_from_slice(P256);
+    openssl_ok(d, &args);
+    openssl_ok(
+        d,
+        &["x509", "-in", "ca.pem", "-outform", "DER", "-out", "ca.der"],
+    );
+    let leaf = ca_issued(d, "leaf", &["-sha256", "-days", "30"]);
+    let r = lint(d, &["ca.der", &leaf]);
+    assert_eq!(r.code, 0, "{}", r.transcript);
+    assert_eq!(r.ids, ["sig-hash"], "{}", r.transcript);
+    assert_eq!(r.finding("sig-hash")["severity"], "note");
+}
+
+#[test]
+fn rsa_1024_in_certificate_and_key() {
+    let d = dir();
+    let d = d.path();
+    let cert = openssl_cert(
+        d,
+        "small",
+        &["-newkey", "rsa:1024", "-keyout", "small.key"],
+        &["-sha256"],
+    );
+    let r = lint(d, &[&cert]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert_eq!(r.ids, ["key-rsa-small"], "{}", r.transcript);
+    openssl_ok(
+        d,
+        &[
+            "pkey",
+            "-in",
+            "small.key",
+            "-outform",
+            "DER",
+            "-out",
+            "small.key.der",
+        ],
+    );
+    let r = lint(d, &["small.key.der"]);
+    assert_eq!(
+        (r.code, r.ids.as_slice()),
+        (1, &["key-rsa-small".to_string()][..])
+    );
+    // The same files are fine for a profile that allows it? No: min_rsa_bits is 2048 everywhere.
+    let r = lint(d, &["small.key.der", "--profile", "modern"]);
+    assert!(r.has("key-rsa-small"), "{}", r.transcript);
+}
+
+#[test]
+fn ed25519_key_and_certificate() {
+    let d = dir();
+    let d = d.path();
+    openssl_ok(d, &["genpkey", "-algorithm", "ed25519", "-out", "ed.pem"]);
+    openssl_ok(
+        d,
+        &[
+            "pkey",
+            "-in",
+            "ed.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "ed.key.der",
+        ],
+    );
+    let r = lint(d, &["ed.key.der"]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert_eq!(r.ids, ["key-ed25519"], "{}", r.transcript);
+    let cert = openssl_cert(d, "ed", &["-key", "ed.pem"], &[]);
+    let r = lint(d, &[&cert, "ed.key.der"]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert!(
+        r.has("key-ed25519") && r.has("sig-ed25519"),
+        "{}",
+        r.transcript
+    );
+    assert!(!r.has("key-cert-mismatch"), "{}", r.transcript);
+    // The modern profile takes Ed25519.
+    let r = lint(d, &[&cert, "ed.key.der", "--profile", "modern"]);
+    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+}
+
+#[test]
+fn secp256k1_key_and_certificate() {
+    let d = dir();
+    let d = d.path();
+    openssl_ok(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "secp256k1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "k1.pem",
+        ],
+    );
+    openssl_ok(
+        d,
+        &[
+            "pkey",
+            "-in",
+            "k1.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "k1.key.der",
+        ],
+    );
+    let r = lint(d, &["k1.key.der"]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert_eq!(r.ids, ["key-secp256k1"], "{}", r.transcript);
+    let cert = openssl_cert(d, "k1", &["-key", "k1.pem"], &["-sha256"]);
+    let r = lint(d, &[&cert]);
+    assert_eq!(
+        (r.code, r.ids.as_slice()),
+        (1, &["key-secp256k1".to_string()][..])
+    );
+}
+
+#[test]
+fn rsa_pss_signature_and_key() {
+    let d = dir();
+    let d = d.path();
+    let cert = openssl_cert(
+        d,
+        "pss",
+        &["-newkey", "rsa:2048", "-keyout", "pss.key"],
+        &["-sha256", "-sigopt", "rsa_padding_mode:pss"],
+    );
+    let r = lint(d, &[&cert]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert_eq!(r.ids, ["sig-rsa-pss"], "{}", r.transcript);
+    openssl_ok(
+        d,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA-PSS",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-outform",
+            "DER",
+            "-out",
+            "psskey.der",
+        ],
+    );
+    let r = lint(d, &["psskey.der"]);
+    assert_eq!(
+        (r.code, r.ids.as_slice()),
+        (1, &["key-rsa-pss".to_string()][..])
+    );
+}
+
+#[test]
+fn critical_name_constraints_and_policies() {
+    let d = dir();
+    let d = d.path();
+    let nc = openssl_cert(
+        d,
+        "nc",
+        P256,
+        &[
+            "-addext",
+            "nameConstraints=critical,permitted;DNS:.example.com",
+        ],
+    );
+    let r = lint(d, &[&nc]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert_eq!(r.ids, ["critical-name-constraints"], "{}", r.transcript);
+    let pol = openssl_cert(
+        d,
+        "pol",
+        P256,
+        &["-addext", "certificatePolicies=critical,1.2.3.4"],
+    );
+    let r = lint(d, &[&pol]);
+    assert_eq!(
+        (r.code, r.ids.as_slice()),
+        (1, &["critical-policies".to_string()][..])
+    );
+    // Critical anyPolicy alone is accepted by the device.
+    let any = openssl_cert(
+        d,
+        "any",
+        P256,
+        &["-addext", "certificatePolicies=critical,anyPolicy"],
+    );
+    let r = lint(d, &[&any]);
+    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+}
+
+#[test]
+fn expired_and_not_yet_valid_at_the_given_time() {
+    let d = dir();
+    let d = d.path();
+    new_server(d);
+    let r = lint(d, &["server.der", "--at", "2100-01-01"]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert_eq!(r.ids, ["expired"], "{}", r.transcript);
+    let r = lint(d, &["server.der", "--at", "2000-01-01T00:00:00Z"]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert_eq!(r.ids, ["not-yet-valid"], "{}", r.transcript);
+    // The openmv device's clock starts unset: the message says so.
+    let message = r.finding("not-yet-valid")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("clock"), "{message}");
+    let r = lint(
+        d,
+        &["server.der", "--at", "2000-01-01", "--profile", "modern"],
+    );
+    assert!(
+        !r.finding("not-yet-valid")["message"]
+            .as_str()
+            .unwrap()
+            .contains("clock"),
+        "{}",
+        r.transcript
+    );
+    // A bad --at is unusable input.
+    let out = run_in(d, &["lint", "server.der", "--at", "next tuesday"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("YYYY-MM-DD"));
+}
+
+#[test]
+fn key_and_certificate_that_do_not_match() {
+    let d = dir();
+    let d = d.path();
+    new_server(d);
+    ok_in(d, &["new", "client", "--cn", "sensor-01"]);
+    let r = lint(d, &["server.der", "client.key.der"]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert_eq!(r.ids, ["key-cert-mismatch"], "{}", r.transcript);
+    assert_eq!(r.finding("key-cert-mismatch")["file"], "client.key.der");
+}
+
+#[test]
+fn host_not_in_the_san_with_wildcards_and_ips() {
+    let d = dir();
+    let d = d.path();
+    new_server(d);
+    let r = lint(d, &["server.der", "--host", "camera.local"]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert_eq!(r.ids, ["host-mismatch"], "{}", r.transcript);
+    let r = lint(d, &["server.der", "--host", "192.168.1.51"]);
+    assert_eq!(
+        (r.code, r.ids.as_slice()),
+        (1, &["host-mismatch".to_string()][..])
+    );
+    let wild = openssl_cert(
+        d,
+        "server-wild",
+        P256,
+        &["-addext", "subjectAltName=DNS:*.example.com"],
+    );
+    let r = lint(d, &[&wild, "--host", "cam.example.com"]);
+    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+    for wrong in ["a.cam.example.com", "example.com"] {
+        let r = lint(d, &[&wild, "--host", wrong]);
+        assert_eq!(r.ids, ["host-mismatch"], "{wrong}: {}", r.transcript);
+    }
+}
+
+#[test]
+fn cn_only_certificate_is_noted() {
+    let d = dir();
+    let d = d.path();
+    // openssl req -x509 without -addext: the name only in the CN.
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-nodes",
+        "-subj",
+        "/CN=server-cn",
+        "-outform",
+        "DER",
+        "-out",
+        "server-cn.der",
+    ];
+    args.extend_from_slice(P256);
+    openssl_ok(d, &args);
+    let cert = "server-cn.der";
+    let r = lint(d, &[cert, "--host", "server-cn"]);
+    assert_eq!(r.code, 0, "{}", r.transcript);
+    assert_eq!(r.ids, ["cn-only"], "{}", r.transcript);
+    assert_eq!(r.finding("cn-only")["severity"], "note");
+    // The modern profile has no CN fallback: the name does not match at all.
+    let r = lint(d, &[cert, "--host", "server-cn", "--profile", "modern"]);
+    assert_eq!(
+        (r.code, r.ids.as_slice()),
+        (1, &["host-mismatch".to_string()][..])
+    );
+}
+
+#[test]
+fn eku_wrong_for_the_role() {
+    let d = dir();
+    let d = d.path();
+    ok_in(d, &["new", "client", "--cn", "sensor-01"]);
+    let r = lint(d, &["client.der", "--role", "server"]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert!(r.has("eku-role"), "{}", r.transcript);
+    // The role guessed from the file name.
+    fs::copy(d.join("client.der"), d.join("server.der")).unwrap();
+    let r = lint(d, &["server.der"]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert!(r.has("eku-role"), "{}", r.transcript);
+    // As a client it is right.
+    let r = lint(d, &["client.der", "--role", "client"]);
+    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+}
+
+#[test]
+fn own_chain_over_the_output_buffer() {
+    let d = dir();
+    let d = d.path();
+    let names: Vec<String> = (0..200)
+        .map(|i| format!("DNS:camera-{i:03}.devices.example.com"))
+        .collect();
+    let san = format!("subjectAltName={}", names.join(","));
+    let big = openssl_cert(d, "big", P256, &["-addext", &san]);
+    assert!(fs::metadata(d.join(&big)).unwrap().len() > 4096);
+    let r = lint(d, &[&big]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert_eq!(r.ids, ["chain-over-output-buffer"], "{}", r.transcript);
+    assert!(r.finding("chain-over-output-buffer")["message"]
+        .as_str()
+        .unwrap()
+        .contains("4096"));
+}
+
+#[test]
+fn ca_issued_lifetime_beyond_the_cabf_maximum() {
+    let d = dir();
+    let d = d.path();
+    let long = ca_issued(d, "long", &["-days", "500"]);
+    let r = lint(d, &[&long]);
+    assert_eq!(r.code, 0, "{}", r.transcript);
+    assert_eq!(r.ids, ["lifetime-over-cabf"], "{}", r.transcript);
+    assert_eq!(r.finding("lifetime-over-cabf")["severity"], "warning");
+    let short = ca_issued(d, "short", &["-days", "45"]);
+    let r = lint(d, &[&short]);
+    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+    // A self-signed certificate is no public CA's: devtls new's 365 days are fine.
+    new_server(d);
+    let r = lint(d, &["server.der"]);
+    assert!(r.ids.is_empty(), "{}", r.transcript);
+}
+
+#[test]
+fn unusable_input_exits_2_naming_the_file() {
+    let d = dir();
+    let d = d.path();
+    fs::write(d.join("noise.der"), b"\x01\x02 not a certificate at all").unwrap();
+    let out = run_in(d, &["lint", "noise.der"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("noise.der") && err.lines().count() == 1,
+        "{err}"
+    );
+    let out = run_in(d, &["lint", "missing.der"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = run_in(d, &["lint", "x.der", "--profile", "nokia"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
