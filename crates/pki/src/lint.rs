@@ -12,6 +12,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::cabf;
+use crate::device_error::{self, verify_text};
 use crate::inspect::{self, CertInfo, Details, Inspected, KeyAlgorithm, KeyInfo, SignatureFamily};
 use crate::issue::Role;
 use crate::profile::{Curve, Profile};
@@ -159,9 +160,9 @@ fn file_rules(input: &Input<'_>, all: &[Input<'_>], o: &Options<'_>, out: &mut V
                      ValueError('{}'))",
                     p.name,
                     if secret {
-                        "invalid key"
+                        verify_text::INVALID_KEY
                     } else {
-                        "invalid cert"
+                        verify_text::INVALID_CERT
                     }
                 ),
                 format!(
@@ -202,8 +203,9 @@ fn file_rules(input: &Input<'_>, all: &[Input<'_>], o: &Options<'_>, out: &mut V
                     file,
                     format!(
                         "an {}; the device has no way to take a password and fails with \
-                         ValueError('invalid key')",
-                        item.kind.describe()
+                         ValueError('{}')",
+                        item.kind.describe(),
+                        verify_text::INVALID_KEY
                     ),
                     format!(
                         "decrypt it for the device: devtls convert {file} --to der -o {}.key.der \
@@ -219,9 +221,10 @@ fn file_rules(input: &Input<'_>, all: &[Input<'_>], o: &Options<'_>, out: &mut V
                     file,
                     format!(
                         "{} byte{} after the key structure; the device's mbedTLS refuses the \
-                         key (ValueError('invalid key'))",
+                         key (ValueError('{}'))",
                         item.trailing_bytes,
-                        if item.trailing_bytes == 1 { "" } else { "s" }
+                        if item.trailing_bytes == 1 { "" } else { "s" },
+                        verify_text::INVALID_KEY
                     ),
                     format!(
                         "rewrite it without the extra bytes: devtls convert {file} --to der -o {}.key.der",
@@ -299,8 +302,9 @@ fn cert_rules(
                 file,
                 format!(
                     "{who} has a critical nameConstraints extension; the {} profile's mbedTLS \
-                     rejects the chain (-0x2562)",
-                    p.name
+                     rejects the chain ({})",
+                    p.name,
+                    device_error::NAME_CONSTRAINTS.hex()
                 ),
                 "issue the CA without nameConstraints, or mark it non-critical".into(),
             ));
@@ -314,9 +318,10 @@ fn cert_rules(
                 file,
                 format!(
                     "{who} has a critical certificatePolicies extension ({}); the {} profile's \
-                     mbedTLS accepts only anyPolicy there and rejects the chain (-0x2080)",
+                     mbedTLS accepts only anyPolicy there and rejects the chain ({})",
                     pol.oids.join(", "),
-                    p.name
+                    p.name,
+                    device_error::CRITICAL_POLICIES.hex()
                 ),
                 "issue it with certificatePolicies non-critical (or anyPolicy only)".into(),
             ));
@@ -388,8 +393,11 @@ fn key_rule(k: &KeyInfo, what: &str, file: &str, p: &Profile, out: &mut Vec<Find
                 file,
                 format!(
                     "the {what} is {}; the {} profile needs RSA of at least {} bits \
-                     (the device says 'unacceptable key')",
-                    k.description, p.name, p.min_rsa_bits
+                     (the device says '{}')",
+                    k.description,
+                    p.name,
+                    p.min_rsa_bits,
+                    verify_text::BAD_KEY
                 ),
                 fix.into(),
             ));
@@ -437,9 +445,12 @@ fn key_rule(k: &KeyInfo, what: &str, file: &str, p: &Profile, out: &mut Vec<Find
         id,
         file,
         format!(
-            "the {what} is {}: {why} by the {} profile (the device says 'invalid key' or \
-             fails the chain with -0x3C80)",
-            k.description, p.name
+            "the {what} is {}: {why} by the {} profile (the device says '{}' or \
+             fails the chain with {})",
+            k.description,
+            p.name,
+            verify_text::INVALID_KEY,
+            device_error::UNKNOWN_PK_ALG.hex()
         ),
         fix.into(),
     ));
@@ -466,8 +477,10 @@ fn signature_rule(
             file,
             format!(
                 "{who} is signed with RSA-PSS ({}); the {} profile's mbedTLS cannot parse \
-                 it (-0x2300)",
-                sig.name, p.name
+                 it ({})",
+                sig.name,
+                p.name,
+                device_error::RSA_PSS.hex()
             ),
             reissue.into(),
         ));
@@ -520,8 +533,10 @@ fn signature_rule(
                 file,
                 format!(
                     "{who} is signed with {}; the {} profile accepts {hashes} only \
-                     (the device says 'unacceptable hash')",
-                    sig.name, p.name
+                     (the device says '{}')",
+                    sig.name,
+                    p.name,
+                    verify_text::BAD_MD
                 ),
                 reissue.into(),
             )
@@ -559,10 +574,11 @@ fn validity_rule(c: &CertInfo, who: &str, file: &str, p: &Profile, out: &mut Vec
             "expired",
             file,
             format!(
-                "{who} expired {} ({} days before {}): the device says 'validity has expired'",
+                "{who} expired {} ({} days before {}): the device says '{}'",
                 v.not_after.date(),
                 v.days_since_expiry.unwrap_or(0),
-                v.at.date()
+                v.at.date(),
+                verify_text::EXPIRED
             ),
             "renew it and copy the new DER file to the device".into(),
         )),
@@ -571,11 +587,11 @@ fn validity_rule(c: &CertInfo, who: &str, file: &str, p: &Profile, out: &mut Vec
             "not-yet-valid",
             file,
             format!(
-                "{who} is valid only from {} ({} days after {}): the device says 'validity \
-                 starts in the future'{clock}",
+                "{who} is valid only from {} ({} days after {}): the device says '{}'{clock}",
                 v.not_before.date(),
                 v.days_until_valid.unwrap_or(0),
-                v.at.date()
+                v.at.date(),
+                verify_text::FUTURE
             ),
             if p.clock_starts_unset {
                 "set the device's clock before connecting (ntptime.settime()), or check --at".into()
@@ -598,13 +614,14 @@ fn host_rule(c: &CertInfo, who: &str, file: &str, o: &Options<'_>, out: &mut Vec
                 file,
                 format!(
                     "{who} has no subjectAltName and {}; a client checking '{}' refuses it \
-                     (the device says 'CN does not match')",
+                     (the device says '{}')",
                     if p.cn_fallback {
                         "its CN does not match"
                     } else {
                         "the profile ignores the CN"
                     },
-                    o.host.unwrap_or_default()
+                    o.host.unwrap_or_default(),
+                    verify_text::CN_MISMATCH
                 ),
                 format!(
                     "make it with the name in the SAN: devtls new server --dns {}",
@@ -655,13 +672,13 @@ fn host_rule(c: &CertInfo, who: &str, file: &str, o: &Options<'_>, out: &mut Vec
             "host-mismatch",
             file,
             format!(
-                "'{host}' is not in the subjectAltName of {who} ({}); the device says 'CN does \
-                 not match'",
+                "'{host}' is not in the subjectAltName of {who} ({}); the device says '{}'",
                 if names.is_empty() {
                     "no DNS or IP names".to_string()
                 } else {
                     names.join(", ")
-                }
+                },
+                verify_text::CN_MISMATCH
             ),
             format!(
                 "connect with one of those names as server_hostname, or reissue with --{} {host}",
@@ -742,18 +759,18 @@ fn eku_rule(
             file,
             format!(
                 "{who} is used as a {role_word} certificate{} but its extendedKeyUsage is {}, \
-                 without {wanted}; the device's peer refuses it ('usage does not match the \
-                 extendedKeyUsage extension')",
-                if o.role.is_some() {
-                    ""
-                } else {
+                 without {wanted}; the device's peer refuses it ('{}')",
+                if o.role.is_none() && role.is_some() {
                     " (guessed from the file name)"
+                } else {
+                    ""
                 },
                 if has.is_empty() {
                     "empty".to_string()
                 } else {
                     has.join(", ")
-                }
+                },
+                verify_text::BAD_USAGE
             ),
             format!(
                 "make a {role_word} certificate: devtls new {}",
@@ -801,10 +818,12 @@ fn chain_size_rules(
             format!(
                 "presented by the device, this chain ({presented} certificate{}) makes a \
                  {own}-byte Certificate message, over the {}-byte output buffer of the {} \
-                 profile (-0x6A00 BUFFER_TOO_SMALL)",
+                 profile ({} {})",
                 if presented == 1 { "" } else { "s" },
                 p.output_buffer,
-                p.name
+                p.name,
+                device_error::BUFFER_TOO_SMALL.hex(),
+                device_error::BUFFER_TOO_SMALL.name
             ),
             "use fewer names or a smaller key (P-256), or a shorter chain".into(),
         ));
@@ -945,6 +964,17 @@ mod tests {
             ["key-trailing-bytes"]
         );
         assert!(lint(&[input], &options(&profile::MODERN)).is_empty());
+    }
+
+    #[test]
+    fn wildcards_match_one_left_most_label_only() {
+        assert!(dns_matches("*.example.com", "cam.example.com"));
+        assert!(dns_matches("*.Example.COM", "CAM.example.com."));
+        assert!(!dns_matches("*.example.com", "a.cam.example.com"));
+        assert!(!dns_matches("*.example.com", "example.com"));
+        assert!(!dns_matches("cam.*.com", "cam.example.com"));
+        assert!(dns_matches("openmv", "openmv"));
+        assert!(!dns_matches("", ""));
     }
 
     #[test]
