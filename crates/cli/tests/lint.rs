@@ -506,6 +506,30 @@ fn key_and_certificate_that_do_not_match() {
     assert_eq!(r.code, 1, "{}", r.transcript);
     assert_eq!(r.ids, ["key-cert-mismatch"], "{}", r.transcript);
     assert_eq!(r.finding("key-cert-mismatch")["file"], "client.key.der");
+    // The key's own certificate by name decides, even beside another leaf.
+    let r = lint(d, &["server.der", "client.der", "client.key.der"]);
+    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+    fs::copy(d.join("server.der"), d.join("client.der")).unwrap();
+    let r = lint(d, &["client.der", "client.key.der", "--role", "server"]);
+    assert_eq!(r.ids, ["key-cert-mismatch"], "{}", r.transcript);
+    // A CA given beside a device key is its anchor, not its certificate.
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.der",
+        "-outform",
+        "DER",
+        "-subj",
+        "/CN=Test CA",
+    ];
+    args.extend_from_slice(P256);
+    openssl_ok(d, &args);
+    let r = lint(d, &["ca.der", "server.key.der"]);
+    assert!(r.code == 0 && !r.has("key-cert-mismatch"), "{}", r.transcript);
 }
 
 #[test]

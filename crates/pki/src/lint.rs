@@ -862,7 +862,7 @@ fn certificate_message_len(certs: &[&CertInfo]) -> usize {
     4 + 3 + certs.iter().map(|c| 3 + c.der_size).sum::<usize>()
 }
 
-/// Each private key must belong to one of the end-entity certificates given with it.
+/// Each private key must belong to the end-entity certificate given with it.
 fn match_keys(files: &[Inspection<'_>], out: &mut Vec<Finding>) {
     let leaves: Vec<(&str, &CertInfo)> = files
         .iter()
@@ -880,10 +880,21 @@ fn match_keys(files: &[Inspection<'_>], out: &mut Vec<Finding>) {
             let Some(spki) = &key.public_key_sha256 else {
                 continue;
             };
-            if leaves.iter().any(|(_, c)| &c.public_key_sha256 == spki) {
+            // Its own certificate by name (server.key.der and server.der) if
+            // given; else any certificate that is certainly a leaf (a CA given
+            // beside a device key is there as the anchor, not as its certificate).
+            let key_stem = stem(file.input.file);
+            let same_stem: Vec<_> = leaves.iter().filter(|(f, _)| stem(f) == key_stem).collect();
+            let candidates: Vec<_> = if same_stem.is_empty() {
+                leaves.iter().filter(|(_, c)| !c.is_ca()).collect()
+            } else {
+                same_stem
+            };
+            if candidates.is_empty() || candidates.iter().any(|(_, c)| &c.public_key_sha256 == spki)
+            {
                 continue;
             }
-            let names: Vec<&str> = leaves.iter().map(|(f, _)| *f).collect();
+            let names: Vec<&str> = candidates.iter().map(|(f, _)| *f).collect();
             out.push(finding(
                 Severity::Error,
                 "key-cert-mismatch",
