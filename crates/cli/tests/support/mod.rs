@@ -154,3 +154,4 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> Output {
     out
 }
 pub mod lint;
+pub mod peers;
