@@ -529,7 +529,11 @@ fn key_and_certificate_that_do_not_match() {
     args.extend_from_slice(P256);
     openssl_ok(d, &args);
     let r = lint(d, &["ca.der", "server.key.der"]);
-    assert!(r.code == 0 && !r.has("key-cert-mismatch"), "{}", r.transcript);
+    assert!(
+        r.code == 0 && !r.has("key-cert-mismatch"),
+        "{}",
+        r.transcript
+    );
 }
 
 #[test]
