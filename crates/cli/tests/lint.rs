@@ -89,14 +89,12 @@ fn a_fresh_devtls_set_lints_clean() {
         "--host",
         "openmv",
     ];
-    let r = lint(d, &all);
-    assert_eq!(r.code, 0, "{}", r.transcript);
-    assert!(r.ids.is_empty(), "{}", r.transcript);
+    lint(d, &all).expect(0, &[]);
     let r = lint(
         d,
         &["server.der", "server.key.der", "--host", "192.168.1.50"],
     );
-    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+    r.expect(0, &[]);
     // The human form ends with the summary line.
     let out = run_in(d, &["lint", "server.der", "server.key.der"]);
     assert_eq!(out.status.code(), Some(0));
@@ -114,7 +112,7 @@ fn a_fresh_devtls_set_lints_clean() {
             "openmv",
         ],
     );
-    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+    r.expect(0, &[]);
 }
 
 #[test]
@@ -123,21 +121,17 @@ fn pem_where_the_device_needs_der() {
     let d = d.path();
     new_server(d);
     let r = lint(d, &["server.crt"]);
-    assert_eq!(r.code, 1, "{}", r.transcript);
-    assert_eq!(r.ids, ["pem-not-der"], "{}", r.transcript);
+    r.expect(1, &["pem-not-der"]);
     assert_eq!(r.finding("pem-not-der")["severity"], "error");
     assert!(r.finding("pem-not-der")["fix"]
         .as_str()
         .unwrap()
         .contains("devtls convert server.crt"));
     let r = lint(d, &["server.key"]);
-    assert_eq!(
-        (r.code, r.ids.as_slice()),
-        (1, &["pem-not-der".to_string()][..])
-    );
+    r.expect(1, &["pem-not-der"]);
     // Newer firmware reads PEM.
     let r = lint(d, &["server.crt", "--profile", "micropython-pem"]);
-    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+    r.expect(0, &[]);
     // The human line carries severity, id, file, message and fix.
     let out = run_in(d, &["lint", "server.crt"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -161,8 +155,7 @@ fn concatenated_der_is_a_warning() {
     both.extend(fs::read(d.join("client.der")).unwrap());
     fs::write(d.join("anchors.der"), both).unwrap();
     let r = lint(d, &["anchors.der"]);
-    assert_eq!(r.code, 0, "{}", r.transcript);
-    assert_eq!(r.ids, ["concatenated-der"], "{}", r.transcript);
+    r.expect(0, &["concatenated-der"]);
     assert_eq!(r.finding("concatenated-der")["severity"], "warning");
 }
 
@@ -175,11 +168,9 @@ fn key_with_trailing_bytes() {
     key.extend([0u8; 4]);
     fs::write(d.join("padded.key.der"), key).unwrap();
     let r = lint(d, &["padded.key.der"]);
-    assert_eq!(r.code, 1, "{}", r.transcript);
-    assert_eq!(r.ids, ["key-trailing-bytes"], "{}", r.transcript);
+    r.expect(1, &["key-trailing-bytes"]);
     // The key itself is still the certificate's: no mismatch reported.
-    let r = lint(d, &["padded.key.der", "server.der"]);
-    assert_eq!(r.ids, ["key-trailing-bytes"], "{}", r.transcript);
+    lint(d, &["padded.key.der", "server.der"]).expect(1, &["key-trailing-bytes"]);
 }
 
 #[test]
@@ -205,8 +196,7 @@ fn encrypted_keys_pkcs8_and_legacy_pem() {
         ],
     );
     let r = lint(d, &["enc.key.der"]);
-    assert_eq!(r.code, 1, "{}", r.transcript);
-    assert_eq!(r.ids, ["encrypted-key"], "{}", r.transcript);
+    r.expect(1, &["encrypted-key"]);
     openssl_ok(
         d,
         &[
@@ -235,8 +225,7 @@ fn sha1_signatures() {
     // Self-signed with SHA-1, as a server would present it.
     let old = openssl_cert(d, "old", P256, &["-sha1"]);
     let r = lint(d, &[&old]);
-    assert_eq!(r.code, 1, "{}", r.transcript);
-    assert_eq!(r.ids, ["sig-hash"], "{}", r.transcript);
+    r.expect(1, &["sig-hash"]);
     assert!(r.finding("sig-hash")["message"]
         .as_str()
         .unwrap()
@@ -244,10 +233,7 @@ fn sha1_signatures() {
     // A CA-issued leaf signed with SHA-1.
     let leaf = ca_issued(d, "leaf1", &["-sha1", "-days", "30"]);
     let r = lint(d, &[&leaf]);
-    assert_eq!(
-        (r.code, r.ids.as_slice()),
-        (1, &["sig-hash".to_string()][..])
-    );
+    r.expect(1, &["sig-hash"]);
 }
 
 #[test]
@@ -276,8 +262,7 @@ fn sha1_root_above_another_certificate_is_only_a_note() {
     );
     let leaf = ca_issued(d, "leaf", &["-sha256", "-days", "30"]);
     let r = lint(d, &["ca.der", &leaf]);
-    assert_eq!(r.code, 0, "{}", r.transcript);
-    assert_eq!(r.ids, ["sig-hash"], "{}", r.transcript);
+    r.expect(0, &["sig-hash"]);
     assert_eq!(r.finding("sig-hash")["severity"], "note");
 }
 
@@ -292,8 +277,7 @@ fn rsa_1024_in_certificate_and_key() {
         &["-sha256"],
     );
     let r = lint(d, &[&cert]);
-    assert_eq!(r.code, 1, "{}", r.transcript);
-    assert_eq!(r.ids, ["key-rsa-small"], "{}", r.transcript);
+    r.expect(1, &["key-rsa-small"]);
     openssl_ok(
         d,
         &[
@@ -307,10 +291,7 @@ fn rsa_1024_in_certificate_and_key() {
         ],
     );
     let r = lint(d, &["small.key.der"]);
-    assert_eq!(
-        (r.code, r.ids.as_slice()),
-        (1, &["key-rsa-small".to_string()][..])
-    );
+    r.expect(1, &["key-rsa-small"]);
     // The same files are fine for a profile that allows it? No: min_rsa_bits is 2048 everywhere.
     let r = lint(d, &["small.key.der", "--profile", "modern"]);
     assert!(r.has("key-rsa-small"), "{}", r.transcript);
@@ -334,8 +315,7 @@ fn ed25519_key_and_certificate() {
         ],
     );
     let r = lint(d, &["ed.key.der"]);
-    assert_eq!(r.code, 1, "{}", r.transcript);
-    assert_eq!(r.ids, ["key-ed25519"], "{}", r.transcript);
+    r.expect(1, &["key-ed25519"]);
     let cert = openssl_cert(d, "ed", &["-key", "ed.pem"], &[]);
     let r = lint(d, &[&cert, "ed.key.der"]);
     assert_eq!(r.code, 1, "{}", r.transcript);
@@ -347,7 +327,7 @@ fn ed25519_key_and_certificate() {
     assert!(!r.has("key-cert-mismatch"), "{}", r.transcript);
     // The modern profile takes Ed25519.
     let r = lint(d, &[&cert, "ed.key.der", "--profile", "modern"]);
-    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+    r.expect(0, &[]);
 }
 
 #[test]
@@ -379,14 +359,10 @@ fn secp256k1_key_and_certificate() {
         ],
     );
     let r = lint(d, &["k1.key.der"]);
-    assert_eq!(r.code, 1, "{}", r.transcript);
-    assert_eq!(r.ids, ["key-secp256k1"], "{}", r.transcript);
+    r.expect(1, &["key-secp256k1"]);
     let cert = openssl_cert(d, "k1", &["-key", "k1.pem"], &["-sha256"]);
     let r = lint(d, &[&cert]);
-    assert_eq!(
-        (r.code, r.ids.as_slice()),
-        (1, &["key-secp256k1".to_string()][..])
-    );
+    r.expect(1, &["key-secp256k1"]);
 }
 
 #[test]
@@ -400,8 +376,7 @@ fn rsa_pss_signature_and_key() {
         &["-sha256", "-sigopt", "rsa_padding_mode:pss"],
     );
     let r = lint(d, &[&cert]);
-    assert_eq!(r.code, 1, "{}", r.transcript);
-    assert_eq!(r.ids, ["sig-rsa-pss"], "{}", r.transcript);
+    r.expect(1, &["sig-rsa-pss"]);
     openssl_ok(
         d,
         &[
@@ -417,10 +392,7 @@ fn rsa_pss_signature_and_key() {
         ],
     );
     let r = lint(d, &["psskey.der"]);
-    assert_eq!(
-        (r.code, r.ids.as_slice()),
-        (1, &["key-rsa-pss".to_string()][..])
-    );
+    r.expect(1, &["key-rsa-pss"]);
 }
 
 #[test]
@@ -437,8 +409,7 @@ fn critical_name_constraints_and_policies() {
         ],
     );
     let r = lint(d, &[&nc]);
-    assert_eq!(r.code, 1, "{}", r.transcript);
-    assert_eq!(r.ids, ["critical-name-constraints"], "{}", r.transcript);
+    r.expect(1, &["critical-name-constraints"]);
     let pol = openssl_cert(
         d,
         "pol",
@@ -446,10 +417,7 @@ fn critical_name_constraints_and_policies() {
         &["-addext", "certificatePolicies=critical,1.2.3.4"],
     );
     let r = lint(d, &[&pol]);
-    assert_eq!(
-        (r.code, r.ids.as_slice()),
-        (1, &["critical-policies".to_string()][..])
-    );
+    r.expect(1, &["critical-policies"]);
     // Critical anyPolicy alone is accepted by the device.
     let any = openssl_cert(
         d,
@@ -458,7 +426,7 @@ fn critical_name_constraints_and_policies() {
         &["-addext", "certificatePolicies=critical,anyPolicy"],
     );
     let r = lint(d, &[&any]);
-    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+    r.expect(0, &[]);
 }
 
 #[test]
@@ -467,11 +435,9 @@ fn expired_and_not_yet_valid_at_the_given_time() {
     let d = d.path();
     new_server(d);
     let r = lint(d, &["server.der", "--at", "2100-01-01"]);
-    assert_eq!(r.code, 1, "{}", r.transcript);
-    assert_eq!(r.ids, ["expired"], "{}", r.transcript);
+    r.expect(1, &["expired"]);
     let r = lint(d, &["server.der", "--at", "2000-01-01T00:00:00Z"]);
-    assert_eq!(r.code, 1, "{}", r.transcript);
-    assert_eq!(r.ids, ["not-yet-valid"], "{}", r.transcript);
+    r.expect(1, &["not-yet-valid"]);
     // The openmv device's clock starts unset: the message says so.
     let message = r.finding("not-yet-valid")["message"]
         .as_str()
@@ -503,15 +469,14 @@ fn key_and_certificate_that_do_not_match() {
     new_server(d);
     ok_in(d, &["new", "client", "--cn", "sensor-01"]);
     let r = lint(d, &["server.der", "client.key.der"]);
-    assert_eq!(r.code, 1, "{}", r.transcript);
-    assert_eq!(r.ids, ["key-cert-mismatch"], "{}", r.transcript);
+    r.expect(1, &["key-cert-mismatch"]);
     assert_eq!(r.finding("key-cert-mismatch")["file"], "client.key.der");
     // The key's own certificate by name decides, even beside another leaf.
     let r = lint(d, &["server.der", "client.der", "client.key.der"]);
-    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+    r.expect(0, &[]);
     fs::copy(d.join("server.der"), d.join("client.der")).unwrap();
-    let r = lint(d, &["client.der", "client.key.der", "--role", "server"]);
-    assert_eq!(r.ids, ["key-cert-mismatch"], "{}", r.transcript);
+    lint(d, &["client.der", "client.key.der", "--role", "server"])
+        .expect(1, &["key-cert-mismatch"]);
     // A CA given beside a device key is its anchor, not its certificate.
     let mut args = vec![
         "req",
@@ -542,13 +507,9 @@ fn host_not_in_the_san_with_wildcards_and_ips() {
     let d = d.path();
     new_server(d);
     let r = lint(d, &["server.der", "--host", "camera.local"]);
-    assert_eq!(r.code, 1, "{}", r.transcript);
-    assert_eq!(r.ids, ["host-mismatch"], "{}", r.transcript);
+    r.expect(1, &["host-mismatch"]);
     let r = lint(d, &["server.der", "--host", "192.168.1.51"]);
-    assert_eq!(
-        (r.code, r.ids.as_slice()),
-        (1, &["host-mismatch".to_string()][..])
-    );
+    r.expect(1, &["host-mismatch"]);
     let wild = openssl_cert(
         d,
         "server-wild",
@@ -556,7 +517,7 @@ fn host_not_in_the_san_with_wildcards_and_ips() {
         &["-addext", "subjectAltName=DNS:*.example.com"],
     );
     let r = lint(d, &[&wild, "--host", "cam.example.com"]);
-    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+    r.expect(0, &[]);
     for wrong in ["a.cam.example.com", "example.com"] {
         let r = lint(d, &[&wild, "--host", wrong]);
         assert_eq!(r.ids, ["host-mismatch"], "{wrong}: {}", r.transcript);
@@ -583,15 +544,11 @@ fn cn_only_certificate_is_noted() {
     openssl_ok(d, &args);
     let cert = "server-cn.der";
     let r = lint(d, &[cert, "--host", "server-cn"]);
-    assert_eq!(r.code, 0, "{}", r.transcript);
-    assert_eq!(r.ids, ["cn-only"], "{}", r.transcript);
+    r.expect(0, &["cn-only"]);
     assert_eq!(r.finding("cn-only")["severity"], "note");
     // The modern profile has no CN fallback: the name does not match at all.
     let r = lint(d, &[cert, "--host", "server-cn", "--profile", "modern"]);
-    assert_eq!(
-        (r.code, r.ids.as_slice()),
-        (1, &["host-mismatch".to_string()][..])
-    );
+    r.expect(1, &["host-mismatch"]);
 }
 
 #[test]
@@ -609,7 +566,7 @@ fn eku_wrong_for_the_role() {
     assert!(r.has("eku-role"), "{}", r.transcript);
     // As a client it is right.
     let r = lint(d, &["client.der", "--role", "client"]);
-    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+    r.expect(0, &[]);
 }
 
 #[test]
@@ -623,8 +580,7 @@ fn own_chain_over_the_output_buffer() {
     let big = openssl_cert(d, "big", P256, &["-addext", &san]);
     assert!(fs::metadata(d.join(&big)).unwrap().len() > 4096);
     let r = lint(d, &[&big]);
-    assert_eq!(r.code, 1, "{}", r.transcript);
-    assert_eq!(r.ids, ["chain-over-output-buffer"], "{}", r.transcript);
+    r.expect(1, &["chain-over-output-buffer"]);
     assert!(r.finding("chain-over-output-buffer")["message"]
         .as_str()
         .unwrap()
@@ -637,16 +593,14 @@ fn ca_issued_lifetime_beyond_the_cabf_maximum() {
     let d = d.path();
     let long = ca_issued(d, "long", &["-days", "500"]);
     let r = lint(d, &[&long]);
-    assert_eq!(r.code, 0, "{}", r.transcript);
-    assert_eq!(r.ids, ["lifetime-over-cabf"], "{}", r.transcript);
+    r.expect(0, &["lifetime-over-cabf"]);
     assert_eq!(r.finding("lifetime-over-cabf")["severity"], "warning");
     let short = ca_issued(d, "short", &["-days", "45"]);
     let r = lint(d, &[&short]);
-    assert!(r.code == 0 && r.ids.is_empty(), "{}", r.transcript);
+    r.expect(0, &[]);
     // A self-signed certificate is no public CA's: devtls new's 365 days are fine.
     new_server(d);
-    let r = lint(d, &["server.der"]);
-    assert!(r.ids.is_empty(), "{}", r.transcript);
+    lint(d, &["server.der"]).expect(0, &[]);
 }
 
 #[test]

@@ -22,6 +22,16 @@ impl Linted {
         self.ids.iter().any(|i| i == id)
     }
 
+    /// Asserts the exit status and exactly these finding ids, in order.
+    pub fn expect(&self, code: i32, ids: &[&str]) {
+        assert_eq!(
+            (self.code, &self.ids),
+            (code, &ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()),
+            "{}",
+            self.transcript
+        );
+    }
+
     /// The finding with this id (panics with the transcript if missing).
     pub fn finding(&self, id: &str) -> &serde_json::Value {
         self.json["findings"]
