@@ -620,3 +620,109 @@ fn unusable_input_exits_2_naming_the_file() {
     let out = run_in(d, &["lint", "x.der", "--profile", "nokia"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+#[test]
+fn other_curves_and_key_algorithms() {
+    let d = dir();
+    let d = d.path();
+    openssl_ok(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "brainpoolP256r1",
+            "-genkey",
+            "-noout",
+            "-outform",
+            "DER",
+            "-out",
+            "bp.key.der",
+        ],
+    );
+    lint(d, &["bp.key.der"]).expect(1, &["key-curve"]);
+    openssl_ok(
+        d,
+        &[
+            "genpkey",
+            "-algorithm",
+            "x25519",
+            "-outform",
+            "DER",
+            "-out",
+            "x.key.der",
+        ],
+    );
+    lint(d, &["x.key.der"]).expect(1, &["key-algorithm"]);
+    // P-521 is one of the device's curves.
+    openssl_ok(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "secp521r1",
+            "-genkey",
+            "-noout",
+            "-outform",
+            "DER",
+            "-out",
+            "p521.key.der",
+        ],
+    );
+    lint(d, &["p521.key.der"]).expect(0, &[]);
+}
+
+#[test]
+fn csr_with_a_broken_signature() {
+    let d = dir();
+    let d = d.path();
+    ok_in(d, &["csr", "--domain", "cam.example.com"]);
+    lint(d, &["domain.csr"]).expect(1, &["pem-not-der"]);
+    openssl_ok(
+        d,
+        &[
+            "req",
+            "-in",
+            "domain.csr",
+            "-outform",
+            "DER",
+            "-out",
+            "good.csr.der",
+        ],
+    );
+    lint(d, &["good.csr.der"]).expect(0, &[]);
+    let mut der = fs::read(d.join("good.csr.der")).unwrap();
+    let last = der.len() - 1;
+    der[last] ^= 0x01;
+    fs::write(d.join("bad.csr.der"), der).unwrap();
+    lint(d, &["bad.csr.der"]).expect(1, &["csr-signature"]);
+}
+
+#[test]
+fn chains_too_big_or_too_long_for_the_device() {
+    let d = dir();
+    let d = d.path();
+    let names: Vec<String> = (0..200)
+        .map(|i| format!("DNS:camera-{i:03}.devices.example.com"))
+        .collect();
+    let san = format!("subjectAltName={}", names.join(","));
+    let big = openssl_cert(d, "big", P256, &["-addext", &san]);
+    let one = fs::read(d.join(&big)).unwrap();
+    let copies = 16384 / one.len() + 1;
+    fs::write(d.join("huge-chain.der"), one.repeat(copies)).unwrap();
+    let r = lint(d, &["huge-chain.der"]);
+    assert!(r.has("chain-over-input-buffer"), "{}", r.transcript);
+    assert_eq!(r.finding("chain-over-input-buffer")["severity"], "warning");
+    assert!(r.finding("chain-over-input-buffer")["message"]
+        .as_str()
+        .unwrap()
+        .contains("16384"));
+    // A leaf followed by nine CA-issued certificates: one more than the device follows.
+    let leaf = ca_issued(d, "leaf", &["-days", "30"]);
+    let mid = ca_issued(d, "mid", &["-days", "30"]);
+    let mut chain = fs::read(d.join(&leaf)).unwrap();
+    for _ in 0..9 {
+        chain.extend(fs::read(d.join(&mid)).unwrap());
+    }
+    fs::write(d.join("long-chain.der"), chain).unwrap();
+    lint(d, &["long-chain.der"]).expect(0, &["concatenated-der", "too-many-intermediates"]);
+}

@@ -5,6 +5,22 @@
 //! matched with its certificate and a PEM file with its DER twin) and returns
 //! findings with a stable id, a plain message and the fix. Pure: no clock
 //! (the time is an input), no files.
+//!
+//! The ids (severity for the `openmv` profile):
+//! - framing: `pem-not-der` (error), `concatenated-der` (warning),
+//!   `key-trailing-bytes`, `encrypted-key`, `unreadable` (errors);
+//! - keys, in certificates, key files and CSRs: `key-ed25519`, `key-rsa-pss`,
+//!   `key-rsa-small`, `key-secp256k1`, `key-curve`, `key-algorithm` (errors);
+//! - signatures: `sig-rsa-pss`, `sig-ed25519`, `sig-hash` (errors; `sig-hash`
+//!   is a note on a self-signed root that only anchors another certificate
+//!   given, whose own signature mbedTLS does not check);
+//! - extensions: `critical-name-constraints`, `critical-policies` (errors);
+//! - validity at [`Options::at`]: `expired`, `not-yet-valid` (errors);
+//! - names and roles: `host-mismatch`, `eku-role` (errors), `cn-only` (note);
+//! - sizes: `chain-over-output-buffer` (error), `chain-over-input-buffer`,
+//!   `too-many-intermediates` (warnings);
+//! - `key-cert-mismatch` (error), `lifetime-over-cabf` (warning),
+//!   `csr-signature` (error).
 
 use std::net::IpAddr;
 

@@ -120,7 +120,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         print_human(&report);
     }
-    Ok(if report.errors > 0 {
+    Ok(if lint::has_errors(&findings) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
