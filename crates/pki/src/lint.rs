@@ -993,6 +993,34 @@ mod tests {
         assert!(lint(&[input], &options(&profile::MODERN)).is_empty());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Damaged certificates and keys either fail sniffing or lint without panicking.
+        #[test]
+        fn mutated_material_never_panics(
+            flips in proptest::collection::vec((0usize..2048, 1u8..=255), 1..8),
+            cut in 0usize..2048,
+            pick in 0usize..2,
+        ) {
+            let key = PrivateKey::generate(KeyType::P256).unwrap();
+            let mut spec = crate::issue::CertSpec::new("openmv", Role::Server, 30);
+            spec.dns.push("openmv".into());
+            let cert = crate::issue::self_signed(&spec, &key).unwrap();
+            let mut bytes = if pick == 0 { cert.der } else { key.pkcs8_der() };
+            for (at, x) in flips {
+                let i = at % bytes.len();
+                bytes[i] ^= x;
+            }
+            bytes.truncate(cut.max(1));
+            if let Ok(sniffed) = sniff(&bytes) {
+                let input = Input { file: "x.der", sniffed: &sniffed };
+                let options = Options { host: Some("openmv"), ..options(&profile::OPENMV) };
+                let _ = lint(&[input, input], &options);
+            }
+        }
+    }
+
     #[test]
     fn wildcards_match_one_left_most_label_only() {
         assert!(dns_matches("*.example.com", "cam.example.com"));
