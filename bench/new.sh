@@ -9,6 +9,18 @@
 #   BENCH_DIR=/var/tmp bench/new.sh   # where the fresh folders go (default: $TMPDIR or /tmp)
 #
 # Needs: cargo, openssl, hyperfine, python3. Target: devtls at least 20x faster.
+#
+# Where devtls's time went (perf, strace; 2 shared CPUs, ext4):
+# - AWS-LC's CPU-jitter entropy seeding: ~30 ms of CPU in every process, 80%
+#   of the run. Off via .cargo/config.toml (AWS_LC_SYS_NO_JITTER_ENTROPY); the
+#   DRBG is then seeded from getrandom + RDRAND, like OpenSSL's.
+# - fsync of the four files: ~0.3 ms each on an idle disk, tens of ms on a
+#   busy one. files::write_all now syncs them in parallel (A/B on a loaded
+#   machine: 7.5 ms vs 22.8 ms mean for sequential syncs).
+# - What is left is process start and scheduling; key generation and signing
+#   are well under 1 ms. On a loaded machine the median ratio drops (every
+#   sleep on I/O costs a trip through a busy run queue); compare the
+#   fastest-run ratio printed too.
 set -euo pipefail
 
 ROUNDS="${ROUNDS:-50}"
