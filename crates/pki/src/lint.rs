@@ -162,9 +162,19 @@ fn file_rules(input: &Input<'_>, all: &[Input<'_>], o: &Options<'_>, out: &mut V
     let file = input.file;
     let items = &input.sniffed.items;
 
-    if !p.loads_pem && items.iter().any(|i| i.encoding == Encoding::Pem) {
+    // Only certificates and keys go to the device; CSRs and CRLs stay on the PC.
+    let device_loads = |i: &&Item| i.kind == Kind::Certificate || i.kind.is_secret();
+    if !p.loads_pem
+        && items
+            .iter()
+            .filter(device_loads)
+            .any(|i| i.encoding == Encoding::Pem)
+    {
         // A PEM file next to its DER twin is the PC-side copy: nothing to say.
-        let twinned = items.iter().all(|i| has_der_twin(i, input, all));
+        let twinned = items
+            .iter()
+            .filter(device_loads)
+            .all(|i| has_der_twin(i, input, all));
         if !twinned {
             let secret = items.iter().any(|i| i.kind.is_secret());
             out.push(finding(
