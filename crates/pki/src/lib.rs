@@ -18,6 +18,8 @@
 
 pub mod chain;
 pub mod convert;
+//! - [`lint`]: findings against a device profile; [`cabf`]: public CA lifetime limits.
+pub mod cabf;
 pub mod der;
 pub mod device_error;
 pub mod files;
@@ -25,6 +27,7 @@ pub mod fingerprint;
 pub mod inspect;
 pub mod issue;
 pub mod keys;
+pub mod lint;
 pub mod profile;
 pub mod roots;
 pub mod sniff;

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 mod anchor;
 mod connect;
 mod doctor;
+mod csr;
+mod lint;
 mod new;
 mod profiles;
 mod quickstart;
@@ -40,6 +42,8 @@ enum Command {
     Convert(convert::Args),
     Split(split::Args),
     Inspect(inspect::Args),
+    Csr(csr::Args),
+    Lint(lint::Args),
     Profiles(profiles::Args),
     Anchor(anchor::Args),
     Roots(roots::Args),
@@ -56,6 +60,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Convert(args) => convert::run(args),
         Command::Split(args) => split::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Csr(args) => csr::run(args),
+        Command::Lint(args) => lint::run(args),
         Command::Profiles(args) => profiles::run(args),
         Command::Anchor(args) => anchor::run(args),
         Command::Roots(args) => roots::run(args),

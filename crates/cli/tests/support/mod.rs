@@ -157,5 +157,6 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> Output {
 }
 pub mod doctor;
 pub mod net;
+pub mod lint;
 pub mod peers;
 pub mod pkiread;

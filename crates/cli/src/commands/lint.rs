@@ -1,0 +1,161 @@
+//! `devtls lint`: findings about key and certificate files, against a device profile.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anstream::println;
+use anstyle::{AnsiColor, Style};
+use anyhow::bail;
+use clap::ValueEnum;
+use devtls_pki::issue::Role;
+use devtls_pki::lint::{self, Finding, Input, Options, Severity};
+use devtls_pki::sniff::Sniffed;
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime};
+
+use crate::{input, output};
+
+/// Check key and certificate files the way the device will.
+///
+/// Each finding has a severity (error: the device refuses it; warning: it
+/// works but will bite; note: worth knowing), a stable id, the file, what is
+/// wrong and the fix. Give a key and its certificate together to check that
+/// they match. Exit status: 0 no errors, 1 errors found, 2 a file could not
+/// be read.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  devtls lint server.der server.key.der --host openmv
+  devtls lint leaf.der domain.key.der --host cam.example.com --at 2027-01-01
+  devtls lint client.der --role client --json")]
+pub struct Args {
+    /// Files to check (PEM or DER: certificates, keys, bundles).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Device profile to check against.
+    #[arg(long, default_value = "openmv")]
+    profile: String,
+    /// The name the device checks (its `server_hostname`): DNS name or IP address.
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
+    /// Check validity at this time (RFC 3339 or YYYY-MM-DD) [default: now].
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<OffsetDateTime>,
+    /// What the certificates are for [default: guessed from the file name or EKU].
+    #[arg(long, value_enum)]
+    role: Option<LintRole>,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LintRole {
+    Server,
+    Client,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    profile: &'a str,
+    files: Vec<String>,
+    errors: usize,
+    warnings: usize,
+    notes: usize,
+    findings: &'a [Finding],
+}
+
+/// `--at`: RFC 3339 (`2027-01-01T12:00:00Z`) or a date (`2027-01-01`, midnight UTC).
+fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t);
+    }
+    Date::parse(s, format_description!("[year]-[month]-[day]"))
+        .map(|d| d.midnight().assume_utc())
+        .map_err(|_| {
+            format!("'{s}' is not a time: use RFC 3339 (2027-01-01T12:00:00Z) or YYYY-MM-DD")
+        })
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let profile = super::profile(&args.profile)?;
+    let names: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
+    let sniffed: Vec<Sniffed> = args
+        .files
+        .iter()
+        .map(|p| input::sniff(p))
+        .collect::<anyhow::Result<_>>()?;
+    if let Some(host) = &args.host {
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            bail!("--host '{host}': give the DNS name or IP address the device connects to");
+        }
+    }
+    let inputs: Vec<Input<'_>> = names
+        .iter()
+        .zip(&sniffed)
+        .map(|(file, sniffed)| Input { file, sniffed })
+        .collect();
+    let options = Options {
+        profile,
+        host: args.host.as_deref(),
+        at: args.at.unwrap_or_else(OffsetDateTime::now_utc),
+        role: args.role.map(|r| match r {
+            LintRole::Server => Role::Server,
+            LintRole::Client => Role::Client,
+        }),
+    };
+    let findings = lint::lint(&inputs, &options);
+    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    let report = Report {
+        profile: profile.name,
+        files: names.clone(),
+        errors: count(Severity::Error),
+        warnings: count(Severity::Warning),
+        notes: count(Severity::Note),
+        findings: &findings,
+    };
+    if args.json {
+        output::json(&report)?;
+    } else {
+        print_human(&report);
+    }
+    Ok(if lint::has_errors(&findings) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_human(report: &Report<'_>) {
+    for f in report.findings {
+        let colour = match f.severity {
+            Severity::Error => AnsiColor::Red,
+            Severity::Warning => AnsiColor::Yellow,
+            Severity::Note => AnsiColor::Cyan,
+        };
+        let style = Style::new().fg_color(Some(colour.into())).bold();
+        println!(
+            "{style}{}{style:#} [{}] {}: {}; fix: {}",
+            f.severity.word(),
+            f.id,
+            f.file,
+            f.message,
+            f.fix
+        );
+    }
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let summary = format!(
+        "{}: {}, {}, {} for the {} profile",
+        plural(report.files.len(), "file"),
+        plural(report.errors, "error"),
+        plural(report.warnings, "warning"),
+        plural(report.notes, "note"),
+        report.profile
+    );
+    if report.errors == 0 && report.warnings == 0 && report.notes == 0 {
+        output::ok(&format!("{summary}: clean"));
+    } else {
+        output::heading(&summary);
+    }
+}
