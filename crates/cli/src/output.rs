@@ -45,7 +45,6 @@ pub fn error(err: &anyhow::Error) {
 }
 
 /// Prints a warning on stderr.
-#[allow(dead_code)] // used by the commands that warn; they land next.
 pub fn warn(message: &str) {
     let yellow = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold();
     eprintln!("{yellow}warning:{yellow:#} {message}");

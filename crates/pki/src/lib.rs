@@ -9,9 +9,11 @@
 //! - [`profile`]: device profiles as data (`openmv` is the default).
 //! - [`device_error`]: the errors a device prints, for diagnosis.
 //! - [`keys`], [`issue`]: generating keys, certificates and CSRs.
+//! - [`crl`]: certificate revocation lists signed by a CA.
 //! - [`sniff`]: reading any PEM/DER file into typed items.
 //! - [`files`]: atomic writes, 0600 keys, no overwrite without force.
 
+pub mod crl;
 pub mod der;
 pub mod device_error;
 pub mod files;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod fleet;
 mod new;
 mod profiles;
 
@@ -27,6 +28,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Fleet(fleet::Args),
     New(new::Args),
     Profiles(profiles::Args),
 }
@@ -34,6 +36,7 @@ enum Command {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Fleet(args) => fleet::run(args),
         Command::New(args) => new::run(args),
         Command::Profiles(args) => profiles::run(args),
     }
