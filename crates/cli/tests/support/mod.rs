@@ -4,6 +4,8 @@
 //! Each test file uses what it needs, so unused items are expected.
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
