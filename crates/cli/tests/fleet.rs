@@ -235,10 +235,7 @@ fn list_expiring_status_export_and_rotate() {
         "10-day certificates expire in the second week"
     );
     assert_eq!(status["expiring_later"], 3);
-    assert_eq!(
-        field(&status["next_expiries"][0], "device").starts_with("short-"),
-        true
-    );
+    assert!(field(&status["next_expiries"][0], "device").starts_with("short-"));
     let drawn = ok_in(d, &["fleet", "status", "--weeks", "4"]);
     let drawn = String::from_utf8_lossy(&drawn.stdout);
     assert!(drawn.contains("week   2  ████"), "{drawn}");
@@ -434,19 +431,20 @@ fn bad_input_is_refused_before_anything_is_written() {
 fn the_ca_key_never_leaves_ca_key() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut outputs = Vec::new();
-    outputs.push(ok_in(d, &["fleet", "init"]));
-    outputs.push(ok_in(
-        d,
-        &["fleet", "issue", "--count", "5", "--prefix", "c-", "--json"],
-    ));
-    outputs.push(ok_in(d, &["fleet", "issue", "s-1", "--role", "both"]));
-    outputs.push(ok_in(d, &["fleet", "revoke", "c-1"]));
-    outputs.push(ok_in(d, &["fleet", "crl"]));
-    outputs.push(ok_in(d, &["fleet", "rotate", "--within", "100d"]));
-    outputs.push(ok_in(d, &["fleet", "status"]));
-    outputs.push(ok_in(d, &["fleet", "list", "--json"]));
-    outputs.push(ok_in(d, &["fleet", "export", "--csv"]));
+    let outputs = vec![
+        ok_in(d, &["fleet", "init"]),
+        ok_in(
+            d,
+            &["fleet", "issue", "--count", "5", "--prefix", "c-", "--json"],
+        ),
+        ok_in(d, &["fleet", "issue", "s-1", "--role", "both"]),
+        ok_in(d, &["fleet", "revoke", "c-1"]),
+        ok_in(d, &["fleet", "crl"]),
+        ok_in(d, &["fleet", "rotate", "--within", "100d"]),
+        ok_in(d, &["fleet", "status"]),
+        ok_in(d, &["fleet", "list", "--json"]),
+        ok_in(d, &["fleet", "export", "--csv"]),
+    ];
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         fs::metadata(d.join("fleet/ca.key"))
