@@ -1,9 +1,52 @@
 //! # devtls-net
 //!
-//! TLS and DTLS endpoints that can be restricted to a device profile, so a
-//! PC can stand in for the device, test a server before the device tries it,
-//! and explain in plain words why a handshake fails.
+//! TLS (and later DTLS) endpoints that can be restricted to a device profile,
+//! so a PC can stand in for the device, test a server before the device
+//! tries it, and explain in plain words why a handshake fails.
 //!
+//! Layered like rustls:
 //! - [`restrict`]: a device profile turned into a rustls crypto provider.
+//! - [`config`]: anchors, verification, server name, identity, mTLS, CRLs
+//!   (shared by every transport).
+//! - [`verify`]: server verification as the device does it (CN fallback),
+//!   recording the presented chain even when it fails.
+//! - [`tls`]: the TCP client and server, async (tokio) with a blocking wrapper.
+//! - [`diagnose`]: a failure in plain words, the fix, and the device's words.
+//! - [`report`]: certificates and sessions in readable form.
+//!
+//! ## What cannot be emulated
+//!
+//! rustls implements ECDHE with AES-GCM and ChaCha20 only: no AES-CBC and no
+//! RSA key exchange. Of the 18 suites the `openmv` device offers, a
+//! device-restricted devtls endpoint therefore negotiates only the four
+//! ECDHE AES-GCM ones (`C02C C030 C02B C02F`); the eight ECDHE AES-CBC
+//! suites and the six RSA key exchange suites (GCM and CBC) cannot be
+//! emulated. A server that speaks only those works with the device but fails
+//! against devtls: devtls says so rather than trust its verdict. The list
+//! for any profile is [`restrict::unemulated_suites`]; for `openmv`:
+//!
+//! ```
+//! use devtls_pki::profile::OPENMV;
+//! let codes: Vec<u16> = devtls_net::restrict::unemulated_suites(&OPENMV)
+//!     .iter()
+//!     .map(|s| s.code)
+//!     .collect();
+//! assert_eq!(
+//!     codes,
+//!     [
+//!         0xC024, 0xC028, 0xC00A, 0xC014, 0xC023, 0xC027, 0xC009, 0xC013, // ECDHE AES-CBC
+//!         0x009D, 0x003D, 0x0035, 0x009C, 0x003C, 0x002F, // RSA key exchange
+//!     ]
+//! );
+//! ```
+//!
+//! Two more differences: rustls sends no SNI for an IP literal (the device
+//! does), and it offers the extended master secret extension (the device
+//! does not).
 
+pub mod config;
+pub mod diagnose;
+pub mod report;
 pub mod restrict;
+pub mod tls;
+pub mod verify;

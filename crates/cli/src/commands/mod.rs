@@ -4,9 +4,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod connect;
 mod fleet;
 mod new;
 mod profiles;
+mod serve;
 
 /// Make TLS work on small devices (OpenMV Cam, MicroPython on mbedTLS) the first time.
 ///
@@ -31,6 +33,8 @@ enum Command {
     Fleet(fleet::Args),
     New(new::Args),
     Profiles(profiles::Args),
+    Serve(serve::Args),
+    Connect(connect::Args),
 }
 
 /// Runs the parsed command line.
@@ -39,6 +43,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fleet(args) => fleet::run(args),
         Command::New(args) => new::run(args),
         Command::Profiles(args) => profiles::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Connect(args) => connect::run(args),
     }
 }
 

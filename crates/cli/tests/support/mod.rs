@@ -155,4 +155,5 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> Output {
     );
     out
 }
+pub mod net;
 pub mod peers;

@@ -1,0 +1,727 @@
+//! Why a handshake failed, in plain words, with the fix and the words the
+//! device prints for the same failure (`devtls_pki::device_error`).
+//!
+//! A failure is seen from one side ([`Side`]): `connect` diagnoses the
+//! server it talked to as the device-as-client would, `serve` diagnoses each
+//! client as the device-as-server would.
+
+use std::io;
+use std::time::SystemTime;
+
+use devtls_pki::device_error::{self, verify_text, DeviceError};
+use devtls_pki::profile::{Profile, TlsVersion};
+use rustls::{AlertDescription, CertificateError, PeerIncompatible};
+use serde::Serialize;
+
+use crate::report::CertSummary;
+
+/// How a connection attempt ended badly, before interpretation.
+#[derive(Debug)]
+pub enum Failure {
+    /// The TCP connection could not be made.
+    Connect(io::Error),
+    /// Nothing happened within the time limit, at this stage.
+    Timeout(&'static str),
+    /// TLS said no (our side's check or the peer's alert).
+    Tls(rustls::Error),
+    /// The peer closed or reset the connection mid-handshake.
+    Closed,
+    /// Another I/O error.
+    Io(io::Error),
+}
+
+impl Failure {
+    /// Classifies an I/O error from tokio-rustls, which wraps rustls errors in `io::Error`.
+    pub fn from_io(e: io::Error) -> Self {
+        if e.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
+            let inner = e.into_inner().expect("checked above");
+            return Failure::Tls(*inner.downcast::<rustls::Error>().expect("checked above"));
+        }
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => Failure::Closed,
+            io::ErrorKind::TimedOut => Failure::Timeout("handshake"),
+            _ => Failure::Io(e),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Connect(e) => write!(f, "connect: {e}"),
+            Failure::Timeout(stage) => write!(f, "timeout during {stage}"),
+            Failure::Tls(e) => write!(f, "{e}"),
+            Failure::Closed => f.write_str("peer closed the connection"),
+            Failure::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Which side devtls played.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// devtls was the client (`connect`): the device-as-client's view.
+    Client,
+    /// devtls was the server (`serve`): the device-as-server's view.
+    Server,
+}
+
+/// What the failed attempt learnt besides the error.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    /// Which side devtls played.
+    pub side: Side,
+    /// The profile devtls behaved like.
+    pub profile: &'a Profile,
+    /// The name checked against the server certificate (client side).
+    pub server_name: &'a str,
+    /// What the anchors were, for the fix (e.g. `--ca server.der` or `the Mozilla roots`).
+    pub anchors: &'a str,
+    /// The chain the peer presented, leaf first (possibly empty).
+    pub presented: &'a [CertSummary],
+    /// The server asked for a client certificate (client side).
+    pub asked_for_cert: bool,
+    /// devtls had a client certificate to send (client side).
+    pub sent_cert: bool,
+    /// What an unrestricted, unverified retry negotiated, if one was made.
+    pub probe: Option<&'a Probe>,
+}
+
+/// What the server offers when asked without device restrictions, to explain
+/// a refusal (e.g. "it only speaks TLS 1.3", "its key is Ed25519").
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    /// The protocol version it chose, e.g. `TLSv1.3`.
+    pub version: String,
+    /// The certificate it presented.
+    pub leaf: Option<CertSummary>,
+}
+
+/// A short name for the kind of failure, stable for scripts and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The certificate is not for the name that was checked.
+    WrongHostName,
+    /// A certificate's notAfter has passed.
+    Expired,
+    /// A certificate's notBefore is still to come.
+    NotYetValid,
+    /// The chain does not lead to the anchors.
+    UnknownCa,
+    /// The certificate is revoked by a given CRL.
+    Revoked,
+    /// A signature algorithm or key the profile refuses.
+    UnacceptableAlgorithm,
+    /// The peer's key type is one the profile cannot use (e.g. Ed25519).
+    RefusedKeyType,
+    /// The server demanded a client certificate and none was sent.
+    ClientCertMissing,
+    /// The client certificate was not accepted.
+    ClientCertRejected,
+    /// No protocol version in common.
+    NoCommonVersion,
+    /// No cipher suite, group or signature algorithm in common.
+    NothingInCommon,
+    /// The peer does not speak TLS.
+    NotTls,
+    /// The peer closed the connection during the handshake.
+    PeerClosed,
+    /// Nothing happened in time.
+    Timeout,
+    /// No TCP connection.
+    ConnectFailed,
+    /// devtls's verifier cannot check the certificate (e.g. X.509 v1), though the device may.
+    Unverifiable,
+    /// The peer refused us for a reason it did not spell out.
+    Refused,
+    /// Anything else.
+    Other,
+}
+
+/// The device's words for a failure.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceWords {
+    /// The mbedTLS error code, e.g. -9984.
+    pub code: i32,
+    /// The code in mbedTLS's spelling, e.g. `-0x2700`.
+    pub hex: String,
+    /// The mbedTLS macro name.
+    pub name: &'static str,
+    /// The line a MicroPython script prints.
+    pub printed: String,
+}
+
+impl DeviceWords {
+    fn oserror(e: &DeviceError) -> Self {
+        DeviceWords {
+            code: e.code,
+            hex: e.hex(),
+            name: e.name,
+            printed: e.as_oserror(),
+        }
+    }
+
+    fn value_error(text: &str) -> Self {
+        let e = device_error::CERT_VERIFY_FAILED;
+        DeviceWords {
+            code: e.code,
+            hex: e.hex(),
+            name: e.name,
+            printed: format!("ValueError: {text}"),
+        }
+    }
+}
+
+/// A failure explained.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diagnosis {
+    /// The kind of failure.
+    pub reason: Reason,
+    /// What failed, in plain words.
+    pub what: String,
+    /// What to do about it.
+    pub fix: String,
+    /// What the device prints for the same failure, when it fails the same way.
+    pub device: Option<DeviceWords>,
+    /// The underlying error, for the curious.
+    pub detail: String,
+}
+
+/// Explains `failure` in `ctx`.
+pub fn diagnose(failure: &Failure, ctx: &Context<'_>) -> Diagnosis {
+    let detail = failure.to_string();
+    let (reason, what, fix, device) = match ctx.side {
+        Side::Client => client_side(failure, ctx),
+        Side::Server => server_side(failure, ctx),
+    };
+    Diagnosis {
+        reason,
+        what,
+        fix,
+        device,
+        detail,
+    }
+}
+
+type Parts = (Reason, String, String, Option<DeviceWords>);
+
+fn client_side(failure: &Failure, ctx: &Context<'_>) -> Parts {
+    let leaf = ctx.presented.first();
+    let name = ctx.server_name;
+    let fatal = Some(DeviceWords::oserror(&device_error::FATAL_ALERT));
+    match failure {
+        Failure::Tls(rustls::Error::InvalidCertificate(cert_error)) => {
+            certificate_error(cert_error, ctx, "server")
+        }
+        Failure::Tls(rustls::Error::AlertReceived(alert)) => match alert {
+            AlertDescription::ProtocolVersion => no_common_version(ctx),
+            AlertDescription::CertificateRequired => client_cert_missing(ctx),
+            _ if ctx.asked_for_cert && !ctx.sent_cert => client_cert_missing(ctx),
+            AlertDescription::HandshakeFailure
+            | AlertDescription::InsufficientSecurity
+            | AlertDescription::IllegalParameter => {
+                if ctx.asked_for_cert && ctx.sent_cert {
+                    client_cert_rejected(ctx, alert)
+                } else {
+                    nothing_in_common(ctx)
+                }
+            }
+            _ if ctx.asked_for_cert && ctx.sent_cert => client_cert_rejected(ctx, alert),
+            _ => (
+                Reason::Refused,
+                format!("the server refused the handshake with the alert '{alert:?}'"),
+                "look at the server's log for why it refused".into(),
+                fatal,
+            ),
+        },
+        Failure::Tls(rustls::Error::PeerIncompatible(p)) => match p {
+            PeerIncompatible::ServerDoesNotSupportTls12Or13
+            | PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig
+            | PeerIncompatible::SupportedVersionsExtensionRequired
+            | PeerIncompatible::Tls12NotOffered
+            | PeerIncompatible::Tls12NotOfferedOrEnabled => no_common_version(ctx),
+            _ => nothing_in_common(ctx),
+        },
+        Failure::Tls(rustls::Error::PeerMisbehaved(_))
+        | Failure::Tls(rustls::Error::InvalidMessage(_))
+        | Failure::Tls(rustls::Error::InappropriateMessage { .. })
+        | Failure::Tls(rustls::Error::InappropriateHandshakeMessage { .. })
+            if leaf.is_none() =>
+        {
+            not_tls()
+        }
+        Failure::Closed if ctx.asked_for_cert && !ctx.sent_cert => client_cert_missing(ctx),
+        Failure::Closed => (
+            Reason::PeerClosed,
+            "the server closed the connection during the handshake".into(),
+            format!(
+                "the server gave up on the device's offer or is not a TLS server on this port; \
+                 check its log, the port, and that it accepts {}",
+                offer(ctx.profile)
+            ),
+            Some(DeviceWords::oserror(&device_error::CONN_EOF)),
+        ),
+        Failure::Timeout(stage) => (
+            Reason::Timeout,
+            format!("no answer from the server during the {stage} in time"),
+            format!(
+                "check that {name} is the right host and port and that a TLS server answers there \
+                 (a firewall may drop packets); raise --timeout if the link is slow"
+            ),
+            None,
+        ),
+        Failure::Connect(e) => (
+            Reason::ConnectFailed,
+            format!("could not open a TCP connection ({e})"),
+            "check the host and port and that the server is running and reachable".into(),
+            None,
+        ),
+        other => (
+            Reason::Other,
+            format!("the handshake failed: {other}"),
+            "run again with --json and look at `detail`; compare with `openssl s_client`".into(),
+            None,
+        ),
+    }
+}
+
+fn server_side(failure: &Failure, ctx: &Context<'_>) -> Parts {
+    match failure {
+        Failure::Tls(rustls::Error::NoCertificatesPresented) => (
+            Reason::ClientCertMissing,
+            "the client sent no certificate, but this server demands one (--ca)".into(),
+            "give the client its certificate and key (devtls connect --cert client.der --key \
+             client.key.der; on the device ctx.load_cert_chain(\"client.der\", \"client.key.der\"))"
+                .into(),
+            Some(DeviceWords::oserror(&device_error::NO_CLIENT_CERTIFICATE)),
+        ),
+        Failure::Tls(rustls::Error::InvalidCertificate(cert_error)) => {
+            certificate_error(cert_error, ctx, "client")
+        }
+        Failure::Tls(rustls::Error::PeerIncompatible(_)) => (
+            Reason::NothingInCommon,
+            format!(
+                "the client offered no protocol version, cipher suite, group or signature \
+                 algorithm this server accepts ({} profile: {})",
+                ctx.profile.name,
+                offer(ctx.profile)
+            ),
+            "serve with a profile the client matches (--profile modern for PC clients), or \
+             configure the client to offer one of those"
+                .into(),
+            Some(DeviceWords::oserror(&device_error::HANDSHAKE_FAILURE)),
+        ),
+        Failure::Tls(rustls::Error::AlertReceived(alert)) => (
+            Reason::Refused,
+            format!("the client refused this server (alert '{alert:?}'), usually its certificate"),
+            "give the client this server's certificate (or its CA) as trust anchor and connect \
+             with a name the certificate lists"
+                .into(),
+            Some(DeviceWords::oserror(&device_error::FATAL_ALERT)),
+        ),
+        Failure::Tls(rustls::Error::InvalidMessage(_))
+        | Failure::Tls(rustls::Error::PeerMisbehaved(_))
+        | Failure::Tls(rustls::Error::InappropriateMessage { .. })
+        | Failure::Tls(rustls::Error::InappropriateHandshakeMessage { .. }) => not_tls(),
+        Failure::Closed => (
+            Reason::PeerClosed,
+            "the client closed the connection during the handshake".into(),
+            "the client gave up: it probably refused this server's certificate or found \
+             nothing in common; check the client's error"
+                .into(),
+            Some(DeviceWords::oserror(&device_error::CONN_EOF)),
+        ),
+        Failure::Timeout(stage) => (
+            Reason::Timeout,
+            format!("the client stalled: no complete {stage} in time, dropped"),
+            "a slow or stuck client; nothing to fix on the server".into(),
+            None,
+        ),
+        other => (
+            Reason::Other,
+            format!("the handshake failed: {other}"),
+            "compare with `openssl s_server` to see whether the client works elsewhere".into(),
+            None,
+        ),
+    }
+}
+
+fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -> Parts {
+    let leaf = ctx.presented.first();
+    let now = time::OffsetDateTime::from(SystemTime::now());
+    match error {
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            let names = leaf.map(|l| {
+                if l.names.is_empty() {
+                    format!("no SAN, CN {}", l.common_name())
+                } else {
+                    l.names.join(", ")
+                }
+            });
+            let fix = match leaf.and_then(|l| l.names.first().cloned()) {
+                Some(first) => format!(
+                    "connect with a name the certificate lists (--hostname {first}; on the device \
+                     server_hostname=\"{first}\"), or make the certificate for '{}' \
+                     (devtls new server --dns NAME / --ip ADDR)",
+                    ctx.server_name
+                ),
+                None => format!(
+                    "make the certificate for '{}' (devtls new server --dns NAME / --ip ADDR)",
+                    ctx.server_name
+                ),
+            };
+            (
+                Reason::WrongHostName,
+                format!(
+                    "the {whose}'s certificate is not for '{}'{}",
+                    ctx.server_name,
+                    names.map(|n| format!(" (it is for: {n})")).unwrap_or_default()
+                ),
+                fix,
+                Some(DeviceWords::value_error(verify_text::CN_MISMATCH)),
+            )
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            let when = ctx
+                .presented
+                .iter()
+                .find(|c| parse_time(&c.not_after).is_some_and(|t| t < now))
+                .or(leaf)
+                .map(|c| format!(" ({}: expired {})", c.subject, c.not_after))
+                .unwrap_or_default();
+            (
+                Reason::Expired,
+                format!("the {whose}'s certificate has expired{when}"),
+                format!(
+                    "renew the {whose}'s certificate (devtls new {whose}, or your CA) and install it"
+                ),
+                Some(DeviceWords::value_error(verify_text::EXPIRED)),
+            )
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            let when = ctx
+                .presented
+                .iter()
+                .find(|c| parse_time(&c.not_before).is_some_and(|t| t > now))
+                .or(leaf)
+                .map(|c| format!(" ({}: valid from {})", c.subject, c.not_before))
+                .unwrap_or_default();
+            (
+                Reason::NotYetValid,
+                format!("the {whose}'s certificate is not valid yet{when}"),
+                "check the clocks: a certificate dated in the future was made on a machine whose \
+                 clock is ahead; on the device set the clock first (ntptime.settime())"
+                    .into(),
+                Some(DeviceWords::value_error(verify_text::FUTURE)),
+            )
+        }
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => (
+            if ctx.side == Side::Server {
+                Reason::ClientCertRejected
+            } else {
+                Reason::UnacceptableAlgorithm
+            },
+            format!(
+                "the {whose}'s certificate is not made for a TLS {whose} (extended key usage)"
+            ),
+            format!("make it with the {whose} role (devtls new {whose})"),
+            Some(DeviceWords::value_error(verify_text::BAD_USAGE)),
+        ),
+        _ if leaf.is_some_and(|l| l.key == "Ed25519") && !ctx.profile.ed25519 => {
+            refused_key(ctx, "Ed25519")
+        }
+        CertificateError::UnknownIssuer
+        | CertificateError::BadSignature
+        | CertificateError::UnhandledCriticalExtension => {
+            let issuer = leaf
+                .map(|l| format!(" (issued by {})", l.issuer))
+                .unwrap_or_default();
+            let (reason, what, fix) = match ctx.side {
+                Side::Client => (
+                    Reason::UnknownCa,
+                    format!(
+                        "the server's certificate does not chain to the trust anchor ({}){issuer}",
+                        ctx.anchors
+                    ),
+                    "give the certificate that issued it as --ca (on the device \
+                     load_verify_locations): for a self-signed server its own server.der, for a \
+                     public server `devtls anchor HOST`"
+                        .to_string(),
+                ),
+                Side::Server => (
+                    Reason::ClientCertRejected,
+                    format!(
+                        "the client's certificate is not signed by the CA this server trusts ({}){issuer}",
+                        ctx.anchors
+                    ),
+                    "give the client a certificate from that CA, or pass the client's own \
+                     certificate (or its CA) as --ca"
+                        .to_string(),
+                ),
+            };
+            (
+                reason,
+                what,
+                fix,
+                Some(DeviceWords::value_error(verify_text::NOT_TRUSTED)),
+            )
+        }
+        CertificateError::Revoked => (
+            Reason::Revoked,
+            format!("the {whose}'s certificate is revoked by the given CRL"),
+            format!("issue the {whose} a new certificate (devtls fleet rotate) or remove it from the CRL"),
+            // MicroPython's ssl has no CRL support: the device itself never says this.
+            None,
+        ),
+        CertificateError::Other(other) => {
+            let v1 = matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::UnsupportedCertVersion)
+            );
+            if v1 {
+                (
+                    Reason::Unverifiable,
+                    format!(
+                        "the {whose}'s certificate is X.509 v1: the device accepts it, but \
+                         devtls's verifier (rustls-webpki) cannot check it"
+                    ),
+                    "re-issue it as v3, with extensions (devtls new, or openssl x509 -req ... \
+                     -extfile ext.cnf); --insecure shows the rest of the exchange meanwhile"
+                        .into(),
+                    None,
+                )
+            } else {
+                (
+                    Reason::Unverifiable,
+                    format!("devtls's verifier refused the {whose}'s certificate ({other})"),
+                    "look at the certificate (openssl x509 -text -noout -in FILE); re-issue it \
+                     with devtls new if it is malformed"
+                        .into(),
+                    Some(DeviceWords::oserror(&device_error::CERT_VERIFY_FAILED)),
+                )
+            }
+        }
+        _ => (
+            Reason::UnacceptableAlgorithm,
+            format!(
+                "the {whose}'s certificate uses a signature algorithm or key the {} profile \
+                 refuses ({error:?})",
+                ctx.profile.name
+            ),
+            format!(
+                "reissue it with a key and signature the {} profile accepts (devtls new \
+                 {whose} --key p256; `devtls profiles {}` lists them)",
+                ctx.profile.name, ctx.profile.name
+            ),
+            Some(DeviceWords::value_error(verify_text::BAD_KEY)),
+        ),
+    }
+}
+
+fn refused_key(ctx: &Context<'_>, key: &str) -> Parts {
+    (
+        Reason::RefusedKeyType,
+        format!(
+            "the server's certificate has an {key} key, which the {} profile (the device) \
+             cannot use",
+            ctx.profile.name
+        ),
+        "give the server a P-256 certificate (devtls new server --key p256), or test with \
+         --profile modern if no device will connect"
+            .into(),
+        Some(DeviceWords::oserror(&device_error::FATAL_ALERT)),
+    )
+}
+
+fn no_common_version(ctx: &Context<'_>) -> Parts {
+    let ours = versions(ctx.profile);
+    let theirs = ctx
+        .probe
+        .map(|p| format!(" (it answers {} when allowed)", p.version))
+        .unwrap_or_default();
+    (
+        Reason::NoCommonVersion,
+        format!(
+            "the server speaks no protocol version the {} profile offers ({ours}){theirs}",
+            ctx.profile.name
+        ),
+        format!(
+            "enable {ours} on the server (e.g. nginx ssl_protocols TLSv1.2 TLSv1.3; openssl \
+             s_server without -tls1_3); the device cannot speak anything else"
+        ),
+        Some(DeviceWords::oserror(&device_error::FATAL_ALERT)),
+    )
+}
+
+fn nothing_in_common(ctx: &Context<'_>) -> Parts {
+    if let Some(key) = ctx
+        .probe
+        .and_then(|p| p.leaf.as_ref())
+        .map(|l| l.key.as_str())
+        .filter(|k| *k == "Ed25519" && !ctx.profile.ed25519)
+    {
+        return refused_key(ctx, key);
+    }
+    let offer = offer(ctx.profile);
+    (
+        Reason::NothingInCommon,
+        format!(
+            "the server found no cipher suite, group or signature algorithm in common with the \
+             {} profile, which offers {offer}",
+            ctx.profile.name
+        ),
+        format!(
+            "let the server accept one of those (suites, groups) and give it a certificate whose \
+             key the {} profile accepts (devtls new server --key p256)",
+            ctx.profile.name
+        ),
+        Some(DeviceWords::oserror(&device_error::FATAL_ALERT)),
+    )
+}
+
+/// What a device-restricted devtls endpoint offers, from the profile.
+fn offer(profile: &Profile) -> String {
+    let suites: Vec<String> = crate::restrict::provider(profile)
+        .cipher_suites
+        .iter()
+        .map(|s| {
+            s.suite()
+                .as_str()
+                .map_or_else(|| format!("{:?}", s.suite()), str::to_string)
+        })
+        .collect();
+    let groups: Vec<String> = profile.groups.iter().map(|g| format!("{g:?}")).collect();
+    let mut refused = Vec::new();
+    if !profile.rsa_pss {
+        refused.push("RSA-PSS");
+    }
+    if !profile.ed25519 {
+        refused.push("Ed25519");
+    }
+    let refused = if refused.is_empty() {
+        String::new()
+    } else {
+        format!("; no {}", refused.join(", no "))
+    };
+    format!(
+        "{} with {} over groups {}{refused}",
+        versions(profile),
+        suites.join(", "),
+        groups.join(", ")
+    )
+}
+
+fn client_cert_missing(_ctx: &Context<'_>) -> Parts {
+    (
+        Reason::ClientCertMissing,
+        "the server demands a client certificate (mutual TLS) and none was sent".into(),
+        "pass --cert client.der --key client.key.der (on the device \
+         ctx.load_cert_chain(\"client.der\", \"client.key.der\")), with a certificate the \
+         server's CA signed"
+            .into(),
+        Some(DeviceWords::oserror(&device_error::FATAL_ALERT)),
+    )
+}
+
+fn client_cert_rejected(_ctx: &Context<'_>, alert: &AlertDescription) -> Parts {
+    (
+        Reason::ClientCertRejected,
+        format!(
+            "the server refused the client certificate (alert '{alert:?}'): it is not signed by \
+             a CA the server trusts, expired, or revoked"
+        ),
+        "use a client certificate the server's --ca signed (or give the server this client's \
+         certificate as its CA)"
+            .into(),
+        Some(DeviceWords::oserror(&device_error::FATAL_ALERT)),
+    )
+}
+
+fn not_tls() -> Parts {
+    (
+        Reason::NotTls,
+        "the peer does not speak TLS (plain text, HTTP or another protocol on this port)".into(),
+        "use the TLS port (e.g. 443/8443/8883, not 80/1883), or put TLS in front of the service"
+            .into(),
+        Some(DeviceWords::oserror(&device_error::INVALID_RECORD)),
+    )
+}
+
+fn versions(profile: &Profile) -> String {
+    let names: Vec<&str> = profile
+        .versions
+        .iter()
+        .filter_map(|v| match v {
+            TlsVersion::Tls12 => Some("TLS 1.2"),
+            TlsVersion::Tls13 => Some("TLS 1.3"),
+            TlsVersion::Dtls12 => None,
+        })
+        .collect();
+    names.join(" and ")
+}
+
+fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devtls_pki::profile::OPENMV;
+
+    fn ctx(side: Side) -> Context<'static> {
+        Context {
+            side,
+            profile: &OPENMV,
+            server_name: "openmv",
+            anchors: "--ca: openmv",
+            presented: &[],
+            asked_for_cert: false,
+            sent_cert: false,
+            probe: None,
+        }
+    }
+
+    #[test]
+    fn io_errors_from_tokio_rustls_are_classified() {
+        let wrapped = io::Error::new(io::ErrorKind::InvalidData, rustls::Error::DecryptError);
+        assert!(matches!(
+            Failure::from_io(wrapped),
+            Failure::Tls(rustls::Error::DecryptError)
+        ));
+        let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof");
+        assert!(matches!(Failure::from_io(eof), Failure::Closed));
+    }
+
+    #[test]
+    fn the_device_as_server_names_a_missing_client_certificate() {
+        let d = diagnose(
+            &Failure::Tls(rustls::Error::NoCertificatesPresented),
+            &ctx(Side::Server),
+        );
+        assert_eq!(d.reason, Reason::ClientCertMissing);
+        assert_eq!(
+            d.device.unwrap().code,
+            device_error::NO_CLIENT_CERTIFICATE.code
+        );
+    }
+
+    #[test]
+    fn nothing_in_common_lists_the_profiles_offer() {
+        let alert = Failure::Tls(rustls::Error::AlertReceived(
+            AlertDescription::HandshakeFailure,
+        ));
+        let d = diagnose(&alert, &ctx(Side::Client));
+        assert_eq!(d.reason, Reason::NothingInCommon);
+        // Read from the profile, not restated: every emulated suite is named.
+        for suite in crate::restrict::provider(&OPENMV).cipher_suites.iter() {
+            let name = suite.suite().as_str().unwrap();
+            assert!(d.what.contains(name), "{name} missing from {}", d.what);
+        }
+        assert_eq!(d.device.unwrap().code, device_error::FATAL_ALERT.code);
+    }
+}

@@ -1,0 +1,356 @@
+//! Server certificate verification as the device does it, keeping what the
+//! peer presented for diagnosis.
+//!
+//! rustls-webpki checks the chain, validity and SAN names. The device also
+//! accepts a certificate without any SAN whose CN matches the host name
+//! (mbedTLS's CN fallback); [`DeviceVerifier`] adds that for profiles with
+//! `cn_fallback`. Because webpki checks the chain and validity before the
+//! name, a name error means everything else already passed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use devtls_pki::profile::Profile;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::DistinguishedName;
+use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// Verifies a server like the device and records the presented chain.
+#[derive(Debug)]
+pub struct DeviceVerifier {
+    /// The chain check; `None` accepts any chain (`Verification::None`).
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
+    cn_fallback: bool,
+    /// The anchors, to recognise a leaf that is itself an anchor.
+    anchors: Vec<CertificateDer<'static>>,
+    presented: Mutex<Vec<CertificateDer<'static>>>,
+}
+
+impl DeviceVerifier {
+    /// A verifier for `profile` with the `anchors` webpki was built from;
+    /// `webpki` is `None` to skip verification.
+    pub fn new(
+        webpki: Option<Arc<WebPkiServerVerifier>>,
+        anchors: Vec<CertificateDer<'static>>,
+        profile: &Profile,
+    ) -> Self {
+        DeviceVerifier {
+            webpki,
+            algorithms: crate::restrict::provider(profile).signature_verification_algorithms,
+            cn_fallback: profile.cn_fallback,
+            anchors,
+            presented: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// mbedTLS trusts a leaf that is byte-for-byte one of its anchors even
+    /// when it carries the CA flag (what `openssl req -x509` makes by
+    /// default); webpki refuses a CA as end entity. For such a leaf the
+    /// signature check is moot, so validity and name are checked here.
+    fn locally_trusted(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Option<Result<ServerCertVerified, Error>> {
+        if !is_anchor(&self.anchors, end_entity) {
+            return None;
+        }
+        if let Err(e) = check_validity(end_entity, now) {
+            return Some(Err(e));
+        }
+        let (_, cert) = X509Certificate::from_der(end_entity).ok()?;
+        let name = server_name.to_str();
+        let san = cert.subject_alternative_name().ok().flatten();
+        let matched = match &san {
+            Some(san) => san.value.general_names.iter().any(|n| match n {
+                GeneralName::DNSName(d) => name_matches(d, &name),
+                GeneralName::IPAddress(ip) => ip_matches(ip, &name),
+                _ => false,
+            }),
+            None => self.cn_fallback && cn_fallback_matches(end_entity, server_name),
+        };
+        Some(if matched {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(CertificateError::NotValidForName.into())
+        })
+    }
+
+    /// The chain the server presented (leaf first), even if verification failed;
+    /// empty if the handshake never got that far.
+    pub fn presented(&self) -> Vec<CertificateDer<'static>> {
+        self.presented.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+}
+
+impl ServerCertVerifier for DeviceVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        if let Ok(mut presented) = self.presented.lock() {
+            *presented = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|c| c.clone().into_owned())
+                .collect();
+        }
+        let Some(webpki) = &self.webpki else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if self.cn_fallback && cn_fallback_matches(end_entity, server_name) => {
+                Ok(ServerCertVerified::assertion())
+            }
+            Err(Error::InvalidCertificate(CertificateError::Other(other)))
+                if is_ca_used_as_end_entity(&other) =>
+            {
+                self.locally_trusted(end_entity, server_name, now)
+                    .unwrap_or(Err(Error::InvalidCertificate(CertificateError::Other(
+                        other,
+                    ))))
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// The device's CN fallback: only when the leaf has no subjectAltName at
+/// all, its common name is matched against the host name.
+fn cn_fallback_matches(leaf: &CertificateDer<'_>, server_name: &ServerName<'_>) -> bool {
+    let Ok((_, cert)) = X509Certificate::from_der(leaf) else {
+        return false;
+    };
+    if cert.subject_alternative_name().ok().flatten().is_some() {
+        return false;
+    }
+    let name = server_name.to_str();
+    let matched = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok())
+        .any(|cn| name_matches(cn, &name));
+    matched
+}
+
+fn ip_matches(san: &[u8], name: &str) -> bool {
+    match name.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => san == v4.octets(),
+        Ok(std::net::IpAddr::V6(v6)) => san == v6.octets(),
+        Err(_) => false,
+    }
+}
+
+/// mbedTLS's name comparison: case-insensitive, and a pattern `*.rest`
+/// matches exactly one left-most label.
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    if pattern.eq_ignore_ascii_case(name) {
+        return true;
+    }
+    match (pattern.strip_prefix("*."), name.split_once('.')) {
+        (Some(rest), Some((label, name_rest))) => {
+            !label.is_empty() && rest.eq_ignore_ascii_case(name_rest)
+        }
+        _ => false,
+    }
+}
+
+/// Presents the client identity, if any, and records whether the server
+/// asked for one (to tell "mTLS demanded, no certificate" from other refusals).
+#[derive(Debug)]
+pub struct ClientCertRecorder {
+    identity: Option<Arc<CertifiedKey>>,
+    asked: AtomicBool,
+}
+
+impl ClientCertRecorder {
+    /// A resolver presenting `identity` (or nothing).
+    pub fn new(identity: Option<Arc<CertifiedKey>>) -> Self {
+        ClientCertRecorder {
+            identity,
+            asked: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the server sent a CertificateRequest.
+    pub fn asked(&self) -> bool {
+        self.asked.load(Ordering::Relaxed)
+    }
+}
+
+impl ResolvesClientCert for ClientCertRecorder {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.asked.store(true, Ordering::Relaxed);
+        self.identity.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.identity.is_some()
+    }
+}
+
+tokio::task_local! {
+    /// The chain the client of the current connection presented. The server
+    /// verifier is shared by all connections, but rustls calls it inside the
+    /// task handling one connection, so a task-local slot keeps chains apart.
+    pub static PRESENTED_BY_CLIENT: std::cell::RefCell<Vec<CertificateDer<'static>>>;
+}
+
+/// Verifies client certificates with webpki, plus the device's acceptance
+/// of a client certificate that is itself one of the anchors even when it
+/// carries the CA flag (the device guide's `openssl req -x509` certificates).
+#[derive(Debug)]
+pub struct DeviceClientVerifier {
+    webpki: Arc<dyn ClientCertVerifier>,
+    anchors: Vec<CertificateDer<'static>>,
+}
+
+impl DeviceClientVerifier {
+    /// Wraps `webpki`, built from `anchors`.
+    pub fn new(webpki: Arc<dyn ClientCertVerifier>, anchors: Vec<CertificateDer<'static>>) -> Self {
+        DeviceClientVerifier { webpki, anchors }
+    }
+}
+
+impl ClientCertVerifier for DeviceClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.webpki.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.webpki.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.webpki.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        // Kept for the report of this connection, whatever the verdict.
+        let _ = PRESENTED_BY_CLIENT.try_with(|slot| {
+            *slot.borrow_mut() = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|c| c.clone().into_owned())
+                .collect();
+        });
+        match self
+            .webpki
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Err(Error::InvalidCertificate(CertificateError::Other(other)))
+                if is_ca_used_as_end_entity(&other) && is_anchor(&self.anchors, end_entity) =>
+            {
+                check_validity(end_entity, now).map(|()| ClientCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// The certificate is byte-for-byte one of the anchors.
+fn is_anchor(anchors: &[CertificateDer<'static>], cert: &CertificateDer<'_>) -> bool {
+    anchors.iter().any(|a| a.as_ref() == cert.as_ref())
+}
+
+fn is_ca_used_as_end_entity(other: &rustls::OtherError) -> bool {
+    matches!(
+        other.0.downcast_ref::<webpki::Error>(),
+        Some(webpki::Error::CaUsedAsEndEntity)
+    )
+}
+
+/// The validity window check mbedTLS applies to every certificate.
+fn check_validity(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), Error> {
+    let (_, cert) = X509Certificate::from_der(cert)
+        .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let now = now.as_secs() as i64;
+    let validity = cert.validity();
+    if now > validity.not_after.timestamp() {
+        return Err(CertificateError::Expired.into());
+    }
+    if now < validity.not_before.timestamp() {
+        return Err(CertificateError::NotValidYet.into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_matches_one_left_label_only() {
+        assert!(name_matches("*.example.com", "a.example.com"));
+        assert!(name_matches("OpenMV", "openmv"));
+        assert!(!name_matches("*.example.com", "a.b.example.com"));
+        assert!(!name_matches("*.example.com", "example.com"));
+        assert!(!name_matches("a.example.com", "b.example.com"));
+    }
+}
