@@ -617,3 +617,80 @@ fn two_issuers_at_once_never_share_a_serial_or_a_device() {
     let rows = assert_agreement(d, "fleet");
     assert_eq!(rows.len(), 2000);
 }
+
+/// The fleet end to end with the device's TLS library: a gateway certificate
+/// and device identities from the fleet, `devtls serve --ca ca.der --crl
+/// crl.der`, and the mbedTLS peer loading a device folder's DER files. A
+/// device completes mTLS; after `fleet revoke` and `fleet crl` it is refused.
+#[test]
+fn mbedtls_device_does_mtls_with_serve_until_revoked() {
+    use support::net::Serve;
+    use support::peers::mbedtls_client;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    init(d);
+    // mbedTLS 2.28 (the peer) matches DNS SANs only; the device (3.6) would take the IP too.
+    fs::write(d.join("gw.csv"), "gateway,gateway.local,127.0.0.1\n").unwrap();
+    ok_in(
+        d,
+        &["fleet", "issue", "--from", "gw.csv", "--role", "server"],
+    );
+    ok_in(d, &["fleet", "issue", "cam-1", "cam-2"]);
+    ok_in(
+        d,
+        &["fleet", "revoke", "cam-2", "--reason", "keyCompromise"],
+    );
+    ok_in(d, &["fleet", "crl"]);
+    let gw = "fleet/devices/gateway";
+    let serve = Serve::start(
+        d,
+        &[
+            "--cert",
+            &format!("{gw}/server.der"),
+            "--key",
+            &format!("{gw}/server.key.der"),
+            "--ca",
+            "fleet/ca.der",
+            "--crl",
+            "fleet/crl.der",
+            "--count",
+            "2",
+            "--json",
+        ],
+    );
+    let device = |id: &str| {
+        let f = |name: &str| format!("fleet/devices/{id}/{name}");
+        mbedtls_client(
+            d,
+            serve.port,
+            &[
+                "--ca",
+                &f("ca.der"),
+                "--hostname",
+                "gateway.local",
+                "--cert",
+                &f("client.der"),
+                "--key",
+                &f("client.key.der"),
+                "--send",
+                "hello from the device\n",
+                "--timeout",
+                "15",
+            ],
+        )
+    };
+    let good = device("cam-1");
+    assert!(good.single().ok, "{}", good.transcript);
+    assert_eq!(good.single().version.as_deref(), Some("TLSv1.2"));
+    let report = serve.report(Duration::from_secs(20));
+    assert_eq!(report["result"], "served", "{report}");
+    assert_eq!(report["client_chain"][0]["subject"], "CN=cam-1", "{report}");
+    let revoked = device("cam-2");
+    assert!(!revoked.single().ok, "{}", revoked.transcript);
+    let report = serve.report(Duration::from_secs(20));
+    assert_ne!(report["result"], "served", "{report}");
+    assert!(
+        report.to_string().to_lowercase().contains("revoked"),
+        "the server says why: {report}"
+    );
+}
