@@ -38,6 +38,11 @@ fn openssl_verifies_every_device_and_refuses_revoked_ones_with_the_crl() {
     );
     let rows = assert_agreement(d, "fleet");
     assert_eq!(rows.len(), 13);
+    assert_eq!(
+        fs::read(d.join("fleet/devices/cam-5/ca.der")).unwrap(),
+        fs::read(d.join("fleet/ca.der")).unwrap(),
+        "each device trusts the fleet CA"
+    );
     let mut certs: Vec<String> = (1..=12)
         .map(|i| format!("fleet/devices/cam-{i}/client.der"))
         .collect();

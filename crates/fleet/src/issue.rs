@@ -294,7 +294,7 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
 /// Writes one device's folder in staging and renames it into `devices/ID/`.
 fn place(
     devices: &Path,
-    ca_der: &[u8],
+    ca: (&Path, &[u8]),
     session: &Session,
     made: &Made,
     boot_py: &BootPy,
@@ -307,7 +307,12 @@ fn place(
     if let Some(key) = &made.key_der {
         write_file(&stage.join(&key_name), key, 0o600)?;
     }
-    write_file(&stage.join(names::CA_DER), ca_der, 0o644)?;
+    // The CA certificate is public and the same for every device: a hard
+    // link costs no new inode, which is what a file system charges most for.
+    let ca_copy = stage.join(names::CA_DER);
+    if fs::hard_link(ca.0, &ca_copy).is_err() {
+        write_file(&ca_copy, ca.1, 0o644)?;
+    }
     write_file(
         &stage.join(names::BOOT_PY),
         boot_py(made.job.role).as_bytes(),
@@ -469,10 +474,11 @@ fn run_batch(
     }
     let owned = reserve(&mut fleet.db, session, ok, report)?;
     let devices = fleet.dir().join(names::DEVICES);
-    let ca_der = fleet.ca_der.as_slice();
+    let ca_path = fleet.dir().join(names::CA_DER);
+    let ca = (ca_path.as_path(), fleet.ca_der.as_slice());
     let placed: Vec<(&Made, Result<(), Error>)> =
         parallel(owned.iter().collect(), opts.threads, |m| {
-            (m, place(&devices, ca_der, session, m, &opts.boot_py))
+            (m, place(&devices, ca, session, m, &opts.boot_py))
         });
     // Whatever failed half-way stays in staging, which is removed at the end.
     lock::sync_fs(&devices)?;
