@@ -121,6 +121,33 @@ fn row(r: &SqlRow<'_>, now: i64) -> rusqlite::Result<Row> {
     })
 }
 
+/// Runs a query and collects each row as a tuple.
+pub(crate) fn tuples<T>(
+    db: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<T>, Error>
+where
+    T: for<'a> TryFrom<&'a SqlRow<'a>, Error = rusqlite::Error>,
+{
+    let mut stmt = db.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, |r| T::try_from(r))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Gives a rotated certificate its new status (`superseded`, or `revoked`
+/// with reason superseded) once its replacement is active.
+pub(crate) fn retire(db: &Connection, id: i64, becomes: &str) -> Result<(), Error> {
+    db.prepare_cached(
+        "UPDATE certs SET status = ?2,
+                revoked_at = CASE WHEN ?2 = 'revoked' THEN ?3 END,
+                reason = CASE WHEN ?2 = 'revoked' THEN 'superseded' END
+         WHERE id = ?1 AND status = 'active'",
+    )?
+    .execute(params![id, becomes, crate::now().unix_timestamp()])?;
+    Ok(())
+}
+
 /// Which rows to list.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {

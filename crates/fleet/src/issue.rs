@@ -414,13 +414,6 @@ fn settle(
 ) -> Result<(), Error> {
     let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
-        let now = crate::now().unix_timestamp();
-        let mut old = tx.prepare_cached(
-            "UPDATE certs SET status = ?2,
-                    revoked_at = CASE WHEN ?2 = 'revoked' THEN ?3 END,
-                    reason = CASE WHEN ?2 = 'revoked' THEN 'superseded' END
-             WHERE id = ?1",
-        )?;
         let mut active = tx.prepare_cached(
             "UPDATE certs SET status = 'active', owner = NULL WHERE serial = ? AND status = 'pending'",
         )?;
@@ -430,7 +423,7 @@ fn settle(
             match result {
                 Ok(()) => {
                     if let Some((row, becomes)) = m.job.replaces {
-                        old.execute(params![row, becomes, now])?;
+                        crate::inventory::retire(&tx, row, becomes)?;
                     }
                     active.execute([&m.serial])?;
                     report.issued += 1;
@@ -591,25 +584,13 @@ pub fn rotate(
     let mut cursor = 0i64;
     let mut done = 0u64;
     loop {
-        let rows: Vec<RotateRow> = {
-            let mut stmt = fleet.db.prepare_cached(
-                "SELECT id, device, role, key_type, dns, ips, from_csr FROM certs
-                 WHERE status = 'active' AND not_after <= ? AND id > ? AND id <= ?
-                 ORDER BY id LIMIT ?",
-            )?;
-            let rows = stmt.query_map(params![before, cursor, max_id, opts.batch as i64], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
+        let rows: Vec<RotateRow> = crate::inventory::tuples(
+            &fleet.db,
+            "SELECT id, device, role, key_type, dns, ips, from_csr FROM certs
+             WHERE status = 'active' AND not_after <= ? AND id > ? AND id <= ?
+             ORDER BY id LIMIT ?",
+            params![before, cursor, max_id, opts.batch as i64],
+        )?;
         let Some(last) = rows.last() else { break };
         cursor = last.0;
         let mut jobs = Vec::new();

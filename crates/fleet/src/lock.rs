@@ -70,7 +70,13 @@ impl Lock {
     /// see it unlocked while its owner lives.
     pub fn create_locked(staging: &Path, path: &Path) -> Result<Lock, Error> {
         let file = open(staging)?;
-        flock(&file, false).map_err(|e| Error::io(staging, e))?;
+        // A recovery may have grabbed a fresh staging file as stale: never run unlocked.
+        if !flock(&file, false).map_err(|e| Error::io(staging, e))? {
+            return Err(Error::Invalid(format!(
+                "{}: could not take the issuing lock; run the command again",
+                staging.display()
+            )));
+        }
         std::fs::rename(staging, path).map_err(|e| Error::io(path, e))?;
         Ok(Lock { _file: file })
     }

@@ -106,23 +106,12 @@ pub fn run(fleet: &mut Fleet) -> Result<Recovery, Error> {
 type PendingRow = (i64, String, String, String, Option<i64>, Option<String>);
 
 fn settle_owner(fleet: &mut Fleet, owner: &str, report: &mut Recovery) -> Result<(), Error> {
-    let rows: Vec<PendingRow> = {
-        let mut stmt = fleet.db().prepare(
-            "SELECT id, device, serial, role, replaces, old_status FROM certs
-             WHERE status = 'pending' AND owner = ?",
-        )?;
-        let rows = stmt.query_map([owner], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let rows: Vec<PendingRow> = crate::inventory::tuples(
+        fleet.db(),
+        "SELECT id, device, serial, role, replaces, old_status FROM certs
+         WHERE status = 'pending' AND owner = ?",
+        [owner],
+    )?;
     if rows.is_empty() {
         return Ok(());
     }
@@ -156,13 +145,7 @@ fn settle_owner(fleet: &mut Fleet, owner: &str, report: &mut Recovery) -> Result
     let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for (id, sha256, replaces, old_status) in &landed {
         if let (Some(old), Some(becomes)) = (replaces, old_status) {
-            tx.execute(
-                "UPDATE certs SET status = ?2,
-                        revoked_at = CASE WHEN ?2 = 'revoked' THEN ?3 END,
-                        reason = CASE WHEN ?2 = 'revoked' THEN 'superseded' END
-                 WHERE id = ?1 AND status = 'active'",
-                params![old, becomes, crate::now().unix_timestamp()],
-            )?;
+            crate::inventory::retire(&tx, *old, becomes)?;
         }
         tx.execute(
             "UPDATE certs SET status = 'active', owner = NULL, sha256 = ? WHERE id = ?",
@@ -186,4 +169,119 @@ fn restore(old: &Path, dest: &Path) -> Result<(), Error> {
         fs::remove_dir_all(dest).map_err(|e| Error::io(dest, e))?;
     }
     fs::rename(old, dest).map_err(|e| Error::io(dest, e))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every state a SIGKILL can leave, made by hand, settled by one `open`.
+    use super::*;
+    use crate::devices::Source;
+    use crate::issue::{self, IssueOptions};
+    use crate::InitOptions;
+    use devtls_pki::issue::{CertSpec, Role};
+    use devtls_pki::keys::{KeyType, PrivateKey};
+    use std::sync::Arc;
+
+    fn status_of(fleet: &Fleet, device: &str) -> Vec<String> {
+        crate::inventory::device_rows(fleet.db(), device)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.status)
+            .collect()
+    }
+
+    /// A certificate for `id` signed by the fleet CA, as (DER, serial hex).
+    fn cert(fleet: &Fleet, id: &str) -> (Vec<u8>, String) {
+        let key = PrivateKey::generate(KeyType::P256).unwrap();
+        let der = fleet
+            .authority()
+            .unwrap()
+            .sign(&CertSpec::new(id, Role::Client, 30), &key)
+            .unwrap()
+            .der;
+        let serial = cert_facts(&der).unwrap().serial;
+        (der, serial)
+    }
+
+    fn pending(fleet: &Fleet, device: &str, serial: &str, owner: &str, replaces: Option<i64>) {
+        fleet
+            .db()
+            .execute(
+                "INSERT INTO certs (device, serial, key_type, role, not_before, not_after, status,
+                                    owner, replaces, old_status, issued_at)
+                 VALUES (?, ?, 'p256', 'client', 0, 4000000000, 'pending', ?, ?, 'revoked', 0)",
+                rusqlite::params![device, serial, owner, replaces],
+            )
+            .unwrap();
+    }
+
+    fn active_id(fleet: &Fleet, device: &str) -> i64 {
+        fleet
+            .db()
+            .query_row(
+                "SELECT id FROM certs WHERE device = ? AND status = 'active'",
+                [device],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn each_crash_state_is_settled_by_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("fleet");
+        let opts = InitOptions {
+            name: "t".into(),
+            key: KeyType::P256,
+            days: 365,
+        };
+        let mut fleet = Fleet::init(&root, &opts).unwrap();
+        let boot: issue::BootPy = Arc::new(|_| String::new());
+        let io = IssueOptions::new(30, Role::Client, KeyType::P256, boot);
+        let ids = ["a", "b"].map(String::from).to_vec();
+        issue::issue(&mut fleet, Source::list(ids), &io, &|_| {}).unwrap();
+
+        let dead = root.join(names::WORK).join("dead");
+        for sub in ["new", "old"] {
+            fs::create_dir_all(dead.join(sub)).unwrap();
+        }
+        let devices = root.join(names::DEVICES);
+        // c: renamed into place, not yet marked active.
+        let (c_der, c_serial) = cert(&fleet, "c");
+        fs::create_dir(devices.join("c")).unwrap();
+        fs::write(devices.join("c/client.der"), &c_der).unwrap();
+        pending(&fleet, "c", &c_serial, "dead", None);
+        // d: still in staging.
+        let (d_der, d_serial) = cert(&fleet, "d");
+        fs::create_dir(dead.join("new/d")).unwrap();
+        fs::write(dead.join("new/d/client.der"), &d_der).unwrap();
+        pending(&fleet, "d", &d_serial, "dead", None);
+        // a: rotation killed between moving the old folder out and the new one in.
+        let a_old = fs::read(devices.join("a/client.der")).unwrap();
+        let (_, a_serial) = cert(&fleet, "a");
+        pending(&fleet, "a", &a_serial, "dead", Some(active_id(&fleet, "a")));
+        fs::rename(devices.join("a"), dead.join("old/a")).unwrap();
+        // b: rotation killed after the new folder landed.
+        let (b_der, b_serial) = cert(&fleet, "b");
+        pending(&fleet, "b", &b_serial, "dead", Some(active_id(&fleet, "b")));
+        fs::rename(devices.join("b"), dead.join("old/b")).unwrap();
+        fs::create_dir(devices.join("b")).unwrap();
+        fs::write(devices.join("b/client.der"), &b_der).unwrap();
+        // e: owned by a live process (its lock is held): left alone.
+        let work = root.join(names::WORK);
+        let _live = Lock::create_locked(&work.join(".live.new"), &work.join("live.lock")).unwrap();
+        pending(&fleet, "e", "0e", "live", None);
+        drop(fleet);
+
+        let fleet = Fleet::open(&root).unwrap();
+        assert_eq!(status_of(&fleet, "c"), ["active"]);
+        assert!(status_of(&fleet, "d").is_empty() && !devices.join("d").exists());
+        assert_eq!(status_of(&fleet, "a"), ["active"]);
+        assert_eq!(fs::read(devices.join("a/client.der")).unwrap(), a_old);
+        assert_eq!(status_of(&fleet, "b"), ["revoked", "active"]);
+        assert_eq!(fs::read(devices.join("b/client.der")).unwrap(), b_der);
+        assert!(!dead.exists(), "the dead owner's staging is removed");
+        assert_eq!(status_of(&fleet, "e"), ["pending"]);
+        assert!(work.join("live.lock").exists());
+    }
 }
