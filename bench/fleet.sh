@@ -7,7 +7,8 @@
 #   - openssl per-device flow (the guide's commands: ecparam, req,
 #     x509 -req -CA, two DER conversions) on a sample;
 #   - file-system bound: only the disk work of a device folder (staging
-#     folder, four small files, rename), same thread count.
+#     folder, three small files, a hard link, rename), with as many writer
+#     threads as fleet issue uses (4 per crypto thread).
 # Peak RSS (/usr/bin/time -v) at two fleet sizes shows memory does not grow.
 #
 # Usage: bench/fleet.sh            (N=100000 SMALL=10000 SAMPLE=50 to change)
@@ -55,7 +56,7 @@ T1=$(now)
 OPENSSL=$(rate "$SAMPLE" "$T0" "$T1")
 
 # 3. The file-system bound, on the small size.
-FS=$(target/release/examples/fs_bound "$TMP/fs" "$SMALL" "$THREADS")
+FS=$(target/release/examples/fs_bound "$TMP/fs" "$SMALL" "$((THREADS * 4))")
 rm -rf "$TMP/fs"
 
 # 4. devtls fleet at two sizes.
@@ -78,7 +79,7 @@ read -r FLEET FLEET_KB < <(fleet_run "$N")
 
 printf '\n%-44s %12s\n' "per-device issuance (P-256)" "devices/s"
 printf '%-44s %12s\n' "raw crypto bound (keygen + 1 signature)" "$RAW"
-printf '%-44s %12s\n' "file-system bound (folder of 4 files)" "$FS"
+printf '%-44s %12s\n' "file-system bound (device folders only)" "$FS"
 printf '%-44s %12s\n' "openssl per-device flow ($SAMPLE devices)" "$OPENSSL"
 printf '%-44s %12s\n' "devtls fleet issue ($SMALL devices)" "$SMALL_RATE"
 printf '%-44s %12s\n' "devtls fleet issue ($N devices)" "$FLEET"

@@ -541,8 +541,9 @@ fn issuance_survives_sigkill_twenty_times() {
         loop {
             let mut child = spawn_issue(d, "cam-", &n.to_string());
             let t0 = Instant::now();
-            // Anywhere in what is left of the run, start-up and recovery included.
-            let remaining = full.mul_f64((n - done) as f64 / n as f64 + 0.1);
+            // Anywhere in what is left of the run, start-up and recovery
+            // included, but early enough that the run rarely finishes first.
+            let remaining = full.mul_f64((n - done) as f64 / n as f64 * 0.8 + 0.02);
             let at = remaining.mul_f64(rand_fraction());
             // After the twentieth kill the last run must finish on its own (bounded).
             let deadline = if kills < 20 && kills_here < KILLS_PER_FLEET {

@@ -1,6 +1,7 @@
 //! The file-system bound for `bench/fleet.sh`: per device what `fleet issue`
-//! does to the disk and nothing else (a staging folder, four small files of
-//! the sizes a device folder holds, a rename into place), on THREADS threads.
+//! does to the disk and nothing else (a staging folder, three small files of
+//! the sizes a device folder holds, a hard link to the CA certificate, a
+//! rename into place), on THREADS threads.
 //!
 //! Usage: fs_bound DIR DEVICES THREADS   (prints devices per second)
 
@@ -17,16 +18,17 @@ fn main() {
     let (stage, devices) = (root.join("stage"), root.join("devices"));
     fs::create_dir_all(&stage).unwrap();
     fs::create_dir_all(&devices).unwrap();
-    let files: [(&str, usize); 4] = [
+    let files: [(&str, usize); 3] = [
         ("client.der", 372),
         ("client.key.der", 138),
-        ("ca.der", 379),
         ("boot.py", 550),
     ];
+    let ca = root.join("ca.der");
+    fs::write(&ca, vec![0u8; 379]).unwrap();
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..threads {
-            let (stage, devices, files) = (&stage, &devices, &files);
+            let (stage, devices, files, ca) = (&stage, &devices, &files, &ca);
             s.spawn(move || {
                 for i in (t..n).step_by(threads) {
                     let name = format!("dev-{i}");
@@ -35,6 +37,7 @@ fn main() {
                     for (f, len) in files {
                         fs::write(tmp.join(f), vec![0u8; *len]).unwrap();
                     }
+                    fs::hard_link(ca, tmp.join("ca.der")).unwrap();
                     fs::rename(&tmp, devices.join(&name)).unwrap();
                 }
             });

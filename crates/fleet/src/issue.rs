@@ -48,21 +48,26 @@ pub struct IssueOptions {
     pub key: KeyType,
     /// The `boot.py` written into every device folder.
     pub boot_py: BootPy,
-    /// Worker threads for keys, signatures and files.
+    /// Worker threads for keys and signatures.
     pub threads: usize,
+    /// Worker threads writing device folders: more than the cores, because
+    /// file creation waits on the disk rather than the CPU.
+    pub io_threads: usize,
     /// Devices per transaction and per `syncfs`.
     pub batch: usize,
 }
 
 impl IssueOptions {
-    /// Defaults: every core, batches of 256.
+    /// Defaults: every core for crypto, four writers per core, batches of 256.
     pub fn new(days: u32, role: Role, key: KeyType, boot_py: BootPy) -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         IssueOptions {
             days,
             role,
             key,
             boot_py,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads,
+            io_threads: threads * 4,
             batch: 256,
         }
     }
@@ -470,7 +475,7 @@ fn run_batch(
     let ca_path = fleet.dir().join(names::CA_DER);
     let ca = (ca_path.as_path(), fleet.ca_der.as_slice());
     let placed: Vec<(&Made, Result<(), Error>)> =
-        parallel(owned.iter().collect(), opts.threads, |m| {
+        parallel(owned.iter().collect(), opts.io_threads, |m| {
             (m, place(&devices, ca, session, m, &opts.boot_py))
         });
     // Whatever failed half-way stays in staging, which is removed at the end.

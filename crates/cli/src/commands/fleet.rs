@@ -157,7 +157,8 @@ struct IssueArgs {
     /// Device profile the keys must suit.
     #[arg(long, default_value = "openmv")]
     profile: String,
-    /// Worker threads [default: one per core].
+    /// Worker threads for keys and signatures [default: one per core];
+    /// four times as many write the device folders.
     #[arg(long)]
     threads: Option<usize>,
     /// Print the result as JSON.
@@ -455,6 +456,7 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
     );
     if let Some(t) = a.threads {
         opts.threads = t.max(1);
+        opts.io_threads = opts.threads * 4;
     }
     let mut fleet = open(&a.dir.dir)?;
     let report = if let Some(csr_path) = &a.csr {
