@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::time::Duration;
 
 use devtls_pki::device_error;
@@ -12,7 +10,8 @@ use devtls_pki::issue::Role;
 use devtls_pki::keys::KeyType;
 use serde_json::Value;
 use support::net::{
-    cert_valid, connect_json, openssl_key, openssl_self_signed, openssl_signed, s_server, Serve,
+    cert_valid, connect_json, openssl_key, openssl_self_signed, openssl_signed, raw_server,
+    s_server, Serve,
 };
 use support::{ok_in, openssl_ok, text};
 use time::{Duration as Span, OffsetDateTime};
@@ -272,28 +271,12 @@ fn tls13_only_server_has_no_common_version_with_openmv() {
     assert_eq!(v["probe"]["version"], "TLSv1.3");
 }
 
-/// A loopback TCP server answering every connection (at most `n`) with `answer`.
-fn raw_server(answer: &'static [u8], n: usize) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(n) {
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = [0u8; 512];
-            let _ = stream.read(&mut buf);
-            let _ = stream.write_all(answer);
-        }
-    });
-    port
-}
-
 #[test]
 fn a_peer_that_is_not_tls_or_closes_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok_in(d, &["new", "server", "--dns", "localhost"]);
-    let port = raw_server(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", 2);
+    let port = raw_server(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
     let (code, v, _) = connect_json(d, &[&format!("127.0.0.1:{port}"), "--ca", "server.der"]);
     assert_failure(
         code,
@@ -302,7 +285,7 @@ fn a_peer_that_is_not_tls_or_closes_is_named() {
         device_error::INVALID_RECORD.code,
         "-29184",
     );
-    let port = raw_server(b"", 2);
+    let port = raw_server(b"");
     let (code, v, _) = connect_json(d, &[&format!("127.0.0.1:{port}"), "--ca", "server.der"]);
     assert_failure(
         code,

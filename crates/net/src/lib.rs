@@ -14,6 +14,15 @@
 //! - [`diagnose`]: a failure in plain words, the fix, and the device's words.
 //! - [`report`]: certificates and sessions in readable form.
 //!
+//! ## Adding a transport
+//!
+//! `tls` is one transport. Another (DTLS) takes the same
+//! [`config::ClientSettings`]/[`config::ServerSettings`], reports with the
+//! same [`report::SessionInfo`], [`report::ClientReport`] and
+//! [`report::ConnectError`], and explains failures through
+//! [`diagnose::diagnose`], so `devtls serve`/`connect` print and exit the
+//! same way whatever the transport.
+//!
 //! ## What cannot be emulated
 //!
 //! rustls implements ECDHE with AES-GCM and ChaCha20 only: no AES-CBC and no

@@ -54,15 +54,7 @@ impl Serve {
             .args(["serve", "--port", "0"])
             .args(args);
         let mut peer = Peer::spawn("devtls serve", &mut cmd);
-        let stdout = peer.child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = stdout_lines(&mut peer);
         let first = lines
             .recv_timeout(Duration::from_secs(20))
             .expect("devtls serve printed its listening line");
@@ -104,6 +96,20 @@ impl Serve {
     pub fn finish(self, timeout: Duration) -> Output {
         self.peer.finish(timeout)
     }
+}
+
+/// The stdout lines of a running peer, as they come.
+pub fn stdout_lines(peer: &mut Peer) -> Receiver<String> {
+    let stdout = peer.child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
 
 /// Starts `openssl s_server -accept PORT ARGS` in `dir` and waits until it accepts.
@@ -188,4 +194,22 @@ pub fn openssl_signed(dir: &Path, key: &str, subj: &str, out: &str, extfile: Opt
         args.extend(["-extfile", ext]);
     }
     super::openssl_ok(dir, &args);
+}
+
+/// A loopback TCP server answering each connection (at most 8) with
+/// `answer` after reading what the client sent, then closing: a peer that
+/// is not TLS, or (empty answer) one that hangs up mid-handshake.
+pub fn raw_server(answer: &'static [u8]) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.read(&mut [0u8; 512]);
+            let _ = stream.write_all(answer);
+        }
+    });
+    port
 }
