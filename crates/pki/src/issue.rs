@@ -172,6 +172,11 @@ impl Authority {
         })
     }
 
+    /// The rcgen issuer, for signing CRLs inside this crate.
+    pub(crate) fn issuer(&self) -> &Issuer<'static, PrivateKey> {
+        &self.issuer
+    }
+
     /// Signs a certificate for `subject_key` (an SPKI-carrying public key) from the spec.
     pub fn sign(&self, spec: &CertSpec, subject_key: &PrivateKey) -> Result<Certificate, Error> {
         let mut params = spec.params(subject_key.key_type())?;

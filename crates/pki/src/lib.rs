@@ -9,6 +9,7 @@
 //! - [`profile`]: device profiles as data (`openmv` is the default).
 //! - [`device_error`]: the errors a device prints, for diagnosis.
 //! - [`keys`], [`issue`]: generating keys, certificates and CSRs.
+//! - [`crl`]: certificate revocation lists signed by a CA.
 //! - [`sniff`]: reading any PEM/DER file into typed items.
 //! - [`convert`]: PEM <-> DER, decrypting keys, ordering chains for split.
 //! - [`inspect`]: what each item holds (names, validity, keys, extensions), serialisable.
@@ -20,6 +21,7 @@ pub mod chain;
 pub mod convert;
 //! - [`lint`]: findings against a device profile; [`cabf`]: public CA lifetime limits.
 pub mod cabf;
+pub mod crl;
 pub mod der;
 pub mod device_error;
 pub mod files;

@@ -9,6 +9,7 @@ mod connect;
 mod doctor;
 mod csr;
 mod lint;
+mod fleet;
 mod new;
 mod profiles;
 mod quickstart;
@@ -38,6 +39,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Fleet(fleet::Args),
     New(new::Args),
     Convert(convert::Args),
     Split(split::Args),
@@ -56,6 +58,7 @@ enum Command {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Fleet(args) => fleet::run(args),
         Command::New(args) => new::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Split(args) => split::run(args),

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod interactive;
+pub mod fleet;
 
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Benchmark: `devtls fleet issue` for 100,000 P-256 devices end to end (keys,
+# certificates, device folders, inventory), beside anchors measured in the
+# same run on the same machine:
+#   - raw crypto bound: P-256 keygen + one ECDSA signature per device, tight
+#     loop, same library (rcgen on aws-lc-rs), same thread count;
+#   - openssl per-device flow (the guide's commands: ecparam, req,
+#     x509 -req -CA, two DER conversions) on a sample;
+#   - file-system bound: only the disk work of a device folder (staging
+#     folder, three small files, a hard link, rename), with as many writer
+#     threads as fleet issue uses (4 per crypto thread).
+# Peak RSS (/usr/bin/time -v) at two fleet sizes shows memory does not grow.
+#
+# Usage: bench/fleet.sh            (N=100000 SMALL=10000 SAMPLE=50 to change)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-100000}
+SMALL=${SMALL:-10000}
+SAMPLE=${SAMPLE:-50}
+THREADS=${THREADS:-$(nproc)}
+
+cargo build --release -q -p devtls -p devtls-fleet --examples --bins
+BIN=target/release/devtls
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/devtls-fleet-bench.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+now() { date +%s.%N; }
+rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }
+peak_kb() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"; }
+
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), threads $THREADS"
+
+# 1. Raw crypto bound.
+RAW=$(target/release/examples/raw_crypto "$N" "$THREADS")
+
+# 2. The openssl per-device flow, on a sample.
+(
+  cd "$TMP"
+  openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
+  openssl req -x509 -new -key ca.key -subj "/CN=bench CA" -days 3650 -out ca.crt 2>/dev/null
+)
+T0=$(now)
+for i in $(seq 1 "$SAMPLE"); do
+  (
+    cd "$TMP"
+    openssl ecparam -name prime256v1 -genkey -noout -out "d$i.key"
+    openssl req -new -key "d$i.key" -subj "/CN=cam-$i" -out "d$i.csr"
+    openssl x509 -req -in "d$i.csr" -CA ca.crt -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
+      -days 90 -sha256 -out "d$i.crt" 2>/dev/null
+    openssl x509 -in "d$i.crt" -outform DER -out "d$i.der"
+    openssl pkey -in "d$i.key" -outform DER -out "d$i.key.der"
+  )
+done
+T1=$(now)
+OPENSSL=$(rate "$SAMPLE" "$T0" "$T1")
+
+# 3. The file-system bound, on the small size.
+FS=$(target/release/examples/fs_bound "$TMP/fs" "$SMALL" "$((THREADS * 4))")
+rm -rf "$TMP/fs"
+
+# 4. devtls fleet at two sizes.
+fleet_run() { # SIZE -> "rate peak_kb"
+  local dir="$TMP/fleet-$1"
+  "$BIN" fleet init --dir "$dir" >/dev/null
+  local t0 t1
+  t0=$(now)
+  /usr/bin/time -v -o "$TMP/time-$1" "$BIN" fleet issue --dir "$dir" --count "$1" --prefix cam- \
+    --threads "$THREADS" --json >"$TMP/out-$1"
+  t1=$(now)
+  local issued
+  issued=$(grep -o '"issued": [0-9]*' "$TMP/out-$1" | grep -o '[0-9]*$')
+  [ "$issued" = "$1" ] || { echo "fleet issued $issued of $1" >&2; exit 1; }
+  echo "$(rate "$1" "$t0" "$t1") $(peak_kb "$TMP/time-$1")"
+  rm -rf "$dir"
+}
+read -r SMALL_RATE SMALL_KB < <(fleet_run "$SMALL")
+read -r FLEET FLEET_KB < <(fleet_run "$N")
+
+printf '\n%-44s %12s\n' "per-device issuance (P-256)" "devices/s"
+printf '%-44s %12s\n' "raw crypto bound (keygen + 1 signature)" "$RAW"
+printf '%-44s %12s\n' "file-system bound (device folders only)" "$FS"
+printf '%-44s %12s\n' "openssl per-device flow ($SAMPLE devices)" "$OPENSSL"
+printf '%-44s %12s\n' "devtls fleet issue ($SMALL devices)" "$SMALL_RATE"
+printf '%-44s %12s\n' "devtls fleet issue ($N devices)" "$FLEET"
+echo
+echo "devtls fleet / raw crypto bound:  $(ratio "$FLEET" "$RAW")   (target >= 40%)"
+echo "devtls fleet / file-system bound: $(ratio "$FLEET" "$FS")"
+echo "devtls fleet / openssl flow:      $(awk -v a="$FLEET" -v b="$OPENSSL" 'BEGIN { printf "%.1fx", a / b }')"
+echo "peak RSS: $SMALL devices ${SMALL_KB} kB, $N devices ${FLEET_KB} kB"
