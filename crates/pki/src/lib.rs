@@ -16,11 +16,11 @@
 //! - [`files`]: atomic writes, 0600 keys, no overwrite without force.
 //! - [`roots`], [`chain`]: root sets and path building to a trust anchor.
 //! - [`verify`]: verification as the device does it, with its words for failures.
+//! - [`lint`]: findings against a device profile; [`cabf`]: public CA lifetime limits.
 
+pub mod cabf;
 pub mod chain;
 pub mod convert;
-//! - [`lint`]: findings against a device profile; [`cabf`]: public CA lifetime limits.
-pub mod cabf;
 pub mod crl;
 pub mod der;
 pub mod device_error;

@@ -6,17 +6,17 @@ use clap::{Parser, Subcommand};
 
 mod anchor;
 mod connect;
-mod doctor;
+mod convert;
 mod csr;
-mod lint;
+mod doctor;
 mod fleet;
+mod inspect;
+mod lint;
 mod new;
 mod profiles;
 mod quickstart;
 mod roots;
 mod serve;
-mod convert;
-mod inspect;
 mod split;
 
 /// Make TLS work on small devices (OpenMV Cam, MicroPython on mbedTLS) the first time.

@@ -4,8 +4,8 @@
 //! Each test file uses what it needs, so unused items are expected.
 #![allow(dead_code)]
 
-pub mod interactive;
 pub mod fleet;
+pub mod interactive;
 
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -157,7 +157,7 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> Output {
     out
 }
 pub mod doctor;
-pub mod net;
 pub mod lint;
+pub mod net;
 pub mod peers;
 pub mod pkiread;
