@@ -11,8 +11,9 @@
 //! - [`verify`]: server verification as the device does it (CN fallback),
 //!   recording the presented chain even when it fails.
 //! - [`tls`]: the TCP client and server, async (tokio) with a blocking wrapper.
-//! - [`dtls`]: the UDP (DTLS 1.2) client and server on rtc-dtls, blocking,
-//!   with address-bound HelloVerifyRequest cookies.
+//! - [`dtls`]: the UDP (DTLS 1.2) client and server on rtc-dtls, with
+//!   address-bound HelloVerifyRequest cookies; each a socket-free state
+//!   machine with a blocking driver and an async (tokio) one.
 //! - [`diagnose`]: a failure in plain words, the fix, and the device's words.
 //! - [`report`]: certificates and sessions in readable form.
 //! - [`probe`]: a device-restricted handshake that records the chain and names failures (doctor, anchor).

@@ -572,3 +572,142 @@ fn many_clients_at_once_are_all_served() {
     received.dedup();
     assert_eq!(received.len(), CLIENTS, "every client was served once");
 }
+
+/// The async endpoints on tokio: the async server answers the async client
+/// and `openssl s_client`, and the async client completes an exchange with
+/// `openssl s_server`, cookies included.
+#[test]
+fn async_client_and_server_interoperate_with_each_other_and_openssl() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = self_signed("localhost", Role::Server, KeyType::P256);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_temp(&dir, "s.crt", server.pem.as_bytes());
+
+    let reports = runtime.block_on(async {
+        let mut srv = dtls::AsyncServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            ServerSettings::new(identity(&server)),
+        )
+        .await
+        .unwrap();
+        let addr = srv.local_addr().unwrap();
+        let serving = tokio::spawn(async move {
+            let mut reports = Vec::new();
+            srv.serve(Some(2), Some(Duration::from_secs(60)), |r| {
+                reports.push(r.clone())
+            })
+            .await
+            .unwrap();
+            (reports, srv.stats())
+        });
+        let (info, reply) =
+            dtls::exchange_async(&addr.to_string(), &client_settings(&server), b"async\n")
+                .await
+                .unwrap();
+        assert_eq!(reply, b"hello\n");
+        assert_eq!(info.version, "DTLSv1.2");
+        let s_client = tokio::task::spawn_blocking(move || {
+            let mut client = Proc::spawn(
+                Command::new("openssl")
+                    .args(["s_client", "-dtls1_2", "-connect", &addr.to_string()])
+                    .args(["-CAfile", &ca, "-verify_return_error"])
+                    .args(["-verify_hostname", "localhost", "-ign_eof"]),
+            );
+            client.write("openssl\n");
+            client.wait_for("hello", Duration::from_secs(15))
+        });
+        let (ok, seen) = s_client.await.unwrap();
+        assert!(
+            ok,
+            "s_client never got hello from the async server:\n{seen}"
+        );
+        let (reports, stats) = serving.await.unwrap();
+        assert!(stats.hello_verify_requests >= 2, "{stats:?}");
+        reports
+    });
+    let mut received: Vec<String> = reports
+        .iter()
+        .map(|r| match &r.outcome {
+            Outcome::Served(s) => s.received.clone(),
+            Outcome::Failed(d) => panic!("{}", d.diagnosis.what),
+        })
+        .collect();
+    received.sort();
+    assert_eq!(received, ["async\n", "openssl\n"]);
+
+    // The async client against openssl s_server -listen (which demands a cookie).
+    let (_proc, port) = openssl_server(&dir, &server, None);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let settings = client_settings(&server);
+    let options = ClientOptions {
+        server_name: "localhost".into(),
+        verifier: Some(devtls_net::tls::client::client_config(&settings).unwrap().1),
+        identity: None,
+        profile: &profile::OPENMV,
+        timeout: Duration::from_secs(10),
+    };
+    let done = runtime
+        .block_on(dtls::connect_async(addr, &options, b"hi\n"))
+        .unwrap();
+    assert!(
+        done.cookie_exchange,
+        "s_server -listen sends a HelloVerifyRequest"
+    );
+    assert!(String::from_utf8_lossy(&done.reply).contains("hello"));
+}
+
+/// Many async clients on one tokio runtime against the async server: the
+/// server's single task serves them all, each once.
+#[test]
+fn async_server_serves_many_async_clients_at_once() {
+    const CLIENTS: usize = 64;
+    let server = self_signed("localhost", Role::Server, KeyType::P256);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let received = runtime.block_on(async {
+        let mut srv = dtls::AsyncServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            ServerSettings::new(identity(&server)),
+        )
+        .await
+        .unwrap();
+        let addr = srv.local_addr().unwrap();
+        let serving = tokio::spawn(async move {
+            let mut received = Vec::new();
+            srv.serve(Some(CLIENTS), Some(Duration::from_secs(60)), |r| {
+                match &r.outcome {
+                    Outcome::Served(s) => received.push(s.received.clone()),
+                    Outcome::Failed(d) => panic!("{}", d.diagnosis.what),
+                }
+            })
+            .await
+            .unwrap();
+            received
+        });
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|i| {
+                let settings = client_settings(&server);
+                tokio::spawn(async move {
+                    let text = format!("client {i}\n");
+                    dtls::exchange_async(&addr.to_string(), &settings, text.as_bytes()).await
+                })
+            })
+            .collect();
+        for c in clients {
+            let (_, reply) = c.await.unwrap().unwrap();
+            assert_eq!(reply, b"hello\n");
+        }
+        serving.await.unwrap()
+    });
+    let mut received = received;
+    received.sort();
+    received.dedup();
+    assert_eq!(received.len(), CLIENTS, "every client was served once");
+}

@@ -1,4 +1,6 @@
-//! The blocking DTLS client: handshake, one message, one reply.
+//! The DTLS client: handshake, one message, one reply, over a blocking
+//! socket ([`connect`]) or a tokio one ([`connect_async`]); both drive the
+//! same state machine, so they behave alike on loss, refusal and timeouts.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
@@ -69,191 +71,101 @@ struct Seen {
     failure: Option<rustls::Error>,
 }
 
-/// Connects to `peer`, completes a DTLS 1.2 handshake, sends `message` and
-/// returns the first reply.
+/// Connects to `peer` over a blocking UDP socket, completes a DTLS 1.2
+/// handshake, sends `message` and returns the first reply.
 pub fn connect(
     peer: SocketAddr,
     options: &ClientOptions,
     message: &[u8],
 ) -> Result<DtlsExchange, DtlsFailure> {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let config = client_config(peer, options, seen.clone())?;
-    let bind: SocketAddr = if peer.is_ipv4() {
-        "0.0.0.0:0".parse().expect("literal")
-    } else {
-        "[::]:0".parse().expect("literal")
-    };
-    let socket = UdpSocket::bind(bind).map_err(DtlsError::Io)?;
+    let socket = UdpSocket::bind(any_local(peer)).map_err(DtlsError::Io)?;
     // A connected socket only hears from the server and reports ICMP port
     // unreachable as ConnectionRefused.
     socket.connect(peer).map_err(DtlsError::Io)?;
     let local = socket.local_addr().map_err(DtlsError::Io)?;
-
-    let mut run = Run {
-        socket,
-        peer,
-        endpoint: Endpoint::new(local, rtc_shared::TransportProtocol::UDP, None),
-        sent: 0,
-        heard: false,
-        cookie_exchange: false,
-        asked_for_cert: false,
-        alert: None,
-        defrag: Defrag::default(),
-    };
-    let failed = |error: DtlsError, run: &Run| {
-        let presented = seen.lock().map(|s| s.presented.clone()).unwrap_or_default();
-        DtlsFailure {
-            error,
-            presented,
-            cookie_exchange: run.cookie_exchange,
-            asked_for_cert: run.asked_for_cert,
-        }
-    };
-
-    let start = Instant::now();
-    run.endpoint
-        .connect(start, peer, Arc::new(config), None)
-        .map_err(|e| DtlsError::Handshake(e.to_string()))?;
-    run.flush()?;
-
-    let mut handshake_done: Option<Instant> = None;
-    let mut last_send = start;
+    let mut exchange = Exchange::start(peer, local, options, message)?;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        let now = Instant::now();
-        let deadline = match handshake_done {
-            None => start + options.timeout,
-            Some(t) => t + options.timeout,
-        };
-        if now >= deadline {
-            let error = match (handshake_done, run.heard) {
-                (Some(_), _) => DtlsError::NoReply {
-                    peer,
-                    after: options.timeout,
-                },
-                (None, false) => DtlsError::Silent {
-                    peer,
-                    after: options.timeout,
-                },
-                (None, true) => DtlsError::Stalled {
-                    peer,
-                    after: options.timeout,
-                },
-            };
-            return Err(failed(error, &run));
+        let mut outcome = exchange.send_with(|d| socket.send(d));
+        if outcome.is_none() {
+            let wait = exchange
+                .wake_at()
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            socket.set_read_timeout(Some(wait)).map_err(DtlsError::Io)?;
+            outcome = exchange.on_received(socket.recv(&mut buf).map(|n| &buf[..n]));
         }
-        let mut wake = deadline;
-        if let Some(t) = run.endpoint.poll_timeout(&peer) {
-            wake = wake.min(t);
-        }
-        if handshake_done.is_some() {
-            wake = wake.min(last_send + RESEND_AFTER);
-        }
-        let wait = wake
-            .saturating_duration_since(now)
-            .max(Duration::from_millis(1));
-        run.socket
-            .set_read_timeout(Some(wait))
-            .map_err(DtlsError::Io)?;
-        match run.socket.recv(&mut buf) {
-            Ok(n) => {
-                run.heard = true;
-                let types = plaintext_handshake_types(&buf[..n]);
-                run.cookie_exchange |= types.contains(&3);
-                run.asked_for_cert |= types.contains(&13);
-                if let Some(a) = super::plaintext_alert(&buf[..n]) {
-                    run.alert = Some(a);
-                }
-                let datagram = run.defrag.process(&buf[..n]);
-                let events =
-                    run.endpoint
-                        .read(Instant::now(), peer, None, BytesMut::from(&datagram[..]));
-                let events = match events {
-                    Ok(events) => events,
-                    Err(e) => {
-                        let verify = seen.lock().ok().and_then(|mut s| s.failure.take());
-                        let _ = run.flush();
-                        return Err(failed(DtlsError::from_rtc(&e, verify, run.alert), &run));
-                    }
-                };
-                for event in events {
-                    match event {
-                        EndpointEvent::HandshakeComplete => {
-                            handshake_done = Some(Instant::now());
-                            run.endpoint
-                                .write(Instant::now(), peer, message)
-                                .map_err(|e| DtlsError::Handshake(e.to_string()))?;
-                            last_send = Instant::now();
-                        }
-                        EndpointEvent::ApplicationData(data) => {
-                            let suite = run
-                                .endpoint
-                                .get_connection_state(peer)
-                                .and_then(|s| s.cipher_suite().map(|c| c.to_string()))
-                                .unwrap_or_default();
-                            let _ = run.endpoint.close(Instant::now());
-                            let _ = run.flush();
-                            let presented =
-                                seen.lock().map(|s| s.presented.clone()).unwrap_or_default();
-                            return Ok(DtlsExchange {
-                                peer,
-                                version: VERSION,
-                                suite,
-                                presented,
-                                cookie_exchange: run.cookie_exchange,
-                                asked_for_cert: run.asked_for_cert,
-                                reply: data.to_vec(),
-                                datagrams_sent: run.sent,
-                            });
-                        }
-                        EndpointEvent::PeerClosed => {
-                            let _ = run.flush();
-                            return Err(failed(
-                                DtlsError::Alert(rustls::AlertDescription::CloseNotify),
-                                &run,
-                            ));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                return Err(failed(DtlsError::Refused(peer), &run));
-            }
-            Err(e) => return Err(failed(DtlsError::Io(e), &run)),
-        }
-        let now = Instant::now();
-        if run.endpoint.poll_timeout(&peer).is_some_and(|t| t <= now) {
-            if let Err(e) = run.endpoint.handle_timeout(peer, now) {
-                let _ = run.flush();
-                let error = if run.heard {
-                    DtlsError::Handshake(format!("gave up retransmitting: {e}"))
-                } else {
-                    DtlsError::Silent {
-                        peer,
-                        after: now - start,
-                    }
-                };
-                return Err(failed(error, &run));
-            }
-        }
-        if handshake_done.is_some() && now >= last_send + RESEND_AFTER {
-            run.endpoint
-                .write(now, peer, message)
-                .map_err(|e| DtlsError::Handshake(e.to_string()))?;
-            last_send = now;
-        }
-        if let Err(e) = run.flush() {
-            return Err(failed(e, &run));
+        if let Some(result) = outcome.or_else(|| exchange.on_wake(Instant::now())) {
+            // What the endpoint queued last (its close_notify or alert) is a
+            // courtesy: the outcome is already known.
+            let _ = exchange.send_with(|d| socket.send(d));
+            return result;
         }
     }
 }
 
-struct Run {
-    socket: UdpSocket,
+/// [`connect`] on a tokio UDP socket: the same exchange, without blocking a
+/// thread, so one task per device can run by the thousand.
+pub async fn connect_async(
+    peer: SocketAddr,
+    options: &ClientOptions,
+    message: &[u8],
+) -> Result<DtlsExchange, DtlsFailure> {
+    let socket = tokio::net::UdpSocket::bind(any_local(peer))
+        .await
+        .map_err(DtlsError::Io)?;
+    socket.connect(peer).await.map_err(DtlsError::Io)?;
+    let local = socket.local_addr().map_err(DtlsError::Io)?;
+    let mut exchange = Exchange::start(peer, local, options, message)?;
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let mut outcome = None;
+        while let Some(datagram) = exchange.next_datagram() {
+            if let Err(e) = socket.send(&datagram).await {
+                outcome = Some(Err(exchange.send_failed(e)));
+                break;
+            }
+        }
+        if outcome.is_none() {
+            let wake = tokio::time::Instant::from_std(exchange.wake_at());
+            outcome = match tokio::time::timeout_at(wake, socket.recv(&mut buf)).await {
+                Ok(received) => exchange.on_received(received.map(|n| &buf[..n])),
+                Err(_elapsed) => None,
+            };
+        }
+        if let Some(result) = outcome.or_else(|| exchange.on_wake(Instant::now())) {
+            while let Some(datagram) = exchange.next_datagram() {
+                if socket.send(&datagram).await.is_err() {
+                    break;
+                }
+            }
+            return result;
+        }
+    }
+}
+
+/// The unspecified address of `peer`'s family, any port.
+fn any_local(peer: SocketAddr) -> SocketAddr {
+    if peer.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal")
+    } else {
+        "[::]:0".parse().expect("literal")
+    }
+}
+
+type Outcome = Option<Result<DtlsExchange, DtlsFailure>>;
+
+/// One client exchange as a state machine without I/O: the blocking and the
+/// async driver feed it datagrams and wake-ups and send what it queues.
+struct Exchange {
     peer: SocketAddr,
     endpoint: Endpoint,
+    seen: Arc<Mutex<Seen>>,
+    message: Vec<u8>,
+    timeout: Duration,
+    start: Instant,
+    handshake_done: Option<Instant>,
+    last_send: Instant,
     sent: usize,
     heard: bool,
     cookie_exchange: bool,
@@ -262,18 +174,204 @@ struct Run {
     defrag: Defrag,
 }
 
-impl Run {
-    fn flush(&mut self) -> Result<(), DtlsError> {
-        while let Some(t) = self.endpoint.poll_transmit() {
-            match self.socket.send(&t.message) {
-                Ok(_) => self.sent += 1,
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                    return Err(DtlsError::Refused(self.peer));
-                }
-                Err(e) => return Err(DtlsError::Io(e)),
+impl Exchange {
+    fn start(
+        peer: SocketAddr,
+        local: SocketAddr,
+        options: &ClientOptions,
+        message: &[u8],
+    ) -> Result<Self, DtlsFailure> {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let config = client_config(peer, options, seen.clone())?;
+        let start = Instant::now();
+        let mut endpoint = Endpoint::new(local, rtc_shared::TransportProtocol::UDP, None);
+        endpoint
+            .connect(start, peer, Arc::new(config), None)
+            .map_err(|e| DtlsError::Handshake(e.to_string()))?;
+        Ok(Exchange {
+            peer,
+            endpoint,
+            seen,
+            message: message.to_vec(),
+            timeout: options.timeout,
+            start,
+            handshake_done: None,
+            last_send: start,
+            sent: 0,
+            heard: false,
+            cookie_exchange: false,
+            asked_for_cert: false,
+            alert: None,
+            defrag: Defrag::default(),
+        })
+    }
+
+    /// The next datagram to send, if any.
+    fn next_datagram(&mut self) -> Option<BytesMut> {
+        let t = self.endpoint.poll_transmit()?;
+        self.sent += 1;
+        Some(t.message)
+    }
+
+    /// Sends every queued datagram with `send`; a failure ends the exchange.
+    fn send_with(&mut self, mut send: impl FnMut(&[u8]) -> std::io::Result<usize>) -> Outcome {
+        while let Some(datagram) = self.next_datagram() {
+            if let Err(e) = send(&datagram) {
+                return Some(Err(self.send_failed(e)));
             }
         }
-        Ok(())
+        None
+    }
+
+    fn send_failed(&self, e: std::io::Error) -> DtlsFailure {
+        if e.kind() == ErrorKind::ConnectionRefused {
+            self.fail(DtlsError::Refused(self.peer))
+        } else {
+            self.fail(DtlsError::Io(e))
+        }
+    }
+
+    /// When the driver must call [`Exchange::on_wake`] if nothing arrives.
+    fn wake_at(&self) -> Instant {
+        let mut wake = self.deadline();
+        if let Some(t) = self.endpoint.poll_timeout(&self.peer) {
+            wake = wake.min(t);
+        }
+        if self.handshake_done.is_some() {
+            wake = wake.min(self.last_send + RESEND_AFTER);
+        }
+        wake
+    }
+
+    fn deadline(&self) -> Instant {
+        self.handshake_done.unwrap_or(self.start) + self.timeout
+    }
+
+    fn fail(&self, error: DtlsError) -> DtlsFailure {
+        let presented = self
+            .seen
+            .lock()
+            .map(|s| s.presented.clone())
+            .unwrap_or_default();
+        DtlsFailure {
+            error,
+            presented,
+            cookie_exchange: self.cookie_exchange,
+            asked_for_cert: self.asked_for_cert,
+        }
+    }
+
+    /// What a receive on the socket gave: a datagram, nothing yet, or an error.
+    fn on_received(&mut self, received: std::io::Result<&[u8]>) -> Outcome {
+        match received {
+            Ok(datagram) => self.on_datagram(datagram),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                Some(Err(self.fail(DtlsError::Refused(self.peer))))
+            }
+            Err(e) => Some(Err(self.fail(DtlsError::Io(e)))),
+        }
+    }
+
+    fn on_datagram(&mut self, datagram: &[u8]) -> Outcome {
+        let now = Instant::now();
+        self.heard = true;
+        let types = plaintext_handshake_types(datagram);
+        self.cookie_exchange |= types.contains(&3);
+        self.asked_for_cert |= types.contains(&13);
+        if let Some(a) = super::plaintext_alert(datagram) {
+            self.alert = Some(a);
+        }
+        let datagram = self.defrag.process(datagram);
+        let events = match self
+            .endpoint
+            .read(now, self.peer, None, BytesMut::from(&datagram[..]))
+        {
+            Ok(events) => events,
+            Err(e) => {
+                let verify = self.seen.lock().ok().and_then(|mut s| s.failure.take());
+                return Some(Err(self.fail(DtlsError::from_rtc(&e, verify, self.alert))));
+            }
+        };
+        for event in events {
+            match event {
+                EndpointEvent::HandshakeComplete => {
+                    self.handshake_done = Some(now);
+                    if let Err(e) = self.endpoint.write(now, self.peer, &self.message) {
+                        return Some(Err(self.fail(DtlsError::Handshake(e.to_string()))));
+                    }
+                    self.last_send = now;
+                }
+                EndpointEvent::ApplicationData(data) => {
+                    let suite = self
+                        .endpoint
+                        .get_connection_state(self.peer)
+                        .and_then(|s| s.cipher_suite().map(|c| c.to_string()))
+                        .unwrap_or_default();
+                    let _ = self.endpoint.close(now);
+                    let presented = self
+                        .seen
+                        .lock()
+                        .map(|s| s.presented.clone())
+                        .unwrap_or_default();
+                    return Some(Ok(DtlsExchange {
+                        peer: self.peer,
+                        version: VERSION,
+                        suite,
+                        presented,
+                        cookie_exchange: self.cookie_exchange,
+                        asked_for_cert: self.asked_for_cert,
+                        reply: data.to_vec(),
+                        datagrams_sent: self.sent,
+                    }));
+                }
+                EndpointEvent::PeerClosed => {
+                    return Some(Err(
+                        self.fail(DtlsError::Alert(rustls::AlertDescription::CloseNotify))
+                    ));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Time passed: give up at the deadline, let rtc-dtls retransmit its
+    /// flight, and send the message again while no reply came.
+    fn on_wake(&mut self, now: Instant) -> Outcome {
+        if now >= self.deadline() {
+            let (peer, after) = (self.peer, self.timeout);
+            let error = match (self.handshake_done, self.heard) {
+                (Some(_), _) => DtlsError::NoReply { peer, after },
+                (None, false) => DtlsError::Silent { peer, after },
+                (None, true) => DtlsError::Stalled { peer, after },
+            };
+            return Some(Err(self.fail(error)));
+        }
+        if self
+            .endpoint
+            .poll_timeout(&self.peer)
+            .is_some_and(|t| t <= now)
+        {
+            if let Err(e) = self.endpoint.handle_timeout(self.peer, now) {
+                let error = if self.heard {
+                    DtlsError::Handshake(format!("gave up retransmitting: {e}"))
+                } else {
+                    DtlsError::Silent {
+                        peer: self.peer,
+                        after: now - self.start,
+                    }
+                };
+                return Some(Err(self.fail(error)));
+            }
+        }
+        if self.handshake_done.is_some() && now >= self.last_send + RESEND_AFTER {
+            if let Err(e) = self.endpoint.write(now, self.peer, &self.message) {
+                return Some(Err(self.fail(DtlsError::Handshake(e.to_string()))));
+            }
+            self.last_send = now;
+        }
+        None
     }
 }
 

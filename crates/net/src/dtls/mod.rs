@@ -1,5 +1,7 @@
 //! DTLS 1.2 client and server endpoints (the guide's DTLS example), built on
-//! rtc-dtls (pure Rust, sans-IO) and driven here with blocking UDP sockets.
+//! rtc-dtls (pure Rust, sans-IO) and driven here from blocking UDP sockets or
+//! tokio ones: each endpoint is a state machine without I/O ([`client`],
+//! [`server`]) with a small blocking driver and a small async one beside it.
 //!
 //! - The server answers every ClientHello without a valid cookie with a
 //!   stateless HelloVerifyRequest whose cookie is bound to the client's address
@@ -31,9 +33,9 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
-pub use client::{connect, ClientOptions, DtlsExchange};
-pub use server::{DtlsServer, ServedClient, ServerEvent};
-pub use session::{exchange, Server};
+pub use client::{connect, connect_async, ClientOptions, DtlsExchange};
+pub use server::{AsyncDtlsServer, DtlsServer, ServedClient, ServerEvent};
+pub use session::{exchange, exchange_async, AsyncServer, Server};
 
 /// The protocol version every DTLS endpoint here speaks.
 pub const VERSION: &str = "DTLSv1.2";

@@ -1,7 +1,9 @@
-//! The blocking DTLS server: many clients at once on one UDP socket, a
-//! stateless cookie exchange in front of rtc-dtls, and the guide's echo.
+//! The DTLS server: many clients at once on one UDP socket, a stateless
+//! cookie exchange in front of rtc-dtls, and the guide's echo. [`DtlsServer`]
+//! serves from a blocking socket, [`AsyncDtlsServer`] from a tokio one; both
+//! drive the same socket-free state, so they answer alike.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
@@ -108,9 +110,197 @@ struct Seen {
     failure: Option<rustls::Error>,
 }
 
-/// A DTLS server bound to a UDP socket.
+/// A DTLS server on a blocking UDP socket.
 pub struct DtlsServer {
     socket: UdpSocket,
+    core: Core,
+}
+
+impl DtlsServer {
+    /// Binds `addr` and prepares the handshake configuration.
+    pub fn bind(addr: SocketAddr, options: ServerOptions) -> Result<Self, DtlsError> {
+        let socket = UdpSocket::bind(addr)?;
+        let core = Core::new(socket.local_addr()?, options)?;
+        Ok(DtlsServer { socket, core })
+    }
+
+    /// The address the socket is bound to (the port, when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// What happened to datagrams that did not become handshakes.
+    pub fn stats(&self) -> Stats {
+        self.core.stats
+    }
+
+    /// Clients currently holding state (mid-handshake or recently served).
+    pub fn active_clients(&self) -> usize {
+        self.core.peers.len()
+    }
+
+    /// Serves until `count` verdicts were given (all of them if `None`) or
+    /// `max_time` passed, calling `on_event` for each. After the count it
+    /// still answers the clients it has for a moment (see `LINGER`).
+    pub fn serve(
+        &mut self,
+        count: Option<usize>,
+        max_time: Option<Duration>,
+        mut on_event: impl FnMut(&ServerEvent),
+    ) -> Result<usize, DtlsError> {
+        let mut serving = Serving::new(count, max_time);
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut events = Vec::new();
+        while !serving.should_stop(&mut self.core, Instant::now()) {
+            let wait = self.core.wait(Instant::now());
+            self.socket.set_read_timeout(Some(wait))?;
+            match self.socket.recv_from(&mut buf) {
+                Ok((n, peer)) => self.core.on_datagram(peer, &buf[..n], &mut events),
+                Err(e) if is_transient(&e) => {}
+                Err(e) => return Err(DtlsError::Io(e)),
+            }
+            self.core.on_timers(Instant::now(), &mut events);
+            self.flush();
+            serving.deliver(&mut events, &mut on_event);
+        }
+        self.flush();
+        Ok(serving.given)
+    }
+
+    fn flush(&mut self) {
+        while let Some((to, datagram)) = self.core.next_datagram() {
+            // A vanished client is not the server's failure.
+            let _ = self.socket.send_to(&datagram, to);
+        }
+    }
+}
+
+/// A DTLS server on a tokio UDP socket: [`DtlsServer`] without a thread of
+/// its own, for programs that already run on tokio.
+pub struct AsyncDtlsServer {
+    socket: tokio::net::UdpSocket,
+    core: Core,
+}
+
+impl AsyncDtlsServer {
+    /// Binds `addr` and prepares the handshake configuration.
+    pub async fn bind(addr: SocketAddr, options: ServerOptions) -> Result<Self, DtlsError> {
+        let socket = tokio::net::UdpSocket::bind(addr).await?;
+        let core = Core::new(socket.local_addr()?, options)?;
+        Ok(AsyncDtlsServer { socket, core })
+    }
+
+    /// The address the socket is bound to (the port, when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// What happened to datagrams that did not become handshakes.
+    pub fn stats(&self) -> Stats {
+        self.core.stats
+    }
+
+    /// Clients currently holding state (mid-handshake or recently served).
+    pub fn active_clients(&self) -> usize {
+        self.core.peers.len()
+    }
+
+    /// [`DtlsServer::serve`], awaiting datagrams instead of blocking.
+    pub async fn serve(
+        &mut self,
+        count: Option<usize>,
+        max_time: Option<Duration>,
+        mut on_event: impl FnMut(&ServerEvent),
+    ) -> Result<usize, DtlsError> {
+        let mut serving = Serving::new(count, max_time);
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut events = Vec::new();
+        while !serving.should_stop(&mut self.core, Instant::now()) {
+            let wait = self.core.wait(Instant::now());
+            match tokio::time::timeout(wait, self.socket.recv_from(&mut buf)).await {
+                Ok(Ok((n, peer))) => self.core.on_datagram(peer, &buf[..n], &mut events),
+                Ok(Err(e)) if is_transient(&e) => {}
+                Ok(Err(e)) => return Err(DtlsError::Io(e)),
+                Err(_elapsed) => {}
+            }
+            self.core.on_timers(Instant::now(), &mut events);
+            self.flush().await;
+            serving.deliver(&mut events, &mut on_event);
+        }
+        self.flush().await;
+        Ok(serving.given)
+    }
+
+    async fn flush(&mut self) {
+        while let Some((to, datagram)) = self.core.next_datagram() {
+            let _ = self.socket.send_to(&datagram, to).await;
+        }
+    }
+}
+
+/// Receive errors that say nothing about the server: a timeout, or ICMP
+/// news about a client that went away.
+fn is_transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock
+            | ErrorKind::TimedOut
+            | ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+    )
+}
+
+/// The bookkeeping of one `serve` call: how many verdicts were given, and
+/// the linger after the last counted one.
+struct Serving {
+    start: Instant,
+    count: Option<usize>,
+    max_time: Option<Duration>,
+    given: usize,
+    linger_until: Option<Instant>,
+}
+
+impl Serving {
+    fn new(count: Option<usize>, max_time: Option<Duration>) -> Self {
+        Serving {
+            start: Instant::now(),
+            count,
+            max_time,
+            given: 0,
+            linger_until: None,
+        }
+    }
+
+    /// Whether `serve` should return now; once the count is reached the
+    /// server stops taking new clients and lingers for the ones it has.
+    fn should_stop(&mut self, core: &mut Core, now: Instant) -> bool {
+        if self.max_time.is_some_and(|m| now - self.start >= m)
+            || self
+                .linger_until
+                .is_some_and(|t| now >= t || core.peers.is_empty())
+        {
+            return true;
+        }
+        if self.linger_until.is_none() && self.count.is_some_and(|c| self.given >= c) {
+            self.linger_until = Some(now + LINGER.min(core.options.handshake_timeout));
+            core.accepting = false;
+        }
+        false
+    }
+
+    fn deliver(&mut self, events: &mut Vec<ServerEvent>, on_event: &mut impl FnMut(&ServerEvent)) {
+        for event in events.drain(..) {
+            if self.linger_until.is_none() {
+                self.given += 1;
+                on_event(&event);
+            }
+        }
+    }
+}
+
+/// Everything a DTLS server knows, without its socket: the drivers above
+/// feed it datagrams and timer ticks and send what it queues.
+struct Core {
     endpoint: Endpoint,
     provider: Arc<ProfileProvider>,
     jar: CookieJar,
@@ -120,18 +310,16 @@ pub struct DtlsServer {
     stats: Stats,
     /// False once the count is reached: only known clients are answered.
     accepting: bool,
+    /// Datagrams to send, with their destination.
+    outbox: VecDeque<(SocketAddr, Vec<u8>)>,
 }
 
-impl DtlsServer {
-    /// Binds `addr` and prepares the handshake configuration.
-    pub fn bind(addr: SocketAddr, options: ServerOptions) -> Result<Self, DtlsError> {
+impl Core {
+    fn new(local: SocketAddr, options: ServerOptions) -> Result<Self, DtlsError> {
         let provider = ProfileProvider::new(options.profile);
         let seen = Arc::new(Mutex::new(Seen::default()));
         let config = server_config(&options, provider.clone(), seen.clone())?;
-        let socket = UdpSocket::bind(addr)?;
-        let local = socket.local_addr()?;
-        Ok(DtlsServer {
-            socket,
+        Ok(Core {
             endpoint: Endpoint::new(
                 local,
                 rtc_shared::TransportProtocol::UDP,
@@ -144,75 +332,28 @@ impl DtlsServer {
             options,
             stats: Stats::default(),
             accepting: true,
+            outbox: VecDeque::new(),
         })
     }
 
-    /// The address the socket is bound to (the port, when bound to port 0).
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
+    /// How long the driver may wait for a datagram before the next timer.
+    fn wait(&self, now: Instant) -> Duration {
+        self.next_wake(now)
+            .saturating_duration_since(now)
+            .clamp(Duration::from_millis(1), TICK)
     }
 
-    /// What happened to datagrams that did not become handshakes.
-    pub fn stats(&self) -> Stats {
-        self.stats
+    /// The next datagram to send and where.
+    fn next_datagram(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.stash();
+        self.outbox.pop_front()
     }
 
-    /// Clients currently holding state (mid-handshake or recently served).
-    pub fn active_clients(&self) -> usize {
-        self.peers.len()
-    }
-
-    /// Serves until `count` verdicts were given (all of them if `None`) or
-    /// `max_time` passed, calling `on_event` for each. After the count it
-    /// still answers the clients it has for a moment (see `LINGER`).
-    pub fn serve(
-        &mut self,
-        count: Option<usize>,
-        max_time: Option<Duration>,
-        mut on_event: impl FnMut(&ServerEvent),
-    ) -> Result<usize, DtlsError> {
-        let start = Instant::now();
-        let mut given = 0usize;
-        let mut buf = vec![0u8; MAX_DATAGRAM];
-        let mut events = Vec::new();
-        let mut linger_until: Option<Instant> = None;
-        loop {
-            if max_time.is_some_and(|m| start.elapsed() >= m)
-                || linger_until.is_some_and(|t| Instant::now() >= t || self.peers.is_empty())
-            {
-                self.flush();
-                return Ok(given);
-            }
-            if linger_until.is_none() && count.is_some_and(|c| given >= c) {
-                linger_until = Some(Instant::now() + LINGER.min(self.options.handshake_timeout));
-                self.accepting = false;
-            }
-            let now = Instant::now();
-            let wake = self.next_wake(now);
-            let wait = wake
-                .saturating_duration_since(now)
-                .clamp(Duration::from_millis(1), TICK);
-            self.socket.set_read_timeout(Some(wait))?;
-            match self.socket.recv_from(&mut buf) {
-                Ok((n, peer)) => self.on_datagram(peer, &buf[..n], &mut events),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock
-                            | ErrorKind::TimedOut
-                            | ErrorKind::ConnectionRefused
-                            | ErrorKind::ConnectionReset
-                    ) => {}
-                Err(e) => return Err(DtlsError::Io(e)),
-            }
-            self.on_timers(Instant::now(), &mut events);
-            self.flush();
-            for event in events.drain(..) {
-                if linger_until.is_none() {
-                    given += 1;
-                    on_event(&event);
-                }
-            }
+    /// Moves what rtc-dtls queued into the outbox, in order.
+    fn stash(&mut self) {
+        while let Some(t) = self.endpoint.poll_transmit() {
+            self.outbox
+                .push_back((t.transport.peer_addr, t.message.to_vec()));
         }
     }
 
@@ -252,7 +393,7 @@ impl DtlsServer {
         }
         if !self.jar.check(peer, &hello.cookie) {
             let reply = cookie::hello_verify_request(&hello, &self.jar.issue(peer));
-            let _ = self.socket.send_to(&reply, peer);
+            self.outbox.push_back((peer, reply));
             self.stats.hello_verify_requests += 1;
             return;
         }
@@ -267,7 +408,7 @@ impl DtlsServer {
         // hand it the real second ClientHello, whose cookie then matches.
         let mut cookie = [0u8; cookie::COOKIE_LEN];
         cookie.copy_from_slice(&hello.cookie);
-        self.flush();
+        self.stash();
         self.provider.set_next_cookie(Some(cookie));
         let primed = self
             .endpoint
@@ -352,7 +493,7 @@ impl DtlsServer {
                     .unwrap_or_default();
                 let served = self.peers.remove(&peer).is_some_and(|p| p.served);
                 // Send what rtc-dtls queued (its alert), then forget the client.
-                self.flush();
+                self.stash();
                 self.endpoint.stop(now, peer);
                 while self.endpoint.poll_transmit().is_some() {}
                 if !served {
@@ -416,13 +557,6 @@ impl DtlsServer {
                     });
                 }
             }
-        }
-    }
-
-    fn flush(&mut self) {
-        while let Some(t) = self.endpoint.poll_transmit() {
-            // A vanished client is not the server's failure.
-            let _ = self.socket.send_to(&t.message, t.transport.peer_addr);
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::report::{
 use crate::tls::server::ServerError;
 
 use super::client::{self, ClientOptions};
-use super::server::{DtlsServer, ServerEvent, ServerOptions};
+use super::server::{AsyncDtlsServer, DtlsServer, ServerEvent, ServerOptions};
 use super::{DtlsError, DtlsFailure};
 
 /// Connects over DTLS to `addr` (`host:port`), verifies the server as
@@ -26,8 +26,32 @@ pub fn exchange(
     data: &[u8],
 ) -> Result<(SessionInfo, Vec<u8>), ConnectError> {
     let peer = resolve(addr)?;
+    let options = client_options(settings)?;
+    conclude(settings, peer, client::connect(peer, &options, data))
+}
+
+/// [`exchange`] on tokio: the same settings, checks and diagnosis.
+pub async fn exchange_async(
+    addr: &str,
+    settings: &ClientSettings,
+    data: &[u8],
+) -> Result<(SessionInfo, Vec<u8>), ConnectError> {
+    let peer = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| ConfigError::Input(format!("cannot resolve '{addr}': {e}")))?
+        .next()
+        .ok_or_else(|| ConfigError::Input(format!("'{addr}' resolves to no address")))?;
+    let options = client_options(settings)?;
+    conclude(
+        settings,
+        peer,
+        client::connect_async(peer, &options, data).await,
+    )
+}
+
+fn client_options(settings: &ClientSettings) -> Result<ClientOptions, ConfigError> {
     let (_, verifier, _) = crate::tls::client::client_config(settings)?;
-    let options = ClientOptions {
+    Ok(ClientOptions {
         server_name: settings.server_name.clone(),
         verifier: Some(verifier),
         identity: settings
@@ -36,8 +60,16 @@ pub fn exchange(
             .map(|i| (i.certified.cert.clone(), i.certified.key.clone())),
         profile: settings.profile,
         timeout: settings.timeout,
-    };
-    match client::connect(peer, &options, data) {
+    })
+}
+
+/// The session's facts, or the failure diagnosed for the user.
+fn conclude(
+    settings: &ClientSettings,
+    peer: SocketAddr,
+    outcome: Result<super::DtlsExchange, DtlsFailure>,
+) -> Result<(SessionInfo, Vec<u8>), ConnectError> {
+    match outcome {
         Ok(done) => Ok((
             SessionInfo {
                 peer,
@@ -57,14 +89,7 @@ pub fn exchange(
             let chain = summarize(&f.presented);
             let anchors = match &settings.anchors {
                 Anchors::Mozilla => "the bundled Mozilla roots".to_string(),
-                Anchors::Given(certs) => format!(
-                    "--ca: {}",
-                    summarize(certs)
-                        .iter()
-                        .map(|c| c.common_name().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                Anchors::Given(certs) => anchor_names(certs),
             };
             let refused = matches!(f.error, DtlsError::Refused(_));
             let failure = failure(f.error);
@@ -98,6 +123,18 @@ pub fn exchange(
     }
 }
 
+/// How the trust anchors given with `--ca` are named in a diagnosis.
+fn anchor_names(certs: &[rustls_pki_types::CertificateDer<'static>]) -> String {
+    format!(
+        "--ca: {}",
+        summarize(certs)
+            .iter()
+            .map(|c| c.common_name().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 fn resolve(addr: &str) -> Result<SocketAddr, ConfigError> {
     addr.to_socket_addrs()
         .map_err(|e| ConfigError::Input(format!("cannot resolve '{addr}': {e}")))?
@@ -125,47 +162,19 @@ fn failure(error: DtlsError) -> Failure {
     }
 }
 
-/// A DTLS server with the TLS server's settings and reports.
+/// A DTLS server with the TLS server's settings and reports, on a blocking
+/// socket.
 pub struct Server {
     inner: DtlsServer,
-    settings: ServerSettings,
-    anchors: String,
+    reports: Reports,
 }
 
 impl Server {
     /// Binds UDP `addr` (port 0 picks a free port: see [`Server::local_addr`]).
     pub fn bind(addr: SocketAddr, settings: ServerSettings) -> Result<Self, ServerError> {
-        let client_verifier = crate::tls::server::client_verifier(&settings)?;
-        let options = ServerOptions {
-            identity: (
-                settings.identity.certified.cert.clone(),
-                settings.identity.certified.key.clone(),
-            ),
-            client_verifier,
-            profile: settings.profile,
-            handshake_timeout: settings.handshake_timeout,
-            reply: settings.reply.clone(),
-        };
-        let inner = DtlsServer::bind(addr, options).map_err(|e| match e {
-            DtlsError::Io(io) => ServerError::Bind(addr, io),
-            other => ServerError::Config(ConfigError::Mismatch(other.to_string())),
-        })?;
-        let anchors = match &settings.client_ca {
-            Some(cas) => format!(
-                "--ca: {}",
-                summarize(cas)
-                    .iter()
-                    .map(|c| c.common_name().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            None => "none".into(),
-        };
-        Ok(Server {
-            inner,
-            settings,
-            anchors,
-        })
+        let (options, reports) = server_options(&settings)?;
+        let inner = DtlsServer::bind(addr, options).map_err(|e| bind_error(addr, e))?;
+        Ok(Server { inner, reports })
     }
 
     /// The address actually bound.
@@ -182,56 +191,142 @@ impl Server {
         max_time: Option<Duration>,
         mut on_report: impl FnMut(&ClientReport),
     ) -> std::io::Result<usize> {
-        let profile = self.settings.profile;
-        let anchors = self.anchors.clone();
-        let served = self.inner.serve(count, max_time, |event| {
-            let report = match event {
-                ServerEvent::Served(s) => ClientReport {
-                    peer: s.peer,
-                    outcome: Outcome::Served(Served {
-                        version: s.version.to_string(),
-                        cipher_suite: s.suite.clone(),
-                        client_chain: summarize(&s.client_chain),
-                        received: String::from_utf8_lossy(&s.received).into_owned(),
-                    }),
-                },
-                ServerEvent::Failed {
-                    peer,
-                    error,
-                    presented,
-                } => {
-                    let chain = summarize(presented);
-                    let failure = failure(clone_error(error));
-                    let ctx = Context {
-                        side: Side::Server,
-                        profile,
-                        server_name: "",
-                        anchors: &anchors,
-                        presented: &chain,
-                        asked_for_cert: false,
-                        sent_cert: false,
-                        probe: None,
-                    };
-                    ClientReport {
-                        peer: *peer,
-                        outcome: Outcome::Failed(Rejected {
-                            diagnosis: diagnose::diagnose(&failure, &ctx),
-                            client_chain: chain,
-                        }),
-                    }
-                }
-            };
-            on_report(&report);
-        });
-        served.map_err(|e| match e {
-            DtlsError::Io(io) => io,
-            other => std::io::Error::other(other.to_string()),
-        })
+        let reports = &self.reports;
+        let served = self
+            .inner
+            .serve(count, max_time, |event| on_report(&reports.report(event)));
+        served.map_err(into_io)
     }
 
     /// The underlying endpoint's counters (cookies sent, garbage dropped).
     pub fn stats(&self) -> super::server::Stats {
         self.inner.stats()
+    }
+}
+
+/// [`Server`] on a tokio socket.
+pub struct AsyncServer {
+    inner: AsyncDtlsServer,
+    reports: Reports,
+}
+
+impl AsyncServer {
+    /// Binds UDP `addr` (port 0 picks a free port: see [`AsyncServer::local_addr`]).
+    pub async fn bind(addr: SocketAddr, settings: ServerSettings) -> Result<Self, ServerError> {
+        let (options, reports) = server_options(&settings)?;
+        let inner = AsyncDtlsServer::bind(addr, options)
+            .await
+            .map_err(|e| bind_error(addr, e))?;
+        Ok(AsyncServer { inner, reports })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// [`Server::serve`], awaiting datagrams instead of blocking.
+    pub async fn serve(
+        &mut self,
+        count: Option<usize>,
+        max_time: Option<Duration>,
+        mut on_report: impl FnMut(&ClientReport),
+    ) -> std::io::Result<usize> {
+        let reports = &self.reports;
+        let served = self
+            .inner
+            .serve(count, max_time, |event| on_report(&reports.report(event)))
+            .await;
+        served.map_err(into_io)
+    }
+
+    /// The underlying endpoint's counters (cookies sent, garbage dropped).
+    pub fn stats(&self) -> super::server::Stats {
+        self.inner.stats()
+    }
+}
+
+fn server_options(settings: &ServerSettings) -> Result<(ServerOptions, Reports), ServerError> {
+    let client_verifier = crate::tls::server::client_verifier(settings)?;
+    let options = ServerOptions {
+        identity: (
+            settings.identity.certified.cert.clone(),
+            settings.identity.certified.key.clone(),
+        ),
+        client_verifier,
+        profile: settings.profile,
+        handshake_timeout: settings.handshake_timeout,
+        reply: settings.reply.clone(),
+    };
+    let anchors = match &settings.client_ca {
+        Some(cas) => anchor_names(cas),
+        None => "none".into(),
+    };
+    let reports = Reports {
+        profile: settings.profile,
+        anchors,
+    };
+    Ok((options, reports))
+}
+
+fn bind_error(addr: SocketAddr, e: DtlsError) -> ServerError {
+    match e {
+        DtlsError::Io(io) => ServerError::Bind(addr, io),
+        other => ServerError::Config(ConfigError::Mismatch(other.to_string())),
+    }
+}
+
+fn into_io(e: DtlsError) -> std::io::Error {
+    match e {
+        DtlsError::Io(io) => io,
+        other => std::io::Error::other(other.to_string()),
+    }
+}
+
+/// Turns the endpoint's events into the reports the TLS server gives.
+struct Reports {
+    profile: &'static devtls_pki::profile::Profile,
+    anchors: String,
+}
+
+impl Reports {
+    fn report(&self, event: &ServerEvent) -> ClientReport {
+        match event {
+            ServerEvent::Served(s) => ClientReport {
+                peer: s.peer,
+                outcome: Outcome::Served(Served {
+                    version: s.version.to_string(),
+                    cipher_suite: s.suite.clone(),
+                    client_chain: summarize(&s.client_chain),
+                    received: String::from_utf8_lossy(&s.received).into_owned(),
+                }),
+            },
+            ServerEvent::Failed {
+                peer,
+                error,
+                presented,
+            } => {
+                let chain = summarize(presented);
+                let failure = failure(clone_error(error));
+                let ctx = Context {
+                    side: Side::Server,
+                    profile: self.profile,
+                    server_name: "",
+                    anchors: &self.anchors,
+                    presented: &chain,
+                    asked_for_cert: false,
+                    sent_cert: false,
+                    probe: None,
+                };
+                ClientReport {
+                    peer: *peer,
+                    outcome: Outcome::Failed(Rejected {
+                        diagnosis: diagnose::diagnose(&failure, &ctx),
+                        client_chain: chain,
+                    }),
+                }
+            }
+        }
     }
 }
 
