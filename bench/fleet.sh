@@ -12,6 +12,13 @@
 # Peak RSS (/usr/bin/time -v) at two fleet sizes shows memory does not grow.
 #
 # Usage: bench/fleet.sh            (N=100000 SMALL=10000 SAMPLE=50 to change)
+#        BENCH_DIR=/dev/shm bench/fleet.sh   (where the fleets go; default $TMPDIR or /tmp)
+#
+# Where the time goes: a device folder is four new inodes (folder, certificate,
+# key, boot.py; ca.der is a hard link), and on a disk file system creating
+# them costs more than the crypto (compare the file-system bound with the raw
+# bound). fleet issue makes the next batch's keys while it writes the current
+# one, and syncs once per batch of 1024.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
@@ -21,7 +28,7 @@ THREADS=${THREADS:-$(nproc)}
 
 cargo build --release -q -p devtls -p devtls-fleet --examples --bins
 BIN=target/release/devtls
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/devtls-fleet-bench.XXXXXX")
+TMP=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/devtls-fleet-bench.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 
 now() { date +%s.%N; }
@@ -30,6 +37,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }
 peak_kb() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"; }
 
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), threads $THREADS"
+echo "fleets in $TMP on $(df --output=fstype "$TMP" | tail -1)"
 
 # 1. Raw crypto bound.
 RAW=$(target/release/examples/raw_crypto "$N" "$THREADS")
@@ -56,8 +64,12 @@ T1=$(now)
 OPENSSL=$(rate "$SAMPLE" "$T0" "$T1")
 
 # 3. The file-system bound, on the small size.
+# Nothing is deleted until the end: ext4 without a journal skips inodes freed
+# in the last 60-300 s when it allocates new ones, scanning past each, so a
+# run right after a big deletion (a previous run's folders) measures that
+# scan rather than the tool. Run this script a few minutes after deleting
+# many files.
 FS=$(target/release/examples/fs_bound "$TMP/fs" "$SMALL" "$((THREADS * 4))")
-rm -rf "$TMP/fs"
 
 # 4. devtls fleet at two sizes.
 fleet_run() { # SIZE -> "rate peak_kb"
@@ -72,7 +84,6 @@ fleet_run() { # SIZE -> "rate peak_kb"
   issued=$(grep -o '"issued": [0-9]*' "$TMP/out-$1" | grep -o '[0-9]*$')
   [ "$issued" = "$1" ] || { echo "fleet issued $issued of $1" >&2; exit 1; }
   echo "$(rate "$1" "$t0" "$t1") $(peak_kb "$TMP/time-$1")"
-  rm -rf "$dir"
 }
 read -r SMALL_RATE SMALL_KB < <(fleet_run "$SMALL")
 read -r FLEET FLEET_KB < <(fleet_run "$N")

@@ -58,7 +58,7 @@ pub struct IssueOptions {
 }
 
 impl IssueOptions {
-    /// Defaults: every core for crypto, four writers per core, batches of 256.
+    /// Defaults: every core for crypto, four writers per core, batches of 1024.
     pub fn new(days: u32, role: Role, key: KeyType, boot_py: BootPy) -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         IssueOptions {
@@ -68,7 +68,7 @@ impl IssueOptions {
             boot_py,
             threads,
             io_threads: threads * 4,
-            batch: 256,
+            batch: 1024,
         }
     }
 }
@@ -448,6 +448,18 @@ fn settle(
     Ok(())
 }
 
+/// A batch's keys and certificates, or why a device's could not be made.
+type MadeBatch = Vec<Result<Made, (String, Error)>>;
+
+/// Makes keys and certificates for a batch on `opts.threads` threads; no
+/// side effects, so it can run while the previous batch is being written.
+fn make_batch(ca: &Authority, jobs: Vec<Job>, opts: &IssueOptions) -> MadeBatch {
+    parallel(jobs, opts.threads, |job| {
+        let id = job.req.id.clone();
+        make(ca, job, opts.days).map_err(|e| (id, e))
+    })
+}
+
 fn run_batch(
     fleet: &mut Fleet,
     session: &Session,
@@ -459,10 +471,18 @@ fn run_batch(
     if jobs.is_empty() {
         return Ok(());
     }
-    let made = parallel(jobs, opts.threads, |job| {
-        let id = job.req.id.clone();
-        make(ca, job, opts.days).map_err(|e| (id, e))
-    });
+    commit_batch(fleet, session, make_batch(ca, jobs, opts), opts, report)
+}
+
+/// Steps 2 to 5 of the module's protocol for a made batch: reserve, place,
+/// sync, settle.
+fn commit_batch(
+    fleet: &mut Fleet,
+    session: &Session,
+    made: MadeBatch,
+    opts: &IssueOptions,
+    report: &mut Report,
+) -> Result<(), Error> {
     let mut ok = Vec::with_capacity(made.len());
     for m in made {
         match m {
@@ -505,27 +525,64 @@ pub fn issue(
     let mut report = Report::default();
     let mut source = source.peekable();
     let mut done = 0u64;
-    while source.peek().is_some() {
-        let mut jobs = Vec::with_capacity(opts.batch);
-        for req in source.by_ref().take(opts.batch) {
-            let req = req?;
-            done += 1;
-            if crate::inventory::has_device(&fleet.db, &req.id)? {
-                report.skipped += 1;
-                continue;
+    // The next batch's keys and certificates are made while the current one
+    // is written and synced, so the CPU and the disk work at the same time.
+    std::thread::scope(|scope| -> Result<(), Error> {
+        let mut in_flight: Option<(Option<std::thread::ScopedJoinHandle<'_, MadeBatch>>, u64)> =
+            None;
+        loop {
+            let next = if source.peek().is_some() {
+                let jobs = plan_batch(fleet, &mut source, opts, &mut done, &mut report)?;
+                let ca = &ca;
+                let making =
+                    (!jobs.is_empty()).then(|| scope.spawn(move || make_batch(ca, jobs, opts)));
+                Some((making, done))
+            } else {
+                None
+            };
+            if let Some((making, upto)) = in_flight.take() {
+                if let Some(making) = making {
+                    let made: MadeBatch = making.join().map_err(|_| {
+                        Error::Invalid("a thread making keys and certificates panicked".into())
+                    })?;
+                    commit_batch(fleet, &session, made, opts, &mut report)?;
+                }
+                progress(upto);
             }
-            jobs.push(Job {
-                req,
-                role: opts.role,
-                key: KeySource::Generate(opts.key),
-                replaces: None,
-            });
+            in_flight = next;
+            if in_flight.is_none() {
+                return Ok(());
+            }
         }
-        run_batch(fleet, &session, &ca, jobs, opts, &mut report)?;
-        progress(done);
-    }
+    })?;
     session.finish()?;
     Ok(report)
+}
+
+/// The next batch from `source`: the devices that have no certificate yet.
+fn plan_batch(
+    fleet: &Fleet,
+    source: &mut std::iter::Peekable<Source>,
+    opts: &IssueOptions,
+    done: &mut u64,
+    report: &mut Report,
+) -> Result<Vec<Job>, Error> {
+    let mut jobs = Vec::with_capacity(opts.batch);
+    for req in source.by_ref().take(opts.batch) {
+        let req = req?;
+        *done += 1;
+        if crate::inventory::has_device(&fleet.db, &req.id)? {
+            report.skipped += 1;
+            continue;
+        }
+        jobs.push(Job {
+            req,
+            role: opts.role,
+            key: KeySource::Generate(opts.key),
+            replaces: None,
+        });
+    }
+    Ok(jobs)
 }
 
 /// Signs a certificate for a key the device made itself (its CSR, DER).
