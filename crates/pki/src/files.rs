@@ -55,9 +55,11 @@ impl Output {
 /// Writes a set of files as one step: if any target exists and `force` is
 /// false, nothing is written and the error names every file in the way.
 ///
-/// Every file is first written under a temporary name and the set is synced
-/// (one `syncfs` on Linux); only when all of them are on disk are they renamed into place,
-/// so a failure (full disk, permissions) leaves none of the set behind.
+/// Every file is first written and synced under a temporary name; only when
+/// all of them are on disk are they renamed into place, so a failure (full
+/// disk, permissions) leaves none of the set behind. The syncs run in
+/// parallel: on a busy disk each one waits for a flush, and waiting for four
+/// in a row dominated `devtls new` (bench/new.sh).
 pub fn write_all(outputs: &[Output], force: bool) -> Result<(), Error> {
     if !force {
         let existing: Vec<String> = outputs
@@ -69,47 +71,35 @@ pub fn write_all(outputs: &[Output], force: bool) -> Result<(), Error> {
             return Err(Error::Exists(existing));
         }
     }
+    let staged: Vec<Result<NamedTempFile, Error>> = if outputs.len() < 2 {
+        outputs.iter().map(stage).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = outputs
+                .iter()
+                .map(|o| scope.spawn(move || stage(o)))
+                .collect();
+            workers
+                .into_iter()
+                .zip(outputs)
+                .map(|(worker, o)| {
+                    worker.join().unwrap_or_else(|_| {
+                        Err(Error::io(
+                            &o.path,
+                            std::io::Error::other("the writer thread panicked"),
+                        ))
+                    })
+                })
+                .collect()
+        })
+    };
     // Dropping the staged files on an error deletes them.
-    let staged: Vec<NamedTempFile> = outputs.iter().map(stage).collect::<Result<_, _>>()?;
-    sync(&staged, outputs)?;
+    let staged: Vec<NamedTempFile> = staged.into_iter().collect::<Result<_, _>>()?;
     for (tmp, output) in staged.into_iter().zip(outputs) {
         tmp.persist(&output.path)
             .map_err(|e| Error::io(&output.path, e.error))?;
     }
     Ok(())
-}
-
-/// Makes the staged files durable before they are renamed into place.
-///
-/// On Linux one `syncfs` does it for the whole set: a single device flush
-/// where an `fsync` per file pays one each (bench/new.sh). Elsewhere, or if
-/// `syncfs` fails, each file is synced.
-fn sync(staged: &[NamedTempFile], outputs: &[Output]) -> Result<(), Error> {
-    #[cfg(target_os = "linux")]
-    if let Some(first) = staged.first().filter(|_| one_file_system(staged)) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: the descriptor is open for as long as `first` lives.
-        if unsafe { libc::syncfs(first.as_file().as_raw_fd()) } == 0 {
-            return Ok(());
-        }
-    }
-    for (tmp, output) in staged.iter().zip(outputs) {
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io(&output.path, e))?;
-    }
-    Ok(())
-}
-
-/// Whether the files all live on one file system, which one `syncfs` covers.
-#[cfg(target_os = "linux")]
-fn one_file_system(staged: &[NamedTempFile]) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let devices: Vec<Option<u64>> = staged
-        .iter()
-        .map(|t| t.as_file().metadata().ok().map(|m| m.dev()))
-        .collect();
-    devices.iter().all(|d| d.is_some() && *d == devices[0])
 }
 
 /// Writes one file atomically (temporary file in the same folder, fsync, rename).
@@ -138,6 +128,7 @@ fn stage(output: &Output) -> Result<NamedTempFile, Error> {
     // tempfile creates files 0600 already; public files are relaxed after writing.
     tmp.write_all(&output.bytes)
         .map_err(|e| Error::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
     #[cfg(unix)]
     if output.secrecy == Secrecy::Public {
         use std::os::unix::fs::PermissionsExt;
