@@ -48,6 +48,18 @@ fn client_settings(anchor: &Made) -> ClientSettings {
     s
 }
 
+/// Endpoint options for a client that trusts `anchor` and checks `localhost`.
+fn client_options(anchor: &Made) -> ClientOptions {
+    let settings = client_settings(anchor);
+    ClientOptions {
+        server_name: "localhost".into(),
+        verifier: Some(devtls_net::tls::client::client_config(&settings).unwrap().1),
+        identity: None,
+        profile: &profile::OPENMV,
+        timeout: Duration::from_secs(10),
+    }
+}
+
 /// Starts a devtls DTLS server for `count` clients on a thread; reports come
 /// on the channel. The server gives up after 60 s whatever happens.
 fn start(settings: ServerSettings, count: usize) -> (SocketAddr, mpsc::Receiver<ClientReport>) {
@@ -203,16 +215,8 @@ fn devtls_client_against_openssl_s_server_with_cookies_and_each_key_type() {
         let server = self_signed("localhost", Role::Server, key_type);
         let (_proc, port) = openssl_server(&dir, &server, None);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let settings = client_settings(&server);
-        let options = ClientOptions {
-            server_name: "localhost".into(),
-            verifier: Some(devtls_net::tls::client::client_config(&settings).unwrap().1),
-            identity: None,
-            profile: &profile::OPENMV,
-            timeout: Duration::from_secs(10),
-        };
-        let done =
-            dtls::connect(addr, &options, b"hi\n").unwrap_or_else(|e| panic!("{key_type:?}: {e}"));
+        let done = dtls::connect(addr, &client_options(&server), b"hi\n")
+            .unwrap_or_else(|e| panic!("{key_type:?}: {e}"));
         assert!(
             done.cookie_exchange,
             "s_server -listen sends a HelloVerifyRequest"
@@ -573,41 +577,69 @@ fn many_clients_at_once_are_all_served() {
     assert_eq!(received.len(), CLIENTS, "every client was served once");
 }
 
+/// A tokio runtime for the async endpoints' tests.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Starts the async DTLS server for `count` clients as a task; the task
+/// returns the reports and the server's counters. It gives up after 60 s.
+async fn start_async(
+    settings: ServerSettings,
+    count: usize,
+) -> (
+    SocketAddr,
+    tokio::task::JoinHandle<(Vec<ClientReport>, dtls::server::Stats)>,
+) {
+    let mut srv = dtls::AsyncServer::bind("127.0.0.1:0".parse().unwrap(), settings)
+        .await
+        .unwrap();
+    let addr = srv.local_addr().unwrap();
+    let serving = tokio::spawn(async move {
+        let mut reports = Vec::new();
+        srv.serve(Some(count), Some(Duration::from_secs(60)), |r| {
+            reports.push(r.clone())
+        })
+        .await
+        .unwrap();
+        (reports, srv.stats())
+    });
+    (addr, serving)
+}
+
+/// What each served client sent, sorted; panics on a failed client.
+fn received_sorted(reports: &[ClientReport]) -> Vec<String> {
+    let mut received: Vec<String> = reports
+        .iter()
+        .map(|r| match &r.outcome {
+            Outcome::Served(s) => s.received.clone(),
+            Outcome::Failed(d) => panic!("{}", d.diagnosis.what),
+        })
+        .collect();
+    received.sort();
+    received
+}
+
 /// The async endpoints on tokio: the async server answers the async client
 /// and `openssl s_client`, and the async client completes an exchange with
 /// `openssl s_server`, cookies included.
 #[test]
 fn async_client_and_server_interoperate_with_each_other_and_openssl() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let server = self_signed("localhost", Role::Server, KeyType::P256);
     let dir = tempfile::tempdir().unwrap();
     let ca = write_temp(&dir, "s.crt", server.pem.as_bytes());
 
     let reports = runtime.block_on(async {
-        let mut srv = dtls::AsyncServer::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            ServerSettings::new(identity(&server)),
-        )
-        .await
-        .unwrap();
-        let addr = srv.local_addr().unwrap();
-        let serving = tokio::spawn(async move {
-            let mut reports = Vec::new();
-            srv.serve(Some(2), Some(Duration::from_secs(60)), |r| {
-                reports.push(r.clone())
-            })
+        let (addr, serving) = start_async(ServerSettings::new(identity(&server)), 2).await;
+        let settings = client_settings(&server);
+        let (info, reply) = dtls::exchange_async(&addr.to_string(), &settings, b"async\n")
             .await
             .unwrap();
-            (reports, srv.stats())
-        });
-        let (info, reply) =
-            dtls::exchange_async(&addr.to_string(), &client_settings(&server), b"async\n")
-                .await
-                .unwrap();
         assert_eq!(reply, b"hello\n");
         assert_eq!(info.version, "DTLSv1.2");
         let s_client = tokio::task::spawn_blocking(move || {
@@ -629,29 +661,13 @@ fn async_client_and_server_interoperate_with_each_other_and_openssl() {
         assert!(stats.hello_verify_requests >= 2, "{stats:?}");
         reports
     });
-    let mut received: Vec<String> = reports
-        .iter()
-        .map(|r| match &r.outcome {
-            Outcome::Served(s) => s.received.clone(),
-            Outcome::Failed(d) => panic!("{}", d.diagnosis.what),
-        })
-        .collect();
-    received.sort();
-    assert_eq!(received, ["async\n", "openssl\n"]);
+    assert_eq!(received_sorted(&reports), ["async\n", "openssl\n"]);
 
     // The async client against openssl s_server -listen (which demands a cookie).
     let (_proc, port) = openssl_server(&dir, &server, None);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let settings = client_settings(&server);
-    let options = ClientOptions {
-        server_name: "localhost".into(),
-        verifier: Some(devtls_net::tls::client::client_config(&settings).unwrap().1),
-        identity: None,
-        profile: &profile::OPENMV,
-        timeout: Duration::from_secs(10),
-    };
     let done = runtime
-        .block_on(dtls::connect_async(addr, &options, b"hi\n"))
+        .block_on(dtls::connect_async(addr, &client_options(&server), b"hi\n"))
         .unwrap();
     assert!(
         done.cookie_exchange,
@@ -666,31 +682,8 @@ fn async_client_and_server_interoperate_with_each_other_and_openssl() {
 fn async_server_serves_many_async_clients_at_once() {
     const CLIENTS: usize = 64;
     let server = self_signed("localhost", Role::Server, KeyType::P256);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let received = runtime.block_on(async {
-        let mut srv = dtls::AsyncServer::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            ServerSettings::new(identity(&server)),
-        )
-        .await
-        .unwrap();
-        let addr = srv.local_addr().unwrap();
-        let serving = tokio::spawn(async move {
-            let mut received = Vec::new();
-            srv.serve(Some(CLIENTS), Some(Duration::from_secs(60)), |r| {
-                match &r.outcome {
-                    Outcome::Served(s) => received.push(s.received.clone()),
-                    Outcome::Failed(d) => panic!("{}", d.diagnosis.what),
-                }
-            })
-            .await
-            .unwrap();
-            received
-        });
+    let (reports, _) = runtime().block_on(async {
+        let (addr, serving) = start_async(ServerSettings::new(identity(&server)), CLIENTS).await;
         let clients: Vec<_> = (0..CLIENTS)
             .map(|i| {
                 let settings = client_settings(&server);
@@ -706,8 +699,7 @@ fn async_server_serves_many_async_clients_at_once() {
         }
         serving.await.unwrap()
     });
-    let mut received = received;
-    received.sort();
+    let mut received = received_sorted(&reports);
     received.dedup();
     assert_eq!(received.len(), CLIENTS, "every client was served once");
 }

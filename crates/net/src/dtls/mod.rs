@@ -34,8 +34,8 @@ use std::time::Duration;
 use rustls_pki_types::CertificateDer;
 
 pub use client::{connect, connect_async, ClientOptions, DtlsExchange};
-pub use server::{AsyncDtlsServer, DtlsServer, ServedClient, ServerEvent};
-pub use session::{exchange, exchange_async, AsyncServer, Server};
+pub use server::{AsyncDtlsServer, DtlsServer, ServedClient, ServerEvent, ServerOn, Socket};
+pub use session::{exchange, exchange_async, AsyncServer, ReportingServer, Server};
 
 /// The protocol version every DTLS endpoint here speaks.
 pub const VERSION: &str = "DTLSv1.2";

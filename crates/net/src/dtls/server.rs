@@ -110,20 +110,39 @@ struct Seen {
     failure: Option<rustls::Error>,
 }
 
-/// A DTLS server on a blocking UDP socket.
-pub struct DtlsServer {
-    socket: UdpSocket,
+/// A UDP socket a DTLS server can run on: std's (blocking) or tokio's.
+pub trait Socket {
+    /// The address the socket is bound to.
+    fn local_addr(&self) -> std::io::Result<SocketAddr>;
+}
+
+impl Socket for UdpSocket {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        UdpSocket::local_addr(self)
+    }
+}
+
+impl Socket for tokio::net::UdpSocket {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        tokio::net::UdpSocket::local_addr(self)
+    }
+}
+
+/// A DTLS server on a socket of kind `S`; see [`DtlsServer`] and
+/// [`AsyncDtlsServer`].
+pub struct ServerOn<S> {
+    socket: S,
     core: Core,
 }
 
-impl DtlsServer {
-    /// Binds `addr` and prepares the handshake configuration.
-    pub fn bind(addr: SocketAddr, options: ServerOptions) -> Result<Self, DtlsError> {
-        let socket = UdpSocket::bind(addr)?;
-        let core = Core::new(socket.local_addr()?, options)?;
-        Ok(DtlsServer { socket, core })
-    }
+/// A DTLS server on a blocking UDP socket.
+pub type DtlsServer = ServerOn<UdpSocket>;
 
+/// A DTLS server on a tokio UDP socket: [`DtlsServer`] without a thread of
+/// its own, for programs that already run on tokio.
+pub type AsyncDtlsServer = ServerOn<tokio::net::UdpSocket>;
+
+impl<S: Socket> ServerOn<S> {
     /// The address the socket is bound to (the port, when bound to port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.socket.local_addr()
@@ -137,6 +156,15 @@ impl DtlsServer {
     /// Clients currently holding state (mid-handshake or recently served).
     pub fn active_clients(&self) -> usize {
         self.core.peers.len()
+    }
+}
+
+impl DtlsServer {
+    /// Binds `addr` and prepares the handshake configuration.
+    pub fn bind(addr: SocketAddr, options: ServerOptions) -> Result<Self, DtlsError> {
+        let socket = UdpSocket::bind(addr)?;
+        let core = Core::new(socket.local_addr()?, options)?;
+        Ok(ServerOn { socket, core })
     }
 
     /// Serves until `count` verdicts were given (all of them if `None`) or
@@ -175,34 +203,12 @@ impl DtlsServer {
     }
 }
 
-/// A DTLS server on a tokio UDP socket: [`DtlsServer`] without a thread of
-/// its own, for programs that already run on tokio.
-pub struct AsyncDtlsServer {
-    socket: tokio::net::UdpSocket,
-    core: Core,
-}
-
 impl AsyncDtlsServer {
     /// Binds `addr` and prepares the handshake configuration.
     pub async fn bind(addr: SocketAddr, options: ServerOptions) -> Result<Self, DtlsError> {
         let socket = tokio::net::UdpSocket::bind(addr).await?;
         let core = Core::new(socket.local_addr()?, options)?;
-        Ok(AsyncDtlsServer { socket, core })
-    }
-
-    /// The address the socket is bound to (the port, when bound to port 0).
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
-    }
-
-    /// What happened to datagrams that did not become handshakes.
-    pub fn stats(&self) -> Stats {
-        self.core.stats
-    }
-
-    /// Clients currently holding state (mid-handshake or recently served).
-    pub fn active_clients(&self) -> usize {
-        self.core.peers.len()
+        Ok(ServerOn { socket, core })
     }
 
     /// [`DtlsServer::serve`], awaiting datagrams instead of blocking.

@@ -14,7 +14,7 @@ use crate::report::{
 use crate::tls::server::ServerError;
 
 use super::client::{self, ClientOptions};
-use super::server::{AsyncDtlsServer, DtlsServer, ServerEvent, ServerOptions};
+use super::server::{AsyncDtlsServer, DtlsServer, ServerEvent, ServerOn, ServerOptions, Socket};
 use super::{DtlsError, DtlsFailure};
 
 /// Connects over DTLS to `addr` (`host:port`), verifies the server as
@@ -162,24 +162,37 @@ fn failure(error: DtlsError) -> Failure {
     }
 }
 
-/// A DTLS server with the TLS server's settings and reports, on a blocking
-/// socket.
-pub struct Server {
-    inner: DtlsServer,
+/// A DTLS server with the TLS server's settings and reports, on a socket of
+/// kind `S`; see [`Server`] and [`AsyncServer`].
+pub struct ReportingServer<S> {
+    inner: ServerOn<S>,
     reports: Reports,
 }
 
+/// [`ReportingServer`] on a blocking socket.
+pub type Server = ReportingServer<std::net::UdpSocket>;
+
+/// [`ReportingServer`] on a tokio socket.
+pub type AsyncServer = ReportingServer<tokio::net::UdpSocket>;
+
+impl<S: Socket> ReportingServer<S> {
+    /// The address actually bound (the port, when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// The underlying endpoint's counters (cookies sent, garbage dropped).
+    pub fn stats(&self) -> super::server::Stats {
+        self.inner.stats()
+    }
+}
+
 impl Server {
-    /// Binds UDP `addr` (port 0 picks a free port: see [`Server::local_addr`]).
+    /// Binds UDP `addr` (port 0 picks a free port).
     pub fn bind(addr: SocketAddr, settings: ServerSettings) -> Result<Self, ServerError> {
         let (options, reports) = server_options(&settings)?;
         let inner = DtlsServer::bind(addr, options).map_err(|e| bind_error(addr, e))?;
-        Ok(Server { inner, reports })
-    }
-
-    /// The address actually bound.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.inner.local_addr()
+        Ok(ReportingServer { inner, reports })
     }
 
     /// Serves clients (many at once), calling `on_report` once per client
@@ -197,32 +210,16 @@ impl Server {
             .serve(count, max_time, |event| on_report(&reports.report(event)));
         served.map_err(into_io)
     }
-
-    /// The underlying endpoint's counters (cookies sent, garbage dropped).
-    pub fn stats(&self) -> super::server::Stats {
-        self.inner.stats()
-    }
-}
-
-/// [`Server`] on a tokio socket.
-pub struct AsyncServer {
-    inner: AsyncDtlsServer,
-    reports: Reports,
 }
 
 impl AsyncServer {
-    /// Binds UDP `addr` (port 0 picks a free port: see [`AsyncServer::local_addr`]).
+    /// Binds UDP `addr` (port 0 picks a free port).
     pub async fn bind(addr: SocketAddr, settings: ServerSettings) -> Result<Self, ServerError> {
         let (options, reports) = server_options(&settings)?;
         let inner = AsyncDtlsServer::bind(addr, options)
             .await
             .map_err(|e| bind_error(addr, e))?;
-        Ok(AsyncServer { inner, reports })
-    }
-
-    /// The address actually bound.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.inner.local_addr()
+        Ok(ReportingServer { inner, reports })
     }
 
     /// [`Server::serve`], awaiting datagrams instead of blocking.
@@ -238,11 +235,6 @@ impl AsyncServer {
             .serve(count, max_time, |event| on_report(&reports.report(event)))
             .await;
         served.map_err(into_io)
-    }
-
-    /// The underlying endpoint's counters (cookies sent, garbage dropped).
-    pub fn stats(&self) -> super::server::Stats {
-        self.inner.stats()
     }
 }
 
