@@ -184,6 +184,83 @@ fn openssl_verifies_every_device_and_refuses_revoked_ones_with_the_crl() {
     );
 }
 
+/// A revoked device is skipped by a plain `issue`; `issue --reissue` gives it
+/// a new key and certificate in place of its old folder and leaves devices
+/// with an active certificate alone. OpenSSL accepts the new certificate
+/// with the CRL and still refuses the old one.
+#[test]
+fn a_revoked_device_gets_a_new_identity_with_reissue() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    init(d);
+    ok_in(d, &["fleet", "issue", "cam-1", "cam-2"]);
+    let folder = |id: &str, f: &str| d.join("fleet/devices").join(id).join(f);
+    let old_cert = fs::read(folder("cam-1", "client.der")).unwrap();
+    let old_key = fs::read(folder("cam-1", "client.key.der")).unwrap();
+    let other = fs::read(folder("cam-2", "client.der")).unwrap();
+    fs::write(d.join("old-cam-1.der"), &old_cert).unwrap();
+    ok_in(
+        d,
+        &["fleet", "revoke", "cam-1", "--reason", "keyCompromise"],
+    );
+
+    let plain = run_in(d, &["fleet", "issue", "cam-1"]);
+    assert!(plain.status.success(), "{}", text(&plain));
+    assert!(text(&plain).contains("--reissue"), "{}", text(&plain));
+    assert_eq!(fs::read(folder("cam-1", "client.der")).unwrap(), old_cert);
+
+    let again = json(&ok_in(
+        d,
+        &["fleet", "issue", "cam-1", "cam-2", "--reissue", "--json"],
+    ));
+    assert_eq!(
+        (again["issued"].as_u64(), again["skipped"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let new_cert = fs::read(folder("cam-1", "client.der")).unwrap();
+    assert_ne!(new_cert, old_cert, "a new certificate");
+    assert_ne!(
+        fs::read(folder("cam-1", "client.key.der")).unwrap(),
+        old_key,
+        "a new key"
+    );
+    assert_eq!(fs::read(folder("cam-2", "client.der")).unwrap(), other);
+    let rows = assert_agreement(d, "fleet");
+    let mut cam1: Vec<&str> = rows
+        .iter()
+        .filter(|r| field(r, "device") == "cam-1")
+        .map(|r| field(r, "status"))
+        .collect();
+    cam1.sort();
+    assert_eq!(cam1, ["active", "revoked"]);
+    // Once re-issued it has an active certificate: --reissue skips it now.
+    let twice = json(&ok_in(
+        d,
+        &["fleet", "issue", "cam-1", "--reissue", "--json"],
+    ));
+    assert_eq!(twice["issued"].as_u64(), Some(0));
+
+    ok_in(d, &["fleet", "crl"]);
+    let crl_check = |cert: &str| {
+        openssl(
+            d,
+            &[
+                "verify",
+                "-crl_check",
+                "-CAfile",
+                "fleet/ca.crt",
+                "-CRLfile",
+                "fleet/crl.der",
+                cert,
+            ],
+        )
+    };
+    let new = crl_check("fleet/devices/cam-1/client.der");
+    assert!(new.status.success(), "{}", text(&new));
+    let old = crl_check("old-cam-1.der");
+    assert!(text(&old).contains("certificate revoked"), "{}", text(&old));
+}
+
 #[test]
 fn list_expiring_status_export_and_rotate() {
     let dir = tempfile::tempdir().unwrap();

@@ -217,6 +217,18 @@ pub fn has_device(db: &Connection, device: &str) -> Result<bool, Error> {
         .is_some())
 }
 
+/// The newest row of a device none of whose certificates is active or
+/// being issued (all revoked, say): what a re-issue replaces.
+pub fn retired_device(db: &Connection, device: &str) -> Result<Option<i64>, Error> {
+    Ok(db
+        .prepare_cached(
+            "SELECT MAX(id) FROM certs WHERE device = ?
+             HAVING SUM(status IN ('active', 'pending')) = 0",
+        )?
+        .query_row([device], |r| r.get(0))
+        .optional()?)
+}
+
 /// What `revoke` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Revocation {

@@ -55,6 +55,9 @@ pub struct IssueOptions {
     pub io_threads: usize,
     /// Devices per transaction and per `syncfs`.
     pub batch: usize,
+    /// Give devices whose certificates were all revoked a new key and
+    /// certificate (their folder is replaced); otherwise they are skipped.
+    pub reissue: bool,
 }
 
 impl IssueOptions {
@@ -69,6 +72,7 @@ impl IssueOptions {
             threads,
             io_threads: threads * 4,
             batch: 1024,
+            reissue: false,
         }
     }
 }
@@ -184,6 +188,9 @@ struct Job {
     key: KeySource,
     /// Rotation: the row this certificate replaces and what that row becomes.
     replaces: Option<(i64, &'static str)>,
+    /// Re-issue: the replaced row is already revoked, and the device must
+    /// still have no active certificate when the new one is recorded.
+    reissue: bool,
 }
 
 struct Made {
@@ -350,8 +357,11 @@ fn reserve(
     let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut owned = Vec::with_capacity(made.len());
     {
+        // Taken: anything for a new device; a pending row for a rotation;
+        // a pending or active row for a re-issue.
         let mut taken = tx.prepare_cached(
-            "SELECT 1 FROM certs WHERE device = ? AND (status = 'pending' OR ?2 IS NULL) LIMIT 1",
+            "SELECT 1 FROM certs WHERE device = ?1
+               AND (status = 'pending' OR ?2 IS NULL OR (?3 AND status = 'active')) LIMIT 1",
         )?;
         let mut still_active =
             tx.prepare_cached("SELECT 1 FROM certs WHERE id = ? AND status = 'active'")?;
@@ -367,14 +377,14 @@ fn reserve(
             // Checked again inside the transaction: another process may have
             // issued this device since the batch was planned.
             if taken
-                .query_row(params![id, replaces], |_| Ok(()))
+                .query_row(params![id, replaces, m.job.reissue], |_| Ok(()))
                 .optional()?
                 .is_some()
             {
                 report.skipped += 1;
                 continue;
             }
-            if let Some(row) = replaces {
+            if let Some(row) = replaces.filter(|_| !m.job.reissue) {
                 if still_active
                     .query_row([row], |_| Ok(()))
                     .optional()?
@@ -572,7 +582,20 @@ fn plan_batch(
         let req = req?;
         *done += 1;
         if crate::inventory::has_device(&fleet.db, &req.id)? {
-            report.skipped += 1;
+            let retired = match opts.reissue {
+                true => crate::inventory::retired_device(&fleet.db, &req.id)?,
+                false => None,
+            };
+            match retired {
+                Some(row) => jobs.push(Job {
+                    req,
+                    role: opts.role,
+                    key: KeySource::Generate(opts.key),
+                    replaces: Some((row, "revoked")),
+                    reissue: true,
+                }),
+                None => report.skipped += 1,
+            }
             continue;
         }
         jobs.push(Job {
@@ -580,6 +603,7 @@ fn plan_batch(
             role: opts.role,
             key: KeySource::Generate(opts.key),
             replaces: None,
+            reissue: false,
         });
     }
     Ok(jobs)
@@ -604,6 +628,7 @@ pub fn issue_csr(
             role: opts.role,
             key: KeySource::Csr(csr_der),
             replaces: None,
+            reissue: false,
         };
         run_batch(fleet, &session, &ca, vec![job], opts, &mut report)?;
     }
@@ -681,6 +706,7 @@ pub fn rotate(
                 role: role_from_name(&role),
                 key: KeySource::Generate(key_type),
                 replaces: Some((id, becomes)),
+                reissue: false,
             });
         }
         run_batch(fleet, &session, &ca, jobs, opts, &mut out.report)?;

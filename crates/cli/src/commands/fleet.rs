@@ -115,12 +115,15 @@ impl From<RoleArg> for Role {
 /// server.der by role), its DER key (*.key.der, 0600), the CA's ca.der and a
 /// boot.py that loads them. Re-running the same command completes an
 /// interrupted run: devices that already have a certificate are skipped.
+/// A revoked device (a stolen identity, say) gets a new identity with
+/// --reissue once it is back in your hands.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls fleet issue cam-001 cam-002
   devtls fleet issue --count 1000 --prefix cam-
   devtls fleet issue --from devices.csv          # columns: id[,dns[,ip]]
-  devtls fleet issue cam-9 --csr cam-9.csr       # the device made its own key")]
+  devtls fleet issue cam-9 --csr cam-9.csr       # the device made its own key
+  devtls fleet revoke cam-7 && devtls fleet issue cam-7 --reissue   # a new identity")]
 struct IssueArgs {
     #[command(flatten)]
     dir: DirArg,
@@ -161,6 +164,10 @@ struct IssueArgs {
     /// four times as many write the device folders.
     #[arg(long)]
     threads: Option<usize>,
+    /// Also give devices whose certificates were all revoked a new key and
+    /// certificate, replacing their folder (the old serial stays on the CRL).
+    #[arg(long, conflicts_with = "csr")]
+    reissue: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -458,6 +465,7 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
         opts.threads = t.max(1);
         opts.io_threads = opts.threads * 4;
     }
+    opts.reissue = a.reissue;
     let mut fleet = open(&a.dir.dir)?;
     let report = if let Some(csr_path) = &a.csr {
         let [id] = a.ids.as_slice() else {
@@ -488,7 +496,10 @@ fn print_issued(fleet: &Fleet, report: &issue::Report, role: Role, verb: &str) {
         if report.issued == 1 { "" } else { "s" },
         match report.skipped {
             0 => String::new(),
-            n => format!(", skipped {n} that already have one (or are being issued)"),
+            n => format!(
+                ", skipped {n} that already have one (or are being issued; \
+                 a revoked device gets a new one with --reissue)"
+            ),
         }
     ));
     for f in &report.failed {
