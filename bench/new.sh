@@ -60,6 +60,7 @@ hyperfine --style basic --runs "$ROUNDS" --warmup 3 \
     --prepare "$prepare" \
     --command-name devtls "$devtls_cmd" \
     --command-name openssl "$openssl_cmd" \
+    --command-name floor "cd '$work' && /bin/true" \
     --export-json "$base/result.json" >/dev/null
 
 python3 - "$base/result.json" <<'PY'
@@ -71,6 +72,12 @@ for name in ("devtls", "openssl"):
 ratio = med["openssl"] / med["devtls"]
 best = min(results["openssl"]) / min(results["devtls"])
 print(f"ratio    openssl/devtls median = {ratio:.1f}x (target >= 20x: {'met' if ratio >= 20 else 'NOT met'}); fastest runs: {best:.1f}x")
+# What a process costs here before it does anything (a C program doing
+# nothing, started the same way): devtls pays it once, openssl four times.
+floor = med["floor"]
+print(f"floor    median {floor * 1000:8.2f} ms  (/bin/true: the cost of starting a process on this machine)")
+print(f"above the floor: devtls {(med['devtls'] - floor) * 1000:.2f} ms, openssl {(med['openssl'] - 4 * floor) * 1000:.2f} ms "
+      f"beyond its 4 starts; 20x needs devtls at {med['openssl'] / 20 * 1000:.2f} ms = {med['openssl'] / 20 / max(floor, 1e-9):.1f} floors")
 with open("/proc/loadavg") as f:
     print(f"load average during the run: {f.read().split()[0]} (on {__import__('os').cpu_count()} CPUs; a busy machine lowers the median ratio)")
 PY
