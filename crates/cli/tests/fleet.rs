@@ -21,6 +21,22 @@ fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}:\n{}", text(out)))
 }
 
+/// `openssl verify -crl_check` of `cert` against the fleet CA and its CRL.
+fn crl_check(d: &Path, cert: &str) -> std::process::Output {
+    openssl(
+        d,
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "fleet/ca.crt",
+            "-CRLfile",
+            "fleet/crl.der",
+            cert,
+        ],
+    )
+}
+
 #[test]
 fn openssl_verifies_every_device_and_refuses_revoked_ones_with_the_crl() {
     let dir = tempfile::tempdir().unwrap();
@@ -141,24 +157,10 @@ fn openssl_verifies_every_device_and_refuses_revoked_ones_with_the_crl() {
     assert!(shown.contains("verify OK"), "{shown}");
     assert!(shown.contains(&serial.to_uppercase()), "{shown}");
     assert!(shown.contains("Key Compromise"), "{shown}");
-    let crl_check = |cert: &str| {
-        openssl(
-            d,
-            &[
-                "verify",
-                "-crl_check",
-                "-CAfile",
-                "fleet/ca.crt",
-                "-CRLfile",
-                "fleet/crl.der",
-                cert,
-            ],
-        )
-    };
-    let bad = crl_check("fleet/devices/cam-7/client.der");
+    let bad = crl_check(d, "fleet/devices/cam-7/client.der");
     assert!(!bad.status.success(), "{}", text(&bad));
     assert!(text(&bad).contains("certificate revoked"), "{}", text(&bad));
-    let good = crl_check("fleet/devices/cam-8/client.der");
+    let good = crl_check(d, "fleet/devices/cam-8/client.der");
     assert!(good.status.success(), "{}", text(&good));
     // Revoking by serial works too, and the CRL number grows.
     let by_serial = json(&ok_in(d, &["fleet", "revoke", &serial, "--json"]));
@@ -241,23 +243,9 @@ fn a_revoked_device_gets_a_new_identity_with_reissue() {
     assert_eq!(twice["issued"].as_u64(), Some(0));
 
     ok_in(d, &["fleet", "crl"]);
-    let crl_check = |cert: &str| {
-        openssl(
-            d,
-            &[
-                "verify",
-                "-crl_check",
-                "-CAfile",
-                "fleet/ca.crt",
-                "-CRLfile",
-                "fleet/crl.der",
-                cert,
-            ],
-        )
-    };
-    let new = crl_check("fleet/devices/cam-1/client.der");
+    let new = crl_check(d, "fleet/devices/cam-1/client.der");
     assert!(new.status.success(), "{}", text(&new));
-    let old = crl_check("old-cam-1.der");
+    let old = crl_check(d, "old-cam-1.der");
     assert!(text(&old).contains("certificate revoked"), "{}", text(&old));
 }
 
