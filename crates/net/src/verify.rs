@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use devtls_pki::lint::dns_matches;
 use devtls_pki::profile::Profile;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
@@ -71,7 +72,7 @@ impl DeviceVerifier {
         let san = cert.subject_alternative_name().ok().flatten();
         let matched = match &san {
             Some(san) => san.value.general_names.iter().any(|n| match n {
-                GeneralName::DNSName(d) => name_matches(d, &name),
+                GeneralName::DNSName(d) => dns_matches(d, &name),
                 GeneralName::IPAddress(ip) => ip_matches(ip, &name),
                 _ => false,
             }),
@@ -165,7 +166,7 @@ fn cn_fallback_matches(leaf: &CertificateDer<'_>, server_name: &ServerName<'_>) 
         .subject()
         .iter_common_name()
         .filter_map(|cn| cn.as_str().ok())
-        .any(|cn| name_matches(cn, &name));
+        .any(|cn| dns_matches(cn, &name));
     matched
 }
 
@@ -174,20 +175,6 @@ fn ip_matches(san: &[u8], name: &str) -> bool {
         Ok(std::net::IpAddr::V4(v4)) => san == v4.octets(),
         Ok(std::net::IpAddr::V6(v6)) => san == v6.octets(),
         Err(_) => false,
-    }
-}
-
-/// mbedTLS's name comparison: case-insensitive, and a pattern `*.rest`
-/// matches exactly one left-most label.
-pub fn name_matches(pattern: &str, name: &str) -> bool {
-    if pattern.eq_ignore_ascii_case(name) {
-        return true;
-    }
-    match (pattern.strip_prefix("*."), name.split_once('.')) {
-        (Some(rest), Some((label, name_rest))) => {
-            !label.is_empty() && rest.eq_ignore_ascii_case(name_rest)
-        }
-        _ => false,
     }
 }
 
@@ -339,18 +326,4 @@ fn check_validity(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), Error>
         return Err(CertificateError::NotValidYet.into());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wildcard_matches_one_left_label_only() {
-        assert!(name_matches("*.example.com", "a.example.com"));
-        assert!(name_matches("OpenMV", "openmv"));
-        assert!(!name_matches("*.example.com", "a.b.example.com"));
-        assert!(!name_matches("*.example.com", "example.com"));
-        assert!(!name_matches("a.example.com", "b.example.com"));
-    }
 }

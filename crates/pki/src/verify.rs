@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use crate::chain::Cert;
 use crate::device_error::{self, verify_text, DeviceError};
 use crate::inspect::{KeyAlgorithm, SignatureFamily};
+use crate::lint::dns_matches;
 use crate::profile::Profile;
 
 /// Which side's certificate is being verified (decides the EKU required).
@@ -247,19 +248,6 @@ pub fn name_matches(profile: &Profile, cert: &Cert, hostname: &str) -> bool {
             .common_names
             .iter()
             .any(|cn| dns_matches(cn, hostname))
-}
-
-fn dns_matches(pattern: &str, host: &str) -> bool {
-    if pattern.eq_ignore_ascii_case(host) {
-        return true;
-    }
-    // mbedTLS: "*.example.com" matches exactly one left-most label.
-    match (pattern.strip_prefix("*."), host.split_once('.')) {
-        (Some(suffix), Some((label, rest))) => {
-            !label.is_empty() && rest.eq_ignore_ascii_case(suffix)
-        }
-        _ => false,
-    }
 }
 
 fn describe(index: Option<usize>, cert: &Cert) -> String {
