@@ -64,8 +64,9 @@ T1=$(now)
 OPENSSL=$(rate "$SAMPLE" "$T0" "$T1")
 
 # 3. The file-system bound, on the small size.
-# Nothing is deleted until the end: ext4 without a journal skips inodes freed
-# in the last 60-300 s when it allocates new ones, scanning past each, so a
+# Nothing is deleted until the end: ext4 without a journal skips recently freed
+# inodes when it allocates new ones (perf shows its recently_deleted check
+# scanning past each one), so a
 # run right after a big deletion (a previous run's folders) measures that
 # scan rather than the tool. Run this script a few minutes after deleting
 # many files.

@@ -581,29 +581,27 @@ fn plan_batch(
     for req in source.by_ref().take(opts.batch) {
         let req = req?;
         *done += 1;
-        if crate::inventory::has_device(&fleet.db, &req.id)? {
+        // A device already in the inventory is skipped, unless it is to be
+        // re-issued and none of its certificates is active or pending.
+        let replaces = if crate::inventory::has_device(&fleet.db, &req.id)? {
             let retired = match opts.reissue {
                 true => crate::inventory::retired_device(&fleet.db, &req.id)?,
                 false => None,
             };
-            match retired {
-                Some(row) => jobs.push(Job {
-                    req,
-                    role: opts.role,
-                    key: KeySource::Generate(opts.key),
-                    replaces: Some((row, "revoked")),
-                    reissue: true,
-                }),
-                None => report.skipped += 1,
-            }
-            continue;
-        }
+            let Some(row) = retired else {
+                report.skipped += 1;
+                continue;
+            };
+            Some((row, "revoked"))
+        } else {
+            None
+        };
         jobs.push(Job {
             req,
             role: opts.role,
             key: KeySource::Generate(opts.key),
-            replaces: None,
-            reissue: false,
+            replaces,
+            reissue: replaces.is_some(),
         });
     }
     Ok(jobs)

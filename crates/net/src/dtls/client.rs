@@ -119,13 +119,7 @@ pub async fn connect_async(
     let mut exchange = Exchange::start(peer, local, options, message)?;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        let mut outcome = None;
-        while let Some(datagram) = exchange.next_datagram() {
-            if let Err(e) = socket.send(&datagram).await {
-                outcome = Some(Err(exchange.send_failed(e)));
-                break;
-            }
-        }
+        let mut outcome = send_queued(&socket, &mut exchange).await;
         if outcome.is_none() {
             let wake = tokio::time::Instant::from_std(exchange.wake_at());
             outcome = match tokio::time::timeout_at(wake, socket.recv(&mut buf)).await {
@@ -134,14 +128,20 @@ pub async fn connect_async(
             };
         }
         if let Some(result) = outcome.or_else(|| exchange.on_wake(Instant::now())) {
-            while let Some(datagram) = exchange.next_datagram() {
-                if socket.send(&datagram).await.is_err() {
-                    break;
-                }
-            }
+            let _ = send_queued(&socket, &mut exchange).await;
             return result;
         }
     }
+}
+
+/// [`Exchange::send_with`] for a tokio socket.
+async fn send_queued(socket: &tokio::net::UdpSocket, exchange: &mut Exchange) -> Outcome {
+    while let Some(datagram) = exchange.next_datagram() {
+        if let Err(e) = socket.send(&datagram).await {
+            return Some(Err(exchange.send_failed(e)));
+        }
+    }
+    None
 }
 
 /// The unspecified address of `peer`'s family, any port.
