@@ -15,8 +15,17 @@
 #   of the run. Off via .cargo/config.toml (AWS_LC_SYS_NO_JITTER_ENTROPY); the
 #   DRBG is then seeded from getrandom + RDRAND, like OpenSSL's.
 # - fsync of the four files: ~0.3 ms each on an idle disk, tens of ms on a
-#   busy one. files::write_all now syncs them in parallel (A/B on a loaded
-#   machine: 7.5 ms vs 22.8 ms mean for sequential syncs).
+#   busy one. files::write_all starts every file's writeback
+#   (sync_file_range) before the first fsync waits, so the four flushes
+#   overlap. An earlier version overlapped them with a thread per file: the
+#   four threads cost ~0.6 ms of their own (on tmpfs 2.3 vs 1.7 ms per run,
+#   on ext4 2.9 vs 2.5 ms), more than they saved.
+# - Of the rest (in-process timings, tmpfs): ~1.1 ms before main (the
+#   process floor below plus libgcc_s, libm and AWS-LC's cpuid checks:
+#   cpuid traps to the hypervisor here, ~5 us each), ~0.3 ms parsing the
+#   command line the first time (clap builds every subcommand; 0.1 ms when
+#   warm, the rest is first touch of code pages), ~0.1 ms AWS-LC's first
+#   random bytes and key, ~0.1 ms the certificate.
 # - What is left is process start and scheduling; key generation and signing
 #   are well under 1 ms. On a loaded machine the median ratio drops (every
 #   sleep on I/O costs a trip through a busy run queue); compare the
