@@ -119,7 +119,7 @@ impl Fleet {
         files::write_all(
             &[
                 Output::public(dir.join(names::CA_DER), cert.der.clone()),
-                Output::public(dir.join(names::CA_PEM), cert.pem.clone()),
+                Output::public(dir.join(names::CA_PEM), cert.pem()),
                 Output::secret(dir.join(names::CA_KEY), key.pkcs8_pem()),
             ],
             false,

@@ -29,8 +29,8 @@ fn self_signed(cn: &str, role: Role, key_type: KeyType) -> Made {
     spec.ips = vec!["127.0.0.1".parse().unwrap()];
     let cert = issue::self_signed(&spec, &key).unwrap();
     Made {
+        pem: cert.pem(),
         cert: cert.der,
-        pem: cert.pem,
         key,
     }
 }

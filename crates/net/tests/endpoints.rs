@@ -25,8 +25,8 @@ fn self_signed(cn: &str, role: Role, key_type: KeyType) -> Made {
     spec.dns = vec!["localhost".into()];
     let cert = issue::self_signed(&spec, &key).unwrap();
     Made {
+        pem: cert.pem(),
         cert: cert.der,
-        pem: cert.pem,
         key,
     }
 }
@@ -110,8 +110,8 @@ fn crl_revokes_one_client_certificate_of_a_ca() {
             .sign(&CertSpec::new(cn, Role::Client, 30), &key)
             .unwrap();
         Made {
+            pem: cert.pem(),
             cert: cert.der,
-            pem: cert.pem,
             key,
         }
     };

@@ -108,11 +108,7 @@ pub fn convert(
     };
     let bytes = match to {
         Encoding::Der => der,
-        Encoding::Pem => pem::encode_config(
-            &pem::Pem::new(kind.pem_label(), der),
-            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-        )
-        .into_bytes(),
+        Encoding::Pem => pem_encode(kind.pem_label(), der).into_bytes(),
     };
     Ok(Converted {
         kind,
@@ -298,6 +294,14 @@ pub struct ChainPart {
     pub der: Vec<u8>,
 }
 
+/// PEM with `\n` line endings, as OpenSSL writes it on every platform.
+pub(crate) fn pem_encode(label: &str, der: Vec<u8>) -> String {
+    pem::encode_config(
+        &pem::Pem::new(label, der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
 /// Orders the certificates of a bundle (certbot's fullchain.pem or chain.pem,
 /// a commercial CA's .ca-bundle, concatenated DER) from the leaf up, naming
 /// each by its role. Works with whatever subset of the chain the file holds.
@@ -417,12 +421,12 @@ mod tests {
     fn certificates_and_keys_round_trip_between_pem_and_der() {
         let key = PrivateKey::generate(KeyType::P256).unwrap();
         let cert = issue::self_signed(&CertSpec::new("x", Role::Server, 5), &key).unwrap();
-        let sniffed = sniff(cert.pem.as_bytes()).unwrap();
-        let der = convert(cert.pem.as_bytes(), &sniffed, Encoding::Der, None).unwrap();
+        let sniffed = sniff(cert.pem().as_bytes()).unwrap();
+        let der = convert(cert.pem().as_bytes(), &sniffed, Encoding::Der, None).unwrap();
         assert_eq!(der.bytes, cert.der);
         assert!(!der.secret);
         let back = convert(&der.bytes, &sniff(&der.bytes).unwrap(), Encoding::Pem, None).unwrap();
-        assert_eq!(String::from_utf8(back.bytes).unwrap(), cert.pem);
+        assert_eq!(String::from_utf8(back.bytes).unwrap(), cert.pem());
 
         let mut key_der = key.pkcs8_der();
         key_der.extend([0, 0, 0]);
@@ -447,7 +451,7 @@ mod tests {
             .sign(&CertSpec::new("leaf", Role::Server, 30), &leaf_key)
             .unwrap();
         // Out of order on purpose, root included.
-        let bundle = format!("{}{}{}", int.pem, leaf.pem, root.pem);
+        let bundle = format!("{}{}{}", int.pem(), leaf.pem(), root.pem());
         let sniffed = sniff(bundle.as_bytes()).unwrap();
         let err = convert(bundle.as_bytes(), &sniffed, Encoding::Der, None).unwrap_err();
         assert!(err.to_string().contains("devtls split"), "{err}");
@@ -459,7 +463,7 @@ mod tests {
         assert_eq!(parts[1].signed_by.as_deref(), Some("root.der"));
         assert_eq!(parts[2].signed_by, None);
         // A .ca-bundle: intermediates only, no leaf.
-        let sniffed = sniff(int.pem.as_bytes()).unwrap();
+        let sniffed = sniff(int.pem().as_bytes()).unwrap();
         let parts = split_chain(&sniffed, OffsetDateTime::now_utc()).unwrap();
         assert_eq!(parts[0].role, ChainRole::Intermediate(1));
     }

@@ -1453,7 +1453,7 @@ mod tests {
             let key = PrivateKey::generate(KeyType::P256).unwrap();
             pem += &issue::self_signed(&CertSpec::new(cn, Role::Server, 5), &key)
                 .unwrap()
-                .pem;
+                .pem();
         }
         let sniffed = sniff(pem.as_bytes()).unwrap();
         let items = inspect(&sniffed, now());

@@ -125,16 +125,31 @@ impl CertSpec {
 pub struct Certificate {
     /// The DER encoding (what the device loads).
     pub der: Vec<u8>,
-    /// The PEM encoding (what the PC uses).
-    pub pem: String,
+    /// The serial number: the content bytes of its DER INTEGER.
+    pub serial: Vec<u8>,
 }
 
-impl From<rcgen::Certificate> for Certificate {
-    fn from(cert: rcgen::Certificate) -> Self {
-        Certificate {
+impl Certificate {
+    /// Signs `params` with `sign`, keeping the serial the params carry.
+    fn make(
+        params: CertificateParams,
+        sign: impl FnOnce(CertificateParams) -> Result<rcgen::Certificate, rcgen::Error>,
+    ) -> Result<Self, Error> {
+        let serial = params
+            .serial_number
+            .as_ref()
+            .map(SerialNumber::to_bytes)
+            .unwrap_or_default();
+        let cert = sign(params).map_err(crypto)?;
+        Ok(Certificate {
             der: cert.der().to_vec(),
-            pem: cert.pem(),
-        }
+            serial,
+        })
+    }
+
+    /// The PEM encoding (what the PC uses).
+    pub fn pem(&self) -> String {
+        crate::convert::pem_encode("CERTIFICATE", self.der.clone())
     }
 }
 
@@ -181,10 +196,7 @@ impl Authority {
     pub fn sign(&self, spec: &CertSpec, subject_key: &PrivateKey) -> Result<Certificate, Error> {
         let mut params = spec.params(subject_key.key_type())?;
         params.use_authority_key_identifier_extension = true;
-        let cert = params
-            .signed_by(subject_key, &self.issuer)
-            .map_err(crypto)?;
-        Ok(cert.into())
+        Certificate::make(params, |p| p.signed_by(subject_key, &self.issuer))
     }
 
     /// Signs a CSR: the public key and the requested SANs come from the CSR,
@@ -209,8 +221,10 @@ impl Authority {
             params.distinguished_name = requested_name;
         }
         params.use_authority_key_identifier_extension = true;
-        csr.params = params;
-        Ok(csr.signed_by(&self.issuer).map_err(crypto)?.into())
+        Certificate::make(params, |params| {
+            csr.params = params;
+            csr.signed_by(&self.issuer)
+        })
     }
 }
 
@@ -221,7 +235,7 @@ impl Authority {
 /// and GnuTLS, and rustls-webpki does not reject it as a CA used as a leaf.
 pub fn self_signed(spec: &CertSpec, key: &PrivateKey) -> Result<Certificate, Error> {
     let params = spec.params(key.key_type())?;
-    Ok(params.self_signed(key).map_err(crypto)?.into())
+    Certificate::make(params, |p| p.self_signed(key))
 }
 
 /// Makes a self-signed CA certificate (basicConstraints CA, pathlen 0).
@@ -242,7 +256,7 @@ pub fn self_signed_root(spec: &CertSpec, key: &PrivateKey) -> Result<Certificate
     };
     let mut params = spec.params(key.key_type())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    Ok(params.self_signed(key).map_err(crypto)?.into())
+    Certificate::make(params, |p| p.self_signed(key))
 }
 
 /// A certificate signing request devtls made.
@@ -298,6 +312,12 @@ mod tests {
             other.raw_serial(),
             "serials must be random"
         );
+        assert_eq!(
+            a.serial,
+            cert.raw_serial(),
+            "the serial reported is the one encoded"
+        );
+        assert_eq!(a.serial.len(), 16);
         let eku = cert.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.server_auth && !eku.client_auth);
         let days = (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp())
@@ -321,6 +341,7 @@ mod tests {
         let cert = ca.sign(&spec, &device_key).unwrap();
         let (_, parsed) = X509Certificate::from_der(&cert.der).unwrap();
         assert_eq!(parsed.issuer().to_string(), "CN=Fleet CA");
+        assert_eq!(cert.serial, parsed.raw_serial());
         let request = csr(
             &CertSpec {
                 dns: vec!["cam.example.com".into()],
@@ -335,5 +356,6 @@ mod tests {
         let (_, parsed) = X509Certificate::from_der(&from_csr.der).unwrap();
         assert_eq!(parsed.subject().to_string(), "CN=cam-1");
         assert_eq!(parsed.public_key().raw, &device_key.public_key_der()[..]);
+        assert_eq!(from_csr.serial, parsed.raw_serial());
     }
 }

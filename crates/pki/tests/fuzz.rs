@@ -62,7 +62,7 @@ fn seeds() -> &'static [Vec<u8>] {
             spec.ips = vec!["192.168.1.50".parse().unwrap()];
             let leaf = ca.sign(&spec, &key).unwrap();
             let csr = issue::csr(&spec, &key).unwrap();
-            seeds.push(format!("{}{}", leaf.pem, root.pem).into_bytes());
+            seeds.push(format!("{}{}", leaf.pem(), root.pem()).into_bytes());
             seeds.push([leaf.der.clone(), root.der.clone()].concat());
             seeds.push(leaf.der);
             seeds.push(key.pkcs8_der());

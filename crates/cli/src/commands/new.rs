@@ -110,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let path = |suffix: &str| args.out.join(format!("{stem}{suffix}"));
     let outputs = [
         Output::secret(path(".key"), key.pkcs8_pem()),
-        Output::public(path(".crt"), cert.pem.clone()),
+        Output::public(path(".crt"), cert.pem()),
         Output::public(path(".der"), cert.der.clone()),
         Output::secret(path(".key.der"), key.pkcs8_der()),
     ];

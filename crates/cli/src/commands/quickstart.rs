@@ -209,11 +209,11 @@ fn make_files(
 
     let outputs = [
         Output::secret(out.join("server.key"), server_key.pkcs8_pem()),
-        Output::public(out.join("server.crt"), server.pem.clone()),
+        Output::public(out.join("server.crt"), server.pem()),
         Output::public(out.join("server.der"), server.der.clone()),
         Output::secret(out.join("server.key.der"), server_key.pkcs8_der()),
         Output::secret(out.join("client.key"), client_key.pkcs8_pem()),
-        Output::public(out.join("client.crt"), client.pem.clone()),
+        Output::public(out.join("client.crt"), client.pem()),
         Output::public(out.join("client.der"), client.der.clone()),
         Output::secret(out.join("client.key.der"), client_key.pkcs8_der()),
     ];

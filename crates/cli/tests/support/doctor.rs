@@ -133,7 +133,7 @@ impl Pki {
         .unwrap()
         .sign(&spec, &key)
         .unwrap();
-        self.write(&format!("{stem}.pem"), cert.pem.as_bytes());
+        self.write(&format!("{stem}.pem"), cert.pem().as_bytes());
         self.write(&format!("{stem}.key"), key.pkcs8_pem().as_bytes());
         self.write(&format!("{stem}.der"), &cert.der);
         self.write(&format!("{stem}.key.der"), &key.pkcs8_der());
@@ -232,7 +232,7 @@ pub fn self_signed(dir: &Path, stem: &str, days: (i64, i64)) -> Vec<u8> {
     spec.dns = vec!["localhost".into()];
     (spec.not_before, spec.not_after) = window(days.0, days.1);
     let cert = issue::self_signed(&spec, &key).unwrap();
-    std::fs::write(dir.join(format!("{stem}.pem")), cert.pem.as_bytes()).unwrap();
+    std::fs::write(dir.join(format!("{stem}.pem")), cert.pem().as_bytes()).unwrap();
     std::fs::write(dir.join(format!("{stem}.key")), key.pkcs8_pem()).unwrap();
     std::fs::write(dir.join(format!("{stem}.der")), &cert.der).unwrap();
     cert.der

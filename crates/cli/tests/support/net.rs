@@ -32,7 +32,7 @@ pub fn cert_valid(
     spec.not_after = until;
     let cert = issue::self_signed(&spec, &key).unwrap();
     std::fs::write(dir.join(format!("{stem}.der")), &cert.der).unwrap();
-    std::fs::write(dir.join(format!("{stem}.crt")), &cert.pem).unwrap();
+    std::fs::write(dir.join(format!("{stem}.crt")), cert.pem()).unwrap();
     std::fs::write(dir.join(format!("{stem}.key.der")), key.pkcs8_der()).unwrap();
     std::fs::write(dir.join(format!("{stem}.key")), key.pkcs8_pem()).unwrap();
 }
