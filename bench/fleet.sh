@@ -7,8 +7,8 @@
 #   - openssl per-device flow (the guide's commands: ecparam, req,
 #     x509 -req -CA, two DER conversions) on a sample;
 #   - file-system bound: only the disk work of a device folder (staging
-#     folder, three small files, a hard link, rename), with as many writer
-#     threads as fleet issue uses (4 per crypto thread).
+#     folder, three small files, a hard link, rename), with as many threads
+#     as fleet issue has workers.
 # Peak RSS (/usr/bin/time -v) at two fleet sizes shows memory does not grow.
 #
 # Usage: bench/fleet.sh            (N=100000 SMALL=10000 SAMPLE=50 to change)
@@ -17,8 +17,9 @@
 # Where the time goes: a device folder is four new inodes (folder, certificate,
 # key, boot.py; ca.der is a hard link), and on a disk file system creating
 # them costs more than the crypto (compare the file-system bound with the raw
-# bound). fleet issue makes the next batch's keys while it writes the current
-# one, and syncs once per batch of 1024.
+# bound). fleet issue's workers make and stage the next batch while the
+# current one is recorded, renamed into place and synced (once per batch of
+# 1024).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
@@ -70,7 +71,7 @@ OPENSSL=$(rate "$SAMPLE" "$T0" "$T1")
 # run right after a big deletion (a previous run's folders) measures that
 # scan rather than the tool. Run this script a few minutes after deleting
 # many files.
-FS=$(target/release/examples/fs_bound "$TMP/fs" "$SMALL" "$((THREADS * 4))")
+FS=$(target/release/examples/fs_bound "$TMP/fs" "$SMALL" "$THREADS")
 
 # 4. devtls fleet at two sizes.
 fleet_run() { # SIZE -> "rate peak_kb"

@@ -1,13 +1,17 @@
 //! The file-system bound for `bench/fleet.sh`: per device what `fleet issue`
 //! does to the disk and nothing else (a staging folder, three small files of
 //! the sizes a device folder holds, a hard link to the CA certificate, a
-//! rename into place), on THREADS threads.
+//! rename into place), through open folders as `fleet issue` does, on
+//! THREADS threads.
 //!
 //! Usage: fs_bound DIR DEVICES THREADS   (prints devices per second)
 
 use std::fs;
+use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
+
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, CWD};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -23,22 +27,39 @@ fn main() {
         ("client.key.der", 138),
         ("boot.py", 550),
     ];
-    let ca = root.join("ca.der");
-    fs::write(&ca, vec![0u8; 379]).unwrap();
+    fs::write(root.join("ca.der"), vec![0u8; 379]).unwrap();
+    let open_dir = |path: &Path| {
+        rfs::openat(
+            CWD,
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap()
+    };
+    let (root_fd, stage_fd, devices_fd) = (open_dir(root), open_dir(&stage), open_dir(&devices));
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..threads {
-            let (stage, devices, files, ca) = (&stage, &devices, &files, &ca);
+            let (files, root_fd, stage_fd, devices_fd) = (&files, &root_fd, &stage_fd, &devices_fd);
             s.spawn(move || {
                 for i in (t..n).step_by(threads) {
                     let name = format!("dev-{i}");
-                    let tmp = stage.join(&name);
-                    fs::create_dir(&tmp).unwrap();
-                    for (f, len) in files {
-                        fs::write(tmp.join(f), vec![0u8; *len]).unwrap();
+                    rfs::mkdirat(stage_fd, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+                    for (file, len) in files {
+                        let fd = rfs::openat(
+                            stage_fd,
+                            format!("{name}/{file}").as_str(),
+                            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                            Mode::from_raw_mode(0o644),
+                        )
+                        .unwrap();
+                        fs::File::from(fd).write_all(&vec![0u8; *len]).unwrap();
                     }
-                    fs::hard_link(ca, tmp.join("ca.der")).unwrap();
-                    fs::rename(&tmp, devices.join(&name)).unwrap();
+                    let link = format!("{name}/ca.der");
+                    rfs::linkat(root_fd, "ca.der", stage_fd, link.as_str(), AtFlags::empty())
+                        .unwrap();
+                    rfs::renameat(stage_fd, name.as_str(), devices_fd, name.as_str()).unwrap();
                 }
             });
         }

@@ -160,8 +160,8 @@ struct IssueArgs {
     /// Device profile the keys must suit.
     #[arg(long, default_value = "openmv")]
     profile: String,
-    /// Worker threads for keys and signatures [default: one per core];
-    /// four times as many write the device folders.
+    /// Worker threads making keys, certificates and device folders
+    /// [default: one per core].
     #[arg(long)]
     threads: Option<usize>,
     /// Also give devices whose certificates were all revoked a new key and
@@ -463,7 +463,6 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
     );
     if let Some(t) = a.threads {
         opts.threads = t.max(1);
-        opts.io_threads = opts.threads * 4;
     }
     opts.reissue = a.reissue;
     let mut fleet = open(&a.dir.dir)?;
