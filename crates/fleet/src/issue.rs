@@ -196,10 +196,12 @@ struct Job {
     reissue: bool,
 }
 
+/// A device whose folder is staged: what its inventory row needs. The key
+/// and certificate bytes stay with the worker that wrote them, which frees
+/// them (no private key crosses to the main thread, and no allocation is
+/// freed by a thread other than the one that made it).
 struct Made {
     job: Job,
-    key_der: Option<Vec<u8>>,
-    cert_der: Vec<u8>,
     serial: String,
     sha256: String,
     key_type: String,
@@ -258,18 +260,16 @@ fn make(maker: &Maker<'_>, job: Job) -> Result<Made, Error> {
             (None, facts.key_type, cert)
         }
     };
-    let made = Made {
-        key_der,
+    let boot_py = maker.boot_py(job.role);
+    stage(&maker.session.folders, &job, &cert.der, key_der.as_deref(), boot_py)?;
+    Ok(Made {
         sha256: fingerprint::sha256_hex(&cert.der),
         serial: hex::encode(&cert.serial),
         key_type,
         not_before: spec.not_before.unix_timestamp(),
         not_after: spec.not_after.unix_timestamp(),
-        cert_der: cert.der,
         job,
-    };
-    stage(&maker.session.folders, &made, maker.boot_py(made.job.role))?;
-    Ok(made)
+    })
 }
 
 /// Runs `f` over `items` on `threads` threads, keeping the order.
@@ -361,13 +361,19 @@ impl Folders {
 }
 
 /// Writes one device's folder in staging, `.work/TOKEN/new/ID/`.
-fn stage(folders: &Folders, made: &Made, boot_py: &str) -> Result<(), Error> {
-    let id = made.job.req.id.as_str();
+fn stage(
+    folders: &Folders,
+    job: &Job,
+    cert_der: &[u8],
+    key_der: Option<&[u8]>,
+    boot_py: &str,
+) -> Result<(), Error> {
+    let id = job.req.id.as_str();
     rfs::mkdirat(&folders.staging, id, Mode::from_raw_mode(0o755))
         .map_err(|e| Error::io(&folders.staging_path.join(id), e.into()))?;
-    let (cert_name, key_name) = device_file_names(made.job.role);
-    folders.write(id, &cert_name, &made.cert_der, 0o644)?;
-    if let Some(key) = &made.key_der {
+    let (cert_name, key_name) = device_file_names(job.role);
+    folders.write(id, &cert_name, cert_der, 0o644)?;
+    if let Some(key) = key_der {
         folders.write(id, &key_name, key, 0o600)?;
     }
     // The CA certificate is public and the same for every device: a hard
@@ -693,7 +699,7 @@ impl Planner {
         if self.source.peek().is_none() {
             return Ok(None);
         }
-        let mut jobs = Vec::with_capacity(opts.batch);
+        let mut reqs = Vec::with_capacity(opts.batch);
         let mut ids = HashSet::with_capacity(opts.batch);
         for req in self.source.by_ref().take(opts.batch) {
             let req = req?;
@@ -702,9 +708,14 @@ impl Planner {
                 report.skipped += 1;
                 continue;
             }
+            reqs.push(req);
+        }
+        let known = crate::inventory::known_devices(&fleet.db, ids.iter().map(String::as_str))?;
+        let mut jobs = Vec::with_capacity(reqs.len());
+        for req in reqs {
             // A device already in the inventory is skipped, unless it is to be
             // re-issued and none of its certificates is active or pending.
-            let replaces = if crate::inventory::has_device(&fleet.db, &req.id)? {
+            let replaces = if known.contains(&req.id) {
                 let retired = match opts.reissue {
                     true => crate::inventory::retired_device(&fleet.db, &req.id)?,
                     false => None,
