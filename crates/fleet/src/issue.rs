@@ -19,11 +19,14 @@
 //! at what reached `devices/ID/`. Re-running the same `issue` then skips
 //! every device that has a certificate and issues the rest.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs;
 use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Condvar, Mutex};
 
 use devtls_pki::fingerprint;
 use devtls_pki::issue::{Authority, CertSpec, Role};
@@ -261,7 +264,13 @@ fn make(maker: &Maker<'_>, job: Job) -> Result<Made, Error> {
         }
     };
     let boot_py = maker.boot_py(job.role);
-    stage(&maker.session.folders, &job, &cert.der, key_der.as_deref(), boot_py)?;
+    stage(
+        &maker.session.folders,
+        &job,
+        &cert.der,
+        key_der.as_deref(),
+        boot_py,
+    )?;
     Ok(Made {
         sha256: fingerprint::sha256_hex(&cert.der),
         serial: hex::encode(&cert.serial),
@@ -269,35 +278,6 @@ fn make(maker: &Maker<'_>, job: Job) -> Result<Made, Error> {
         not_before: spec.not_before.unix_timestamp(),
         not_after: spec.not_after.unix_timestamp(),
         job,
-    })
-}
-
-/// Runs `f` over `items` on `threads` threads, keeping the order.
-fn parallel<T: Send, R: Send>(items: Vec<T>, threads: usize, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let threads = threads.clamp(1, items.len().max(1));
-    if threads == 1 {
-        return items.into_iter().map(f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    let mut chunks: Vec<Vec<T>> = Vec::with_capacity(threads);
-    let mut items = items.into_iter();
-    loop {
-        let c: Vec<T> = items.by_ref().take(chunk).collect();
-        if c.is_empty() {
-            break;
-        }
-        chunks.push(c);
-    }
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|c| s.spawn(move || c.into_iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a worker thread panicked"))
-            .collect()
     })
 }
 
@@ -567,27 +547,128 @@ impl<'a> Maker<'a> {
             .find(|(r, _)| *r == role)
             .map_or("", |(_, text)| text)
     }
-
-    /// Step 1 for a batch, on every worker; touches nothing outside staging,
-    /// so it can run while the previous batch is being committed.
-    fn make_batch(&self, jobs: Vec<Job>) -> MadeBatch {
-        parallel(jobs, self.threads, |job| {
-            let id = job.req.id.clone();
-            make(self, job).map_err(|e| (id, e))
-        })
-    }
 }
 
-fn run_batch(
+/// A batch handed to the workers, waiting for all its devices to come back.
+struct InFlight {
+    /// Each job's result, in the batch's order.
+    made: Vec<Option<Result<Made, (String, Error)>>>,
+    missing: usize,
+    /// Devices taken from the source up to the end of this batch (progress).
+    done: u64,
+}
+
+/// The batches the workers are filling in, oldest first.
+#[derive(Default)]
+struct Batches {
+    queue: VecDeque<InFlight>,
+    /// The sequence number of the batch at the front of the queue.
+    front: usize,
+}
+
+/// Runs the batches `next` plans through the module's protocol: step 1 on a
+/// pool of `maker.threads` workers, steps 2 to 5 here, batch after batch in
+/// order. The workers take devices first come, first served and are kept a
+/// batch ahead of the commits, so they never wait for one (a pool spawned
+/// per batch left a core idle while the main thread committed). The main
+/// thread is woken once per batch, not once per device.
+fn run_batches(
     fleet: &mut Fleet,
     maker: &Maker<'_>,
-    jobs: Vec<Job>,
     report: &mut Report,
+    progress: &dyn Fn(u64),
+    mut next: impl FnMut(&Fleet, &mut Report) -> Result<Option<(Vec<Job>, u64)>, Error>,
 ) -> Result<(), Error> {
-    if jobs.is_empty() {
-        return Ok(());
-    }
-    commit_batch(fleet, maker.session, maker.make_batch(jobs), report)
+    let (job_tx, job_rx) = mpsc::channel::<(usize, usize, Job)>();
+    let job_rx = Mutex::new(job_rx);
+    let batches = Mutex::new(Batches::default());
+    let front_complete = Condvar::new();
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..maker.threads.max(1) {
+            let (job_rx, batches, front_complete) = (&job_rx, &batches, &front_complete);
+            let failed = &failed;
+            let worker = std::thread::Builder::new().name("devtls-worker".into());
+            let spawned = worker.spawn_scoped(scope, move || loop {
+                let job = job_rx.lock().map(|rx| rx.recv());
+                let Ok(Ok((batch, index, job))) = job else {
+                    return; // no more work: the main thread hung up
+                };
+                if failed.load(Ordering::Relaxed) {
+                    return; // the run failed: the queued devices are not made
+                }
+                let id = job.req.id.clone();
+                // A panic becomes this device's error: the main thread waits
+                // for every device of a batch and must hear about each one.
+                let made = std::panic::catch_unwind(AssertUnwindSafe(|| make(maker, job)))
+                    .unwrap_or_else(|_| Err(Error::Invalid("making it panicked".into())))
+                    .map_err(|e| (id, e));
+                let Ok(mut b) = batches.lock() else { return };
+                let offset = batch - b.front;
+                let in_flight = &mut b.queue[offset];
+                in_flight.made[index] = Some(made);
+                in_flight.missing -= 1;
+                if offset == 0 && in_flight.missing == 0 {
+                    front_complete.notify_one();
+                }
+            });
+            if let Err(e) = spawned {
+                drop(job_tx); // lets the workers already started return
+                return Err(Error::Invalid(format!(
+                    "could not start a worker thread: {e}"
+                )));
+            }
+        }
+        let stopped = || Error::Invalid("the workers stopped".into());
+        let result = (|| loop {
+            // Plan until two batches are in flight: the workers start on the
+            // second while this thread commits the first.
+            loop {
+                let (sequence, in_flight) = {
+                    let b = batches.lock().map_err(|_| stopped())?;
+                    (b.front + b.queue.len(), b.queue.len())
+                };
+                if in_flight >= 2 {
+                    break;
+                }
+                let Some((jobs, done)) = next(fleet, report)? else {
+                    break;
+                };
+                batches
+                    .lock()
+                    .map_err(|_| stopped())?
+                    .queue
+                    .push_back(InFlight {
+                        made: (0..jobs.len()).map(|_| None).collect(),
+                        missing: jobs.len(),
+                        done,
+                    });
+                for (index, job) in jobs.into_iter().enumerate() {
+                    job_tx.send((sequence, index, job)).map_err(|_| stopped())?;
+                }
+            }
+            let oldest = {
+                let mut b = batches.lock().map_err(|_| stopped())?;
+                if b.queue.is_empty() {
+                    return Ok(());
+                }
+                while b.queue[0].missing > 0 {
+                    b = front_complete.wait(b).map_err(|_| stopped())?;
+                }
+                b.front += 1;
+                b.queue.pop_front().expect("the front batch is there")
+            };
+            let made: MadeBatch = oldest.made.into_iter().flatten().collect();
+            if !made.is_empty() {
+                commit_batch(fleet, maker.session, made, report)?;
+            }
+            progress(oldest.done);
+        })();
+        // Hanging up stops the workers after the job in hand.
+        failed.store(result.is_err(), Ordering::Relaxed);
+        drop(job_tx);
+        result
+    })
 }
 
 /// Steps 2 to 5 of the module's protocol for a made and staged batch:
@@ -642,34 +723,9 @@ pub fn issue(
         done: 0,
         in_flight: HashSet::new(),
     };
-    // The next batch is made and staged while the current one is committed.
-    std::thread::scope(|scope| -> Result<(), Error> {
-        let mut in_flight: Option<(Option<std::thread::ScopedJoinHandle<'_, MadeBatch>>, u64)> =
-            None;
-        loop {
-            let next = match planner.next_batch(fleet, opts, &mut report)? {
-                Some(jobs) => {
-                    let maker = &maker;
-                    let making =
-                        (!jobs.is_empty()).then(|| scope.spawn(move || maker.make_batch(jobs)));
-                    Some((making, planner.done))
-                }
-                None => None,
-            };
-            if let Some((making, upto)) = in_flight.take() {
-                if let Some(making) = making {
-                    let made: MadeBatch = making.join().map_err(|_| {
-                        Error::Invalid("a thread making keys and certificates panicked".into())
-                    })?;
-                    commit_batch(fleet, &session, made, &mut report)?;
-                }
-                progress(upto);
-            }
-            in_flight = next;
-            if in_flight.is_none() {
-                return Ok(());
-            }
-        }
+    run_batches(fleet, &maker, &mut report, progress, |fleet, report| {
+        let jobs = planner.next_batch(fleet, opts, report)?;
+        Ok(jobs.map(|jobs| (jobs, planner.done)))
     })?;
     drop(maker);
     session.finish()?;
@@ -763,7 +819,10 @@ pub fn issue_csr(
             replaces: None,
             reissue: false,
         };
-        run_batch(fleet, &maker, vec![job], &mut report)?;
+        let mut jobs = Some(vec![job]);
+        run_batches(fleet, &maker, &mut report, &|_| {}, |_, _| {
+            Ok(jobs.take().map(|jobs| (jobs, 1)))
+        })?;
     }
     drop(maker);
     session.finish()?;
@@ -805,7 +864,8 @@ pub fn rotate(
     let becomes = if revoke_old { "revoked" } else { "superseded" };
     let mut cursor = 0i64;
     let mut done = 0u64;
-    loop {
+    let need_csr = &mut out.need_csr;
+    run_batches(fleet, &maker, &mut out.report, progress, |fleet, _| {
         let rows: Vec<RotateRow> = crate::inventory::tuples(
             &fleet.db,
             "SELECT id, device, role, key_type, dns, ips, from_csr FROM certs
@@ -813,13 +873,15 @@ pub fn rotate(
              ORDER BY id LIMIT ?",
             params![before, cursor, max_id, opts.batch as i64],
         )?;
-        let Some(last) = rows.last() else { break };
+        let Some(last) = rows.last() else {
+            return Ok(None);
+        };
         cursor = last.0;
         let mut jobs = Vec::new();
         for (id, device, role, key_type, dns, ips, from_csr) in rows {
             done += 1;
             if from_csr {
-                out.need_csr.push(device);
+                need_csr.push(device);
                 continue;
             }
             let key_type: KeyType = key_type
@@ -844,9 +906,8 @@ pub fn rotate(
                 reissue: false,
             });
         }
-        run_batch(fleet, &maker, jobs, &mut out.report)?;
-        progress(done);
-    }
+        Ok(Some((jobs, done)))
+    })?;
     drop(maker);
     session.finish()?;
     Ok(out)
