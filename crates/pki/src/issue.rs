@@ -279,12 +279,25 @@ pub fn csr(spec: &CertSpec, key: &PrivateKey) -> Result<Csr, Error> {
     })
 }
 
-/// A random positive 16-byte serial number (RFC 5280 allows up to 20 bytes).
+/// A positive 16-byte serial number (RFC 5280 allows up to 20 bytes): the
+/// issuing time in milliseconds, then 80 random bits.
+///
+/// The random part is what makes serials unguessable (the CA/Browser Forum
+/// asks for at least 64 bits from a CSPRNG). The time prefix makes serials
+/// issued later sort later, so an index of them (the fleet inventory's)
+/// grows at its end instead of at random places: random serials made each
+/// insert touch a different page, which cost `fleet issue` ~5% at 100,000
+/// devices.
 pub fn random_serial() -> SerialNumber {
-    let mut bytes: [u8; 16] = rand::random();
+    let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let millis = u64::try_from(millis).unwrap_or(0).to_be_bytes();
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis[2..]);
+    bytes[6..].copy_from_slice(&rand::random::<[u8; 10]>());
     // Clear the top bit so the INTEGER is positive, and set the next one so it
-    // never shrinks to fewer bytes (some parsers mishandle short serials).
-    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    // never shrinks to fewer bytes (some parsers mishandle short serials);
+    // the time needs 41 of the 48 bits until the year 2039 and 46 until 4199.
+    bytes[0] = (bytes[0] & 0x3f) | 0x40;
     SerialNumber::from_slice(&bytes)
 }
 
@@ -329,6 +342,19 @@ mod tests {
             .is_none_or(|bc| !bc.value.ca));
         let san = cert.subject_alternative_name().unwrap().unwrap();
         assert_eq!(san.value.general_names.len(), 2);
+    }
+
+    #[test]
+    fn serials_are_positive_16_bytes_with_80_random_bits_and_later_ones_sort_later() {
+        let first = random_serial().to_bytes();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let (second, third) = (random_serial().to_bytes(), random_serial().to_bytes());
+        for serial in [&first, &second, &third] {
+            assert_eq!(serial.len(), 16);
+            assert_eq!(serial[0] & 0xc0, 0x40, "positive, never shorter");
+        }
+        assert!(first < second, "{first:02x?} !< {second:02x?}");
+        assert_ne!(second[6..], third[6..], "the last 10 bytes are random");
     }
 
     #[test]
