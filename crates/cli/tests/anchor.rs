@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::doctor::{serve, Pki};
-use support::{free_tcp_port, ok_in, run_in, text, wait_for_tcp, Peer};
+use support::{free_tcp_port, ok_in, run_in, text, wait_for_tcp, words, Peer};
 
 fn anchor(dir: &Path, port: u16, extra: &[&str]) -> Output {
     let target = format!("127.0.0.1:{port}");
@@ -117,16 +117,7 @@ fn full_chain_gives_the_root_printed_like_showcerts() {
     fs::write(d.join("fullchain.pem"), full).unwrap();
     let out = run_in(
         d,
-        &[
-            "anchor",
-            "--chain",
-            "fullchain.pem",
-            "--roots",
-            "t-root.pem",
-            "-o",
-            "offline.der",
-            "--json",
-        ],
+        &words("anchor --chain fullchain.pem --roots t-root.pem -o offline.der --json"),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -290,15 +281,7 @@ fn chains_the_device_rejects_are_named() {
     fs::write(d.join("sha1-chain.pem"), sha1).unwrap();
     let out = run_in(
         d,
-        &[
-            "anchor",
-            "--chain",
-            "sha1-chain.pem",
-            "--roots",
-            "t-root.pem",
-            "-o",
-            "sha1-ca.der",
-        ],
+        &words("anchor --chain sha1-chain.pem --roots t-root.pem -o sha1-ca.der"),
     );
     assert!(
         stderr(&out).contains("sha1WithRSAEncryption") || stderr(&out).contains("ecdsa-with-SHA1"),
@@ -323,15 +306,7 @@ fn chains_the_device_rejects_are_named() {
     fs::write(d.join("k1-chain.pem"), k1).unwrap();
     let out = run_in(
         d,
-        &[
-            "anchor",
-            "--chain",
-            "k1-chain.pem",
-            "--roots",
-            "t-root.pem",
-            "-o",
-            "k1-ca.der",
-        ],
+        &words("anchor --chain k1-chain.pem --roots t-root.pem -o k1-ca.der"),
     );
     assert!(
         stderr(&out).contains("secp256k1") && stderr(&out).contains("a curve the device lacks"),
@@ -361,15 +336,7 @@ fn chains_the_device_rejects_are_named() {
     fs::write(d.join("nc-chain.pem"), nc).unwrap();
     let out = run_in(
         d,
-        &[
-            "anchor",
-            "--chain",
-            "nc-chain.pem",
-            "--roots",
-            "t-root.pem",
-            "-o",
-            "nc-ca.der",
-        ],
+        &words("anchor --chain nc-chain.pem --roots t-root.pem -o nc-ca.der"),
     );
     assert_eq!(
         fs::read(d.join("nc-ca.der")).unwrap(),
@@ -393,15 +360,7 @@ fn chains_the_device_rejects_are_named() {
     fs::write(d.join("big-chain.pem"), big).unwrap();
     let out = run_in(
         d,
-        &[
-            "anchor",
-            "--chain",
-            "big-chain.pem",
-            "--roots",
-            "t-root.pem",
-            "-o",
-            "big-ca.der",
-        ],
+        &words("anchor --chain big-chain.pem --roots t-root.pem -o big-ca.der"),
     );
     assert!(
         stderr(&out).contains("16384-byte input buffer"),
@@ -414,7 +373,7 @@ fn chains_the_device_rejects_are_named() {
 fn self_signed_server_is_its_own_anchor() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    ok_in(d, &["new", "server", "--dns", "localhost"]);
+    ok_in(d, &words("new server --dns localhost"));
     fs::copy(d.join("server.crt"), d.join("server.pem")).unwrap();
     let server = serve(d, "server", None, &[]);
     let out = anchor(d, server.port, &[]);
@@ -451,7 +410,7 @@ fn roots_lists_the_bundled_set_with_its_date() {
     );
     // A bundle that is not certificates is refused, naming the file.
     fs::write(tmp.path().join("bad.pem"), "not a bundle").unwrap();
-    let out = run_in(tmp.path(), &["anchor", "127.0.0.1:1", "--roots", "bad.pem"]);
+    let out = run_in(tmp.path(), &words("anchor 127.0.0.1:1 --roots bad.pem"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(stderr(&out).contains("bad.pem"), "{}", text(&out));
 }

@@ -4,7 +4,7 @@ mod support;
 
 use std::fs;
 
-use support::{ok_in, openssl_ok, run_in, text};
+use support::{ok_in, openssl_ok, run_in, text, words};
 
 #[test]
 fn csr_verifies_carries_the_sans_and_matches_its_key_for_every_key_type() {
@@ -23,10 +23,7 @@ fn csr_verifies_carries_the_sans_and_matches_its_key_for_every_key_type() {
                 key,
             ],
         );
-        let shown = openssl_ok(
-            d,
-            &["req", "-in", "domain.csr", "-verify", "-noout", "-text"],
-        );
+        let shown = openssl_ok(d, &words("req -in domain.csr -verify -noout -text"));
         let shown = String::from_utf8_lossy(&shown.stdout).to_string() + &text(&shown);
         assert!(shown.contains("verify OK"), "{key}: {shown}");
         assert!(
@@ -34,17 +31,11 @@ fn csr_verifies_carries_the_sans_and_matches_its_key_for_every_key_type() {
             "{key}: {shown}"
         );
         assert!(shown.contains("CN = cam.example.com"), "{key}: {shown}");
-        openssl_ok(
-            d,
-            &["pkey", "-inform", "DER", "-in", "domain.key.der", "-noout"],
-        );
-        let from_key = openssl_ok(d, &["pkey", "-in", "domain.key", "-pubout"]).stdout;
-        let from_der_key = openssl_ok(
-            d,
-            &["pkey", "-inform", "DER", "-in", "domain.key.der", "-pubout"],
-        )
-        .stdout;
-        let from_csr = openssl_ok(d, &["req", "-in", "domain.csr", "-pubkey", "-noout"]).stdout;
+        openssl_ok(d, &words("pkey -inform DER -in domain.key.der -noout"));
+        let from_key = openssl_ok(d, &words("pkey -in domain.key -pubout")).stdout;
+        let from_der_key =
+            openssl_ok(d, &words("pkey -inform DER -in domain.key.der -pubout")).stdout;
+        let from_csr = openssl_ok(d, &words("req -in domain.csr -pubkey -noout")).stdout;
         assert_eq!(from_key, from_csr, "{key}: key and CSR differ");
         assert_eq!(from_der_key, from_csr, "{key}: DER key and CSR differ");
         #[cfg(unix)]
@@ -61,7 +52,7 @@ fn ed25519_is_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let out = run_in(
         dir.path(),
-        &["csr", "--domain", "cam.example.com", "--key", "ed25519"],
+        &words("csr --domain cam.example.com --key ed25519"),
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -79,6 +70,6 @@ fn existing_key_is_not_overwritten_without_force() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
     assert_eq!(fs::read(d.join("domain.key")).unwrap(), before);
-    ok_in(d, &["csr", "--domain", "cam.example.com", "--force"]);
+    ok_in(d, &words("csr --domain cam.example.com --force"));
     assert_ne!(fs::read(d.join("domain.key")).unwrap(), before);
 }

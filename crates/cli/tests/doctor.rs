@@ -14,7 +14,7 @@ use std::path::Path;
 use serde_json::Value;
 use support::doctor::{serve, Pki};
 use support::peers::{mbedtls_client, LineServer};
-use support::{run_in, text};
+use support::{run_in, text, words};
 
 struct Case<'a> {
     name: &'a str,
@@ -231,15 +231,7 @@ fn doctor_verdicts_agree_with_mbedtls() {
     );
     support::openssl_ok(
         d,
-        &[
-            "x509",
-            "-in",
-            "rsa-ca.pem",
-            "-outform",
-            "DER",
-            "-out",
-            "rsa-ca.der",
-        ],
+        &words("x509 -in rsa-ca.pem -outform DER -out rsa-ca.der"),
     );
     pki.openssl_leaf(
         "pss",
@@ -438,7 +430,7 @@ fn doctor_files_checks_a_devices_own_files() {
     let dev = d.join("device");
     std::fs::create_dir(&dev).unwrap();
     let pki = Pki::new(&dev, "t", 3650, (-1, 365));
-    support::ok_in(&dev, &["new", "client", "--cn", "cam-1"]);
+    support::ok_in(&dev, &words("new client --cn cam-1"));
     for f in [
         "client.key",
         "client.crt",
@@ -451,7 +443,7 @@ fn doctor_files_checks_a_devices_own_files() {
         std::fs::remove_file(dev.join(f)).unwrap();
     }
     let _ = pki;
-    let out = run_in(d, &["doctor", "--files", "device", "--json"]);
+    let out = run_in(d, &words("doctor --files device --json"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let roles: Vec<&str> = v["files"]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::fleet::{assert_agreement, export, field};
-use support::{ok_in, openssl, openssl_ok, run_in, text};
+use support::{ok_in, openssl, openssl_ok, run_in, text, words};
 
 fn init(d: &Path) {
     ok_in(d, &["fleet", "init", "--name", "Test fleet"]);
@@ -45,13 +45,8 @@ fn openssl_verifies_every_device_and_refuses_revoked_ones_with_the_crl() {
     for f in ["ca.der", "ca.crt", "ca.key", "inventory.db"] {
         assert!(d.join("fleet").join(f).is_file(), "{f}");
     }
-    ok_in(d, &["fleet", "issue", "--count", "12", "--prefix", "cam-"]);
-    ok_in(
-        d,
-        &[
-            "fleet", "issue", "srv-1", "--role", "server", "--key", "p384",
-        ],
-    );
+    ok_in(d, &words("fleet issue --count 12 --prefix cam-"));
+    ok_in(d, &words("fleet issue srv-1 --role server --key p384"));
     let rows = assert_agreement(d, "fleet");
     assert_eq!(rows.len(), 13);
     assert_eq!(
@@ -104,31 +99,12 @@ fn openssl_verifies_every_device_and_refuses_revoked_ones_with_the_crl() {
         .stdout;
         assert_eq!(from_cert, from_key, "{cert}");
     }
-    let purpose = openssl_ok(
-        d,
-        &[
-            "verify",
-            "-CAfile",
-            "fleet/ca.crt",
-            "-purpose",
-            "sslserver",
-            "-verify_hostname",
-            "srv-1",
-            "fleet/devices/srv-1/server.der",
-        ],
-    );
+    let purpose = openssl_ok(d, &words("verify -CAfile fleet/ca.crt -purpose sslserver -verify_hostname srv-1 fleet/devices/srv-1/server.der"));
     assert!(String::from_utf8_lossy(&purpose.stdout).contains("OK"));
 
     let revoked = json(&ok_in(
         d,
-        &[
-            "fleet",
-            "revoke",
-            "cam-7",
-            "--reason",
-            "keyCompromise",
-            "--json",
-        ],
+        &words("fleet revoke cam-7 --reason keyCompromise --json"),
     ));
     let serial = revoked["revoked"][0]["serial"]
         .as_str()
@@ -137,17 +113,7 @@ fn openssl_verifies_every_device_and_refuses_revoked_ones_with_the_crl() {
     ok_in(d, &["fleet", "crl"]);
     let crl = openssl_ok(
         d,
-        &[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            "fleet/crl.der",
-            "-CAfile",
-            "fleet/ca.crt",
-            "-noout",
-            "-text",
-        ],
+        &words("crl -inform DER -in fleet/crl.der -CAfile fleet/ca.crt -noout -text"),
     );
     let shown = format!(
         "{}{}",
@@ -165,18 +131,10 @@ fn openssl_verifies_every_device_and_refuses_revoked_ones_with_the_crl() {
     // Revoking by serial works too, and the CRL number grows.
     let by_serial = json(&ok_in(d, &["fleet", "revoke", &serial, "--json"]));
     assert_eq!(by_serial["already"].as_array().unwrap().len(), 1);
-    ok_in(d, &["fleet", "crl", "-o", "second.der"]);
+    ok_in(d, &words("fleet crl -o second.der"));
     let second = openssl_ok(
         d,
-        &[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            "second.der",
-            "-noout",
-            "-crlnumber",
-        ],
+        &words("crl -inform DER -in second.der -noout -crlnumber"),
     );
     assert!(
         String::from_utf8_lossy(&second.stdout).contains("0x02")
@@ -195,16 +153,13 @@ fn a_revoked_device_gets_a_new_identity_with_reissue() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     init(d);
-    ok_in(d, &["fleet", "issue", "cam-1", "cam-2"]);
+    ok_in(d, &words("fleet issue cam-1 cam-2"));
     let folder = |id: &str, f: &str| d.join("fleet/devices").join(id).join(f);
     let old_cert = fs::read(folder("cam-1", "client.der")).unwrap();
     let old_key = fs::read(folder("cam-1", "client.key.der")).unwrap();
     let other = fs::read(folder("cam-2", "client.der")).unwrap();
     fs::write(d.join("old-cam-1.der"), &old_cert).unwrap();
-    ok_in(
-        d,
-        &["fleet", "revoke", "cam-1", "--reason", "keyCompromise"],
-    );
+    ok_in(d, &words("fleet revoke cam-1 --reason keyCompromise"));
 
     let plain = run_in(d, &["fleet", "issue", "cam-1"]);
     assert!(plain.status.success(), "{}", text(&plain));
@@ -213,7 +168,7 @@ fn a_revoked_device_gets_a_new_identity_with_reissue() {
 
     let again = json(&ok_in(
         d,
-        &["fleet", "issue", "cam-1", "cam-2", "--reissue", "--json"],
+        &words("fleet issue cam-1 cam-2 --reissue --json"),
     ));
     assert_eq!(
         (again["issued"].as_u64(), again["skipped"].as_u64()),
@@ -236,10 +191,7 @@ fn a_revoked_device_gets_a_new_identity_with_reissue() {
     cam1.sort();
     assert_eq!(cam1, ["active", "revoked"]);
     // Once re-issued it has an active certificate: --reissue skips it now.
-    let twice = json(&ok_in(
-        d,
-        &["fleet", "issue", "cam-1", "--reissue", "--json"],
-    ));
+    let twice = json(&ok_in(d, &words("fleet issue cam-1 --reissue --json")));
     assert_eq!(twice["issued"].as_u64(), Some(0));
 
     ok_in(d, &["fleet", "crl"]);
@@ -254,21 +206,11 @@ fn list_expiring_status_export_and_rotate() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     init(d);
-    ok_in(
-        d,
-        &[
-            "fleet", "issue", "--count", "3", "--prefix", "short-", "--days", "10",
-        ],
-    );
-    ok_in(
-        d,
-        &[
-            "fleet", "issue", "--count", "4", "--prefix", "long-", "--days", "200",
-        ],
-    );
+    ok_in(d, &words("fleet issue --count 3 --prefix short- --days 10"));
+    ok_in(d, &words("fleet issue --count 4 --prefix long- --days 200"));
     ok_in(d, &["fleet", "revoke", "long-4"]);
 
-    let expiring = json(&ok_in(d, &["fleet", "list", "--expiring", "30d", "--json"]));
+    let expiring = json(&ok_in(d, &words("fleet list --expiring 30d --json")));
     let mut names: Vec<&str> = expiring
         .as_array()
         .unwrap()
@@ -277,20 +219,17 @@ fn list_expiring_status_export_and_rotate() {
         .collect();
     names.sort();
     assert_eq!(names, ["short-1", "short-2", "short-3"]);
-    let revoked = json(&ok_in(
-        d,
-        &["fleet", "list", "--status", "revoked", "--json"],
-    ));
+    let revoked = json(&ok_in(d, &words("fleet list --status revoked --json")));
     assert_eq!(revoked.as_array().unwrap().len(), 1);
     assert_eq!(field(&revoked[0], "device"), "long-4");
-    let human = ok_in(d, &["fleet", "list", "--status", "active"]);
+    let human = ok_in(d, &words("fleet list --status active"));
     let human = String::from_utf8_lossy(&human.stdout);
     assert!(
         human.contains("6 certificates") && !human.contains("long-4"),
         "{human}"
     );
 
-    let status = json(&ok_in(d, &["fleet", "status", "--json", "--weeks", "4"]));
+    let status = json(&ok_in(d, &words("fleet status --json --weeks 4")));
     assert_eq!(status["counts"]["active"], 6);
     assert_eq!(status["counts"]["revoked"], 1);
     let weeks: Vec<u64> = status["expiring_per_week"]
@@ -306,7 +245,7 @@ fn list_expiring_status_export_and_rotate() {
     );
     assert_eq!(status["expiring_later"], 3);
     assert!(field(&status["next_expiries"][0], "device").starts_with("short-"));
-    let drawn = ok_in(d, &["fleet", "status", "--weeks", "4"]);
+    let drawn = ok_in(d, &words("fleet status --weeks 4"));
     let drawn = String::from_utf8_lossy(&drawn.stdout);
     assert!(drawn.contains("week   2  ████"), "{drawn}");
 
@@ -318,26 +257,14 @@ fn list_expiring_status_export_and_rotate() {
     let before = fs::read(d.join("fleet/devices/short-1/client.der")).unwrap();
     let rotated = json(&ok_in(
         d,
-        &[
-            "fleet",
-            "rotate",
-            "--within",
-            "30d",
-            "--revoke-old",
-            "--json",
-        ],
+        &words("fleet rotate --within 30d --revoke-old --json"),
     ));
     assert_eq!(rotated["issued"], 3, "{rotated}");
     let after = fs::read(d.join("fleet/devices/short-1/client.der")).unwrap();
     assert_ne!(before, after, "the device got a new certificate");
     openssl_ok(
         d,
-        &[
-            "verify",
-            "-CAfile",
-            "fleet/ca.crt",
-            "fleet/devices/short-1/client.der",
-        ],
+        &words("verify -CAfile fleet/ca.crt fleet/devices/short-1/client.der"),
     );
     let rows = assert_agreement(d, "fleet");
     assert_eq!(rows.len(), 10);
@@ -350,17 +277,15 @@ fn list_expiring_status_export_and_rotate() {
         statuses.contains(&"revoked") && statuses.contains(&"active"),
         "{statuses:?}"
     );
-    let none_left = json(&ok_in(d, &["fleet", "list", "--expiring", "30d", "--json"]));
+    let none_left = json(&ok_in(d, &words("fleet list --expiring 30d --json")));
     assert!(none_left.as_array().unwrap().is_empty(), "{none_left}");
     // Rotating again has nothing to do.
-    let again = json(&ok_in(d, &["fleet", "rotate", "--within", "30d", "--json"]));
+    let again = json(&ok_in(d, &words("fleet rotate --within 30d --json")));
     assert_eq!(again["issued"], 0);
     // Re-issuing is idempotent: existing devices are skipped.
     let rerun = json(&ok_in(
         d,
-        &[
-            "fleet", "issue", "--count", "4", "--prefix", "long-", "--json",
-        ],
+        &words("fleet issue --count 4 --prefix long- --json"),
     ));
     assert_eq!(
         (rerun["issued"].as_u64(), rerun["skipped"].as_u64()),
@@ -373,59 +298,24 @@ fn csr_signing_and_csv_input() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     init(d);
-    openssl_ok(
-        d,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=made-on-device",
-            "-keyout",
-            "dev.key",
-            "-out",
-            "dev.csr",
-        ],
-    );
-    let out = ok_in(
-        d,
-        &["fleet", "issue", "cam-csr", "--csr", "dev.csr", "--json"],
-    );
+    openssl_ok(d, &words("req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=made-on-device -keyout dev.key -out dev.csr"));
+    let out = ok_in(d, &words("fleet issue cam-csr --csr dev.csr --json"));
     assert_eq!(json(&out)["issued"], 1);
     let folder = d.join("fleet/devices/cam-csr");
     assert!(folder.join("client.der").exists() && !folder.join("client.key.der").exists());
     let from_cert = openssl_ok(
         d,
-        &[
-            "x509",
-            "-inform",
-            "DER",
-            "-in",
-            "fleet/devices/cam-csr/client.der",
-            "-noout",
-            "-pubkey",
-        ],
+        &words("x509 -inform DER -in fleet/devices/cam-csr/client.der -noout -pubkey"),
     )
     .stdout;
-    let from_key = openssl_ok(d, &["pkey", "-in", "dev.key", "-pubout"]).stdout;
+    let from_key = openssl_ok(d, &words("pkey -in dev.key -pubout")).stdout;
     assert_eq!(
         from_cert, from_key,
         "the certificate certifies the device's own key"
     );
     openssl_ok(
         d,
-        &[
-            "verify",
-            "-CAfile",
-            "fleet/ca.crt",
-            "-purpose",
-            "sslclient",
-            "fleet/devices/cam-csr/client.der",
-        ],
+        &words("verify -CAfile fleet/ca.crt -purpose sslclient fleet/devices/cam-csr/client.der"),
     );
     let rows = assert_agreement(d, "fleet");
     assert_eq!(rows[0]["from_csr"], true);
@@ -436,30 +326,8 @@ fn csr_signing_and_csv_input() {
         "id,dns,ip\ngw-1,gw-1.lan,10.0.0.5\ngw-2,,\n",
     )
     .unwrap();
-    ok_in(
-        d,
-        &[
-            "fleet",
-            "issue",
-            "--from",
-            "devices.csv",
-            "--role",
-            "server",
-        ],
-    );
-    openssl_ok(
-        d,
-        &[
-            "verify",
-            "-CAfile",
-            "fleet/ca.crt",
-            "-verify_ip",
-            "10.0.0.5",
-            "-verify_hostname",
-            "gw-1.lan",
-            "fleet/devices/gw-1/server.der",
-        ],
-    );
+    ok_in(d, &words("fleet issue --from devices.csv --role server"));
+    openssl_ok(d, &words("verify -CAfile fleet/ca.crt -verify_ip 10.0.0.5 -verify_hostname gw-1.lan fleet/devices/gw-1/server.der"));
     assert_eq!(assert_agreement(d, "fleet").len(), 3);
 }
 
@@ -480,15 +348,15 @@ fn bad_input_is_refused_before_anything_is_written() {
         );
     }
     fs::write(d.join("bad.csv"), "cam-1\ncam-2\ncam 3\n").unwrap();
-    let out = run_in(d, &["fleet", "issue", "--from", "bad.csv"]);
+    let out = run_in(d, &words("fleet issue --from bad.csv"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.csv") && err.contains("line 3"), "{err}");
-    let out = run_in(d, &["fleet", "issue", "cam-1", "--key", "ed25519"]);
+    let out = run_in(d, &words("fleet issue cam-1 --key ed25519"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(export(d, "fleet").is_empty(), "nothing may be issued");
     assert_eq!(fs::read_dir(d.join("fleet/devices")).unwrap().count(), 0);
-    let out = run_in(d, &["fleet", "list", "--dir", "nowhere"]);
+    let out = run_in(d, &words("fleet list --dir nowhere"));
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("fleet init"),
@@ -503,14 +371,11 @@ fn the_ca_key_never_leaves_ca_key() {
     let d = dir.path();
     let outputs = vec![
         ok_in(d, &["fleet", "init"]),
-        ok_in(
-            d,
-            &["fleet", "issue", "--count", "5", "--prefix", "c-", "--json"],
-        ),
-        ok_in(d, &["fleet", "issue", "s-1", "--role", "both"]),
+        ok_in(d, &words("fleet issue --count 5 --prefix c- --json")),
+        ok_in(d, &words("fleet issue s-1 --role both")),
         ok_in(d, &["fleet", "revoke", "c-1"]),
         ok_in(d, &["fleet", "crl"]),
-        ok_in(d, &["fleet", "rotate", "--within", "100d"]),
+        ok_in(d, &words("fleet rotate --within 100d")),
         ok_in(d, &["fleet", "status"]),
         ok_in(d, &["fleet", "list", "--json"]),
         ok_in(d, &["fleet", "export", "--csv"]),
@@ -524,7 +389,7 @@ fn the_ca_key_never_leaves_ca_key() {
             & 0o777,
         0o600
     );
-    let ca_key_der = openssl_ok(d, &["pkey", "-in", "fleet/ca.key", "-outform", "DER"]).stdout;
+    let ca_key_der = openssl_ok(d, &words("pkey -in fleet/ca.key -outform DER")).stdout;
     let ca_key_pem = fs::read_to_string(d.join("fleet/ca.key")).unwrap();
     let body: String = ca_key_pem
         .lines()
@@ -532,7 +397,7 @@ fn the_ca_key_never_leaves_ca_key() {
         .collect();
     // The private scalar: the 32 bytes after the OCTET STRING header inside the PKCS#8.
     let scalar = {
-        let sec1 = openssl_ok(d, &["ec", "-in", "fleet/ca.key", "-outform", "DER"]).stdout;
+        let sec1 = openssl_ok(d, &words("ec -in fleet/ca.key -outform DER")).stdout;
         sec1[7..39].to_vec()
     };
     let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
@@ -704,15 +569,9 @@ fn mbedtls_device_does_mtls_with_serve_until_revoked() {
     init(d);
     // mbedTLS 2.28 (the peer) matches DNS SANs only; the device (3.6) would take the IP too.
     fs::write(d.join("gw.csv"), "gateway,gateway.local,127.0.0.1\n").unwrap();
-    ok_in(
-        d,
-        &["fleet", "issue", "--from", "gw.csv", "--role", "server"],
-    );
-    ok_in(d, &["fleet", "issue", "cam-1", "cam-2"]);
-    ok_in(
-        d,
-        &["fleet", "revoke", "cam-2", "--reason", "keyCompromise"],
-    );
+    ok_in(d, &words("fleet issue --from gw.csv --role server"));
+    ok_in(d, &words("fleet issue cam-1 cam-2"));
+    ok_in(d, &words("fleet revoke cam-2 --reason keyCompromise"));
     ok_in(d, &["fleet", "crl"]);
     let gw = "fleet/devices/gateway";
     let serve = Serve::start(

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use support::lint::{lint, openssl_cert};
-use support::{ok_in, openssl_ok, run_in, text};
+use support::{ok_in, openssl_ok, run_in, text, words};
 
 const P256: &[&str] = &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
 
@@ -16,10 +16,7 @@ fn dir() -> tempfile::TempDir {
 }
 
 fn new_server(d: &Path) {
-    ok_in(
-        d,
-        &["new", "server", "--dns", "openmv", "--ip", "192.168.1.50"],
-    );
+    ok_in(d, &words("new server --dns openmv --ip 192.168.1.50"));
 }
 
 /// A CA (ca.pem, ca.key) and a leaf it signs with `x509 -req` extra arguments; returns the leaf's DER name.
@@ -90,10 +87,7 @@ fn a_fresh_devtls_set_lints_clean() {
         "openmv",
     ];
     lint(d, &all).expect(0, &[]);
-    let r = lint(
-        d,
-        &["server.der", "server.key.der", "--host", "192.168.1.50"],
-    );
+    let r = lint(d, &words("server.der server.key.der --host 192.168.1.50"));
     r.expect(0, &[]);
     // The human form ends with the summary line.
     let out = run_in(d, &["lint", "server.der", "server.key.der"]);
@@ -101,16 +95,10 @@ fn a_fresh_devtls_set_lints_clean() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("2 files: 0 errors"), "{stdout}");
     // A client set too.
-    ok_in(d, &["new", "client", "--cn", "sensor-01"]);
+    ok_in(d, &words("new client --cn sensor-01"));
     let r = lint(
         d,
-        &[
-            "client.der",
-            "client.key.der",
-            "server.der",
-            "--host",
-            "openmv",
-        ],
+        &words("client.der client.key.der server.der --host openmv"),
     );
     r.expect(0, &[]);
 }
@@ -150,7 +138,7 @@ fn concatenated_der_is_a_warning() {
     let d = dir();
     let d = d.path();
     new_server(d);
-    ok_in(d, &["new", "client", "--cn", "sensor-01"]);
+    ok_in(d, &words("new client --cn sensor-01"));
     let mut both = fs::read(d.join("server.der")).unwrap();
     both.extend(fs::read(d.join("client.der")).unwrap());
     fs::write(d.join("anchors.der"), both).unwrap();
@@ -178,37 +166,12 @@ fn encrypted_keys_pkcs8_and_legacy_pem() {
     let d = dir();
     let d = d.path();
     new_server(d);
-    openssl_ok(
-        d,
-        &[
-            "pkcs8",
-            "-topk8",
-            "-in",
-            "server.key",
-            "-v2",
-            "aes-256-cbc",
-            "-passout",
-            "pass:secret",
-            "-outform",
-            "DER",
-            "-out",
-            "enc.key.der",
-        ],
-    );
+    openssl_ok(d, &words("pkcs8 -topk8 -in server.key -v2 aes-256-cbc -passout pass:secret -outform DER -out enc.key.der"));
     let r = lint(d, &["enc.key.der"]);
     r.expect(1, &["encrypted-key"]);
     openssl_ok(
         d,
-        &[
-            "ec",
-            "-in",
-            "server.key",
-            "-aes128",
-            "-passout",
-            "pass:secret",
-            "-out",
-            "legacy.key",
-        ],
+        &words("ec -in server.key -aes128 -passout pass:secret -out legacy.key"),
     );
     assert!(fs::read_to_string(d.join("legacy.key"))
         .unwrap()
@@ -256,10 +219,7 @@ fn sha1_root_above_another_certificate_is_only_a_note() {
     ];
     args.extend_from_slice(P256);
     openssl_ok(d, &args);
-    openssl_ok(
-        d,
-        &["x509", "-in", "ca.pem", "-outform", "DER", "-out", "ca.der"],
-    );
+    openssl_ok(d, &words("x509 -in ca.pem -outform DER -out ca.der"));
     let leaf = ca_issued(d, "leaf", &["-sha256", "-days", "30"]);
     let r = lint(d, &["ca.der", &leaf]);
     r.expect(0, &["sig-hash"]);
@@ -280,15 +240,7 @@ fn rsa_1024_in_certificate_and_key() {
     r.expect(1, &["key-rsa-small"]);
     openssl_ok(
         d,
-        &[
-            "pkey",
-            "-in",
-            "small.key",
-            "-outform",
-            "DER",
-            "-out",
-            "small.key.der",
-        ],
+        &words("pkey -in small.key -outform DER -out small.key.der"),
     );
     let r = lint(d, &["small.key.der"]);
     r.expect(1, &["key-rsa-small"]);
@@ -301,19 +253,8 @@ fn rsa_1024_in_certificate_and_key() {
 fn ed25519_key_and_certificate() {
     let d = dir();
     let d = d.path();
-    openssl_ok(d, &["genpkey", "-algorithm", "ed25519", "-out", "ed.pem"]);
-    openssl_ok(
-        d,
-        &[
-            "pkey",
-            "-in",
-            "ed.pem",
-            "-outform",
-            "DER",
-            "-out",
-            "ed.key.der",
-        ],
-    );
+    openssl_ok(d, &words("genpkey -algorithm ed25519 -out ed.pem"));
+    openssl_ok(d, &words("pkey -in ed.pem -outform DER -out ed.key.der"));
     let r = lint(d, &["ed.key.der"]);
     r.expect(1, &["key-ed25519"]);
     let cert = openssl_cert(d, "ed", &["-key", "ed.pem"], &[]);
@@ -336,28 +277,9 @@ fn secp256k1_key_and_certificate() {
     let d = d.path();
     openssl_ok(
         d,
-        &[
-            "ecparam",
-            "-name",
-            "secp256k1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "k1.pem",
-        ],
+        &words("ecparam -name secp256k1 -genkey -noout -out k1.pem"),
     );
-    openssl_ok(
-        d,
-        &[
-            "pkey",
-            "-in",
-            "k1.pem",
-            "-outform",
-            "DER",
-            "-out",
-            "k1.key.der",
-        ],
-    );
+    openssl_ok(d, &words("pkey -in k1.pem -outform DER -out k1.key.der"));
     let r = lint(d, &["k1.key.der"]);
     r.expect(1, &["key-secp256k1"]);
     let cert = openssl_cert(d, "k1", &["-key", "k1.pem"], &["-sha256"]);
@@ -379,17 +301,9 @@ fn rsa_pss_signature_and_key() {
     r.expect(1, &["sig-rsa-pss"]);
     openssl_ok(
         d,
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA-PSS",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-outform",
-            "DER",
-            "-out",
-            "psskey.der",
-        ],
+        &words(
+            "genpkey -algorithm RSA-PSS -pkeyopt rsa_keygen_bits:2048 -outform DER -out psskey.der",
+        ),
     );
     let r = lint(d, &["psskey.der"]);
     r.expect(1, &["key-rsa-pss"]);
@@ -444,10 +358,7 @@ fn expired_and_not_yet_valid_at_the_given_time() {
         .unwrap()
         .to_string();
     assert!(message.contains("clock"), "{message}");
-    let r = lint(
-        d,
-        &["server.der", "--at", "2000-01-01", "--profile", "modern"],
-    );
+    let r = lint(d, &words("server.der --at 2000-01-01 --profile modern"));
     assert!(
         !r.finding("not-yet-valid")["message"]
             .as_str()
@@ -467,7 +378,7 @@ fn key_and_certificate_that_do_not_match() {
     let d = dir();
     let d = d.path();
     new_server(d);
-    ok_in(d, &["new", "client", "--cn", "sensor-01"]);
+    ok_in(d, &words("new client --cn sensor-01"));
     let r = lint(d, &["server.der", "client.key.der"]);
     r.expect(1, &["key-cert-mismatch"]);
     assert_eq!(r.finding("key-cert-mismatch")["file"], "client.key.der");
@@ -475,8 +386,7 @@ fn key_and_certificate_that_do_not_match() {
     let r = lint(d, &["server.der", "client.der", "client.key.der"]);
     r.expect(0, &[]);
     fs::copy(d.join("server.der"), d.join("client.der")).unwrap();
-    lint(d, &["client.der", "client.key.der", "--role", "server"])
-        .expect(1, &["key-cert-mismatch"]);
+    lint(d, &words("client.der client.key.der --role server")).expect(1, &["key-cert-mismatch"]);
     // A CA given beside a device key is its anchor, not its certificate.
     let mut args = vec![
         "req",
@@ -555,7 +465,7 @@ fn cn_only_certificate_is_noted() {
 fn eku_wrong_for_the_role() {
     let d = dir();
     let d = d.path();
-    ok_in(d, &["new", "client", "--cn", "sensor-01"]);
+    ok_in(d, &words("new client --cn sensor-01"));
     let r = lint(d, &["client.der", "--role", "server"]);
     assert_eq!(r.code, 1, "{}", r.transcript);
     assert!(r.has("eku-role"), "{}", r.transcript);
@@ -617,7 +527,7 @@ fn unusable_input_exits_2_naming_the_file() {
     );
     let out = run_in(d, &["lint", "missing.der"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let out = run_in(d, &["lint", "x.der", "--profile", "nokia"]);
+    let out = run_in(d, &words("lint x.der --profile nokia"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
@@ -627,46 +537,18 @@ fn other_curves_and_key_algorithms() {
     let d = d.path();
     openssl_ok(
         d,
-        &[
-            "ecparam",
-            "-name",
-            "brainpoolP256r1",
-            "-genkey",
-            "-noout",
-            "-outform",
-            "DER",
-            "-out",
-            "bp.key.der",
-        ],
+        &words("ecparam -name brainpoolP256r1 -genkey -noout -outform DER -out bp.key.der"),
     );
     lint(d, &["bp.key.der"]).expect(1, &["key-curve"]);
     openssl_ok(
         d,
-        &[
-            "genpkey",
-            "-algorithm",
-            "x25519",
-            "-outform",
-            "DER",
-            "-out",
-            "x.key.der",
-        ],
+        &words("genpkey -algorithm x25519 -outform DER -out x.key.der"),
     );
     lint(d, &["x.key.der"]).expect(1, &["key-algorithm"]);
     // P-521 is one of the device's curves.
     openssl_ok(
         d,
-        &[
-            "ecparam",
-            "-name",
-            "secp521r1",
-            "-genkey",
-            "-noout",
-            "-outform",
-            "DER",
-            "-out",
-            "p521.key.der",
-        ],
+        &words("ecparam -name secp521r1 -genkey -noout -outform DER -out p521.key.der"),
     );
     lint(d, &["p521.key.der"]).expect(0, &[]);
 }
@@ -680,15 +562,7 @@ fn csr_with_a_broken_signature() {
     lint(d, &["domain.csr"]).expect(0, &[]);
     openssl_ok(
         d,
-        &[
-            "req",
-            "-in",
-            "domain.csr",
-            "-outform",
-            "DER",
-            "-out",
-            "good.csr.der",
-        ],
+        &words("req -in domain.csr -outform DER -out good.csr.der"),
     );
     lint(d, &["good.csr.der"]).expect(0, &[]);
     let mut der = fs::read(d.join("good.csr.der")).unwrap();

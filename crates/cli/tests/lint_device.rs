@@ -13,7 +13,7 @@ use std::path::Path;
 
 use support::lint::lint;
 use support::peers::{mbedtls_client, openssl_server, Conn};
-use support::{ok_in, openssl_ok};
+use support::{ok_in, openssl_ok, words};
 
 /// X509_CERT_VERIFY_FAILED, what the device's verify step reports.
 const CERT_VERIFY_FAILED: i64 = -0x2700;
@@ -90,8 +90,8 @@ fn device_verdict(d: &Path, stem: &str, hostname: &str) -> Conn {
 fn a_clean_set_is_accepted_by_the_device() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "server", "--dns", "openmv"]);
-    let r = lint(d, &["server.der", "server.key.der", "--host", "openmv"]);
+    ok_in(d, &words("new server --dns openmv"));
+    let r = lint(d, &words("server.der server.key.der --host openmv"));
     r.expect(0, &[]);
     let conn = device_verdict(d, "server", "openmv");
     assert!(conn.ok, "{conn:?}");
@@ -102,7 +102,7 @@ fn a_clean_set_is_accepted_by_the_device() {
 fn host_mismatch_is_the_devices_verify_failure() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "server", "--dns", "openmv"]);
+    ok_in(d, &words("new server --dns openmv"));
     let r = lint(d, &["server.der", "--host", "camera.local"]);
     r.expect(1, &["host-mismatch"]);
     let conn = device_verdict(d, "server", "camera.local");
@@ -116,8 +116,8 @@ fn host_mismatch_is_the_devices_verify_failure() {
 fn client_certificate_served_as_server_is_refused_by_eku() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "client", "--dns", "openmv"]);
-    let r = lint(d, &["client.der", "--role", "server", "--host", "openmv"]);
+    ok_in(d, &words("new client --dns openmv"));
+    let r = lint(d, &words("client.der --role server --host openmv"));
     r.expect(1, &["eku-role"]);
     let conn = device_verdict(d, "client", "openmv");
     assert!(!conn.ok && conn.code.is_some(), "{conn:?}");

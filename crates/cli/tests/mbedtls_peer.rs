@@ -8,7 +8,7 @@ use std::process::Command;
 
 use devtls_pki::profile::OPENMV;
 use support::peers::{mbedtls_client, openssl_server, WAIT};
-use support::{ok_in, openssl_ok};
+use support::{ok_in, openssl_ok, words};
 
 /// IANA name -> OpenSSL name, from `openssl ciphers -stdname`.
 fn openssl_names() -> HashMap<String, String> {
@@ -29,10 +29,7 @@ fn openssl_names() -> HashMap<String, String> {
 fn mbedtls_peer_offers_the_openmv_suites_in_the_device_order() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(
-        d,
-        &["new", "server", "--dns", "openmv", "--ip", "127.0.0.1"],
-    );
+    ok_in(d, &words("new server --dns openmv --ip 127.0.0.1"));
     let mut server = openssl_server(d, &["-cert", "server.crt", "-key", "server.key", "-rev"]);
     let run = mbedtls_client(d, server.port, &["--send", "olleh\n"]);
     assert!(run.single().ok, "{}", run.transcript);

@@ -12,7 +12,7 @@ use devtls_pki::issue::Role;
 use devtls_pki::keys::KeyType;
 use serde_json::Value;
 use support::net::{cert_valid, connect_json, raw_server, s_server, stdout_lines, Serve};
-use support::{ok_in, peer_script, text, Peer};
+use support::{ok_in, peer_script, text, words, Peer};
 use time::{Duration as Span, OffsetDateTime};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -52,13 +52,10 @@ fn same_code(d: &std::path::Path, port: u16, args: &[&str], reason: &str) {
 fn client_side_failures_match_mbedtls() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "server", "--dns", "localhost"]);
-    ok_in(d, &["new", "server", "--dns", "other", "--name", "other"]);
-    ok_in(d, &["new", "client", "--cn", "sensor-01"]);
-    ok_in(
-        d,
-        &["new", "client", "--cn", "stranger", "--name", "stranger"],
-    );
+    ok_in(d, &words("new server --dns localhost"));
+    ok_in(d, &words("new server --dns other --name other"));
+    ok_in(d, &words("new client --cn sensor-01"));
+    ok_in(d, &words("new client --cn stranger --name stranger"));
     let now = OffsetDateTime::now_utc();
     cert_valid(
         d,
@@ -115,7 +112,7 @@ fn client_side_failures_match_mbedtls() {
 
     let (_tls13, port) = s_server(d, &["-cert", "server.crt", "-key", "server.key", "-tls1_3"]);
     same_code(d, port, &anchor, "no_common_version");
-    support::openssl_ok(d, &["genpkey", "-algorithm", "ed25519", "-out", "ed.key"]);
+    support::openssl_ok(d, &words("genpkey -algorithm ed25519 -out ed.key"));
     let ed_subj = ["-subj", "/CN=localhost", "-days", "30"];
     let ed_req = ["req", "-x509", "-new", "-key", "ed.key", "-out", "ed.crt"];
     support::openssl_ok(d, &[&ed_req[..], &ed_subj].concat());
@@ -132,12 +129,9 @@ fn client_side_failures_match_mbedtls() {
 fn server_side_failures_match_mbedtls() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "server", "--ip", "127.0.0.1"]);
-    ok_in(d, &["new", "client", "--cn", "sensor-01"]);
-    ok_in(
-        d,
-        &["new", "client", "--cn", "stranger", "--name", "stranger"],
-    );
+    ok_in(d, &words("new server --ip 127.0.0.1"));
+    ok_in(d, &words("new client --cn sensor-01"));
+    ok_in(d, &words("new client --cn stranger --name stranger"));
     let stranger = ["--cert", "stranger.der", "--key", "stranger.key.der"];
     let anchor = ["--ca", "server.der"];
 

@@ -13,7 +13,7 @@ use support::net::{
     cert_valid, connect_json, openssl_key, openssl_self_signed, openssl_signed, raw_server,
     s_server, Serve,
 };
-use support::{ok_in, openssl_ok, text};
+use support::{ok_in, openssl_ok, text, words};
 use time::{Duration as Span, OffsetDateTime};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -50,7 +50,7 @@ fn connect_to_serve(d: &std::path::Path, stem: &str, args: &[&str]) -> (Option<i
 fn wrong_host_name_says_cn_does_not_match() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "server", "--dns", "openmv"]);
+    ok_in(d, &words("new server --dns openmv"));
     let (code, v) = connect_to_serve(d, "server", &["--ca", "server.der", "--hostname", "camera"]);
     let cve = device_error::CERT_VERIFY_FAILED.code;
     assert_failure(code, &v, "wrong_host_name", cve, "CN does not match");
@@ -107,8 +107,8 @@ fn expired_and_not_yet_valid_say_so_like_the_device() {
 fn unknown_ca_says_not_signed_by_the_trusted_ca() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "server", "--ip", "127.0.0.1"]);
-    ok_in(d, &["new", "server", "--dns", "other", "--name", "other"]);
+    ok_in(d, &words("new server --ip 127.0.0.1"));
+    ok_in(d, &words("new server --dns other --name other"));
     let (code, v) = connect_to_serve(d, "server", &["--ca", "other.der"]);
     let cve = device_error::CERT_VERIFY_FAILED.code;
     assert_failure(
@@ -131,12 +131,9 @@ fn unknown_ca_says_not_signed_by_the_trusted_ca() {
 fn mtls_client_certificate_missing_or_unknown_is_named_on_both_sides() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "server", "--ip", "127.0.0.1"]);
-    ok_in(d, &["new", "client", "--cn", "sensor-01"]);
-    ok_in(
-        d,
-        &["new", "client", "--cn", "stranger", "--name", "stranger"],
-    );
+    ok_in(d, &words("new server --ip 127.0.0.1"));
+    ok_in(d, &words("new client --cn sensor-01"));
+    ok_in(d, &words("new client --cn stranger --name stranger"));
     let fatal = device_error::FATAL_ALERT.code;
     for profile in ["openmv", "modern"] {
         let common = ["--profile", profile];
@@ -197,25 +194,8 @@ fn mtls_client_certificate_missing_or_unknown_is_named_on_both_sides() {
 fn ed25519_server_certificate_is_refused_by_the_openmv_profile() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl_ok(d, &["genpkey", "-algorithm", "ed25519", "-out", "ed.key"]);
-    openssl_ok(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "ed.key",
-            "-out",
-            "ed.crt",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-days",
-            "30",
-        ],
-    );
+    openssl_ok(d, &words("genpkey -algorithm ed25519 -out ed.key"));
+    openssl_ok(d, &words("req -x509 -new -key ed.key -out ed.crt -subj /CN=localhost -addext subjectAltName=DNS:localhost -days 30"));
     let (_server, port) = s_server(d, &["-cert", "ed.crt", "-key", "ed.key", "-rev"]);
     let target = format!("localhost:{port}");
     let (code, v, _) = connect_json(d, &[&target, "--ca", "ed.crt", "--profile", "openmv"]);
@@ -232,12 +212,7 @@ fn ed25519_server_certificate_is_refused_by_the_openmv_profile() {
     let (code, _, out) = connect_json(d, &[&target, "--ca", "ed.crt", "--profile", "modern"]);
     assert_eq!(code, Some(0), "{}", text(&out));
     // devtls serve itself refuses to start with a key the profile cannot use.
-    let out = support::run_in(
-        d,
-        &[
-            "serve", "--cert", "ed.crt", "--key", "ed.key", "--port", "0",
-        ],
-    );
+    let out = support::run_in(d, &words("serve --cert ed.crt --key ed.key --port 0"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("openmv profile cannot sign"));
 }
@@ -246,7 +221,7 @@ fn ed25519_server_certificate_is_refused_by_the_openmv_profile() {
 fn tls13_only_server_has_no_common_version_with_openmv() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "server", "--dns", "localhost"]);
+    ok_in(d, &words("new server --dns localhost"));
     let (_server, port) = s_server(
         d,
         &[
@@ -275,7 +250,7 @@ fn tls13_only_server_has_no_common_version_with_openmv() {
 fn a_peer_that_is_not_tls_or_closes_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "server", "--dns", "localhost"]);
+    ok_in(d, &words("new server --dns localhost"));
     let port = raw_server(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
     let (code, v, _) = connect_json(d, &[&format!("127.0.0.1:{port}"), "--ca", "server.der"]);
     assert_failure(
@@ -300,19 +275,19 @@ fn a_peer_that_is_not_tls_or_closes_is_named() {
 fn unusable_files_exit_2_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "server", "--dns", "localhost"]);
+    ok_in(d, &words("new server --dns localhost"));
     std::fs::write(d.join("junk.der"), b"not a certificate at all").unwrap();
-    let out = support::run_in(d, &["connect", "127.0.0.1:1", "--ca", "junk.der"]);
+    let out = support::run_in(d, &words("connect 127.0.0.1:1 --ca junk.der"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("junk.der"),
         "{}",
         text(&out)
     );
-    let out = support::run_in(d, &["serve", "--cert", "server.der", "--key", "server.der"]);
+    let out = support::run_in(d, &words("serve --cert server.der --key server.der"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("server.der: holds a certificate"));
-    let out = support::run_in(d, &["connect", "no-port-here", "--ca", "server.der"]);
+    let out = support::run_in(d, &words("connect no-port-here --ca server.der"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
@@ -335,16 +310,7 @@ fn x509_v1_certificates_are_named_as_what_devtls_cannot_check() {
     assert_eq!(v["device"], Value::Null, "the device itself accepts v1");
     let out = support::run_in(
         d,
-        &[
-            "connect",
-            "127.0.0.1:1",
-            "--ca",
-            "ca.crt",
-            "--cert",
-            "v1.crt",
-            "--key",
-            "v1.key",
-        ],
+        &words("connect 127.0.0.1:1 --ca ca.crt --cert v1.crt --key v1.key"),
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("v1.crt: is an X.509 v1 certificate"));

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use support::net::Serve;
-use support::ok_in;
+use support::{ok_in, words};
 
 const GOOD: usize = 200;
 const STALLED: usize = 20;
@@ -110,10 +110,7 @@ fn wait_lines(server: &Serve, needle: &str, n: usize, timeout: Duration) {
 fn serves_200_concurrent_clients_while_others_stall_or_send_garbage() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(
-        d,
-        &["new", "server", "--dns", "localhost", "--ip", "127.0.0.1"],
-    );
+    ok_in(d, &words("new server --dns localhost --ip 127.0.0.1"));
     let anchor = std::fs::read(d.join("server.der")).unwrap();
     let config = client_config(&anchor);
     let timeout = HANDSHAKE_TIMEOUT_S.to_string();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use devtls_net::config::{self, Anchors, ClientSettings};
 use devtls_net::dtls;
 use support::net::Serve;
-use support::ok_in;
+use support::{ok_in, words};
 use tokio::net::UdpSocket;
 
 const GOOD: usize = 200;
@@ -91,10 +91,7 @@ fn wait_reports(
 fn dtls_serves_200_concurrent_clients_while_others_stall_or_send_garbage() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(
-        d,
-        &["new", "server", "--dns", "localhost", "--ip", "127.0.0.1"],
-    );
+    ok_in(d, &words("new server --dns localhost --ip 127.0.0.1"));
     let anchor = std::fs::read(d.join("server.der")).unwrap();
     let timeout = HANDSHAKE_TIMEOUT_S.to_string();
     let server = Serve::guide(d, &["--dtls", "--json", "--timeout", &timeout]);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use support::net::{
     connect_json, openssl_key, openssl_self_signed, openssl_signed, s_server, Serve,
 };
-use support::{ok_in, text};
+use support::{ok_in, text, words};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -63,7 +63,7 @@ fn connect_and_serve_complete_for_every_key_type() {
 fn modern_profile_negotiates_tls13_between_devtls_peers() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "server", "--dns", "localhost"]);
+    ok_in(d, &words("new server --dns localhost"));
     let serve = Serve::guide(d, &["--count", "1", "--profile", "modern"]);
     let target = format!("localhost:{}", serve.port);
     let (code, v, out) = connect_json(d, &[&target, "--ca", "server.der", "--profile", "modern"]);
@@ -76,8 +76,8 @@ fn modern_profile_negotiates_tls13_between_devtls_peers() {
 fn mutual_tls_shows_the_client_subject() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "server", "--ip", "127.0.0.1"]);
-    ok_in(d, &["new", "client", "--cn", "sensor-01"]);
+    ok_in(d, &words("new server --ip 127.0.0.1"));
+    ok_in(d, &words("new client --cn sensor-01"));
     let serve = Serve::guide(d, &["--ca", "client.der", "--count", "1", "--json"]);
     let target = format!("127.0.0.1:{}", serve.port);
     let (code, v, out) = connect_json(
@@ -105,7 +105,7 @@ fn mutual_tls_shows_the_client_subject() {
 fn insecure_completes_and_warns_that_anyone_could_be_the_peer() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "server", "--dns", "localhost"]);
+    ok_in(d, &words("new server --dns localhost"));
     let serve = Serve::guide(d, &["--count", "1"]);
     // No --ca and a self-signed server: only --insecure gets through.
     let target = format!("127.0.0.1:{}", serve.port);
@@ -126,7 +126,7 @@ fn device_cn_fallback_accepts_a_certificate_without_san() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // No --dns/--ip: the certificate has no SAN, only CN=localhost.
-    ok_in(d, &["new", "server", "--cn", "localhost"]);
+    ok_in(d, &words("new server --cn localhost"));
     let serve = Serve::guide(d, &["--count", "2"]);
     let target = format!("127.0.0.1:{}", serve.port);
     let (code, v, out) = connect_json(
@@ -157,10 +157,7 @@ fn device_cn_fallback_accepts_a_certificate_without_san() {
 fn connect_talks_to_openssl_s_server_tls12_and_tls13() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(
-        d,
-        &["new", "server", "--dns", "localhost", "--ip", "127.0.0.1"],
-    );
+    ok_in(d, &words("new server --dns localhost --ip 127.0.0.1"));
     for (flag, profile, version) in [
         ("-tls1_2", "openmv", "TLSv1.2"),
         ("-tls1_3", "modern", "TLSv1.3"),
@@ -186,8 +183,8 @@ fn connect_talks_to_openssl_s_server_tls12_and_tls13() {
 fn openssl_s_client_gets_hello_from_serve_with_and_without_mtls() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "server", "--dns", "localhost"]);
-    ok_in(d, &["new", "client", "--cn", "sensor-01"]);
+    ok_in(d, &words("new server --dns localhost"));
+    ok_in(d, &words("new client --cn sensor-01"));
     for mtls in [false, true] {
         let mut args = vec![
             "--cert",
@@ -254,7 +251,7 @@ fn openssl_s_client_gets_hello_from_serve_with_and_without_mtls() {
 fn serve_survives_garbage_stalled_and_vanishing_clients() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "server", "--ip", "127.0.0.1"]);
+    ok_in(d, &words("new server --ip 127.0.0.1"));
     let serve = Serve::guide(d, &["--count", "4", "--json", "--timeout", "2"]);
     let addr = ("127.0.0.1", serve.port);
     let mut garbage = TcpStream::connect(addr).unwrap();
@@ -315,7 +312,7 @@ fn guide_openssl_certificates_work_both_ways_with_mtls() {
             &["pkey", "-in", &key, "-outform", "DER", "-out", &key_der],
         );
     }
-    let ca_flag = support::openssl_ok(d, &["x509", "-in", "server.crt", "-noout", "-text"]);
+    let ca_flag = support::openssl_ok(d, &words("x509 -in server.crt -noout -text"));
     assert!(
         String::from_utf8_lossy(&ca_flag.stdout).contains("CA:TRUE"),
         "the guide's certs are CA:TRUE"
@@ -425,7 +422,7 @@ fn serve_refuses_a_client_revoked_by_the_crl() {
     ossl(&[
         "crl", "-in", "crl.pem", "-outform", "DER", "-out", "crl.der",
     ]);
-    ok_in(d, &["new", "server", "--ip", "127.0.0.1"]);
+    ok_in(d, &words("new server --ip 127.0.0.1"));
 
     let serve = Serve::guide(
         d,

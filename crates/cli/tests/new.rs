@@ -4,7 +4,7 @@ mod support;
 
 use std::fs;
 
-use support::{ok_in, openssl_ok, run_in, text};
+use support::{ok_in, openssl_ok, run_in, text, words};
 
 #[test]
 fn server_files_verify_with_openssl_for_every_key_type() {
@@ -27,44 +27,23 @@ fn server_files_verify_with_openssl_for_every_key_type() {
         for f in ["server.key", "server.crt", "server.der", "server.key.der"] {
             assert!(d.join(f).is_file(), "{key}: {f} missing");
         }
+        openssl_ok(d, &words("x509 -inform DER -in server.der -noout"));
+        openssl_ok(d, &words("pkey -inform DER -in server.key.der -noout"));
         openssl_ok(
             d,
-            &["x509", "-inform", "DER", "-in", "server.der", "-noout"],
+            &words(
+                "verify -CAfile server.crt -purpose sslserver -verify_hostname openmv server.crt",
+            ),
         );
         openssl_ok(
             d,
-            &["pkey", "-inform", "DER", "-in", "server.key.der", "-noout"],
-        );
-        openssl_ok(
-            d,
-            &[
-                "verify",
-                "-CAfile",
-                "server.crt",
-                "-purpose",
-                "sslserver",
-                "-verify_hostname",
-                "openmv",
-                "server.crt",
-            ],
-        );
-        openssl_ok(
-            d,
-            &[
-                "verify",
-                "-CAfile",
-                "server.crt",
-                "-verify_ip",
-                "192.168.1.50",
-                "server.crt",
-            ],
+            &words("verify -CAfile server.crt -verify_ip 192.168.1.50 server.crt"),
         );
         // The PEM and DER certificates are the same certificate.
-        let pem_as_der = openssl_ok(d, &["x509", "-in", "server.crt", "-outform", "DER"]).stdout;
+        let pem_as_der = openssl_ok(d, &words("x509 -in server.crt -outform DER")).stdout;
         assert_eq!(pem_as_der, fs::read(d.join("server.der")).unwrap(), "{key}");
         // The DER key is exactly one structure (the device refuses trailing bytes).
-        let parsed =
-            openssl_ok(d, &["asn1parse", "-inform", "DER", "-in", "server.key.der"]).stdout;
+        let parsed = openssl_ok(d, &words("asn1parse -inform DER -in server.key.der")).stdout;
         let first = String::from_utf8_lossy(&parsed)
             .lines()
             .next()
@@ -83,18 +62,10 @@ fn server_files_verify_with_openssl_for_every_key_type() {
 fn client_certificate_is_for_client_auth_only() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["new", "client", "--cn", "sensor-01"]);
+    ok_in(d, &words("new client --cn sensor-01"));
     let shown = openssl_ok(
         d,
-        &[
-            "x509",
-            "-in",
-            "client.crt",
-            "-noout",
-            "-subject",
-            "-ext",
-            "extendedKeyUsage",
-        ],
+        &words("x509 -in client.crt -noout -subject -ext extendedKeyUsage"),
     );
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(
@@ -104,14 +75,7 @@ fn client_certificate_is_for_client_auth_only() {
     assert!(!shown.contains("Server"), "{shown}");
     openssl_ok(
         d,
-        &[
-            "verify",
-            "-CAfile",
-            "client.crt",
-            "-purpose",
-            "sslclient",
-            "client.crt",
-        ],
+        &words("verify -CAfile client.crt -purpose sslclient client.crt"),
     );
 }
 
@@ -144,7 +108,7 @@ fn keys_are_private_and_never_overwritten_without_force() {
 #[test]
 fn ed25519_is_refused_for_the_device_with_the_alternative() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_in(dir.path(), &["new", "server", "--key", "ed25519"]);
+    let out = run_in(dir.path(), &words("new server --key ed25519"));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Ed25519") && err.contains("p256"), "{err}");
@@ -158,7 +122,7 @@ fn ed25519_is_refused_for_the_device_with_the_alternative() {
 #[test]
 fn prints_the_micropython_lines_that_load_the_files() {
     let dir = tempfile::tempdir().unwrap();
-    let out = ok_in(dir.path(), &["new", "server", "--dns", "openmv"]);
+    let out = ok_in(dir.path(), &words("new server --dns openmv"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("ctx.load_cert_chain(\"server.der\", \"server.key.der\")"),

@@ -18,7 +18,7 @@ use support::peers::{
     gnutls_client, mbedtls_client, mbedtls_server, mbedtls_server_results, openssl_client,
     openssl_server, ClientRun, WAIT,
 };
-use support::{ok_in, text};
+use support::{ok_in, text, words};
 use tempfile::TempDir;
 
 const KEYS: [&str; 3] = ["p256", "p384", "rsa2048"];
@@ -369,7 +369,7 @@ fn mbedtls_server_verifies_devtls_client_files() {
     let dir = server_files("p256", "127.0.0.1");
     let d = dir.path();
     add_wrong_anchor(d);
-    ok_in(d, &["new", "client", "--dns", "device1"]);
+    ok_in(d, &words("new client --dns device1"));
     let server = mbedtls_server(
         d,
         &[

@@ -10,7 +10,7 @@ use support::pkiread::{
     certtool_ok, certtool_pair, description, mbedtls_loads, openssl_cert, openssl_chain,
     openssl_encrypt, openssl_keys, openssl_pubkey, KEY_TYPES,
 };
-use support::{ok_in, openssl_ok, run_in, text};
+use support::{ok_in, openssl_ok, run_in, text, words};
 
 fn inspect_json(dir: &Path, files: &[&str]) -> serde_json::Value {
     let mut args = vec!["inspect", "--json"];
@@ -84,12 +84,12 @@ fn openssl_keys_in_every_structure_convert_to_a_der_key_openssl_loads() {
         }
         // The DER devtls writes is exactly the structure, no trailing bytes:
         // byte-identical to OpenSSL's own DER of the same structure.
-        ok_in(d, &["convert", "k.p8.pem", "-o", "mine.p8.der"]);
+        ok_in(d, &words("convert k.p8.pem -o mine.p8.der"));
         assert_eq!(
             fs::read(d.join("mine.p8.der")).unwrap(),
             fs::read(d.join("k.p8.der")).unwrap()
         );
-        ok_in(d, &["convert", "k.trad.pem", "-o", "mine.trad.der"]);
+        ok_in(d, &words("convert k.trad.pem -o mine.trad.der"));
         assert_eq!(
             fs::read(d.join("mine.trad.der")).unwrap(),
             fs::read(d.join("k.trad.der")).unwrap()
@@ -314,11 +314,8 @@ fn csrs_and_crls_from_openssl_and_certtool_round_trip_and_openssl_verifies_them(
          default_crl_days=7\ncertificate=ca.crt\nprivate_key=ca.key\n",
     )
     .unwrap();
-    openssl_ok(d, &["ca", "-config", "ca.cnf", "-revoke", "int.crt"]);
-    openssl_ok(
-        d,
-        &["ca", "-config", "ca.cnf", "-gencrl", "-out", "openssl.crl"],
-    );
+    openssl_ok(d, &words("ca -config ca.cnf -revoke int.crt"));
+    openssl_ok(d, &words("ca -config ca.cnf -gencrl -out openssl.crl"));
     for (crl, revoked) in [("gnutls.crl", "leaf.crt"), ("openssl.crl", "int.crt")] {
         ok_in(d, &["convert", crl]);
         let der = format!("{crl}.der");
@@ -352,7 +349,7 @@ fn split_names_leaf_intermediates_and_root_and_openssl_reads_each() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("devtls split"));
     assert!(!d.join("fullchain.der").exists());
 
-    let out = ok_in(d, &["split", "fullchain.pem", "--out", "parts"]);
+    let out = ok_in(d, &words("split fullchain.pem --out parts"));
     let said = String::from_utf8(out.stdout).unwrap();
     for needle in [
         "leaf.der",
@@ -373,42 +370,19 @@ fn split_names_leaf_intermediates_and_root_and_openssl_reads_each() {
     // The split files still form a chain OpenSSL verifies.
     openssl_ok(
         d,
-        &[
-            "x509",
-            "-inform",
-            "DER",
-            "-in",
-            "parts/intermediate-1.der",
-            "-out",
-            "int-again.pem",
-        ],
+        &words("x509 -inform DER -in parts/intermediate-1.der -out int-again.pem"),
     );
     openssl_ok(
         d,
-        &[
-            "x509",
-            "-inform",
-            "DER",
-            "-in",
-            "parts/leaf.der",
-            "-out",
-            "leaf-again.pem",
-        ],
+        &words("x509 -inform DER -in parts/leaf.der -out leaf-again.pem"),
     );
     openssl_ok(
         d,
-        &[
-            "verify",
-            "-CAfile",
-            "ca.crt",
-            "-untrusted",
-            "int-again.pem",
-            "leaf-again.pem",
-        ],
+        &words("verify -CAfile ca.crt -untrusted int-again.pem leaf-again.pem"),
     );
 
     // Again without --force: nothing is overwritten.
-    let again = run_in(d, &["split", "fullchain.pem", "--out", "parts"]);
+    let again = run_in(d, &words("split fullchain.pem --out parts"));
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
 
@@ -420,7 +394,7 @@ fn split_names_leaf_intermediates_and_root_and_openssl_reads_each() {
     )
     .unwrap();
     let json: serde_json::Value =
-        serde_json::from_slice(&ok_in(d, &["split", "bundle.der", "--out", "b", "--json"]).stdout)
+        serde_json::from_slice(&ok_in(d, &words("split bundle.der --out b --json")).stdout)
             .unwrap();
     let names: Vec<&str> = json["parts"]
         .as_array()
@@ -434,24 +408,17 @@ fn split_names_leaf_intermediates_and_root_and_openssl_reads_each() {
     // A .ca-bundle (intermediates only).
     fs::write(d.join("x.ca-bundle"), pem("int.crt")).unwrap();
     let json: serde_json::Value =
-        serde_json::from_slice(&ok_in(d, &["split", "x.ca-bundle", "--out", "c", "--json"]).stdout)
+        serde_json::from_slice(&ok_in(d, &words("split x.ca-bundle --out c --json")).stdout)
             .unwrap();
     assert_eq!(json["parts"][0]["file_name"], "intermediate-1.der");
     assert_eq!(json["missing_issuer"], "CN=Test Root X1");
 
     // A self-signed leaf (devtls new) is its own anchor, with no issuer missing.
-    ok_in(
-        d,
-        &["new", "server", "--dns", "openmv", "--out", "selfsigned"],
-    );
-    let out = ok_in(d, &["split", "selfsigned/server.crt", "--out", "s"]);
+    ok_in(d, &words("new server --dns openmv --out selfsigned"));
+    let out = ok_in(d, &words("split selfsigned/server.crt --out s"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("its own trust anchor"));
     let json: serde_json::Value = serde_json::from_slice(
-        &ok_in(
-            d,
-            &["split", "selfsigned/server.crt", "--out", "s2", "--json"],
-        )
-        .stdout,
+        &ok_in(d, &words("split selfsigned/server.crt --out s2 --json")).stdout,
     )
     .unwrap();
     assert_eq!(json["parts"][0]["file_name"], "leaf.der");
@@ -479,7 +446,7 @@ fn bad_input_is_one_line_naming_the_file_exit_2_and_nothing_written() {
     fs::write(d.join("empty.crt"), "").unwrap();
     let cert = fs::read(d.join("server.crt")).unwrap();
     fs::write(d.join("truncated.crt"), &cert[..cert.len() / 2]).unwrap();
-    let der = openssl_ok(d, &["x509", "-in", "server.crt", "-outform", "DER"]).stdout;
+    let der = openssl_ok(d, &words("x509 -in server.crt -outform DER")).stdout;
     fs::write(d.join("truncated.der"), &der[..der.len() - 10]).unwrap();
     fs::write(
         d.join("random.bin"),
@@ -529,14 +496,14 @@ fn bad_input_is_one_line_naming_the_file_exit_2_and_nothing_written() {
     assert_eq!(before, after, "no file written by failed commands");
 
     // Converting a key where a certificate was meant works, and says what it found.
-    let out = ok_in(d, &["convert", "k.p8.pem", "-o", "x.der"]);
+    let out = ok_in(d, &words("convert k.p8.pem -o x.der"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("private key"));
     // Never overwritten without --force.
     fs::write(d.join("x.der"), b"keep").unwrap();
-    let out = run_in(d, &["convert", "k.p8.pem", "-o", "x.der"]);
+    let out = run_in(d, &words("convert k.p8.pem -o x.der"));
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(fs::read(d.join("x.der")).unwrap(), b"keep");
-    ok_in(d, &["convert", "k.p8.pem", "-o", "x.der", "--force"]);
+    ok_in(d, &words("convert k.p8.pem -o x.der --force"));
     assert_ne!(fs::read(d.join("x.der")).unwrap(), b"keep");
 }
 

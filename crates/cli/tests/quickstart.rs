@@ -9,7 +9,7 @@ use std::path::Path;
 
 use devtls_pki::profile::{self, TlsVersion};
 use serde_json::Value;
-use support::{ok_in, openssl_ok, run_in, text};
+use support::{ok_in, openssl_ok, run_in, text, words};
 
 /// `openssl x509 -fingerprint -sha256` of a DER certificate, as plain lower-case hex.
 fn openssl_sha256(dir: &Path, der: &str) -> String {
@@ -69,25 +69,11 @@ fn runs_the_guide_on_loopback_and_reports_what_happened() {
     // OpenSSL agrees the server certificate is for localhost and 127.0.0.1.
     openssl_ok(
         &q,
-        &[
-            "verify",
-            "-CAfile",
-            "server.crt",
-            "-verify_hostname",
-            "localhost",
-            "server.crt",
-        ],
+        &words("verify -CAfile server.crt -verify_hostname localhost server.crt"),
     );
     openssl_ok(
         &q,
-        &[
-            "verify",
-            "-CAfile",
-            "server.crt",
-            "-verify_ip",
-            "127.0.0.1",
-            "server.crt",
-        ],
+        &words("verify -CAfile server.crt -verify_ip 127.0.0.1 server.crt"),
     );
 
     for name in [
@@ -176,7 +162,7 @@ fn runs_the_guide_on_loopback_and_reports_what_happened() {
 fn refuses_to_overwrite_without_force_and_prints_a_table() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_in(d, &["quickstart", "--out", "qs", "--json"]);
+    ok_in(d, &words("quickstart --out qs --json"));
     let key = fs::read(d.join("qs/server.key.der")).unwrap();
 
     let again = run_in(d, &["quickstart", "--out", "qs"]);
@@ -184,7 +170,7 @@ fn refuses_to_overwrite_without_force_and_prints_a_table() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
     assert_eq!(fs::read(d.join("qs/server.key.der")).unwrap(), key);
 
-    let human = ok_in(d, &["quickstart", "--out", "qs", "--force"]);
+    let human = ok_in(d, &words("quickstart --out qs --force"));
     assert_ne!(fs::read(d.join("qs/server.key.der")).unwrap(), key);
     let shown = String::from_utf8_lossy(&human.stdout);
     for needle in [

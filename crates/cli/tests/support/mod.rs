@@ -137,6 +137,12 @@ pub fn peer_script(name: &str) -> PathBuf {
     repo_root().join("tests/peers").join(name)
 }
 
+/// A command line written as one string, for arguments without spaces:
+/// `openssl_ok(d, &words("pkey -in k.pem -outform DER -out k.der"))`.
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 /// Runs `openssl` with `args` in `dir`.
 pub fn openssl(dir: &Path, args: &[&str]) -> Output {
     Command::new("openssl")
