@@ -77,7 +77,7 @@ impl CertSpec {
 
     fn params(&self, key_type: KeyType) -> Result<CertificateParams, Error> {
         let mut params = CertificateParams::default();
-        params.serial_number = Some(random_serial());
+        params.serial_number = Some(random_serial()?);
         params.not_before = self.not_before;
         params.not_after = self.not_after;
         let mut name = DistinguishedName::new();
@@ -288,17 +288,21 @@ pub fn csr(spec: &CertSpec, key: &PrivateKey) -> Result<Csr, Error> {
 /// grows at its end instead of at random places: random serials made each
 /// insert touch a different page, which cost `fleet issue` ~5% at 100,000
 /// devices.
-pub fn random_serial() -> SerialNumber {
+///
+/// The random bytes come from AWS-LC's generator, the one that makes the
+/// keys, so no second generator is started.
+pub fn random_serial() -> Result<SerialNumber, Error> {
     let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     let millis = u64::try_from(millis).unwrap_or(0).to_be_bytes();
     let mut bytes = [0u8; 16];
     bytes[..6].copy_from_slice(&millis[2..]);
-    bytes[6..].copy_from_slice(&rand::random::<[u8; 10]>());
+    aws_lc_rs::rand::fill(&mut bytes[6..])
+        .map_err(|_| Error::Crypto("the system's random source failed".into()))?;
     // Clear the top bit so the INTEGER is positive, and set the next one so it
     // never shrinks to fewer bytes (some parsers mishandle short serials);
     // the time needs 41 of the 48 bits until the year 2039 and 46 until 4199.
     bytes[0] = (bytes[0] & 0x3f) | 0x40;
-    SerialNumber::from_slice(&bytes)
+    Ok(SerialNumber::from_slice(&bytes))
 }
 
 fn crypto(e: rcgen::Error) -> Error {
@@ -346,9 +350,10 @@ mod tests {
 
     #[test]
     fn serials_are_positive_16_bytes_with_80_random_bits_and_later_ones_sort_later() {
-        let first = random_serial().to_bytes();
+        let serial = || random_serial().unwrap().to_bytes();
+        let first = serial();
         std::thread::sleep(std::time::Duration::from_millis(2));
-        let (second, third) = (random_serial().to_bytes(), random_serial().to_bytes());
+        let (second, third) = (serial(), serial());
         for serial in [&first, &second, &third] {
             assert_eq!(serial.len(), 16);
             assert_eq!(serial[0] & 0xc0, 0x40, "positive, never shorter");
