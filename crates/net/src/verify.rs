@@ -1,17 +1,20 @@
 //! Server certificate verification as the device does it, keeping what the
 //! peer presented for diagnosis.
 //!
-//! rustls-webpki checks the chain, validity and SAN names. The device also
-//! accepts a certificate without any SAN whose CN matches the host name
-//! (mbedTLS's CN fallback); [`DeviceVerifier`] adds that for profiles with
-//! `cn_fallback`. Because webpki checks the chain and validity before the
-//! name, a name error means everything else already passed.
+//! rustls-webpki checks the chain, validity and SAN names. Where webpki
+//! refuses the name, [`DeviceVerifier`] asks the device's own host-name rule
+//! (`devtls_pki::verify::name_matches`, the one the device verdict uses):
+//! mbedTLS also accepts a certificate without any SAN whose CN matches the
+//! host name, for profiles with `cn_fallback`. Because webpki checks the
+//! chain and validity before the name, a name error means everything else
+//! already passed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use devtls_pki::lint::dns_matches;
+use devtls_pki::chain::Cert;
 use devtls_pki::profile::Profile;
+use devtls_pki::verify::name_matches;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -20,7 +23,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::DistinguishedName;
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// Verifies a server like the device and records the presented chain.
 #[derive(Debug)]
@@ -28,7 +31,8 @@ pub struct DeviceVerifier {
     /// The chain check; `None` accepts any chain (`Verification::None`).
     webpki: Option<Arc<WebPkiServerVerifier>>,
     algorithms: WebPkiSupportedAlgorithms,
-    cn_fallback: bool,
+    /// The device whose host-name rules apply where webpki's differ.
+    profile: &'static Profile,
     /// The anchors, to recognise a leaf that is itself an anchor.
     anchors: Vec<CertificateDer<'static>>,
     presented: Mutex<Vec<CertificateDer<'static>>>,
@@ -40,12 +44,12 @@ impl DeviceVerifier {
     pub fn new(
         webpki: Option<Arc<WebPkiServerVerifier>>,
         anchors: Vec<CertificateDer<'static>>,
-        profile: &Profile,
+        profile: &'static Profile,
     ) -> Self {
         DeviceVerifier {
             webpki,
             algorithms: crate::restrict::provider(profile).signature_verification_algorithms,
-            cn_fallback: profile.cn_fallback,
+            profile,
             anchors,
             presented: Mutex::new(Vec::new()),
         }
@@ -67,22 +71,18 @@ impl DeviceVerifier {
         if let Err(e) = check_validity(end_entity, now) {
             return Some(Err(e));
         }
-        let (_, cert) = X509Certificate::from_der(end_entity).ok()?;
-        let name = server_name.to_str();
-        let san = cert.subject_alternative_name().ok().flatten();
-        let matched = match &san {
-            Some(san) => san.value.general_names.iter().any(|n| match n {
-                GeneralName::DNSName(d) => dns_matches(d, &name),
-                GeneralName::IPAddress(ip) => ip_matches(ip, &name),
-                _ => false,
-            }),
-            None => self.cn_fallback && cn_fallback_matches(end_entity, server_name),
-        };
-        Some(if matched {
+        Some(if self.name_matches(end_entity, server_name) {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(CertificateError::NotValidForName.into())
         })
+    }
+
+    /// The device's host-name check (pki's one rule: SAN names, IP SANs as
+    /// the profile says, the CN only without any SAN and only if the profile
+    /// falls back to it).
+    fn name_matches(&self, leaf: &CertificateDer<'_>, server_name: &ServerName<'_>) -> bool {
+        Cert::parse(leaf).is_ok_and(|cert| name_matches(self.profile, &cert, &server_name.to_str()))
     }
 
     /// The chain the server presented (leaf first), even if verification failed;
@@ -114,9 +114,7 @@ impl ServerCertVerifier for DeviceVerifier {
         {
             Err(Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if self.cn_fallback && cn_fallback_matches(end_entity, server_name) => {
-                Ok(ServerCertVerified::assertion())
-            }
+            )) if self.name_matches(end_entity, server_name) => Ok(ServerCertVerified::assertion()),
             Err(Error::InvalidCertificate(CertificateError::Other(other)))
                 if is_ca_used_as_end_entity(&other) =>
             {
@@ -149,32 +147,6 @@ impl ServerCertVerifier for DeviceVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
-    }
-}
-
-/// The device's CN fallback: only when the leaf has no subjectAltName at
-/// all, its common name is matched against the host name.
-fn cn_fallback_matches(leaf: &CertificateDer<'_>, server_name: &ServerName<'_>) -> bool {
-    let Ok((_, cert)) = X509Certificate::from_der(leaf) else {
-        return false;
-    };
-    if cert.subject_alternative_name().ok().flatten().is_some() {
-        return false;
-    }
-    let name = server_name.to_str();
-    let matched = cert
-        .subject()
-        .iter_common_name()
-        .filter_map(|cn| cn.as_str().ok())
-        .any(|cn| dns_matches(cn, &name));
-    matched
-}
-
-fn ip_matches(san: &[u8], name: &str) -> bool {
-    match name.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(v4)) => san == v4.octets(),
-        Ok(std::net::IpAddr::V6(v6)) => san == v6.octets(),
-        Err(_) => false,
     }
 }
 
