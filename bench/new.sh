@@ -26,6 +26,10 @@
 #   command line the first time (clap builds every subcommand; 0.1 ms when
 #   warm, the rest is first touch of code pages), ~0.1 ms AWS-LC's first
 #   random bytes and key, ~0.1 ms the certificate.
+# - Page faults: ~260 per run (/bin/true: 70), ~5 us each for code (a fault
+#   maps 16 pages), ~1.5-2 us for data. ~70 are the dynamic loader writing
+#   the PIE's 15.6k relocations; a non-PIE link saves them (~0.1 ms) but
+#   gives up address randomisation of the executable: not taken.
 # - What is left is process start and scheduling; key generation and signing
 #   are well under 1 ms. On a loaded machine the median ratio drops (every
 #   sleep on I/O costs a trip through a busy run queue); compare the
