@@ -129,20 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn print_human(report: &Report<'_>) {
     for f in report.findings {
-        let colour = match f.severity {
-            Severity::Error => AnsiColor::Red,
-            Severity::Warning => AnsiColor::Yellow,
-            Severity::Note => AnsiColor::Cyan,
-        };
-        let style = Style::new().fg_color(Some(colour.into())).bold();
-        println!(
-            "{style}{}{style:#} [{}] {}: {}; fix: {}",
-            f.severity.word(),
-            f.id,
-            f.file,
-            f.message,
-            f.fix
-        );
+        print_finding(f);
     }
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     let summary = format!(
@@ -158,4 +145,22 @@ fn print_human(report: &Report<'_>) {
     } else {
         output::heading(&summary);
     }
+}
+
+/// One finding on one line: severity, id, file, what is wrong, the fix.
+pub(crate) fn print_finding(f: &Finding) {
+    let colour = match f.severity {
+        Severity::Error => AnsiColor::Red,
+        Severity::Warning => AnsiColor::Yellow,
+        Severity::Note => AnsiColor::Cyan,
+    };
+    let style = Style::new().fg_color(Some(colour.into())).bold();
+    println!(
+        "{style}{}{style:#} [{}] {}: {}; fix: {}",
+        f.severity.word(),
+        f.id,
+        f.file,
+        f.message,
+        f.fix
+    );
 }

@@ -15,6 +15,7 @@ mod lint;
 mod new;
 mod profiles;
 mod quickstart;
+mod romfs;
 mod roots;
 mod serve;
 mod split;
@@ -52,6 +53,7 @@ enum Command {
     Doctor(doctor::Args),
     Serve(serve::Args),
     Connect(connect::Args),
+    Romfs(romfs::Args),
     Quickstart(quickstart::Args),
 }
 
@@ -71,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Connect(args) => connect::run(args),
+        Command::Romfs(args) => romfs::run(args),
         Command::Quickstart(args) => quickstart::run(args),
     }
 }
