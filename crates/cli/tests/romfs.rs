@@ -87,6 +87,11 @@ fn the_image_is_what_mpremote_builds_and_lists_back() {
         "{human}"
     );
     assert_eq!(fs::read(d.join("again.romfs")).unwrap(), ours);
+
+    // Built from inside the folder, the image is named after it, beside it.
+    fs::remove_file(d.join("rom.romfs")).unwrap();
+    ok_in(&d.join("rom"), &words("romfs build ."));
+    assert_eq!(fs::read(d.join("rom.romfs")).unwrap(), ours);
 }
 
 #[test]

@@ -177,12 +177,18 @@ fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `DIR.romfs` beside DIR, as `mpremote romfs build DIR` writes it.
+/// `DIR.romfs` beside DIR, as `mpremote romfs build DIR` writes it; for
+/// `.` or `..`, named after the folder they are.
 fn default_output(dir: &Path) -> PathBuf {
     let trimmed = dir.components().as_path();
-    let mut name = trimmed.as_os_str().to_owned();
+    let real_name = || dir.canonicalize().ok()?.file_name().map(|n| n.to_owned());
+    let (beside, mut name) = match (trimmed.file_name(), real_name()) {
+        (Some(_), _) | (None, None) => (PathBuf::new(), trimmed.as_os_str().to_owned()),
+        (None, Some(name)) if trimmed.as_os_str() == "." => (PathBuf::from(".."), name),
+        (None, Some(name)) => (trimmed.join(".."), name),
+    };
     name.push(".romfs");
-    PathBuf::from(name)
+    beside.join(name)
 }
 
 /// Lints the certificates, keys, CSRs and CRLs in the folder together (a
