@@ -91,11 +91,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             bail!("--host '{host}': give the DNS name or IP address the device connects to");
         }
     }
-    let inputs: Vec<Input<'_>> = names
-        .iter()
-        .zip(&sniffed)
-        .map(|(file, sniffed)| Input { file, sniffed })
-        .collect();
     let options = Options {
         profile,
         host: args.host.as_deref(),
@@ -105,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             LintRole::Client => Role::Client,
         }),
     };
-    let findings = lint::lint(&inputs, &options);
+    let findings = lint_files(&names, &sniffed, &options);
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
     let report = Report {
         profile: profile.name,
@@ -145,6 +140,21 @@ fn print_human(report: &Report<'_>) {
     } else {
         output::heading(&summary);
     }
+}
+
+/// Lints files given together (a key is matched with its certificate), each
+/// named as the findings should name it.
+pub(crate) fn lint_files(
+    names: &[String],
+    sniffed: &[Sniffed],
+    options: &Options<'_>,
+) -> Vec<Finding> {
+    let inputs: Vec<Input<'_>> = names
+        .iter()
+        .zip(sniffed)
+        .map(|(file, sniffed)| Input { file, sniffed })
+        .collect();
+    lint::lint(&inputs, options)
 }
 
 /// One finding on one line: severity, id, file, what is wrong, the fix.

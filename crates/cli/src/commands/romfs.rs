@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anstream::println;
 use anyhow::{bail, Context};
 use devtls_pki::files::{self, Output};
-use devtls_pki::lint::{self, Finding, Input, Options};
+use devtls_pki::lint::{self, Finding, Options};
 use devtls_pki::sniff::{self, Sniffed};
 use devtls_romfs::{Entry, Tree};
 use serde::Serialize;
@@ -210,18 +210,13 @@ fn check(
             sniffed.push(found);
         }
     }
-    let inputs: Vec<Input<'_>> = names
-        .iter()
-        .zip(&sniffed)
-        .map(|(file, sniffed)| Input { file, sniffed })
-        .collect();
     let options = Options {
         profile,
         host: None,
         at: OffsetDateTime::now_utc(),
         role: None,
     };
-    Ok(lint::lint(&inputs, &options))
+    Ok(super::lint::lint_files(&names, &sniffed, &options))
 }
 
 fn print_built(built: &Built<'_>, out: &Path) {
