@@ -21,13 +21,8 @@ use crate::input;
 use crate::output::{self, Exit};
 use crate::snippets::{self, DeviceFiles};
 
-/// Find the trust anchor a device needs for a server and write it as DER.
-///
-/// Connects, keeps the chain the server presents, prints it the way
-/// `openssl s_client -showcerts` reads, builds the path to a root in the
-/// Mozilla root set bundled with devtls (see `devtls roots`), and writes the
-/// chosen anchor (ca.der). The root is the default; the intermediate when the
-/// server does not send it; the leaf only on request (pinning).
+// `devtls anchor`: described on `Command::Anchor` in mod.rs, where `devtls --help`
+// lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls anchor api.example.com

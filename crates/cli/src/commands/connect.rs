@@ -15,21 +15,8 @@ use serde::Serialize;
 use crate::input;
 use crate::output::{self, Exit};
 
-/// Connect to a TLS server like the device: verify it, send `hello`, show the reply.
-///
-/// Verifies by default: against --ca (the one anchor the device would load),
-/// or the bundled Mozilla roots without --ca. The name checked (and sent as
-/// SNI) is --hostname, else the HOST part. Prints the reply, the protocol
-/// version, cipher suite and the server's chain. When the handshake fails it
-/// says what failed, the fix, and what the device prints for the same failure.
-///
-/// --dtls speaks DTLS 1.2 over UDP instead, answering the server's
-/// HelloVerifyRequest from the same address and port and retransmitting lost
-/// flights; the message is sent again until the reply comes (DTLS does not
-/// resend data).
-///
-/// Exit status: 0 the exchange completed, 1 the connection, handshake or
-/// verification failed, 2 unusable arguments or files.
+// `devtls connect`: described on `Command::Connect` in mod.rs, where `devtls --help`
+// lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls connect 127.0.0.1:8443 --ca server.der --hostname openmv

@@ -13,15 +13,8 @@ use serde::Serialize;
 
 use crate::{input, output};
 
-/// Convert a certificate, private key, CSR or CRL between PEM and DER.
-///
-/// The input format is detected. Without --to, PEM becomes DER (what the
-/// device loads) and DER becomes PEM. Without -o, the output name follows the
-/// device guide: server.crt -> server.der, server.key -> server.key.der.
-/// Encrypted keys are decrypted (the device cannot load them): give
-/// --password-file, or run in a terminal to be asked. Keys are written 0600,
-/// keep their structure (PKCS#8, SEC1 or PKCS#1) and lose any trailing bytes.
-/// A file with several certificates is refused: use `devtls split`.
+// `devtls convert`: described on `Command::Convert` in mod.rs, where `devtls --help`
+// lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls convert server.crt                  # -> server.der

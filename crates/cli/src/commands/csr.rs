@@ -13,13 +13,8 @@ use serde::Serialize;
 use crate::output;
 use crate::snippets;
 
-/// Create a private key and a certificate signing request (CSR) for a public CA.
-///
-/// Writes domain.key (PEM PKCS#8, for the PC), domain.key.der (DER, for the
-/// device) and domain.csr (PEM, what the CA's web form or an ACME client
-/// takes). The CSR carries every --domain as a subjectAltName and the first
-/// as the common name. The key never leaves this machine: only the CSR goes
-/// to the CA.
+// `devtls csr`: described on `Command::Csr` in mod.rs, where `devtls --help`
+// lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls csr --domain cam.example.com

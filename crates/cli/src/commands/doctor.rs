@@ -21,15 +21,8 @@ use super::anchor::{fmt_time, print_chain, target};
 use crate::input;
 use crate::output;
 
-/// Say whether the device will connect to a server, and if not, what it will
-/// print and how to fix it.
-///
-/// Runs a handshake restricted to the device profile, then verifies the
-/// chain the server presents exactly as the device does: one anchor (--ca),
-/// the device's clock (--device-time), its X.509 profile, host name rules
-/// (SAN, then CN when there is no SAN), EKU, and a path built only from
-/// what the server sends. With --files DIR it checks a device's own files
-/// (certificate, key, anchor) offline.
+// `devtls doctor`: described on `Command::Doctor` in mod.rs, where `devtls --help`
+// lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls doctor api.example.com --ca ca.der

@@ -24,12 +24,8 @@ use serde::Serialize;
 use crate::output::{self, Exit};
 use crate::snippets::{self, DeviceFiles};
 
-/// Manage a fleet: a CA, one unique key and certificate per device, an
-/// inventory, revocation (CRL), expiry and rotation.
-///
-/// A fleet is a folder (default ./fleet) holding the CA (ca.der, ca.crt and
-/// the 0600 ca.key, which never leaves it), an SQLite inventory and one
-/// folder per device under devices/ with exactly what that device loads.
+// `devtls fleet`: described on `Command::Fleet` in mod.rs, where `devtls --help`
+// lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls fleet init --name \"Acme cameras\"

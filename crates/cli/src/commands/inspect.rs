@@ -13,13 +13,8 @@ use serde::Serialize;
 
 use crate::{input, output};
 
-/// Show what certificate, key, CSR or CRL files hold.
-///
-/// For every item in every file (bundles too): kind, subject, issuer,
-/// serial, SANs, validity with days left or days since expiry, key type and
-/// size or curve, signature algorithm, basic constraints, key usage, EKU,
-/// SHA-256 fingerprint (the colon form `openssl x509 -fingerprint -sha256`
-/// prints) and DER size. Private keys are described, never printed.
+// `devtls inspect`: described on `Command::Inspect` in mod.rs, where `devtls --help`
+// lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls inspect server.der server.key.der

@@ -17,13 +17,8 @@ use time::{Date, OffsetDateTime};
 
 use crate::{input, output};
 
-/// Check key and certificate files the way the device will.
-///
-/// Each finding has a severity (error: the device refuses it; warning: it
-/// works but will bite; note: worth knowing), a stable id, the file, what is
-/// wrong and the fix. Give a key and its certificate together to check that
-/// they match. Exit status: 0 no errors, 1 errors found, 2 a file could not
-/// be read.
+// `devtls lint`: described on `Command::Lint` in mod.rs, where `devtls --help`
+// lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls lint server.der server.key.der --host openmv

@@ -16,12 +16,8 @@ use serde::Serialize;
 use crate::output;
 use crate::snippets::{self, DeviceFiles};
 
-/// Create a self-signed key and certificate for a server or a client.
-///
-/// Writes STEM.key and STEM.crt (PEM, for the PC) and STEM.der and
-/// STEM.key.der (DER, for the device), where STEM is `server` or `client`
-/// as in the device guide. The key is written 0600 and never overwritten
-/// without --force.
+// `devtls new`: described on `Command::New` in mod.rs, where `devtls --help`
+// lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls new server --dns openmv --ip 192.168.1.50

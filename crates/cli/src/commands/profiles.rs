@@ -8,10 +8,8 @@ use devtls_pki::profile::{self, Profile};
 
 use crate::output;
 
-/// Show the device profiles devtls checks against.
-///
-/// A profile is what one kind of device's TLS stack accepts: file formats,
-/// key types, protocol versions, cipher suites, buffer sizes, trust anchors.
+// `devtls profiles`: described on `Command::Profiles` in mod.rs, where `devtls --help`
+// lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  devtls profiles\n  devtls profiles openmv --json")]
 pub struct Args {

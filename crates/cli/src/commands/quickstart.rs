@@ -30,14 +30,8 @@ use tokio::sync::mpsc;
 use crate::output;
 use crate::snippets::{self, DeviceFiles};
 
-/// Run the whole device guide on this machine: certificates, a server, a
-/// verified client, mutual TLS and DTLS, and show what worked.
-///
-/// Writes the guide's files (server.* and client.*, PEM for the PC and DER
-/// for the device) into --out, runs every exchange against a real server on
-/// 127.0.0.1 restricted to the device profile, prints a table of the
-/// outcomes and the MicroPython lines for the device. Exit status 1 if any
-/// step failed.
+// `devtls quickstart`: described on `Command::Quickstart` in mod.rs, where `devtls --help`
+// lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls quickstart

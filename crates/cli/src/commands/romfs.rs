@@ -15,11 +15,8 @@ use time::OffsetDateTime;
 
 use crate::{input, output};
 
-/// Pack device files into a ROMFS image, or list what an image holds.
-///
-/// A ROMFS image is the read-only file system MicroPython (1.25 and later)
-/// mounts at /rom: deploy it once with `mpremote romfs deploy` and the
-/// board reads /rom/ca.der and the rest without copying files one by one.
+// `devtls romfs`: described on `Command::Romfs` in mod.rs, where `devtls --help`
+// lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls romfs build certs

@@ -9,10 +9,8 @@ use serde::Serialize;
 
 use crate::output;
 
-/// List the root certificates `devtls anchor` builds paths to.
-///
-/// The set is the Mozilla CA program's server-authentication roots, bundled
-/// at build time; `devtls anchor --roots FILE` replaces it with a PEM bundle.
+// `devtls roots`: described on `Command::Roots` in mod.rs, where `devtls --help`
+// lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  devtls roots\n  devtls roots --json | jq '.roots | length'")]
 pub struct Args {

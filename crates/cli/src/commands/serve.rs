@@ -12,27 +12,8 @@ use devtls_pki::profile::Profile;
 
 use crate::input;
 
-/// Run the guide's TLS server: answer every client with `hello`, show who came.
-///
-/// Prints `listening on ADDR:PORT` first (with --port 0, the port the system
-/// picked), then one line per client: address, protocol version, cipher
-/// suite, client certificate subject (with --ca) and what it sent, or why its
-/// handshake failed, the fix, and what the device would print. Clients are
-/// served concurrently; one that stalls is dropped after --timeout seconds.
-///
-/// --dtls serves DTLS 1.2 over UDP instead, like the guide's DTLS server:
-/// each address's first ClientHello gets a HelloVerifyRequest whose cookie is
-/// bound to that address and port, and only a client that answers it gets a
-/// handshake (and any state at all). Same lines, same --ca for mutual TLS.
-///
-/// --count N exits after N clients: connections accepted over TCP whose
-/// handshake and exchange then ended, served or failed (with --dtls: clients
-/// that answered the cookie; it then keeps answering them for a moment, in
-/// case its reply was lost). The exit status is 0 if all of them were
-/// served, 1 if any failed. Without --count it serves until interrupted.
-///
-/// With --json, each line is one JSON object: first {"listening": ...}, then
-/// one per client.
+// `devtls serve`: described on `Command::Serve` in mod.rs, where `devtls --help`
+// lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls serve --cert server.der --key server.key.der

@@ -11,14 +11,8 @@ use serde::Serialize;
 
 use crate::{input, output};
 
-/// Split a certificate bundle into leaf.der, intermediate-1.der, ... root.der.
-///
-/// Reads certbot's fullchain.pem (leaf + intermediates) or chain.pem
-/// (intermediates), a commercial CA's .ca-bundle, or concatenated DER, in any
-/// order, and names each certificate by its place in the chain: the leaf is
-/// the certificate your server (or the device) presents, intermediate-1
-/// signed it, intermediate-2 signed intermediate-1, and a self-signed CA
-/// certificate, if the file has one, is the root (the trust anchor).
+// `devtls split`: described on `Command::Split` in mod.rs, where `devtls --help`
+// lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls split /etc/letsencrypt/live/cam.example.com/fullchain.pem --out certs/
