@@ -22,14 +22,15 @@
 #   on ext4 2.9 vs 2.5 ms), more than they saved.
 # - Of the rest (in-process timings, tmpfs): ~1.1 ms before main (the
 #   process floor below plus libgcc_s, libm and AWS-LC's cpuid checks:
-#   cpuid traps to the hypervisor here, ~5 us each), ~0.1 ms parsing the
-#   command line (it was ~0.3 ms while clap built every subcommand's
-#   arguments: first touch of their code pages; now only the command that
-#   runs is built), ~0.1 ms AWS-LC's first random bytes and key, ~0.1 ms the
-#   certificate.
+#   cpuid traps to the hypervisor here, ~5 us each); ~0.3 ms parsing the
+#   command line while clap built every subcommand's arguments (first touch
+#   of their code pages; building only the command that runs saved ~50 page
+#   faults, ~0.2 ms); ~0.1 ms AWS-LC's first random bytes and key; ~0.1 ms
+#   the certificate.
 # - Measured 2026-11-25 (2 shared vCPUs): tmpfs 20.8-21.5x, ext4 14.0-14.3x.
-#   On this disk the four fsyncs are ~0.7 ms (each ends in a device cache
-#   flush); the guide's openssl commands do not sync at all.
+#   On this disk the run is ~0.7 ms longer than on tmpfs, where fsync costs
+#   nothing: that is the wait for the four fsyncs; the guide's openssl
+#   commands do not sync at all.
 # - Page faults: ~260 per run (/bin/true: 70), ~5 us each for code (a fault
 #   maps 16 pages), ~1.5-2 us for data. ~70 are the dynamic loader writing
 #   the PIE's 15.6k relocations; a non-PIE link saves them (~0.1 ms) but

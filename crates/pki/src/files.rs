@@ -57,10 +57,10 @@ impl Output {
 ///
 /// Every file is first written and synced under a temporary name; only when
 /// all of them are on disk are they renamed into place, so a failure (full
-/// disk, permissions) leaves none of the set behind. The disk writes of all
-/// files are started before the first sync waits, so the set costs about
-/// one flush rather than one per file, without a thread per file (threads
-/// cost more than the flushes they overlapped: bench/new.sh).
+/// disk, permissions) leaves none of the set behind. The data writes of all
+/// files are started before the first sync waits, so they overlap; each
+/// sync still waits for its own flush. A thread per file overlapped the
+/// flushes too but cost more than it saved (bench/new.sh).
 pub fn write_all(outputs: &[Output], force: bool) -> Result<(), Error> {
     if !force {
         let existing: Vec<String> = outputs

@@ -31,7 +31,6 @@ use serde::Serialize;
 
 /// The kind of the record that holds the whole image: bytes `d2 cd 31`.
 const IMAGE: u64 = 0x14a6b1;
-const PADDING: u64 = 1;
 const DATA: u64 = 2;
 const DATA_ELSEWHERE: u64 = 3;
 const DIRECTORY: u64 = 4;
@@ -129,6 +128,22 @@ impl Tree {
         Ok(tree)
     }
 
+    /// Every file's path (from the image's root) and contents, in image order.
+    pub fn files(&self) -> Vec<(String, &[u8])> {
+        let mut out = Vec::new();
+        self.collect_files("", &mut out);
+        out
+    }
+
+    fn collect_files<'a>(&'a self, prefix: &str, out: &mut Vec<(String, &'a [u8])>) {
+        for (name, node) in &self.entries {
+            match node {
+                Node::File(data) => out.push((format!("{prefix}{name}"), data)),
+                Node::Folder(tree) => tree.collect_files(&format!("{prefix}{name}/"), out),
+            }
+        }
+    }
+
     /// The files and folders in this tree, parents before their children.
     pub fn entries(&self) -> Vec<Entry> {
         let mut out = Vec::new();
@@ -223,7 +238,7 @@ fn read_folder(bytes: &[u8], prefix: &str, out: &mut Vec<Entry>) -> Result<(), E
     while !reader.bytes.is_empty() {
         let (kind, payload) = reader.record()?;
         if kind != FILE && kind != DIRECTORY {
-            continue; // padding, data records and kinds this reader does not know
+            continue; // padding (kind 1), data records and kinds this reader does not know
         }
         let mut inner = Reader { bytes: payload };
         let name_len = inner.varuint()? as usize;
@@ -259,8 +274,7 @@ fn file_size(bytes: &[u8]) -> Option<u64> {
         match kind {
             DATA => return Some(payload.len() as u64),
             DATA_ELSEWHERE => return Reader { bytes: payload }.varuint().ok(),
-            PADDING => {}
-            _ => {}
+            _ => {} // padding and kinds this reader does not know
         }
     }
     None
@@ -400,6 +414,12 @@ mod tests {
         let paths: Vec<&str> = listed.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["boot.py", "certs", "certs/ca.der", "certs/old"]);
         assert_eq!(listed, tree.entries());
+        let files: Vec<(String, usize)> = tree
+            .files()
+            .into_iter()
+            .map(|(path, data)| (path, data.len()))
+            .collect();
+        assert_eq!(files, [("boot.py".into(), 9), ("certs/ca.der".into(), 300)]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anstream::println;
-use anyhow::{bail, Context};
+use anyhow::bail;
 use devtls_pki::files::{self, Output};
 use devtls_pki::lint::{self, Finding, Options};
 use devtls_pki::sniff::{self, Sniffed};
@@ -122,7 +122,7 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             args.dir.display()
         );
     }
-    let findings = check(&args.dir, &entries, profile)?;
+    let findings = check(&args.dir, &tree, profile);
     let image = tree.image();
     let out = args
         .output
@@ -188,22 +188,16 @@ fn default_output(dir: &Path) -> PathBuf {
     beside.join(name)
 }
 
-/// Lints the certificates, keys, CSRs and CRLs in the folder together (a
-/// key is matched with its certificate), as the device will load them.
-fn check(
-    dir: &Path,
-    entries: &[Entry],
-    profile: &'static devtls_pki::profile::Profile,
-) -> anyhow::Result<Vec<Finding>> {
+/// Lints the certificates, keys, CSRs and CRLs going into the image
+/// together (a key is matched with its certificate), as the device will
+/// load them; files are named by their path under DIR.
+fn check(dir: &Path, tree: &Tree, profile: &'static devtls_pki::profile::Profile) -> Vec<Finding> {
     let mut names = Vec::new();
     let mut sniffed: Vec<Sniffed> = Vec::new();
-    for entry in entries.iter().filter(|e| e.size.is_some()) {
-        let path = dir.join(&entry.path);
-        let bytes =
-            std::fs::read(&path).with_context(|| format!("{}: cannot be read", path.display()))?;
+    for (path, bytes) in tree.files() {
         // Scripts and other files are not for lint: only what sniffs as PKI material.
-        if let Ok(found) = sniff::sniff(&bytes) {
-            names.push(path.display().to_string());
+        if let Ok(found) = sniff::sniff(bytes) {
+            names.push(dir.join(path).display().to_string());
             sniffed.push(found);
         }
     }
@@ -213,7 +207,7 @@ fn check(
         at: OffsetDateTime::now_utc(),
         role: None,
     };
-    Ok(super::lint::lint_files(&names, &sniffed, &options))
+    super::lint::lint_files(&names, &sniffed, &options)
 }
 
 fn print_built(built: &Built<'_>, out: &Path) {
