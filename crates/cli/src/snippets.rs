@@ -1,7 +1,11 @@
 //! The MicroPython lines that load device files, as the device guide writes them.
 //!
 //! Printed after every command that writes files for the device, so the user
-//! can paste them unchanged.
+//! can paste them unchanged, and written into fleet devices' `boot.py`. Every
+//! value goes in through [`devtls_pki::names::py_str`], so no host name or
+//! file name can end its string literal (docs/hardening.md).
+
+use devtls_pki::names::py_str;
 
 /// Files a device loads, by the names they will have on the device.
 pub struct DeviceFiles<'a> {
@@ -19,18 +23,20 @@ pub fn client(files: &DeviceFiles, hostname: &str, port: u16) -> String {
         "import socket, ssl, ntptime\n\
          ntptime.settime()  # the validity check needs the clock\n",
     );
-    s += &format!("addr = socket.getaddrinfo(\"{hostname}\", {port})[0][-1]\n");
+    let host = py_str(hostname);
+    s += &format!("addr = socket.getaddrinfo({host}, {port})[0][-1]\n");
     s += "sock = socket.socket()\nsock.connect(addr)\nctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n";
     if let (Some(cert), Some(key)) = (files.cert, files.key) {
-        s += &format!("ctx.load_cert_chain(\"{cert}\", \"{key}\")\n");
+        s += &format!("ctx.load_cert_chain({}, {})\n", py_str(cert), py_str(key));
     }
     if let Some(anchor) = files.anchor {
         s += &format!(
-            "ctx.verify_mode = ssl.CERT_REQUIRED\nctx.load_verify_locations(cafile=\"{anchor}\")\n"
+            "ctx.verify_mode = ssl.CERT_REQUIRED\nctx.load_verify_locations(cafile={})\n",
+            py_str(anchor)
         );
     }
     s += &format!(
-        "ssock = ctx.wrap_socket(sock, server_hostname=\"{hostname}\")\n\
+        "ssock = ctx.wrap_socket(sock, server_hostname={host})\n\
          ssock.write(b\"hello\\n\")\nprint(ssock.read())\nssock.close()\n"
     );
     s
@@ -44,11 +50,12 @@ pub fn server(files: &DeviceFiles, port: u16) -> String {
          ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n",
     );
     if let (Some(cert), Some(key)) = (files.cert, files.key) {
-        s += &format!("ctx.load_cert_chain(\"{cert}\", \"{key}\")\n");
+        s += &format!("ctx.load_cert_chain({}, {})\n", py_str(cert), py_str(key));
     }
     if let Some(anchor) = files.anchor {
         s += &format!(
-            "ctx.verify_mode = ssl.CERT_REQUIRED\nctx.load_verify_locations(cafile=\"{anchor}\")\n"
+            "ctx.verify_mode = ssl.CERT_REQUIRED\nctx.load_verify_locations(cafile={})\n",
+            py_str(anchor)
         );
     }
     s += &format!(
