@@ -107,4 +107,115 @@ mod tests {
         assert!(!s.contains("CERT_REQUIRED"));
         assert!(s.contains("server_side=True"));
     }
+    /// Where the MicroPython checker lives (tests/micropython, set up by .ci/run).
+    fn checker() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/micropython")
+    }
+
+    fn hex(s: &str) -> String {
+        s.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// What `tests/micropython/run_script.py` prints for a script: one hex
+    /// line per value handed to socket/ssl, from CPython.
+    fn cpython(script: &std::path::Path) -> Vec<String> {
+        let harness = std::fs::read_to_string(checker().join("run_script.py")).unwrap();
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "src = open({:?}, encoding='utf-8').read()\n{harness}",
+                script.display().to_string()
+            ))
+            .output()
+            .unwrap_or_else(|e| panic!("python3 is missing ({e}): apt-get install python3"));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "CPython: {text}{err}");
+        seen_lines(text.lines())
+    }
+
+    /// The values the stand-ins saw, without what the script printed itself.
+    fn seen_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String> {
+        lines
+            .filter_map(|l| l.strip_prefix("seen:"))
+            .map(String::from)
+            .collect()
+    }
+
+    /// The same from real MicroPython (WebAssembly under node), all scripts at once.
+    fn micropython(scripts: &[std::path::PathBuf]) -> Vec<Vec<String>> {
+        let dir = checker();
+        if !dir.join("node_modules/@micropython").is_dir() {
+            panic!("MicroPython checker missing: apt-get install nodejs npm && npm install --prefix tests/micropython");
+        }
+        let out = std::process::Command::new("node")
+            .arg(dir.join("check.mjs"))
+            .args(scripts)
+            .output()
+            .unwrap_or_else(|e| panic!("node is missing ({e}): apt-get install nodejs npm"));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "node: {text}{err}");
+        text.lines()
+            .map(|l| {
+                let (_, seen) = l.split_once('\t').unwrap();
+                assert!(!seen.starts_with("ERROR"), "MicroPython: {l}");
+                seen_lines(seen.split('|'))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hostile_values_reach_socket_and_ssl_intact_on_cpython_and_micropython() {
+        let hostile = [
+            "x\"+str(__import__(\"os\").system(\"echo PWNED\"))[:0]+\"",
+            "a\"b",
+            "a\\",
+            "a\\\"",
+            "line\nbreak\r",
+            "'''",
+            "\"\"\"",
+            "é€😀",
+            "\u{2028}\u{1}\u{7f}",
+            "{0}%s",
+            "server.local",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let mut scripts = Vec::new();
+        let mut expected = Vec::new();
+        for (i, value) in hostile.iter().enumerate() {
+            let files = DeviceFiles {
+                cert: Some(value),
+                key: Some("client.key.der"),
+                anchor: Some(value),
+            };
+            let client_py = dir.path().join(format!("client{i}.py"));
+            std::fs::write(&client_py, client(&files, value, 8443)).unwrap();
+            scripts.push(client_py);
+            expected.push(vec![
+                hex(&format!("host={value}")),
+                hex(&format!("cert={value}")),
+                hex("key=client.key.der"),
+                hex(&format!("cafile={value}")),
+                hex(&format!("server_hostname={value}")),
+            ]);
+            let server_py = dir.path().join(format!("server{i}.py"));
+            std::fs::write(&server_py, server(&files, 8443)).unwrap();
+            scripts.push(server_py);
+            expected.push(vec![
+                hex(&format!("cert={value}")),
+                hex("key=client.key.der"),
+                hex(&format!("cafile={value}")),
+                hex("host=0.0.0.0"),
+            ]);
+        }
+        for (script, want) in scripts.iter().zip(&expected) {
+            assert_eq!(&cpython(script), want, "CPython ran {}", script.display());
+        }
+        let mp = micropython(&scripts);
+        assert_eq!(mp.len(), scripts.len());
+        for ((seen, want), script) in mp.iter().zip(&expected).zip(&scripts) {
+            assert_eq!(seen, want, "MicroPython ran {}", script.display());
+        }
+    }
 }

@@ -757,9 +757,8 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default()
         };
         inventory::for_each(fleet.db(), &Filter::default(), |r| {
-            writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{},{}",
+            // Every cell escaped: a spreadsheet shows a value, never evaluates it.
+            let cells = [
                 r.device,
                 r.serial,
                 r.sha256.unwrap_or_default(),
@@ -768,11 +767,15 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
                 rfc(r.not_before),
                 rfc(r.not_after),
                 r.status,
-                r.from_csr,
+                r.from_csr.to_string(),
                 r.revoked_at.map(rfc).unwrap_or_default(),
-                r.reason.unwrap_or_default()
-            )
-            .map_err(io)
+                r.reason.unwrap_or_default(),
+            ];
+            let line: Vec<String> = cells
+                .iter()
+                .map(|c| devtls_pki::names::csv_cell(c))
+                .collect();
+            writeln!(out, "{}", line.join(",")).map_err(io)
         })?;
         out.flush()?;
     }
