@@ -460,8 +460,16 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
             devices::validate_id(&format!("{prefix}{}", (*n).max(1)))?;
         }
         _ => {
+            let mut devices = 0u64;
             for req in source()? {
                 req?;
+                devices += 1;
+            }
+            if let (0, Some(path)) = (devices, &a.from) {
+                bail!(
+                    "{}: lists no devices; write one per line as id[,dns[,ip]]",
+                    path.display()
+                );
             }
         }
     }
