@@ -119,6 +119,9 @@ static void s_add(str_t *s, const char *data, size_t n) {
     s->p[s->len] = 0;
 }
 
+/* Appends a string literal. */
+#define s_lit(s, lit) s_add((s), (lit), sizeof(lit) - 1)
+
 static void s_printf(str_t *s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -134,21 +137,21 @@ static void s_printf(str_t *s, const char *fmt, ...) {
 /* Appends `data` as a JSON string (or null when data is NULL). */
 static void s_json(str_t *s, const char *data, size_t n) {
     if (!data) {
-        s_add(s, "null", 4);
+        s_lit(s, "null");
         return;
     }
-    s_add(s, "\"", 1);
+    s_lit(s, "\"");
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)data[i];
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
             s_add(s, e, 2);
         } else if (c == '\n') {
-            s_add(s, "\\n", 2);
+            s_lit(s, "\\n");
         } else if (c == '\r') {
-            s_add(s, "\\r", 2);
+            s_lit(s, "\\r");
         } else if (c == '\t') {
-            s_add(s, "\\t", 2);
+            s_lit(s, "\\t");
         } else if (c < 0x20 || c == 0x7f) {
             s_printf(s, "\\u%04x", c);
         } else if (c >= 0x80) {
@@ -166,13 +169,13 @@ static void s_json(str_t *s, const char *data, size_t n) {
                 s_add(s, data + i, need + 1);
                 i += need;
             } else {
-                s_add(s, "\\ufffd", 6);
+                s_lit(s, "\\ufffd");
             }
         } else {
             s_add(s, (const char *)&c, 1);
         }
     }
-    s_add(s, "\"", 1);
+    s_lit(s, "\"");
 }
 
 static void s_jsonz(str_t *s, const char *z) {
@@ -455,15 +458,15 @@ static void emit_result(result_t *r, context_t *c) {
     if (r->has_code) {
         s_printf(&s, ", \"code\": %d", r->code);
     } else {
-        s_add(&s, ", \"code\": null", 14);
+        s_lit(&s, ", \"code\": null");
     }
-    s_add(&s, ", \"version\": ", 13);
+    s_lit(&s, ", \"version\": ");
     s_jsonz(&s, r->version);
-    s_add(&s, ", \"cipher\": ", 12);
+    s_lit(&s, ", \"cipher\": ");
     s_jsonz(&s, r->cipher[0] ? r->cipher : NULL);
-    s_add(&s, ", \"received\": ", 14);
+    s_lit(&s, ", \"received\": ");
     s_json(&s, r->ok ? (r->received.p ? r->received.p : "") : NULL, r->received.len);
-    s_add(&s, ", \"peer_subject\": ", 18);
+    s_lit(&s, ", \"peer_subject\": ");
     s_jsonz(&s, c && c->have_subject ? c->peer_subject : NULL);
     if (r->has_verify) {
         char info[1024];
@@ -474,15 +477,15 @@ static void emit_result(result_t *r, context_t *c) {
             char *nl = strchr(line, '\n');
             size_t len = nl ? (size_t)(nl - line) : strlen(line);
             if (!first) {
-                s_add(&s, ", ", 2);
+                s_lit(&s, ", ");
             }
             s_json(&s, line, len);
             first = 0;
             line += len + (nl ? 1 : 0);
         }
-        s_add(&s, "]", 1);
+        s_lit(&s, "]");
     }
-    s_add(&s, "}", 1);
+    s_lit(&s, "}");
     emit(&s);
     free(r->received.p);
     r->received.p = NULL;
@@ -492,7 +495,7 @@ static void load_error(const char *what, int code) {
     str_t s = {0};
     char name[256];
     error_name(code, name, sizeof(name));
-    s_add(&s, "{\"ok\": false, \"error\": ", 23);
+    s_lit(&s, "{\"ok\": false, \"error\": ");
     char msg[1024];
     snprintf(msg, sizeof(msg), "%s: %s", what, name);
     s_jsonz(&s, msg);
@@ -502,9 +505,9 @@ static void load_error(const char *what, int code) {
 
 static void plain_error(const char *msg) {
     str_t s = {0};
-    s_add(&s, "{\"ok\": false, \"error\": ", 23);
+    s_lit(&s, "{\"ok\": false, \"error\": ");
     s_jsonz(&s, msg);
-    s_add(&s, ", \"code\": null, \"version\": null, \"cipher\": null, \"received\": null, \"peer_subject\": null}", 86);
+    s_lit(&s, ", \"code\": null, \"version\": null, \"cipher\": null, \"received\": null, \"peer_subject\": null}");
     emit(&s);
 }
 
@@ -856,7 +859,7 @@ static int suites_main(void) {
     /* What ssl_write_client_hello_cipher_suites offers: the default list
      * filtered by version (TLS 1.2) and without PSK suites (no PSK set). */
     str_t s = {0};
-    s_add(&s, "[", 1);
+    s_lit(&s, "[");
     int first = 1;
     for (const int *id = mbedtls_ssl_list_ciphersuites(); *id; id++) {
         const mbedtls_ssl_ciphersuite_t *info = mbedtls_ssl_ciphersuite_from_id(*id);
@@ -871,12 +874,12 @@ static int suites_main(void) {
             }
         }
         if (!first) {
-            s_add(&s, ", ", 2);
+            s_lit(&s, ", ");
         }
         s_jsonz(&s, name);
         first = 0;
     }
-    s_add(&s, "]", 1);
+    s_lit(&s, "]");
     emit(&s);
     return 0;
 }
@@ -889,11 +892,11 @@ static void load_report(int ret, const char *raises, const char *kind, int bits)
         error_name(ret, name, sizeof(name));
         s_jsonz(&s, name);
     } else {
-        s_add(&s, "null", 4);
+        s_lit(&s, "null");
     }
-    s_add(&s, ", \"raises\": ", 12);
+    s_lit(&s, ", \"raises\": ");
     s_jsonz(&s, ret != 0 ? raises : NULL);
-    s_add(&s, ", \"type\": ", 10);
+    s_lit(&s, ", \"type\": ");
     s_jsonz(&s, kind);
     s_printf(&s, ", \"bits\": %d}", bits);
     emit(&s);
@@ -969,7 +972,7 @@ static char *j_string(json_t *j, size_t *outlen) {
     }
     j->p++;
     str_t s = {0};
-    s_add(&s, "", 0);
+    s_lit(&s, "");
     while (*j->p && *j->p != '"') {
         if (*j->p == '\\') {
             j->p++;
@@ -1213,17 +1216,17 @@ static int vreq_parse(const char *line, vreq_t *q, char *err, size_t errn) {
 static void code_obj(str_t *s, int code, int index) {
     char name[256];
     error_name(code, name, sizeof(name));
-    s_add(s, "{", 1);
+    s_lit(s, "{");
     if (index >= 0) {
         s_printf(s, "\"index\": %d, ", index);
     }
     s_printf(s, "\"code\": %d, \"error\": ", code);
     s_jsonz(s, name);
-    s_add(s, "}", 1);
+    s_lit(s, "}");
 }
 
 static void verify_one(const vreq_t *q, str_t *s) {
-    s_add(s, "{\"id\": ", 7);
+    s_lit(s, "{\"id\": ");
     s_add(s, q->id_raw ? q->id_raw : "null", q->id_raw ? strlen(q->id_raw) : 4);
     set_device_time(q->when);
 
@@ -1234,17 +1237,17 @@ static void verify_one(const vreq_t *q, str_t *s) {
     mbedtls_x509_crt_init(&chain);
     unsigned char *ders[MAX_CHAIN] = {0};
     int ret = ader ? mbedtls_x509_crt_parse(&anchor, ader, alen) : MBEDTLS_ERR_BASE64_INVALID_CHARACTER;
-    s_add(s, ", \"anchor\": ", 12);
+    s_lit(s, ", \"anchor\": ");
     if (ret != 0) {
         code_obj(s, ret, -1);
-        s_add(s, ", \"parse\": null, \"skipped\": [], \"ret\": null, \"flags\": null, \"texts\": [], \"server_auth\": null}", 92);
+        s_lit(s, ", \"parse\": null, \"skipped\": [], \"ret\": null, \"flags\": null, \"texts\": [], \"server_auth\": null}");
         goto done;
     }
-    s_add(s, "null", 4);
+    s_lit(s, "null");
 
     int parse_fail = -1, parse_code = 0, parsed = 0;
     str_t skipped = {0};
-    s_add(&skipped, "[", 1);
+    s_lit(&skipped, "[");
     for (int i = 0; i < q->nchain; i++) {
         size_t n = 0;
         ders[i] = b64(q->chain[i], &n);
@@ -1259,17 +1262,17 @@ static void verify_one(const vreq_t *q, str_t *s) {
             break;
         }
     }
-    s_add(&skipped, "]", 1);
-    s_add(s, ", \"parse\": ", 11);
+    s_lit(&skipped, "]");
+    s_lit(s, ", \"parse\": ");
     if (parse_fail >= 0) {
         code_obj(s, parse_code, parse_fail);
     } else {
-        s_add(s, "null", 4);
+        s_lit(s, "null");
     }
     s_printf(s, ", \"skipped\": %s", skipped.p);
     free(skipped.p);
     if (parse_fail >= 0 || parsed == 0) {
-        s_add(s, ", \"ret\": null, \"flags\": null, \"texts\": [], \"server_auth\": null}", 62);
+        s_lit(s, ", \"ret\": null, \"flags\": null, \"texts\": [], \"server_auth\": null}");
         goto done;
     }
     uint32_t flags = 0;
@@ -1283,7 +1286,7 @@ static void verify_one(const vreq_t *q, str_t *s) {
         char *nl = strchr(line, '\n');
         size_t len = nl ? (size_t)(nl - line) : strlen(line);
         if (!first) {
-            s_add(s, ", ", 2);
+            s_lit(s, ", ");
         }
         s_json(s, line, len);
         first = 0;
@@ -1314,11 +1317,11 @@ static int verify_main(void) {
         char err[256];
         str_t s = {0};
         if (vreq_parse(line, &q, err, sizeof(err)) != 0) {
-            s_add(&s, "{\"id\": ", 7);
+            s_lit(&s, "{\"id\": ");
             s_add(&s, q.id_raw ? q.id_raw : "null", q.id_raw ? strlen(q.id_raw) : 4);
-            s_add(&s, ", \"bad_input\": ", 15);
+            s_lit(&s, ", \"bad_input\": ");
             s_jsonz(&s, err);
-            s_add(&s, "}", 1);
+            s_lit(&s, "}");
             status = EXIT_BAD;
         } else {
             verify_one(&q, &s);

@@ -344,3 +344,102 @@ pub fn parse_client_hello(bytes: &[u8], dtls: bool) -> ClientHello {
     }
     hello
 }
+
+/// One chain for the device's X.509 verification (`device-peer verify`).
+#[derive(Debug, Clone)]
+pub struct VerifyCase {
+    /// Echoed back as the answer's `id`.
+    pub id: String,
+    /// The one anchor, DER (what `load_verify_locations` gets).
+    pub anchor: Vec<u8>,
+    /// What the server sends, leaf first, DER each.
+    pub chain: Vec<Vec<u8>>,
+    /// `server_hostname`, or None for no name check.
+    pub hostname: Option<String>,
+    /// The device clock, seconds since 1970.
+    pub time: i64,
+}
+
+/// The device's answer for one [`VerifyCase`].
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Verdict {
+    /// The case's id.
+    pub id: String,
+    /// The anchor failed to load: its code.
+    pub anchor: Option<ParseFailure>,
+    /// The first chain certificate the TLS layer refuses to parse.
+    pub parse: Option<ParseFailure>,
+    /// Chain certificates skipped (unknown signature algorithm).
+    #[serde(default)]
+    pub skipped: Vec<usize>,
+    /// mbedtls_x509_crt_verify_with_profile's return (0 or -0x2700).
+    pub ret: Option<i64>,
+    /// Its verify flags (None when it did not run).
+    pub flags: Option<u32>,
+    /// One text per flag, as mbedtls_x509_crt_verify_info writes them.
+    #[serde(default)]
+    pub texts: Vec<String>,
+    /// The leaf's EKU allows serverAuth (the TLS client checks it next).
+    pub server_auth: Option<bool>,
+}
+
+/// A certificate mbedTLS refused to parse.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ParseFailure {
+    /// Position in the chain (absent for the anchor).
+    pub index: Option<usize>,
+    /// mbedTLS's code.
+    pub code: i64,
+    /// Its MBEDTLS_ERR_ name(s).
+    pub error: String,
+}
+
+/// Verifies every case in one `device-peer verify` process, in order.
+pub fn verify(cases: &[VerifyCase]) -> Vec<Verdict> {
+    let mut input = String::new();
+    for c in cases {
+        let line = serde_json::json!({
+            "id": c.id,
+            "anchor": base64(&c.anchor),
+            "chain": c.chain.iter().map(|d| base64(d)).collect::<Vec<_>>(),
+            "hostname": c.hostname,
+            "time": c.time,
+        });
+        input.push_str(&line.to_string());
+        input.push('\n');
+    }
+    let out = run(&std::env::temp_dir(), &["verify"], input.as_bytes());
+    assert!(
+        out.status.success(),
+        "device-peer verify failed:\n{}",
+        super::text(&out)
+    );
+    let verdicts: Vec<Verdict> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(verdicts.len(), cases.len(), "one answer per case");
+    verdicts
+}
+
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
