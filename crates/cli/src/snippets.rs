@@ -218,4 +218,67 @@ mod tests {
             assert_eq!(seen, want, "MicroPython ran {}", script.display());
         }
     }
+
+    /// Reads back a literal `py_str` made, as Python does; `None` if it ends early.
+    fn unquote(lit: &str) -> Option<String> {
+        let inner = lit.strip_prefix('"')?.strip_suffix('"')?;
+        let mut out = String::new();
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' | '\n' | '\r' => return None,
+                '\\' => {
+                    let e = chars.next()?;
+                    let mut hex = |n: usize| {
+                        let h: String = chars.by_ref().take(n).collect();
+                        char::from_u32(u32::from_str_radix(&h, 16).ok()?)
+                    };
+                    out.push(match e {
+                        '"' | '\\' => e,
+                        'x' => hex(2)?,
+                        'u' => hex(4)?,
+                        'U' => hex(8)?,
+                        _ => return None,
+                    });
+                }
+                c => out.push(c),
+            }
+        }
+        Some(out)
+    }
+
+    fn cases() -> u32 {
+        std::env::var("DEVTLS_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: cases(),
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Whatever host and file names go in, each literal reads back as
+        /// exactly that value and the script keeps its shape (the same
+        /// lines as with plain names): nothing ends a literal early.
+        #[test]
+        fn any_value_stays_inside_its_literal(host in "\\PC*|.*", cert in ".*") {
+            let lit = devtls_pki::names::py_str(&host);
+            proptest::prop_assert!(lit.is_ascii());
+            proptest::prop_assert_eq!(unquote(&lit), Some(host.clone()));
+            let files = DeviceFiles { cert: Some(&cert), key: Some("k"), anchor: Some(&cert) };
+            let plain = DeviceFiles { cert: Some("c"), key: Some("k"), anchor: Some("a") };
+            let script = client(&files, &host, 8443);
+            proptest::prop_assert_eq!(script.lines().count(), client(&plain, "h", 8443).lines().count());
+            let wanted = format!("server_hostname={lit})");
+            proptest::prop_assert!(script.contains(&wanted));
+            proptest::prop_assert_eq!(
+                server(&files, 8443).lines().count(),
+                server(&plain, 8443).lines().count()
+            );
+        }
+    }
 }
