@@ -320,3 +320,70 @@ fn device_server_demands_the_client_certificate_for_mtls() {
     assert!(conn.ok, "{}\n{}", run.transcript, client.text);
     assert_eq!(conn.peer_subject.as_deref(), Some("CN=sensor-01"));
 }
+
+/// The servers issue 10 lists as doctor's misses, as the device sees them:
+/// P-521 leaf and RSA key exchange connect; secp256k1 and brainpoolP256r1
+/// leaves get a fatal alert; an unknown critical extension fails parsing.
+#[test]
+fn device_client_on_leaf_curves_rsa_key_exchange_and_unknown_critical_extensions() {
+    use support::doctor::{serve, Pki};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = Pki::new(d, "t", 3650, (-1, 3650));
+    let issuer = pki.int_files();
+    let issuer = (issuer.0.as_str(), issuer.1.as_str());
+    let ec = |curve: &str| {
+        vec![
+            "-algorithm".to_string(),
+            "EC".into(),
+            "-pkeyopt".into(),
+            format!("ec_paramgen_curve:{curve}"),
+        ]
+    };
+    let cases: [(&str, Vec<String>, &str, &[&str], Option<i64>); 5] = [
+        ("p521", ec("P-521"), "", &[], None),
+        (
+            "rsakx",
+            vec![
+                "-algorithm".into(),
+                "RSA".into(),
+                "-pkeyopt".into(),
+                "rsa_keygen_bits:2048".into(),
+            ],
+            "",
+            &["-tls1_2", "-cipher", "AES128-GCM-SHA256"],
+            None,
+        ),
+        ("k1", ec("secp256k1"), "", &[], Some(FATAL_ALERT)),
+        ("bp", ec("brainpoolP256r1"), "", &[], Some(FATAL_ALERT)),
+        (
+            "crit",
+            ec("P-256"),
+            "1.3.6.1.4.1.99999.1=critical,ASN1:NULL\n",
+            &[],
+            Some(-0x2562),
+        ),
+    ];
+    for (stem, keyalg, ext, server_extra, expect) in cases {
+        let keyalg: Vec<&str> = keyalg.iter().map(String::as_str).collect();
+        pki.openssl_leaf(stem, &keyalg, issuer, &[], ext);
+        let server = serve(d, stem, Some("t-int.pem"), server_extra);
+        let run = device::client(
+            d,
+            server.port,
+            &["--ca", "t-root.der", "--hostname", "localhost"],
+        );
+        let conn = run.single();
+        println!("{stem:6} {:?} {:?} {:?}", conn.ok, conn.code, conn.cipher);
+        match expect {
+            None => assert!(conn.ok, "{stem}: {}", run.transcript),
+            Some(code) => assert_eq!(conn.code, Some(code), "{stem}: {}", run.transcript),
+        }
+        if stem == "rsakx" {
+            assert_eq!(
+                conn.cipher.as_deref(),
+                Some("TLS-RSA-WITH-AES-128-GCM-SHA256")
+            );
+        }
+    }
+}
