@@ -332,41 +332,33 @@ fn device_client_on_leaf_curves_rsa_key_exchange_and_unknown_critical_extensions
     let pki = Pki::new(d, "t", 3650, (-1, 3650));
     let issuer = pki.int_files();
     let issuer = (issuer.0.as_str(), issuer.1.as_str());
-    let ec = |curve: &str| {
-        vec![
-            "-algorithm".to_string(),
-            "EC".into(),
-            "-pkeyopt".into(),
-            format!("ec_paramgen_curve:{curve}"),
-        ]
-    };
-    let cases: [(&str, Vec<String>, &str, &[&str], Option<i64>); 5] = [
-        ("p521", ec("P-521"), "", &[], None),
-        (
-            "rsakx",
-            vec![
-                "-algorithm".into(),
-                "RSA".into(),
-                "-pkeyopt".into(),
-                "rsa_keygen_bits:2048".into(),
-            ],
-            "",
-            &["-tls1_2", "-cipher", "AES128-GCM-SHA256"],
-            None,
-        ),
-        ("k1", ec("secp256k1"), "", &[], Some(FATAL_ALERT)),
-        ("bp", ec("brainpoolP256r1"), "", &[], Some(FATAL_ALERT)),
-        (
-            "crit",
-            ec("P-256"),
-            "1.3.6.1.4.1.99999.1=critical,ASN1:NULL\n",
-            &[],
-            Some(-0x2562),
-        ),
+    const P521: &[&str] = &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521"];
+    const P256: &[&str] = &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    const K1: &[&str] = &[
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:secp256k1",
+    ];
+    const BP: &[&str] = &[
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:brainpoolP256r1",
+    ];
+    const RSA: &[&str] = &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"];
+    const CRITICAL: &str = "1.3.6.1.4.1.99999.1=critical,ASN1:NULL\n";
+    let rsa_kx: &[&str] = &["-tls1_2", "-cipher", "AES128-GCM-SHA256"];
+    // (stem, key, extension lines, server options, expected code or None: works)
+    let cases = [
+        ("p521", P521, "", &[][..], None),
+        ("rsakx", RSA, "", rsa_kx, None),
+        ("k1", K1, "", &[][..], Some(FATAL_ALERT)),
+        ("bp", BP, "", &[][..], Some(FATAL_ALERT)),
+        ("crit", P256, CRITICAL, &[][..], Some(-0x2562)),
     ];
     for (stem, keyalg, ext, server_extra, expect) in cases {
-        let keyalg: Vec<&str> = keyalg.iter().map(String::as_str).collect();
-        pki.openssl_leaf(stem, &keyalg, issuer, &[], ext);
+        pki.openssl_leaf(stem, keyalg, issuer, &[], ext);
         let server = serve(d, stem, Some("t-int.pem"), server_extra);
         let run = device::client(
             d,
