@@ -259,6 +259,24 @@ fn release_memory() {
     }
 }
 
+/// Two descriptors per relayed connection: lift the soft limit to the hard
+/// one, as servers do (nginx's worker_rlimit_nofile), so the cap on
+/// connections is the route's, not a default of 1024.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 /// Checks every route's certificate files each `interval`; logs reloads and refusals.
 async fn watch_certs(routes: Arc<Vec<RouteRt>>, interval: Duration, logger: Logger) {
     let mut tick = tokio::time::interval(interval);
@@ -379,7 +397,7 @@ async fn serve(
         rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
         other => format!("{other:?}"),
     });
-    let (mut upstream, _peer) = match connected {
+    let (upstream, _peer) = match connected {
         Ok(up) => up,
         Err(diagnosis) => {
             // A clean close for the client: close_notify, then FIN.
@@ -388,7 +406,7 @@ async fn serve(
         }
     };
     stats.relayed.fetch_add(1, Ordering::Relaxed);
-    let (end, up, down) = relay::relay(&mut client, &mut upstream, limits.idle_timeout).await;
+    let (end, up, down) = relay::relay(client, upstream, limits.idle_timeout).await;
     log.bytes_up = up;
     log.bytes_down = down;
     match end {
@@ -415,6 +433,7 @@ pub fn run_blocking(
         builder.worker_threads(workers);
     }
     let runtime = builder.build().map_err(GatewayError::Runtime)?;
+    raise_fd_limit();
     runtime.block_on(async {
         let gateway = Gateway::bind(config, logger).await?;
         on_listening(&gateway.local_addrs());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 /// How a relay ended.
@@ -64,28 +64,31 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_shutdown(cx)
+/// Copies `from` to `to` until `from` ends, then shuts `to` down.
+async fn pipe<R, W>(from: &mut R, to: &mut W) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        to.write_all(&buf[..n]).await?;
+        to.flush().await?;
     }
 }
 
 /// Copies both ways between `client` and `upstream`; returns how it ended
-/// and the bytes (client to upstream, upstream to client). After an idle
-/// timeout or an error both sides are shut down (close_notify) briefly.
-pub async fn relay<A, B>(client: &mut A, upstream: &mut B, idle: Duration) -> (End, u64, u64)
+/// and the bytes (client to upstream, upstream to client).
+///
+/// Once one direction has finished cleanly, the other side breaking off
+/// (a reset, no close_notify) is an ordinary end: the conversation was
+/// over. A failure before that is `End::Error`. After an idle timeout or
+/// an error both sides are shut down (close_notify) briefly.
+pub async fn relay<A, B>(client: A, upstream: B, idle: Duration) -> (End, u64, u64)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -96,18 +99,21 @@ where
     });
     let up = Arc::new(AtomicU64::new(0));
     let down = Arc::new(AtomicU64::new(0));
+    let (mut client_r, mut client_w) = tokio::io::split(client);
+    let (mut upstream_r, mut upstream_w) = tokio::io::split(upstream);
     let end = {
-        let mut a = Counted {
-            inner: client,
+        let mut from_client = Counted {
+            inner: &mut client_r,
             read: up.clone(),
             meter: meter.clone(),
         };
-        let mut b = Counted {
-            inner: upstream,
+        let mut from_upstream = Counted {
+            inner: &mut upstream_r,
             read: down.clone(),
             meter: meter.clone(),
         };
-        let copy = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, 16 * 1024, 16 * 1024);
+        let a = pipe(&mut from_client, &mut upstream_w);
+        let b = pipe(&mut from_upstream, &mut client_w);
         let watchdog = async {
             loop {
                 let due = meter.last() + idle;
@@ -117,17 +123,25 @@ where
                 tokio::time::sleep_until(due).await;
             }
         };
-        tokio::select! {
-            r = copy => match r {
-                Ok(_) => End::Done,
-                Err(e) => End::Error(e),
-            },
-            () = watchdog => End::Idle,
+        tokio::pin!(a, b, watchdog);
+        let (mut a_ok, mut b_ok) = (false, false);
+        loop {
+            let result = tokio::select! {
+                r = &mut a, if !a_ok => r.map(|()| a_ok = true),
+                r = &mut b, if !b_ok => r.map(|()| b_ok = true),
+                () = &mut watchdog => break End::Idle,
+            };
+            match result {
+                Err(_) if a_ok || b_ok => break End::Done,
+                Err(e) => break End::Error(e),
+                Ok(()) if a_ok && b_ok => break End::Done,
+                Ok(()) => {}
+            }
         }
     };
     if !matches!(end, End::Done) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), upstream.shutdown()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), client_w.shutdown()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), upstream_w.shutdown()).await;
     }
     (
         end,
@@ -139,7 +153,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
 
     #[tokio::test]
     async fn copies_both_ways_and_counts() {
@@ -166,9 +179,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn nothing_moving_ends_at_the_idle_timeout() {
-        let (_a, mut a_far) = tokio::io::duplex(64);
-        let (_b, mut b_far) = tokio::io::duplex(64);
-        let (end, up, down) = relay(&mut a_far, &mut b_far, Duration::from_secs(5)).await;
+        let (_a, a_far) = tokio::io::duplex(64);
+        let (_b, b_far) = tokio::io::duplex(64);
+        let (end, up, down) = relay(a_far, b_far, Duration::from_secs(5)).await;
         assert!(matches!(end, End::Idle), "{end:?}");
         assert_eq!((up, down), (0, 0));
     }
