@@ -262,3 +262,99 @@ fn sni_routes_reach_three_devices_and_an_mtls_device_without_our_certificate_is_
         }
     }
 }
+
+#[test]
+fn outbound_devices_trust_the_gateway_and_the_gateway_verifies_the_public_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The "public" server: a chain from a root the device does not carry.
+    public_chain(d, "public", &["public.test"]);
+    let mut cmd = devtls();
+    cmd.args([
+        "serve",
+        "--cert",
+        "public-fullchain.pem",
+        "--key",
+        "public-key.pem",
+    ])
+    .args([
+        "--profile",
+        "modern",
+        "--port",
+        "0",
+        "--reply",
+        "public says hi\n",
+        "--json",
+    ])
+    .current_dir(d);
+    let mut public = LineServer::spawn("devtls serve (public)", &mut cmd, 0);
+    let first = public.wait_line(WAIT, |l| l.stdout);
+    let public_port = serde_json::from_str::<Value>(&first.text).unwrap()["port"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    // The anchor the devices carry: the gateway's own certificate; and a
+    // device certificate the gateway demands.
+    device_files(d, "gateway");
+    std::fs::create_dir_all(d.join("cam")).unwrap();
+    ok_in(&d.join("cam"), &["new", "client", "--cn", "cam-1"]);
+    let to = format!("127.0.0.1:{public_port}");
+    let base = [
+        "--outbound",
+        "--listen",
+        "127.0.0.1:0",
+        "--cert",
+        "gateway/server.der",
+        "--key",
+        "gateway/server.key.der",
+        "--to",
+        &to,
+        "--public-name",
+        "public.test",
+        "--client-ca",
+        "cam/client.der",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--public-ca", "root.pem"]);
+    let mut gateway = Gateway::start(d, &args, 1);
+    let device_args = [
+        "--ca",
+        "gateway/server.der",
+        "--hostname",
+        "gateway",
+        "--cert",
+        "cam/client.der",
+        "--key",
+        "cam/client.key.der",
+        "--send",
+        "device here\n",
+    ];
+    let run = device::client(d, gateway.port(), &device_args);
+    let conn = run.single();
+    assert!(conn.ok, "{}", run.transcript);
+    assert_eq!(
+        conn.received.as_deref(),
+        Some("public says hi\n"),
+        "{}",
+        run.transcript
+    );
+    let served = public.wait_line(WAIT, |l| l.stdout && l.text.contains("\"served\""));
+    assert!(served.text.contains("device here"), "{}", served.text);
+    let line = gateway.wait_json(|v| v.get("client").is_some());
+    assert_eq!(line["outcome"], "relayed", "{line}");
+
+    // A device without its certificate is refused by the gateway.
+    let run = device::client(d, gateway.port(), &device_args[..4]);
+    assert!(!run.single().ok, "{}", run.transcript);
+
+    // Trusting the Mozilla roots instead, the gateway refuses the test root.
+    let mut gateway = Gateway::start(d, &base, 1);
+    let run = device::client(d, gateway.port(), &device_args);
+    assert!(
+        run.single().received.as_deref().unwrap_or("").is_empty(),
+        "{}",
+        run.transcript
+    );
+    let line = gateway.wait_json(|v| v["outcome"] == "upstream_failed");
+    assert_eq!(line["diagnosis"]["reason"], "unknown_ca", "{line}");
+}
