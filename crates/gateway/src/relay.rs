@@ -84,9 +84,11 @@ where
 /// Copies both ways between `client` and `upstream`; returns how it ended
 /// and the bytes (client to upstream, upstream to client).
 ///
-/// Once one direction has finished cleanly, the other side breaking off
-/// (a reset, no close_notify) is an ordinary end: the conversation was
-/// over. A failure before that is `End::Error`. After an idle timeout or
+/// The connection ends when the upstream has finished (its end is passed
+/// on as close_notify); a client that finishes first (half-close) still
+/// gets the rest of the upstream's answer. Once one direction has finished
+/// cleanly, the other side breaking off (a reset, no close_notify) is an
+/// ordinary end: the conversation was over. A failure before that is `End::Error`. After an idle timeout or
 /// an error both sides are shut down (close_notify) briefly.
 pub async fn relay<A, B>(client: A, upstream: B, idle: Duration) -> (End, u64, u64)
 where
@@ -134,7 +136,11 @@ where
             match result {
                 Err(_) if a_ok || b_ok => break End::Done,
                 Err(e) => break End::Error(e),
-                Ok(()) if a_ok && b_ok => break End::Done,
+                // The upstream has said all it will: the client got it
+                // and close_notify; waiting for the client to hang up
+                // too would keep a finished connection until the idle
+                // timeout.
+                Ok(()) if b_ok => break End::Done,
                 Ok(()) => {}
             }
         }

@@ -148,7 +148,8 @@ impl Gateway {
         out
     }
 
-    fn conn_lines(&self) -> Vec<Value> {
+    /// The connection lines read so far.
+    pub fn conn_lines(&self) -> Vec<Value> {
         self.server
             .seen
             .iter()
@@ -172,20 +173,23 @@ impl Gateway {
     }
 }
 
-/// A rustls client configuration trusting only the certificates in `root`.
+/// A rustls client configuration trusting only the certificates in `root`,
+/// without session resumption.
 pub fn client_config(root: &Path) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(root).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // Every connection a full handshake, so each one sees (and verifies)
+    // the certificate the gateway shows now.
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
 }
 
 /// A verified TLS connection through the gateway.
