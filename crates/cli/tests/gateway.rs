@@ -456,3 +456,93 @@ fn certificates_reload_under_load_without_a_failed_connection() {
     assert_eq!(lines.len(), seen.len() + 1);
     assert!(lines.iter().all(|l| l["outcome"] == "relayed"), "{lines:?}");
 }
+
+#[test]
+fn a_thousand_connections_with_stalls_and_garbage_and_memory_returns_to_baseline() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    public_chain(d, "gw", &["gw.test"]);
+    device_files(d, "openmv");
+    let device = devtls_device(d, "openmv", "ok\n", &[]);
+    let mut args = one_route(device.port, "openmv");
+    args.extend(["--connect-timeout", "3"].map(String::from));
+    let mut gateway = Gateway::start(d, &strs(&args), 1);
+    let port = gateway.port();
+    let config = gw::client_config(&d.join("root.pem"));
+    for _ in 0..50 {
+        assert_eq!(
+            tls_exchange(&config, port, "gw.test", b"warm\n").unwrap(),
+            b"ok\n"
+        );
+    }
+    gateway.connections(50);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let baseline = gateway.rss_kib();
+
+    let (good, stall, garbage) = (700, 200, 100);
+    let barrier = std::sync::Barrier::new(good + stall + garbage);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for i in 0..good + stall + garbage {
+            let (barrier, config, failures) = (&barrier, &config, &failures);
+            std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn_scoped(s, move || {
+                    barrier.wait();
+                    if i < good {
+                        match tls_exchange(config, port, "gw.test", format!("n{i}\n").as_bytes()) {
+                            Ok(r) if r == b"ok\n" => {}
+                            other => failures.lock().unwrap().push(format!("{i}: {other:?}")),
+                        }
+                    } else {
+                        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                        tcp.set_read_timeout(Some(WAIT)).unwrap();
+                        // A slowloris sends the start of a ClientHello and stalls;
+                        // garbage is a plain-text request. Either way the gateway
+                        // closes it; the read ends at that close.
+                        let bytes: &[u8] = if i < good + stall {
+                            &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]
+                        } else {
+                            b"GET / HTTP/1.1\r\nHost: gw.test\r\n\r\n"
+                        };
+                        tcp.write_all(bytes).unwrap();
+                        let mut sink = Vec::new();
+                        let _ = tcp.read_to_end(&mut sink);
+                    }
+                })
+                .unwrap();
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} well-behaved connections failed: {failures:?}",
+        failures.len()
+    );
+    // 50 warm-up + 700 relayed + 300 bad ones, each logged once.
+    let lines = gateway.connections(50 + good + stall + garbage);
+    let count = |outcome: &str| lines.iter().filter(|l| l["outcome"] == outcome).count();
+    assert_eq!(count("relayed"), 50 + good);
+    assert_eq!(count("client_failed"), stall + garbage);
+    let stalled = lines
+        .iter()
+        .filter(|l| {
+            l["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("no ClientHello within"))
+        })
+        .count();
+    assert_eq!(
+        stalled, stall,
+        "the slowloris connections end at the time limit"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let after = gateway.rss_kib();
+    // Back to the baseline, give or take 4 MiB (allocator and runtime noise).
+    assert!(
+        after <= baseline + 4096,
+        "resident memory {after} KiB after the burst, {baseline} KiB before"
+    );
+    eprintln!("gateway RSS: {baseline} KiB before, {after} KiB after 1,000 connections");
+}
