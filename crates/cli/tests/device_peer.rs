@@ -379,3 +379,81 @@ fn device_client_on_leaf_curves_rsa_key_exchange_and_unknown_critical_extensions
         }
     }
 }
+
+/// A self-signed P-256 certificate for `openmv` padded with `sans` extra DNS
+/// names: STEM.crt/.key (PEM) and STEM.der/.key.der; returns the DER size.
+fn padded_cert(d: &Path, stem: &str, sans: usize) -> usize {
+    let names: Vec<String> = (0..sans)
+        .map(|i| format!("DNS:host{i:04}.example.com"))
+        .collect();
+    let san = format!("subjectAltName=DNS:openmv,{}", names.join(","));
+    let (crt, key) = (format!("{stem}.crt"), format!("{stem}.key"));
+    let args = [
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=openmv",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        &key,
+        "-out",
+        &crt,
+        "-addext",
+        &san,
+    ];
+    support::openssl_ok(d, &args);
+    let der = format!("{stem}.der");
+    support::openssl_ok(d, &["x509", "-in", &crt, "-outform", "DER", "-out", &der]);
+    let kder = format!("{stem}.key.der");
+    support::openssl_ok(d, &["pkey", "-in", &key, "-outform", "DER", "-out", &kder]);
+    std::fs::metadata(d.join(der)).unwrap().len() as usize
+}
+
+#[test]
+fn device_buffers_4096_bytes_out_and_16384_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Its own certificate must fit the 4096-byte output buffer.
+    let size = padded_cert(d, "big", 185);
+    assert!(size > 4096, "{size}");
+    let server = device::server(d, &["--cert", "big.der", "--key", "big.key.der"]);
+    let _ = openssl_client(d, server.port, &["-quiet"], "ping\n");
+    let run = device::server_results(server, WAIT);
+    assert_eq!(run.single().code, Some(-0x6A00), "{}", run.transcript);
+    assert_eq!(
+        run.single().error.as_deref(),
+        Some("MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL")
+    );
+    // Control: a certificate that fits.
+    padded_cert(d, "fits", 150);
+    let server = device::server(d, &["--cert", "fits.der", "--key", "fits.key.der"]);
+    let _ = openssl_client(d, server.port, &["-quiet"], "ping\n");
+    let run = device::server_results(server, WAIT);
+    assert!(run.single().ok, "{}", run.transcript);
+
+    // A server certificate over the 16384-byte input buffer fails; one
+    // under it (but over 4096) works.
+    for (stem, sans, fits) in [("huge", 770, false), ("large", 600, true)] {
+        let size = padded_cert(d, stem, sans);
+        let (crt, key, der) = (
+            format!("{stem}.crt"),
+            format!("{stem}.key"),
+            format!("{stem}.der"),
+        );
+        let server = openssl_server(d, &["-cert", &crt, "-key", &key, "-rev"]);
+        let run = device::client(d, server.port, &["--ca", &der, "--hostname", "openmv"]);
+        let conn = run.single();
+        println!("server certificate of {size} bytes: {conn:?}");
+        if fits {
+            assert!(conn.ok, "{size} bytes: {}", run.transcript);
+        } else {
+            assert_eq!(conn.code, Some(-0x7100), "{size} bytes: {}", run.transcript);
+        }
+    }
+}
