@@ -457,3 +457,31 @@ fn device_buffers_4096_bytes_out_and_16384_in() {
         }
     }
 }
+
+#[test]
+fn build_script_is_idempotent_and_safe_to_run_twice_at_once() {
+    let bin = device::binary(); // built (or found) once
+    if std::env::var_os("DEVTLS_DEVICE_PEER").is_some() {
+        return; // a binary from elsewhere: build.sh is not ours to run
+    }
+    let before = std::fs::metadata(&bin).unwrap().modified().unwrap();
+    let target = bin.parent().unwrap().parent().unwrap().to_path_buf();
+    let script = support::repo_root().join("tests/peers/mbedtls36/build.sh");
+    let spawn = || {
+        std::process::Command::new("bash")
+            .arg(&script)
+            .env("CARGO_TARGET_DIR", &target)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+        let text = support::text(&out);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("mbedtls36: up to date"), "{text}");
+    }
+    let after = std::fs::metadata(&bin).unwrap().modified().unwrap();
+    assert_eq!(before, after, "an up-to-date build rewrote the binary");
+}
