@@ -735,6 +735,15 @@ pub fn signs(issuer_der: &[u8], subject_der: &[u8]) -> bool {
         && cert_signed_by(&subject, issuer.public_key())
 }
 
+/// Whether the key of `issuer_der` made the signature on `subject_der`,
+/// names aside (`None` when either does not parse). Covers the algorithms
+/// [`signs`] does.
+pub fn signature_checks(subject_der: &[u8], issuer_der: &[u8]) -> Option<bool> {
+    let (_, subject) = X509Certificate::from_der(subject_der).ok()?;
+    let (_, issuer) = X509Certificate::from_der(issuer_der).ok()?;
+    Some(cert_signed_by(&subject, issuer.public_key()))
+}
+
 fn cert_signed_by(cert: &X509Certificate, key: &SubjectPublicKeyInfo) -> bool {
     verify(
         key,
