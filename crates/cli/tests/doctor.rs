@@ -12,8 +12,8 @@ mod support;
 use std::path::Path;
 
 use serde_json::Value;
-use support::doctor::{serve, Pki};
 use support::device;
+use support::doctor::{serve, Pki};
 use support::peers::LineServer;
 use support::{run_in, text, words};
 

@@ -77,6 +77,8 @@ errors! {
         "the peer's certificate passed X.509 verification but its keyUsage/extendedKeyUsage does not allow the role (measured: mbedTLS returns this instead of -0x2700 when usage is the only problem)";
     INVALID_CERT_PEM = 0x2180, "MBEDTLS_ERR_X509_INVALID_FORMAT",
         "a PEM file where the device needs DER (the script sees ValueError('invalid cert'))";
+    UNKNOWN_SIG_ALG = 0x262E, "MBEDTLS_ERR_X509_UNKNOWN_SIG_ALG + MBEDTLS_ERR_OID_NOT_FOUND",
+        "a signature algorithm the device's build does not know (Ed25519): the TLS layer skips such a certificate in the peer's chain; as the anchor it does not load";
     UNKNOWN_NAMED_CURVE = 0x3A00, "MBEDTLS_ERR_PK_UNKNOWN_NAMED_CURVE",
         "a key on a curve the device's build does not compile (Brainpool, Curve25519)";
     X509_FATAL_ERROR = 0x3000, "MBEDTLS_ERR_X509_FATAL_ERROR",

@@ -45,13 +45,19 @@ pub enum ParseRefusal {
 }
 
 impl ParseRefusal {
+    /// The TLS layer skips a certificate of the peer's chain whose signature
+    /// algorithm its build does not know (`ssl_parse_certificate_chain`),
+    /// rather than failing the handshake.
+    pub fn skipped_in_peer_chain(&self) -> bool {
+        matches!(self, ParseRefusal::Ed25519Signature)
+    }
+
     /// The mbedTLS error the parser returns.
     pub fn error(&self) -> DeviceError {
         match self {
             ParseRefusal::RsaPssSignature => device_error::RSA_PSS,
-            ParseRefusal::Ed25519Signature | ParseRefusal::KeyAlgorithm { .. } => {
-                device_error::UNKNOWN_PK_ALG
-            }
+            ParseRefusal::Ed25519Signature => device_error::UNKNOWN_SIG_ALG,
+            ParseRefusal::KeyAlgorithm { .. } => device_error::UNKNOWN_PK_ALG,
             ParseRefusal::Curve { .. } => device_error::UNKNOWN_NAMED_CURVE,
             ParseRefusal::CriticalExtension { .. } => device_error::CRITICAL_EXTENSION,
             ParseRefusal::CriticalPolicies { .. } => device_error::CRITICAL_POLICIES,
@@ -284,7 +290,7 @@ pub fn can_issue(parent: &Cert, top: bool) -> bool {
     if top && parent.info.version < 3 {
         return true;
     }
-    parent.info.is_ca()
+    basic_constraints(parent).0
         && parent
             .info
             .key_usage
@@ -292,16 +298,26 @@ pub fn can_issue(parent: &Cert, top: bool) -> bool {
             .is_none_or(|k| k.has("keyCertSign"))
 }
 
+/// basicConstraints as mbedTLS reads them: (cA, pathLen). Without the cA
+/// boolean, mbedTLS reads a following INTEGER as cA (a workaround for old
+/// certificates), so `{ pathLen 2 }` is a CA with no path limit and
+/// `{ pathLen 0 }` is not a CA (found by the differential test).
+pub fn basic_constraints(cert: &Cert) -> (bool, Option<u32>) {
+    match &cert.info.basic_constraints {
+        None => (false, None),
+        Some(b) if !b.ca => match b.path_len {
+            Some(n) => (n != 0, None),
+            None => (false, None),
+        },
+        Some(b) => (true, b.path_len),
+    }
+}
+
 /// mbedTLS stores pathLen + 1 (0: no limit) and skips a parent whose limit
 /// the path so far exceeds: `path_cnt` certificates below it, `self_cnt` of
 /// them self-issued intermediates (not counted).
 pub fn path_len_allows(parent: &Cert, path_cnt: usize, self_cnt: usize) -> bool {
-    match parent
-        .info
-        .basic_constraints
-        .as_ref()
-        .and_then(|b| b.path_len)
-    {
+    match basic_constraints(parent).1 {
         None => true,
         Some(len) => (len as usize + 1) > path_cnt.saturating_sub(self_cnt),
     }

@@ -231,3 +231,76 @@ fn find_parent<'a>(
     }
     fallback
 }
+
+/// What the device does with DER as it receives it: the anchor parsed as
+/// `load_verify_locations` parses it, the peer's chain as the TLS layer
+/// parses it (certificates with an unknown signature algorithm skipped, the
+/// first other refusal fatal), then [`verify_chain`] on what parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DerOutcome {
+    /// The anchor did not load: mbedTLS's code.
+    pub anchor_error: Option<i32>,
+    /// The first chain certificate that stops the handshake: index and code.
+    pub parse_error: Option<(usize, i32)>,
+    /// Chain certificates skipped.
+    pub skipped: Vec<usize>,
+    /// The verification, when it ran.
+    pub outcome: Option<Outcome>,
+}
+
+impl DerOutcome {
+    /// The verify flags, when verification ran.
+    pub fn flags(&self) -> Option<u32> {
+        self.outcome.as_ref().map(Outcome::flags)
+    }
+}
+
+/// Parses and verifies as the device does: see [`DerOutcome`].
+pub fn verify_der(
+    profile: &Profile,
+    anchor: &[u8],
+    chain: &[Vec<u8>],
+    hostname: Option<&str>,
+    time: OffsetDateTime,
+) -> DerOutcome {
+    let mut out = DerOutcome {
+        anchor_error: None,
+        parse_error: None,
+        skipped: Vec::new(),
+        outcome: None,
+    };
+    let anchor = match Cert::parse(anchor) {
+        Ok(a) => a,
+        Err(_) => {
+            out.anchor_error = Some(crate::device_error::INVALID_CERT_PEM.code);
+            return out;
+        }
+    };
+    if let Some(r) = certs::parse_refusal(profile, &anchor) {
+        out.anchor_error = Some(r.error().code);
+        return out;
+    }
+    let mut parsed = Vec::new();
+    for (i, der) in chain.iter().enumerate() {
+        let cert = match Cert::parse(der) {
+            Ok(c) => c,
+            Err(_) => {
+                out.parse_error = Some((i, crate::device_error::INVALID_CERT_PEM.code));
+                return out;
+            }
+        };
+        match certs::parse_refusal(profile, &cert) {
+            Some(r) if r.skipped_in_peer_chain() => out.skipped.push(i),
+            Some(r) => {
+                out.parse_error = Some((i, r.error().code));
+                return out;
+            }
+            None => parsed.push(cert),
+        }
+    }
+    if parsed.is_empty() {
+        return out;
+    }
+    out.outcome = Some(verify_chain(profile, &anchor, &parsed, hostname, time));
+    out
+}
