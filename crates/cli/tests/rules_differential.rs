@@ -39,10 +39,15 @@ impl Pools {
         }
     }
 
-    /// A key for a certificate that signs others (must have a signer).
+    /// A key for a certificate that signs others (must have a signer):
+    /// mostly P-256, the fastest to sign and verify on both sides.
     fn issuer_key(&self, rng: &mut Rng) -> usize {
         loop {
-            let i = self.weighted(rng);
+            let i = if rng.chance(75) {
+                rng.below(4)
+            } else {
+                rng.below(self.keys.len())
+            };
             if self.keys[i].signer.is_some() {
                 return i;
             }
@@ -265,11 +270,7 @@ fn generate(n: usize, rng: &mut Rng, pools: &Pools, now: i64) -> Case {
     }
     odd_extensions(rng, &mut exts, &mut story, "leaf");
     let (nb, na) = validity(rng, now, &mut story, "leaf");
-    let leaf_name = if self_signed_leaf {
-        leaf_cn.clone()
-    } else {
-        leaf_cn.clone()
-    };
+    let leaf_name = leaf_cn.clone();
     let (issuer_of_leaf, signer_key) = if self_signed_leaf {
         story.push("self-signed leaf".into());
         (leaf_name.clone(), leaf_key)
@@ -404,29 +405,35 @@ fn pki_rules_agree_with_mbedtls_36_on_generated_chains() {
             time: c.time,
         })
         .collect();
-    // The oracle in two processes at once (the machine has two cores).
+    // The oracle in two processes while pki's rules judge the same chains here.
     let half = requests.len().div_ceil(2).max(1);
-    let answers: Vec<device::Verdict> = std::thread::scope(|s| {
+    let (answers, ours): (Vec<device::Verdict>, Vec<_>) = std::thread::scope(|s| {
         let handles: Vec<_> = requests
             .chunks(half)
             .map(|part| s.spawn(move || device::verify(part)))
             .collect();
-        handles
+        let ours: Vec<_> = cases
+            .iter()
+            .map(|case| {
+                verify_der(
+                    &profile::OPENMV,
+                    &case.anchor,
+                    &case.chain,
+                    case.hostname.as_deref(),
+                    time::OffsetDateTime::from_unix_timestamp(case.time).unwrap(),
+                )
+            })
+            .collect();
+        let answers = handles
             .into_iter()
             .flat_map(|h| h.join().expect("device-peer verify"))
-            .collect()
+            .collect();
+        (answers, ours)
     });
-    let oracle_done = started.elapsed();
+    let judged = started.elapsed();
     let mut disagreements = Vec::new();
     let mut failing = 0;
-    for (case, answer) in cases.iter().zip(&answers) {
-        let ours = verify_der(
-            &profile::OPENMV,
-            &case.anchor,
-            &case.chain,
-            case.hostname.as_deref(),
-            time::OffsetDateTime::from_unix_timestamp(case.time).unwrap(),
-        );
+    for ((case, answer), ours) in cases.iter().zip(&answers).zip(&ours) {
         let theirs_anchor = answer.anchor.as_ref().map(|a| a.code);
         let theirs_parse = answer
             .parse
@@ -460,9 +467,9 @@ fn pki_rules_agree_with_mbedtls_36_on_generated_chains() {
     let total = started.elapsed();
     println!(
         "differential: {count} chains (seed {seed:#x}), {failing} refused by the device; \
-         generated in {:.1} s, mbedTLS verified by {:.1} s, total {:.1} s; {} disagreements",
+         generated in {:.1} s, judged by both by {:.1} s, total {:.1} s; {} disagreements",
         generated.as_secs_f64(),
-        oracle_done.as_secs_f64(),
+        judged.as_secs_f64(),
         total.as_secs_f64(),
         disagreements.len()
     );
@@ -475,4 +482,246 @@ fn pki_rules_agree_with_mbedtls_36_on_generated_chains() {
         disagreements.len(),
         disagreements[0]
     );
+}
+
+/// Certificate of `subject` with `key`, issued by `issuer`/`issuer_key`.
+#[allow(clippy::too_many_arguments)]
+fn cert(
+    rng: &mut Rng,
+    subject: &str,
+    key: &Key,
+    issuer: &str,
+    issuer_key: &Key,
+    alg: SigAlg,
+    extensions: Vec<g::Ext>,
+    now: i64,
+) -> Vec<u8> {
+    g::certificate(
+        &CertSpec {
+            version: 3,
+            serial: rng.next() >> 1,
+            issuer: issuer.into(),
+            subject: subject.into(),
+            not_before: now - DAY,
+            not_after: now + 300 * DAY,
+            extensions,
+        },
+        key,
+        issuer_key.signer.as_ref().unwrap(),
+        alg,
+        rng,
+    )
+}
+
+fn ca_exts(bc: Vec<u8>) -> Vec<g::Ext> {
+    vec![
+        ("2.5.29.19".into(), true, bc),
+        ("2.5.29.15".into(), true, g::key_usage(&[5, 6])),
+    ]
+}
+
+fn leaf_exts() -> Vec<g::Ext> {
+    vec![("2.5.29.17".into(), false, g::san(&[("dns", HOST.into())]))]
+}
+
+/// The disagreements the generator found, kept as named cases: each is
+/// judged by pki's rules and by the device peer, and both must give the
+/// expected answer.
+#[test]
+fn regressions_the_generator_found() {
+    let mut rng = Rng::new(7);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let p256 = g::make_key(KeyKind::P256);
+    let p256b = g::make_key(KeyKind::P256);
+    let p384 = g::make_key(KeyKind::P384);
+    let k256 = g::make_key(KeyKind::K256);
+    let ed = g::make_key(KeyKind::Ed25519);
+    let leaf_key = g::make_key(KeyKind::P256);
+    let root = cert(
+        &mut rng,
+        "R",
+        &p256,
+        "R",
+        &p256,
+        SigAlg::EcdsaSha256,
+        ca_exts(g::basic_constraints(true, None)),
+        now,
+    );
+    // (name, anchor, chain, parse error, skipped, flags)
+    type Named = (
+        &'static str,
+        Vec<u8>,
+        Vec<Vec<u8>>,
+        Option<(usize, i64)>,
+        Vec<usize>,
+        Option<u32>,
+    );
+    let mut named: Vec<Named> = Vec::new();
+
+    // basicConstraints without the cA boolean: mbedTLS reads the pathLen
+    // INTEGER as cA, so { pathLen 2 } issues and { pathLen 0 } does not.
+    for (len, flags) in [(2u64, 0u32), (0, 0x08)] {
+        let int = cert(
+            &mut rng,
+            "I",
+            &p256b,
+            "R",
+            &p256,
+            SigAlg::EcdsaSha256,
+            ca_exts(g::seq(&[g::tlv(0x02, &[len as u8])])),
+            now,
+        );
+        let leaf = cert(
+            &mut rng,
+            HOST,
+            &leaf_key,
+            "I",
+            &p256b,
+            SigAlg::EcdsaSha256,
+            leaf_exts(),
+            now,
+        );
+        let name = if len == 2 {
+            "basicConstraints {pathLen 2} without cA is a CA"
+        } else {
+            "basicConstraints {pathLen 0} without cA is not a CA"
+        };
+        named.push((
+            name,
+            root.clone(),
+            vec![leaf, int],
+            None,
+            vec![],
+            Some(flags),
+        ));
+    }
+    // ECDSA with a hash other than the curve's own: checked as mbedTLS does.
+    for (name, key, alg, flags) in [
+        (
+            "P-256 key signing with SHA-384",
+            &p256b,
+            SigAlg::EcdsaSha384,
+            0u32,
+        ),
+        (
+            "P-384 key signing with SHA-1",
+            &p384,
+            SigAlg::EcdsaSha1,
+            0x4000,
+        ),
+        (
+            "secp256k1 key signing with SHA-512",
+            &k256,
+            SigAlg::EcdsaSha512,
+            0x10000,
+        ),
+    ] {
+        let int = cert(
+            &mut rng,
+            "I",
+            key,
+            "R",
+            &p256,
+            SigAlg::EcdsaSha256,
+            ca_exts(g::basic_constraints(true, None)),
+            now,
+        );
+        let leaf = cert(&mut rng, HOST, &leaf_key, "I", key, alg, leaf_exts(), now);
+        named.push((
+            name,
+            root.clone(),
+            vec![leaf, int],
+            None,
+            vec![],
+            Some(flags),
+        ));
+    }
+    // An Ed25519-signed certificate in the server's chain is skipped by the
+    // TLS layer (unknown signature algorithm), not fatal.
+    let ed_root = cert(
+        &mut rng,
+        "E",
+        &ed,
+        "E",
+        &ed,
+        SigAlg::Ed25519,
+        ca_exts(g::basic_constraints(true, None)),
+        now,
+    );
+    let int = cert(
+        &mut rng,
+        "I",
+        &p256b,
+        "E",
+        &ed,
+        SigAlg::Ed25519,
+        ca_exts(g::basic_constraints(true, None)),
+        now,
+    );
+    let leaf = cert(
+        &mut rng,
+        HOST,
+        &leaf_key,
+        "I",
+        &p256b,
+        SigAlg::EcdsaSha256,
+        leaf_exts(),
+        now,
+    );
+    named.push((
+        "Ed25519-signed intermediate is skipped",
+        root.clone(),
+        vec![leaf.clone(), int.clone(), ed_root.clone()],
+        None,
+        vec![1, 2],
+        Some(0x08),
+    ));
+    // The same as the anchor does not load.
+    let requests: Vec<VerifyCase> = named
+        .iter()
+        .map(|(id, anchor, chain, ..)| VerifyCase {
+            id: id.to_string(),
+            anchor: anchor.clone(),
+            chain: chain.clone(),
+            hostname: Some(HOST.into()),
+            time: now,
+        })
+        .chain(std::iter::once(VerifyCase {
+            id: "Ed25519-signed anchor does not load".into(),
+            anchor: ed_root.clone(),
+            chain: vec![leaf, int],
+            hostname: Some(HOST.into()),
+            time: now,
+        }))
+        .collect();
+    let answers = device::verify(&requests);
+    for (i, (id, anchor, chain, parse, skipped, flags)) in named.iter().enumerate() {
+        let ours = verify_der(
+            &profile::OPENMV,
+            anchor,
+            chain,
+            Some(HOST),
+            time::OffsetDateTime::from_unix_timestamp(now).unwrap(),
+        );
+        let theirs = &answers[i];
+        assert_eq!(ours.flags(), *flags, "{id}: pki's rules");
+        assert_eq!(theirs.flags, *flags, "{id}: mbedTLS {theirs:?}");
+        assert_eq!(ours.parse_error.map(|(i, c)| (i, c as i64)), *parse, "{id}");
+        assert_eq!(&ours.skipped, skipped, "{id}: pki's rules");
+        assert_eq!(&theirs.skipped, skipped, "{id}: mbedTLS");
+    }
+    let last = answers.last().unwrap();
+    let ours = verify_der(
+        &profile::OPENMV,
+        &ed_root,
+        &requests.last().unwrap().chain,
+        Some(HOST),
+        time::OffsetDateTime::from_unix_timestamp(now).unwrap(),
+    );
+    assert_eq!(
+        last.anchor.as_ref().map(|a| a.code),
+        Some(-0x262E),
+        "{last:?}"
+    );
+    assert_eq!(ours.anchor_error, Some(-0x262E));
 }

@@ -253,6 +253,10 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
             }
         };
         if let Some(refusal) = certs::parse_refusal(profile, &cert) {
+            if refusal.skipped_in_peer_chain() {
+                // The TLS layer drops it and verifies without it.
+                continue;
+            }
             let err = refusal.error();
             verdict.failures.push(Failure {
                 kind: Kind::Unparseable,

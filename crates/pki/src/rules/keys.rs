@@ -3,15 +3,16 @@
 //! PKCS#1; no password; PEM only where the build parses it) and which
 //! certificate a key goes with.
 //!
-//! Bytes after the key structure do not stop mbedTLS 3.6.5 loading it
-//! (measured, docs/device-behaviour.md): that is the profile's
-//! `rejects_key_trailing_bytes`, false for the device.
+//! Bytes after an EC key's structure do not stop mbedTLS 3.6.5 loading it;
+//! after an RSA key's they do (both measured, docs/device-behaviour.md):
+//! the profile's `rejects_key_trailing_bytes` and
+//! `rejects_rsa_key_trailing_bytes`.
 
 use serde::Serialize;
 
 use super::certs;
 use crate::device_error::verify_text;
-use crate::inspect::{self, KeyInfo};
+use crate::inspect::{self, KeyAlgorithm, KeyInfo};
 use crate::profile::Profile;
 use crate::sniff::{Encoding, Item, KeyFormat, Kind, Sniffed};
 
@@ -128,11 +129,6 @@ pub fn load_key_item(profile: &Profile, item: &Item) -> Result<LoadedKey, KeyRef
     if item.encoding == Encoding::Pem && !profile.loads_pem {
         return Err(KeyRefusal::Pem);
     }
-    if item.trailing_bytes > 0 && profile.rejects_key_trailing_bytes {
-        return Err(KeyRefusal::TrailingBytes {
-            bytes: item.trailing_bytes,
-        });
-    }
     let info = inspect::private_key(&item.der, format).map_err(|e| KeyRefusal::Unparseable {
         reason: e.to_string(),
     })?;
@@ -141,6 +137,14 @@ pub fn load_key_item(profile: &Profile, item: &Item) -> Result<LoadedKey, KeyRef
             reason: "no key inside".into(),
         });
     };
+    let rsa = matches!(key.algorithm, KeyAlgorithm::Rsa | KeyAlgorithm::RsaPss);
+    if item.trailing_bytes > 0
+        && (profile.rejects_key_trailing_bytes || rsa && profile.rejects_rsa_key_trailing_bytes)
+    {
+        return Err(KeyRefusal::TrailingBytes {
+            bytes: item.trailing_bytes,
+        });
+    }
     if let Some(refusal) = certs::key_parse_refusal(profile, &key) {
         return Err(KeyRefusal::Algorithm {
             why: refusal
