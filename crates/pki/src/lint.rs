@@ -142,20 +142,15 @@ pub struct AssumedRole {
 
 /// The role each file holding certificates is checked in.
 pub fn roles(inputs: &[Input<'_>], options: &Options<'_>) -> Vec<AssumedRole> {
-    let inspected: Vec<Vec<Inspected>> = inputs
-        .iter()
-        .map(|i| inspect::inspect(i.sniffed, options.at))
-        .collect();
-    let files: Vec<Inspection<'_>> = inputs
-        .iter()
-        .zip(&inspected)
-        .map(|(input, items)| Inspection { input, items })
-        .collect();
+    inspected(inputs, options, |files| roles_of(files, options))
+}
+
+fn roles_of(files: &[Inspection<'_>], options: &Options<'_>) -> Vec<AssumedRole> {
     files
         .iter()
         .filter(|f| f.certificates().next().is_some())
         .map(|f| {
-            let (role, because) = role_of(f, &files, options);
+            let (role, because) = role_of(f, files, options);
             AssumedRole {
                 file: f.input.file.to_string(),
                 role,
@@ -220,6 +215,24 @@ fn role_of(
 
 /// Runs every rule over the files given together.
 pub fn lint(inputs: &[Input<'_>], options: &Options<'_>) -> Vec<Finding> {
+    inspected(inputs, options, |files| {
+        let mut findings = Vec::new();
+        for file in files {
+            let (role, _) = role_of(file, files, options);
+            file_rules(file.input, inputs, options, &mut findings);
+            item_rules(file, files, role, options, &mut findings);
+        }
+        match_keys(files, &mut findings);
+        findings
+    })
+}
+
+/// Inspects every file (validity seen from [`Options::at`]) and hands them to `f`.
+fn inspected<R>(
+    inputs: &[Input<'_>],
+    options: &Options<'_>,
+    f: impl FnOnce(&[Inspection<'_>]) -> R,
+) -> R {
     let inspected: Vec<Vec<Inspected>> = inputs
         .iter()
         .map(|i| inspect::inspect(i.sniffed, options.at))
@@ -229,14 +242,7 @@ pub fn lint(inputs: &[Input<'_>], options: &Options<'_>) -> Vec<Finding> {
         .zip(&inspected)
         .map(|(input, items)| Inspection { input, items })
         .collect();
-    let mut findings = Vec::new();
-    for file in &files {
-        let (role, _) = role_of(file, &files, options);
-        file_rules(file.input, inputs, options, &mut findings);
-        item_rules(file, &files, role, options, &mut findings);
-    }
-    match_keys(&files, &mut findings);
-    findings
+    f(&files)
 }
 
 /// A file with its items inspected (validity seen from [`Options::at`]).

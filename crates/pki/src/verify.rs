@@ -132,6 +132,27 @@ pub struct Verdict {
     pub pinned_leaf: bool,
 }
 
+impl Failure {
+    /// A failure about one of the device's own files, named `file`.
+    pub fn about_file(
+        kind: Kind,
+        device_says: String,
+        error: Option<DeviceError>,
+        file: &str,
+        why: String,
+        fix: String,
+    ) -> Failure {
+        Failure {
+            kind,
+            device_says,
+            error,
+            subject: Some(file.to_string()),
+            why,
+            fix,
+        }
+    }
+}
+
 impl Verdict {
     /// The `mbedtls_x509_crt_verify` flags behind the failures (0 when none
     /// is a verification failure).

@@ -141,14 +141,7 @@ fn file_failure(
     why: String,
     fix: String,
 ) -> Failure {
-    Failure {
-        kind,
-        device_says: says,
-        error,
-        subject: Some(subject.display().to_string()),
-        why,
-        fix,
-    }
+    Failure::about_file(kind, says, error, &subject.display().to_string(), why, fix)
 }
 
 /// What the device does when it loads `path` as its anchor: the DER

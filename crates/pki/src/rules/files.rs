@@ -100,14 +100,7 @@ fn failure(
     why: String,
     fix: String,
 ) -> Failure {
-    Failure {
-        kind,
-        device_says: says,
-        error: err,
-        subject: Some(file.to_string()),
-        why,
-        fix,
-    }
+    Failure::about_file(kind, says, err, file, why, fix)
 }
 
 fn key_failure(file: &str, refusal: &KeyRefusal) -> Failure {
