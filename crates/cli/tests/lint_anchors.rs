@@ -219,3 +219,201 @@ fn key_files_lint_and_doctor_accept_are_exactly_those_the_device_loads() {
     println!("{}", rows.join("\n"));
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// A root of one shape: `STEM-root.{pem,der,key}` made by openssl.
+fn openssl_root(d: &Path, stem: &str, newkey: &[&str], hash: &str) {
+    let (key, pem, der) = (
+        format!("{stem}-root.key"),
+        format!("{stem}-root.pem"),
+        format!("{stem}-root.der"),
+    );
+    let subj = format!("/CN={stem} Shape Root");
+    let mut args = vec![
+        "req", "-x509", "-nodes", "-keyout", &key, "-out", &pem, "-subj", &subj,
+    ];
+    args.extend_from_slice(newkey);
+    args.extend_from_slice(&[
+        hash,
+        "-days",
+        "3650",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl_ok(d, &args);
+    openssl_ok(d, &["x509", "-in", &pem, "-outform", "DER", "-out", &der]);
+}
+
+/// An expired root (P-256, SHA-256), made with devtls-pki: `STEM-root.*`.
+fn expired_root(d: &Path, stem: &str) {
+    use devtls_pki::issue::{self, CertSpec, Role};
+    use devtls_pki::keys::{KeyType, PrivateKey};
+    let key = PrivateKey::generate(KeyType::P256).unwrap();
+    let mut spec = CertSpec::new(format!("{stem} Shape Root"), Role::Ca, 1);
+    let now = time::OffsetDateTime::now_utc();
+    spec.not_before = now - time::Duration::days(3650);
+    spec.not_after = now - time::Duration::days(10);
+    let cert = issue::self_signed_root(&spec, &key).unwrap();
+    std::fs::write(d.join(format!("{stem}-root.pem")), cert.pem()).unwrap();
+    std::fs::write(d.join(format!("{stem}-root.der")), &cert.der).unwrap();
+    std::fs::write(d.join(format!("{stem}-root.key")), key.pkcs8_pem()).unwrap();
+}
+
+/// A leaf for localhost under `STEM-int`: `STEM-leaf.{pem,key}`.
+fn leaf_under(d: &Path, stem: &str) {
+    let (key, csr, pem, ext) = (
+        format!("{stem}-leaf.key"),
+        format!("{stem}-leaf.csr"),
+        format!("{stem}-leaf.pem"),
+        format!("{stem}-leaf.ext"),
+    );
+    openssl_ok(
+        d,
+        &words(&format!(
+            "genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out {key}"
+        )),
+    );
+    openssl_ok(
+        d,
+        &words(&format!(
+            "req -new -key {key} -subj /CN=localhost -out {csr}"
+        )),
+    );
+    std::fs::write(
+        d.join(&ext),
+        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n",
+    )
+    .unwrap();
+    openssl_ok(
+        d,
+        &words(&format!(
+            "x509 -req -in {csr} -CA {stem}-int.pem -CAkey {stem}-int.key -set_serial 77 -days 30 -sha256 -extfile {ext} -out {pem}"
+        )),
+    );
+}
+
+/// Issue 17's first proof: for each shape of root in the Mozilla set
+/// (self-signature SHA-1/256/384; RSA 2048 and 4096, P-256, P-384; expired
+/// and valid), a test root of that shape with an intermediate and a leaf
+/// served by `openssl s_server` on loopback: lint's verdict on the root as
+/// an anchor, anchor's warnings, doctor's verdict and the device peer agree.
+#[test]
+fn root_shapes_lint_anchor_doctor_and_the_device_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let shapes: Vec<(&str, Vec<&str>, &str)> = vec![
+        (
+            "ec256-sha1",
+            vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            "-sha1",
+        ),
+        (
+            "ec256-sha256",
+            vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            "-sha256",
+        ),
+        (
+            "ec384-sha384",
+            vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"],
+            "-sha384",
+        ),
+        ("rsa2048-sha1", vec!["-newkey", "rsa:2048"], "-sha1"),
+        ("rsa2048-sha256", vec!["-newkey", "rsa:2048"], "-sha256"),
+        ("rsa4096-sha384", vec!["-newkey", "rsa:4096"], "-sha384"),
+        ("expired", vec![], ""),
+    ];
+    let mut rows = Vec::new();
+    let mut wrong = Vec::new();
+    for (stem, newkey, hash) in &shapes {
+        if newkey.is_empty() {
+            expired_root(d, stem);
+        } else {
+            openssl_root(d, stem, newkey, hash);
+        }
+        support::doctor::openssl_int(d, stem, &format!("{stem}-int"), "");
+        leaf_under(d, stem);
+        let leaf = format!("{stem}-leaf");
+        let int = format!("{stem}-int.pem");
+        let server = support::doctor::serve(d, &leaf, Some(&int), &["-tls1_2"]);
+        let root_der = format!("{stem}-root.der");
+        let root_pem = format!("{stem}-root.pem");
+        // The device.
+        let run = device::client(
+            d,
+            server.port,
+            &[
+                "--ca",
+                &root_der,
+                "--hostname",
+                "localhost",
+                "--send",
+                "olleh\n",
+                "--timeout",
+                "10",
+            ],
+        );
+        let device_ok = run.single().ok;
+        // lint on the root as the anchor (guessed: a self-signed CA).
+        let linted = lint(d, &[root_der.as_str()]);
+        let lint_ok = linted.code == 0;
+        assert_eq!(
+            linted.json["roles"][0]["role"], "anchor",
+            "{}",
+            linted.transcript
+        );
+        // doctor's verdict.
+        let target = format!("127.0.0.1:{}", server.port);
+        let out = run_in(
+            d,
+            &[
+                "doctor",
+                &target,
+                "--ca",
+                &root_der,
+                "--hostname",
+                "localhost",
+                "--json",
+                "--timeout",
+                "5",
+            ],
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let doctor_ok = v["works"] == true;
+        // anchor's warnings with this root as the root set.
+        let out = run_in(
+            d,
+            &[
+                "anchor",
+                &target,
+                "--roots",
+                &root_pem,
+                "-o",
+                &format!("{stem}-ca.der"),
+                "--force",
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let anchor_ok = !stderr.contains("device fails");
+        rows.push(format!(
+            "{stem:16} device {device_ok:5} lint {lint_ok:5} doctor {doctor_ok:5} anchor {anchor_ok:5}"
+        ));
+        if ![lint_ok, doctor_ok, anchor_ok]
+            .iter()
+            .all(|x| *x == device_ok)
+        {
+            wrong.push(format!(
+                "{stem}: device {device_ok} ({}), lint {:?}, doctor {}, anchor: {stderr}",
+                run.transcript.lines().next().unwrap_or(""),
+                linted.ids,
+                v["failures"]
+            ));
+        }
+        // The SHA-1 roots are the case issue 17 is about: the device connects.
+        if hash == &"-sha1" {
+            assert!(device_ok, "{stem}: {}", run.transcript);
+        }
+    }
+    println!("{}", rows.join("\n"));
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
