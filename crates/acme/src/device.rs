@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 
 use devtls_pki::chain::{Chain, Trust};
+use devtls_pki::issue::Role;
 use devtls_pki::lint::{self, Finding};
 use devtls_pki::profile::Profile;
 use devtls_pki::roots::RootSet;
@@ -139,21 +140,57 @@ pub fn anchor(chain: &[Vec<u8>], roots: &RootSet) -> Result<Anchor, Error> {
             Error::Protocol("no certificate of the CA's chain works as the device's anchor".into())
         })?;
     let cert = built.cert(choice.origin);
+    // devtls-pki reads a chain whose root it does not know as one whose
+    // server left out a certificate; here the CA's root is simply in no set.
+    let reason = if built.anchored || built.self_signed_leaf {
+        choice.reason
+    } else {
+        format!(
+            "the chain ends at \"{}\", whose issuer is in no root set devtls knows (a private or test CA): \
+             the intermediate is the anchor; give --anchor ROOT to make the CA's root the device's anchor",
+            cert.short_name()
+        )
+    };
     Ok(Anchor {
         trust: choice.trust,
         der: cert.der.clone(),
         subject: cert.subject().to_string(),
-        reason: choice.reason,
+        reason,
         anchored: built.anchored,
     })
 }
 
-/// Lints the device's files (name, bytes) together against the profile,
-/// with `host` as the name the device's peers check.
+/// Lints the device's files: its certificate and key together, as a
+/// server's, against `host` (the name the device's peers check), and the
+/// anchor on its own, as a CA's.
+pub fn lint_device(
+    cert: &[u8],
+    key: &[u8],
+    ca: &[u8],
+    profile: &Profile,
+    host: Option<&str>,
+) -> Result<Vec<Finding>, Error> {
+    let mut findings = lint_files(
+        &[("cert.der", cert), ("privkey.der", key)],
+        profile,
+        host,
+        Some(Role::Server),
+    )?;
+    findings.extend(lint_files(
+        &[("ca.der", ca)],
+        profile,
+        None,
+        Some(Role::Ca),
+    )?);
+    Ok(findings)
+}
+
+/// Lints files (name, bytes) together against the profile.
 pub fn lint_files(
     files: &[(&str, &[u8])],
     profile: &Profile,
     host: Option<&str>,
+    role: Option<Role>,
 ) -> Result<Vec<Finding>, Error> {
     let sniffed: Vec<(&str, sniff::Sniffed)> = files
         .iter()
@@ -169,7 +206,7 @@ pub fn lint_files(
             profile,
             host,
             at: time::OffsetDateTime::now_utc(),
-            role: None,
+            role,
         },
     ))
 }

@@ -112,12 +112,10 @@ pub async fn run(
         .first()
         .cloned()
         .or_else(|| config.ips.first().map(ToString::to_string));
-    let findings = device::lint_files(
-        &[
-            ("cert.der", &files.cert_der),
-            ("privkey.der", &files.privkey_der),
-            ("ca.der", &files.ca_der),
-        ],
+    let findings = device::lint_device(
+        &files.cert_der,
+        &files.privkey_der,
+        &files.ca_der,
         profile,
         host.as_deref(),
     )?;

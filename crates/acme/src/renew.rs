@@ -48,6 +48,7 @@ pub struct Item {
     /// The lineage name.
     pub name: String,
     /// What happened.
+    #[serde(flatten)]
     pub outcome: Outcome,
 }
 
