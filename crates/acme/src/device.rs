@@ -223,7 +223,7 @@ mod tests {
         let refused = |n: &[Note]| n.iter().filter(|n| n.level == Level::Refuse).count();
         assert_eq!(
             refused(&before_ordering(openmv, &ip, None, &offered)),
-            1 - 0 + usize::from(!openmv.ip_san)
+            1 + usize::from(!openmv.ip_san)
         );
         assert_eq!(
             refused(&before_ordering(openmv, &ip, Some("shortlived"), &offered)),

@@ -177,3 +177,48 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(kind: &str, detail: &str) -> Problem {
+        serde_json::from_value(serde_json::json!({
+            "type": format!("urn:ietf:params:acme:error:{kind}"),
+            "detail": detail,
+            "status": 429,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn ca_problems_become_errors_callers_branch_on_each_one_line_with_advice() {
+        let e = Error::from_problem(&problem(
+            "rateLimited",
+            "too many certificates (5) already issued\nfor this exact set",
+        ));
+        assert!(matches!(e, Error::RateLimited { .. }));
+        let line = e.to_string();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(
+            line.contains("too many certificates") && line.contains("letsencrypt-staging"),
+            "{line}"
+        );
+        assert!(matches!(
+            Error::from_problem(&problem("badNonce", "x")),
+            Error::BadNonce { .. }
+        ));
+        let e = Error::from_problem(&problem("rejectedIdentifier", "no IP"));
+        assert!(e.to_string().contains("--profile shortlived"), "{e}");
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(Error::Input("x".into()).exit_code(), 2);
+        assert_eq!(
+            Error::Unreachable {
+                url: "u".into(),
+                detail: "d".into()
+            }
+            .exit_code(),
+            2
+        );
+    }
+}

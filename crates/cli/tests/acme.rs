@@ -475,3 +475,279 @@ fn print_timer_gives_a_systemd_service_and_timer() {
         text(&nothing)
     );
 }
+
+#[test]
+fn the_issued_files_work_on_the_device_and_behind_devtls_serve() {
+    let pebble = Pebble::start(Options {
+        alternate_roots: 1,
+        ..Options::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let root1 = work.path().join("root1.pem");
+    std::fs::write(&root1, pebble.management_get("roots/1")).unwrap();
+    let mut a = http01(&pebble);
+    a.extend(args(&["--anchor", &root1.display().to_string()]));
+    let out = acme(work.path(), &a);
+    assert!(out.status.success(), "{}", text(&out));
+    let live = work.path().join("acme/live").join(NAME);
+    // 1. The device (mbedTLS 3.6 with its configuration) loads cert.der and
+    //    privkey.der as its server identity; a device client anchored at the
+    //    intermediate (what the device presents is the leaf alone) verifies it.
+    let chain = certs_in(&live.join("chain.pem"));
+    let side = work.path().join("device");
+    std::fs::create_dir_all(&side).unwrap();
+    for f in ["cert.der", "privkey.der", "ca.der"] {
+        std::fs::copy(live.join(f), side.join(f)).unwrap();
+    }
+    std::fs::write(side.join("intermediate.der"), &chain[0]).unwrap();
+    let server = support::device::server(
+        &side,
+        &["--cert", "cert.der", "--key", "privkey.der", "--count", "1"],
+    );
+    let port = server.port;
+    let client = support::device::client(
+        &side,
+        port,
+        &["--ca", "intermediate.der", "--hostname", NAME],
+    );
+    let served = support::device::server_results(server, support::peers::WAIT);
+    assert!(client.single().ok, "device client: {}", client.transcript);
+    assert!(
+        served.conns.first().is_some_and(|c| c.ok),
+        "device server: {}",
+        served.transcript
+    );
+    // 2. `devtls serve` with certbot's fullchain.pem; the device client holds
+    //    only the written ca.der (the devices' root) and verifies the chain.
+    let serve = support::net::Serve::start(
+        &live,
+        &[
+            "--cert",
+            "fullchain.pem",
+            "--key",
+            "privkey.pem",
+            "--count",
+            "1",
+        ],
+    );
+    let client =
+        support::device::client(&side, serve.port, &["--ca", "ca.der", "--hostname", NAME]);
+    let conn = client.single();
+    assert!(
+        conn.ok,
+        "device client against devtls serve: {}",
+        client.transcript
+    );
+    assert_eq!(
+        conn.received.as_deref(),
+        Some("hello\n"),
+        "{}",
+        client.transcript
+    );
+    assert!(serve.finish(support::peers::WAIT).status.success());
+}
+
+#[test]
+fn ari_stand_in_renew_follows_the_cas_window_and_names_the_certificate_it_replaces() {
+    // Pebble 2.4 has no ARI: the stand-in in acme_support/ari.rs answers
+    // renewal-info (and lists profiles) in front of it.
+    let pebble = Pebble::start(Options::default());
+    let ari = acme_support::ari::AriStandIn::start(&pebble);
+    let work = tempfile::tempdir().unwrap();
+    let port = pebble.http_port.to_string();
+    let ca = pebble.server_ca.display().to_string();
+    let mut issue = args(&[
+        "issue",
+        "--domain",
+        NAME,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        "acme",
+    ]);
+    issue.extend(args(&[
+        "--server",
+        &ari.url,
+        "--server-ca",
+        &ca,
+        "--http-port",
+        &port,
+    ]));
+    let out = acme(work.path(), &issue);
+    assert!(out.status.success(), "{}", text(&out));
+    let renew = args(&["renew", "--dir", "acme", "--json"]);
+    // The CA's window is a month away: not due, by ARI.
+    let out = acme(work.path(), &renew);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v[0]["outcome"].as_str(), v[0]["basis"].as_str()),
+        (Some("not_due"), Some("ari")),
+        "{v}"
+    );
+    // The CA says: renew now. One renewal, whose order names the old certificate.
+    ari.renew_now
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let out = acme(work.path(), &renew);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v[0]["outcome"].as_str(), v[0]["basis"].as_str()),
+        (Some("renewed"), Some("ari")),
+        "{v}"
+    );
+    assert_eq!(v[0]["report"]["replaced"], true, "{v}");
+    {
+        let seen = ari.seen.lock().unwrap();
+        assert_eq!(seen.replaces.len(), 1, "{seen:?}");
+        assert_eq!(
+            seen.ari_ids.last(),
+            seen.replaces.last(),
+            "the order replaces the certificate ARI was asked about"
+        );
+        assert!(seen.replaces[0].contains('.'), "AKI.serial: {seen:?}");
+    }
+    // Still "now" for the new certificate: it was just issued, so no loop.
+    for _ in 0..3 {
+        let out = acme(work.path(), &renew);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v[0]["outcome"], "not_due", "{v}");
+    }
+    assert_eq!(ari.seen.lock().unwrap().replaces.len(), 1);
+    assert_eq!(
+        std::fs::read_dir(work.path().join("acme/archive").join(NAME))
+            .unwrap()
+            .count(),
+        2
+    );
+    // Profiles listed by the CA: an IP certificate without shortlived is refused before ordering.
+    let mut ip = args(&[
+        "issue",
+        "--ip",
+        "127.0.0.1",
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        "acme",
+    ]);
+    ip.extend(args(&[
+        "--server",
+        &ari.url,
+        "--server-ca",
+        &ca,
+        "--http-port",
+        &port,
+    ]));
+    let out = acme(work.path(), &ip);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--profile shortlived"),
+        "{}",
+        text(&out)
+    );
+    assert!(!work.path().join("acme/live/127.0.0.1").exists());
+}
+
+#[test]
+fn http01_by_webroot_under_a_real_web_server() {
+    let pebble = Pebble::start(Options::default());
+    let work = tempfile::tempdir().unwrap();
+    let www = work.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    // Python's web server stands for the site's server, on the port Pebble validates.
+    let mut server = std::process::Command::new("python3");
+    server
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &pebble.http_port.to_string(),
+            "--directory",
+        ])
+        .arg(&www);
+    let _web = support::Peer::spawn("python3 -m http.server", &mut server);
+    support::wait_for_tcp(pebble.http_port, std::time::Duration::from_secs(20));
+    let root = www.display().to_string();
+    let out = acme(work.path(), &issue_args(&pebble, &["--webroot", &root]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_lineage(&work.path().join("acme/live").join(NAME));
+    let left: Vec<_> = std::fs::read_dir(www.join(".well-known/acme-challenge"))
+        .unwrap()
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the challenge files are removed afterwards"
+    );
+}
+
+#[test]
+fn external_account_binding_when_the_ca_requires_it() {
+    let pebble = Pebble::start(Options {
+        eab: true,
+        ..Options::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let out = acme(work.path(), &http01(&pebble));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--eab-kid") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let mut a = http01(&pebble);
+    a.extend(args(&[
+        "--eab-kid",
+        acme_support::EAB_KID,
+        "--eab-hmac",
+        acme_support::EAB_HMAC,
+    ]));
+    let out = acme(work.path(), &a);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_lineage(&work.path().join("acme/live").join(NAME));
+}
+
+#[test]
+fn dns01_manual_prints_the_record_and_waits_for_enter() {
+    use std::io::{BufRead, Write};
+    let pebble = Pebble::start(Options::default());
+    let work = tempfile::tempdir().unwrap();
+    let mut cmd = support::devtls();
+    cmd.arg("acme")
+        .args(issue_args(&pebble, &["--challenge", "dns-01", "--manual"]))
+        .current_dir(work.path());
+    let mut peer = support::Peer::spawn("devtls acme issue --manual", &mut cmd);
+    let stderr = peer.child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let record = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("devtls printed the TXT record");
+        if line.contains(" IN TXT ") {
+            break line;
+        }
+    };
+    // `_acme-challenge.NAME. 300 IN TXT "VALUE"`: publish it as a person would, then press Enter.
+    let host = record.split_whitespace().next().unwrap().to_string();
+    let value = record.rsplit('"').nth(1).unwrap().to_string();
+    assert_eq!(host, format!("_acme-challenge.{NAME}."));
+    let set = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "-X", "POST", "-d"])
+        .arg(serde_json::json!({"host": host, "value": value}).to_string())
+        .arg(format!("http://127.0.0.1:{}/set-txt", pebble.challtest))
+        .status()
+        .unwrap();
+    assert!(set.success());
+    peer.child.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
+    let out = peer.finish(std::time::Duration::from_secs(120));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_lineage(&work.path().join("acme/live").join(NAME));
+}

@@ -1,19 +1,20 @@
 //! `devtls doctor`: the device's verdict on real servers (openssl s_server on
 //! 127.0.0.1 presenting chains this test builds), checked against what the
-//! device's own library, mbedTLS (python-mbedtls), does with the same
-//! handshake: one DER anchor, the same host name.
+//! device's own library does with the same handshake: the device peer,
+//! mbedTLS 3.6 built with the device's configuration (tests/peers/mbedtls36),
+//! one DER anchor, the same host name.
 //!
-//! python-mbedtls has no settable clock, so the clock scenario compares
-//! `--device-time` on a current chain with mbedTLS on a chain that is not yet
-//! valid now (the same check, the same error).
+//! The clock scenario compares `--device-time unset` on a current chain with
+//! the device peer's `--time unset` on the same server.
 
 mod support;
 
 use std::path::Path;
 
 use serde_json::Value;
+use support::device;
 use support::doctor::{serve, Pki};
-use support::peers::{mbedtls_client, LineServer};
+use support::peers::LineServer;
 use support::{run_in, text, words};
 
 struct Case<'a> {
@@ -30,8 +31,8 @@ struct Case<'a> {
     expect: Option<&'a str>,
     /// Text the fix must contain.
     fix: Option<&'a str>,
-    /// A documented mbedTLS 2.28 (python-mbedtls) vs 3.6 (device) difference:
-    /// mbedTLS 2.28 is then expected to do the opposite of the device.
+    /// Why the device peer must do the opposite of doctor here (doctor runs
+    /// another profile than the openmv device the peer is).
     known_difference: Option<&'a str>,
 }
 
@@ -113,7 +114,7 @@ fn run_case(dir: &Path, case: Case, rows: &mut Vec<Row>) {
     ];
     margs.extend(case.mbedtls_extra.iter().copied());
     let mport = case.mbedtls_server.as_ref().map_or(port, |s| s.port);
-    let peer = mbedtls_client(dir, mport, &margs);
+    let peer = device::client(dir, mport, &margs);
     let conn = peer.single().clone();
     let mbed = if conn.ok {
         "works".to_string()
@@ -146,7 +147,7 @@ fn run_case(dir: &Path, case: Case, rows: &mut Vec<Row>) {
                 "{}: the documented difference ({why}) no longer shows:\n{}",
                 case.name, peer.transcript
             );
-            format!("known 2.28/3.6 difference: {why}")
+            format!("expected difference: {why}")
         }
     };
     rows.push(Row {
@@ -165,7 +166,7 @@ fn run_case(dir: &Path, case: Case, rows: &mut Vec<Row>) {
 fn print_table(rows: &[Row]) {
     println!(
         "\n{:<34} | {:<62} | {:<48} | agreement",
-        "scenario", "doctor (openmv profile)", "mbedTLS 2.28 peer (python-mbedtls)"
+        "scenario", "doctor (openmv profile)", "device peer (mbedTLS 3.6)"
     );
     println!("{}", "-".repeat(170));
     for r in rows {
@@ -296,7 +297,7 @@ fn doctor_verdicts_agree_with_mbedtls() {
         Case { name: "CN-only leaf (no SAN)", mbedtls_server: None, server: serve(d, "cnonly", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: None, fix: None, known_difference: None },
         Case { name: "CN-only leaf, wrong host", mbedtls_server: None, server: serve(d, "cnonly", chain, &[]), ca: "t-root.der", hostname: "other.example", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("CN does not match"), fix: None, known_difference: None },
         Case { name: "clock: leaf not yet valid now", mbedtls_server: None, server: serve(d, "future", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("validity starts in the future"), fix: None, known_difference: None },
-        Case { name: "clock unset (--device-time unset)", mbedtls_server: Some(serve(d, "future", chain, &[])), server: serve(d, "leaf", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec!["--device-time", "unset"], mbedtls_extra: vec![], expect: Some("validity starts in the future"), fix: Some("ntptime.settime()"), known_difference: None },
+        Case { name: "clock unset (--device-time unset)", mbedtls_server: None, server: serve(d, "leaf", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec!["--device-time", "unset"], mbedtls_extra: vec!["--time", "unset"], expect: Some("validity starts in the future"), fix: Some("ntptime.settime()"), known_difference: None },
         Case { name: "anchor of another CA", mbedtls_server: None, server: serve(d, "leaf", chain, &[]), ca: "other-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("not correctly signed by the trusted CA"), fix: Some("devtls anchor 127.0.0.1:"), known_difference: None },
         Case { name: "CA-issued leaf pinned", mbedtls_server: None, server: serve(d, "leaf", chain, &[]), ca: "leaf.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("not correctly signed by the trusted CA"), fix: Some("anchor the CA instead"), known_difference: None },
         Case { name: "self-signed server pinned", mbedtls_server: None, server: serve(d, "selfsigned", None, &[]), ca: "selfsigned.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: None, fix: None, known_difference: None },
@@ -307,8 +308,8 @@ fn doctor_verdicts_agree_with_mbedtls() {
         Case { name: "SHA-1-signed leaf", mbedtls_server: None, server: serve(d, "sha1", chain, &["-cipher", "DEFAULT:@SECLEVEL=0"]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("unacceptable hash"), fix: Some("SHA-256"), known_difference: None },
         Case { name: "TLS 1.3-only server", mbedtls_server: None, server: serve(d, "leaf", chain, &["-tls1_3"]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"), fix: Some("enable TLS 1.2"), known_difference: None },
         Case { name: "Ed25519 leaf", mbedtls_server: None, server: serve(d, "ed", chain, &[]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"), fix: Some("ECDSA P-256"), known_difference: None },
-        Case { name: "RSA-PSS-signed leaf", mbedtls_server: None, server: serve(d, "pss", None, &[]), ca: "rsa-ca.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("-8960"), fix: Some("RSA PKCS#1 v1.5"), known_difference: Some("python-mbedtls's 2.28 build verifies RSA-PSS certificates; the device's 3.6 build has no RSA-PSS (device-facts.md)") },
-        Case { name: "RSA-PSS-signed leaf, modern profile", mbedtls_server: None, server: serve(d, "pss", None, &[]), ca: "rsa-ca.der", hostname: "localhost", doctor_extra: vec!["--profile", "modern"], mbedtls_extra: vec![], expect: None, fix: None, known_difference: None },
+        Case { name: "RSA-PSS-signed leaf", mbedtls_server: None, server: serve(d, "pss", None, &[]), ca: "rsa-ca.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("-8960"), fix: Some("RSA PKCS#1 v1.5"), known_difference: None },
+        Case { name: "RSA-PSS-signed leaf, modern profile", mbedtls_server: None, server: serve(d, "pss", None, &[]), ca: "rsa-ca.der", hostname: "localhost", doctor_extra: vec!["--profile", "modern"], mbedtls_extra: vec![], expect: None, fix: None, known_difference: Some("doctor runs the modern profile here; the device peer is the openmv device, whose build has no RSA-PSS") },
         Case { name: "mTLS: server demands, none sent", mbedtls_server: None, server: serve(d, "leaf", chain, &["-Verify", "1", "-verify_return_error", "-CAfile", client_ca]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec![], mbedtls_extra: vec![], expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"), fix: Some("load_cert_chain"), known_difference: None },
         Case { name: "mTLS: device certificate accepted", mbedtls_server: None, server: serve(d, "leaf", chain, &["-Verify", "1", "-verify_return_error", "-CAfile", client_ca]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec!["--cert", "client.der", "--key", "client.key.der"], mbedtls_extra: vec!["--cert", "client.der", "--key", "client.key.der"], expect: None, fix: None, known_difference: None },
         Case { name: "mTLS: device certificate refused", mbedtls_server: None, server: serve(d, "leaf", chain, &["-Verify", "1", "-verify_return_error", "-CAfile", client_ca]), ca: "t-root.der", hostname: "localhost", doctor_extra: vec!["--cert", "rogue-client.der", "--key", "rogue-client.key.der"], mbedtls_extra: vec!["--cert", "rogue-client.der", "--key", "rogue-client.key.der"], expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"), fix: Some("CA the server trusts"), known_difference: None },
@@ -595,7 +596,7 @@ fn doctor_cannot_tell_for_a_server_with_only_suites_devtls_lacks() {
         "{v:#}"
     );
     // Rightly so: the device's library connects.
-    let peer = mbedtls_client(
+    let peer = device::client(
         d,
         server.port,
         &[

@@ -4,6 +4,8 @@
 //! everything, challtestsrv as Pebble's DNS resolver answering 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod ari;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -22,7 +24,14 @@ pub struct Options {
     pub alternate_roots: u32,
     /// certificateValidityPeriod in seconds (None: Pebble's default).
     pub validity_secs: Option<u64>,
+    /// Require External Account Binding with [`EAB_KID`] / [`EAB_HMAC`].
+    pub eab: bool,
 }
+
+/// The EAB key id Pebble is given when [`Options::eab`] is set.
+pub const EAB_KID: &str = "kid-1";
+/// Its HMAC key (base64url), from Pebble's example configuration.
+pub const EAB_HMAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
 
 impl Default for Options {
     fn default() -> Self {
@@ -30,6 +39,7 @@ impl Default for Options {
             nonce_reject: 0,
             alternate_roots: 0,
             validity_secs: None,
+            eab: false,
         }
     }
 }
@@ -106,6 +116,10 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
         }});
+        if options.eab {
+            config["pebble"]["externalAccountBindingRequired"] = true.into();
+            config["pebble"]["externalAccountMACKeys"] = serde_json::json!({ EAB_KID: EAB_HMAC });
+        }
         if let Some(secs) = options.validity_secs {
             config["pebble"]["certificateValidityPeriod"] = secs.into();
         }
