@@ -5,8 +5,9 @@
 //! exit 2, or 1 where the file was read and the check failed, and one line
 //! saying what is wrong.
 //!
-//! Not here: `doctor --files` (being fixed on another branch to report
-//! unreadable and truncated files). "Unreadable" is `/proc/self/mem`, whose
+//! `doctor --files` takes a folder: each case is put in a folder of its own
+//! (as `device.der`, or as the folder's only entry for the FIFO, `/dev/zero`
+//! and `/proc/self/mem` links). "Unreadable" is `/proc/self/mem`, whose
 //! first page read fails with EIO even for root (the tests run as root, so
 //! permissions would not stop a read).
 
@@ -74,11 +75,17 @@ fn inputs(d: &Path) -> Vec<(&'static str, PathBuf)> {
 /// Runs devtls, killing it after [`LIMIT`]; returns (exit code, stderr) or
 /// panics naming the case if it had to be killed.
 fn run_bounded(d: &Path, case: &str, args: &[&OsStr]) -> (Option<i32>, String) {
+    let (code, err, _) = run_bounded_out(d, case, args);
+    (code, err)
+}
+
+/// [`run_bounded`], with stdout too.
+fn run_bounded_out(d: &Path, case: &str, args: &[&OsStr]) -> (Option<i32>, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_devtls"))
         .args(args)
         .current_dir(d)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -89,6 +96,7 @@ fn run_bounded(d: &Path, case: &str, args: &[&OsStr]) -> (Option<i32>, String) {
             return (
                 status.code(),
                 String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
             );
         }
         if start.elapsed() > LIMIT {
@@ -156,4 +164,49 @@ fn dev_zero_ends_at_once_naming_the_file_and_the_limit() {
     );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("/dev/zero") && err.contains("64 MiB"), "{err}");
+}
+
+#[test]
+fn doctor_files_ends_on_hostile_files_and_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut failures = Vec::new();
+    for (case, path) in inputs(d) {
+        let folder = d.join(format!("doctor-{case}"));
+        std::fs::create_dir(&folder).unwrap();
+        let inside = match path.is_file() && !path.starts_with("/proc") {
+            true => {
+                let name = path.file_name().unwrap();
+                let target = match case {
+                    "non-UTF-8-name" => folder.join(name),
+                    _ => folder.join("device.der"),
+                };
+                std::fs::copy(&path, &target).unwrap();
+                target
+            }
+            false => {
+                let link = folder.join("device.der");
+                std::os::unix::fs::symlink(&path, &link).unwrap();
+                link
+            }
+        };
+        let args = [
+            OsStr::new("doctor"),
+            OsStr::new("--files"),
+            folder.as_os_str(),
+        ];
+        let (code, err, out) = run_bounded_out(d, case, &args);
+        let all = format!("{out}{err}");
+        let named = all.contains(folder.to_string_lossy().as_ref())
+            || all.contains(inside.to_string_lossy().as_ref());
+        let ok = match code {
+            Some(2) => err.lines().count() == 1 && named,
+            Some(1) => named,
+            _ => false,
+        };
+        if !ok {
+            failures.push(format!("doctor --files {case}: exit {code:?}:\n{all}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

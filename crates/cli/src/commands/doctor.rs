@@ -508,7 +508,7 @@ fn files(
         .iter()
         .map(|path| DeviceFile {
             name: path.display().to_string(),
-            bytes: std::fs::read(path).map_err(|e| e.to_string()),
+            bytes: crate::input::read_maybe_empty(path).map_err(|e| e.to_string()),
         })
         .collect();
     let verdict = rules::files::check(&found, profile, time);
