@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod anchor;
+mod completions;
 mod connect;
 mod convert;
 mod csr;
@@ -12,6 +13,7 @@ mod doctor;
 mod fleet;
 mod inspect;
 mod lint;
+mod man;
 mod new;
 mod profiles;
 mod quickstart;
@@ -183,6 +185,13 @@ enum Command {
     /// outcomes and the MicroPython lines for the device. Exit status 1 if any
     /// step failed.
     Quickstart(quickstart::Args),
+    /// Print the shell completion script for bash, zsh, fish or powershell.
+    ///
+    /// Load it in the shell's start-up file, or install it where the shell
+    /// looks for completions (see the examples).
+    Completions(completions::Args),
+    /// Print the manual page (roff), or write one page per command with --out.
+    Man(man::Args),
 }
 
 /// Runs the parsed command line.
@@ -203,6 +212,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Connect(args) => connect::run(args),
         Command::Romfs(args) => romfs::run(args),
         Command::Quickstart(args) => quickstart::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 
