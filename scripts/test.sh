@@ -24,6 +24,8 @@ APT_PEERS=(
   "script             bsdutils"
   "timeout            coreutils"
   "gcc                gcc"
+  "node               nodejs"
+  "npm                npm"
   "make               make"
   "git                git"
   "man                man-db"
@@ -71,6 +73,10 @@ setup() {
     [ -x "$venv/bin/python3" ] || python3 -m venv "$venv"
     "$venv/bin/python3" -m pip install -q --disable-pip-version-check "${pip[@]}"
     export PATH="$venv/bin:$PATH"
+  fi
+  if [ -f tests/micropython/package.json ] && [ ! -d tests/micropython/node_modules/@micropython ]; then
+    echo "== npm install: MicroPython (WebAssembly) for the generated-script checks"
+    npm install --prefix tests/micropython --no-audit --no-fund --silent
   fi
   if [ -f tests/peers/mbedtls36/build.sh ]; then
     echo "== building the mbedTLS 3.6 device peer"
