@@ -21,6 +21,8 @@ APT_PEERS=(
   "certtool           gnutls-bin"
   "nginx              nginx"
   "pebble             pebble"
+  "pebble-challtestsrv pebble"
+  "curl               curl"
   "script             bsdutils"
   "timeout            coreutils"
   "gcc                gcc"

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod acme;
 mod anchor;
 mod completions;
 mod connect;
@@ -11,6 +12,7 @@ mod convert;
 mod csr;
 mod doctor;
 mod fleet;
+mod gateway;
 mod inspect;
 mod lint;
 mod man;
@@ -54,6 +56,13 @@ enum Command {
     /// the 0600 ca.key, which never leaves it), an SQLite inventory and one
     /// folder per device under devices/ with exactly what that device loads.
     Fleet(fleet::Args),
+    /// Certificates from a public CA by ACME (Let's Encrypt), made for the device.
+    ///
+    /// `issue` orders one (http-01, dns-01 or tls-alpn-01) and writes certbot's
+    /// live/NAME/ layout plus cert.der, privkey.der and ca.der for the device;
+    /// `renew` renews what is due (ARI, else two thirds of the lifetime);
+    /// `revoke` revokes; `account` shows the stored account.
+    Acme(acme::Args),
     /// Create a self-signed key and certificate for a server or a client.
     ///
     /// Writes STEM.key and STEM.crt (PEM, for the PC) and STEM.der and
@@ -185,6 +194,23 @@ enum Command {
     /// outcomes and the MicroPython lines for the device. Exit status 1 if any
     /// step failed.
     Quickstart(quickstart::Args),
+    /// Put a TLS gateway in front of devices (or in front of public servers, for devices).
+    ///
+    /// Inbound routes (public -> device): any client gets the full chain over
+    /// TLS 1.2 or 1.3; the route is chosen by SNI, and the device is reached
+    /// the way it expects: TLS 1.2 with its suites, its own certificate or
+    /// fleet CA as the one anchor (--device-ca), its name (--device-name) and,
+    /// when it demands mTLS, the gateway's client certificate. Outbound routes
+    /// (device -> public): devices trust the gateway's certificate (or its CA)
+    /// and the gateway verifies the public server with the Mozilla roots.
+    /// Bytes pass as they are (HTTPS, MQTT over TLS, anything on TCP).
+    ///
+    /// Certificate files are re-read when they change (a renewal needs no
+    /// restart); a new file that cannot be used is refused with a message and
+    /// the one in use is kept. One line per connection: client, SNI, route,
+    /// outcome (with the device's words when the device side fails), bytes,
+    /// duration; --json for JSON lines.
+    Gateway(gateway::Args),
     /// Print the shell completion script for bash, zsh, fish or powershell.
     ///
     /// Load it in the shell's start-up file, or install it where the shell
@@ -198,6 +224,7 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Fleet(args) => fleet::run(args),
+        Command::Acme(args) => acme::run(args),
         Command::New(args) => new::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Split(args) => split::run(args),
@@ -212,6 +239,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Connect(args) => connect::run(args),
         Command::Romfs(args) => romfs::run(args),
         Command::Quickstart(args) => quickstart::run(args),
+        Command::Gateway(args) => gateway::run(args),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
     }

@@ -169,6 +169,8 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> Output {
     );
     out
 }
+pub mod certgen;
+pub mod device;
 pub mod doctor;
 pub mod lint;
 pub mod net;

@@ -90,7 +90,7 @@ const PEERS: &[(&str, Probe, &str)] = &[
     ("maturin", Probe::Program("maturin"), "pip install maturin"),
     (
         "mbedtls36",
-        Probe::Built("tests/peers/mbedtls36/build"),
+        Probe::Built("target/mbedtls36/device-peer"),
         "bash tests/peers/mbedtls36/build.sh",
     ),
 ];
