@@ -32,7 +32,8 @@ nginx -V 2>&1 | grep -q -- '--with-stream=dynamic' && [ -z "$STREAM_MOD" ] && {
   echo "error: nginx's stream module is missing: apt-get install libnginx-mod-stream" >&2; exit 2; }
 
 echo "== building devtls and the load generator (release)"
-cargo build --release -q -p devtls -p devtls-gateway --example gwload
+cargo build --release -q -p devtls
+cargo build --release -q -p devtls-gateway --example gwload
 DEVTLS=$PWD/target/release/devtls
 LOAD=$PWD/target/release/examples/gwload
 

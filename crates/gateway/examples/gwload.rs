@@ -22,7 +22,9 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match args.first().map(String::as_str) {
         Some("echo") => rt.block_on(echo(&args[1..])),
         Some("load") => rt.block_on(load(&args[1..])),
@@ -73,7 +75,12 @@ fn client_config(root: &str) -> Result<Arc<rustls::ClientConfig>> {
     Ok(Arc::new(config))
 }
 
-async fn one(port: u16, config: &Arc<rustls::ClientConfig>, name: &str, size: usize) -> Result<u64> {
+async fn one(
+    port: u16,
+    config: &Arc<rustls::ClientConfig>,
+    name: &str,
+    size: usize,
+) -> Result<u64> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
     tcp.set_nodelay(true)?;
     let connector = tokio_rustls::TlsConnector::from(config.clone());
@@ -124,8 +131,13 @@ async fn load(a: &[String]) -> Result<()> {
     let end = start + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let (config, name, done, bytes, failed) =
-            (config.clone(), name.clone(), done.clone(), bytes.clone(), failed.clone());
+        let (config, name, done, bytes, failed) = (
+            config.clone(),
+            name.clone(),
+            done.clone(),
+            bytes.clone(),
+            failed.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             while Instant::now() < end {
                 match one(port, &config, &name, size).await {
