@@ -72,9 +72,9 @@ fn client_config(root: &str) -> Result<Arc<rustls::ClientConfig>> {
         ..rustls::crypto::aws_lc_rs::default_provider()
     };
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
