@@ -15,7 +15,9 @@
 //! - [`inspect`]: what each item holds (names, validity, keys, extensions), serialisable.
 //! - [`files`]: atomic writes, 0600 keys, no overwrite without force.
 //! - [`roots`], [`chain`]: root sets and path building to a trust anchor.
-//! - [`verify`]: verification as the device does it, with its words for failures.
+//! - [`rules`]: every rule about what the device accepts, by the role a certificate plays.
+//! - [`verify`]: the device's verdict on a chain, in its words, with the fix.
+//! - [`names`]: DNS names, hosts and device IDs checked once; values escaped for scripts and CSV.
 //! - [`lint`]: findings against a device profile; [`cabf`]: public CA lifetime limits.
 
 pub mod cabf;
@@ -30,8 +32,10 @@ pub mod inspect;
 pub mod issue;
 pub mod keys;
 pub mod lint;
+pub mod names;
 pub mod profile;
 pub mod roots;
+pub mod rules;
 pub mod sniff;
 pub mod verify;
 
@@ -53,6 +57,9 @@ pub enum Error {
     /// A cryptographic operation failed.
     #[error("{0}")]
     Crypto(String),
+    /// A private key that does not belong to the certificate it is paired with.
+    #[error("{0}")]
+    KeyMismatch(String),
     /// Files that would be overwritten.
     #[error("{} already exist{}; pass --force to overwrite", .0.join(", "), if .0.len() == 1 { "s" } else { "" })]
     Exists(Vec<String>),

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod acme;
 mod anchor;
 mod connect;
 mod convert;
@@ -53,6 +54,13 @@ enum Command {
     /// the 0600 ca.key, which never leaves it), an SQLite inventory and one
     /// folder per device under devices/ with exactly what that device loads.
     Fleet(fleet::Args),
+    /// Certificates from a public CA by ACME (Let's Encrypt), made for the device.
+    ///
+    /// `issue` orders one (http-01, dns-01 or tls-alpn-01) and writes certbot's
+    /// live/NAME/ layout plus cert.der, privkey.der and ca.der for the device;
+    /// `renew` renews what is due (ARI, else two thirds of the lifetime);
+    /// `revoke` revokes; `account` shows the stored account.
+    Acme(acme::Args),
     /// Create a self-signed key and certificate for a server or a client.
     ///
     /// Writes STEM.key and STEM.crt (PEM, for the PC) and STEM.der and
@@ -207,6 +215,7 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Fleet(args) => fleet::run(args),
+        Command::Acme(args) => acme::run(args),
         Command::New(args) => new::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Split(args) => split::run(args),
