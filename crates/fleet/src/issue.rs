@@ -239,11 +239,7 @@ fn make(maker: &Maker<'_>, job: Job) -> Result<Made, Error> {
     spec.dns = job.req.dns.clone();
     spec.ips = job.req.ips.clone();
     // A device that serves TLS is reached by its ID when no other name was given.
-    let id_is_hostname = job
-        .req
-        .id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'));
+    let id_is_hostname = devtls_pki::names::dns_name(&job.req.id).is_ok();
     if job.role != Role::Client && spec.dns.is_empty() && spec.ips.is_empty() && id_is_hostname {
         spec.dns.push(job.req.id.clone());
     }
