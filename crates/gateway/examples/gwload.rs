@@ -4,7 +4,7 @@
 //!   device (everything read is written back).
 //! - `gwload load PORT ROOT NAME SIZE CONNS SECS`: CONNS workers, each in a
 //!   loop: a new TLS connection (no resumption) verified against ROOT, SIZE
-//!   bytes sent and the same SIZE read back, close. Prints one JSON line:
+//!   bytes sent and the same SIZE read back, close (P-256 key exchange). Prints one JSON line:
 //!   connections per second and MB/s relayed (both directions).
 //! - `gwload idle PORT ROOT NAME CONNS SECS`: opens CONNS connections, does
 //!   one small exchange on each, holds them SECS seconds, then closes.
@@ -65,12 +65,16 @@ fn client_config(root: &str) -> Result<Arc<rustls::ClientConfig>> {
     for c in CertificateDer::pem_file_iter(root)? {
         roots.add(c?)?;
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    // The same key exchange against both proxies: P-256 (the device's
+    // group), not the post-quantum hybrid rustls would offer first.
+    let provider = rustls::crypto::CryptoProvider {
+        kx_groups: vec![rustls::crypto::aws_lc_rs::kx_group::SECP256R1],
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }

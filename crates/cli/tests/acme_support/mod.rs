@@ -16,7 +16,7 @@ use devtls_pki::keys::{KeyType, PrivateKey};
 use crate::support::{free_tcp_port, wait_for_tcp, Peer};
 
 /// Pebble's knobs (its environment variables and config).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// PEBBLE_WFE_NONCEREJECT: percentage of valid nonces refused.
     pub nonce_reject: u32,
@@ -32,17 +32,6 @@ pub struct Options {
 pub const EAB_KID: &str = "kid-1";
 /// Its HMAC key (base64url), from Pebble's example configuration.
 pub const EAB_HMAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            nonce_reject: 0,
-            alternate_roots: 0,
-            validity_secs: None,
-            eab: false,
-        }
-    }
-}
 
 /// A running Pebble with its challenge test server.
 pub struct Pebble {
@@ -63,17 +52,10 @@ pub struct Pebble {
     _challtest: Peer,
 }
 
-/// Panics with one line when a peer is not installed.
-pub fn require(binary: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {binary}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        panic!("{binary} is not installed: apt-get install {package} (or run .ci/run)");
-    }
+/// Fails the test in one line when a peer is not installed (the
+/// workspace's one peer table, support::require).
+pub fn require(binary: &str, _package: &str) {
+    crate::support::require(binary);
 }
 
 impl Pebble {
