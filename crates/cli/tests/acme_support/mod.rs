@@ -7,7 +7,7 @@
 pub mod ari;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use devtls_pki::issue::{self, Authority, CertSpec, Role};
@@ -62,6 +62,7 @@ impl Pebble {
     pub fn start(options: Options) -> Pebble {
         require("pebble", "pebble");
         require("pebble-challtestsrv", "pebble");
+        require("curl", "curl");
         let dir = tempfile::tempdir().unwrap();
         // Pebble's own HTTPS: a test root and a leaf for 127.0.0.1 / localhost.
         let root_key = PrivateKey::generate(KeyType::P256).unwrap();

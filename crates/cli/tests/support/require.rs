@@ -55,6 +55,12 @@ const PEERS: &[(&str, Probe, &str)] = &[
         "sudo apt-get install pebble",
     ),
     (
+        "pebble-challtestsrv",
+        Probe::Program("pebble-challtestsrv"),
+        "sudo apt-get install pebble",
+    ),
+    ("curl", Probe::Program("curl"), "sudo apt-get install curl"),
+    (
         "script",
         Probe::Program("script"),
         "sudo apt-get install bsdutils",
