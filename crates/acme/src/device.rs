@@ -6,8 +6,7 @@
 use std::net::IpAddr;
 
 use devtls_pki::chain::{Chain, Trust};
-use devtls_pki::issue::Role;
-use devtls_pki::lint::{self, Finding};
+use devtls_pki::lint::{self, Finding, LintRole};
 use devtls_pki::profile::Profile;
 use devtls_pki::roots::RootSet;
 use devtls_pki::sniff;
@@ -174,13 +173,13 @@ pub fn lint_device(
         &[("cert.der", cert), ("privkey.der", key)],
         profile,
         host,
-        Some(Role::Server),
+        Some(LintRole::Server),
     )?;
     findings.extend(lint_files(
         &[("ca.der", ca)],
         profile,
         None,
-        Some(Role::Ca),
+        Some(LintRole::Anchor),
     )?);
     Ok(findings)
 }
@@ -190,7 +189,7 @@ pub fn lint_files(
     files: &[(&str, &[u8])],
     profile: &Profile,
     host: Option<&str>,
-    role: Option<Role>,
+    role: Option<LintRole>,
 ) -> Result<Vec<Finding>, Error> {
     let sniffed: Vec<(&str, sniff::Sniffed)> = files
         .iter()
