@@ -6,7 +6,8 @@
 use std::net::IpAddr;
 
 use devtls_pki::chain::{Chain, Trust};
-use devtls_pki::lint::{self, Finding, LintRole};
+use devtls_pki::lint::LintRole;
+use devtls_pki::lint::{self, Finding};
 use devtls_pki::profile::Profile;
 use devtls_pki::roots::RootSet;
 use devtls_pki::sniff;

@@ -6,9 +6,11 @@
 //!   and many machines spread over the window as RFC 9773 §4.2 asks.
 //! - Without: two thirds into the lifetime (day 60 of 90, day 30 of 45,
 //!   day 4 of 6).
-//! - Never a certificate younger than a tenth of its lifetime: a CA that
-//!   suggests a past window for a certificate it just issued would otherwise
-//!   make every run order again (a 6-day certificate renewed in a loop).
+//! - A window that begins before the certificate existed is not about it
+//!   (a stale answer, or one meant for the certificate it replaced): two
+//!   thirds are used instead. Otherwise a CA that keeps suggesting a past
+//!   window would make every hourly run order again (a 6-day certificate
+//!   renewed in a loop).
 
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
@@ -60,17 +62,15 @@ pub struct Plan {
 /// The renewal time for a certificate. `spread` in [0, 1) places it inside
 /// an ARI window ([`spread_of`] derives it from the certificate).
 pub fn plan(validity: Validity, ari: Option<Suggested>, spread: f64) -> Plan {
-    let earliest = validity.not_before + validity.lifetime() / 10;
-    match ari {
+    match ari.filter(|w| w.start >= validity.not_before) {
         Some(w) => {
             let span = if w.end > w.start {
                 w.end - w.start
             } else {
                 Duration::ZERO
             };
-            let at = w.start + span * spread.clamp(0.0, 1.0);
             Plan {
-                renew_at: at.max(earliest),
+                renew_at: w.start + span * spread.clamp(0.0, 1.0),
                 basis: Basis::Ari,
             }
         }
@@ -160,15 +160,30 @@ mod tests {
     }
 
     #[test]
-    fn a_fresh_certificate_is_never_due_even_if_the_ca_says_so() {
+    fn a_window_from_before_the_certificate_existed_is_not_about_it() {
         let v = cert(t0(), 6);
-        let past = Suggested {
+        let stale = Suggested {
             start: t0() - Duration::days(1),
             end: t0() - Duration::hours(1),
         };
-        let p = plan(v, Some(past), 0.5);
+        let p = plan(v, Some(stale), 0.5);
+        assert_eq!(
+            p,
+            Plan {
+                renew_at: t0() + Duration::days(4),
+                basis: Basis::TwoThirds
+            }
+        );
         assert!(!due(&p, t0() + Duration::hours(1)));
-        assert_eq!(p.renew_at, t0() + Duration::days(6) / 10);
+        // After issuance and already past (the CA wants it replaced): due now.
+        let incident = Suggested {
+            start: t0() + Duration::hours(1),
+            end: t0() + Duration::hours(2),
+        };
+        assert!(due(
+            &plan(v, Some(incident), 0.5),
+            t0() + Duration::hours(3)
+        ));
     }
 
     /// Runs `renew` every hour for `hours`, each renewal replacing the
@@ -195,18 +210,14 @@ mod tests {
         // 6-day certificates over 5 days: renewed once (day 4), not in a loop.
         assert_eq!(hourly(6, 5 * 24, |_| None), [t0() + Duration::days(4)]);
         assert_eq!(hourly(6, 5 * 24, |v| Some(le_window(v))).len(), 1);
-        // A CA that always says "now": once per tenth of the lifetime at most.
+        // A CA that always says "now" (a window from before issuance): still once.
         let always_now = |v: Validity| {
             Some(Suggested {
                 start: v.not_before - Duration::days(1),
                 end: v.not_before,
             })
         };
-        let r = hourly(6, 5 * 24, always_now);
-        assert!(
-            r.windows(2).all(|w| w[1] - w[0] >= Duration::days(6) / 10),
-            "{r:?}"
-        );
+        assert_eq!(hourly(6, 5 * 24, always_now), [t0() + Duration::days(4)]);
         // 45 and 90 days: once in their first 40 and 70 days.
         assert_eq!(hourly(45, 40 * 24, |_| None), [t0() + Duration::days(30)]);
         assert_eq!(hourly(90, 70 * 24, |_| None), [t0() + Duration::days(60)]);

@@ -585,7 +585,7 @@ fn print_config_nginx_is_accepted_by_nginx() {
     assert!(
         !module.is_empty()
             || !String::from_utf8_lossy(&built.stderr).contains("--with-stream=dynamic"),
-        "nginx's stream module is not installed: apt-get install libnginx-mod-stream (or run .ci/run)"
+        "nginx's stream module is not installed: apt-get install libnginx-mod-stream (or run scripts/test.sh)"
     );
     let conf = format!(
         "{module}pid {0}/nginx.pid;\nerror_log {0}/error.log;\nevents {{}}\ninclude {0}/stream.conf;\n",

@@ -383,3 +383,64 @@ fn device_verdict(
         _ => CertificateError::UnknownIssuer.into(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devtls_pki::issue::{self, Authority, CertSpec, Role};
+    use devtls_pki::keys::{KeyType, PrivateKey};
+    use devtls_pki::profile::OPENMV;
+
+    fn verifier(anchor: &[u8]) -> DeviceVerifier {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(anchor.to_vec())).unwrap();
+        let webpki = WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            crate::restrict::provider(&OPENMV),
+        )
+        .build()
+        .unwrap();
+        DeviceVerifier::new(
+            Some(webpki),
+            vec![CertificateDer::from(anchor.to_vec())],
+            &OPENMV,
+        )
+    }
+
+    fn check(v: &DeviceVerifier, chain: &[&[u8]]) -> Result<ServerCertVerified, Error> {
+        let leaf = CertificateDer::from(chain[0].to_vec());
+        let rest: Vec<CertificateDer<'_>> = chain[1..]
+            .iter()
+            .map(|c| CertificateDer::from(c.to_vec()))
+            .collect();
+        v.verify_server_cert(
+            &leaf,
+            &rest,
+            &ServerName::try_from("localhost").unwrap(),
+            &[],
+            UnixTime::now(),
+        )
+    }
+
+    /// A CA-flagged leaf (what `openssl req -x509` makes) pinned as the
+    /// anchor: the device trusts it only when it is self-issued, so the
+    /// device verifier must too (it used to accept the CA-issued one).
+    #[test]
+    fn a_pinned_leaf_is_trusted_only_when_self_signed() {
+        let root_key = PrivateKey::generate(KeyType::P256).unwrap();
+        let root =
+            issue::self_signed_root(&CertSpec::new("Pin Root", Role::Ca, 365), &root_key).unwrap();
+        let leaf_key = PrivateKey::generate(KeyType::P256).unwrap();
+        let mut spec = CertSpec::new("localhost", Role::Ca, 30);
+        spec.dns = vec!["localhost".into()];
+        let issued = Authority::load(&root.der, root_key)
+            .unwrap()
+            .sign(&spec, &leaf_key)
+            .unwrap();
+        let refused = check(&verifier(&issued.der), &[&issued.der, &root.der]);
+        assert!(refused.is_err(), "a pinned CA-issued leaf must be refused");
+        let own = issue::self_signed_ca(&spec, &leaf_key).unwrap();
+        let accepted = check(&verifier(&own.der), &[&own.der]);
+        assert!(accepted.is_ok(), "{accepted:?}");
+    }
+}

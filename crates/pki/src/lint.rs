@@ -289,11 +289,10 @@ fn file_rules(input: &Input<'_>, all: &[Input<'_>], o: &Options<'_>, out: &mut V
 
     // Only certificates and keys go to the device; CSRs and CRLs stay on the PC.
     let device_loads = |i: &&Item| i.kind == Kind::Certificate || i.kind.is_secret();
-    if !p.loads_pem
-        && items
-            .iter()
-            .filter(device_loads)
-            .any(|i| i.encoding == Encoding::Pem)
+    if items
+        .iter()
+        .filter(device_loads)
+        .any(|i| !crate::rules::loads_encoding(p, i.encoding))
     {
         // A PEM file next to its DER twin is the PC-side copy: nothing to say.
         let twinned = items
@@ -347,7 +346,9 @@ fn file_rules(input: &Input<'_>, all: &[Input<'_>], o: &Options<'_>, out: &mut V
 
     for item in items {
         match item.kind {
-            Kind::EncryptedPrivateKey | Kind::LegacyEncryptedKey if !p.loads_encrypted_keys => {
+            Kind::EncryptedPrivateKey | Kind::LegacyEncryptedKey
+                if matches!(keys::load_key_item(p, item), Err(KeyRefusal::Encrypted)) =>
+            {
                 out.push(finding(
                     Severity::Error,
                     "encrypted-key",

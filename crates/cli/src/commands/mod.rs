@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod acme;
 mod anchor;
+mod completions;
 mod connect;
 mod convert;
 mod csr;
@@ -14,6 +15,7 @@ mod fleet;
 mod gateway;
 mod inspect;
 mod lint;
+mod man;
 mod new;
 mod profiles;
 mod quickstart;
@@ -209,6 +211,13 @@ enum Command {
     /// outcome (with the device's words when the device side fails), bytes,
     /// duration; --json for JSON lines.
     Gateway(gateway::Args),
+    /// Print the shell completion script for bash, zsh, fish or powershell.
+    ///
+    /// Load it in the shell's start-up file, or install it where the shell
+    /// looks for completions (see the examples).
+    Completions(completions::Args),
+    /// Print the manual page (roff), or write one page per command with --out.
+    Man(man::Args),
 }
 
 /// Runs the parsed command line.
@@ -231,6 +240,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Romfs(args) => romfs::run(args),
         Command::Quickstart(args) => quickstart::run(args),
         Command::Gateway(args) => gateway::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 

@@ -11,7 +11,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::Pebble;
@@ -29,8 +28,9 @@ pub struct Seen {
 pub struct AriStandIn {
     /// `https://127.0.0.1:PORT/dir`.
     pub url: String,
-    /// When set, renewal-info answers a window in the past (renew now).
-    pub renew_now: Arc<AtomicBool>,
+    /// When set (by [`AriStandIn::renew_now`]), renewal-info answers a
+    /// window that began then and has passed: renew now.
+    since: Arc<Mutex<Option<time::OffsetDateTime>>>,
     /// What it saw.
     pub seen: Arc<Mutex<Seen>>,
 }
@@ -71,7 +71,7 @@ impl AriStandIn {
             ca: pebble.server_ca.clone(),
             host: format!("127.0.0.1:{port}"),
         });
-        let renew_now = Arc::new(AtomicBool::new(false));
+        let renew_now: Arc<Mutex<Option<time::OffsetDateTime>>> = Arc::default();
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (now, log) = (renew_now.clone(), seen.clone());
         std::thread::spawn(move || {
@@ -92,9 +92,16 @@ impl AriStandIn {
         });
         AriStandIn {
             url: format!("https://127.0.0.1:{port}/dir"),
-            renew_now,
+            since: renew_now,
             seen,
         }
+    }
+
+    /// From now on the CA says: renew now (a one-second window starting now;
+    /// waits until it has passed). Certificates issued later are not concerned.
+    pub fn renew_now(&self) {
+        *self.since.lock().unwrap() = Some(time::OffsetDateTime::now_utc());
+        std::thread::sleep(std::time::Duration::from_secs(2));
     }
 }
 
@@ -137,17 +144,21 @@ fn read_request(tls: &mut rustls::StreamOwned<rustls::ServerConnection, TcpStrea
     })
 }
 
-fn answer(req: &Req, up: &Upstream, renew_now: &AtomicBool, seen: &Mutex<Seen>) -> Vec<u8> {
+fn answer(
+    req: &Req,
+    up: &Upstream,
+    renew_now: &Mutex<Option<time::OffsetDateTime>>,
+    seen: &Mutex<Seen>,
+) -> Vec<u8> {
     if let Some(id) = req.path.strip_prefix("/renewal-info/") {
         seen.lock().unwrap().ari_ids.push(id.to_string());
         let now = time::OffsetDateTime::now_utc();
-        let (start, end) = if renew_now.load(Ordering::SeqCst) {
-            (now - time::Duration::days(2), now - time::Duration::days(1))
-        } else {
-            (
+        let (start, end) = match *renew_now.lock().unwrap() {
+            Some(since) => (since, since + time::Duration::seconds(1)),
+            None => (
                 now + time::Duration::days(30),
                 now + time::Duration::days(31),
-            )
+            ),
         };
         let fmt = |t: time::OffsetDateTime| {
             t.format(&time::format_description::well_known::Rfc3339)

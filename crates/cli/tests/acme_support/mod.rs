@@ -7,7 +7,7 @@
 pub mod ari;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use devtls_pki::issue::{self, Authority, CertSpec, Role};
@@ -16,7 +16,7 @@ use devtls_pki::keys::{KeyType, PrivateKey};
 use crate::support::{free_tcp_port, wait_for_tcp, Peer};
 
 /// Pebble's knobs (its environment variables and config).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// PEBBLE_WFE_NONCEREJECT: percentage of valid nonces refused.
     pub nonce_reject: u32,
@@ -32,17 +32,6 @@ pub struct Options {
 pub const EAB_KID: &str = "kid-1";
 /// Its HMAC key (base64url), from Pebble's example configuration.
 pub const EAB_HMAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            nonce_reject: 0,
-            alternate_roots: 0,
-            validity_secs: None,
-            eab: false,
-        }
-    }
-}
 
 /// A running Pebble with its challenge test server.
 pub struct Pebble {
@@ -63,23 +52,17 @@ pub struct Pebble {
     _challtest: Peer,
 }
 
-/// Panics with one line when a peer is not installed.
-pub fn require(binary: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {binary}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        panic!("{binary} is not installed: apt-get install {package} (or run .ci/run)");
-    }
+/// Fails the test in one line when a peer is not installed (the
+/// workspace's one peer table, support::require).
+pub fn require(binary: &str, _package: &str) {
+    crate::support::require(binary);
 }
 
 impl Pebble {
     pub fn start(options: Options) -> Pebble {
         require("pebble", "pebble");
         require("pebble-challtestsrv", "pebble");
+        require("curl", "curl");
         let dir = tempfile::tempdir().unwrap();
         // Pebble's own HTTPS: a test root and a leaf for 127.0.0.1 / localhost.
         let root_key = PrivateKey::generate(KeyType::P256).unwrap();

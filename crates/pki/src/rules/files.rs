@@ -12,7 +12,7 @@ use super::{certs, sizes};
 use crate::chain::Cert;
 use crate::device_error::{self, flags, verify_text};
 use crate::profile::Profile;
-use crate::sniff::{self, Encoding, Kind, Sniffed};
+use crate::sniff::{self, Kind, Sniffed};
 use crate::verify::{Failure, Kind as FailureKind};
 
 /// One file as read by the caller: its name and its bytes, or why it could not be read.
@@ -204,7 +204,7 @@ pub fn check(files: &[DeviceFile], profile: &Profile, time: OffsetDateTime) -> F
             ));
             continue;
         }
-        if first.encoding == Encoding::Pem && !profile.loads_pem {
+        if !super::loads_encoding(profile, first.encoding) {
             failures.push(cert_failure(
                 name,
                 "PEM; the device reads DER only".into(),

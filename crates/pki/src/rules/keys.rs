@@ -14,7 +14,7 @@ use super::certs;
 use crate::device_error::verify_text;
 use crate::inspect::{self, KeyAlgorithm, KeyInfo};
 use crate::profile::Profile;
-use crate::sniff::{Encoding, Item, KeyFormat, Kind, Sniffed};
+use crate::sniff::{Item, KeyFormat, Kind, Sniffed};
 
 /// Why the device refuses a key file: `ValueError('invalid key')` in every case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -126,7 +126,7 @@ pub fn load_key_item(profile: &Profile, item: &Item) -> Result<LoadedKey, KeyRef
             })
         }
     };
-    if item.encoding == Encoding::Pem && !profile.loads_pem {
+    if !super::loads_encoding(profile, item.encoding) {
         return Err(KeyRefusal::Pem);
     }
     let info = inspect::private_key(&item.der, format).map_err(|e| KeyRefusal::Unparseable {

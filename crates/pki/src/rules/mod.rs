@@ -31,6 +31,15 @@ pub mod usage;
 
 use serde::Serialize;
 
+use crate::profile::Profile;
+use crate::sniff::Encoding;
+
+/// Whether the device parses a file in this encoding (DER always; PEM only
+/// where the firmware parses PEM).
+pub fn loads_encoding(profile: &Profile, encoding: Encoding) -> bool {
+    encoding == Encoding::Der || profile.loads_pem
+}
+
 /// The role a certificate plays for the device: which rules apply to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
