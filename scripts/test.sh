@@ -20,6 +20,7 @@ APT_PEERS=(
   "gnutls-serv        gnutls-bin"
   "certtool           gnutls-bin"
   "nginx              nginx"
+  "file:/usr/lib/nginx/modules/ngx_stream_module.so libnginx-mod-stream"
   "pebble             pebble"
   "pebble-challtestsrv pebble"
   "curl               curl"
@@ -43,6 +44,7 @@ PIP_PEERS=(
 present() {
   case "$1" in
     import:*) python3 -c "import ${1#import:}" 2>/dev/null ;;
+    file:*) [ -e "${1#file:}" ] ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }

@@ -578,6 +578,15 @@ fn print_config_nginx_is_accepted_by_nginx() {
     .into_iter()
     .find(|p| Path::new(p).exists())
     .map_or(String::new(), |p| format!("load_module {p};\n"));
+    let built = std::process::Command::new("nginx")
+        .arg("-V")
+        .output()
+        .unwrap();
+    assert!(
+        !module.is_empty()
+            || !String::from_utf8_lossy(&built.stderr).contains("--with-stream=dynamic"),
+        "nginx's stream module is not installed: apt-get install libnginx-mod-stream (or run scripts/test.sh)"
+    );
     let conf = format!(
         "{module}pid {0}/nginx.pid;\nerror_log {0}/error.log;\nevents {{}}\ninclude {0}/stream.conf;\n",
         d.display()
