@@ -162,6 +162,7 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> Output {
     );
     out
 }
+pub mod device;
 pub mod doctor;
 pub mod lint;
 pub mod net;

@@ -1,6 +1,8 @@
 //! Real TLS peers for the interop tests, all on 127.0.0.1 and all bounded in
-//! time: the device-like mbedTLS peer (`tests/peers/mbedtls_peer.py`),
-//! `openssl s_server`/`s_client` and `gnutls-serv`/`gnutls-cli`.
+//! time: the device peers ([`PeerProgram`]: mbedTLS 3.6 with the device's
+//! configuration, `tests/peers/mbedtls36/`, and the older mbedTLS 2.28 one,
+//! `tests/peers/mbedtls_peer.py`), `openssl s_server`/`s_client` and
+//! `gnutls-serv`/`gnutls-cli`.
 //!
 //! Servers are [`LineServer`]s: their stdout and stderr lines are read by
 //! threads, so a test can wait for "listening" and still read what the server
@@ -19,7 +21,8 @@ use super::{free_tcp_port, free_udp_port, peer_script, Peer};
 /// Longest wait for a peer to start listening or a client to finish.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// One connection as mbedtls_peer.py reports it.
+/// One connection as a device peer reports it (both peers print the same
+/// JSON; `verify_flags`/`verify` come from the mbedTLS 3.6 peer only).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Conn {
     /// The handshake completed and the application data went both ways.
@@ -36,9 +39,16 @@ pub struct Conn {
     pub received: Option<String>,
     /// Subject of the certificate the other side presented, when it did.
     pub peer_subject: Option<String>,
+    /// For -0x2700: the verify flags (mbedTLS 3.6 peer).
+    #[serde(default)]
+    pub verify_flags: Option<u32>,
+    /// For -0x2700: one text per flag, as `mbedtls_x509_crt_verify_info`
+    /// writes them (mbedTLS 3.6 peer).
+    #[serde(default)]
+    pub verify: Vec<String>,
 }
 
-/// A finished run of mbedtls_peer.py.
+/// A finished run of a device peer.
 #[derive(Debug)]
 pub struct PeerRun {
     /// One entry per connection, in order.
@@ -179,10 +189,38 @@ impl LineServer {
     }
 }
 
-fn mbedtls_peer() -> Command {
-    let mut cmd = Command::new("python3");
-    cmd.arg(peer_script("mbedtls_peer.py"));
-    cmd
+/// Which device peer program runs: both take the same flags and print the
+/// same JSON, so a test picks one by what it claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerProgram {
+    /// mbedTLS 3.6.5 built with the device's configuration
+    /// (`tests/peers/mbedtls36/`): the device.
+    Device36,
+    /// python-mbedtls on mbedTLS 2.28 (`tests/peers/mbedtls_peer.py`): older
+    /// firmware only.
+    Python228,
+}
+
+impl PeerProgram {
+    /// A command running this peer.
+    pub fn command(self) -> Command {
+        match self {
+            PeerProgram::Device36 => Command::new(super::device::binary()),
+            PeerProgram::Python228 => {
+                let mut cmd = Command::new("python3");
+                cmd.arg(peer_script("mbedtls_peer.py"));
+                cmd
+            }
+        }
+    }
+
+    /// Its name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerProgram::Device36 => "device-peer (mbedTLS 3.6)",
+            PeerProgram::Python228 => "mbedtls_peer.py (mbedTLS 2.28)",
+        }
+    }
 }
 
 fn conns(lines: &[Line]) -> Vec<Conn> {
@@ -193,15 +231,16 @@ fn conns(lines: &[Line]) -> Vec<Conn> {
         .collect()
 }
 
-/// The mbedTLS peer as a server: `args` after `server --port 0` (e.g.
+/// A device peer as a server: `args` after `server --port 0` (e.g.
 /// `--cert s.der --key s.key.der [--dtls] [--count N]`), paths relative to
 /// `dir`. Returns once it listens; read its port from [`LineServer::port`].
-pub fn mbedtls_server(dir: &Path, args: &[&str]) -> LineServer {
-    let mut cmd = mbedtls_peer();
+pub fn peer_server(program: PeerProgram, dir: &Path, args: &[&str]) -> LineServer {
+    let mut cmd = program.command();
     cmd.args(["server", "--port", "0"])
         .args(args)
         .current_dir(dir);
-    let mut server = LineServer::spawn("mbedtls_peer.py server", &mut cmd, 0);
+    let name = format!("{} server", program.name());
+    let mut server = LineServer::spawn(&name, &mut cmd, 0);
     let first = server.wait_line(WAIT, |l| l.stdout);
     let v: serde_json::Value = serde_json::from_str(&first.text)
         .unwrap_or_else(|e| panic!("{e}: first line {:?}\n{}", first.text, server.transcript()));
@@ -212,9 +251,9 @@ pub fn mbedtls_server(dir: &Path, args: &[&str]) -> LineServer {
     server
 }
 
-/// Waits for an mbedTLS server started by [`mbedtls_server`] to serve its
+/// Waits for a device peer server started by [`peer_server`] to serve its
 /// `--count` connections (at most `timeout`) and returns what it reported.
-pub fn mbedtls_server_results(mut server: LineServer, timeout: Duration) -> PeerRun {
+pub fn peer_server_results(mut server: LineServer, timeout: Duration) -> PeerRun {
     let status = server.finish(timeout);
     PeerRun {
         conns: conns(&server.seen),
@@ -223,22 +262,38 @@ pub fn mbedtls_server_results(mut server: LineServer, timeout: Duration) -> Peer
     }
 }
 
-/// Runs the mbedTLS peer as a client of 127.0.0.1:`port`, with `args` after
-/// `client --host 127.0.0.1 --port PORT` (e.g. `--ca a.der --hostname openmv`),
-/// paths relative to `dir`.
-pub fn mbedtls_client(dir: &Path, port: u16, args: &[&str]) -> PeerRun {
+/// Runs a device peer as a client of 127.0.0.1:`port`, with `args` after
+/// `client --host 127.0.0.1 --port PORT` (e.g. `--ca a.der --hostname
+/// openmv`), paths relative to `dir`.
+pub fn peer_client(program: PeerProgram, dir: &Path, port: u16, args: &[&str]) -> PeerRun {
     let port = port.to_string();
-    let mut cmd = mbedtls_peer();
+    let mut cmd = program.command();
     cmd.args(["client", "--host", "127.0.0.1", "--port", &port])
         .args(args)
         .current_dir(dir);
-    let mut client = LineServer::spawn("mbedtls_peer.py client", &mut cmd, 0);
+    let name = format!("{} client", program.name());
+    let mut client = LineServer::spawn(&name, &mut cmd, 0);
     let status = client.finish(WAIT);
     PeerRun {
         conns: conns(&client.seen),
         status,
         transcript: client.transcript(),
     }
+}
+
+/// The mbedTLS 2.28 peer (python-mbedtls) as a server; see [`peer_server`].
+pub fn mbedtls_server(dir: &Path, args: &[&str]) -> LineServer {
+    peer_server(PeerProgram::Python228, dir, args)
+}
+
+/// See [`peer_server_results`].
+pub fn mbedtls_server_results(server: LineServer, timeout: Duration) -> PeerRun {
+    peer_server_results(server, timeout)
+}
+
+/// The mbedTLS 2.28 peer (python-mbedtls) as a client; see [`peer_client`].
+pub fn mbedtls_client(dir: &Path, port: u16, args: &[&str]) -> PeerRun {
+    peer_client(PeerProgram::Python228, dir, port, args)
 }
 
 fn wants_udp(args: &[&str]) -> bool {
