@@ -66,10 +66,7 @@ fn check(h: &ClientHello, dtls: bool) {
     assert_eq!(h.point_formats, [0]);
     // ECDSA and RSA PKCS#1 v1.5 with SHA-512/384/256; no RSA-PSS, no SHA-1,
     // no SHA-224.
-    assert_eq!(
-        h.sig_algs,
-        [0x0603, 0x0601, 0x0503, 0x0501, 0x0403, 0x0401]
-    );
+    assert_eq!(h.sig_algs, [0x0603, 0x0601, 0x0503, 0x0501, 0x0403, 0x0401]);
     assert_eq!(h.server_name.as_deref(), Some("openmv"));
 }
 

@@ -217,7 +217,7 @@ pub fn over_udp(
     };
     let connect_error = |e: std::io::Error| DriveError::Connect {
         target: target.to_string(),
-        detail: e.to_string(),
+        detail: format!("nothing answers on this UDP port ({e})"),
     };
     let sock = UdpSocket::bind(local).map_err(connect_error)?;
     sock.connect(peer).map_err(connect_error)?;
