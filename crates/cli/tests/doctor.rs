@@ -558,7 +558,6 @@ fn doctor_verdicts_agree_with_mbedtls() {
             known_difference: None,
         },
         Case {
-            name: "RSA-PSS-signed leaf, modern profile",
             mbedtls_server: None,
             server: serve(d, "pss", None, &[]),
             ca: "rsa-ca.der",

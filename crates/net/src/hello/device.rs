@@ -196,6 +196,7 @@ pub struct Conversation<'a> {
     found: Found,
     chain_verdict: Option<Verdict>,
     state: State,
+    farewell: Option<Vec<u8>>,
 }
 
 /// What to do after feeding the conversation.
@@ -221,6 +222,7 @@ impl<'a> Conversation<'a> {
             found: Found::default(),
             chain_verdict: None,
             state: State::Hello,
+            farewell: None,
             device,
         };
         let first = c.hello(&[]);
@@ -278,7 +280,30 @@ impl<'a> Conversation<'a> {
         self.reader.records > 0
     }
 
+    /// The alert(s) the device sends when it stops before the handshake is
+    /// over (a server waiting for the rest, e.g. a DTLS server serving one
+    /// peer at a time, is released): a fatal alert when it refuses, a
+    /// user_canceled and close_notify when it would have carried on.
+    pub fn farewell(&mut self) -> Option<Vec<u8>> {
+        self.farewell.take()
+    }
+
     fn finish(&mut self, end: End) -> Outcome {
+        let alerts: &[[u8; 2]] = match (&end, self.state) {
+            (_, State::AwaitVerdict) => &[],
+            (End::ChainRefused, _) => &[[2, 42]],
+            (End::DeviceRefuses(r), _) if r.kind == RefusalKind::Malformed => &[[2, 50]],
+            (End::DeviceRefuses(_), _) => &[[2, 47]],
+            (End::Proceeds, _) => &[[1, 90], [1, 0]],
+            _ => &[],
+        };
+        if !alerts.is_empty() {
+            let mut out = Vec::new();
+            for a in alerts {
+                out.extend(self.writer.record(content::ALERT, a));
+            }
+            self.farewell = Some(out);
+        }
         self.state = State::Done;
         Outcome {
             found: std::mem::take(&mut self.found),
@@ -294,6 +319,10 @@ impl<'a> Conversation<'a> {
             return progress;
         }
         if let Err(e) = self.reader.push(bytes) {
+            if self.transport() == Transport::Dtls {
+                // DTLS drops what it cannot read (RFC 6347 4.1.2.7), as the device does.
+                return progress;
+            }
             progress.done = Some(self.wire_error(e));
             return progress;
         }

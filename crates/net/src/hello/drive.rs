@@ -173,6 +173,9 @@ pub fn over_tcp(
                     return Ok(p.done.unwrap_or_else(|| conv.closed()));
                 }
                 if let Some(done) = p.done {
+                    if let Some(bye) = conv.farewell() {
+                        let _ = send_tcp(&mut sock, &[bye], deadline);
+                    }
                     return Ok(done);
                 }
             }
@@ -241,6 +244,9 @@ pub fn over_udp(
                     let _ = sock.send(d);
                 }
                 if let Some(done) = p.done {
+                    if let Some(bye) = conv.farewell() {
+                        let _ = sock.send(&bye);
+                    }
                     return Ok(done);
                 }
             }
