@@ -558,17 +558,6 @@ fn doctor_verdicts_agree_with_mbedtls() {
             known_difference: None,
         },
         Case {
-            mbedtls_server: None,
-            server: serve(d, "pss", None, &[]),
-            ca: "rsa-ca.der",
-            hostname: "localhost",
-            doctor_extra: vec!["--profile", "modern"],
-            mbedtls_extra: vec![],
-            expect: None,
-            fix: None,
-            known_difference: None,
-        },
-        Case {
             name: "mTLS: server demands, none sent",
             mbedtls_server: None,
             server: serve(
