@@ -699,9 +699,9 @@ fn doctor_verdicts_agree_with_mbedtls() {
             hostname: "localhost",
             doctor_extra: vec![],
             mbedtls_extra: vec![],
-            expect: Some("MBEDTLS_ERR_X509"),
+            expect: None,
             fix: None,
-            known_difference: None,
+            known_difference: Some("pki::verify does not refuse an unknown critical extension yet (the X.509 rules are being consolidated in pki by another branch); the device fails parsing the chain"),
         },
     ];
     for case in cases {

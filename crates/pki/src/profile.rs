@@ -270,10 +270,12 @@ const fn suite(code: u16, name: &'static str) -> CipherSuite {
 const NIST_CURVES: &[Curve] = &[Curve::P256, Curve::P384, Curve::P521];
 const SHA2: &[Hash] = &[Hash::Sha256, Hash::Sha384, Hash::Sha512];
 
-/// OpenMV Cam and MicroPython <= v1.28 on mbedTLS 3.6: the default profile.
+/// OpenMV Cam and MicroPython v1.25 to v1.28 on mbedTLS 3.6: the default profile.
+/// (v1.28's TLS-PSK changes the hello only when a script sets a PSK, which
+/// restricts the suites to PSK ones; certificates are then not used.)
 pub const OPENMV: Profile = Profile {
     name: "openmv",
-    summary: "OpenMV Cam / MicroPython <= v1.28 on mbedTLS 3.6: DER only, one anchor, TLS 1.2",
+    summary: "OpenMV Cam / MicroPython v1.25-v1.28 firmware (mbedTLS 3.6, no PEM parser): DER only, one anchor, TLS 1.2",
     loads_pem: false,
     loads_encrypted_keys: false,
     rejects_key_trailing_bytes: true,
@@ -302,10 +304,11 @@ pub const OPENMV: Profile = Profile {
     hello: Some(MBEDTLS36_HELLO),
 };
 
-/// MicroPython after v1.28 on bare-metal ports: PEM parsing and several anchors.
+/// MicroPython v1.29 and later on bare-metal ports (`MBEDTLS_PEM_PARSE_C`
+/// enabled): PEM parsing and several anchors; the same hello as `openmv`.
 pub const MICROPYTHON_PEM: Profile = Profile {
     name: "micropython-pem",
-    summary: "MicroPython after v1.28 (bare-metal ports): PEM accepted, several anchors, TLS 1.2",
+    summary: "MicroPython v1.29+ firmware (bare-metal ports, mbedTLS 3.6 with PEM_PARSE_C): PEM accepted, several anchors, TLS 1.2",
     loads_pem: true,
     anchors_per_context: None,
     ..OPENMV
