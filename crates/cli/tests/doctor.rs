@@ -929,6 +929,57 @@ fn doctor_over_dtls_agrees_with_mbedtls() {
     for case in cases {
         run_case(d, case, &mut rows);
     }
+    // mTLS over DTLS: the device's certificate flight in DTLS records.
+    pki.client("client", "cam-1");
+    let both = [pki.int.as_slice(), pki.root.as_slice()]
+        .map(support::doctor::pem)
+        .concat();
+    pki.write("clients-ca.pem", both.as_bytes());
+    let mtls = || {
+        support::peers::gnutls_server(
+            d,
+            &[
+                "--udp",
+                "--echo",
+                "--x509certfile",
+                "leaf-full.pem",
+                "--x509keyfile",
+                "leaf.key",
+                "--require-client-cert",
+                "--verify-client-cert",
+                "--x509cafile",
+                "clients-ca.pem",
+            ],
+        )
+    };
+    for case in [
+        Case {
+            name: "DTLS mTLS: none sent",
+            mbedtls_server: None,
+            server: mtls(),
+            ca: "t-root.der",
+            hostname: "localhost",
+            doctor_extra: vec!["--dtls"],
+            mbedtls_extra: vec!["--dtls"],
+            expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
+            fix: Some("load_cert_chain"),
+            known_difference: None,
+        },
+        Case {
+            name: "DTLS mTLS: device certificate accepted",
+            mbedtls_server: None,
+            server: mtls(),
+            ca: "t-root.der",
+            hostname: "localhost",
+            doctor_extra: vec!["--dtls", "--cert", "client.der", "--key", "client.key.der"],
+            mbedtls_extra: vec!["--dtls", "--cert", "client.der", "--key", "client.key.der"],
+            expect: None,
+            fix: None,
+            known_difference: None,
+        },
+    ] {
+        run_case(d, case, &mut rows);
+    }
     print_table(&rows);
     // anchor reads the chain over DTLS too.
     let server = udp("leaf-full.pem");
@@ -997,4 +1048,104 @@ fn doctor_speaks_the_devices_aes_cbc_suites_and_says_what_it_negotiated() {
         ],
     );
     assert!(peer.single().ok, "{}", peer.transcript);
+}
+
+// nginx on 127.0.0.1 with `server` lines added to a minimal configuration,
+// in the foreground, stopped when dropped.
+fn nginx(dir: &Path, name: &str, server: &str) -> LineServer {
+    if std::process::Command::new("nginx")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        panic!("nginx missing: apt-get install nginx");
+    }
+    let port = support::free_tcp_port();
+    let prefix = dir.join(format!("nginx-{name}"));
+    std::fs::create_dir_all(prefix.join("logs")).unwrap();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\npid {p}/nginx.pid;\nerror_log stderr;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
+         fastcgi_temp_path {p}/fcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
+         server {{\n    listen 127.0.0.1:{port} ssl;\n    {server}\n    return 200 \"ok\\n\";\n  }}\n}}\n",
+        p = prefix.display()
+    );
+    let conf_path = prefix.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let mut cmd = std::process::Command::new("nginx");
+    cmd.arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(&conf_path)
+        .current_dir(dir);
+    let server = LineServer::spawn("nginx", &mut cmd, port);
+    support::wait_for_tcp(port, std::time::Duration::from_secs(10));
+    server
+}
+
+#[test]
+fn doctor_agrees_with_the_device_on_nginx() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let pki = Pki::new(d, "t", 20 * 365, (-1, 365));
+    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
+    let full = [
+        support::doctor::pem(&std::fs::read(d.join("leaf.der")).unwrap()),
+        support::doctor::pem(&pki.int),
+    ]
+    .concat();
+    std::fs::write(d.join("leaf-full.pem"), full).unwrap();
+    let certs = format!(
+        "ssl_certificate {}; ssl_certificate_key {};",
+        d.join("leaf-full.pem").display(),
+        d.join("leaf.key").display()
+    );
+    let case = |name: &'static str,
+                server: LineServer,
+                expect: Option<&'static str>,
+                fix: Option<&'static str>| Case {
+        name,
+        mbedtls_server: None,
+        server,
+        ca: "t-root.der",
+        hostname: "localhost",
+        doctor_extra: vec![],
+        mbedtls_extra: vec![],
+        expect,
+        fix,
+        known_difference: None,
+    };
+    let mut rows = Vec::new();
+    let cases = vec![
+        case("nginx defaults", nginx(d, "plain", &certs), None, None),
+        case(
+            "nginx TLS 1.3 only",
+            nginx(d, "tls13", &format!("{certs} ssl_protocols TLSv1.3;")),
+            Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
+            Some("enable TLS 1.2"),
+        ),
+        case(
+            "nginx X25519 only",
+            nginx(d, "x25519", &format!("{certs} ssl_ecdh_curve X25519;")),
+            Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
+            Some("secp256r1"),
+        ),
+        case(
+            "nginx ChaCha20 only",
+            nginx(
+                d,
+                "chacha",
+                &format!(
+                    "{certs} ssl_protocols TLSv1.2; ssl_ciphers ECDHE-ECDSA-CHACHA20-POLY1305;"
+                ),
+            ),
+            Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
+            Some("device's suites"),
+        ),
+    ];
+    for c in cases {
+        run_case(d, c, &mut rows);
+    }
+    print_table(&rows);
 }

@@ -290,6 +290,10 @@ impl<'a> Conversation<'a> {
 
     fn finish(&mut self, end: End) -> Outcome {
         let alerts: &[[u8; 2]] = match (&end, self.state) {
+            // Over TLS the device's ChangeCipherSpec is sent: no plaintext alert after it.
+            (End::Proceeds, State::AwaitVerdict) if self.transport() == Transport::Dtls => {
+                &[[1, 90], [1, 0]]
+            }
             (_, State::AwaitVerdict) => &[],
             (End::ChainRefused, _) => &[[2, 42]],
             (End::DeviceRefuses(r), _) if r.kind == RefusalKind::Malformed => &[[2, 50]],
@@ -326,7 +330,7 @@ impl<'a> Conversation<'a> {
             progress.done = Some(self.wire_error(e));
             return progress;
         }
-        while let Some(item) = self.reader.next() {
+        while let Some(item) = self.reader.next_incoming() {
             match self.step(item) {
                 Ok(mut send) => progress.send.append(&mut send),
                 Err(end) => {

@@ -255,6 +255,9 @@ pub fn over_udp(
                     return Err(deadline.no_answer(target));
                 }
                 if let Some(done) = conv.silence() {
+                    if let Some(bye) = conv.farewell() {
+                        let _ = sock.send(&bye);
+                    }
                     return Ok(done);
                 }
                 for d in conv.retransmit() {

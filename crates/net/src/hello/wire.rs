@@ -225,7 +225,7 @@ impl Reader {
     }
 
     /// The next complete thing the peer sent, if any.
-    pub fn next(&mut self) -> Option<Incoming> {
+    pub fn next_incoming(&mut self) -> Option<Incoming> {
         self.ready.pop_front()
     }
 
@@ -507,7 +507,7 @@ mod tests {
             r.push(std::slice::from_ref(byte)).unwrap();
         }
         assert_eq!(
-            r.next(),
+            r.next_incoming(),
             Some(Incoming::Handshake {
                 msg_type: hs::SERVER_HELLO,
                 body: vec![1, 2, 3],
@@ -515,13 +515,13 @@ mod tests {
             })
         );
         assert!(matches!(
-            r.next(),
+            r.next_incoming(),
             Some(Incoming::Handshake {
                 msg_type: hs::SERVER_HELLO_DONE,
                 ..
             })
         ));
-        assert_eq!(r.next(), None);
+        assert_eq!(r.next_incoming(), None);
     }
 
     #[test]
@@ -545,10 +545,10 @@ mod tests {
         };
         let mut r = Reader::new(Transport::Dtls);
         r.push(&frag(0, 6, 4)).unwrap();
-        assert_eq!(r.next(), None);
+        assert_eq!(r.next_incoming(), None);
         r.push(&frag(0, 0, 6)).unwrap();
         r.push(&frag(0, 0, 10)).unwrap(); // retransmitted whole
-        match r.next() {
+        match r.next_incoming() {
             Some(Incoming::Handshake {
                 body: b,
                 transcript,
@@ -559,6 +559,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(r.next(), None);
+        assert_eq!(r.next_incoming(), None);
     }
 }
