@@ -1,18 +1,16 @@
 //! Lint's errors are the device's refusals: for each kind of bad server
-//! certificate, `devtls lint` reports an error and the device-like mbedTLS
-//! peer (one DER anchor, `server_hostname`) refuses the same certificate when
-//! `openssl s_server` presents it; a clean set lints clean and is accepted.
-//!
-//! The peer runs mbedTLS 2.28: secp256k1 and RSA-PSS, which the device's 3.6
-//! build refuses, are accepted by 2.28, so they are proven by lint alone
-//! (tests/lint.rs).
+//! certificate, `devtls lint` reports an error and the device peer (mbedTLS
+//! 3.6 with the device's configuration, one DER anchor, `server_hostname`)
+//! refuses the same certificate when `openssl s_server` presents it; a clean
+//! set lints clean and is accepted.
 
 mod support;
 
 use std::path::Path;
 
 use support::lint::lint;
-use support::peers::{mbedtls_client, openssl_server, Conn};
+use support::device;
+use support::peers::{openssl_server, Conn};
 use support::{ok_in, openssl_ok, words};
 
 /// X509_CERT_VERIFY_FAILED, what the device's verify step reports.
@@ -45,7 +43,7 @@ fn openssl_server_cert(d: &Path, stem: &str, extra: &[&str]) {
     openssl_ok(d, &["x509", "-in", &crt, "-outform", "DER", "-out", &der]);
 }
 
-/// What the mbedTLS peer says when `openssl s_server` presents STEM.crt and
+/// What the device peer says when `openssl s_server` presents STEM.crt and
 /// the peer trusts STEM.der and checks `hostname`.
 fn device_verdict(d: &Path, stem: &str, hostname: &str) -> Conn {
     let (crt, key, der) = (
@@ -67,7 +65,7 @@ fn device_verdict(d: &Path, stem: &str, hostname: &str) -> Conn {
             "DEFAULT:@SECLEVEL=0",
         ],
     );
-    let run = mbedtls_client(
+    let run = device::client(
         d,
         server.port,
         &[
@@ -186,4 +184,29 @@ fn critical_extensions_are_refused_with_the_devices_codes() {
         let message = r.finding(id)["message"].as_str().unwrap().to_string();
         assert!(message.contains(&format!("-0x{:04X}", -code)), "{message}");
     }
+}
+
+#[test]
+fn secp256k1_and_rsa_pss_are_refused_by_the_devices_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl_server_cert(
+        d,
+        "k1",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"],
+    );
+    openssl_server_cert(
+        d,
+        "pss",
+        &["-newkey", "rsa:2048", "-sigopt", "rsa_padding_mode:pss"],
+    );
+    lint(d, &words("k1.der --host openmv")).expect(1, &["key-secp256k1"]);
+    lint(d, &words("pss.der --host openmv")).expect(1, &["sig-rsa-pss"]);
+    // secp256k1 is compiled into the device's build but is not one of the
+    // groups it offers: the server finds no common curve for its key.
+    let conn = device_verdict(d, "k1", "openmv");
+    assert!(!conn.ok && conn.code.is_some(), "{conn:?}");
+    // No RSA-PSS in the device's build: the anchor itself does not load.
+    let conn = device_verdict(d, "pss", "openmv");
+    assert_eq!(conn.code, Some(-0x2300), "{conn:?}");
 }
