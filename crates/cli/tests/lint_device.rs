@@ -8,8 +8,8 @@ mod support;
 
 use std::path::Path;
 
-use support::lint::lint;
 use support::device;
+use support::lint::lint;
 use support::peers::{openssl_server, Conn};
 use support::{ok_in, openssl_ok, words};
 

@@ -752,6 +752,33 @@ pub fn handshake(
                 )
             }
         }
+        End::ServerSilent => {
+            let sent = outcome.found.sent_certificate.unwrap_or(false);
+            (
+                if sent {
+                    Reason::ClientCertRejected
+                } else {
+                    Reason::ClientCertMissing
+                },
+                format!(
+                    "the server asked for a client certificate, then went silent after the device's {} \
+                     and never finished the handshake (devtls's own DTLS client could not finish it \
+                     either): the device waits until it times out",
+                    if sent { "certificate" } else { "empty certificate message" }
+                ),
+                if sent {
+                    "issue the device's certificate from the CA the server trusts (the server \
+                     refuses it without an alert)"
+                        .into()
+                } else {
+                    "load the device's certificate with ctx.load_cert_chain(\"client.der\", \
+                     \"client.key.der\") (doctor: --cert --key)"
+                        .into()
+                },
+                Some(DeviceWords::oserror(&device_error::TIMEOUT)),
+                "silent after the certificate flight".into(),
+            )
+        }
         End::Closed {
             after: Stage::ClientFlight,
         } => (

@@ -119,7 +119,14 @@ pub fn examine(req: &Request<'_>) -> Result<Examination, ExamineError> {
         }),
         identity: req.identity,
     };
-    let outcome = drive::converse(req.host, req.port, device, &deadline)?;
+    let mut outcome = drive::converse(req.host, req.port, device, &deadline)?;
+    if transport == Transport::Dtls
+        && matches!(outcome.end, End::Proceeds)
+        && outcome.found.certificate_request.is_some()
+        && dtls_finishes(req, &deadline) == Some(false)
+    {
+        outcome.end = End::ServerSilent;
+    }
     let mut notes = Vec::new();
     let mut chain = outcome.found.chain.clone();
     let mut needs = None;
@@ -215,6 +222,49 @@ fn handshake_summary(outcome: &Outcome, transport: Transport) -> Handshake {
         client_cert_requested: f.certificate_request.is_some(),
         cookie_exchange: f.cookie_exchange,
         end: outcome.end.clone(),
+    }
+}
+
+// Over DTLS a server says nothing when it accepts the device's certificate
+// flight, and some (gnutls-serv) say nothing either when they want a
+// certificate that was not sent: they just never finish. devtls's own DTLS
+// client (the device's ECDHE suites rtc-dtls implements) completes the
+// handshake to tell which. `None`: it could not try.
+fn dtls_finishes(req: &Request<'_>, deadline: &Deadline) -> Option<bool> {
+    use crate::dtls::{self, DtlsError};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let peer = *drive::resolve(req.host, req.port).ok()?.first()?;
+    let provider = crate::restrict::provider(req.profile);
+    let identity = match req.identity {
+        Some(id) => {
+            let key = PrivateKeyDer::try_from(id.key.clone()).ok()?;
+            let key = provider.key_provider.load_private_key(key).ok()?;
+            Some((vec![CertificateDer::from(id.cert.clone())], key))
+        }
+        None => None,
+    };
+    let left = deadline
+        .remaining()
+        .saturating_sub(Duration::from_millis(200));
+    if left.is_zero() {
+        return None;
+    }
+    let options = dtls::ClientOptions {
+        server_name: req.hostname.unwrap_or(req.host).to_string(),
+        verifier: None, // the chain is judged by pki; only finishing matters here
+        identity,
+        profile: req.profile,
+        timeout: left,
+    };
+    match dtls::connect(peer, &options, b"hello\n") {
+        Ok(_) => Some(true),
+        Err(f) => match f.error {
+            DtlsError::NoReply { .. } => Some(true),
+            DtlsError::Stalled { .. } | DtlsError::Silent { .. } | DtlsError::Alert(_) => {
+                Some(false)
+            }
+            _ => None,
+        },
     }
 }
 

@@ -85,6 +85,8 @@ errors! {
         "the server's ECDSA key exchange signature does not verify with its certificate's key";
     RSA_VERIFY_FAILED = 0x4380, "MBEDTLS_ERR_RSA_VERIFY_FAILED",
         "the server's RSA key exchange signature does not verify with its certificate's key";
+    TIMEOUT = 0x6800, "MBEDTLS_ERR_SSL_TIMEOUT",
+        "DTLS: the peer never completed the handshake (e.g. a server that silently waits for a certificate the device did not send)";
     INVALID_CERT_PEM = 0x2180, "MBEDTLS_ERR_X509_INVALID_FORMAT",
         "a PEM file where the device needs DER (the script sees ValueError('invalid cert'))";
 }

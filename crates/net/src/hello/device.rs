@@ -139,6 +139,10 @@ pub enum End {
         /// After what.
         after: Stage,
     },
+    /// DTLS: the server went silent after the device's certificate flight
+    /// and a full handshake by devtls's own DTLS client did not finish
+    /// either: the device waits until it times out.
+    ServerSilent,
     /// The server does not speak TLS.
     NotTls {
         /// The first bytes, for the user.
