@@ -39,8 +39,8 @@
 //! device-restricted devtls endpoint therefore negotiates only the four
 //! ECDHE AES-GCM ones (`C02C C030 C02B C02F`); the eight ECDHE AES-CBC
 //! suites and the six RSA key exchange suites (GCM and CBC) cannot be
-//! emulated. A server that speaks only those works with the device but fails
-//! against devtls: devtls says so rather than trust its verdict. The list
+//! emulated by these endpoints. (doctor is not limited by this: [`hello`]
+//! offers and reads all 18 without a TLS library.) The list
 //! for any profile is [`restrict::unemulated_suites`]; for `openmv`:
 //!
 //! ```
