@@ -21,7 +21,9 @@ Exit status: 0 all connections ok, 1 some failed, 2 bad arguments or files.
 serving all --count connections).
 
 Note: python-mbedtls 2.10.1 wraps mbedTLS 2.28, the device runs 3.6; see the
-differences listed in DIFFERENCES below.
+differences listed in DIFFERENCES below. Tests that speak for the device use
+tests/peers/mbedtls36 (the device's own 3.6 build, same flags and JSON);
+this peer stays for older firmware.
 """
 
 import argparse
@@ -64,7 +66,9 @@ DIFFERENCES = """\
 - mbedTLS 2.28 does not match iPAddress SANs: --hostname 127.0.0.1 fails
   verification (-0x2700) where the device (3.6) accepts an IP SAN. Verify
   by DNS name with this peer.
-- mbedTLS 2.28 accepts a PKCS#8 DER key with trailing bytes (3.6 refuses it).
+- Keys with trailing bytes: 3.6.5 in the device's configuration loads PKCS#8
+  and SEC1 DER keys with trailing bytes and refuses PKCS#1 ones (measured
+  with tests/peers/mbedtls36, docs/device-behaviour.md).
 - --ca without --hostname verifies the chain but no name (2.28 allows it);
   the device refuses to verify without server_hostname.
 - The extended key usage is enforced as on the device: a server certificate

@@ -1,21 +1,164 @@
 //! Reading the user's files, with errors that name the file and the fix.
+//!
+//! Every command reads its input files through [`read`] or [`open`]: at most
+//! [`MAX_INPUT`] bytes, never blocking on a FIFO without a writer, and with a
+//! one-line error naming the file for a folder, a device that never ends,
+//! an empty file or one that cannot be read (docs/hardening.md).
 
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use devtls_pki::sniff::{self, Sniffed};
 
-/// Reads a whole file; a missing file, a folder or an empty file is a clear error.
-pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    if path.is_dir() {
+/// The largest input file devtls reads: certificates and keys are
+/// kilobytes and a bundle of every public root about 250 KB, so 64 MiB is
+/// generous and still bounds memory.
+pub const MAX_INPUT: u64 = 64 * 1024 * 1024;
+
+/// How long a pipe or FIFO may stay silent before devtls gives up on it.
+pub const PIPE_WAIT: Duration = Duration::from_secs(5);
+
+/// The error a read over [`MAX_INPUT`] ends with (inside an `io::Error`).
+#[derive(Debug)]
+struct TooLarge(String);
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+fn too_large(path: &Path) -> TooLarge {
+    TooLarge(format!(
+        "{}: larger than the {} MiB limit for input files (certificates and keys are \
+         kilobytes); give the certificate, key, CSR or bundle itself",
+        path.display(),
+        MAX_INPUT >> 20
+    ))
+}
+
+/// An input file opened for reading: never more than [`MAX_INPUT`] bytes (a
+/// longer one is an error naming the file and the limit), and a pipe that
+/// stays silent for [`PIPE_WAIT`] is an error, not a hang.
+pub struct Input {
+    file: File,
+    path: PathBuf,
+    read: u64,
+    pipe: bool,
+}
+
+/// Opens `path` for reading without blocking on a FIFO that has no writer;
+/// a folder, a missing file or a regular file over the limit is a clear error.
+pub fn open(path: &Path) -> anyhow::Result<Input> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => {
+                anyhow::anyhow!("{}: no such file; check the path", path.display())
+            }
+            _ => anyhow::anyhow!(
+                "{}: cannot be opened ({e}); check the path and its permissions",
+                path.display()
+            ),
+        })?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("{}: cannot be read", path.display()))?;
+    if meta.is_dir() {
         bail!(
             "{}: is a folder; give the path of a certificate or key file inside it",
             path.display()
         );
     }
-    let bytes = std::fs::read(path).with_context(|| match path.exists() {
-        true => format!("{}: cannot be read (check its permissions)", path.display()),
-        false => format!("{}: no such file; check the path", path.display()),
+    if meta.is_file() && meta.len() > MAX_INPUT {
+        return Err(too_large(path).into());
+    }
+    let kind = meta.file_type();
+    Ok(Input {
+        file,
+        path: path.to_path_buf(),
+        read: 0,
+        pipe: kind.is_fifo() || kind.is_socket(),
+    })
+}
+
+impl Input {
+    /// Waits until the pipe has data or is closed, for at most [`PIPE_WAIT`] in all.
+    fn wait_readable(&self, since: Instant) -> io::Result<()> {
+        let left = PIPE_WAIT.saturating_sub(since.elapsed());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("nothing arrived within {} s", PIPE_WAIT.as_secs()),
+            ));
+        }
+        let mut fd = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut fd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.read > MAX_INPUT {
+            return Err(io::Error::other(too_large(&self.path)));
+        }
+        // One byte more than the limit is allowed through, to tell "exactly
+        // at the limit" from "over it".
+        let room = (MAX_INPUT + 1 - self.read).min(buf.len() as u64) as usize;
+        let started = Instant::now();
+        loop {
+            match self.file.read(&mut buf[..room]) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.pipe => {
+                    self.wait_readable(started)?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+                Ok(n) => {
+                    self.read += n as u64;
+                    if self.read > MAX_INPUT {
+                        return Err(io::Error::other(too_large(&self.path)));
+                    }
+                    return Ok(n);
+                }
+            }
+        }
+    }
+}
+
+/// Reads a whole file (at most [`MAX_INPUT`] bytes); a missing file, a
+/// folder, an over-large, silent or empty file is a clear error.
+pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut input = open(path)?;
+    let mut bytes = Vec::new();
+    input.read_to_end(&mut bytes).map_err(|e| {
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<TooLarge>())
+        {
+            Some(too_large) => anyhow::anyhow!("{too_large}"),
+            None => anyhow::anyhow!("{}: cannot be read ({e})", path.display()),
+        }
     })?;
     if bytes.is_empty() {
         bail!(

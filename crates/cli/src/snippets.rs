@@ -1,7 +1,11 @@
 //! The MicroPython lines that load device files, as the device guide writes them.
 //!
 //! Printed after every command that writes files for the device, so the user
-//! can paste them unchanged.
+//! can paste them unchanged, and written into fleet devices' `boot.py`. Every
+//! value goes in through [`devtls_pki::names::py_str`], so no host name or
+//! file name can end its string literal (docs/hardening.md).
+
+use devtls_pki::names::py_str;
 
 /// Files a device loads, by the names they will have on the device.
 pub struct DeviceFiles<'a> {
@@ -19,18 +23,20 @@ pub fn client(files: &DeviceFiles, hostname: &str, port: u16) -> String {
         "import socket, ssl, ntptime\n\
          ntptime.settime()  # the validity check needs the clock\n",
     );
-    s += &format!("addr = socket.getaddrinfo(\"{hostname}\", {port})[0][-1]\n");
+    let host = py_str(hostname);
+    s += &format!("addr = socket.getaddrinfo({host}, {port})[0][-1]\n");
     s += "sock = socket.socket()\nsock.connect(addr)\nctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n";
     if let (Some(cert), Some(key)) = (files.cert, files.key) {
-        s += &format!("ctx.load_cert_chain(\"{cert}\", \"{key}\")\n");
+        s += &format!("ctx.load_cert_chain({}, {})\n", py_str(cert), py_str(key));
     }
     if let Some(anchor) = files.anchor {
         s += &format!(
-            "ctx.verify_mode = ssl.CERT_REQUIRED\nctx.load_verify_locations(cafile=\"{anchor}\")\n"
+            "ctx.verify_mode = ssl.CERT_REQUIRED\nctx.load_verify_locations(cafile={})\n",
+            py_str(anchor)
         );
     }
     s += &format!(
-        "ssock = ctx.wrap_socket(sock, server_hostname=\"{hostname}\")\n\
+        "ssock = ctx.wrap_socket(sock, server_hostname={host})\n\
          ssock.write(b\"hello\\n\")\nprint(ssock.read())\nssock.close()\n"
     );
     s
@@ -44,11 +50,12 @@ pub fn server(files: &DeviceFiles, port: u16) -> String {
          ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n",
     );
     if let (Some(cert), Some(key)) = (files.cert, files.key) {
-        s += &format!("ctx.load_cert_chain(\"{cert}\", \"{key}\")\n");
+        s += &format!("ctx.load_cert_chain({}, {})\n", py_str(cert), py_str(key));
     }
     if let Some(anchor) = files.anchor {
         s += &format!(
-            "ctx.verify_mode = ssl.CERT_REQUIRED\nctx.load_verify_locations(cafile=\"{anchor}\")\n"
+            "ctx.verify_mode = ssl.CERT_REQUIRED\nctx.load_verify_locations(cafile={})\n",
+            py_str(anchor)
         );
     }
     s += &format!(
@@ -99,5 +106,179 @@ mod tests {
         let s = server(&files, 8443);
         assert!(!s.contains("CERT_REQUIRED"));
         assert!(s.contains("server_side=True"));
+    }
+    /// Where the MicroPython checker lives (tests/micropython, set up by .ci/run).
+    fn checker() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/micropython")
+    }
+
+    fn hex(s: &str) -> String {
+        s.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// What `tests/micropython/run_script.py` prints for a script: one hex
+    /// line per value handed to socket/ssl, from CPython.
+    fn cpython(script: &std::path::Path) -> Vec<String> {
+        let harness = std::fs::read_to_string(checker().join("run_script.py")).unwrap();
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "src = open({:?}, encoding='utf-8').read()\n{harness}",
+                script.display().to_string()
+            ))
+            .output()
+            .unwrap_or_else(|e| panic!("python3 is missing ({e}): apt-get install python3"));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "CPython: {text}{err}");
+        seen_lines(text.lines())
+    }
+
+    /// The values the stand-ins saw, without what the script printed itself.
+    fn seen_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String> {
+        lines
+            .filter_map(|l| l.strip_prefix("seen:"))
+            .map(String::from)
+            .collect()
+    }
+
+    /// The same from real MicroPython (WebAssembly under node), all scripts at once.
+    fn micropython(scripts: &[std::path::PathBuf]) -> Vec<Vec<String>> {
+        let dir = checker();
+        if !dir.join("node_modules/@micropython").is_dir() {
+            panic!("MicroPython checker missing: apt-get install nodejs npm && npm install --prefix tests/micropython");
+        }
+        let out = std::process::Command::new("node")
+            .arg(dir.join("check.mjs"))
+            .args(scripts)
+            .output()
+            .unwrap_or_else(|e| panic!("node is missing ({e}): apt-get install nodejs npm"));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "node: {text}{err}");
+        text.lines()
+            .map(|l| {
+                let (_, seen) = l.split_once('\t').unwrap();
+                assert!(!seen.starts_with("ERROR"), "MicroPython: {l}");
+                seen_lines(seen.split('|'))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hostile_values_reach_socket_and_ssl_intact_on_cpython_and_micropython() {
+        let hostile = [
+            "x\"+str(__import__(\"os\").system(\"echo PWNED\"))[:0]+\"",
+            "a\"b",
+            "a\\",
+            "a\\\"",
+            "line\nbreak\r",
+            "'''",
+            "\"\"\"",
+            "é€😀",
+            "\u{2028}\u{1}\u{7f}",
+            "{0}%s",
+            "server.local",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let mut scripts = Vec::new();
+        let mut expected = Vec::new();
+        for (i, value) in hostile.iter().enumerate() {
+            let files = DeviceFiles {
+                cert: Some(value),
+                key: Some("client.key.der"),
+                anchor: Some(value),
+            };
+            let client_py = dir.path().join(format!("client{i}.py"));
+            std::fs::write(&client_py, client(&files, value, 8443)).unwrap();
+            scripts.push(client_py);
+            expected.push(vec![
+                hex(&format!("host={value}")),
+                hex(&format!("cert={value}")),
+                hex("key=client.key.der"),
+                hex(&format!("cafile={value}")),
+                hex(&format!("server_hostname={value}")),
+            ]);
+            let server_py = dir.path().join(format!("server{i}.py"));
+            std::fs::write(&server_py, server(&files, 8443)).unwrap();
+            scripts.push(server_py);
+            expected.push(vec![
+                hex(&format!("cert={value}")),
+                hex("key=client.key.der"),
+                hex(&format!("cafile={value}")),
+                hex("host=0.0.0.0"),
+            ]);
+        }
+        for (script, want) in scripts.iter().zip(&expected) {
+            assert_eq!(&cpython(script), want, "CPython ran {}", script.display());
+        }
+        let mp = micropython(&scripts);
+        assert_eq!(mp.len(), scripts.len());
+        for ((seen, want), script) in mp.iter().zip(&expected).zip(&scripts) {
+            assert_eq!(seen, want, "MicroPython ran {}", script.display());
+        }
+    }
+
+    /// Reads back a literal `py_str` made, as Python does; `None` if it ends early.
+    fn unquote(lit: &str) -> Option<String> {
+        let inner = lit.strip_prefix('"')?.strip_suffix('"')?;
+        let mut out = String::new();
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' | '\n' | '\r' => return None,
+                '\\' => {
+                    let e = chars.next()?;
+                    let mut hex = |n: usize| {
+                        let h: String = chars.by_ref().take(n).collect();
+                        char::from_u32(u32::from_str_radix(&h, 16).ok()?)
+                    };
+                    out.push(match e {
+                        '"' | '\\' => e,
+                        'x' => hex(2)?,
+                        'u' => hex(4)?,
+                        'U' => hex(8)?,
+                        _ => return None,
+                    });
+                }
+                c => out.push(c),
+            }
+        }
+        Some(out)
+    }
+
+    fn cases() -> u32 {
+        std::env::var("DEVTLS_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: cases(),
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Whatever host and file names go in, each literal reads back as
+        /// exactly that value and the script keeps its shape (the same
+        /// lines as with plain names): nothing ends a literal early.
+        #[test]
+        fn any_value_stays_inside_its_literal(host in "\\PC*|.*", cert in ".*") {
+            let lit = devtls_pki::names::py_str(&host);
+            proptest::prop_assert!(lit.is_ascii());
+            proptest::prop_assert_eq!(unquote(&lit), Some(host.clone()));
+            let files = DeviceFiles { cert: Some(&cert), key: Some("k"), anchor: Some(&cert) };
+            let plain = DeviceFiles { cert: Some("c"), key: Some("k"), anchor: Some("a") };
+            let script = client(&files, &host, 8443);
+            proptest::prop_assert_eq!(script.lines().count(), client(&plain, "h", 8443).lines().count());
+            let wanted = format!("server_hostname={lit})");
+            proptest::prop_assert!(script.contains(&wanted));
+            proptest::prop_assert_eq!(
+                server(&files, 8443).lines().count(),
+                server(&plain, 8443).lines().count()
+            );
+        }
     }
 }

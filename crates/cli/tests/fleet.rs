@@ -558,16 +558,16 @@ fn two_issuers_at_once_never_share_a_serial_or_a_device() {
 
 /// The fleet end to end with the device's TLS library: a gateway certificate
 /// and device identities from the fleet, `devtls serve --ca ca.der --crl
-/// crl.der`, and the mbedTLS peer loading a device folder's DER files. A
+/// crl.der`, and the device peer (mbedTLS 3.6 with the device's
+/// configuration) loading a device folder's DER files. A
 /// device completes mTLS; after `fleet revoke` and `fleet crl` it is refused.
 #[test]
 fn mbedtls_device_does_mtls_with_serve_until_revoked() {
+    use support::device;
     use support::net::Serve;
-    use support::peers::mbedtls_client;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     init(d);
-    // mbedTLS 2.28 (the peer) matches DNS SANs only; the device (3.6) would take the IP too.
     fs::write(d.join("gw.csv"), "gateway,gateway.local,127.0.0.1\n").unwrap();
     ok_in(d, &words("fleet issue --from gw.csv --role server"));
     ok_in(d, &words("fleet issue cam-1 cam-2"));
@@ -592,7 +592,7 @@ fn mbedtls_device_does_mtls_with_serve_until_revoked() {
     );
     let device = |id: &str| {
         let f = |name: &str| format!("fleet/devices/{id}/{name}");
-        mbedtls_client(
+        device::client(
             d,
             serve.port,
             &[

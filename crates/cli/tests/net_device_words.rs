@@ -1,7 +1,7 @@
 //! The device's words that `connect` and `serve` predict are the words
 //! mbedTLS itself produces: every failure is run twice, once through devtls
-//! and once through the mbedTLS test peer (tests/peers/mbedtls_peer.py), and
-//! the error codes must agree.
+//! and once through the device peer (mbedTLS 3.6 with the device's
+//! configuration, tests/peers/mbedtls36), and the error codes must agree.
 
 mod support;
 
@@ -11,25 +11,25 @@ use std::time::Duration;
 use devtls_pki::issue::Role;
 use devtls_pki::keys::KeyType;
 use serde_json::Value;
+use support::device;
 use support::net::{cert_valid, connect_json, raw_server, s_server, stdout_lines, Serve};
-use support::{ok_in, peer_script, text, words, Peer};
+use support::{ok_in, text, words, Peer};
 use time::{Duration as Span, OffsetDateTime};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// What the mbedTLS client reports connecting to 127.0.0.1:`port` with `args`.
 fn mbedtls_client(dir: &std::path::Path, port: u16, args: &[&str]) -> Value {
-    let out = Command::new("python3")
+    let out = Command::new(device::binary())
         .current_dir(dir)
-        .arg(peer_script("mbedtls_peer.py"))
         .args(["client", "--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--timeout", "10"])
         .args(args)
         .output()
-        .expect("python3 runs");
+        .expect("the device peer runs");
     let line = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(line.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("mbedtls peer printed no JSON ({e}):\n{}", text(&out)))
+        .unwrap_or_else(|e| panic!("device peer printed no JSON ({e}):\n{}", text(&out)))
 }
 
 /// devtls connect and the mbedTLS client, same server, same files: same code.
@@ -144,26 +144,24 @@ fn server_side_failures_match_mbedtls() {
     let unknown = serve.report(WAIT);
     serve.finish(WAIT);
 
-    // What the mbedTLS server says to the same two clients.
-    let mut cmd = Command::new("python3");
-    cmd.current_dir(d)
-        .arg(peer_script("mbedtls_peer.py"))
-        .args([
-            "server",
-            "--port",
-            "0",
-            "--cert",
-            "server.der",
-            "--key",
-            "server.key.der",
-            "--ca",
-            "client.der",
-            "--count",
-            "2",
-            "--timeout",
-            "25",
-        ]);
-    let mut peer = Peer::spawn("mbedtls server", &mut cmd);
+    // What the device's server says to the same two clients.
+    let mut cmd = Command::new(device::binary());
+    cmd.current_dir(d).args([
+        "server",
+        "--port",
+        "0",
+        "--cert",
+        "server.der",
+        "--key",
+        "server.key.der",
+        "--ca",
+        "client.der",
+        "--count",
+        "2",
+        "--timeout",
+        "25",
+    ]);
+    let mut peer = Peer::spawn("device peer server", &mut cmd);
     let lines = stdout_lines(&mut peer);
     let listening: Value = serde_json::from_str(&lines.recv_timeout(WAIT).unwrap()).unwrap();
     let target = format!("127.0.0.1:{}", listening["listening"]);

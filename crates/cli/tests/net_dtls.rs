@@ -1,15 +1,15 @@
 //! `devtls serve --dtls` and `devtls connect --dtls` against themselves,
-//! GnuTLS (`--udp`) and the mbedTLS peer (the device's library), both ways,
+//! GnuTLS (`--udp`) and the device peer (mbedTLS 3.6 with the device's
+//! configuration), both ways,
 //! with and without client certificates, for P-256, P-384 and RSA-2048.
 
 mod support;
 
 use std::time::Duration;
 
+use support::device;
 use support::net::{connect_json, Serve};
-use support::peers::{
-    gnutls_client, gnutls_server, mbedtls_client, mbedtls_server, mbedtls_server_results,
-};
+use support::peers::{gnutls_client, gnutls_server};
 use support::{ok_in, text};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -206,7 +206,7 @@ fn mbedtls_peer_over_dtls_both_ways() {
             if mtls {
                 args.extend(["--cert", "client.der", "--key", "client.key.der"]);
             }
-            let run = mbedtls_client(d, serve.port, &args);
+            let run = device::client(d, serve.port, &args);
             let conn = run.single();
             assert!(conn.ok, "{key} mtls={mtls}: {}", run.transcript);
             assert_eq!(conn.version.as_deref(), Some("DTLSv1.2"));
@@ -230,7 +230,7 @@ fn mbedtls_peer_over_dtls_both_ways() {
             if mtls {
                 args.extend(["--ca", "client.der"]);
             }
-            let server = mbedtls_server(d, &args);
+            let server = device::server(d, &args);
             let target = format!("127.0.0.1:{}", server.port);
             let mut args = vec![
                 target.as_str(),
@@ -246,7 +246,7 @@ fn mbedtls_peer_over_dtls_both_ways() {
             let (code, v, out) = connect_json(d, &args);
             assert_eq!(code, Some(0), "{key} mtls={mtls}: {}", text(&out));
             assert_eq!(v["reply"], "hello\n");
-            let results = mbedtls_server_results(server, WAIT);
+            let results = device::server_results(server, WAIT);
             let conn = results.single();
             assert!(conn.ok, "{}", results.transcript);
             assert_eq!(conn.received.as_deref(), Some("hello\n"));

@@ -12,12 +12,10 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
+use support::device;
 use support::interactive::talk;
 use support::net::{connect_json, Serve};
-use support::peers::{
-    gnutls_server, mbedtls_client, mbedtls_server, mbedtls_server_results, openssl_client,
-    openssl_server, LineServer, WAIT,
-};
+use support::peers::{gnutls_server, openssl_client, openssl_server, LineServer, WAIT};
 use support::{ok_in, text};
 
 const KEYS: [&str; 3] = ["p256", "p384", "rsa2048"];
@@ -373,11 +371,11 @@ fn mbedtls_peer_both_ways() {
             if mtls {
                 args.extend(["--ca", "client.der"]);
             }
-            let server = mbedtls_server(d, &args);
+            let server = device::server(d, &args);
             let send = format!("to mbedtls {key}\n");
             let c = connect(d, server.port, "openmv", mtls, &send);
             c.assert_ok(&what, &reply, "TLSv1.2");
-            let run = mbedtls_server_results(server, WAIT);
+            let run = device::server_results(server, WAIT);
             let conn = run.single();
             assert!(conn.ok && run.exited(0), "{what}: {}", run.transcript);
             assert_eq!(conn.received.as_deref(), Some(send.as_str()), "{what}");
@@ -400,7 +398,7 @@ fn mbedtls_peer_both_ways() {
             if mtls {
                 args.extend(["--cert", "client.der", "--key", "client.key.der"]);
             }
-            let run = mbedtls_client(d, server.port, &args);
+            let run = device::client(d, server.port, &args);
             let conn = run.single();
             assert!(conn.ok && run.exited(0), "{what}: {}", run.transcript);
             assert_eq!(conn.received.as_deref(), Some("hello\n"), "{what}");

@@ -1,23 +1,18 @@
 //! Issue 2: the files `devtls new server` writes complete real handshakes.
 //!
-//! OpenSSL and GnuTLS verify them as PC clients, and the device-like mbedTLS
-//! peer (one DER anchor, TLS 1.2, the device's suites) verifies them as a
-//! client and presents them as a server. Every positive case has a negative
-//! control with the wrong anchor (another devtls certificate), so the tests
-//! cannot pass because verification was off.
-//!
-//! The mbedTLS peer runs mbedTLS 2.28, which does not match iPAddress SANs
-//! (3.6 on the device does): it verifies by DNS name only; the IP SAN is
-//! proven with OpenSSL's and GnuTLS's IP checks.
+//! OpenSSL and GnuTLS verify them as PC clients, and the device peer (mbedTLS
+//! 3.6 with the device's configuration: one DER anchor, TLS 1.2, the
+//! device's suites) verifies them as a client and presents them as a server.
+//! Every positive case has a negative control with the wrong anchor (another
+//! devtls certificate), so the tests cannot pass because verification was
+//! off.
 
 mod support;
 
 use std::path::Path;
 
-use support::peers::{
-    gnutls_client, mbedtls_client, mbedtls_server, mbedtls_server_results, openssl_client,
-    openssl_server, ClientRun, WAIT,
-};
+use support::device;
+use support::peers::{gnutls_client, openssl_client, openssl_server, ClientRun, WAIT};
 use support::{ok_in, text, words};
 use tempfile::TempDir;
 
@@ -145,7 +140,7 @@ fn pc_and_device_clients_verify(key: &str) {
     );
 
     let mbed = |ca: &str| {
-        mbedtls_client(
+        device::client(
             d,
             port,
             &["--ca", ca, "--hostname", "openmv", "--send", "olleh\n"],
@@ -161,6 +156,13 @@ fn pc_and_device_clients_verify(key: &str) {
     assert_eq!(conn.received.as_deref(), Some("hello\n"), "{key}");
     assert_eq!(conn.version.as_deref(), Some("TLSv1.2"), "{key}");
     assert_eq!(conn.peer_subject.as_deref(), Some("CN=openmv"), "{key}");
+    // The device (3.6) matches server_hostname against iPAddress SANs too.
+    let run = device::client(d, port, &["--ca", "server.der", "--hostname", "127.0.0.1"]);
+    assert!(
+        run.single().ok,
+        "{key}: device peer by IP:\n{}",
+        run.transcript
+    );
     let run = mbed("wrong.der");
     let conn = run.single();
     assert!(
@@ -196,7 +198,7 @@ fn openssl_verifies_mbedtls_server_presenting_devtls_der_files() {
         let dir = server_files(key, "127.0.0.1");
         let d = dir.path();
         add_wrong_anchor(d);
-        let server = mbedtls_server(
+        let server = device::server(
             d,
             &[
                 "--cert",
@@ -224,7 +226,7 @@ fn openssl_verifies_mbedtls_server_presenting_devtls_der_files() {
         let run = openssl_client(d, port, &wrong, "hello\n");
         assert_refused(&run, &format!("{key}: s_client -> mbedTLS, wrong anchor"));
 
-        let run = mbedtls_server_results(server, WAIT);
+        let run = device::server_results(server, WAIT);
         assert_eq!(run.conns.len(), 3, "{key}:\n{}", run.transcript);
         for conn in &run.conns[..2] {
             assert!(conn.ok, "{key}:\n{}", run.transcript);
@@ -273,7 +275,7 @@ fn guide_files_for_192_168_1_50_verify_by_name_over_loopback() {
         "",
     );
     assert_refused(&run, "guide cert checked against 127.0.0.1");
-    let run = mbedtls_client(
+    let run = device::client(
         d,
         server.port,
         &[
@@ -296,7 +298,7 @@ fn guide_files_for_192_168_1_50_verify_by_name_over_loopback() {
 fn dtls_mbedtls_server_presenting_devtls_files_is_verified() {
     let dir = server_files("p256", "127.0.0.1");
     let d = dir.path();
-    let server = mbedtls_server(
+    let server = device::server(
         d,
         &[
             "--dtls",
@@ -323,7 +325,7 @@ fn dtls_mbedtls_server_presenting_devtls_files_is_verified() {
         "hello\n",
     );
     assert_verified(&run, "s_client -dtls1_2 -> mbedTLS");
-    let client = mbedtls_client(
+    let client = device::client(
         d,
         server.port,
         &["--dtls", "--ca", "server.der", "--hostname", "openmv"],
@@ -332,7 +334,7 @@ fn dtls_mbedtls_server_presenting_devtls_files_is_verified() {
     assert!(conn.ok, "{}", client.transcript);
     assert_eq!(conn.version.as_deref(), Some("DTLSv1.2"));
     assert_eq!(conn.received.as_deref(), Some("hello\n"));
-    let run = mbedtls_server_results(server, WAIT);
+    let run = device::server_results(server, WAIT);
     assert!(
         run.exited(0) && run.conns.len() == 2 && run.conns.iter().all(|c| c.ok),
         "{}",
@@ -347,7 +349,7 @@ fn mbedtls_peer_refuses_pem_where_the_device_needs_der() {
     let dir = server_files("p256", "127.0.0.1");
     let d = dir.path();
     let server = openssl_server(d, &["-cert", "server.crt", "-key", "server.key"]);
-    let run = mbedtls_client(
+    let run = device::client(
         d,
         server.port,
         &["--ca", "server.crt", "--hostname", "openmv"],
@@ -370,7 +372,7 @@ fn mbedtls_server_verifies_devtls_client_files() {
     let d = dir.path();
     add_wrong_anchor(d);
     ok_in(d, &words("new client --dns device1"));
-    let server = mbedtls_server(
+    let server = device::server(
         d,
         &[
             "--cert",
@@ -401,7 +403,7 @@ fn mbedtls_server_verifies_devtls_client_files() {
     let run = openssl_client(d, server.port, &with_wrong, "hello\n");
     assert!(!run.success(), "another certificate:\n{}", run.text);
 
-    let run = mbedtls_server_results(server, WAIT);
+    let run = device::server_results(server, WAIT);
     assert_eq!(run.conns.len(), 3, "{}", run.transcript);
     assert!(run.conns[0].ok, "{}", run.transcript);
     assert_eq!(run.conns[0].peer_subject.as_deref(), Some("CN=device1"));

@@ -1,42 +1,30 @@
 //! Device IDs and where they come from: arguments, `--count N --prefix P`, or a CSV.
 //!
-//! A device ID names a folder, so it is restricted to characters that are
-//! safe as a file name everywhere: letters, digits, `.`, `_` and `-`, not
-//! starting with a dot, at most 64 characters.
+//! A device ID names a folder and goes into certificates, scripts and CSV
+//! exports, so it is restricted by [`devtls_pki::names::device_id`]: letters,
+//! digits, `.`, `_` and `-`, not starting with a dot or a hyphen, at most 64
+//! characters. DNS names and IPs in a CSV are checked by the same module.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Lines};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Lines, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+
+use devtls_pki::names;
 
 use crate::Error;
 
 /// The longest device ID accepted.
-pub const MAX_ID_LEN: usize = 64;
+pub const MAX_ID_LEN: usize = names::MAX_DEVICE_ID;
 
 /// Checks that `id` is safe as a folder name; the error says what to change.
 pub fn validate_id(id: &str) -> Result<(), Error> {
-    let bad = |why: &str| {
-        Err(Error::Invalid(format!(
-            "device ID '{id}': {why}; use letters, digits, '.', '_' and '-' (e.g. cam-0001)"
-        )))
-    };
-    if id.is_empty() {
-        return bad("is empty");
-    }
-    if id.len() > MAX_ID_LEN {
-        return bad(&format!("is longer than {MAX_ID_LEN} characters"));
-    }
-    if id.starts_with('.') {
-        return bad("starts with a dot");
-    }
-    if let Some(c) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return bad(&format!("contains '{}'", c.escape_default()));
-    }
-    Ok(())
+    names::device_id(id).map_err(|why| {
+        Error::Invalid(format!(
+            "device ID '{}': {why}; use letters, digits, '.', '_' and '-' (e.g. cam-0001)",
+            id.escape_default()
+        ))
+    })
 }
 
 /// One device to issue for.
@@ -80,9 +68,11 @@ pub enum Source {
         /// The file, for error messages.
         path: PathBuf,
         /// Its lines.
-        lines: Lines<BufReader<File>>,
+        lines: Lines<BufReader<Box<dyn Read>>>,
         /// The current line number.
         line: usize,
+        /// The line each device ID was first seen on: a repeated ID is an error.
+        seen: HashMap<String, usize>,
     },
 }
 
@@ -102,14 +92,16 @@ impl Source {
         }
     }
 
-    /// A CSV file.
-    pub fn csv(path: &Path) -> Result<Source, Error> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        Ok(Source::Csv {
+    /// A CSV file read from `reader` (the CLI hands in its size-limited
+    /// reader); `path` names it in errors.
+    pub fn csv(path: &Path, reader: impl Read + 'static) -> Source {
+        let reader: Box<dyn Read> = Box::new(reader);
+        Source::Csv {
             path: path.to_path_buf(),
-            lines: BufReader::new(file).lines(),
+            lines: BufReader::new(reader).lines(),
             line: 0,
-        })
+            seen: HashMap::new(),
+        }
     }
 
     /// How many devices, when known without reading (for the progress bar).
@@ -144,6 +136,17 @@ fn csv_line(path: &Path, n: usize, line: &str) -> Result<Option<DeviceReq>, Erro
         )));
     }
     validate_id(fields[0]).map_err(|e| bad(e.to_string()))?;
+    for (i, what) in [(1, "dns"), (2, "ip")] {
+        if let Some(c) = fields
+            .get(i)
+            .and_then(|f| f.chars().find(|c| "=+@\t\r".contains(*c)))
+        {
+            return Err(bad(format!(
+                "the {what} column contains '{}', which no {what} value holds",
+                c.escape_default()
+            )));
+        }
+    }
     let split = |i: usize| {
         fields
             .get(i)
@@ -154,13 +157,19 @@ fn csv_line(path: &Path, n: usize, line: &str) -> Result<Option<DeviceReq>, Erro
     };
     let ips = split(2)
         .map(|s| {
-            s.parse()
-                .map_err(|_| bad(format!("'{s}' in the ip column is not an IP address")))
+            names::ip(s)
+                .map_err(|why| bad(format!("'{}' in the ip column {why}", s.escape_default())))
+        })
+        .collect::<Result<_, _>>()?;
+    let dns = split(1)
+        .map(|s| {
+            names::dns_name(s)
+                .map_err(|why| bad(format!("'{}' in the dns column {why}", s.escape_default())))
         })
         .collect::<Result<_, _>>()?;
     Ok(Some(DeviceReq {
         id: fields[0].to_string(),
-        dns: split(1).map(String::from).collect(),
+        dns,
         ips,
     }))
 }
@@ -182,14 +191,30 @@ impl Iterator for Source {
                 *next += 1;
                 Some(validate_id(&id).map(|_| DeviceReq::plain(id)))
             }
-            Source::Csv { path, lines, line } => loop {
+            Source::Csv {
+                path,
+                lines,
+                line,
+                seen,
+            } => loop {
                 let text = match lines.next()? {
                     Ok(t) => t,
                     Err(e) => return Some(Err(Error::io(path, e))),
                 };
                 *line += 1;
                 match csv_line(path, *line, &text) {
-                    Ok(Some(req)) => return Some(Ok(req)),
+                    Ok(Some(req)) => {
+                        if let Some(first) = seen.get(&req.id) {
+                            return Some(Err(Error::Invalid(format!(
+                                "{}: line {line}: device ID '{}' is already on line {first}; \
+                                 list each device once (merge its names into one line)",
+                                path.display(),
+                                req.id
+                            ))));
+                        }
+                        seen.insert(req.id.clone(), *line);
+                        return Some(Ok(req));
+                    }
                     Ok(None) => continue,
                     Err(e) => return Some(Err(e)),
                 }
@@ -215,6 +240,8 @@ mod tests {
             "a\\b",
             "cam 1",
             "é",
+            "-x",
+            "=cmd|' /C calc'!A0",
             &"x".repeat(65),
         ] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
@@ -230,7 +257,8 @@ mod tests {
             "id,dns,ip\ncam-1,cam-1.lan,10.0.0.1\n\ncam-2\ncam-3,a.lan;b.lan,\nbad/id\n",
         )
         .unwrap();
-        let got: Vec<_> = Source::csv(&path).unwrap().collect();
+        let file = std::fs::File::open(&path).unwrap();
+        let got: Vec<_> = Source::csv(&path, file).collect();
         assert_eq!(got.len(), 4);
         let first = got[0].as_ref().unwrap();
         assert_eq!(first.dns, vec!["cam-1.lan"]);
@@ -244,5 +272,42 @@ mod tests {
     fn count_names_are_stable() {
         let ids: Vec<String> = Source::count("cam-", 3).map(|r| r.unwrap().id).collect();
         assert_eq!(ids, ["cam-1", "cam-2", "cam-3"]);
+    }
+
+    fn rows(text: &str) -> Vec<Result<DeviceReq, Error>> {
+        let path = Path::new("devices.csv");
+        Source::csv(path, std::io::Cursor::new(text.as_bytes().to_vec())).collect()
+    }
+
+    #[test]
+    fn a_device_listed_twice_is_reported_not_merged() {
+        let got = rows("cam-1,a.lan\ncam-2\ncam-1,b.lan\n");
+        assert!(got[0].is_ok() && got[1].is_ok());
+        let err = got[2].as_ref().unwrap_err().to_string();
+        assert!(
+            err.contains("line 3") && err.contains("'cam-1'") && err.contains("line 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn spreadsheet_formulas_and_bad_names_are_refused() {
+        for (csv, why) in [
+            ("=cmd|' /C calc'!A0\n", "contains '='"),
+            ("cam-1,=cmd|' /C calc'!A0\n", "dns column contains '='"),
+            ("cam-1,a b.lan\n", "contains ' '"),
+            ("cam-1,,10.0.0.300\n", "not an IPv4 or IPv6"),
+            ("cam-1,@SUM(1)\n", "contains '@'"),
+        ] {
+            let got = rows(csv);
+            let err = got[0].as_ref().unwrap_err().to_string();
+            assert!(
+                err.contains("line 1") && err.contains(why),
+                "{csv:?}: {err}"
+            );
+        }
+        let ok = rows("cam-1,Bücher.example;*.cam.lan,::1\n");
+        let req = ok[0].as_ref().unwrap();
+        assert_eq!(req.dns, ["xn--bcher-kva.example", "*.cam.lan"]);
     }
 }

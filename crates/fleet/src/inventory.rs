@@ -209,6 +209,15 @@ pub fn device_rows(db: &Connection, device: &str) -> Result<Vec<Row>, Error> {
     Ok(rows)
 }
 
+/// Whether the inventory holds any certificate at all.
+pub fn has_rows(db: &Connection) -> Result<bool, Error> {
+    Ok(db
+        .prepare_cached("SELECT 1 FROM certs LIMIT 1")?
+        .query_row([], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// Whether the inventory holds any row for `device` (in any status).
 pub fn has_device(db: &Connection, device: &str) -> Result<bool, Error> {
     Ok(db

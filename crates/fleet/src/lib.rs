@@ -26,6 +26,7 @@ mod lock;
 pub mod recover;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use devtls_pki::files::{self, Output};
 use devtls_pki::issue::{self as pki_issue, Authority, CertSpec, Role};
@@ -54,6 +55,17 @@ pub enum Error {
     /// Input that cannot be used (a bad device ID, a bad CSV line, an unknown device).
     #[error("{0}")]
     Invalid(String),
+    /// The fleet folder is damaged (a missing or emptied inventory beside an
+    /// existing CA): nothing is changed until it is restored. The text says how.
+    #[error("{0}")]
+    Damaged(String),
+    /// `ca.key` does not belong to `ca.der`: nothing is signed with it.
+    #[error("{0}")]
+    KeyMismatch(String),
+    /// A CRL that would list fewer revoked certificates than the one already
+    /// published: it would un-revoke devices.
+    #[error("{0}")]
+    CrlShrinks(String),
 }
 
 impl Error {
@@ -71,6 +83,40 @@ pub struct Fleet {
     dir: PathBuf,
     db: Connection,
     ca_der: Vec<u8>,
+    ca: CaState,
+}
+
+/// The CA key as found when the fleet was opened.
+enum CaState {
+    /// `ca.key` belongs to `ca.der`.
+    Ready(Arc<Authority>),
+    /// `ca.key` is another key: the text says what to do.
+    Mismatch(String),
+    /// `ca.key` is missing or unreadable: the text says which and why.
+    Unusable(String),
+}
+
+/// The error for a fleet folder whose inventory is gone or emptied.
+fn damaged(dir: &Path, inventory: &Path, what: &str) -> Error {
+    Error::Damaged(format!(
+        "{} {what}, but {} holds a fleet CA: this is a damaged fleet, not a new one, \
+         and nothing was changed. Restore {} (with its -wal file) from a backup; \
+         to start a new fleet, move {} away and run `devtls fleet init`",
+        inventory.display(),
+        dir.display(),
+        names::INVENTORY,
+        dir.display()
+    ))
+}
+
+/// Whether `devices/` holds any device folder.
+fn has_device_folders(dir: &Path) -> Result<bool, Error> {
+    let devices = dir.join(names::DEVICES);
+    match std::fs::read_dir(&devices) {
+        Ok(mut entries) => Ok(entries.next().is_some()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(&devices, e)),
+    }
 }
 
 /// What `Fleet::init` makes.
@@ -107,7 +153,16 @@ impl Fleet {
     /// inventory. Refuses to touch a folder that already holds a fleet.
     pub fn init(dir: &Path, opts: &InitOptions) -> Result<Fleet, Error> {
         let inventory = dir.join(names::INVENTORY);
-        if inventory.exists() || dir.join(names::CA_KEY).exists() {
+        // Only creates: a CA (or any part of one) already here is never replaced.
+        let existing = [
+            names::INVENTORY,
+            names::CA_KEY,
+            names::CA_DER,
+            names::CA_PEM,
+        ]
+        .iter()
+        .any(|n| dir.join(n).exists());
+        if existing {
             return Err(Error::Invalid(format!(
                 "{}: already holds a fleet; use it, or pick another --dir",
                 dir.display()
@@ -130,6 +185,7 @@ impl Fleet {
         Ok(Fleet {
             dir: dir.to_path_buf(),
             db,
+            ca: CaState::Ready(Arc::new(Authority::load(&cert.der, key)?)),
             ca_der: cert.der,
         })
     }
@@ -138,7 +194,9 @@ impl Fleet {
     /// (see [`recover`]) before anything else reads it.
     pub fn open(dir: &Path) -> Result<Fleet, Error> {
         let inventory = dir.join(names::INVENTORY);
-        if !inventory.is_file() {
+        let ca_path = dir.join(names::CA_DER);
+        let has_ca = ca_path.exists() || dir.join(names::CA_KEY).exists();
+        if !inventory.exists() && !has_ca {
             return Err(Error::Invalid(format!(
                 "{}: no fleet here (no {}); create one with `devtls fleet init --dir {}`",
                 dir.display(),
@@ -146,14 +204,31 @@ impl Fleet {
                 dir.display()
             )));
         }
-        let ca_path = dir.join(names::CA_DER);
+        let size = std::fs::metadata(&inventory).map(|m| m.len());
+        if size.as_ref().map_or(true, |n| *n == 0) {
+            let what = if size.is_ok() {
+                "is empty"
+            } else {
+                "is missing"
+            };
+            return Err(damaged(dir, &inventory, what));
+        }
         let ca_der = std::fs::read(&ca_path).map_err(|e| Error::io(&ca_path, e))?;
         let db = inventory::open(&inventory)?;
         let mut fleet = Fleet {
             dir: dir.to_path_buf(),
             db,
             ca_der,
+            ca: CaState::Unusable(String::new()),
         };
+        if !inventory::has_rows(&fleet.db)? && has_device_folders(dir)? {
+            return Err(damaged(
+                dir,
+                &inventory,
+                "has no certificates while devices/ holds device folders",
+            ));
+        }
+        fleet.ca = Fleet::load_ca(dir, &fleet.ca_der);
         recover::run(&mut fleet)?;
         Ok(fleet)
     }
@@ -178,21 +253,54 @@ impl Fleet {
         &self.db
     }
 
-    /// Loads the CA key to sign with. The key stays in memory only; it is
-    /// never written anywhere but `ca.key`.
-    pub fn authority(&self) -> Result<Authority, Error> {
-        let path = self.dir.join(names::CA_KEY);
-        let pem = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let sniffed = devtls_pki::sniff::sniff(&pem)
-            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-        let item = sniffed
-            .items
-            .iter()
-            .find(|i| i.kind.is_secret())
-            .ok_or_else(|| Error::Invalid(format!("{}: holds no private key", path.display())))?;
-        let key = PrivateKey::from_der(&item.der)
-            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-        Ok(Authority::load(&self.ca_der, key)?)
+    /// The CA to sign with, loaded and checked against `ca.der` once when
+    /// the fleet was opened (a missing, unreadable or foreign `ca.key` only
+    /// stops what signs). The key stays in memory only; it is never written
+    /// anywhere but `ca.key`.
+    pub fn authority(&self) -> Result<Arc<Authority>, Error> {
+        match &self.ca {
+            CaState::Ready(ca) => Ok(ca.clone()),
+            CaState::Mismatch(why) => Err(Error::KeyMismatch(why.clone())),
+            CaState::Unusable(why) => Err(Error::Invalid(why.clone())),
+        }
+    }
+
+    /// Reads `ca.key` and checks that it belongs to `ca.der`.
+    fn load_ca(dir: &Path, ca_der: &[u8]) -> CaState {
+        let path = dir.join(names::CA_KEY);
+        let pem = match std::fs::read(&path) {
+            Ok(pem) => pem,
+            Err(e) => return CaState::Unusable(Error::io(&path, e).to_string()),
+        };
+        let key = devtls_pki::sniff::sniff(&pem)
+            .map_err(|e| e.to_string())
+            .and_then(|sniffed| {
+                let item = sniffed
+                    .items
+                    .iter()
+                    .find(|i| i.kind.is_secret())
+                    .ok_or_else(|| "holds no private key".to_string())?;
+                PrivateKey::from_der(&item.der).map_err(|e| e.to_string())
+            });
+        let key = match key {
+            Ok(key) => key,
+            Err(why) => return CaState::Unusable(format!("{}: {why}", path.display())),
+        };
+        match Authority::load(ca_der, key) {
+            Ok(ca) => CaState::Ready(Arc::new(ca)),
+            Err(devtls_pki::Error::KeyMismatch(_)) => CaState::Mismatch(format!(
+                "{} does not belong to {} (their public keys differ), so nothing is signed: \
+                 what it signed would verify against nothing. Put back the {} made with \
+                 this {} (from your backup); if the CA itself was replaced, restore the \
+                 matching {} instead",
+                path.display(),
+                dir.join(names::CA_DER).display(),
+                names::CA_KEY,
+                names::CA_DER,
+                names::CA_DER,
+            )),
+            Err(e) => CaState::Unusable(format!("{}: {e}", dir.join(names::CA_DER).display())),
+        }
     }
 
     /// Revokes a device (all its unrevoked certificates) or one certificate by serial.
@@ -205,10 +313,31 @@ impl Fleet {
     }
 
     /// Signs a DER CRL of every revoked certificate, valid for `days` days,
-    /// with the next CRL number.
-    pub fn crl(&self, days: u32) -> Result<Vec<u8>, Error> {
+    /// with the next CRL number. `previous` is the CRL it replaces (the file
+    /// about to be overwritten), if any: a CRL of this CA that listed a serial
+    /// the new one would not is refused ([`Error::CrlShrinks`]), since
+    /// publishing it would un-revoke a device.
+    pub fn crl(&self, days: u32, previous: Option<&[u8]>) -> Result<Vec<u8>, Error> {
         let ca = self.authority()?;
         let revoked = inventory::revoked(&self.db)?;
+        if let Some(old) = previous.and_then(|der| crl_serials(der, &self.ca_der)) {
+            let now: std::collections::HashSet<&[u8]> =
+                revoked.iter().map(|r| r.serial.as_slice()).collect();
+            let dropped = old.iter().filter(|s| !now.contains(s.as_slice())).count();
+            if dropped > 0 {
+                return Err(Error::CrlShrinks(format!(
+                    "the CRL already published by this CA lists {} revoked certificate{}, \
+                     {dropped} of which the inventory no longer has as revoked (it now \
+                     has {}): the new CRL would un-revoke them, so it was not written. \
+                     The inventory was probably replaced by an older copy; restore the \
+                     newest {} from a backup",
+                    old.len(),
+                    if old.len() == 1 { "" } else { "s" },
+                    revoked.len(),
+                    names::INVENTORY
+                )));
+            }
+        }
         let number = inventory::next_crl_number(&self.db)?;
         let now = now();
         Ok(devtls_pki::crl::sign(
@@ -219,6 +348,21 @@ impl Fleet {
             now + Duration::days(days as i64),
         )?)
     }
+}
+
+/// The serials a CRL lists, when it is a CRL signed by the CA of `ca_der`
+/// (anything else, such as another CA's CRL or an unreadable file, is not a
+/// previous CRL of this fleet: `None`).
+fn crl_serials(der: &[u8], ca_der: &[u8]) -> Option<Vec<Vec<u8>>> {
+    use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
+    let (_, ca) = X509Certificate::from_der(ca_der).ok()?;
+    let (_, crl) = CertificateRevocationList::from_der(der).ok()?;
+    crl.verify_signature(ca.public_key()).ok()?;
+    Some(
+        crl.iter_revoked_certificates()
+            .map(|r| r.raw_serial().to_vec())
+            .collect(),
+    )
 }
 
 /// The current time in whole seconds (certificates and the inventory agree to the second).

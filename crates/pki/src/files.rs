@@ -62,6 +62,21 @@ impl Output {
 /// sync still waits for its own flush. A thread per file overlapped the
 /// flushes too but cost more than it saved (bench/new.sh).
 pub fn write_all(outputs: &[Output], force: bool) -> Result<(), Error> {
+    write_all_with_progress(outputs, force, &|_| {})
+}
+
+/// How many staged files are open at once: a set of thousands of files (a
+/// split bundle) never needs thousands of descriptors.
+const OPEN_AT_ONCE: usize = 64;
+
+/// [`write_all`], calling `progress` with the number of files staged so far.
+/// Files are staged [`OPEN_AT_ONCE`] at a time and closed once synced, so
+/// any number of them fits under a small open-file limit.
+pub fn write_all_with_progress(
+    outputs: &[Output],
+    force: bool,
+    progress: &dyn Fn(usize),
+) -> Result<(), Error> {
     if !force {
         let existing: Vec<String> = outputs
             .iter()
@@ -73,13 +88,18 @@ pub fn write_all(outputs: &[Output], force: bool) -> Result<(), Error> {
         }
     }
     // Dropping the staged files on an error deletes them.
-    let staged = outputs.iter().map(stage).collect::<Result<Vec<_>, _>>()?;
-    for (tmp, output) in staged.iter().zip(outputs) {
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io(&output.path, e))?;
+    let mut synced = Vec::with_capacity(outputs.len());
+    for chunk in outputs.chunks(OPEN_AT_ONCE) {
+        let staged = chunk.iter().map(stage).collect::<Result<Vec<_>, _>>()?;
+        for (tmp, output) in staged.into_iter().zip(chunk) {
+            tmp.as_file()
+                .sync_all()
+                .map_err(|e| Error::io(&output.path, e))?;
+            synced.push(tmp.into_temp_path());
+        }
+        progress(synced.len());
     }
-    for (tmp, output) in staged.into_iter().zip(outputs) {
+    for (tmp, output) in synced.into_iter().zip(outputs) {
         tmp.persist(&output.path)
             .map_err(|e| Error::io(&output.path, e.error))?;
     }

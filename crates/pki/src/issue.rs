@@ -13,6 +13,7 @@ use rcgen::{
 use rustls_pki_types::CertificateSigningRequestDer;
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::keys::{KeyType, PrivateKey};
 use crate::Error;
@@ -84,7 +85,9 @@ impl CertSpec {
         name.push(DnType::CommonName, self.common_name.as_str());
         params.distinguished_name = name;
         for dns in &self.dns {
-            let value = dns.as_str().try_into().map_err(|_| {
+            let checked = crate::names::dns_name(dns)
+                .map_err(|why| Error::Malformed(format!("DNS name '{dns}' {why}")))?;
+            let value = checked.as_str().try_into().map_err(|_| {
                 Error::Unsupported(format!("'{dns}' is not a DNS name that fits a certificate"))
             })?;
             params.subject_alt_names.push(SanType::DnsName(value));
@@ -177,8 +180,18 @@ impl rcgen::SigningKey for PrivateKey {
 }
 
 impl Authority {
-    /// Loads a CA from its DER certificate and its key.
+    /// Loads a CA from its DER certificate and its key. A key that does not
+    /// belong to the certificate is refused ([`Error::KeyMismatch`]): what it
+    /// signed would verify against nothing.
     pub fn load(cert_der: &[u8], key: PrivateKey) -> Result<Self, Error> {
+        let (_, cert) = X509Certificate::from_der(cert_der)
+            .map_err(|e| Error::Malformed(format!("the CA certificate does not parse: {e}")))?;
+        if cert.public_key().raw != key.public_key_der().as_slice() {
+            return Err(Error::KeyMismatch(
+                "the CA key does not belong to the CA certificate (their public keys differ)"
+                    .into(),
+            ));
+        }
         let issuer = Issuer::from_ca_cert_der(&cert_der.to_vec().into(), key)
             .map_err(|e| Error::Malformed(format!("the CA certificate does not parse: {e}")))?;
         Ok(Authority {
@@ -388,5 +401,34 @@ mod tests {
         assert_eq!(parsed.subject().to_string(), "CN=cam-1");
         assert_eq!(parsed.public_key().raw, &device_key.public_key_der()[..]);
         assert_eq!(from_csr.serial, parsed.raw_serial());
+    }
+
+    #[test]
+    fn a_ca_key_that_is_not_the_certificates_is_refused() {
+        let ca_key = PrivateKey::generate(KeyType::P256).unwrap();
+        let ca_cert = self_signed_ca(&CertSpec::new("Fleet CA", Role::Ca, 3650), &ca_key).unwrap();
+        let other = PrivateKey::generate(KeyType::P256).unwrap();
+        let err = Authority::load(&ca_cert.der, other).err().unwrap();
+        assert!(matches!(err, Error::KeyMismatch(_)), "{err}");
+    }
+
+    #[test]
+    fn bad_dns_names_are_refused_with_the_reason() {
+        let key = PrivateKey::generate(KeyType::P256).unwrap();
+        let mut spec = CertSpec::new("x", Role::Server, 30);
+        spec.dns = vec!["a b".into()];
+        let err = self_signed(&spec, &key).err().unwrap().to_string();
+        assert!(
+            err.contains("'a b'") && err.contains("contains ' '"),
+            "{err}"
+        );
+        spec.dns = vec!["bücher.example".into()];
+        let cert = self_signed(&spec, &key).unwrap();
+        let (_, parsed) = X509Certificate::from_der(&cert.der).unwrap();
+        let san = parsed.subject_alternative_name().unwrap().unwrap();
+        assert_eq!(
+            format!("{:?}", san.value.general_names),
+            "[DNSName(\"xn--bcher-kva.example\")]"
+        );
     }
 }

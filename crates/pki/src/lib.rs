@@ -16,6 +16,7 @@
 //! - [`files`]: atomic writes, 0600 keys, no overwrite without force.
 //! - [`roots`], [`chain`]: root sets and path building to a trust anchor.
 //! - [`verify`]: verification as the device does it, with its words for failures.
+//! - [`names`]: DNS names, hosts and device IDs checked once; values escaped for scripts and CSV.
 //! - [`lint`]: findings against a device profile; [`cabf`]: public CA lifetime limits.
 
 pub mod cabf;
@@ -30,6 +31,7 @@ pub mod inspect;
 pub mod issue;
 pub mod keys;
 pub mod lint;
+pub mod names;
 pub mod profile;
 pub mod roots;
 pub mod sniff;
@@ -53,6 +55,9 @@ pub enum Error {
     /// A cryptographic operation failed.
     #[error("{0}")]
     Crypto(String),
+    /// A private key that does not belong to the certificate it is paired with.
+    #[error("{0}")]
+    KeyMismatch(String),
     /// Files that would be overwritten.
     #[error("{} already exist{}; pass --force to overwrite", .0.join(", "), if .0.len() == 1 { "s" } else { "" })]
     Exists(Vec<String>),

@@ -18,6 +18,8 @@
  *   device-peer verify      (JSON lines on stdin, see verify_main)
  *   device-peer loadkey FILE [--firmware 1.29]
  *   device-peer loadcert FILE [--firmware 1.29]
+ *   device-peer loadchain CERT KEY [--firmware 1.29]   (load_cert_chain, plus
+ *       whether the key matches the certificate: mbedtls_pk_check_pair)
  *   device-peer suites      (IANA names of the suites the client offers)
  *   device-peer version
  *
@@ -341,6 +343,11 @@ typedef struct {
     int fd;
     double deadline;
     int dtls;
+    /* DTLS server: the one client served on the shared socket (the socket
+     * is not connected: disconnecting an autobound UDP socket loses its
+     * port) */
+    struct sockaddr_in peer;
+    int has_peer;
     /* DTLS timer, as modtls_mbedtls.c keeps it */
     uint64_t timer_start, timer_int, timer_fin;
 } io_t;
@@ -357,7 +364,9 @@ static int verify_record(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *
 
 static int bio_send(void *ctx, const unsigned char *buf, size_t len) {
     io_t *io = ctx;
-    ssize_t n = send(io->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = io->has_peer
+        ? sendto(io->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&io->peer, sizeof(io->peer))
+        : send(io->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n >= 0) {
         return (int)n;
     }
@@ -381,7 +390,17 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len) {
     if (r <= 0) {
         return MBEDTLS_ERR_SSL_WANT_READ;
     }
-    ssize_t n = recv(io->fd, buf, len, MSG_DONTWAIT);
+    ssize_t n;
+    if (io->has_peer) {
+        struct sockaddr_in from;
+        socklen_t fl = sizeof(from);
+        n = recvfrom(io->fd, buf, len, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+        if (n >= 0 && (from.sin_addr.s_addr != io->peer.sin_addr.s_addr || from.sin_port != io->peer.sin_port)) {
+            return MBEDTLS_ERR_SSL_WANT_READ; /* another client: not served now */
+        }
+    } else {
+        n = recv(io->fd, buf, len, MSG_DONTWAIT);
+    }
     if (n >= 0) {
         return (int)n;
     }
@@ -832,11 +851,8 @@ static int run_server(const args_t *a, double deadline) {
             } else {
                 char id[64];
                 snprintf(id, sizeof(id), "%s:%d", inet_ntoa(peer.sin_addr), ntohs(peer.sin_port));
-                connect(lfd, (struct sockaddr *)&peer, sizeof(peer));
-                io_t io = {.fd = lfd, .deadline = deadline, .dtls = 1};
+                io_t io = {.fd = lfd, .deadline = deadline, .dtls = 1, .peer = peer, .has_peer = 1};
                 converse(&r, &c, a, &io, (const unsigned char *)id, strlen(id));
-                struct sockaddr un = {.sa_family = AF_UNSPEC};
-                connect(lfd, &un, sizeof(un));
             }
         } else if (!wait_readable(lfd, deadline)) {
             fail(&r, MBEDTLS_ERR_SSL_TIMEOUT, "timed out waiting for a connection");
@@ -932,6 +948,62 @@ static int load_main(int is_key, const char *path) {
             ret == 0 ? (int)mbedtls_pk_get_bitlen(&crt.pk) : 0);
     }
     return ret == 0 ? 0 : 1;
+}
+
+/* load_cert_chain(cert, key) as the module does it (key, certificate,
+ * mbedtls_ssl_conf_own_cert), plus whether the two belong together. */
+static int loadchain_main(const char *cert_path, const char *key_path) {
+    blob_t kb, cb;
+    char err[1024];
+    if (read_blob(key_path, &kb, err, sizeof(err)) || read_blob(cert_path, &cb, err, sizeof(err))) {
+        fprintf(stderr, "%s\n", err);
+        return EXIT_BAD;
+    }
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+    mbedtls_pk_context pk;
+    mbedtls_x509_crt crt;
+    mbedtls_ssl_config conf;
+    mbedtls_entropy_init(&entropy);
+    mbedtls_ctr_drbg_init(&drbg);
+    mbedtls_pk_init(&pk);
+    mbedtls_x509_crt_init(&crt);
+    mbedtls_ssl_config_init(&conf);
+    const unsigned char seed[] = "mpy";
+    int ret = mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy, seed, sizeof(seed));
+    const char *raises = NULL, *stage = "key";
+    if (ret == 0) {
+        ret = mbedtls_pk_parse_key(&pk, kb.data, device_len(&kb), NULL, 0, mbedtls_ctr_drbg_random, &drbg);
+        raises = "ValueError('invalid key')";
+    }
+    if (ret == 0) {
+        stage = "cert";
+        ret = mbedtls_x509_crt_parse(&crt, cb.data, device_len(&cb));
+        raises = "ValueError('invalid cert')";
+    }
+    if (ret == 0) {
+        stage = "own_cert";
+        mbedtls_ssl_config_defaults(&conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+        ret = mbedtls_ssl_conf_own_cert(&conf, &crt, &pk);
+        raises = NULL;
+    }
+    int pair = ret == 0 && mbedtls_pk_check_pair(&crt.pk, &pk, mbedtls_ctr_drbg_random, &drbg) == 0;
+    str_t s = {0};
+    char name[256];
+    s_printf(&s, "{\"ok\": %s, \"code\": %d, \"error\": ", ret == 0 ? "true" : "false", ret);
+    if (ret != 0) {
+        error_name(ret, name, sizeof(name));
+        s_jsonz(&s, name);
+    } else {
+        s_lit(&s, "null");
+    }
+    s_lit(&s, ", \"stage\": ");
+    s_jsonz(&s, ret != 0 ? stage : NULL);
+    s_lit(&s, ", \"raises\": ");
+    s_jsonz(&s, ret != 0 ? raises : NULL);
+    s_printf(&s, ", \"pair\": %s}", pair ? "true" : "false");
+    emit(&s);
+    return ret == 0 && pair ? 0 : 1;
 }
 
 /* --- verify: batch X.509 verification ------------------------------------------------ */
@@ -1345,6 +1417,7 @@ static void usage(const char *msg) {
         "                   [--count N] [--reply TEXT] [--timeout S] [--time ...] [--firmware ...]\n"
         "       device-peer verify < requests.jsonl\n"
         "       device-peer loadkey FILE [--firmware 1.29] | loadcert FILE [--firmware 1.29]\n"
+        "       device-peer loadchain CERT KEY [--firmware 1.29]\n"
         "       device-peer suites | version\n",
         msg);
     exit(EXIT_BAD);
@@ -1376,6 +1449,21 @@ int main(int argc, char **argv) {
     }
     if (strcmp(mode, "verify") == 0) {
         return verify_main();
+    }
+    if (strcmp(mode, "loadchain") == 0) {
+        if (argc < 4) {
+            usage("CERT and KEY are required");
+        }
+        for (int i = 4; i < argc; i++) {
+            if (strcmp(argv[i], "--firmware") == 0 && i + 1 < argc) {
+                if (parse_firmware(argv[++i])) {
+                    usage("--firmware takes 1.25..1.28 or 1.29");
+                }
+            } else {
+                usage("unknown argument");
+            }
+        }
+        return loadchain_main(argv[2], argv[3]);
     }
     if (strcmp(mode, "loadkey") == 0 || strcmp(mode, "loadcert") == 0) {
         if (argc < 3) {

@@ -21,7 +21,7 @@ use crate::snippets;
   devtls csr --domain cam.example.com --domain www.cam.example.com --key p384 --out certs/")]
 pub struct Args {
     /// A domain the certificate is for (repeatable; the first is also the CN).
-    #[arg(long, value_name = "NAME", required = true)]
+    #[arg(long, value_name = "NAME", required = true, value_parser = super::new::dns_name)]
     domain: Vec<String>,
     /// Key type: p256 (recommended), p384 or rsa2048.
     #[arg(long, default_value = "p256")]

@@ -81,6 +81,18 @@ struct InitArgs {
     json: bool,
 }
 
+/// `--server-host`: a host name or IP literal, as it goes into boot.py.
+fn server_host(s: &str) -> Result<String, String> {
+    devtls_pki::names::host(s)
+        .map(|h| h.to_string())
+        .map_err(|why| {
+            format!(
+                "'{}' {why}; give the server's host name or IP address",
+                s.escape_default()
+            )
+        })
+}
+
 fn ca_key(s: &str) -> Result<KeyType, String> {
     match s.parse::<KeyType>()? {
         k @ (KeyType::P256 | KeyType::P384) => Ok(k),
@@ -147,8 +159,9 @@ struct IssueArgs {
     /// Sign this CSR (PEM or DER) instead of making a key: one DEVICE-ID only.
     #[arg(long, value_name = "FILE")]
     csr: Option<PathBuf>,
-    /// The server the devices connect to, for boot.py (client role).
-    #[arg(long, default_value = "server.local")]
+    /// The server the devices connect to, for boot.py (client role): a
+    /// host name or an IP address.
+    #[arg(long, default_value = "server.local", value_parser = server_host)]
     server_host: String,
     /// The port in boot.py.
     #[arg(long, default_value_t = 8443)]
@@ -256,8 +269,9 @@ struct RotateArgs {
     /// Days the new certificates are valid.
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
     days: u32,
-    /// The server the devices connect to, for boot.py (client role).
-    #[arg(long, default_value = "server.local")]
+    /// The server the devices connect to, for boot.py (client role): a
+    /// host name or an IP address.
+    #[arg(long, default_value = "server.local", value_parser = server_host)]
     server_host: String,
     /// The port in boot.py.
     #[arg(long, default_value_t = 8443)]
@@ -434,7 +448,7 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
     let source = || -> anyhow::Result<Source> {
         Ok(match (&a.count, &a.prefix, &a.from) {
             (Some(n), Some(prefix), None) => Source::count(prefix, *n),
-            (None, None, Some(path)) => Source::csv(path)?,
+            (None, None, Some(path)) => Source::csv(path, crate::input::open(path)?),
             _ if !a.ids.is_empty() => Source::list(a.ids.clone()),
             _ => bail!(
                 "name the devices: DEVICE-ID..., --count N --prefix PREFIX, or --from devices.csv"
@@ -446,8 +460,16 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
             devices::validate_id(&format!("{prefix}{}", (*n).max(1)))?;
         }
         _ => {
+            let mut devices = 0u64;
             for req in source()? {
                 req?;
+                devices += 1;
+            }
+            if let (0, Some(path)) = (devices, &a.from) {
+                bail!(
+                    "{}: lists no devices; write one per line as id[,dns[,ip]]",
+                    path.display()
+                );
             }
         }
     }
@@ -643,8 +665,13 @@ fn revoke(a: RevokeArgs) -> anyhow::Result<ExitCode> {
 
 fn crl(a: CrlArgs) -> anyhow::Result<ExitCode> {
     let fleet = open(&a.dir.dir)?;
-    let der = fleet.crl(a.days)?;
     let out = a.out.unwrap_or_else(|| fleet.dir().join("crl.der"));
+    // The CRL this one replaces: the file about to be overwritten.
+    let previous = match out.exists() {
+        true => Some(crate::input::read(&out)?),
+        false => None,
+    };
+    let der = fleet.crl(a.days, previous.as_deref())?;
     files::write_all(&[Output::public(&out, der)], true)?;
     let revoked = inventory::revoked(fleet.db())?.len();
     #[derive(Serialize)]
@@ -738,9 +765,8 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default()
         };
         inventory::for_each(fleet.db(), &Filter::default(), |r| {
-            writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{},{}",
+            // Every cell escaped: a spreadsheet shows a value, never evaluates it.
+            let cells = [
                 r.device,
                 r.serial,
                 r.sha256.unwrap_or_default(),
@@ -749,11 +775,15 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
                 rfc(r.not_before),
                 rfc(r.not_after),
                 r.status,
-                r.from_csr,
+                r.from_csr.to_string(),
                 r.revoked_at.map(rfc).unwrap_or_default(),
-                r.reason.unwrap_or_default()
-            )
-            .map_err(io)
+                r.reason.unwrap_or_default(),
+            ];
+            let line: Vec<String> = cells
+                .iter()
+                .map(|c| devtls_pki::names::csv_cell(c))
+                .collect();
+            writeln!(out, "{}", line.join(",")).map_err(io)
         })?;
         out.flush()?;
     }

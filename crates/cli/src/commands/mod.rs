@@ -10,6 +10,7 @@ mod convert;
 mod csr;
 mod doctor;
 mod fleet;
+mod gateway;
 mod inspect;
 mod lint;
 mod new;
@@ -183,6 +184,23 @@ enum Command {
     /// outcomes and the MicroPython lines for the device. Exit status 1 if any
     /// step failed.
     Quickstart(quickstart::Args),
+    /// Put a TLS gateway in front of devices (or in front of public servers, for devices).
+    ///
+    /// Inbound routes (public -> device): any client gets the full chain over
+    /// TLS 1.2 or 1.3; the route is chosen by SNI, and the device is reached
+    /// the way it expects: TLS 1.2 with its suites, its own certificate or
+    /// fleet CA as the one anchor (--device-ca), its name (--device-name) and,
+    /// when it demands mTLS, the gateway's client certificate. Outbound routes
+    /// (device -> public): devices trust the gateway's certificate (or its CA)
+    /// and the gateway verifies the public server with the Mozilla roots.
+    /// Bytes pass as they are (HTTPS, MQTT over TLS, anything on TCP).
+    ///
+    /// Certificate files are re-read when they change (a renewal needs no
+    /// restart); a new file that cannot be used is refused with a message and
+    /// the one in use is kept. One line per connection: client, SNI, route,
+    /// outcome (with the device's words when the device side fails), bytes,
+    /// duration; --json for JSON lines.
+    Gateway(gateway::Args),
 }
 
 /// Runs the parsed command line.
@@ -203,6 +221,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Connect(args) => connect::run(args),
         Command::Romfs(args) => romfs::run(args),
         Command::Quickstart(args) => quickstart::run(args),
+        Command::Gateway(args) => gateway::run(args),
     }
 }
 

@@ -27,8 +27,9 @@ pub struct Args {
     /// Which side presents this certificate.
     #[arg(value_enum)]
     role: NewRole,
-    /// A DNS name clients use to reach this host (repeatable).
-    #[arg(long, value_name = "NAME")]
+    /// A DNS name clients use to reach this host (repeatable): a host name
+    /// or a left-most wildcard (*.example.com); an IDN becomes its xn-- form.
+    #[arg(long, value_name = "NAME", value_parser = dns_name)]
     dns: Vec<String>,
     /// An IP address clients use to reach this host (repeatable).
     #[arg(long, value_name = "ADDR")]
@@ -57,6 +58,16 @@ pub struct Args {
     /// Print what was written as JSON instead of instructions.
     #[arg(long)]
     json: bool,
+}
+
+/// `--dns`: checked and normalised by the one names module.
+pub(super) fn dns_name(s: &str) -> Result<String, String> {
+    devtls_pki::names::dns_name(s).map_err(|why| {
+        format!(
+            "'{}' {why}; a DNS name is letters, digits and hyphens in dot-separated labels",
+            s.escape_default()
+        )
+    })
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -1,5 +1,6 @@
 //! `devtls split`: a certificate bundle into one DER file per certificate.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -7,6 +8,7 @@ use anstream::println;
 use anyhow::anyhow;
 use devtls_pki::convert::{self, ChainPart, ChainRole};
 use devtls_pki::files::{self, Output};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::{input, output};
@@ -30,6 +32,9 @@ pub struct Args {
     /// Print what was written as JSON.
     #[arg(long)]
     json: bool,
+    /// No progress bar (there is none unless stderr is a terminal anyway).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Serialize)]
@@ -37,8 +42,45 @@ struct Report<'a> {
     input: String,
     parts: &'a [ChainPart],
     files: Vec<String>,
+    /// Certificates that appear again later in the bundle: written once.
+    duplicates: &'a [Duplicate],
     /// The issuer of the topmost certificate, when the file does not hold it.
     missing_issuer: Option<String>,
+}
+
+/// A certificate that is in the bundle more than once.
+#[derive(Serialize)]
+struct Duplicate {
+    /// The file it was written to the first time.
+    same_as: String,
+    /// Its subject.
+    subject: String,
+    /// SHA-256 of its DER.
+    sha256: String,
+}
+
+/// Bundles at least this large get a progress bar (on a terminal).
+const PROGRESS_FROM: usize = 100;
+
+/// Keeps the first of identical certificates; the others become duplicates.
+fn unique(parts: Vec<ChainPart>) -> (Vec<ChainPart>, Vec<Duplicate>) {
+    let mut first: HashMap<String, String> = HashMap::new();
+    let mut kept = Vec::with_capacity(parts.len());
+    let mut duplicates = Vec::new();
+    for part in parts {
+        match first.get(&part.info.sha256) {
+            Some(file) => duplicates.push(Duplicate {
+                same_as: file.clone(),
+                subject: part.info.subject.clone(),
+                sha256: part.info.sha256.clone(),
+            }),
+            None => {
+                first.insert(part.info.sha256.clone(), part.file_name.clone());
+                kept.push(part);
+            }
+        }
+    }
+    (kept, duplicates)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -46,11 +88,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sniffed = input::sniff(path)?;
     let parts = convert::split_chain(&sniffed, time::OffsetDateTime::now_utc())
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let (parts, duplicates) = unique(parts);
     let outputs: Vec<Output> = parts
         .iter()
         .map(|p| Output::public(args.out.join(&p.file_name), p.der.clone()))
         .collect();
-    files::write_all(&outputs, args.force)?;
+    let bar = match outputs.len() >= PROGRESS_FROM && !args.quiet && !args.json {
+        true => ProgressBar::new(outputs.len() as u64),
+        false => ProgressBar::hidden(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} certificates")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    files::write_all_with_progress(&outputs, args.force, &|n| bar.set_position(n as u64))?;
+    bar.finish_and_clear();
 
     let top = parts
         .iter()
@@ -65,6 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|o| o.path.display().to_string())
             .collect(),
+        duplicates: &duplicates,
         missing_issuer: missing_issuer.clone(),
     };
     if args.json {
@@ -98,6 +151,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             part.info.validity.not_after.date(),
             part.info.sha256
         );
+    }
+    for dup in &duplicates {
+        output::warn(&format!(
+            "{} is in the bundle again (SHA-256 {}): a duplicate, written once as {}",
+            dup.subject, dup.sha256, dup.same_as
+        ));
     }
     println!();
     let leaf = parts.iter().find(|p| p.role == ChainRole::Leaf);

@@ -218,37 +218,18 @@ pub fn openssl_chain(dir: &Path) {
     }
 }
 
-/// Loads DER files with python-mbedtls (the device's TLS library) the way
-/// the device does: `CRT.from_DER` for certificates, `ECC`/`RSA.from_DER`
-/// for keys, and checks each key matches the certificate. Panics with
-/// mbedTLS's error otherwise.
+/// Loads DER files as the device does (`load_cert_chain` on the device
+/// peer, mbedTLS 3.6 with the device's configuration) and checks each key
+/// matches the certificate. Panics with mbedTLS's error otherwise.
 pub fn mbedtls_loads(dir: &Path, cert: &str, keys: &[String]) {
-    const SCRIPT: &str = r#"
-import sys
-from mbedtls import pk, x509
-crt = x509.CRT.from_DER(open(sys.argv[1], "rb").read())
-for name in sys.argv[2:]:
-    der = open(name, "rb").read()
-    try:
-        key = pk.ECC.from_DER(der)
-    except Exception:
-        key = pk.RSA.from_DER(der)
-    assert pk.check_pair(crt.subject_public_key, key), name + ": key does not match the certificate"
-print("ok")
-"#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(cert)
-        .args(keys)
-        .current_dir(dir)
-        .output()
-        .expect("python3 with python-mbedtls is installed");
-    assert!(
-        out.status.success(),
-        "mbedTLS refused {cert} {keys:?}:\n{}",
-        text(&out)
-    );
+    for key in keys {
+        let out = super::device::run(dir, &["loadchain", cert, key], b"");
+        assert!(
+            out.status.success(),
+            "the device refused {cert} {key}:\n{}",
+            text(&out)
+        );
+    }
 }
 
 /// Encrypts a key as PKCS#8 PBES2 AES-256-CBC (`openssl pkcs8 -topk8 -v2 aes-256-cbc`).

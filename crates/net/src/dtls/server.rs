@@ -27,6 +27,12 @@ use super::{chain, DtlsError, MAX_DATAGRAM, VERSION};
 /// get in later).
 const MAX_PEERS: usize = 4096;
 
+/// Most half-open handshakes (cookie exchange done, handshake not finished)
+/// one source IP address may hold at once: one host cannot take every slot
+/// and the memory behind them. Further clients from it are ignored until
+/// some finish or time out (their retransmissions get in later).
+pub const MAX_HALF_OPEN_PER_ADDRESS: usize = 256;
+
 /// Longest the loop sleeps, so limits are checked even when all is quiet.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -95,6 +101,11 @@ pub struct Stats {
     pub garbage: usize,
     /// Handshakes started after a valid cookie.
     pub handshakes: usize,
+    /// Valid second ClientHellos ignored because their address already
+    /// held [`MAX_HALF_OPEN_PER_ADDRESS`] half-open handshakes.
+    pub capped: usize,
+    /// Half-open handshakes dropped because they did not finish in time.
+    pub expired: usize,
 }
 
 struct Peer {
@@ -156,6 +167,11 @@ impl<S: Socket> ServerOn<S> {
     /// Clients currently holding state (mid-handshake or recently served).
     pub fn active_clients(&self) -> usize {
         self.core.peers.len()
+    }
+
+    /// Clients past the cookie exchange whose handshake has not finished.
+    pub fn half_open(&self) -> usize {
+        self.core.half_open()
     }
 }
 
@@ -406,6 +422,10 @@ impl Core {
         if self.peers.len() >= MAX_PEERS {
             return;
         }
+        if self.half_open_from(peer.ip()) >= MAX_HALF_OPEN_PER_ADDRESS {
+            self.stats.capped += 1;
+            return;
+        }
         let Some(first) = cookie::first_hello_from_second(data, &hello) else {
             return;
         };
@@ -513,6 +533,30 @@ impl Core {
         }
     }
 
+    /// Clients past the cookie exchange whose handshake has not finished.
+    fn half_open(&self) -> usize {
+        self.peers.values().filter(|p| !p.completed).count()
+    }
+
+    fn half_open_from(&self, ip: std::net::IpAddr) -> usize {
+        self.peers
+            .iter()
+            .filter(|(a, p)| a.ip() == ip && !p.completed)
+            .count()
+    }
+
+    /// Gives back the memory of forgotten clients: the peer table shrinks
+    /// once it is mostly empty (a burst of thousands must not pin its
+    /// high-water mark for ever).
+    fn release(&mut self) {
+        if self.peers.capacity() > 64 && self.peers.len() * 4 < self.peers.capacity() {
+            self.peers.shrink_to(self.peers.len() * 2);
+        }
+        if self.outbox.is_empty() && self.outbox.capacity() > 64 {
+            self.outbox.shrink_to_fit();
+        }
+    }
+
     fn on_timers(&mut self, now: Instant, events: &mut Vec<ServerEvent>) {
         let limit = self.options.handshake_timeout;
         let addrs: Vec<SocketAddr> = self.peers.keys().copied().collect();
@@ -526,6 +570,7 @@ impl Core {
                 self.endpoint.stop(now, addr);
                 while self.endpoint.poll_transmit().is_some() {}
                 self.peers.remove(&addr);
+                self.stats.expired += 1;
                 events.push(ServerEvent::Failed {
                     peer: addr,
                     error: DtlsError::Stalled {
@@ -564,6 +609,7 @@ impl Core {
                 }
             }
         }
+        self.release();
     }
 }
 
@@ -614,4 +660,117 @@ fn server_config(
                 options.profile.name
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Half-open handshakes on the socket-free core: they expire, their
+    //! state is released, and one address cannot hold more than its share.
+    use super::*;
+    use crate::config::Identity;
+    use devtls_pki::issue::{self, CertSpec, Role};
+    use devtls_pki::keys::{KeyType, PrivateKey};
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    fn core() -> Core {
+        let profile = devtls_pki::profile::by_name("openmv").unwrap();
+        let key = PrivateKey::generate(KeyType::P256).unwrap();
+        let mut spec = CertSpec::new("localhost", Role::Server, 30);
+        spec.dns = vec!["localhost".into()];
+        let cert = issue::self_signed(&spec, &key).unwrap();
+        let id = Identity::from_bytes(&cert.der, &key.pkcs8_der(), profile).unwrap();
+        let options = ServerOptions {
+            identity: (id.certified.cert.clone(), id.certified.key.clone()),
+            client_verifier: None,
+            profile,
+            handshake_timeout: TIMEOUT,
+            reply: b"hello\n".to_vec(),
+        };
+        Core::new("127.0.0.1:4433".parse().unwrap(), options).unwrap()
+    }
+
+    /// A DTLS 1.2 ClientHello record a device could send (ECDHE-ECDSA, P-256).
+    fn client_hello(record_seq: u8, message_seq: u8, cookie: &[u8]) -> Vec<u8> {
+        let mut body = vec![0xfe, 0xfd];
+        body.extend_from_slice(&[0x42; 32]);
+        body.push(0);
+        body.push(cookie.len() as u8);
+        body.extend_from_slice(cookie);
+        let suites: [u16; 4] = [0xc02b, 0xc0ae, 0xc023, 0xc009];
+        body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
+        for s in suites {
+            body.extend_from_slice(&s.to_be_bytes());
+        }
+        body.extend_from_slice(&[1, 0]);
+        let exts: [&[u8]; 4] = [
+            &[0x00, 0x0a, 0, 4, 0, 2, 0x00, 0x17],
+            &[0x00, 0x0b, 0, 2, 1, 0],
+            &[0x00, 0x0d, 0, 4, 0, 2, 0x04, 0x03],
+            &[0xff, 0x01, 0, 1, 0],
+        ];
+        let ext_len: usize = exts.iter().map(|e| e.len()).sum();
+        body.extend_from_slice(&(ext_len as u16).to_be_bytes());
+        for e in exts {
+            body.extend_from_slice(e);
+        }
+        let len = (body.len() as u32).to_be_bytes();
+        let mut hs = vec![1, len[1], len[2], len[3], 0, message_seq, 0, 0, 0];
+        hs.extend_from_slice(&len[1..]);
+        hs.extend_from_slice(&body);
+        let mut rec = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, record_seq];
+        rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+        rec.extend_from_slice(&hs);
+        rec
+    }
+
+    /// One peer does the cookie exchange and sends its second ClientHello,
+    /// then says nothing more.
+    fn stall(core: &mut Core, peer: SocketAddr, events: &mut Vec<ServerEvent>) {
+        core.on_datagram(peer, &client_hello(0, 0, &[]), events);
+        let cookie = core.jar.issue(peer);
+        core.on_datagram(peer, &client_hello(1, 1, &cookie), events);
+        while core.next_datagram().is_some() {}
+    }
+
+    #[test]
+    fn stalled_handshakes_expire_and_one_address_is_capped() {
+        let mut core = core();
+        let mut events = Vec::new();
+        let n = MAX_HALF_OPEN_PER_ADDRESS + 44;
+        for port in 0..n {
+            let peer = SocketAddr::from(([127, 0, 0, 1], 20_000 + port as u16));
+            stall(&mut core, peer, &mut events);
+        }
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(core.half_open(), MAX_HALF_OPEN_PER_ADDRESS);
+        assert_eq!(core.stats.capped, 44);
+        assert_eq!(core.stats.hello_verify_requests, n);
+        // Another address still gets in.
+        stall(&mut core, "127.0.0.2:20000".parse().unwrap(), &mut events);
+        assert_eq!(core.half_open(), MAX_HALF_OPEN_PER_ADDRESS + 1);
+
+        // Before the timeout nothing goes; after it everything does.
+        core.on_timers(Instant::now() + TIMEOUT / 2, &mut events);
+        assert_eq!(core.half_open(), MAX_HALF_OPEN_PER_ADDRESS + 1);
+        core.on_timers(Instant::now() + TIMEOUT + TICK, &mut events);
+        assert_eq!(core.half_open(), 0);
+        assert_eq!(core.peers.len(), 0);
+        assert_eq!(core.stats.expired, MAX_HALF_OPEN_PER_ADDRESS + 1);
+        assert_eq!(events.len(), MAX_HALF_OPEN_PER_ADDRESS + 1);
+        assert!(matches!(
+            events[0],
+            ServerEvent::Failed {
+                error: DtlsError::Stalled { .. },
+                ..
+            }
+        ));
+        // rtc-dtls forgot them too, and the peer table gave its memory back.
+        assert_eq!(core.endpoint.get_connections_keys().count(), 0);
+        assert!(core.peers.capacity() <= 64, "{}", core.peers.capacity());
+
+        // The address is welcome again.
+        stall(&mut core, "127.0.0.1:30000".parse().unwrap(), &mut events);
+        assert_eq!(core.half_open(), 1);
+    }
 }

@@ -1,0 +1,176 @@
+//! Load generator for bench/gateway.sh (not part of devtls).
+//!
+//! - `gwload echo PORT CERT KEY`: a TLS 1.2 echo server standing in for the
+//!   device (everything read is written back).
+//! - `gwload load PORT ROOT NAME SIZE CONNS SECS`: CONNS workers, each in a
+//!   loop: a new TLS connection (no resumption) verified against ROOT, SIZE
+//!   bytes sent and the same SIZE read back, close. Prints one JSON line:
+//!   connections per second and MB/s relayed (both directions).
+//! - `gwload idle PORT ROOT NAME CONNS SECS`: opens CONNS connections, does
+//!   one small exchange on each, holds them SECS seconds, then closes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match args.first().map(String::as_str) {
+        Some("echo") => rt.block_on(echo(&args[1..])),
+        Some("load") => rt.block_on(load(&args[1..])),
+        Some("idle") => rt.block_on(idle(&args[1..])),
+        _ => Err("usage: gwload echo|load|idle ...".into()),
+    }
+}
+
+async fn echo(a: &[String]) -> Result<()> {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(&a[1])?.collect::<std::result::Result<_, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(&a[2])?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind(format!("127.0.0.1:{}", a[0])).await?;
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let (mut r, mut w) = tokio::io::split(tls);
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+            let _ = w.shutdown().await;
+        });
+    }
+}
+
+fn client_config(root: &str) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(root)? {
+        roots.add(c?)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+async fn one(port: u16, config: &Arc<rustls::ClientConfig>, name: &str, size: usize) -> Result<u64> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    tcp.set_nodelay(true)?;
+    let connector = tokio_rustls::TlsConnector::from(config.clone());
+    let tls = connector
+        .connect(ServerName::try_from(name.to_string())?, tcp)
+        .await?;
+    let (mut r, mut w) = tokio::io::split(tls);
+    let writer = async {
+        let chunk = vec![b'x'; 16 * 1024];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            w.write_all(&chunk[..n]).await?;
+            left -= n;
+        }
+        w.flush().await?;
+        Ok::<_, std::io::Error>(w)
+    };
+    let reader = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0usize;
+        while got < size {
+            let n = r.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::Error::other("closed early"));
+            }
+            got += n;
+        }
+        Ok(got)
+    };
+    let (w, got) = tokio::try_join!(writer, reader)?;
+    let mut w = w;
+    let _ = w.shutdown().await;
+    Ok(got as u64 * 2)
+}
+
+async fn load(a: &[String]) -> Result<()> {
+    let port: u16 = a[0].parse()?;
+    let config = client_config(&a[1])?;
+    let name = a[2].clone();
+    let size: usize = a[3].parse()?;
+    let conns: usize = a[4].parse()?;
+    let secs: f64 = a[5].parse()?;
+    let done = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (config, name, done, bytes, failed) =
+            (config.clone(), name.clone(), done.clone(), bytes.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < end {
+                match one(port, &config, &name, size).await {
+                    Ok(b) => {
+                        done.fetch_add(1, Ordering::Relaxed);
+                        bytes.fetch_add(b, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "{{\"conns_per_s\":{:.1},\"mb_per_s\":{:.2},\"done\":{},\"failed\":{}}}",
+        done.load(Ordering::Relaxed) as f64 / elapsed,
+        bytes.load(Ordering::Relaxed) as f64 / elapsed / 1e6,
+        done.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+async fn idle(a: &[String]) -> Result<()> {
+    let port: u16 = a[0].parse()?;
+    let config = client_config(&a[1])?;
+    let name = ServerName::try_from(a[2].clone())?;
+    let conns: usize = a[3].parse()?;
+    let secs: f64 = a[4].parse()?;
+    let mut held = Vec::new();
+    for _ in 0..conns {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+        let connector = tokio_rustls::TlsConnector::from(config.clone());
+        let mut tls = connector.connect(name.clone(), tcp).await?;
+        tls.write_all(b"ping").await?;
+        let mut buf = [0u8; 4];
+        tls.read_exact(&mut buf).await?;
+        held.push(tls);
+    }
+    println!("{{\"held\":{}}}", held.len());
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! The running gateway: listeners, one task per connection, the route chosen
+//! by the SNI in the ClientHello, the upstream connected while the client's
+//! handshake completes, then the relay; certificate files polled for changes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use devtls_net::config::{Identity, ServerSettings};
+use devtls_pki::profile::{self, Profile};
+use rustls::server::{Acceptor, WebPkiClientVerifier};
+use rustls::ServerConfig;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::LazyConfigAcceptor;
+
+use crate::certs::{self, CertError, ReloadableCert, RouteCert};
+use crate::config::{Direction, GatewayConfig, Route};
+use crate::log::{millis, ConnLog, Logger, Outcome};
+use crate::relay::{self, End};
+use crate::routing::{self, Listener};
+use crate::upstream::{Connector, UpstreamError};
+
+/// Why the gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A certificate, key or anchor file cannot be used.
+    #[error("{route}: {source}")]
+    Cert {
+        /// The route.
+        route: String,
+        /// The file problem.
+        source: CertError,
+    },
+    /// The upstream settings cannot be used.
+    #[error("{route}: {source}")]
+    Upstream {
+        /// The route.
+        route: String,
+        /// Why.
+        source: UpstreamError,
+    },
+    /// Listening failed.
+    #[error("cannot listen on {addr}: {source}; pick another address or stop what holds it")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The I/O runtime could not start.
+    #[error("cannot start the I/O runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Counters a caller (or a test) can read while the gateway runs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted and not yet closed.
+    pub active: AtomicUsize,
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// Connections relayed (both sides connected).
+    pub relayed: AtomicU64,
+}
+
+/// A route ready to serve.
+struct RouteRt {
+    route: Route,
+    cert: Arc<ReloadableCert>,
+    server: Arc<ServerConfig>,
+    upstream: Connector,
+    slots: Arc<Semaphore>,
+}
+
+/// A bound gateway.
+pub struct Gateway {
+    routes: Arc<Vec<RouteRt>>,
+    listeners: Vec<(Listener, TcpListener, Duration)>,
+    logger: Logger,
+    reload_interval: Duration,
+    stats: Arc<Stats>,
+}
+
+/// The profile whose key types a route's certificate must suit: any client
+/// for an inbound route, the device for an outbound one.
+fn shown_to(route: &Route) -> &'static Profile {
+    match route.direction {
+        Direction::Inbound => &profile::MODERN,
+        Direction::Outbound => profile::DEFAULT,
+    }
+}
+
+fn route_rt(route: &Route) -> Result<RouteRt, GatewayError> {
+    let cert_err = |source| GatewayError::Cert {
+        route: route.name.clone(),
+        source,
+    };
+    let cert = Arc::new(ReloadableCert::load(&route.cert, shown_to(route)).map_err(cert_err)?);
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = match &route.client_ca {
+        None => WebPkiClientVerifier::no_client_auth(),
+        Some(path) => {
+            let cas = devtls_net::config::certificates(&certs::read(path).map_err(cert_err)?)
+                .map_err(|e| {
+                    cert_err(CertError::Unusable {
+                        files: path.display().to_string(),
+                        message: e.to_string(),
+                    })
+                })?;
+            // net's client-certificate check (webpki plus the device's
+            // acceptance of a certificate that is itself the anchor).
+            let identity = Identity {
+                certified: cert.current(),
+            };
+            let mut settings = ServerSettings::new(identity);
+            settings.client_ca = Some(cas);
+            settings.profile = profile::DEFAULT;
+            devtls_net::tls::server::client_verifier(&settings)
+                .map_err(|e| {
+                    cert_err(CertError::Unusable {
+                        files: path.display().to_string(),
+                        message: e.to_string(),
+                    })
+                })?
+                .unwrap_or_else(WebPkiClientVerifier::no_client_auth)
+        }
+    };
+    let server = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| GatewayError::Upstream {
+            route: route.name.clone(),
+            source: UpstreamError::Settings(e.to_string()),
+        })?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(RouteCert(cert.clone())));
+    let upstream = Connector::new(&route.upstream).map_err(|source| GatewayError::Upstream {
+        route: route.name.clone(),
+        source,
+    })?;
+    Ok(RouteRt {
+        route: route.clone(),
+        cert,
+        server: Arc::new(server),
+        upstream,
+        slots: Arc::new(Semaphore::new(route.limits.max_connections)),
+    })
+}
+
+impl Gateway {
+    /// Reads every file and binds every listen address.
+    pub async fn bind(config: &GatewayConfig, logger: Logger) -> Result<Gateway, GatewayError> {
+        let routes = config
+            .routes
+            .iter()
+            .map(route_rt)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut listeners = Vec::new();
+        for l in routing::listeners(&config.routes) {
+            let tcp = TcpListener::bind(l.addr)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    addr: l.addr,
+                    source,
+                })?;
+            let hello_timeout = l
+                .routes
+                .iter()
+                .map(|&i| config.routes[i].limits.connect_timeout)
+                .max()
+                .unwrap_or(Duration::from_secs(10));
+            listeners.push((l, tcp, hello_timeout));
+        }
+        Ok(Gateway {
+            routes: Arc::new(routes),
+            listeners,
+            logger,
+            reload_interval: config.reload_interval,
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    /// The bound addresses (port 0 resolved) with the names of their routes.
+    pub fn local_addrs(&self) -> Vec<(SocketAddr, Vec<String>)> {
+        self.listeners
+            .iter()
+            .map(|(l, tcp, _)| {
+                let names = l
+                    .routes
+                    .iter()
+                    .map(|&i| self.routes[i].route.name.clone())
+                    .collect();
+                (tcp.local_addr().unwrap_or(l.addr), names)
+            })
+            .collect()
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Serves until the process ends.
+    pub async fn run(self) {
+        let reload = tokio::spawn(watch_certs(
+            self.routes.clone(),
+            self.reload_interval,
+            self.logger,
+        ));
+        let mut tasks = Vec::new();
+        for (listener, tcp, hello_timeout) in self.listeners {
+            let routes = self.routes.clone();
+            let logger = self.logger;
+            let stats = self.stats.clone();
+            let listener = Arc::new(listener);
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match tcp.accept().await {
+                        Ok((conn, client)) => {
+                            let routes = routes.clone();
+                            let listener = listener.clone();
+                            let stats = stats.clone();
+                            stats.active.fetch_add(1, Ordering::Relaxed);
+                            stats.accepted.fetch_add(1, Ordering::Relaxed);
+                            tokio::spawn(async move {
+                                let log =
+                                    handle(conn, client, &listener, &routes, hello_timeout, &stats)
+                                        .await;
+                                logger.conn(&log);
+                                if stats.active.fetch_sub(1, Ordering::Relaxed) == 1 {
+                                    release_memory();
+                                }
+                            });
+                        }
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        reload.abort();
+    }
+}
+
+/// Gives freed memory back to the system once no connection is open, so
+/// the resident size returns to its baseline after a burst (glibc keeps
+/// freed heap in its arenas otherwise).
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns unused heap pages to the kernel; it
+    // takes no pointers and is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Two descriptors per relayed connection: lift the soft limit to the hard
+/// one, as servers do (nginx's worker_rlimit_nofile), so the cap on
+/// connections is the route's, not a default of 1024.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Checks every route's certificate files each `interval`; logs reloads and refusals.
+async fn watch_certs(routes: Arc<Vec<RouteRt>>, interval: Duration, logger: Logger) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for rt in routes.iter() {
+            let cert = rt.cert.clone();
+            let Ok(Some(event)) = tokio::task::spawn_blocking(move || cert.poll()).await else {
+                continue;
+            };
+            let files = rt.cert.files();
+            match event {
+                certs::Reload::Reloaded { leaf } => {
+                    let (subject, until) = leaf.as_ref().map_or_else(
+                        || (String::new(), String::new()),
+                        |l| (l.subject.clone(), l.not_after.clone()),
+                    );
+                    logger.event(
+                        "reloaded",
+                        &format!(
+                            "{}: reloaded {} ({subject}, valid until {until}); new connections use it",
+                            rt.route.name,
+                            files.cert.display()
+                        ),
+                        serde_json::json!({
+                            "route": rt.route.name, "cert": files.cert.display().to_string(),
+                            "subject": subject, "not_after": until,
+                        }),
+                    );
+                }
+                certs::Reload::Refused(e) => logger.event(
+                    "reload_refused",
+                    &format!(
+                        "{}: refused the new certificate: {e}; keeping the one in use (fix the files \
+                         and save them again)",
+                        rt.route.name
+                    ),
+                    serde_json::json!({"route": rt.route.name, "error": e.to_string()}),
+                ),
+            }
+        }
+    }
+}
+
+/// One connection, start to end; returns its log line.
+async fn handle(
+    tcp: TcpStream,
+    client: SocketAddr,
+    listener: &Listener,
+    routes: &[RouteRt],
+    hello_timeout: Duration,
+    stats: &Stats,
+) -> ConnLog {
+    let start = Instant::now();
+    let _ = tcp.set_nodelay(true);
+    let mut log = ConnLog {
+        client,
+        sni: None,
+        route: None,
+        upstream: None,
+        version: None,
+        outcome: Outcome::Relayed,
+        bytes_up: 0,
+        bytes_down: 0,
+        duration_ms: 0,
+    };
+    let outcome = serve(tcp, listener, routes, hello_timeout, stats, &mut log).await;
+    log.outcome = outcome;
+    log.duration_ms = millis(start.elapsed());
+    log
+}
+
+async fn serve(
+    tcp: TcpStream,
+    listener: &Listener,
+    routes: &[RouteRt],
+    hello_timeout: Duration,
+    stats: &Stats,
+    log: &mut ConnLog,
+) -> Outcome {
+    let client_failed = |detail: String| Outcome::ClientFailed { detail };
+    let lazy = LazyConfigAcceptor::new(Acceptor::default(), tcp);
+    let start = match tokio::time::timeout(hello_timeout, lazy).await {
+        Err(_) => return client_failed("no ClientHello within the time limit".into()),
+        Ok(Err(e)) => return client_failed(format!("not a TLS ClientHello ({e})")),
+        Ok(Ok(start)) => start,
+    };
+    let sni = start.client_hello().server_name().map(str::to_string);
+    log.sni = sni.clone();
+    let rt = match listener.pick(sni.as_deref()) {
+        Ok(i) => &routes[i],
+        Err(e) => {
+            return Outcome::NoRoute {
+                detail: e.to_string(),
+            }
+        }
+    };
+    log.route = Some(rt.route.name.clone());
+    log.upstream = Some(rt.upstream.addr().to_string());
+    let Ok(_slot) = rt.slots.clone().try_acquire_owned() else {
+        return Outcome::Limit {
+            max_connections: rt.route.limits.max_connections,
+        };
+    };
+    let limits = rt.route.limits;
+    // The client's handshake and the upstream connection at the same time.
+    let accept = tokio::time::timeout(limits.connect_timeout, start.into_stream(rt.server.clone()));
+    let connect = rt.upstream.connect(limits.connect_timeout);
+    let (accepted, connected) = tokio::join!(accept, connect);
+    let mut client = match accepted {
+        Err(_) => return client_failed("TLS handshake not finished within the time limit".into()),
+        Ok(Err(e)) => return client_failed(format!("TLS handshake failed ({e})")),
+        Ok(Ok(stream)) => stream,
+    };
+    log.version = client.get_ref().1.protocol_version().map(|v| match v {
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+        other => format!("{other:?}"),
+    });
+    let (upstream, _peer) = match connected {
+        Ok(up) => up,
+        Err(diagnosis) => {
+            // A clean close for the client: close_notify, then FIN.
+            let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
+            return Outcome::UpstreamFailed { diagnosis };
+        }
+    };
+    stats.relayed.fetch_add(1, Ordering::Relaxed);
+    let (end, up, down) = relay::relay(client, upstream, limits.idle_timeout).await;
+    log.bytes_up = up;
+    log.bytes_down = down;
+    match end {
+        End::Done => Outcome::Relayed,
+        End::Idle => Outcome::Idle,
+        End::Error(e) => Outcome::Broken {
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// Binds and serves on a private multi-thread runtime with `workers`
+/// threads (0: one per core), for callers without tokio. `on_listening`
+/// gets the bound addresses before the first client is accepted.
+pub fn run_blocking(
+    config: &GatewayConfig,
+    logger: Logger,
+    workers: usize,
+    on_listening: impl FnOnce(&[(SocketAddr, Vec<String>)]),
+) -> Result<(), GatewayError> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    let runtime = builder.build().map_err(GatewayError::Runtime)?;
+    raise_fd_limit();
+    runtime.block_on(async {
+        let gateway = Gateway::bind(config, logger).await?;
+        on_listening(&gateway.local_addrs());
+        gateway.run().await;
+        Ok(())
+    })
+}

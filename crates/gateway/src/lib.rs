@@ -1,0 +1,33 @@
+//! # devtls-gateway
+//!
+//! The device guide's gateway, built in: public clients get the full chain
+//! and any TLS they speak (1.2 or 1.3); the device is reached the way it
+//! expects (TLS 1.2, its suites, its own certificate or fleet CA as the one
+//! anchor, its name, the gateway's client certificate when it demands
+//! mTLS). The other way round, devices trust one anchor you control and the
+//! gateway verifies public servers with the Mozilla roots, so a public root
+//! change does not strand devices. Bytes are relayed as they are: HTTPS,
+//! MQTT over TLS and anything else on TCP.
+//!
+//! - [`config`]: routes from TOML or the one-route command line (pure).
+//! - [`routing`]: which route a connection takes, by listener and SNI (pure).
+//! - [`certs`]: certificates from files, reloaded when the files change.
+//! - [`upstream`]: net's profile-restricted client toward the device (or the
+//!   public server), with net's diagnosis when it fails.
+//! - [`relay`]: bytes both ways with an idle timeout, counted.
+//! - [`gateway`]: listeners, connections, limits, reloading.
+//! - [`log`]: one line per connection, text or JSON.
+//! - [`print_config`]: the same routes as nginx, HAProxy, Caddy or Mosquitto configuration.
+
+pub mod certs;
+pub mod config;
+pub mod gateway;
+pub mod log;
+pub mod print_config;
+pub mod relay;
+pub mod routing;
+pub mod upstream;
+
+pub use config::{Direction, GatewayConfig, Route, RouteSpec};
+pub use gateway::{run_blocking, Gateway, GatewayError, Stats};
+pub use log::Logger;

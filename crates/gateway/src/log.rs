@@ -1,0 +1,147 @@
+//! One log line per connection (client, SNI, route, outcome with the
+//! device's words when the device side failed, bytes, duration), and one per
+//! gateway event (listening, certificate reloaded or refused); as text or
+//! as one JSON object per line.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use devtls_net::diagnose::Diagnosis;
+use serde::Serialize;
+
+/// How a connection ended.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Both sides connected; bytes went through until one side closed.
+    Relayed,
+    /// Relayed, then closed because nothing moved for the idle timeout.
+    Idle,
+    /// Relayed, then one side broke the connection.
+    Broken {
+        /// What broke.
+        detail: String,
+    },
+    /// The client's side never became TLS: garbage, a stall, a refused handshake.
+    ClientFailed {
+        /// What happened.
+        detail: String,
+    },
+    /// No route for the name the client asked for.
+    NoRoute {
+        /// Why.
+        detail: String,
+    },
+    /// The route already carries its maximum number of connections.
+    Limit {
+        /// The maximum.
+        max_connections: usize,
+    },
+    /// The device (or public server) side could not be reached or refused:
+    /// net's diagnosis, with the device's own words when it has them.
+    UpstreamFailed {
+        /// The diagnosis.
+        diagnosis: Box<Diagnosis>,
+    },
+}
+
+/// One connection, as logged.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnLog {
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The SNI name it sent.
+    pub sni: Option<String>,
+    /// The route taken.
+    pub route: Option<String>,
+    /// Where the route forwards.
+    pub upstream: Option<String>,
+    /// The public side's TLS version, once negotiated.
+    pub version: Option<String>,
+    /// How it ended.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Bytes from the client to the upstream.
+    pub bytes_up: u64,
+    /// Bytes from the upstream to the client.
+    pub bytes_down: u64,
+    /// From accept to close, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// Where and how lines are written.
+#[derive(Debug, Clone, Copy)]
+pub struct Logger {
+    /// One JSON object per line instead of text.
+    pub json: bool,
+    /// Connection lines for relayed connections too (failures are always logged).
+    pub quiet: bool,
+}
+
+impl Logger {
+    /// Writes one connection's line.
+    pub fn conn(&self, log: &ConnLog) {
+        if self.quiet && matches!(log.outcome, Outcome::Relayed) {
+            return;
+        }
+        let line = if self.json {
+            serde_json::to_string(log).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        } else {
+            text(log)
+        };
+        write_line(&line);
+    }
+
+    /// Writes a gateway event: `text` for people, `fields` for `--json`.
+    pub fn event(&self, event: &str, text: &str, fields: serde_json::Value) {
+        let line = if self.json {
+            let mut v = serde_json::json!({ "event": event });
+            if let (Some(obj), serde_json::Value::Object(extra)) = (v.as_object_mut(), fields) {
+                obj.extend(extra);
+            }
+            v.to_string()
+        } else {
+            text.to_string()
+        };
+        write_line(&line);
+    }
+}
+
+fn write_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(format!("{line}\n").as_bytes());
+    let _ = out.flush();
+}
+
+/// The text form: `CLIENT sni=NAME route=ROUTE -> UPSTREAM VERDICT up=N down=N MS`.
+pub fn text(log: &ConnLog) -> String {
+    let sni = log.sni.as_deref().unwrap_or("-");
+    let route = log.route.as_deref().unwrap_or("-");
+    let upstream = log.upstream.as_deref().unwrap_or("-");
+    let verdict = match &log.outcome {
+        Outcome::Relayed => "relayed".to_string(),
+        Outcome::Idle => "closed: idle timeout".to_string(),
+        Outcome::Broken { detail } => format!("broken: {detail}"),
+        Outcome::ClientFailed { detail } => format!("client failed: {detail}"),
+        Outcome::NoRoute { detail } => format!("no route: {detail}"),
+        Outcome::Limit { max_connections } => {
+            format!("refused: route at its limit of {max_connections} connections")
+        }
+        Outcome::UpstreamFailed { diagnosis: d } => {
+            let device = d.device.as_ref().map_or(String::new(), |w| {
+                format!("; device words: {} ({} {})", w.printed, w.hex, w.name)
+            });
+            format!("upstream failed: {}{device}; fix: {}", d.what, d.fix)
+        }
+    };
+    format!(
+        "{} sni={sni} route={route} -> {upstream} {verdict} up={} down={} {}ms",
+        log.client, log.bytes_up, log.bytes_down, log.duration_ms
+    )
+}
+
+/// Milliseconds, saturating.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

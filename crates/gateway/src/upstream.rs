@@ -1,0 +1,234 @@
+//! The gateway as a client of the other side: for an inbound route the
+//! device, reached as the device expects (net's profile-restricted client:
+//! TLS 1.2, the device's suites, its certificate or fleet CA as the one
+//! anchor, its name, the gateway's client certificate for mTLS); for an
+//! outbound route the public server, verified with the Mozilla roots.
+//!
+//! The rustls configuration is built once per route. Each connection gets a
+//! copy whose verifier and client-certificate resolver record what this
+//! connection saw, so a failure is explained by net's diagnosis with the
+//! chain the peer presented.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use devtls_net::config::{Anchors, ClientSettings, Identity};
+use devtls_net::diagnose::{self, Context, Diagnosis, Failure, Side};
+use devtls_net::report::summarize;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::certs::{self, CertError};
+use crate::config::{Upstream, UpstreamTrust};
+
+/// A route's upstream, ready to connect.
+#[derive(Debug)]
+pub struct Connector {
+    addr: String,
+    config: Arc<ClientConfig>,
+    verifier: Arc<dyn ServerCertVerifier>,
+    resolver: Arc<dyn ResolvesClientCert>,
+    server_name: ServerName<'static>,
+    settings: ClientSettings,
+    anchors_words: String,
+}
+
+/// Why an upstream could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// A file cannot be used.
+    #[error(transparent)]
+    File(#[from] CertError),
+    /// The settings cannot be used together.
+    #[error("{0}")]
+    Settings(String),
+}
+
+impl Connector {
+    /// Reads the anchor and client certificate files of `up` and builds the
+    /// profile-restricted client configuration.
+    pub fn new(up: &Upstream) -> Result<Self, UpstreamError> {
+        let (anchors, anchors_words) = match &up.trust {
+            UpstreamTrust::Mozilla => (Anchors::Mozilla, "the bundled Mozilla roots".to_string()),
+            UpstreamTrust::File(path) => {
+                let certs = devtls_net::config::certificates(&certs::read(path)?).map_err(|e| {
+                    CertError::Unusable {
+                        files: path.display().to_string(),
+                        message: e.to_string(),
+                    }
+                })?;
+                (Anchors::Given(certs), path.display().to_string())
+            }
+        };
+        let mut settings = ClientSettings::new(up.server_name.clone(), anchors);
+        settings.profile = up.profile;
+        if let Some(files) = &up.client_identity {
+            let identity: Identity = certs::load(files, up.profile)?;
+            settings.identity = Some(identity);
+        }
+        let server_name = ServerName::try_from(up.server_name.clone()).map_err(|_| {
+            UpstreamError::Settings(format!(
+                "'{}' is not a host name or IP address",
+                up.server_name
+            ))
+        })?;
+        let (config, verifier, recorder) = devtls_net::tls::client::client_config(&settings)
+            .map_err(|e| UpstreamError::Settings(format!("{anchors_words}: {e}")))?;
+        Ok(Connector {
+            addr: up.addr.clone(),
+            config,
+            verifier,
+            resolver: recorder,
+            server_name,
+            settings,
+            anchors_words,
+        })
+    }
+
+    /// Where it connects.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Connects (TCP then TLS, each within `timeout`); a failure comes back
+    /// explained by net's diagnosis, from the device-as-client's view.
+    pub async fn connect(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<(TlsStream<TcpStream>, SocketAddr), Box<Diagnosis>> {
+        let recorder = Arc::new(Recording {
+            inner: self.verifier.clone(),
+            presented: Mutex::new(Vec::new()),
+        });
+        let asker = Arc::new(AskRecorder {
+            inner: self.resolver.clone(),
+            asked: AtomicBool::new(false),
+        });
+        let mut config = (*self.config).clone();
+        config
+            .dangerous()
+            .set_certificate_verifier(recorder.clone());
+        config.client_auth_cert_resolver = asker.clone();
+        let result = async {
+            let tcp = match tokio::time::timeout(timeout, TcpStream::connect(&self.addr)).await {
+                Err(_) => return Err(Failure::Timeout("TCP connect")),
+                Ok(Err(e)) => return Err(Failure::Connect(e)),
+                Ok(Ok(tcp)) => tcp,
+            };
+            let peer = tcp.peer_addr().map_err(Failure::Io)?;
+            let _ = tcp.set_nodelay(true);
+            let connector = TlsConnector::from(Arc::new(config));
+            match tokio::time::timeout(timeout, connector.connect(self.server_name.clone(), tcp))
+                .await
+            {
+                Err(_) => Err(Failure::Timeout("handshake")),
+                Ok(Err(e)) => Err(Failure::from_io(e)),
+                Ok(Ok(stream)) => Ok((stream, peer)),
+            }
+        }
+        .await;
+        result.map_err(|failure| {
+            let presented = summarize(
+                &recorder
+                    .presented
+                    .lock()
+                    .map(|p| p.clone())
+                    .unwrap_or_default(),
+            );
+            let ctx = Context {
+                side: Side::Client,
+                profile: self.settings.profile,
+                server_name: &self.settings.server_name,
+                anchors: &self.anchors_words,
+                presented: &presented,
+                asked_for_cert: asker.asked.load(Ordering::Relaxed),
+                sent_cert: self.settings.identity.is_some(),
+                probe: None,
+            };
+            Box::new(diagnose::diagnose(&failure, &ctx))
+        })
+    }
+}
+
+/// Delegates to the route's verifier and keeps the chain this connection saw.
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<dyn ServerCertVerifier>,
+    presented: Mutex<Vec<CertificateDer<'static>>>,
+}
+
+impl ServerCertVerifier for Recording {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut p) = self.presented.lock() {
+            *p = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|c| c.clone().into_owned())
+                .collect();
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
+}
+
+/// Delegates to the route's client-certificate resolver and notes whether
+/// this connection's server asked for one.
+#[derive(Debug)]
+struct AskRecorder {
+    inner: Arc<dyn ResolvesClientCert>,
+    asked: AtomicBool,
+}
+
+impl ResolvesClientCert for AskRecorder {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.asked.store(true, Ordering::Relaxed);
+        self.inner.resolve(root_hint_subjects, sigschemes)
+    }
+
+    fn has_certs(&self) -> bool {
+        self.inner.has_certs()
+    }
+}
