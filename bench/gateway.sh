@@ -5,7 +5,8 @@
 #   load generator --TLS 1.2/1.3, full chain--> gateway --TLS 1.2, device
 #   certificate pinned, device name--> echo server (stands in for the device)
 #
-# Same certificates, same worker count (WORKERS, default: cores), resumption
+# Same certificates (P-256), same key exchange (the load generator offers
+# P-256 only), same worker count (WORKERS, default: cores), resumption
 # off on the public side (the load generator never offers a session), access
 # logs off (devtls: --quiet logs only failures). For 1 KB and 1 MB
 # exchanges: new TLS connections per second and MB/s relayed (both
@@ -32,7 +33,8 @@ nginx -V 2>&1 | grep -q -- '--with-stream=dynamic' && [ -z "$STREAM_MOD" ] && {
   echo "error: nginx's stream module is missing: apt-get install libnginx-mod-stream" >&2; exit 2; }
 
 echo "== building devtls and the load generator (release)"
-cargo build --release -q -p devtls -p devtls-gateway --example gwload
+cargo build --release -q -p devtls
+cargo build --release -q -p devtls-gateway --example gwload
 DEVTLS=$PWD/target/release/devtls
 LOAD=$PWD/target/release/examples/gwload
 

@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+#[cfg(unix)]
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -57,19 +57,21 @@ pub struct Input {
 /// Opens `path` for reading without blocking on a FIFO that has no writer;
 /// a folder, a missing file or a regular file over the limit is a clear error.
 pub fn open(path: &Path) -> anyhow::Result<Input> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => {
-                anyhow::anyhow!("{}: no such file; check the path", path.display())
-            }
-            _ => anyhow::anyhow!(
-                "{}: cannot be opened ({e}); check the path and its permissions",
-                path.display()
-            ),
-        })?;
+    let mut options = OpenOptions::new();
+    options.read(true);
+    // Unix: a FIFO opens at once and is read with a bounded wait. Windows
+    // has no FIFOs in the file system: a plain open.
+    #[cfg(unix)]
+    options.custom_flags(libc::O_NONBLOCK);
+    let file = options.open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => {
+            anyhow::anyhow!("{}: no such file; check the path", path.display())
+        }
+        _ => anyhow::anyhow!(
+            "{}: cannot be opened ({e}); check the path and its permissions",
+            path.display()
+        ),
+    })?;
     let meta = file
         .metadata()
         .with_context(|| format!("{}: cannot be read", path.display()))?;
@@ -82,12 +84,15 @@ pub fn open(path: &Path) -> anyhow::Result<Input> {
     if meta.is_file() && meta.len() > MAX_INPUT {
         return Err(too_large(path).into());
     }
-    let kind = meta.file_type();
+    #[cfg(unix)]
+    let pipe = meta.file_type().is_fifo() || meta.file_type().is_socket();
+    #[cfg(not(unix))]
+    let pipe = false;
     Ok(Input {
         file,
         path: path.to_path_buf(),
         read: 0,
-        pipe: kind.is_fifo() || kind.is_socket(),
+        pipe,
     })
 }
 
@@ -101,19 +106,27 @@ impl Input {
                 format!("nothing arrived within {} s", PIPE_WAIT.as_secs()),
             ));
         }
-        let mut fd = libc::pollfd {
-            fd: self.file.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        let n = unsafe { libc::poll(&mut fd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let mut fd = libc::pollfd {
+                fd: self.file.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            let n =
+                unsafe { libc::poll(&mut fd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
             }
         }
+        // Elsewhere no input is a pipe (see `open`), so this is never reached.
+        #[cfg(not(unix))]
+        std::thread::sleep(left.min(Duration::from_millis(10)));
         Ok(())
     }
 }

@@ -272,7 +272,7 @@ fn chains_the_device_rejects_are_named() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(fs::read(d.join("ed-ca.der")).unwrap(), pki.root);
     assert!(
-        stderr(&out).contains("Ed25519") && stderr(&out).contains("the openmv device will fail"),
+        stderr(&out).contains("Ed25519") && stderr(&out).contains("the openmv device fails"),
         "{}",
         text(&out)
     );
@@ -309,7 +309,8 @@ fn chains_the_device_rejects_are_named() {
         &words("anchor --chain k1-chain.pem --roots t-root.pem -o k1-ca.der"),
     );
     assert!(
-        stderr(&out).contains("secp256k1") && stderr(&out).contains("a curve the device lacks"),
+        stderr(&out).contains("secp256k1")
+            && stderr(&out).contains("a curve the device's verification refuses"),
         "{}",
         text(&out)
     );
@@ -345,7 +346,8 @@ fn chains_the_device_rejects_are_named() {
         text(&out)
     );
     assert!(
-        stderr(&out).contains("\"nc-int\": it carries a critical nameConstraints"),
+        stderr(&out).contains("CN=nc-int")
+            && stderr(&out).contains("critical nameConstraints extension (2.5.29.30)"),
         "{}",
         text(&out)
     );

@@ -320,3 +320,168 @@ fn device_server_demands_the_client_certificate_for_mtls() {
     assert!(conn.ok, "{}\n{}", run.transcript, client.text);
     assert_eq!(conn.peer_subject.as_deref(), Some("CN=sensor-01"));
 }
+
+/// The servers issue 10 lists as doctor's misses, as the device sees them:
+/// P-521 leaf and RSA key exchange connect; secp256k1 and brainpoolP256r1
+/// leaves get a fatal alert; an unknown critical extension fails parsing.
+#[test]
+fn device_client_on_leaf_curves_rsa_key_exchange_and_unknown_critical_extensions() {
+    use support::doctor::{serve, Pki};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = Pki::new(d, "t", 3650, (-1, 3650));
+    let issuer = pki.int_files();
+    let issuer = (issuer.0.as_str(), issuer.1.as_str());
+    const P521: &[&str] = &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521"];
+    const P256: &[&str] = &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    const K1: &[&str] = &[
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:secp256k1",
+    ];
+    const BP: &[&str] = &[
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:brainpoolP256r1",
+    ];
+    const RSA: &[&str] = &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"];
+    const CRITICAL: &str = "1.3.6.1.4.1.99999.1=critical,ASN1:NULL\n";
+    let rsa_kx: &[&str] = &["-tls1_2", "-cipher", "AES128-GCM-SHA256"];
+    // (stem, key, extension lines, server options, expected code or None: works)
+    let cases = [
+        ("p521", P521, "", &[][..], None),
+        ("rsakx", RSA, "", rsa_kx, None),
+        ("k1", K1, "", &[][..], Some(FATAL_ALERT)),
+        ("bp", BP, "", &[][..], Some(FATAL_ALERT)),
+        ("crit", P256, CRITICAL, &[][..], Some(-0x2562)),
+    ];
+    for (stem, keyalg, ext, server_extra, expect) in cases {
+        pki.openssl_leaf(stem, keyalg, issuer, &[], ext);
+        let server = serve(d, stem, Some("t-int.pem"), server_extra);
+        let run = device::client(
+            d,
+            server.port,
+            &["--ca", "t-root.der", "--hostname", "localhost"],
+        );
+        let conn = run.single();
+        println!("{stem:6} {:?} {:?} {:?}", conn.ok, conn.code, conn.cipher);
+        match expect {
+            None => assert!(conn.ok, "{stem}: {}", run.transcript),
+            Some(code) => assert_eq!(conn.code, Some(code), "{stem}: {}", run.transcript),
+        }
+        if stem == "rsakx" {
+            assert_eq!(
+                conn.cipher.as_deref(),
+                Some("TLS-RSA-WITH-AES-128-GCM-SHA256")
+            );
+        }
+    }
+}
+
+/// A self-signed P-256 certificate for `openmv` padded with `sans` extra DNS
+/// names: STEM.crt/.key (PEM) and STEM.der/.key.der; returns the DER size.
+fn padded_cert(d: &Path, stem: &str, sans: usize) -> usize {
+    let names: Vec<String> = (0..sans)
+        .map(|i| format!("DNS:host{i:04}.example.com"))
+        .collect();
+    let san = format!("subjectAltName=DNS:openmv,{}", names.join(","));
+    let (crt, key) = (format!("{stem}.crt"), format!("{stem}.key"));
+    let args = [
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=openmv",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        &key,
+        "-out",
+        &crt,
+        "-addext",
+        &san,
+    ];
+    support::openssl_ok(d, &args);
+    let der = format!("{stem}.der");
+    support::openssl_ok(d, &["x509", "-in", &crt, "-outform", "DER", "-out", &der]);
+    let kder = format!("{stem}.key.der");
+    support::openssl_ok(d, &["pkey", "-in", &key, "-outform", "DER", "-out", &kder]);
+    std::fs::metadata(d.join(der)).unwrap().len() as usize
+}
+
+#[test]
+fn device_buffers_4096_bytes_out_and_16384_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Its own certificate must fit the 4096-byte output buffer.
+    let size = padded_cert(d, "big", 185);
+    assert!(size > 4096, "{size}");
+    let server = device::server(d, &["--cert", "big.der", "--key", "big.key.der"]);
+    let _ = openssl_client(d, server.port, &["-quiet"], "ping\n");
+    let run = device::server_results(server, WAIT);
+    assert_eq!(run.single().code, Some(-0x6A00), "{}", run.transcript);
+    assert_eq!(
+        run.single().error.as_deref(),
+        Some("MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL")
+    );
+    // Control: a certificate that fits.
+    padded_cert(d, "fits", 150);
+    let server = device::server(d, &["--cert", "fits.der", "--key", "fits.key.der"]);
+    let _ = openssl_client(d, server.port, &["-quiet"], "ping\n");
+    let run = device::server_results(server, WAIT);
+    assert!(run.single().ok, "{}", run.transcript);
+
+    // A server certificate over the 16384-byte input buffer fails; one
+    // under it (but over 4096) works.
+    for (stem, sans, fits) in [("huge", 770, false), ("large", 600, true)] {
+        let size = padded_cert(d, stem, sans);
+        let (crt, key, der) = (
+            format!("{stem}.crt"),
+            format!("{stem}.key"),
+            format!("{stem}.der"),
+        );
+        let server = openssl_server(d, &["-cert", &crt, "-key", &key, "-rev"]);
+        let run = device::client(d, server.port, &["--ca", &der, "--hostname", "openmv"]);
+        let conn = run.single();
+        println!("server certificate of {size} bytes: {conn:?}");
+        if fits {
+            assert!(conn.ok, "{size} bytes: {}", run.transcript);
+        } else {
+            assert_eq!(conn.code, Some(-0x7100), "{size} bytes: {}", run.transcript);
+        }
+    }
+}
+
+#[test]
+fn build_script_is_idempotent_and_safe_to_run_twice_at_once() {
+    let bin = device::binary(); // built (or found) once
+    if std::env::var_os("DEVTLS_DEVICE_PEER").is_some() {
+        return; // a binary from elsewhere: build.sh is not ours to run
+    }
+    let before = std::fs::metadata(&bin).unwrap().modified().unwrap();
+    let target = bin.parent().unwrap().parent().unwrap().to_path_buf();
+    let script = support::repo_root().join("tests/peers/mbedtls36/build.sh");
+    let spawn = || {
+        std::process::Command::new("bash")
+            .arg(&script)
+            .env("CARGO_TARGET_DIR", &target)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+        let text = support::text(&out);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("mbedtls36: up to date"), "{text}");
+    }
+    let after = std::fs::metadata(&bin).unwrap().modified().unwrap();
+    assert_eq!(before, after, "an up-to-date build rewrote the binary");
+}

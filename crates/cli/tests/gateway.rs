@@ -543,3 +543,59 @@ fn a_thousand_connections_with_stalls_and_garbage_and_memory_returns_to_baseline
     );
     eprintln!("gateway RSS: {baseline} KiB before, {after} KiB after 1,000 connections");
 }
+
+#[test]
+fn print_config_nginx_is_accepted_by_nginx() {
+    need("nginx", "nginx libnginx-mod-stream");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for name in ["cam1", "cam2"] {
+        public_chain(d, name, &[&format!("{name}.gw.test")]);
+        device_files(d, name);
+    }
+    let mut toml = route_toml("cam1", 8443, "");
+    toml.push_str(&route_toml("cam2", 8444, ""));
+    // nginx reads PEM: the PEM twins devtls new wrote beside the DER files.
+    let toml = toml
+        .replace("/server.der", "/server.crt")
+        .replace("127.0.0.1:0", "127.0.0.1:18443");
+    std::fs::write(d.join("gateway.toml"), toml).unwrap();
+    let out = ok_in(
+        d,
+        &[
+            "gateway",
+            "--config",
+            "gateway.toml",
+            "--print-config",
+            "nginx",
+        ],
+    );
+    std::fs::write(d.join("stream.conf"), &out.stdout).unwrap();
+    let module = [
+        "/usr/lib/nginx/modules/ngx_stream_module.so",
+        "/usr/share/nginx/modules/ngx_stream_module.so",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .map_or(String::new(), |p| format!("load_module {p};\n"));
+    let conf = format!(
+        "{module}pid {0}/nginx.pid;\nerror_log {0}/error.log;\nevents {{}}\ninclude {0}/stream.conf;\n",
+        d.display()
+    );
+    std::fs::write(d.join("nginx.conf"), conf).unwrap();
+    let t = std::process::Command::new("nginx")
+        .args(["-t", "-p"])
+        .arg(d)
+        .arg("-c")
+        .arg(d.join("nginx.conf"))
+        .arg("-e")
+        .arg(d.join("error.log"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&t.stderr);
+    assert!(
+        t.status.success() && said.contains("syntax is ok"),
+        "nginx -t refused the generated configuration:\n{said}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -159,7 +159,7 @@ fn critical_extensions_are_refused_with_the_devices_codes() {
             "nc",
             "nameConstraints=critical,permitted;DNS:openmv",
             "critical-name-constraints",
-            devtls_pki::device_error::NAME_CONSTRAINTS.code,
+            devtls_pki::device_error::CRITICAL_EXTENSION.code,
         ),
         (
             "pol",

@@ -5,7 +5,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use support::net::{
@@ -199,7 +199,7 @@ fn openssl_s_client_gets_hello_from_serve_with_and_without_mtls() {
         }
         let serve = Serve::start(d, &args);
         let connect = format!("127.0.0.1:{}", serve.port);
-        let mut cmd = Command::new("openssl");
+        let mut cmd = support::tool("openssl");
         cmd.current_dir(d).args([
             "s_client",
             "-connect",

@@ -541,7 +541,8 @@ fn on_a_terminal_the_password_is_asked_for() {
     openssl_encrypt(d, "k.p8.pem", "enc.pem", "typed-secret");
     // `script` gives devtls a pseudo-terminal; the password arrives after the prompt.
     let devtls = env!("CARGO_BIN_EXE_devtls");
-    let mut child = std::process::Command::new("timeout")
+    support::require("script");
+    let mut child = support::tool("timeout")
         .args([
             "20",
             "script",

@@ -6,7 +6,6 @@ mod support;
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use support::{ok_in, run_in, text, words};
 
@@ -21,11 +20,11 @@ fn device_folder(d: &Path) {
 }
 
 fn mpremote_build(d: &Path, dir: &str, out: &str) -> Vec<u8> {
-    let built = Command::new("mpremote")
+    let built = support::tool("mpremote")
         .args(["romfs", "--no-mpy", "-o", out, "build", dir])
         .current_dir(d)
         .output()
-        .expect("mpremote is installed (pip install mpremote)");
+        .expect("mpremote runs");
     assert!(built.status.success(), "{}", text(&built));
     fs::read(d.join(out)).unwrap()
 }

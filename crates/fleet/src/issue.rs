@@ -9,7 +9,8 @@
 //!    one-active indexes make a second process skip, never duplicate);
 //! 3. each recorded device's staged folder is renamed to `devices/ID/` in one
 //!    step (rotation first moves the old folder to `.work/TOKEN/old/ID/`);
-//! 4. one `syncfs` makes the whole batch durable (no per-file fsync storm);
+//! 4. one `syncfs` makes the whole batch durable (no per-file fsync storm;
+//!    other systems than Linux: an fsync per file, see [`crate::lock::sync_devices`]);
 //! 5. one transaction marks the batch `active` (rotation: the old row
 //!    `superseded` or `revoked` in the same transaction).
 //!
@@ -21,10 +22,8 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fs;
-use std::io::Write;
-use std::os::fd::OwnedFd;
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Condvar, Mutex};
 
@@ -32,13 +31,12 @@ use devtls_pki::fingerprint;
 use devtls_pki::issue::{Authority, CertSpec, Role};
 use devtls_pki::keys::{KeyType, PrivateKey};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use rustix::fs::{self as rfs, Access, AtFlags, Mode, OFlags};
-use rustix::io::Errno;
 use serde::Serialize;
 use time::Duration;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::devices::{DeviceReq, Source};
+use crate::folders::{Folders, Installed};
 use crate::lock::{self, Lock};
 use crate::{names, Error, Fleet};
 
@@ -241,11 +239,7 @@ fn make(maker: &Maker<'_>, job: Job) -> Result<Made, Error> {
     spec.dns = job.req.dns.clone();
     spec.ips = job.req.ips.clone();
     // A device that serves TLS is reached by its ID when no other name was given.
-    let id_is_hostname = job
-        .req
-        .id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'));
+    let id_is_hostname = devtls_pki::names::dns_name(&job.req.id).is_ok();
     if job.role != Role::Client && spec.dns.is_empty() && spec.ips.is_empty() && id_is_hostname {
         spec.dns.push(job.req.id.clone());
     }
@@ -281,65 +275,6 @@ fn make(maker: &Maker<'_>, job: Job) -> Result<Made, Error> {
     })
 }
 
-/// The folders device folders are written through, opened once per run.
-/// Every file operation then names one or two path components relative to
-/// an open folder instead of walking the whole fleet path from `/`: path
-/// walking was about a tenth of `fleet issue`'s kernel time.
-struct Folders {
-    /// The fleet folder, where `ca.der` is.
-    fleet: OwnedFd,
-    /// This process's staging folder, `.work/TOKEN/new/`.
-    staging: OwnedFd,
-    staging_path: PathBuf,
-    /// Where replaced folders are moved, `.work/TOKEN/old/`.
-    old: OwnedFd,
-    /// `devices/`.
-    devices: OwnedFd,
-    devices_path: PathBuf,
-    /// The CA certificate, copied where a hard link is not possible.
-    ca_der: Vec<u8>,
-}
-
-impl Folders {
-    fn open(fleet: &Fleet, work: &Path) -> Result<Folders, Error> {
-        let dir = |path: &Path| {
-            rfs::open(
-                path,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| Error::io(path, e.into()))
-        };
-        let devices_path = fleet.dir().join(names::DEVICES);
-        let staging_path = work.join("new");
-        Ok(Folders {
-            fleet: dir(fleet.dir())?,
-            staging: dir(&staging_path)?,
-            old: dir(&work.join("old"))?,
-            devices: dir(&devices_path)?,
-            staging_path,
-            devices_path,
-            ca_der: fleet.ca_der.clone(),
-        })
-    }
-
-    /// Creates `ID/NAME` in staging with `bytes`; no fsync here: the folder
-    /// is renamed into place only once complete, and the whole batch is made
-    /// durable by one syncfs before it is marked active.
-    fn write(&self, id: &str, name: &str, bytes: &[u8], mode: u32) -> Result<(), Error> {
-        let relative = format!("{id}/{name}");
-        let error = |e: std::io::Error| Error::io(&self.staging_path.join(&relative), e);
-        let fd = rfs::openat(
-            &self.staging,
-            relative.as_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-            Mode::from_raw_mode(mode),
-        )
-        .map_err(|e| error(e.into()))?;
-        fs::File::from(fd).write_all(bytes).map_err(error)
-    }
-}
-
 /// Writes one device's folder in staging, `.work/TOKEN/new/ID/`.
 fn stage(
     folders: &Folders,
@@ -349,25 +284,13 @@ fn stage(
     boot_py: &str,
 ) -> Result<(), Error> {
     let id = job.req.id.as_str();
-    rfs::mkdirat(&folders.staging, id, Mode::from_raw_mode(0o755))
-        .map_err(|e| Error::io(&folders.staging_path.join(id), e.into()))?;
+    folders.mkdir(id)?;
     let (cert_name, key_name) = device_file_names(job.role);
     folders.write(id, &cert_name, cert_der, 0o644)?;
     if let Some(key) = key_der {
         folders.write(id, &key_name, key, 0o600)?;
     }
-    // The CA certificate is public and the same for every device: a hard
-    // link costs no new inode, which is what a file system charges most for.
-    let linked = rfs::linkat(
-        &folders.fleet,
-        names::CA_DER,
-        &folders.staging,
-        format!("{id}/{}", names::CA_DER).as_str(),
-        AtFlags::empty(),
-    );
-    if linked.is_err() {
-        folders.write(id, names::CA_DER, &folders.ca_der, 0o644)?;
-    }
+    folders.add_ca(id)?;
     folders.write(id, names::BOOT_PY, boot_py.as_bytes(), 0o644)
 }
 
@@ -375,25 +298,14 @@ fn stage(
 /// folder is first moved to `.work/TOKEN/old/ID/`).
 fn install(folders: &Folders, made: &Made) -> Result<(), Error> {
     let id = made.job.req.id.as_str();
-    let dest = || folders.devices_path.join(id);
-    let exists = || rfs::accessat(&folders.devices, id, Access::EXISTS, AtFlags::empty()).is_ok();
-    if made.job.replaces.is_some() && exists() {
-        rfs::renameat(&folders.devices, id, &folders.old, id)
-            .map_err(|e| Error::io(&dest(), e.into()))?;
+    match folders.install(id, made.job.replaces.is_some())? {
+        Installed::Done => Ok(()),
+        Installed::Occupied => Err(Error::Invalid(format!(
+            "{} already exists but the inventory has no certificate for it; \
+             move it away and re-run",
+            folders.devices_path.join(id).display()
+        ))),
     }
-    // rename(2) of a folder onto a non-empty folder fails, so an unexpected
-    // folder is never overwritten.
-    rfs::renameat(&folders.staging, id, &folders.devices, id).map_err(|e| {
-        if e == Errno::NOTEMPTY || e == Errno::EXIST {
-            Error::Invalid(format!(
-                "{} already exists but the inventory has no certificate for it; \
-                 move it away and re-run",
-                dest().display()
-            ))
-        } else {
-            Error::io(&dest(), e.into())
-        }
-    })
 }
 
 /// Records a batch as `pending`; returns the ones this process now owns.
@@ -693,7 +605,10 @@ fn commit_batch(
         .map(|m| (m, install(&session.folders, m)))
         .collect();
     // Whatever was not installed stays in staging, which is removed at the end.
-    lock::sync_fs(&session.folders.devices_path)?;
+    lock::sync_devices(
+        &session.folders.devices_path,
+        placed.iter().map(|(m, _)| m.job.req.id.as_str()),
+    )?;
     settle(&mut fleet.db, session, &placed, report)?;
     for (m, _) in &placed {
         if m.job.replaces.is_some() {

@@ -20,6 +20,7 @@
 //! - [`recover`]: how a fleet killed mid-issuance is brought back into agreement.
 
 pub mod devices;
+mod folders;
 pub mod inventory;
 pub mod issue;
 mod lock;

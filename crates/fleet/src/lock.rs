@@ -1,11 +1,12 @@
 //! File locks and file-system syncs: the two operating-system calls the crash
 //! safety rests on.
 //!
-//! An `flock` is released by the kernel when its holder dies, even by
-//! SIGKILL, so "can I take this lock?" is a reliable "is its owner dead?".
+//! Locks are the standard library's `File::lock` (`flock` on Linux and
+//! macOS, `LockFileEx` on Windows): the system releases them when their
+//! holder dies, even by SIGKILL, so "can I take this lock?" is a reliable
+//! "is its owner dead?".
 
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 
 use crate::Error;
@@ -25,24 +26,17 @@ fn open(path: &Path) -> Result<File, Error> {
         .map_err(|e| Error::io(path, e))
 }
 
-/// Takes the exclusive lock on `file`, waiting if `wait`. `Ok(None)`: someone else holds it.
+/// Takes the exclusive lock on `file`, waiting if `wait`. `Ok(false)`: someone else holds it.
 fn flock(file: &File, wait: bool) -> std::io::Result<bool> {
-    let op = libc::LOCK_EX | if wait { 0 } else { libc::LOCK_NB };
-    loop {
-        // SAFETY: flock on a file descriptor we own; no memory is passed.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
-        if rc == 0 {
-            return Ok(true);
-        }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            _ => return Err(err),
-        }
+    if wait {
+        return file.lock().map(|()| true);
+    }
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(TryLockError::WouldBlock) => Ok(false),
+        Err(TryLockError::Error(e)) => Err(e),
     }
 }
-
 impl Lock {
     /// Waits for the exclusive lock on `path` (created if missing).
     pub fn wait(path: &Path) -> Result<Lock, Error> {
@@ -82,13 +76,101 @@ impl Lock {
     }
 }
 
-/// Flushes everything written to the file system holding `dir` to stable
-/// storage: one call per batch instead of one fsync per file.
-pub fn sync_fs(dir: &Path) -> Result<(), Error> {
+/// Makes the device folders `ids` just renamed into `devices` durable,
+/// with their files and the renames themselves.
+///
+/// Linux: one `syncfs` for the whole file system instead of an fsync per
+/// file (a batch is thousands of files). Elsewhere: an fsync of every file
+/// of each folder, of each folder and of `devices` (`sync_all` is
+/// `F_FULLFSYNC` on macOS); Windows cannot open a folder to flush it, and
+/// NTFS journals the renames, so there only the files are flushed.
+pub fn sync_devices<'a>(
+    devices: &Path,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<(), Error> {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = ids;
+        syncfs(devices)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        for id in ids {
+            let dir = devices.join(id);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                // A device whose folder did not land has nothing to flush.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&dir, e)),
+            };
+            for entry in entries {
+                let path = entry.map_err(|e| Error::io(&dir, e))?.path();
+                File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| Error::io(&path, e))?;
+            }
+            sync_dir(&dir)?;
+        }
+        sync_dir(devices)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn syncfs(dir: &Path) -> Result<(), Error> {
+    use std::os::fd::AsRawFd;
     let file = File::open(dir).map_err(|e| Error::io(dir, e))?;
     // SAFETY: syncfs on a file descriptor we own; no memory is passed.
     if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
         return Err(Error::io(dir, std::io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// Flushes a folder's entries (the renames into it).
+#[cfg(all(unix, not(target_os = "linux")))]
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> Result<(), Error> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_lock_is_refused_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.lock");
+        let held = Lock::wait(&path).unwrap();
+        assert!(
+            Lock::try_existing(&path).unwrap().is_none(),
+            "held: refused"
+        );
+        drop(held);
+        assert!(
+            Lock::try_existing(&path).unwrap().is_some(),
+            "released: taken"
+        );
+        assert!(Lock::try_existing(&dir.path().join("gone"))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn synced_device_folders_are_still_there() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("cam-1")).unwrap();
+        std::fs::write(dir.path().join("cam-1/client.der"), b"x").unwrap();
+        sync_devices(dir.path(), ["cam-1", "never-landed"]).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("cam-1/client.der")).unwrap(),
+            b"x"
+        );
+    }
 }

@@ -118,6 +118,7 @@ fn settle_owner(fleet: &mut Fleet, owner: &str, report: &mut Recovery) -> Result
     let staging_old = fleet.dir().join(names::WORK).join(owner).join("old");
     let mut landed = Vec::new();
     let mut missing = Vec::new();
+    let devices: Vec<String> = rows.iter().map(|row| row.1.clone()).collect();
     for (id, device, serial, role, replaces, old_status) in rows {
         let dest = fleet.device_dir(&device);
         let (cert_name, _) = device_file_names(role_from_name(&role));
@@ -140,7 +141,10 @@ fn settle_owner(fleet: &mut Fleet, owner: &str, report: &mut Recovery) -> Result
         }
     }
     // What is marked active must be on disk first.
-    lock::sync_fs(&fleet.dir().join(names::DEVICES))?;
+    lock::sync_devices(
+        &fleet.dir().join(names::DEVICES),
+        devices.iter().map(String::as_str),
+    )?;
     let db = &mut fleet.db;
     let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for (id, sha256, replaces, old_status) in &landed {

@@ -4,7 +4,7 @@
 //!   device (everything read is written back).
 //! - `gwload load PORT ROOT NAME SIZE CONNS SECS`: CONNS workers, each in a
 //!   loop: a new TLS connection (no resumption) verified against ROOT, SIZE
-//!   bytes sent and the same SIZE read back, close. Prints one JSON line:
+//!   bytes sent and the same SIZE read back, close (P-256 key exchange). Prints one JSON line:
 //!   connections per second and MB/s relayed (both directions).
 //! - `gwload idle PORT ROOT NAME CONNS SECS`: opens CONNS connections, does
 //!   one small exchange on each, holds them SECS seconds, then closes.
@@ -22,7 +22,9 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match args.first().map(String::as_str) {
         Some("echo") => rt.block_on(echo(&args[1..])),
         Some("load") => rt.block_on(load(&args[1..])),
@@ -63,17 +65,26 @@ fn client_config(root: &str) -> Result<Arc<rustls::ClientConfig>> {
     for c in CertificateDer::pem_file_iter(root)? {
         roots.add(c?)?;
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    // The same key exchange against both proxies: P-256 (the device's
+    // group), not the post-quantum hybrid rustls would offer first.
+    let provider = rustls::crypto::CryptoProvider {
+        kx_groups: vec![rustls::crypto::aws_lc_rs::kx_group::SECP256R1],
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 
-async fn one(port: u16, config: &Arc<rustls::ClientConfig>, name: &str, size: usize) -> Result<u64> {
+async fn one(
+    port: u16,
+    config: &Arc<rustls::ClientConfig>,
+    name: &str,
+    size: usize,
+) -> Result<u64> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
     tcp.set_nodelay(true)?;
     let connector = tokio_rustls::TlsConnector::from(config.clone());
@@ -124,8 +135,13 @@ async fn load(a: &[String]) -> Result<()> {
     let end = start + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let (config, name, done, bytes, failed) =
-            (config.clone(), name.clone(), done.clone(), bytes.clone(), failed.clone());
+        let (config, name, done, bytes, failed) = (
+            config.clone(),
+            name.clone(),
+            done.clone(),
+            bytes.clone(),
+            failed.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             while Instant::now() < end {
                 match one(port, &config, &name, size).await {

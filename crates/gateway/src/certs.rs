@@ -19,12 +19,12 @@ use crate::config::CertFiles;
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     /// The file cannot be read.
-    #[error("{path}: cannot be read ({source}); check the path and its permissions")]
+    #[error("{path}: cannot be read ({error}); check the path and its permissions")]
     Read {
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file does not hold something usable, or cert and key do not match.
     #[error("{files}: {message}")]
@@ -38,9 +38,9 @@ pub enum CertError {
 
 /// Reads a file for the gateway; the error names it.
 pub fn read(path: &Path) -> Result<Vec<u8>, CertError> {
-    std::fs::read(path).map_err(|source| CertError::Read {
+    std::fs::read(path).map_err(|error| CertError::Read {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 

@@ -27,28 +27,28 @@ use crate::upstream::{Connector, UpstreamError};
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     /// A certificate, key or anchor file cannot be used.
-    #[error("{route}: {source}")]
+    #[error("{route}: {error}")]
     Cert {
         /// The route.
         route: String,
         /// The file problem.
-        source: CertError,
+        error: CertError,
     },
     /// The upstream settings cannot be used.
-    #[error("{route}: {source}")]
+    #[error("{route}: {error}")]
     Upstream {
         /// The route.
         route: String,
         /// Why.
-        source: UpstreamError,
+        error: UpstreamError,
     },
     /// Listening failed.
-    #[error("cannot listen on {addr}: {source}; pick another address or stop what holds it")]
+    #[error("cannot listen on {addr}: {error}; pick another address or stop what holds it")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The I/O runtime could not start.
     #[error("cannot start the I/O runtime: {0}")]
@@ -94,9 +94,9 @@ fn shown_to(route: &Route) -> &'static Profile {
 }
 
 fn route_rt(route: &Route) -> Result<RouteRt, GatewayError> {
-    let cert_err = |source| GatewayError::Cert {
+    let cert_err = |error| GatewayError::Cert {
         route: route.name.clone(),
-        source,
+        error,
     };
     let cert = Arc::new(ReloadableCert::load(&route.cert, shown_to(route)).map_err(cert_err)?);
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -132,13 +132,13 @@ fn route_rt(route: &Route) -> Result<RouteRt, GatewayError> {
         .with_safe_default_protocol_versions()
         .map_err(|e| GatewayError::Upstream {
             route: route.name.clone(),
-            source: UpstreamError::Settings(e.to_string()),
+            error: UpstreamError::Settings(e.to_string()),
         })?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(RouteCert(cert.clone())));
-    let upstream = Connector::new(&route.upstream).map_err(|source| GatewayError::Upstream {
+    let upstream = Connector::new(&route.upstream).map_err(|error| GatewayError::Upstream {
         route: route.name.clone(),
-        source,
+        error,
     })?;
     Ok(RouteRt {
         route: route.clone(),
@@ -161,9 +161,9 @@ impl Gateway {
         for l in routing::listeners(&config.routes) {
             let tcp = TcpListener::bind(l.addr)
                 .await
-                .map_err(|source| GatewayError::Bind {
+                .map_err(|error| GatewayError::Bind {
                     addr: l.addr,
-                    source,
+                    error,
                 })?;
             let hello_timeout = l
                 .routes

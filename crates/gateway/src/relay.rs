@@ -1,83 +1,110 @@
-//! Moving bytes between the two TLS streams until both sides are done or
+//! Moving bytes between the two TLS streams until the upstream is done or
 //! nothing moved for the idle timeout, counting what went each way.
+//!
+//! One task polls both directions (no split, no locks), like tokio's
+//! `copy_bidirectional`, but ends when the upstream has finished rather
+//! than waiting for both sides, and flushes only when its reader has
+//! nothing more for the moment, so several TLS records leave in one write.
 
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 /// How a relay ended.
 #[derive(Debug)]
 pub enum End {
-    /// Both sides closed.
+    /// The upstream finished (and the client had its answer).
     Done,
     /// Nothing moved for the idle timeout.
     Idle,
-    /// One side failed.
+    /// One side failed before either had finished.
     Error(io::Error),
 }
 
-/// Bytes read from one side and when anything last moved.
-#[derive(Debug)]
-struct Meter {
-    start: Instant,
-    last_ms: AtomicU64,
+const BUF: usize = 64 * 1024;
+
+/// One direction: a buffer between a reader and a writer.
+struct Dir {
+    buf: Box<[u8]>,
+    pos: usize,
+    cap: usize,
+    read_done: bool,
+    need_flush: bool,
+    done: bool,
+    bytes: u64,
 }
 
-impl Meter {
-    fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
+impl Dir {
+    fn new() -> Self {
+        Dir {
+            buf: vec![0u8; BUF].into_boxed_slice(),
+            pos: 0,
+            cap: 0,
+            read_done: false,
+            need_flush: false,
+            done: false,
+            bytes: 0,
+        }
     }
 
-    fn last(&self) -> Instant {
-        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-}
-
-/// A stream that counts what is read from it and marks activity.
-struct Counted<'a, S> {
-    inner: &'a mut S,
-    read: Arc<AtomicU64>,
-    meter: Arc<Meter>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
+    /// Copies until `from` ends (then shuts `to` down) or nothing can move.
+    /// Sets `moved` when bytes were read.
+    fn poll_copy<R, W>(
+        &mut self,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut *self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            self.read.fetch_add(n as u64, Ordering::Relaxed);
-            self.meter.touch();
+        mut from: Pin<&mut R>,
+        mut to: Pin<&mut W>,
+        moved: &mut bool,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + ?Sized,
+        W: AsyncWrite + ?Sized,
+    {
+        loop {
+            if self.pos == self.cap && !self.read_done {
+                let mut rb = ReadBuf::new(&mut self.buf);
+                match from.as_mut().poll_read(cx, &mut rb) {
+                    Poll::Pending => {
+                        if self.need_flush {
+                            ready!(to.as_mut().poll_flush(cx))?;
+                            self.need_flush = false;
+                        }
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) => {
+                        let n = rb.filled().len();
+                        if n == 0 {
+                            self.read_done = true;
+                        } else {
+                            self.pos = 0;
+                            self.cap = n;
+                            self.bytes += n as u64;
+                            *moved = true;
+                        }
+                    }
+                }
+            }
+            while self.pos < self.cap {
+                let n = ready!(to.as_mut().poll_write(cx, &self.buf[self.pos..self.cap]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.pos += n;
+                self.need_flush = true;
+            }
+            if self.read_done {
+                ready!(to.as_mut().poll_flush(cx))?;
+                ready!(to.as_mut().poll_shutdown(cx))?;
+                self.done = true;
+                return Poll::Ready(Ok(()));
+            }
         }
-        r
-    }
-}
-
-/// Copies `from` to `to` until `from` ends, then shuts `to` down.
-async fn pipe<R, W>(from: &mut R, to: &mut W) -> io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            return to.shutdown().await;
-        }
-        to.write_all(&buf[..n]).await?;
-        to.flush().await?;
     }
 }
 
@@ -88,77 +115,68 @@ where
 /// on as close_notify); a client that finishes first (half-close) still
 /// gets the rest of the upstream's answer. Once one direction has finished
 /// cleanly, the other side breaking off (a reset, no close_notify) is an
-/// ordinary end: the conversation was over. A failure before that is `End::Error`. After an idle timeout or
-/// an error both sides are shut down (close_notify) briefly.
-pub async fn relay<A, B>(client: A, upstream: B, idle: Duration) -> (End, u64, u64)
+/// ordinary end: the conversation was over. After an idle timeout or an
+/// error both sides are shut down (close_notify) briefly.
+pub async fn relay<A, B>(mut client: A, mut upstream: B, idle: Duration) -> (End, u64, u64)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let meter = Arc::new(Meter {
-        start: Instant::now(),
-        last_ms: AtomicU64::new(0),
-    });
-    let up = Arc::new(AtomicU64::new(0));
-    let down = Arc::new(AtomicU64::new(0));
-    let (mut client_r, mut client_w) = tokio::io::split(client);
-    let (mut upstream_r, mut upstream_w) = tokio::io::split(upstream);
-    let end = {
-        let mut from_client = Counted {
-            inner: &mut client_r,
-            read: up.clone(),
-            meter: meter.clone(),
-        };
-        let mut from_upstream = Counted {
-            inner: &mut upstream_r,
-            read: down.clone(),
-            meter: meter.clone(),
-        };
-        let a = pipe(&mut from_client, &mut upstream_w);
-        let b = pipe(&mut from_upstream, &mut client_w);
-        let watchdog = async {
-            loop {
-                let due = meter.last() + idle;
-                if Instant::now() >= due {
-                    return;
+    let mut up = Dir::new();
+    let mut down = Dir::new();
+    let sleep = tokio::time::sleep(idle);
+    tokio::pin!(sleep);
+    let end = poll_fn(|cx| {
+        let mut moved = false;
+        if !up.done {
+            match up.poll_copy(
+                cx,
+                Pin::new(&mut client),
+                Pin::new(&mut upstream),
+                &mut moved,
+            ) {
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(if down.done { End::Done } else { End::Error(e) })
                 }
-                tokio::time::sleep_until(due).await;
-            }
-        };
-        tokio::pin!(a, b, watchdog);
-        let (mut a_ok, mut b_ok) = (false, false);
-        loop {
-            let result = tokio::select! {
-                r = &mut a, if !a_ok => r.map(|()| a_ok = true),
-                r = &mut b, if !b_ok => r.map(|()| b_ok = true),
-                () = &mut watchdog => break End::Idle,
-            };
-            match result {
-                Err(_) if a_ok || b_ok => break End::Done,
-                Err(e) => break End::Error(e),
-                // The upstream has said all it will: the client got it
-                // and close_notify; waiting for the client to hang up
-                // too would keep a finished connection until the idle
-                // timeout.
-                Ok(()) if b_ok => break End::Done,
-                Ok(()) => {}
+                Poll::Ready(Ok(())) | Poll::Pending => {}
             }
         }
-    };
+        if !down.done {
+            match down.poll_copy(
+                cx,
+                Pin::new(&mut upstream),
+                Pin::new(&mut client),
+                &mut moved,
+            ) {
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(if up.done { End::Done } else { End::Error(e) })
+                }
+                Poll::Ready(Ok(())) | Poll::Pending => {}
+            }
+        }
+        if down.done {
+            return Poll::Ready(End::Done);
+        }
+        if moved {
+            sleep.as_mut().reset(Instant::now() + idle);
+        }
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(End::Idle),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
     if !matches!(end, End::Done) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), client_w.shutdown()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), upstream_w.shutdown()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), upstream.shutdown()).await;
     }
-    (
-        end,
-        up.load(Ordering::Relaxed),
-        down.load(Ordering::Relaxed),
-    )
+    (end, up.bytes, down.bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     #[tokio::test]
     async fn copies_both_ways_and_counts() {

@@ -1,20 +1,20 @@
 //! Server certificate verification as the device does it, keeping what the
 //! peer presented for diagnosis.
 //!
-//! rustls-webpki checks the chain, validity and SAN names. Where webpki
-//! refuses the name, [`DeviceVerifier`] asks the device's own host-name rule
-//! (`devtls_pki::verify::name_matches`, the one the device verdict uses):
-//! mbedTLS also accepts a certificate without any SAN whose CN matches the
-//! host name, for profiles with `cn_fallback`. Because webpki checks the
-//! chain and validity before the name, a name error means everything else
-//! already passed.
+//! rustls-webpki checks the chain, validity and SAN names with real
+//! signature checks; the device's verdict (`devtls_pki::verify`, pki's
+//! device rules) then decides. Where webpki refuses what the device accepts
+//! (a certificate without SAN matched by its CN, a self-signed CA-flagged
+//! leaf pinned as the anchor), the device's rules decide alone; where webpki
+//! accepts what the device refuses (a pinned CA-issued leaf, SHA-1 in the
+//! chain, a key or curve outside the profile), the device's refusal wins.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use devtls_pki::chain::Cert;
 use devtls_pki::profile::Profile;
-use devtls_pki::verify::name_matches;
+use devtls_pki::verify::{self, name_matches, PeerRole};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -23,7 +23,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::DistinguishedName;
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
-use x509_parser::prelude::{FromDer, X509Certificate};
+use time::OffsetDateTime;
 
 /// Verifies a server like the device and records the presented chain.
 #[derive(Debug)]
@@ -62,20 +62,34 @@ impl DeviceVerifier {
     fn locally_trusted(
         &self,
         end_entity: &CertificateDer<'_>,
+    ) -> Option<Result<ServerCertVerified, Error>> {
+        is_anchor(&self.anchors, end_entity).then(|| Ok(ServerCertVerified::assertion()))
+    }
+
+    /// The device's verdict on the chain with each anchor that could be its
+    /// one anchor: accepted when one of them works, else refused with the
+    /// closest rustls error.
+    fn device_verdict(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         now: UnixTime,
-    ) -> Option<Result<ServerCertVerified, Error>> {
-        if !is_anchor(&self.anchors, end_entity) {
-            return None;
-        }
-        if let Err(e) = check_validity(end_entity, now) {
-            return Some(Err(e));
-        }
-        Some(if self.name_matches(end_entity, server_name) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(CertificateError::NotValidForName.into())
-        })
+    ) -> Result<ServerCertVerified, Error> {
+        let presented: Vec<Vec<u8>> = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.as_ref().to_vec())
+            .collect();
+        let host = server_name.to_str();
+        let result = device_verdict(
+            self.profile,
+            &self.anchors,
+            &presented,
+            Some(&host),
+            PeerRole::Server,
+            now,
+        );
+        result.map(|()| ServerCertVerified::assertion())
     }
 
     /// The device's host-name check (pki's one rule: SAN names, IP SANs as
@@ -110,21 +124,30 @@ impl ServerCertVerifier for DeviceVerifier {
         let Some(webpki) = &self.webpki else {
             return Ok(ServerCertVerified::assertion());
         };
-        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let webpki_says = match webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
             Err(Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) if self.name_matches(end_entity, server_name) => Ok(ServerCertVerified::assertion()),
             Err(Error::InvalidCertificate(CertificateError::Other(other)))
                 if is_ca_used_as_end_entity(&other) =>
             {
-                self.locally_trusted(end_entity, server_name, now)
+                self.locally_trusted(end_entity)
                     .unwrap_or(Err(Error::InvalidCertificate(CertificateError::Other(
                         other,
                     ))))
             }
             other => other,
-        }
+        };
+        // webpki's refusal stands (its signature checks are the real ones);
+        // its acceptance must also be the device's.
+        webpki_says?;
+        self.device_verdict(end_entity, intermediates, server_name, now)
     }
 
     fn verify_tls12_signature(
@@ -237,17 +260,34 @@ impl ClientCertVerifier for DeviceClientVerifier {
                 .map(|c| c.clone().into_owned())
                 .collect();
         });
-        match self
+        let webpki_says = match self
             .webpki
             .verify_client_cert(end_entity, intermediates, now)
         {
             Err(Error::InvalidCertificate(CertificateError::Other(other)))
                 if is_ca_used_as_end_entity(&other) && is_anchor(&self.anchors, end_entity) =>
             {
-                check_validity(end_entity, now).map(|()| ClientCertVerified::assertion())
+                Ok(ClientCertVerified::assertion())
             }
             other => other,
-        }
+        };
+        webpki_says?;
+        // The device's rules on what the client presented (no host name: a
+        // server does not check one), with the loosest profile's parser so
+        // only the path, dates and usage rules decide here.
+        let presented: Vec<Vec<u8>> = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.as_ref().to_vec())
+            .collect();
+        device_verdict(
+            &devtls_pki::profile::MODERN,
+            &self.anchors,
+            &presented,
+            None,
+            PeerRole::Client,
+            now,
+        )
+        .map(|()| ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -285,17 +325,122 @@ fn is_ca_used_as_end_entity(other: &rustls::OtherError) -> bool {
     )
 }
 
-/// The validity window check mbedTLS applies to every certificate.
-fn check_validity(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), Error> {
-    let (_, cert) = X509Certificate::from_der(cert)
-        .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
-    let now = now.as_secs() as i64;
-    let validity = cert.validity();
-    if now > validity.not_after.timestamp() {
-        return Err(CertificateError::Expired.into());
+/// The device's verdict (pki's rules) on `presented` with each anchor the
+/// chain could reach; `Ok` when one of them works.
+fn device_verdict(
+    profile: &Profile,
+    anchors: &[CertificateDer<'static>],
+    presented: &[Vec<u8>],
+    hostname: Option<&str>,
+    peer: PeerRole,
+    now: UnixTime,
+) -> Result<(), Error> {
+    let time = OffsetDateTime::from_unix_timestamp(now.as_secs() as i64)
+        .unwrap_or_else(|_| OffsetDateTime::now_utc());
+    let chain: Vec<Cert> = presented
+        .iter()
+        .filter_map(|d| Cert::parse(d).ok())
+        .collect();
+    let mut refusal = None;
+    for anchor in anchors {
+        let Ok(a) = Cert::parse(anchor) else { continue };
+        // Only an anchor some presented certificate names as issuer (or that
+        // is the leaf itself) can be the device's one anchor for this chain.
+        if !chain.iter().any(|c| c.named_by(&a) || c.der == a.der) {
+            continue;
+        }
+        let input = verify::Input {
+            profile,
+            presented,
+            anchor: anchor.as_ref(),
+            hostname,
+            time,
+            now: time,
+            peer,
+            target: None,
+        };
+        let verdict = match hostname {
+            Some(_) => verify::verify(&input),
+            None => verify::verify_without_name(&input),
+        };
+        if verdict.works {
+            return Ok(());
+        }
+        refusal.get_or_insert(verdict);
     }
-    if now < validity.not_before.timestamp() {
-        return Err(CertificateError::NotValidYet.into());
+    let kind = refusal
+        .as_ref()
+        .and_then(|v| v.failures.first())
+        .map(|f| f.kind);
+    Err(match kind {
+        Some(verify::Kind::Expired) => CertificateError::Expired.into(),
+        Some(verify::Kind::NotYetValid) => CertificateError::NotValidYet.into(),
+        Some(verify::Kind::NameMismatch) => CertificateError::NotValidForName.into(),
+        Some(verify::Kind::Usage) => CertificateError::InvalidPurpose.into(),
+        Some(verify::Kind::BadHash | verify::Kind::BadKey | verify::Kind::Unparseable) => {
+            CertificateError::ApplicationVerificationFailure.into()
+        }
+        _ => CertificateError::UnknownIssuer.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devtls_pki::issue::{self, Authority, CertSpec, Role};
+    use devtls_pki::keys::{KeyType, PrivateKey};
+    use devtls_pki::profile::OPENMV;
+
+    fn verifier(anchor: &[u8]) -> DeviceVerifier {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(anchor.to_vec())).unwrap();
+        let webpki = WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            crate::restrict::provider(&OPENMV),
+        )
+        .build()
+        .unwrap();
+        DeviceVerifier::new(
+            Some(webpki),
+            vec![CertificateDer::from(anchor.to_vec())],
+            &OPENMV,
+        )
     }
-    Ok(())
+
+    fn check(v: &DeviceVerifier, chain: &[&[u8]]) -> Result<ServerCertVerified, Error> {
+        let leaf = CertificateDer::from(chain[0].to_vec());
+        let rest: Vec<CertificateDer<'_>> = chain[1..]
+            .iter()
+            .map(|c| CertificateDer::from(c.to_vec()))
+            .collect();
+        v.verify_server_cert(
+            &leaf,
+            &rest,
+            &ServerName::try_from("localhost").unwrap(),
+            &[],
+            UnixTime::now(),
+        )
+    }
+
+    /// A CA-flagged leaf (what `openssl req -x509` makes) pinned as the
+    /// anchor: the device trusts it only when it is self-issued, so the
+    /// device verifier must too (it used to accept the CA-issued one).
+    #[test]
+    fn a_pinned_leaf_is_trusted_only_when_self_signed() {
+        let root_key = PrivateKey::generate(KeyType::P256).unwrap();
+        let root =
+            issue::self_signed_root(&CertSpec::new("Pin Root", Role::Ca, 365), &root_key).unwrap();
+        let leaf_key = PrivateKey::generate(KeyType::P256).unwrap();
+        let mut spec = CertSpec::new("localhost", Role::Ca, 30);
+        spec.dns = vec!["localhost".into()];
+        let issued = Authority::load(&root.der, root_key)
+            .unwrap()
+            .sign(&spec, &leaf_key)
+            .unwrap();
+        let refused = check(&verifier(&issued.der), &[&issued.der, &root.der]);
+        assert!(refused.is_err(), "a pinned CA-issued leaf must be refused");
+        let own = issue::self_signed_ca(&spec, &leaf_key).unwrap();
+        let accepted = check(&verifier(&own.der), &[&own.der]);
+        assert!(accepted.is_ok(), "{accepted:?}");
+    }
 }

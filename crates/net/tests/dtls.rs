@@ -2,6 +2,10 @@
 //! both ways, mTLS, failures diagnosed, and a lossy relay the exchange must
 //! survive. Every wait is bounded.
 
+// The workspace's one table of test peers and how to install them.
+#[path = "../../cli/tests/support/require.rs"]
+mod require;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -193,7 +197,7 @@ fn openssl_server(dir: &tempfile::TempDir, server: &Made, client_ca: Option<&Mad
     let port = free_udp_port();
     let cert = write_temp(dir, "s.crt", server.pem.as_bytes());
     let key = write_temp(dir, "s.key", server.key.pkcs8_pem().as_bytes());
-    let mut cmd = Command::new("openssl");
+    let mut cmd = require::tool("openssl");
     cmd.args(["s_server", "-dtls1_2", "-listen", "-naccept", "1"])
         .args(["-accept", &format!("127.0.0.1:{port}")])
         .args(["-cert", &cert, "-key", &key]);
@@ -234,7 +238,7 @@ fn openssl_s_client_against_devtls_server_with_each_key_type() {
         let (addr, reports) = start(ServerSettings::new(identity(&server)), 1);
         let ca = write_temp(&dir, "s.crt", server.pem.as_bytes());
         let mut client = Proc::spawn(
-            Command::new("openssl")
+            require::tool("openssl")
                 .args(["s_client", "-dtls1_2", "-connect", &addr.to_string()])
                 .args([
                     "-CAfile",
@@ -358,7 +362,7 @@ fn mtls_with_openssl_both_ways() {
     let cert = write_temp(&dir, "client.crt", client.pem.as_bytes());
     let key = write_temp(&dir, "client.key", client.key.pkcs8_pem().as_bytes());
     let mut proc = Proc::spawn(
-        Command::new("openssl")
+        require::tool("openssl")
             .args(["s_client", "-dtls1_2", "-connect", &addr.to_string()])
             .args(["-CAfile", &ca, "-verify_return_error", "-ign_eof"])
             .args(["-cert", &cert, "-key", &key]),
@@ -644,7 +648,7 @@ fn async_client_and_server_interoperate_with_each_other_and_openssl() {
         assert_eq!(info.version, "DTLSv1.2");
         let s_client = tokio::task::spawn_blocking(move || {
             let mut client = Proc::spawn(
-                Command::new("openssl")
+                require::tool("openssl")
                     .args(["s_client", "-dtls1_2", "-connect", &addr.to_string()])
                     .args(["-CAfile", &ca, "-verify_return_error"])
                     .args(["-verify_hostname", "localhost", "-ign_eof"]),

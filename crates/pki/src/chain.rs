@@ -35,6 +35,15 @@ pub struct Cert {
     spki: Vec<u8>,
     /// authorityInfoAccess caIssuers URLs (where the issuer can be downloaded).
     pub ca_issuers: Vec<String>,
+    /// OIDs of the extensions marked critical, in the certificate's order.
+    #[serde(skip)]
+    pub critical_extensions: Vec<String>,
+    /// The certificate has a subjectAltName extension (whatever it holds).
+    #[serde(skip)]
+    pub has_san: bool,
+    /// uniformResourceIdentifier SAN entries, as written.
+    #[serde(skip)]
+    pub san_uris: Vec<String>,
 }
 
 const OID_CA_ISSUERS: &str = "1.3.6.1.5.5.7.48.2";
@@ -45,7 +54,21 @@ impl Cert {
         let (_, x) = X509Certificate::from_der(der)
             .map_err(|e| Error::Malformed(format!("not a certificate that parses: {e}")))?;
         let mut ca_issuers = Vec::new();
+        let mut critical_extensions = Vec::new();
+        let mut has_san = false;
+        let mut san_uris = Vec::new();
         for ext in x.extensions() {
+            if ext.critical {
+                critical_extensions.push(ext.oid.to_id_string());
+            }
+            if let ParsedExtension::SubjectAlternativeName(san) = ext.parsed_extension() {
+                has_san = true;
+                for name in &san.general_names {
+                    if let GeneralName::URI(uri) = name {
+                        san_uris.push(uri.to_string());
+                    }
+                }
+            }
             if let ParsedExtension::AuthorityInfoAccess(aia) = ext.parsed_extension() {
                 for desc in &aia.accessdescs {
                     if desc.access_method.to_id_string() == OID_CA_ISSUERS {
@@ -63,6 +86,9 @@ impl Cert {
             issuer_raw: x.issuer().as_raw().to_vec(),
             spki: x.public_key().raw.to_vec(),
             ca_issuers,
+            critical_extensions,
+            has_san,
+            san_uris,
         })
     }
 
@@ -109,13 +135,7 @@ impl Cert {
     /// `parent`'s key made this certificate's signature. `None` when the
     /// algorithm cannot be checked here (it is then judged by name only).
     pub fn signed_by(&self, parent: &Cert) -> Option<bool> {
-        let (_, x) = X509Certificate::from_der(&self.der).ok()?;
-        let (_, p) = X509Certificate::from_der(&parent.der).ok()?;
-        match x.verify_signature(Some(p.public_key())) {
-            Ok(()) => Some(true),
-            Err(x509_parser::error::X509Error::SignatureUnsupportedAlgorithm) => None,
-            Err(_) => Some(false),
-        }
+        inspect::signature_checks(&self.der, &parent.der)
     }
 
     /// Self-issued and its signature checks with its own key.
@@ -339,7 +359,7 @@ impl Chain {
             out.push(Choice {
                 trust: Trust::Leaf,
                 origin: self.path[0],
-                works: true,
+                works: self.device_reaches(self.leaf()),
                 reason:
                     "the server's certificate is self-signed: it is its own anchor (the guide's \
                          self-signed flow); it changes whenever the server's certificate is renewed"
@@ -359,7 +379,7 @@ impl Chain {
             out.push(Choice {
                 trust: Trust::Root,
                 origin: top,
-                works: !omits,
+                works: self.device_reaches(self.cert(top)),
                 reason: if omits {
                     "the server does not send its intermediate, so the device cannot build \
                      leaf -> intermediate -> root: with the root as anchor it fails"
@@ -382,7 +402,7 @@ impl Chain {
             out.push(Choice {
                 trust: Trust::Intermediate,
                 origin,
-                works: true,
+                works: self.device_reaches(self.cert(origin)),
                 reason: if omits {
                     "the server does not send its intermediate, so the device needs it as its anchor; \
                      intermediates are rotated far more often than roots: refresh ca.der when the CA rotates it"
@@ -397,7 +417,7 @@ impl Chain {
         out.push(Choice {
             trust: Trust::Leaf,
             origin: Origin::Presented(0),
-            works: false,
+            works: self.device_reaches(self.leaf()),
             reason: "the device's mbedTLS accepts a pinned leaf only when it is self-signed; this leaf \
                      is issued by a CA, so verification fails (and a leaf changes on every renewal, \
                      roughly every 90 days)"
@@ -416,12 +436,23 @@ impl Chain {
     /// Size of the TLS Certificate handshake message carrying the presented
     /// chain: 4 bytes of header, 3 of list length, 3 per certificate.
     pub fn certificate_message_len(&self) -> usize {
-        4 + 3
-            + self
-                .presented
-                .iter()
-                .map(|c| 3 + c.der.len())
-                .sum::<usize>()
+        crate::rules::sizes::certificate_message_len(self.presented.iter().map(|c| c.der.len()))
+    }
+
+    /// Whether the device builds a path from what the server presents to
+    /// `anchor` (the device's path rules: names, CA bit, keyCertSign,
+    /// pathLen, signatures, a pinned leaf only when self-issued). Dates,
+    /// hashes and keys are left to the verdict ([`crate::verify`]).
+    pub fn device_reaches(&self, anchor: &Cert) -> bool {
+        use crate::device_error::flags;
+        let outcome = crate::rules::path::verify_chain(
+            crate::profile::DEFAULT,
+            anchor,
+            &self.presented,
+            None,
+            OffsetDateTime::now_utc(),
+        );
+        !outcome.fatal && outcome.flags() & flags::NOT_TRUSTED == 0
     }
 }
 

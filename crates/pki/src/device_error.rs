@@ -67,8 +67,8 @@ errors! {
         "the device's own certificate chain does not fit its 4096-byte output buffer";
     RSA_PSS = 0x2300, "MBEDTLS_ERR_X509_INVALID_ALG",
         "an RSA-PSS signature in the peer chain";
-    NAME_CONSTRAINTS = 0x2562, "MBEDTLS_ERR_X509_INVALID_EXTENSIONS + MBEDTLS_ERR_ASN1_UNEXPECTED_TAG",
-        "a critical nameConstraints extension in the peer chain";
+    CRITICAL_EXTENSION = 0x2562, "MBEDTLS_ERR_X509_INVALID_EXTENSIONS + MBEDTLS_ERR_ASN1_UNEXPECTED_TAG",
+        "an extension the device's parser does not know (nameConstraints, most often) is marked critical";
     CRITICAL_POLICIES = 0x2080, "MBEDTLS_ERR_X509_FEATURE_UNAVAILABLE",
         "a critical certificatePolicies extension other than anyPolicy in the peer chain";
     UNKNOWN_PK_ALG = 0x3C80, "MBEDTLS_ERR_PK_UNKNOWN_PK_ALG",
@@ -89,6 +89,114 @@ errors! {
         "DTLS: the peer never completed the handshake (e.g. a server that silently waits for a certificate the device did not send)";
     INVALID_CERT_PEM = 0x2180, "MBEDTLS_ERR_X509_INVALID_FORMAT",
         "a PEM file where the device needs DER (the script sees ValueError('invalid cert'))";
+    UNKNOWN_SIG_ALG = 0x262E, "MBEDTLS_ERR_X509_UNKNOWN_SIG_ALG + MBEDTLS_ERR_OID_NOT_FOUND",
+        "a signature algorithm the device's build does not know (Ed25519): the TLS layer skips such a certificate in the peer's chain; as the anchor it does not load";
+    UNKNOWN_NAMED_CURVE = 0x3A00, "MBEDTLS_ERR_PK_UNKNOWN_NAMED_CURVE",
+        "a key on a curve the device's build does not compile (Brainpool, Curve25519)";
+    X509_FATAL_ERROR = 0x3000, "MBEDTLS_ERR_X509_FATAL_ERROR",
+        "verification stopped: the path holds more intermediates than mbedTLS follows (MBEDTLS_X509_MAX_INTERMEDIATE_CA)";
+}
+
+/// The verification flags of `mbedtls_x509_crt_verify` and the line
+/// `mbedtls_x509_crt_verify_info` writes for each, in its order. MicroPython
+/// raises them as `ValueError` text, one line per flag.
+pub mod flags {
+    /// The certificate's notAfter is before the clock.
+    pub const EXPIRED: u32 = 0x01;
+    /// The host name matches no SAN (or, without SAN, no CN).
+    pub const CN_MISMATCH: u32 = 0x04;
+    /// No path to the anchor, or a signature on it does not check.
+    pub const NOT_TRUSTED: u32 = 0x08;
+    /// The certificate's notBefore is after the clock.
+    pub const FUTURE: u32 = 0x0200;
+    /// keyUsage does not allow the role (set by the TLS layer).
+    pub const KEY_USAGE: u32 = 0x0800;
+    /// extendedKeyUsage does not allow the role (set by the TLS layer).
+    pub const EXT_KEY_USAGE: u32 = 0x1000;
+    /// A signature hash the profile refuses.
+    pub const BAD_MD: u32 = 0x4000;
+    /// A signature algorithm the profile refuses.
+    pub const BAD_PK: u32 = 0x8000;
+    /// A key (type, curve, RSA size) the profile refuses.
+    pub const BAD_KEY: u32 = 0x01_0000;
+    /// What `mbedtls_x509_crt_verify` reports when it stops on a fatal error.
+    pub const FATAL: u32 = u32::MAX;
+
+    /// Each flag with the line `mbedtls_x509_crt_verify_info` writes for it.
+    pub const TEXTS: &[(u32, &str)] = &[
+        (EXPIRED, "The certificate validity has expired"),
+        (0x02, "The certificate has been revoked (is on a CRL)"),
+        (
+            CN_MISMATCH,
+            "The certificate Common Name (CN) does not match with the expected CN",
+        ),
+        (
+            NOT_TRUSTED,
+            "The certificate is not correctly signed by the trusted CA",
+        ),
+        (0x10, "The CRL is not correctly signed by the trusted CA"),
+        (0x20, "The CRL is expired"),
+        (0x40, "Certificate was missing"),
+        (0x80, "Certificate verification was skipped"),
+        (0x0100, "Other reason (can be used by verify callback)"),
+        (FUTURE, "The certificate validity starts in the future"),
+        (0x0400, "The CRL is from the future"),
+        (KEY_USAGE, "Usage does not match the keyUsage extension"),
+        (
+            EXT_KEY_USAGE,
+            "Usage does not match the extendedKeyUsage extension",
+        ),
+        (0x2000, "Usage does not match the nsCertType extension"),
+        (
+            BAD_MD,
+            "The certificate is signed with an unacceptable hash.",
+        ),
+        (
+            BAD_PK,
+            "The certificate is signed with an unacceptable PK alg (eg RSA vs ECDSA).",
+        ),
+        (
+            BAD_KEY,
+            "The certificate is signed with an unacceptable key (eg bad curve, RSA too short).",
+        ),
+        (0x02_0000, "The CRL is signed with an unacceptable hash."),
+        (
+            0x04_0000,
+            "The CRL is signed with an unacceptable PK alg (eg RSA vs ECDSA).",
+        ),
+        (
+            0x08_0000,
+            "The CRL is signed with an unacceptable key (eg bad curve, RSA too short).",
+        ),
+    ];
+
+    /// The line for one flag.
+    pub fn text(flag: u32) -> &'static str {
+        TEXTS
+            .iter()
+            .find(|(f, _)| *f == flag)
+            .map_or("Unknown reason", |(_, t)| t)
+    }
+
+    /// The lines `mbedtls_x509_crt_verify_info` writes for `flags`, in its order.
+    pub fn lines(flags: u32) -> Vec<&'static str> {
+        TEXTS
+            .iter()
+            .filter(|(f, _)| flags & f != 0)
+            .map(|(_, t)| *t)
+            .collect()
+    }
+
+    /// What the script prints for a verification that failed with `flags`:
+    /// `ValueError:` and one line per flag.
+    pub fn value_error(flags: u32) -> String {
+        let mut out = String::from("ValueError:");
+        for line in lines(flags) {
+            out.push('\n');
+            out.push_str(line);
+        }
+        out
+    }
 }
 
 /// The `ValueError` texts mbedTLS's verify step produces, as the script prints them.
@@ -109,7 +217,7 @@ pub mod verify_text {
     pub const BAD_USAGE: &str = "usage does not match the extendedKeyUsage extension";
     /// The certificate could not be parsed (e.g. PEM given where DER is needed).
     pub const INVALID_CERT: &str = "invalid cert";
-    /// The key could not be parsed (PEM, encrypted, trailing bytes, Ed25519).
+    /// The key could not be parsed (PEM, encrypted, truncated, Ed25519).
     pub const INVALID_KEY: &str = "invalid key";
 }
 

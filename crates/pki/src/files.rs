@@ -140,7 +140,30 @@ fn stage(output: &Output) -> Result<NamedTempFile, Error> {
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))
             .map_err(|e| Error::io(path, e))?;
     }
+    if output.secrecy == Secrecy::Secret {
+        warn_if_not_owner_only(path);
+    }
     Ok(tmp)
+}
+
+/// Where the system has no owner-only mode bits (Windows), says once per
+/// run that a private key file gets its folder's permissions. On Unix
+/// (Linux, macOS) keys are 0600 and this says nothing.
+pub fn warn_if_not_owner_only(path: &Path) {
+    #[cfg(not(unix))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            eprintln!(
+                "warning: {}: on this system devtls cannot make a private key file readable by \
+                 you alone; it has its folder's permissions. Keep keys in a folder only you can \
+                 read (under your user profile, not a shared folder).",
+                path.display()
+            )
+        });
+    }
+    #[cfg(unix)]
+    let _ = path;
 }
 
 /// Asks the kernel to start writing a file's data to disk without waiting,

@@ -15,7 +15,8 @@
 //! - [`inspect`]: what each item holds (names, validity, keys, extensions), serialisable.
 //! - [`files`]: atomic writes, 0600 keys, no overwrite without force.
 //! - [`roots`], [`chain`]: root sets and path building to a trust anchor.
-//! - [`verify`]: verification as the device does it, with its words for failures.
+//! - [`rules`]: every rule about what the device accepts, by the role a certificate plays.
+//! - [`verify`]: the device's verdict on a chain, in its words, with the fix.
 //! - [`names`]: DNS names, hosts and device IDs checked once; values escaped for scripts and CSV.
 //! - [`lint`]: findings against a device profile; [`cabf`]: public CA lifetime limits.
 
@@ -34,6 +35,7 @@ pub mod lint;
 pub mod names;
 pub mod profile;
 pub mod roots;
+pub mod rules;
 pub mod sniff;
 pub mod verify;
 

@@ -95,8 +95,15 @@ pub struct Profile {
     pub loads_pem: bool,
     /// The device can load an encrypted private key.
     pub loads_encrypted_keys: bool,
-    /// A PKCS#8 DER key with bytes after the structure is refused ("invalid key").
+    /// A DER key with bytes after the structure is refused ("invalid key").
+    /// False for mbedTLS 3.6.5 in MicroPython's configuration: measured, PKCS#8
+    /// and SEC1 DER keys with trailing bytes load and work in a handshake
+    /// (docs/device-behaviour.md, "Key files").
     pub rejects_key_trailing_bytes: bool,
+    /// An RSA DER key (PKCS#8 or PKCS#1) with bytes after the structure is
+    /// refused even where EC keys with them load: measured with mbedTLS 3.6.5
+    /// (`MBEDTLS_ERR_PK_KEY_INVALID_FORMAT`), found by the key-file proof.
+    pub rejects_rsa_key_trailing_bytes: bool,
     /// How many trust anchors one context may hold (`None`: unlimited).
     pub anchors_per_context: Option<u32>,
     /// Certificates the device presents from its own chain (the leaf only is 1).
@@ -123,8 +130,16 @@ pub struct Profile {
     pub rsa_pss: bool,
     /// Ed25519 keys and signatures accepted.
     pub ed25519: bool,
-    /// A critical nameConstraints extension in the peer chain is accepted.
-    pub critical_name_constraints: bool,
+    /// The certificate extensions the device's X.509 parser knows, by OID
+    /// (`None`: a stack that knows them all). A certificate with any other
+    /// extension marked critical does not parse (mbedTLS -0x2562); critical
+    /// nameConstraints is the common case.
+    pub known_extensions: Option<&'static [&'static str]>,
+    /// Curves the device's build can parse a key on, by OID (`None`: all).
+    /// A certificate or key on another curve does not parse (-0x3A00); one
+    /// on a parsed curve outside [`Profile::key_curves`] parses but is
+    /// refused by verification ("unacceptable key").
+    pub parsed_curves: Option<&'static [&'static str]>,
     /// A critical certificatePolicies extension other than anyPolicy is accepted.
     pub critical_policies: bool,
     /// With no SAN, the certificate's CN is matched against the host name.
@@ -268,6 +283,34 @@ const fn suite(code: u16, name: &'static str) -> CipherSuite {
 }
 
 const NIST_CURVES: &[Curve] = &[Curve::P256, Curve::P384, Curve::P521];
+
+/// The extensions mbedTLS 3.6's `mbedtls_oid_get_x509_ext_type` knows:
+/// basicConstraints, keyUsage, extendedKeyUsage, subjectAltName, certificate
+/// policies, subject and authority key identifiers, Netscape cert type.
+const MBEDTLS_EXTENSIONS: &[&str] = &[
+    "2.5.29.19",
+    "2.5.29.15",
+    "2.5.29.37",
+    "2.5.29.17",
+    "2.5.29.32",
+    "2.5.29.14",
+    "2.5.29.35",
+    "2.16.840.1.113730.1.1",
+];
+
+/// The curves MicroPython's configuration compiles (`MBEDTLS_ECP_DP_*_ENABLED`):
+/// secp192r1, secp224r1, secp256r1, secp384r1, secp521r1, secp192k1,
+/// secp224k1, secp256k1. No Brainpool, no Curve25519.
+const MICROPYTHON_CURVES: &[&str] = &[
+    "1.2.840.10045.3.1.1",
+    "1.3.132.0.33",
+    "1.2.840.10045.3.1.7",
+    "1.3.132.0.34",
+    "1.3.132.0.35",
+    "1.3.132.0.31",
+    "1.3.132.0.32",
+    "1.3.132.0.10",
+];
 const SHA2: &[Hash] = &[Hash::Sha256, Hash::Sha384, Hash::Sha512];
 
 /// OpenMV Cam and MicroPython v1.25 to v1.28 on mbedTLS 3.6: the default profile.
@@ -278,7 +321,8 @@ pub const OPENMV: Profile = Profile {
     summary: "OpenMV Cam / MicroPython v1.25-v1.28 firmware (mbedTLS 3.6, no PEM parser): DER only, one anchor, TLS 1.2",
     loads_pem: false,
     loads_encrypted_keys: false,
-    rejects_key_trailing_bytes: true,
+    rejects_key_trailing_bytes: false,
+    rejects_rsa_key_trailing_bytes: true,
     anchors_per_context: Some(1),
     presented_chain_len: 1,
     output_buffer: 4096,
@@ -292,7 +336,8 @@ pub const OPENMV: Profile = Profile {
     signature_hashes: SHA2,
     rsa_pss: false,
     ed25519: false,
-    critical_name_constraints: false,
+    known_extensions: Some(MBEDTLS_EXTENSIONS),
+    parsed_curves: Some(MICROPYTHON_CURVES),
     critical_policies: false,
     cn_fallback: true,
     ip_san: true,
@@ -321,6 +366,7 @@ pub const MODERN: Profile = Profile {
     loads_pem: true,
     loads_encrypted_keys: true,
     rejects_key_trailing_bytes: false,
+    rejects_rsa_key_trailing_bytes: false,
     anchors_per_context: None,
     presented_chain_len: 10,
     output_buffer: 1 << 20,
@@ -334,7 +380,8 @@ pub const MODERN: Profile = Profile {
     signature_hashes: SHA2,
     rsa_pss: true,
     ed25519: true,
-    critical_name_constraints: true,
+    known_extensions: None,
+    parsed_curves: None,
     critical_policies: true,
     cn_fallback: false,
     ip_san: true,

@@ -1,25 +1,23 @@
-//! Verification as the device does it: one anchor, the device's clock, its
-//! X.509 profile, its host name rules, and its words when it fails.
+//! The device's verdict on a chain, in its words: what the script sees,
+//! why, and the fix.
 //!
-//! This follows mbedTLS's `x509_crt_verify_chain` rather than a PC verifier,
-//! because the two differ where devices trip: mbedTLS builds the path only
-//! from the certificates the server sent (each parent after its child, as
-//! sent) up to its one anchor; it accepts a v1 leaf and a certificate without
-//! SAN by its CN; it trusts a pinned leaf only when that leaf is self-signed
-//! (measured: `tests/peers/pinning_experiment.py`, docs/device-behaviour.md);
-//! and it refuses, while parsing, algorithms its build lacks. rustls-webpki
+//! The decisions are the device's rules ([`crate::rules`]: the parser's
+//! refusals, the Certificate message size, and [`rules::path`], mbedTLS's
+//! `x509_crt_verify_chain` flag for flag); this module only turns their
+//! findings into the device's words and a fix for each. rustls-webpki
 //! rejects v1 leaves and has no CN fallback, so it cannot stand in here.
-
-use std::net::IpAddr;
 
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::chain::Cert;
-use crate::device_error::{self, verify_text, DeviceError};
-use crate::inspect::{KeyAlgorithm, SignatureFamily};
-use crate::lint::dns_matches;
+use crate::device_error::{self, flags, verify_text, DeviceError};
 use crate::profile::Profile;
+use crate::rules::path::{self, Position};
+use crate::rules::usage::{self, Presenter};
+use crate::rules::{certs, names, sizes};
+
+pub use crate::rules::names::name_matches;
 
 /// Which side's certificate is being verified (decides the EKU required).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -80,6 +78,28 @@ pub enum Kind {
     Usage,
     /// More intermediates than the device follows.
     TooManyIntermediates,
+    /// A key file the device does not load (`ValueError('invalid key')`).
+    KeyUnloadable,
+    /// A certificate file the device does not load (`ValueError('invalid cert')`).
+    CertUnloadable,
+    /// A key given with a certificate it does not belong to.
+    KeyMismatch,
+}
+
+impl Kind {
+    /// The verification flag behind this kind, for the verify kinds.
+    pub fn flag(self) -> Option<u32> {
+        Some(match self {
+            Kind::Expired => flags::EXPIRED,
+            Kind::NotYetValid => flags::FUTURE,
+            Kind::NameMismatch => flags::CN_MISMATCH,
+            Kind::NotTrusted => flags::NOT_TRUSTED,
+            Kind::BadHash => flags::BAD_MD,
+            Kind::BadKey => flags::BAD_KEY,
+            Kind::TooManyIntermediates => flags::FATAL,
+            _ => return None,
+        })
+    }
 }
 
 /// One reason the device fails, in its words, with the fix.
@@ -112,148 +132,42 @@ pub struct Verdict {
     pub pinned_leaf: bool,
 }
 
-/// Why `profile` refuses `cert` while parsing it (mbedTLS parses the whole
-/// chain before verifying, so these fail the handshake with an `OSError`).
-pub fn parse_refusal(profile: &Profile, cert: &Cert) -> Option<(DeviceError, String)> {
-    let info = &cert.info;
-    if !profile.rsa_pss && (info.signature.pss || info.public_key.algorithm == KeyAlgorithm::RsaPss)
-    {
-        return Some((
-            device_error::RSA_PSS,
-            "it is signed with RSA-PSS (or holds an RSA-PSS key), which the device's mbedTLS build lacks".into(),
-        ));
-    }
-    if !profile.ed25519
-        && (info.public_key.algorithm == KeyAlgorithm::Ed25519
-            || info.signature.family == SignatureFamily::Ed25519)
-    {
-        return Some((
-            device_error::UNKNOWN_PK_ALG,
-            "it holds or is signed by an Ed25519 key, which the device's mbedTLS build lacks"
-                .into(),
-        ));
-    }
-    if !profile.critical_name_constraints && info.name_constraints.is_some_and(|n| n.critical) {
-        return Some((
-            device_error::NAME_CONSTRAINTS,
-            "it carries a critical nameConstraints extension, which the device's mbedTLS does not implement".into(),
-        ));
-    }
-    if !profile.critical_policies
-        && info
-            .policies
-            .as_ref()
-            .is_some_and(|p| p.critical && !p.only_any_policy)
-    {
-        return Some((
-            device_error::CRITICAL_POLICIES,
-            "it carries a critical certificatePolicies extension other than anyPolicy".into(),
-        ));
-    }
-    None
-}
-
-/// The fix for a [`parse_refusal`], by the error it raises.
-pub fn parse_refusal_fix(err: &DeviceError) -> &'static str {
-    match err.code {
-        c if c == device_error::RSA_PSS.code => {
-            "give the server a chain signed with ECDSA or RSA PKCS#1 v1.5 (not RSA-PSS), e.g. from the CA's ECDSA hierarchy"
+impl Failure {
+    /// A failure about one of the device's own files, named `file`.
+    pub fn about_file(
+        kind: Kind,
+        device_says: String,
+        error: Option<DeviceError>,
+        file: &str,
+        why: String,
+        fix: String,
+    ) -> Failure {
+        Failure {
+            kind,
+            device_says,
+            error,
+            subject: Some(file.to_string()),
+            why,
+            fix,
         }
-        c if c == device_error::UNKNOWN_PK_ALG.code => {
-            "give the server an ECDSA P-256 key and certificate (the device has no Ed25519)"
-        }
-        c if c == device_error::NAME_CONSTRAINTS.code => {
-            "use a chain without a critical nameConstraints extension, or put a gateway with such a chain in front of the server"
-        }
-        c if c == device_error::CRITICAL_POLICIES.code => {
-            "reissue the certificate without a critical certificatePolicies extension (or with anyPolicy only)"
-        }
-        _ => "reissue the certificate with what the device supports (ECDSA P-256, SHA-256)",
     }
 }
 
-/// Why `profile` refuses `cert`'s key (mbedTLS's `BADCERT_BAD_KEY`), if it does.
-pub fn key_refusal(profile: &Profile, cert: &Cert) -> Option<String> {
-    let key = &cert.info.public_key;
-    match key.algorithm {
-        KeyAlgorithm::Rsa | KeyAlgorithm::RsaPss => {
-            let bits = key.bits.unwrap_or(0);
-            (bits < profile.min_rsa_bits).then(|| {
-                format!(
-                    "an RSA {bits} key (the device needs at least {} bits)",
-                    profile.min_rsa_bits
-                )
-            })
-        }
-        KeyAlgorithm::Ec => match key.curve {
-            Some(c) if profile.accepts_curve(c) => None,
-            _ => Some(format!(
-                "a {} key, a curve the device lacks",
-                key.description
-            )),
-        },
-        KeyAlgorithm::Ed25519 if profile.ed25519 => None,
-        _ => Some(format!(
-            "a {} key the device does not know",
-            key.description
-        )),
-    }
-}
-
-/// Why the signature hash on `cert` is refused by the profile, if it is.
-pub fn hash_refusal(profile: &Profile, cert: &Cert) -> Option<String> {
-    let hash = cert.info.signature.hash?;
-    match hash.profile_hash() {
-        Some(h) if profile.accepts_hash(h) => None,
-        _ => Some(format!(
-            "it is signed with {}, a hash the device refuses",
-            cert.info.signature.name
-        )),
-    }
-}
-
-/// Everything the profile refuses in one certificate, as short phrases
-/// (for `anchor`'s warnings; `verify` gives the device's own words).
-pub fn profile_findings(profile: &Profile, cert: &Cert) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some((_, why)) = parse_refusal(profile, cert) {
-        out.push(why);
-    } else if let Some(why) = key_refusal(profile, cert) {
-        out.push(format!("it holds {why}"));
-    }
-    if let Some(why) = hash_refusal(profile, cert) {
-        out.push(why);
-    }
-    out
-}
-
-/// The host name check mbedTLS does: SAN dNSName (left-most `*` label), SAN
-/// iPAddress, and the CN only when there is no SAN at all.
-pub fn name_matches(profile: &Profile, cert: &Cert, hostname: &str) -> bool {
-    let sans = &cert.info.sans;
-    if !sans.is_empty() {
-        if sans.dns.iter().any(|d| dns_matches(d, hostname)) {
-            return true;
-        }
-        return profile.ip_san
-            && hostname.parse::<IpAddr>().is_ok_and(|ip| {
-                sans.ip
-                    .iter()
-                    .any(|s| s.parse::<IpAddr>().is_ok_and(|s| s == ip))
-            });
-    }
-    profile.cn_fallback
-        && cert
-            .info
-            .common_names
+impl Verdict {
+    /// The `mbedtls_x509_crt_verify` flags behind the failures (0 when none
+    /// is a verification failure).
+    pub fn flags(&self) -> u32 {
+        self.failures
             .iter()
-            .any(|cn| dns_matches(cn, hostname))
+            .filter_map(|f| f.kind.flag())
+            .fold(0, |acc, f| acc | f)
+    }
 }
 
-fn describe(index: Option<usize>, cert: &Cert) -> String {
-    match index {
-        Some(i) => format!("certificate {i} ({})", cert.subject()),
-        None => format!("the anchor ({})", cert.subject()),
+fn describe(pos: Position, cert: &Cert) -> String {
+    match pos {
+        Position::Presented(i) => format!("certificate {i} ({})", cert.subject()),
+        Position::Anchor => format!("the anchor ({})", cert.subject()),
     }
 }
 
@@ -261,60 +175,34 @@ fn date(t: OffsetDateTime) -> String {
     t.date().to_string()
 }
 
-struct Flags {
-    failures: Vec<Failure>,
-}
-
-impl Flags {
-    fn verify_failed(
-        &mut self,
-        kind: Kind,
-        text: &str,
-        subject: Option<String>,
-        why: String,
-        fix: String,
-    ) {
-        // mbedTLS keeps one flag per kind: the device prints each complaint once.
-        if let Some(f) = self.failures.iter_mut().find(|f| f.kind == kind) {
-            if f.subject != subject {
-                f.why = format!("{}; also {}", f.why, why);
-            }
-            return;
-        }
-        self.failures.push(Failure {
-            kind,
-            device_says: format!("ValueError: {text}"),
-            error: Some(device_error::CERT_VERIFY_FAILED),
-            subject,
-            why,
-            fix,
-        });
-    }
-}
-
 /// Verifies `input.presented` the way the device does and says what it would print.
 pub fn verify(input: &Input<'_>) -> Verdict {
     let profile = input.profile;
-    let fail = |failure: Failure| Verdict {
-        works: false,
-        failures: vec![failure],
-        path: Vec::new(),
-        pinned_leaf: false,
-    };
     let Some(hostname) = input.hostname.filter(|h| !h.is_empty()) else {
         if profile.verify_needs_hostname {
-            return fail(Failure {
-                kind: Kind::NoHostname,
-                device_says: "the handshake is refused before any byte is sent (CERT_REQUIRED without server_hostname)".into(),
-                error: None,
-                subject: None,
-                why: "the device verifies the server's name and needs it to do so".into(),
-                fix: "pass server_hostname=\"NAME\" to wrap_socket (it also sends SNI)".into(),
-            });
+            return Verdict {
+                works: false,
+                failures: vec![Failure {
+                    kind: Kind::NoHostname,
+                    device_says: "the handshake is refused before any byte is sent (CERT_REQUIRED without server_hostname)".into(),
+                    error: None,
+                    subject: None,
+                    why: "the device verifies the server's name and needs it to do so".into(),
+                    fix: "pass server_hostname=\"NAME\" to wrap_socket (it also sends SNI)".into(),
+                }],
+                path: Vec::new(),
+                pinned_leaf: false,
+            };
         }
         return verify_named(input, None);
     };
     verify_named(input, Some(hostname))
+}
+
+/// The device's verdict on the chain alone: everything [`verify`] checks
+/// but the host name (for `anchor`, which does not know the name the device uses).
+pub fn verify_without_name(input: &Input<'_>) -> Verdict {
+    verify_named(input, None)
 }
 
 fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
@@ -340,27 +228,29 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
             return verdict;
         }
     };
-    if let Some((err, why)) = parse_refusal(profile, &anchor) {
+    if let Some(refusal) = certs::parse_refusal(profile, &anchor) {
         verdict.failures.push(Failure {
             kind: Kind::AnchorUnloadable,
             device_says: format!("ValueError: {}", verify_text::INVALID_CERT),
-            error: Some(err),
-            subject: Some(describe(None, &anchor)),
-            why: format!("load_verify_locations refuses the anchor: {why}"),
-            fix: "choose an anchor the device can load (ECDSA or RSA PKCS#1, SHA-256/384/512)"
-                .into(),
+            error: Some(refusal.error()),
+            subject: Some(describe(Position::Anchor, &anchor)),
+            why: format!(
+                "load_verify_locations refuses the anchor: {}",
+                refusal.why()
+            ),
+            fix: refusal.fix(),
         });
         return verdict;
     }
-    let message_len = 7 + input.presented.iter().map(|c| 3 + c.len()).sum::<usize>();
-    if message_len > profile.input_buffer {
+    let message_len = sizes::certificate_message_len(input.presented.iter().map(Vec::len));
+    if !sizes::fits_input(profile, message_len) {
         verdict.failures.push(Failure {
             kind: Kind::MessageTooLarge,
             device_says: "an OSError while receiving the server's Certificate message".into(),
             error: None,
             subject: None,
             why: format!(
-                "the server's Certificate message is {message_len} bytes; the device's input buffer holds {}",
+                "the server's Certificate message is {message_len} bytes, over the device's {}-byte input buffer",
                 profile.input_buffer
             ),
             fix: "make the server send a shorter chain (leaf + one intermediate, ECDSA keys) or put a gateway in front of it".into(),
@@ -374,11 +264,7 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
             Err(e) => {
                 verdict.failures.push(Failure {
                     kind: Kind::Unparseable,
-                    device_says: format!(
-                        "OSError: ({}, '{}')",
-                        device_error::INVALID_CERT_PEM.code,
-                        device_error::INVALID_CERT_PEM.name
-                    ),
+                    device_says: device_error::INVALID_CERT_PEM.as_oserror(),
                     error: Some(device_error::INVALID_CERT_PEM),
                     subject: Some(format!("certificate {i}")),
                     why: format!("the server sent a certificate that does not parse: {e}"),
@@ -387,76 +273,122 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
                 return verdict;
             }
         };
-        if let Some((err, why)) = parse_refusal(profile, &cert) {
+        if let Some(refusal) = certs::parse_refusal(profile, &cert) {
+            if refusal.skipped_in_peer_chain() {
+                // The TLS layer drops it and verifies without it.
+                continue;
+            }
+            let err = refusal.error();
             verdict.failures.push(Failure {
                 kind: Kind::Unparseable,
                 device_says: err.as_oserror(),
                 error: Some(err),
-                subject: Some(describe(Some(i), &cert)),
+                subject: Some(describe(Position::Presented(i), &cert)),
                 why: format!(
-                    "the device cannot parse {}: {why}",
-                    describe(Some(i), &cert)
+                    "the device cannot parse {}: {}",
+                    describe(Position::Presented(i), &cert),
+                    refusal.why()
                 ),
-                fix: parse_refusal_fix(&err).into(),
+                fix: refusal.fix(),
             });
             return verdict;
         }
         chain.push(cert);
     }
-    let Some(leaf) = chain.first() else {
+    if chain.is_empty() {
         verdict.failures.push(Failure {
             kind: Kind::NotTrusted,
-            device_says: format!("ValueError: {}", verify_text::NOT_TRUSTED),
+            device_says: flags::value_error(flags::NOT_TRUSTED),
             error: Some(device_error::CERT_VERIFY_FAILED),
             subject: None,
             why: "the server sent no certificate".into(),
             fix: "configure a certificate on the server".into(),
         });
         return verdict;
-    };
-    let mut flags = Flags {
-        failures: Vec::new(),
-    };
-
-    // The leaf's own key and name, then its usage (mbedTLS checks these beside the chain).
-    if let Some(why) = key_refusal(profile, leaf) {
-        flags.verify_failed(
-            Kind::BadKey,
-            verify_text::BAD_KEY,
-            Some(describe(Some(0), leaf)),
-            format!("the server's certificate holds {why}"),
-            format!(
-                "give the server an ECDSA P-256 key, or RSA of at least {} bits",
-                profile.min_rsa_bits
-            ),
-        );
     }
-    if let Some(host) = hostname {
-        if !name_matches(profile, leaf, host) {
-            let has_san = !leaf.info.sans.is_empty();
-            let names: Vec<String> = if has_san {
-                leaf.info
-                    .sans
-                    .dns
-                    .iter()
-                    .chain(leaf.info.sans.ip.iter())
-                    .cloned()
-                    .collect()
-            } else {
-                leaf.info.common_names.clone()
-            };
+    let outcome = path::verify_chain(profile, &anchor, &chain, hostname, input.time);
+    verdict.path = outcome.presented_path();
+    verdict.pinned_leaf = outcome.pinned_leaf;
+    let cert_at = |pos: Position| match pos {
+        Position::Presented(i) => &chain[i],
+        Position::Anchor => &anchor,
+    };
+    let mut failures: Vec<Failure> = Vec::new();
+    let mut add = |kind: Kind, subject: Option<String>, why: String, fix: String| {
+        // mbedTLS keeps one flag per kind: the device prints each complaint once.
+        if let Some(f) = failures.iter_mut().find(|f| f.kind == kind) {
+            if f.subject != subject {
+                f.why = format!("{}; also {}", f.why, why);
+            }
+            return;
+        }
+        let flag = kind.flag().unwrap_or(0);
+        failures.push(Failure {
+            kind,
+            device_says: flags::value_error(flag),
+            error: Some(device_error::CERT_VERIFY_FAILED),
+            subject,
+            why,
+            fix,
+        });
+    };
+    if outcome.fatal {
+        verdict.failures.push(Failure {
+            kind: Kind::TooManyIntermediates,
+            device_says: device_error::X509_FATAL_ERROR.as_oserror(),
+            error: Some(device_error::X509_FATAL_ERROR),
+            subject: None,
+            why: format!(
+                "the path holds more than {} intermediates",
+                profile.max_intermediates
+            ),
+            fix: "shorten the server's chain".into(),
+        });
+        return verdict;
+    }
+    for step in &outcome.steps {
+        let pos = step.position;
+        let cert = cert_at(pos);
+        let who = describe(pos, cert);
+        if step.flags & flags::EXPIRED != 0 {
+            let clock = cert.valid_at(input.now);
+            add(
+                Kind::Expired,
+                Some(who.clone()),
+                format!(
+                    "{who} is valid until {}, and the device's clock reads {}",
+                    date(cert.not_after()),
+                    date(input.time)
+                ),
+                if clock {
+                    "the device's clock is wrong: set it with ntptime.settime() before connecting"
+                        .into()
+                } else if pos == Position::Anchor {
+                    format!("the anchor itself has expired: fetch a current one with devtls anchor {target}")
+                } else if pos == Position::Presented(0) {
+                    format!(
+                        "the server's certificate expired on {}: renew it on the server",
+                        date(cert.not_after())
+                    )
+                } else {
+                    "the server sends an expired intermediate: install the CA's current intermediate on the server".into()
+                },
+            );
+        }
+        if step.flags & flags::CN_MISMATCH != 0 {
+            let host = hostname.unwrap_or_default();
+            let (names, from_san) = names::names_checked(cert);
             let names = if names.is_empty() {
                 "nothing".to_string()
             } else {
                 names.join(", ")
             };
-            flags.verify_failed(
+            add(
                 Kind::NameMismatch,
-                verify_text::CN_MISMATCH,
-                Some(describe(Some(0), leaf)),
+                Some(who.clone()),
                 format!(
                     "server_hostname \"{host}\" is not in the certificate, which names {names}{}",
-                    if has_san { " (its SAN; the CN is not used when a SAN exists)" } else { " (its CN; it has no SAN)" }
+                    if from_san { " (its SAN; the CN is not used when a SAN exists)" } else { " (its CN; it has no SAN)" }
                 ),
                 format!(
                     "pass server_hostname=\"{}\" (a name the certificate holds), or reissue the server's certificate with \"{host}\" in its SAN",
@@ -464,79 +396,29 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
                 ),
             );
         }
-    }
-    if profile.enforces_eku {
-        let (want, words) = match input.peer {
-            PeerRole::Server => (0, "serverAuth"),
-            PeerRole::Client => (1, "clientAuth"),
-        };
-        let eku_ok = leaf
-            .info
-            .extended_key_usage
-            .as_ref()
-            .is_none_or(|e| e.any || [e.server_auth, e.client_auth][want]);
-        let ku_ok = leaf
-            .info
-            .key_usage
-            .as_ref()
-            .is_none_or(|k| k.has("digitalSignature") || k.has("keyEncipherment"));
-        if !eku_ok || !ku_ok {
-            flags.verify_failed(
-                Kind::Usage,
-                verify_text::BAD_USAGE,
-                Some(describe(Some(0), leaf)),
-                if eku_ok {
-                    "the certificate's keyUsage allows neither digitalSignature nor keyEncipherment"
-                        .into()
-                } else {
-                    format!("the certificate's extendedKeyUsage does not include {words}")
-                },
-                format!("reissue the certificate with extendedKeyUsage {words}"),
-            );
+        if step.flags & flags::NOT_TRUSTED != 0 {
+            let parent_sig_bad = outcome
+                .steps
+                .iter()
+                .position(|s| s.position == pos)
+                .is_some_and(|i| i + 1 < outcome.steps.len());
+            let (why, fix) = if parent_sig_bad {
+                (
+                    format!("the signature on {who} does not check with its issuer's key"),
+                    "the server's chain is broken: install the matching intermediate".into(),
+                )
+            } else {
+                not_trusted_explanation(input, &chain, &anchor, pos, cert)
+            };
+            add(Kind::NotTrusted, Some(who.clone()), why, fix);
         }
-    }
-
-    // The chain, as mbedTLS's x509_crt_verify_chain walks it.
-    let pinned_ok = input.anchor == chain[0].der.as_slice() && leaf.self_issued();
-    let mut child: (Option<usize>, &Cert) = (Some(0), leaf);
-    let mut child_trusted = false;
-    let mut path_cnt = 0usize;
-    let mut self_cnt = 0usize;
-    verdict.path.push(0);
-    loop {
-        let (idx, cert) = child;
-        if input.time > cert.not_after() {
-            let clock = cert.valid_at(input.now);
-            flags.verify_failed(
-                Kind::Expired,
-                verify_text::EXPIRED,
-                Some(describe(idx, cert)),
-                format!(
-                    "{} is valid until {}, and the device's clock reads {}",
-                    describe(idx, cert),
-                    date(cert.not_after()),
-                    date(input.time)
-                ),
-                if clock {
-                    "the device's clock is wrong: set it with ntptime.settime() before connecting".into()
-                } else if idx.is_none() {
-                    format!("the anchor itself has expired: fetch a current one with devtls anchor {target}")
-                } else if idx == Some(0) {
-                    format!("the server's certificate expired on {}: renew it on the server", date(cert.not_after()))
-                } else {
-                    "the server sends an expired intermediate: install the CA's current intermediate on the server".into()
-                },
-            );
-        }
-        if input.time < cert.not_before() {
+        if step.flags & flags::FUTURE != 0 {
             let clock = input.time < input.now;
-            flags.verify_failed(
+            add(
                 Kind::NotYetValid,
-                verify_text::FUTURE,
-                Some(describe(idx, cert)),
+                Some(who.clone()),
                 format!(
-                    "{} is valid from {}, and the device's clock reads {}",
-                    describe(idx, cert),
+                    "{who} is valid from {}, and the device's clock reads {}",
                     date(cert.not_before()),
                     date(input.time)
                 ),
@@ -547,122 +429,82 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
                 },
             );
         }
-        if child_trusted {
-            break;
-        }
-        if let Some(why) = hash_refusal(profile, cert) {
-            flags.verify_failed(
+        if step.flags & flags::BAD_MD != 0 {
+            add(
                 Kind::BadHash,
-                verify_text::BAD_MD,
-                Some(describe(idx, cert)),
-                format!("{} {why}", describe(idx, cert)),
+                Some(who.clone()),
+                format!(
+                    "{who} is signed with {}, a hash the device refuses",
+                    cert.info.signature.name
+                ),
                 "the server needs a chain signed with SHA-256 or better".into(),
             );
         }
-        if verdict.path.len() == 1 && pinned_ok {
-            verdict.pinned_leaf = true;
-            break;
-        }
-        // Parent: the anchor first, then the certificates sent after this one.
-        let top_ok = |p: &Cert| -> bool {
-            cert.named_by(p)
-                && (p.info.is_ca() || p.info.version < 3)
-                && (p.info.version < 3
-                    || p.info
-                        .key_usage
-                        .as_ref()
-                        .is_none_or(|k| k.has("keyCertSign")))
-                && pathlen_ok(p, path_cnt, self_cnt)
-                && cert.signed_by(p) != Some(false)
-        };
-        let mut parent: Option<(Option<usize>, &Cert, bool)> = None;
-        if top_ok(&anchor) {
-            parent = Some((None, &anchor, true));
-        } else {
-            let start = idx.map_or(chain.len(), |i| i + 1);
-            let mut fallback = None;
-            for (j, p) in chain.iter().enumerate().skip(start) {
-                if !(cert.named_by(p)
-                    && p.info.is_ca()
-                    && p.info
-                        .key_usage
-                        .as_ref()
-                        .is_none_or(|k| k.has("keyCertSign"))
-                    && pathlen_ok(p, path_cnt, self_cnt))
-                {
-                    continue;
-                }
-                let good = cert.signed_by(p) != Some(false);
-                if !p.valid_at(input.time) {
-                    fallback.get_or_insert((Some(j), p, good));
-                    continue;
-                }
-                parent = Some((Some(j), p, good));
-                break;
+        if step.flags & flags::BAD_KEY != 0 {
+            // On the leaf: its own key or its issuer's; elsewhere: the issuer's.
+            let idx = outcome
+                .steps
+                .iter()
+                .position(|s| s.position == pos)
+                .unwrap_or(0);
+            let mut culprits: Vec<(Position, &Cert)> = Vec::new();
+            if idx == 0 && certs::key_problem(profile, &cert.info.public_key).is_some() {
+                culprits.push((pos, cert));
             }
-            if parent.is_none() {
-                parent = fallback;
+            if let Some(next) = outcome.steps.get(idx + 1) {
+                let parent = cert_at(next.position);
+                if certs::key_problem(profile, &parent.info.public_key).is_some() {
+                    culprits.push((next.position, parent));
+                }
+            }
+            for (p, c) in culprits {
+                let why = certs::key_problem(profile, &c.info.public_key)
+                    .map(|k| k.why())
+                    .unwrap_or_default();
+                add(
+                    Kind::BadKey,
+                    Some(describe(p, c)),
+                    format!("{} holds {why}", describe(p, c)),
+                    format!(
+                        "use ECDSA P-256 keys on the server and its CA, or RSA of at least {} bits",
+                        profile.min_rsa_bits
+                    ),
+                );
             }
         }
-        let Some((pidx, p, good)) = parent else {
-            let (why, fix) = not_trusted_explanation(input, &chain, &anchor, idx, cert);
-            flags.verify_failed(
-                Kind::NotTrusted,
-                verify_text::NOT_TRUSTED,
-                Some(describe(idx, cert)),
-                why,
-                fix,
-            );
-            break;
-        };
-        if pidx.is_some() && p.self_issued() {
-            self_cnt += 1;
-        }
-        if pidx.is_some() && verdict.path.len() > profile.max_intermediates as usize {
-            flags.verify_failed(
-                Kind::TooManyIntermediates,
-                verify_text::NOT_TRUSTED,
-                None,
-                format!(
-                    "the path holds more than {} intermediates",
-                    profile.max_intermediates
-                ),
-                "shorten the server's chain".into(),
-            );
-            break;
-        }
-        if !good {
-            flags.verify_failed(
-                Kind::NotTrusted,
-                verify_text::NOT_TRUSTED,
-                Some(describe(idx, cert)),
-                format!(
-                    "the signature on {} does not check with its issuer's key",
-                    describe(idx, cert)
-                ),
-                "the server's chain is broken: install the matching intermediate".into(),
-            );
-        }
-        if let Some(why) = key_refusal(profile, p) {
-            flags.verify_failed(
-                Kind::BadKey,
-                verify_text::BAD_KEY,
-                Some(describe(pidx, p)),
-                format!("{} holds {why}", describe(pidx, p)),
-                format!(
-                    "use a CA hierarchy with ECDSA P-256 keys, or RSA of at least {} bits",
-                    profile.min_rsa_bits
-                ),
-            );
-        }
-        if let Some(j) = pidx {
-            verdict.path.push(j);
-        }
-        path_cnt += 1;
-        child = (pidx, p);
-        child_trusted = pidx.is_none();
     }
-    let mut failures = order(flags.failures);
+    let leaf = &chain[0];
+    let presenter = match input.peer {
+        PeerRole::Server => Presenter::Server,
+        PeerRole::Client => Presenter::Client,
+    };
+    let usage_flags = if profile.enforces_eku {
+        usage::usage_flags(&leaf.info, presenter)
+    } else {
+        0
+    };
+    if usage_flags != 0 {
+        failures.push(Failure {
+            kind: Kind::Usage,
+            device_says: flags::value_error(usage_flags),
+            error: Some(device_error::CERT_VERIFY_FAILED),
+            subject: Some(describe(Position::Presented(0), leaf)),
+            why: if usage_flags & flags::EXT_KEY_USAGE != 0 {
+                format!(
+                    "the certificate's extendedKeyUsage does not include {}",
+                    presenter.purpose()
+                )
+            } else {
+                "the certificate's keyUsage allows neither digitalSignature nor keyEncipherment"
+                    .into()
+            },
+            fix: format!(
+                "reissue the certificate with extendedKeyUsage {}",
+                presenter.purpose()
+            ),
+        });
+    }
+    let mut failures = order(failures);
     // The usage check runs in the TLS layer after X.509 verification: when it
     // is the only problem, mbedTLS returns BAD_CERTIFICATE, not VERIFY_FAILED
     // (measured with the mbedTLS peer; the same code in 2.28 and 3.6).
@@ -675,16 +517,6 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
     verdict.failures = failures;
     verdict.works = verdict.failures.is_empty();
     verdict
-}
-
-// mbedTLS stores pathlen + 1 and skips a parent whose limit the path exceeds.
-fn pathlen_ok(parent: &Cert, path_cnt: usize, self_cnt: usize) -> bool {
-    parent
-        .info
-        .basic_constraints
-        .as_ref()
-        .and_then(|b| b.path_len)
-        .is_none_or(|len| (len as usize + 1) >= 1 + path_cnt - self_cnt.min(path_cnt))
 }
 
 // The order mbedtls_x509_crt_verify_info prints its lines in.
@@ -707,7 +539,7 @@ fn not_trusted_explanation(
     input: &Input<'_>,
     chain: &[Cert],
     anchor: &Cert,
-    idx: Option<usize>,
+    pos: Position,
     cert: &Cert,
 ) -> (String, String) {
     let target = input.target.unwrap_or("HOST");
@@ -720,7 +552,7 @@ fn not_trusted_explanation(
         );
     }
     let sent_issuer = chain.iter().any(|c| cert.named_by(c));
-    if !sent_issuer && idx == Some(0) && chain.len() == 1 {
+    if !sent_issuer && pos == Position::Presented(0) && chain.len() == 1 {
         return (
             format!(
                 "the server sends only its certificate, not its intermediate ({}), and the anchor ({}) is not that intermediate",
@@ -729,6 +561,16 @@ fn not_trusted_explanation(
             format!(
                 "anchor the intermediate: devtls anchor {target} --trust intermediate; or configure the server to send its full chain (fullchain.pem)"
             ),
+        );
+    }
+    if cert.named_by(anchor) {
+        return (
+            format!(
+                "the anchor ({}) has the issuer's name but cannot issue {}: it is not a CA with keyCertSign, its pathLen is exceeded, or its key did not make the signature",
+                anchor.subject(),
+                describe(pos, cert)
+            ),
+            format!("fetch the anchor the server chains to: devtls anchor {target} -o ca.der"),
         );
     }
     (
@@ -808,7 +650,10 @@ mod tests {
         assert_eq!(v.failures[0].kind, Kind::NotYetValid);
         assert!(v.failures[0].fix.contains("ntptime.settime()"));
         let v = verify(&input(&full, &root, Some("a.b.example.test")));
-        assert_eq!(v.failures[0].device_says, "ValueError: CN does not match");
+        assert_eq!(
+            v.failures[0].device_says,
+            "ValueError:\nThe certificate Common Name (CN) does not match with the expected CN"
+        );
         let v = verify(&input(&full, &root, None));
         assert_eq!(v.failures[0].kind, Kind::NoHostname);
         let v = verify(&input(&full, &leaf, Some("api.example.test")));

@@ -371,6 +371,8 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len) {
         return (int)n;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        struct pollfd p = {.fd = io->fd, .events = POLLOUT};
+        poll(&p, 1, 10); /* wait a little for room instead of spinning */
         return MBEDTLS_ERR_SSL_WANT_WRITE;
     }
     if (errno == EPIPE || errno == ECONNRESET || errno == ECONNREFUSED) {

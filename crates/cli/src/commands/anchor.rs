@@ -207,33 +207,42 @@ fn origin_words(chain: &Chain, o: Origin, roots: &RootSet) -> String {
     }
 }
 
-/// Warnings about what the device profile rejects anywhere in the chain.
-pub fn profile_warnings(profile: &Profile, chain: &Chain) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut seen: Vec<Origin> = chain.path.clone();
-    seen.extend(
-        (0..chain.presented.len())
-            .map(Origin::Presented)
-            .filter(|o| !chain.path.contains(o)),
-    );
-    for o in seen {
-        let c = chain.cert(o);
-        for finding in verify::profile_findings(profile, c) {
-            out.push(format!(
-                "\"{}\": {finding}; the {} device will fail on this chain",
-                c.short_name(),
-                profile.name
-            ));
-        }
-    }
-    let len = chain.certificate_message_len();
-    if len > profile.input_buffer {
-        out.push(format!(
-            "the server's Certificate message is {len} bytes, over the device's {}-byte input buffer: the handshake will fail",
-            profile.input_buffer
-        ));
-    }
-    out
+/// What makes the device fail on this server's chain with `anchor` as its
+/// trust anchor: the device's own verdict (pki's rules, without the host
+/// name, which `anchor` does not know), each naming the certificate and the
+/// rule. Path failures are left to the anchor choices, which explain them.
+pub fn profile_warnings(profile: &Profile, chain: &Chain, anchor: &Cert) -> Vec<String> {
+    let presented: Vec<Vec<u8>> = chain.presented.iter().map(|c| c.der.clone()).collect();
+    let now = OffsetDateTime::now_utc();
+    let verdict = verify::verify_without_name(&verify::Input {
+        profile,
+        presented: &presented,
+        anchor: &anchor.der,
+        hostname: None,
+        time: now,
+        now,
+        peer: verify::PeerRole::Server,
+        target: None,
+    });
+    verdict
+        .failures
+        .iter()
+        .filter(|f| f.kind != verify::Kind::NotTrusted)
+        .map(|f| {
+            let who = f.subject.as_deref().unwrap_or("the server's chain");
+            format!(
+                "{}{}; the {} device fails on this path ({})",
+                if f.why.contains(who) {
+                    String::new()
+                } else {
+                    format!("{who}: ")
+                },
+                f.why,
+                profile.name,
+                f.device_says.replace('\n', " ")
+            )
+        })
+        .collect()
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -324,7 +333,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for e in &fetch_errors {
         warnings.push(format!("could not download the missing issuer: {e}"));
     }
-    warnings.extend(profile_warnings(profile, &chain));
+    if let Some(choice) = chosen {
+        warnings.extend(profile_warnings(profile, &chain, chain.cert(choice.origin)));
+    }
 
     let mut written = None;
     let mut failed: Option<String> = None;

@@ -124,9 +124,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if converted.dropped_trailing_bytes > 0 {
         println!(
-            "  left out {} trailing byte(s) after the structure (mbedTLS refuses keys with them)",
+            "  left out {} trailing byte(s) after the structure (canonical DER; the device loads either)",
             converted.dropped_trailing_bytes
         );
+    }
+    // A key written for the device: say now if the device will not load it.
+    if converted.secret && to == Encoding::Der {
+        let profile = devtls_pki::profile::DEFAULT;
+        if let Ok(out_sniffed) = devtls_pki::sniff::sniff(&converted.bytes) {
+            if let Err(refusal) = devtls_pki::rules::keys::load_key(profile, &out_sniffed) {
+                output::warn(&format!(
+                    "the {} device will not load {} ({}): {}",
+                    profile.name,
+                    written.output,
+                    refusal.device_says(),
+                    refusal.why()
+                ));
+            }
+        }
     }
     if to == Encoding::Der {
         println!("  copy to the device: mpremote cp {} :", written.output);

@@ -10,9 +10,10 @@ use devtls_net::examine;
 use devtls_net::hello::device::Identity;
 use devtls_pki::chain::Cert;
 use devtls_pki::device_error::{self, verify_text};
-use devtls_pki::inspect::{self, KeyAlgorithm};
+use devtls_pki::inspect;
 use devtls_pki::profile::Profile;
-use devtls_pki::sniff::{self, Encoding, KeyFormat, Kind};
+use devtls_pki::rules::{self, files::DeviceFile, files::FilesVerdict};
+use devtls_pki::sniff::{Encoding, Kind};
 use devtls_pki::verify::{self, Failure, Verdict};
 use serde::Serialize;
 use time::macros::format_description;
@@ -141,14 +142,7 @@ fn file_failure(
     why: String,
     fix: String,
 ) -> Failure {
-    Failure {
-        kind,
-        device_says: says,
-        error,
-        subject: Some(subject.display().to_string()),
-        why,
-        fix,
-    }
+    Failure::about_file(kind, says, error, &subject.display().to_string(), why, fix)
 }
 
 /// What the device does when it loads `path` as its anchor: the DER
@@ -219,59 +213,20 @@ fn load_identity(
             ),
         )));
     }
-    if let Some(why) = key_refusal(ki, profile) {
+    if let Err(refusal) = rules::keys::load_key_item(profile, ki) {
         return Ok(Err(file_failure(
-            verify::Kind::AnchorUnloadable,
-            format!("ValueError: {}", verify_text::INVALID_KEY),
+            verify::Kind::KeyUnloadable,
+            refusal.device_says(),
             None,
             key,
-            why,
-            "write the key as plain DER (PKCS#8 or SEC1) with nothing after it, e.g. with devtls new client".into(),
+            refusal.why(),
+            refusal.fix(&key.display().to_string()),
         )));
     }
     Ok(Ok(Identity {
         cert: ci.der.clone(),
         key: ki.der.clone(),
     }))
-}
-
-/// Why the device cannot load a key item, if it cannot.
-fn key_refusal(item: &sniff::Item, profile: &Profile) -> Option<String> {
-    match item.kind {
-        Kind::EncryptedPrivateKey | Kind::LegacyEncryptedKey if !profile.loads_encrypted_keys => {
-            return Some("the key is encrypted; the device has no password to open it".into())
-        }
-        Kind::PrivateKey(_) => {}
-        other => return Some(format!("this is a {}, not a private key", other.describe())),
-    }
-    if item.encoding == Encoding::Pem && !profile.loads_pem {
-        return Some("the key is PEM; the device reads DER only".into());
-    }
-    if item.trailing_bytes > 0
-        && profile.rejects_key_trailing_bytes
-        && item.kind == Kind::PrivateKey(KeyFormat::Pkcs8)
-    {
-        return Some(format!(
-            "{} bytes follow the PKCS#8 key; mbedTLS 3.5+ refuses it",
-            item.trailing_bytes
-        ));
-    }
-    let format = match item.kind {
-        Kind::PrivateKey(f) => f,
-        _ => KeyFormat::Pkcs8,
-    };
-    match inspect::private_key(&item.der, format) {
-        Ok(info) => match info.key.as_ref().map(|k| k.algorithm) {
-            Some(KeyAlgorithm::Ed25519) if !profile.ed25519 => {
-                Some("an Ed25519 key, which the device's mbedTLS lacks".into())
-            }
-            Some(KeyAlgorithm::RsaPss) if !profile.rsa_pss => {
-                Some("an RSA-PSS key, which the device's mbedTLS lacks".into())
-            }
-            _ => None,
-        },
-        Err(e) => Some(e.to_string()),
-    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -437,23 +392,14 @@ fn print_verdict(works: bool, failures: &[Failure], verdict: &Verdict) {
 }
 
 #[derive(Serialize)]
-struct FilesReport {
+struct FilesReport<'a> {
     dir: String,
     profile: &'static str,
-    works: bool,
-    files: Vec<FileRole>,
-    failures: Vec<Failure>,
-    notes: Vec<String>,
+    #[serde(flatten)]
+    verdict: &'a FilesVerdict,
 }
 
-#[derive(Serialize)]
-struct FileRole {
-    file: String,
-    role: &'static str,
-    subject: Option<String>,
-}
-
-/// `--files DIR`: the device's certificate, key and anchor, checked as the device loads them.
+/// `--files DIR`: the device's certificate, key and anchor, loaded as the device loads them.
 fn files(
     dir: &Path,
     profile: &'static Profile,
@@ -469,125 +415,27 @@ fn files(
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("{}: cannot be listed", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
+        // Files, and links that lead nowhere (reported as unreadable); not
+        // folders or pipes, which the device never loads.
+        .filter(|p| p.is_file() || (p.is_symlink() && !p.exists()))
         .collect();
     entries.sort();
-    let mut keys = Vec::new();
-    let mut certs = Vec::new();
-    let mut failures = Vec::new();
-    let mut notes = Vec::new();
-    let mut roles = Vec::new();
-    for path in &entries {
-        let Ok(sniffed) = sniff::sniff(&std::fs::read(path).unwrap_or_default()) else {
-            continue;
-        };
-        let Some(first) = sniffed.items.first() else {
-            continue;
-        };
-        if first.kind.is_secret() {
-            if let Some(why) = key_refusal(first, profile) {
-                failures.push(file_failure(
-                    verify::Kind::AnchorUnloadable,
-                    format!("ValueError: {}", verify_text::INVALID_KEY),
-                    None,
-                    path,
-                    why,
-                    "write the key as plain DER (PKCS#8 or SEC1) with nothing after it".into(),
-                ));
-            }
-            keys.push((path.clone(), first.clone()));
-        } else if first.kind == Kind::Certificate {
-            if first.encoding == Encoding::Pem && !profile.loads_pem {
-                failures.push(file_failure(
-                    verify::Kind::AnchorUnloadable,
-                    format!("ValueError: {}", verify_text::INVALID_CERT),
-                    Some(device_error::INVALID_CERT_PEM),
-                    path,
-                    "PEM; the device reads DER only".into(),
-                    format!(
-                        "convert it: openssl x509 -in {} -outform DER -out {}.der",
-                        path.display(),
-                        path.file_stem().unwrap_or_default().to_string_lossy()
-                    ),
-                ));
-                continue;
-            }
-            if sniffed.concatenated_der {
-                notes.push(format!(
-                    "{}: several DER certificates back to back; the device loads only the first",
-                    path.display()
-                ));
-            }
-            if let Ok(c) = Cert::parse(&first.der) {
-                certs.push((path.clone(), c));
-            }
-        }
-    }
-    if keys.is_empty() && certs.is_empty() {
-        bail!("{}: no certificate or key files in it", dir.display());
-    }
-    // The device's own certificate is the one whose public key matches a key file.
-    let key_spkis: Vec<String> = keys
+    let found: Vec<DeviceFile> = entries
         .iter()
-        .filter_map(|(_, item)| match item.kind {
-            Kind::PrivateKey(f) => inspect::private_key(&item.der, f)
-                .ok()
-                .and_then(|i| i.public_key_sha256),
-            _ => None,
+        .map(|path| DeviceFile {
+            name: path.display().to_string(),
+            bytes: std::fs::read(path).map_err(|e| e.to_string()),
         })
         .collect();
-    let mut own = Vec::new();
-    let mut anchors = Vec::new();
-    for (path, c) in &certs {
-        if key_spkis.contains(&c.info.public_key_sha256) {
-            own.push((path, c));
-        } else {
-            anchors.push((path, c));
-        }
+    let verdict = rules::files::check(&found, profile, time);
+    if verdict.files.is_empty() {
+        bail!("{}: no certificate or key files in it", dir.display());
     }
-    for (path, _) in &keys {
-        roles.push(FileRole {
-            file: path.display().to_string(),
-            role: "private key",
-            subject: None,
-        });
-    }
-    for (path, c) in &own {
-        roles.push(FileRole {
-            file: path.display().to_string(),
-            role: "the device's certificate",
-            subject: Some(c.subject().to_string()),
-        });
-        check_cert(path, c, profile, time, true, &mut failures);
-    }
-    for (path, c) in &anchors {
-        roles.push(FileRole {
-            file: path.display().to_string(),
-            role: "trust anchor",
-            subject: Some(c.subject().to_string()),
-        });
-        check_cert(path, c, profile, time, false, &mut failures);
-    }
-    if own.is_empty() && !keys.is_empty() {
-        failures.push(file_failure(
-            verify::Kind::AnchorUnloadable,
-            "OSError from load_cert_chain (the key does not match the certificate)".into(),
-            None,
-            &keys[0].0,
-            "no certificate in the folder matches this key".into(),
-            "copy the certificate made with this key (e.g. client.der beside client.key.der)"
-                .into(),
-        ));
-    }
-    let works = failures.is_empty();
     if json {
         output::json(&FilesReport {
             dir: dir.display().to_string(),
             profile: profile.name,
-            works,
-            files: roles,
-            failures,
-            notes,
+            verdict: &verdict,
         })?;
     } else {
         output::heading(&format!(
@@ -596,26 +444,26 @@ fn files(
             profile.name,
             fmt_time(time)
         ));
-        for r in &roles {
+        for r in &verdict.files {
             println!(
                 "  {:<28} {}{}",
                 r.file,
-                r.role,
+                r.role.words(),
                 r.subject
                     .as_ref()
                     .map_or(String::new(), |s| format!(" ({s})"))
             );
         }
         println!();
-        for n in &notes {
+        for n in &verdict.notes {
             output::warn(n);
         }
-        if works {
+        if verdict.works {
             output::ok("the device loads these files");
         } else {
             print_verdict(
                 false,
-                &failures,
+                &verdict.failures,
                 &Verdict {
                     works: false,
                     failures: Vec::new(),
@@ -625,86 +473,9 @@ fn files(
             );
         }
     }
-    Ok(if works {
+    Ok(if verdict.works {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
-}
-
-fn check_cert(
-    path: &Path,
-    c: &Cert,
-    profile: &Profile,
-    time: OffsetDateTime,
-    own: bool,
-    failures: &mut Vec<Failure>,
-) {
-    if let Some((err, why)) = verify::parse_refusal(profile, c) {
-        failures.push(file_failure(
-            verify::Kind::Unparseable,
-            err.as_oserror(),
-            Some(err),
-            path,
-            why,
-            verify::parse_refusal_fix(&err).into(),
-        ));
-    }
-    if let Some(why) = verify::key_refusal(profile, c) {
-        failures.push(file_failure(
-            verify::Kind::BadKey,
-            format!("ValueError: {}", verify_text::BAD_KEY),
-            None,
-            path,
-            format!("it holds {why}"),
-            "reissue it with an ECDSA P-256 key".into(),
-        ));
-    }
-    if time > c.not_after() {
-        failures.push(file_failure(
-            verify::Kind::Expired,
-            format!("ValueError: {}", verify_text::EXPIRED),
-            Some(device_error::CERT_VERIFY_FAILED),
-            path,
-            format!("valid until {}", fmt_time(c.not_after())),
-            if own {
-                "issue the device a new certificate".into()
-            } else {
-                "fetch a current anchor (devtls anchor HOST)".into()
-            },
-        ));
-    } else if time < c.not_before() {
-        failures.push(file_failure(
-            verify::Kind::NotYetValid,
-            format!("ValueError: {}", verify_text::FUTURE),
-            Some(device_error::CERT_VERIFY_FAILED),
-            path,
-            format!("valid from {}", fmt_time(c.not_before())),
-            "set the device's clock with ntptime.settime() before connecting".into(),
-        ));
-    }
-    if own && c.der.len() > profile.output_buffer {
-        failures.push(file_failure(
-            verify::Kind::MessageTooLarge,
-            device_error::BUFFER_TOO_SMALL.as_oserror(),
-            Some(device_error::BUFFER_TOO_SMALL),
-            path,
-            format!(
-                "{} bytes, over the device's {}-byte output buffer",
-                c.der.len(),
-                profile.output_buffer
-            ),
-            "reissue it smaller: an ECDSA P-256 key and few extensions".into(),
-        ));
-    }
-    if !own && !c.info.is_ca() && !c.info.self_signed {
-        failures.push(file_failure(
-            verify::Kind::NotTrusted,
-            format!("ValueError: {}", verify_text::NOT_TRUSTED),
-            Some(device_error::CERT_VERIFY_FAILED),
-            path,
-            "the anchor is a CA-issued end-entity certificate; the device trusts a pinned leaf only when it is self-signed".into(),
-            "use the CA certificate (devtls anchor HOST) as the anchor".into(),
-        ));
-    }
 }

@@ -180,6 +180,9 @@ struct IssueArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// No progress bar (it is only ever shown on a terminal).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// List certificates in the inventory.
@@ -279,6 +282,9 @@ struct RotateArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// No progress bar (it is only ever shown on a terminal).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// Export the whole inventory as CSV or JSON (stdout).
@@ -295,6 +301,9 @@ struct ExportArgs {
     /// A JSON array.
     #[arg(long)]
     json: bool,
+    /// No progress bar (it is only ever shown on a terminal).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// Summarise the fleet: counts by status, next expiries, weekly expiry histogram.
@@ -408,17 +417,23 @@ fn boot_py(server_host: String, port: u16) -> BootPy {
     })
 }
 
-fn progress_bar(len: Option<u64>) -> ProgressBar {
+/// Progress for long work on stderr: drawn only on a terminal (indicatif
+/// hides it otherwise), never with --quiet or for fewer than 100 `unit`s.
+fn progress_bar(len: Option<u64>, quiet: bool, unit: &str) -> ProgressBar {
     let bar = match len {
+        _ if quiet => ProgressBar::hidden(),
         Some(n) if n >= 100 => ProgressBar::new(n),
         Some(_) => ProgressBar::hidden(),
         None => ProgressBar::no_length(),
     };
+    let template = match len {
+        Some(_) => {
+            format!("{{spinner}} {{wide_bar}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}")
+        }
+        None => format!("{{spinner}} {{pos}} {unit}  {{per_sec}}"),
+    };
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {wide_bar} {pos}/{len} devices  {per_sec}  eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
 }
@@ -493,7 +508,7 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("{}", csr_path.display()))?
     } else {
         let source = source()?;
-        let bar = progress_bar(source.len_hint());
+        let bar = progress_bar(source.len_hint(), a.quiet, "devices");
         let report = issue::issue(&mut fleet, source, &opts, &|done| bar.set_position(done))?;
         bar.finish_and_clear();
         report
@@ -711,7 +726,7 @@ fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
         KeyType::P256,
         boot_py(a.server_host.clone(), a.port),
     );
-    let bar = progress_bar(None);
+    let bar = progress_bar(None, a.quiet, "devices rotated");
     let done = issue::rotate(&mut fleet, a.within, a.revoke_old, &opts, &|n| {
         bar.set_position(n)
     })?;
@@ -745,11 +760,14 @@ fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
 
 fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let fleet = open(&a.dir.dir)?;
+    let total: u64 = inventory::counts(fleet.db())?.iter().map(|(_, n)| n).sum();
+    let bar = progress_bar(Some(total), a.quiet, "rows");
     let stdout = std::io::stdout().lock();
     let io = |e: std::io::Error| devtls_fleet::Error::Invalid(e.to_string());
     if a.json {
         let mut rows = JsonRows::new(stdout)?;
         inventory::for_each(fleet.db(), &Filter::default(), |r| {
+            bar.inc(1);
             rows.push(&r)
                 .map_err(|e| devtls_fleet::Error::Invalid(e.to_string()))
         })?;
@@ -765,6 +783,7 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default()
         };
         inventory::for_each(fleet.db(), &Filter::default(), |r| {
+            bar.inc(1);
             // Every cell escaped: a spreadsheet shows a value, never evaluates it.
             let cells = [
                 r.device,
@@ -787,6 +806,7 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
         })?;
         out.flush()?;
     }
+    bar.finish_and_clear();
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,8 +7,7 @@ use anstream::println;
 use anstyle::{AnsiColor, Style};
 use anyhow::bail;
 use clap::ValueEnum;
-use devtls_pki::issue::Role;
-use devtls_pki::lint::{self, Finding, Input, Options, Severity};
+use devtls_pki::lint::{self, AssumedRole, Finding, Input, Options, Severity};
 use devtls_pki::sniff::Sniffed;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -23,7 +22,15 @@ use crate::{input, output};
 #[command(after_help = "Examples:
   devtls lint server.der server.key.der --host openmv
   devtls lint leaf.der domain.key.der --host cam.example.com --at 2027-01-01
-  devtls lint client.der --role client --json")]
+  devtls lint client.der --role client --json
+  devtls lint /etc/ssl/certs/ISRG_Root_X1.pem --role anchor
+  devtls lint fullchain.der --role chain --host cam.example.com
+
+Roles: anchor (what load_verify_locations loads: its own signature and names
+are not checked), server (a server's certificate), client (the device's own
+certificate), chain (a server's leaf and intermediates). Without --role each
+file's role is guessed (a file named ca.*, or a self-signed CA certificate,
+is an anchor) and lint says which it assumed.")]
 pub struct Args {
     /// Files to check (PEM or DER: certificates, keys, bundles).
     #[arg(required = true, value_name = "FILE")]
@@ -37,18 +44,24 @@ pub struct Args {
     /// Check validity at this time (RFC 3339 or YYYY-MM-DD) [default: now].
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     at: Option<OffsetDateTime>,
-    /// What the certificates are for [default: guessed from the file name or EKU].
+    /// The role the certificates play for the device [default: guessed per file].
     #[arg(long, value_enum)]
-    role: Option<LintRole>,
+    role: Option<RoleArg>,
     /// Print the findings as JSON.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum LintRole {
+enum RoleArg {
+    /// The device's trust anchor (load_verify_locations).
+    Anchor,
+    /// A server's certificate, verified by the device.
     Server,
+    /// The device's own certificate (load_cert_chain).
     Client,
+    /// A server's chain: leaf, then intermediates.
+    Chain,
 }
 
 #[derive(Serialize)]
@@ -58,6 +71,7 @@ struct Report<'a> {
     errors: usize,
     warnings: usize,
     notes: usize,
+    roles: &'a [AssumedRole],
     findings: &'a [Finding],
 }
 
@@ -91,11 +105,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         host: args.host.as_deref(),
         at: args.at.unwrap_or_else(OffsetDateTime::now_utc),
         role: args.role.map(|r| match r {
-            LintRole::Server => Role::Server,
-            LintRole::Client => Role::Client,
+            RoleArg::Anchor => lint::LintRole::Anchor,
+            RoleArg::Server => lint::LintRole::Server,
+            RoleArg::Client => lint::LintRole::Client,
+            RoleArg::Chain => lint::LintRole::Chain,
         }),
     };
     let findings = lint_files(&names, &sniffed, &options);
+    let inputs: Vec<Input<'_>> = names
+        .iter()
+        .zip(&sniffed)
+        .map(|(file, sniffed)| Input { file, sniffed })
+        .collect();
+    let roles = lint::roles(&inputs, &options);
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
     let report = Report {
         profile: profile.name,
@@ -103,6 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         errors: count(Severity::Error),
         warnings: count(Severity::Warning),
         notes: count(Severity::Note),
+        roles: &roles,
         findings: &findings,
     };
     if args.json {
@@ -120,6 +143,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn print_human(report: &Report<'_>) {
     for f in report.findings {
         print_finding(f);
+    }
+    for r in report.roles {
+        println!(
+            "{}: checked as {} ({}{})",
+            r.file,
+            r.role.words(),
+            r.because,
+            if r.guessed { "; --role to change" } else { "" }
+        );
     }
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     let summary = format!(

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod acme;
 mod anchor;
+mod completions;
 mod connect;
 mod convert;
 mod csr;
@@ -13,6 +15,7 @@ mod fleet;
 mod gateway;
 mod inspect;
 mod lint;
+mod man;
 mod new;
 mod profiles;
 mod quickstart;
@@ -53,6 +56,13 @@ enum Command {
     /// the 0600 ca.key, which never leaves it), an SQLite inventory and one
     /// folder per device under devices/ with exactly what that device loads.
     Fleet(fleet::Args),
+    /// Certificates from a public CA by ACME (Let's Encrypt), made for the device.
+    ///
+    /// `issue` orders one (http-01, dns-01 or tls-alpn-01) and writes certbot's
+    /// live/NAME/ layout plus cert.der, privkey.der and ca.der for the device;
+    /// `renew` renews what is due (ARI, else two thirds of the lifetime);
+    /// `revoke` revokes; `account` shows the stored account.
+    Acme(acme::Args),
     /// Create a self-signed key and certificate for a server or a client.
     ///
     /// Writes STEM.key and STEM.crt (PEM, for the PC) and STEM.der and
@@ -201,12 +211,20 @@ enum Command {
     /// outcome (with the device's words when the device side fails), bytes,
     /// duration; --json for JSON lines.
     Gateway(gateway::Args),
+    /// Print the shell completion script for bash, zsh, fish or powershell.
+    ///
+    /// Load it in the shell's start-up file, or install it where the shell
+    /// looks for completions (see the examples).
+    Completions(completions::Args),
+    /// Print the manual page (roff), or write one page per command with --out.
+    Man(man::Args),
 }
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Fleet(args) => fleet::run(args),
+        Command::Acme(args) => acme::run(args),
         Command::New(args) => new::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Split(args) => split::run(args),
@@ -222,6 +240,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Romfs(args) => romfs::run(args),
         Command::Quickstart(args) => quickstart::run(args),
         Command::Gateway(args) => gateway::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 

@@ -76,7 +76,7 @@ pub fn binary() -> PathBuf {
     });
     match found {
         Ok(p) => p.clone(),
-        Err(why) => panic!("{MISSING} ({why})"),
+        Err(why) => super::require::fail(&format!("{MISSING} ({why})")),
     }
 }
 

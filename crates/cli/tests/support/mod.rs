@@ -6,6 +6,9 @@
 
 pub mod fleet;
 pub mod interactive;
+pub mod require;
+
+pub use require::{require, tool};
 
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -88,7 +91,9 @@ pub struct Peer {
 
 impl Peer {
     /// Starts `cmd` with piped output (read it with [`Peer::finish`]).
+    /// A missing peer program fails the test in one line ([`require`]).
     pub fn spawn(name: &str, cmd: &mut Command) -> Peer {
+        require::require_if_peer(cmd.get_program());
         let child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -133,7 +138,9 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// A test peer script under `tests/peers/` (e.g. `mbedtls_peer.py`).
+/// What the script needs is [`require`]d first.
 pub fn peer_script(name: &str) -> PathBuf {
+    require::require_for_script(name);
     repo_root().join("tests/peers").join(name)
 }
 
@@ -145,11 +152,11 @@ pub fn words(line: &str) -> Vec<&str> {
 
 /// Runs `openssl` with `args` in `dir`.
 pub fn openssl(dir: &Path, args: &[&str]) -> Output {
-    Command::new("openssl")
+    tool("openssl")
         .args(args)
         .current_dir(dir)
         .output()
-        .expect("openssl is installed")
+        .expect("openssl runs")
 }
 
 /// Runs `openssl` and panics with its output unless it exits 0.
@@ -162,6 +169,7 @@ pub fn openssl_ok(dir: &Path, args: &[&str]) -> Output {
     );
     out
 }
+pub mod certgen;
 pub mod device;
 pub mod doctor;
 pub mod lint;

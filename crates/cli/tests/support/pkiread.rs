@@ -103,11 +103,11 @@ pub fn openssl_pubkey(dir: &Path, key: &str, inform: &str) -> String {
 
 /// Runs `certtool` in `dir` and panics with its output unless it exits 0.
 pub fn certtool_ok(dir: &Path, args: &[&str]) {
-    let out = Command::new("certtool")
+    let out = super::tool("certtool")
         .args(args)
         .current_dir(dir)
         .output()
-        .expect("certtool (gnutls-bin) is installed");
+        .expect("certtool runs");
     assert!(
         out.status.success(),
         "certtool {args:?} failed:\n{}",

@@ -334,6 +334,8 @@ struct Core {
     accepting: bool,
     /// Datagrams to send, with their destination.
     outbox: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// `stats.handshakes` when the heap was last trimmed.
+    trimmed_at: usize,
 }
 
 impl Core {
@@ -355,6 +357,7 @@ impl Core {
             stats: Stats::default(),
             accepting: true,
             outbox: VecDeque::new(),
+            trimmed_at: 0,
         })
     }
 
@@ -555,6 +558,12 @@ impl Core {
         if self.outbox.is_empty() && self.outbox.capacity() > 64 {
             self.outbox.shrink_to_fit();
         }
+        // The allocator keeps freed handshake memory for reuse; once a
+        // burst is over (nobody left), hand it back to the system.
+        if self.peers.is_empty() && self.stats.handshakes >= self.trimmed_at + 64 {
+            self.trimmed_at = self.stats.handshakes;
+            trim_heap();
+        }
     }
 
     fn on_timers(&mut self, now: Instant, events: &mut Vec<ServerEvent>) {
@@ -612,6 +621,18 @@ impl Core {
         self.release();
     }
 }
+
+/// Returns free heap memory to the system (glibc keeps it otherwise).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
 
 fn server_config(
     options: &ServerOptions,

@@ -1,0 +1,194 @@
+//! The test peers (other programs the tests talk to) and how each is
+//! installed. A test whose peer is missing fails with ONE line naming the
+//! peer and the command that installs it, instead of a panic and a
+//! backtrace from deep inside a launcher.
+//!
+//! Self-contained (std only) so that other crates' tests can include it
+//! with `#[path]`: this table is the one place peers are checked.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+/// How to tell a peer is there.
+enum Probe {
+    /// A program on PATH.
+    Program(&'static str),
+    /// A module `python3` can import.
+    PythonModule(&'static str),
+    /// A file built inside the repository (path relative to its root).
+    Built(&'static str),
+}
+
+/// Every peer: its name in tests, how to find it, and how to install it.
+const PEERS: &[(&str, Probe, &str)] = &[
+    (
+        "openssl",
+        Probe::Program("openssl"),
+        "sudo apt-get install openssl",
+    ),
+    (
+        "gnutls-serv",
+        Probe::Program("gnutls-serv"),
+        "sudo apt-get install gnutls-bin",
+    ),
+    (
+        "gnutls-cli",
+        Probe::Program("gnutls-cli"),
+        "sudo apt-get install gnutls-bin",
+    ),
+    (
+        "certtool",
+        Probe::Program("certtool"),
+        "sudo apt-get install gnutls-bin",
+    ),
+    (
+        "nginx",
+        Probe::Program("nginx"),
+        "sudo apt-get install nginx",
+    ),
+    (
+        "pebble",
+        Probe::Program("pebble"),
+        "sudo apt-get install pebble",
+    ),
+    (
+        "script",
+        Probe::Program("script"),
+        "sudo apt-get install bsdutils",
+    ),
+    (
+        "timeout",
+        Probe::Program("timeout"),
+        "sudo apt-get install coreutils",
+    ),
+    ("man", Probe::Program("man"), "sudo apt-get install man-db"),
+    ("bash", Probe::Program("bash"), "sudo apt-get install bash"),
+    ("git", Probe::Program("git"), "sudo apt-get install git"),
+    (
+        "node",
+        Probe::Program("node"),
+        "sudo apt-get install nodejs",
+    ),
+    (
+        "python3",
+        Probe::Program("python3"),
+        "sudo apt-get install python3 python3-venv",
+    ),
+    (
+        "python-mbedtls",
+        Probe::PythonModule("mbedtls"),
+        "pip install python-mbedtls",
+    ),
+    (
+        "mpremote",
+        Probe::Program("mpremote"),
+        "pip install mpremote",
+    ),
+    ("maturin", Probe::Program("maturin"), "pip install maturin"),
+    (
+        "mbedtls36",
+        Probe::Built("target/mbedtls36/device-peer"),
+        "bash tests/peers/mbedtls36/build.sh",
+    ),
+];
+
+/// Fails the calling test in one line unless `peer` (a name from the
+/// table: a program such as `gnutls-serv`, or `python-mbedtls`,
+/// `mbedtls36`) is installed. A name not in the table is a bug in the test.
+pub fn require(peer: &str) {
+    let (_, _, install) = PEERS
+        .iter()
+        .find(|(name, _, _)| *name == peer)
+        .unwrap_or_else(|| panic!("require({peer:?}): not a known test peer, add it to PEERS"));
+    if !present(peer) {
+        fail(&format!(
+            "missing test peer {peer}: install it with `{install}` (scripts/test.sh installs every peer)"
+        ));
+    }
+}
+
+/// What each script under `tests/peers/` runs on.
+const SCRIPTS: &[(&str, &str)] = &[
+    ("mbedtls_peer.py", "python-mbedtls"),
+    ("pinning_experiment.py", "python-mbedtls"),
+];
+
+/// [`require`]s what the peer script `name` (under `tests/peers/`) needs.
+pub fn require_for_script(name: &str) {
+    require("python3");
+    for (_, peer) in SCRIPTS.iter().filter(|(script, _)| *script == name) {
+        require(peer);
+    }
+}
+
+/// A `Command` for a peer program, after [`require`]-ing it.
+pub fn tool(program: &str) -> Command {
+    require(program);
+    Command::new(program)
+}
+
+/// [`require`] for a program about to be started by its name, when it is
+/// a known peer; anything else (a path, an unlisted program) passes.
+pub fn require_if_peer(program: &std::ffi::OsStr) {
+    let Some(name) = program.to_str() else { return };
+    if PEERS.iter().any(|(peer, _, _)| *peer == name) {
+        require(name);
+    }
+}
+
+/// Ends the calling test with `line` as its only output: printed once, then
+/// an unwind that skips the panic hook (no "panicked at", no backtrace).
+pub fn fail(line: &str) -> ! {
+    eprintln!("{line}");
+    std::panic::resume_unwind(Box::new(line.to_string()))
+}
+
+/// Whether a peer is installed; asked once per peer and test binary.
+fn present(peer: &str) -> bool {
+    static SEEN: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(&known) = seen.lock().unwrap().get(peer) {
+        return known;
+    }
+    let (_, probe, _) = PEERS.iter().find(|(name, _, _)| *name == peer).unwrap();
+    let found = match probe {
+        Probe::Program(program) => on_path(program).is_some(),
+        Probe::PythonModule(module) => {
+            on_path("python3").is_some()
+                && Command::new("python3")
+                    .args(["-c", &format!("import {module}")])
+                    .output()
+                    .is_ok_and(|out| out.status.success())
+        }
+        Probe::Built(path) => repo_root().join(path).exists(),
+    };
+    seen.lock().unwrap().insert(peer.to_string(), found);
+    found
+}
+
+/// Where `program` is on PATH, as the shell would find it.
+pub fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+#[cfg(unix)]
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(path: &Path) -> bool {
+    path.is_file() || path.with_extension("exe").is_file()
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The test command (README, and what .ci/run runs): on a Debian or Ubuntu
+# machine with the Rust toolchain, installs the peers the tests talk to,
+# builds the mbedTLS 3.6 device peer, then runs every test of the workspace.
+#
+#   scripts/test.sh                  # install what is missing, then test
+#   DEVTLS_SKIP_SETUP=1 scripts/test.sh   # peers already installed: test only
+#   scripts/test.sh fleet            # only tests whose name contains "fleet"
+#
+# The two slow tests (the wheel in a fresh venv, the README's commands in a
+# fresh clone) are #[ignore]d for a plain `cargo test`; this script runs them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# One list: a command (or `python3 -c import`) that shows a peer is there,
+# and the Debian package that provides it.
+APT_PEERS=(
+  "openssl            openssl"
+  "gnutls-cli         gnutls-bin"
+  "gnutls-serv        gnutls-bin"
+  "certtool           gnutls-bin"
+  "nginx              nginx"
+  "pebble             pebble"
+  "pebble-challtestsrv pebble"
+  "curl               curl"
+  "script             bsdutils"
+  "timeout            coreutils"
+  "gcc                gcc"
+  "node               nodejs"
+  "npm                npm"
+  "make               make"
+  "git                git"
+  "man                man-db"
+  "python3            python3"
+)
+# Python peers: a module to import (or a command) and the PyPI package.
+PIP_PEERS=(
+  "import:mbedtls     python-mbedtls"
+  "mpremote           mpremote"
+  "maturin            maturin"
+)
+
+present() {
+  case "$1" in
+    import:*) python3 -c "import ${1#import:}" 2>/dev/null ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
+
+setup() {
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  local apt=() entry
+  for entry in "${APT_PEERS[@]}"; do
+    set -- $entry
+    present "$1" || apt+=("$2")
+  done
+  # python3 -m venv needs ensurepip, which Debian ships separately.
+  python3 -c 'import ensurepip' 2>/dev/null || apt+=(python3-venv)
+  if [ ${#apt[@]} -gt 0 ]; then
+    echo "== apt-get install ${apt[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt[@]}" >/dev/null
+  fi
+  local pip=()
+  for entry in "${PIP_PEERS[@]}"; do
+    set -- $entry
+    present "$1" || pip+=("$2")
+  done
+  if [ ${#pip[@]} -gt 0 ]; then
+    # Debian's python refuses system-wide pip installs (PEP 668): the Python
+    # peers go into a venv of their own, put first on PATH for the tests.
+    local venv="$PWD/target/peers-venv"
+    echo "== pip install ${pip[*]} (into $venv)"
+    [ -x "$venv/bin/python3" ] || python3 -m venv "$venv"
+    "$venv/bin/python3" -m pip install -q --disable-pip-version-check "${pip[@]}"
+    export PATH="$venv/bin:$PATH"
+  fi
+  if [ -f tests/micropython/package.json ] && [ ! -d tests/micropython/node_modules/@micropython ]; then
+    echo "== npm install: MicroPython (WebAssembly) for the generated-script checks"
+    npm install --prefix tests/micropython --no-audit --no-fund --silent
+  fi
+  if [ -f tests/peers/mbedtls36/build.sh ]; then
+    echo "== building the mbedTLS 3.6 device peer"
+    bash tests/peers/mbedtls36/build.sh
+  fi
+}
+
+[ -n "${DEVTLS_SKIP_SETUP:-}" ] || setup
+# Reuse the peers venv of an earlier run even when setup is skipped.
+[ -d target/peers-venv/bin ] && export PATH="$PWD/target/peers-venv/bin:$PATH"
+
+# DEVTLS_TEST_SCOPE narrows the run (the README test runs this script in a
+# clone with one small package); by default, the whole workspace.
+# shellcheck disable=SC2086
+echo "== cargo test ${DEVTLS_TEST_SCOPE:---workspace} --no-fail-fast $* -- --include-ignored"
+exec cargo test ${DEVTLS_TEST_SCOPE:---workspace} --no-fail-fast "$@" -- --include-ignored
