@@ -14,9 +14,14 @@
 //! - [`dtls`]: the UDP (DTLS 1.2) client and server on rtc-dtls, with
 //!   address-bound HelloVerifyRequest cookies; each a socket-free state
 //!   machine with a blocking driver and an async (tokio) one.
-//! - [`diagnose`]: a failure in plain words, the fix, and the device's words.
+//! - [`diagnose`]: a failure in plain words, the fix, and the device's words
+//!   (the one diagnosis path: connect, serve and doctor name failures here).
 //! - [`report`]: certificates and sessions in readable form.
-//! - [`probe`]: a device-restricted handshake that records the chain and names failures (doctor, anchor).
+//! - [`hello`]: the device's own handshake without a TLS library: its
+//!   ClientHello byte for byte, the server's first flight parsed, and a
+//!   socket-free state machine deciding what the device does.
+//! - [`examine`]: the device's verdict on a server (doctor), on [`hello`].
+//! - [`fetch`]: a server's chain and issuer certificates (anchor).
 //!
 //! ## Adding a transport
 //!
@@ -34,8 +39,8 @@
 //! device-restricted devtls endpoint therefore negotiates only the four
 //! ECDHE AES-GCM ones (`C02C C030 C02B C02F`); the eight ECDHE AES-CBC
 //! suites and the six RSA key exchange suites (GCM and CBC) cannot be
-//! emulated. A server that speaks only those works with the device but fails
-//! against devtls: devtls says so rather than trust its verdict. The list
+//! emulated by these endpoints. (doctor is not limited by this: [`hello`]
+//! offers and reads all 18 without a TLS library.) The list
 //! for any profile is [`restrict::unemulated_suites`]; for `openmv`:
 //!
 //! ```
@@ -78,7 +83,9 @@
 pub mod config;
 pub mod diagnose;
 pub mod dtls;
-pub mod probe;
+pub mod examine;
+pub mod fetch;
+pub mod hello;
 pub mod report;
 pub mod restrict;
 pub mod tls;

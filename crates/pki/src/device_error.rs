@@ -75,6 +75,18 @@ errors! {
         "an Ed25519 (or other unknown) key in the peer chain or key file";
     BAD_CERTIFICATE = 0x7A00, "MBEDTLS_ERR_SSL_BAD_CERTIFICATE",
         "the peer's certificate passed X.509 verification but its keyUsage/extendedKeyUsage does not allow the role (measured: mbedTLS returns this instead of -0x2700 when usage is the only problem)";
+    BAD_PROTOCOL_VERSION = 0x6E80, "MBEDTLS_ERR_SSL_BAD_PROTOCOL_VERSION",
+        "the server chose a protocol version the device does not speak";
+    ILLEGAL_PARAMETER = 0x6600, "MBEDTLS_ERR_SSL_ILLEGAL_PARAMETER",
+        "the server chose a suite, group or signature algorithm the device did not offer";
+    DECODE_ERROR = 0x7300, "MBEDTLS_ERR_SSL_DECODE_ERROR",
+        "the server sent a handshake message the device cannot read";
+    ECP_VERIFY_FAILED = 0x4E00, "MBEDTLS_ERR_ECP_VERIFY_FAILED",
+        "the server's ECDSA key exchange signature does not verify with its certificate's key";
+    RSA_VERIFY_FAILED = 0x4380, "MBEDTLS_ERR_RSA_VERIFY_FAILED",
+        "the server's RSA key exchange signature does not verify with its certificate's key";
+    TIMEOUT = 0x6800, "MBEDTLS_ERR_SSL_TIMEOUT",
+        "DTLS: the peer never completed the handshake (e.g. a server that silently waits for a certificate the device did not send)";
     INVALID_CERT_PEM = 0x2180, "MBEDTLS_ERR_X509_INVALID_FORMAT",
         "a PEM file where the device needs DER (the script sees ValueError('invalid cert'))";
     UNKNOWN_SIG_ALG = 0x262E, "MBEDTLS_ERR_X509_UNKNOWN_SIG_ALG + MBEDTLS_ERR_OID_NOT_FOUND",

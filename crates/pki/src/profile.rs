@@ -36,6 +36,32 @@ pub enum Curve {
     Secp256k1,
 }
 
+impl Curve {
+    /// The TLS NamedGroup code point (supported_groups, ServerKeyExchange).
+    pub fn tls_group(self) -> u16 {
+        match self {
+            Curve::P256 => 23,
+            Curve::P384 => 24,
+            Curve::P521 => 25,
+            Curve::X25519 => 29,
+            Curve::Secp256k1 => 22,
+        }
+    }
+
+    /// The curve for a TLS NamedGroup code point, if it is one of these.
+    pub fn from_tls_group(code: u16) -> Option<Curve> {
+        [
+            Curve::P256,
+            Curve::P384,
+            Curve::P521,
+            Curve::X25519,
+            Curve::Secp256k1,
+        ]
+        .into_iter()
+        .find(|c| c.tls_group() == code)
+    }
+}
+
 /// A hash used in a signature algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum Hash {
@@ -130,7 +156,69 @@ pub struct Profile {
     pub verify_needs_hostname: bool,
     /// The script-level default verify mode is CERT_NONE (the `ssl` wrapper).
     pub script_default_verifies_nothing: bool,
+    /// How the device opens a handshake as a client, beyond the versions,
+    /// suites and groups above (`None`: devtls does not know its hello).
+    pub hello: Option<HelloShape>,
 }
+
+/// A ClientHello extension the device sends, by its TLS code point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum HelloExtension {
+    /// server_name (0), sent when the script passes `server_hostname`.
+    ServerName,
+    /// supported_groups (10): the profile's `groups`, in order.
+    SupportedGroups,
+    /// signature_algorithms (13): [`HelloShape::signature_algorithms`], in order.
+    SignatureAlgorithms,
+    /// ec_point_formats (11): [`HelloShape::point_formats`].
+    EcPointFormats,
+}
+
+impl HelloExtension {
+    /// The extension's IANA code point.
+    pub fn code(self) -> u16 {
+        match self {
+            HelloExtension::ServerName => 0,
+            HelloExtension::SupportedGroups => 10,
+            HelloExtension::EcPointFormats => 11,
+            HelloExtension::SignatureAlgorithms => 13,
+        }
+    }
+}
+
+/// The parts of the device's ClientHello that the other fields do not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HelloShape {
+    /// The signature_algorithms extension, TLS code points in the device's order.
+    pub signature_algorithms: &'static [u16],
+    /// Extensions in the order the device writes them.
+    pub extensions: &'static [HelloExtension],
+    /// The ec_point_formats list (0 = uncompressed).
+    pub point_formats: &'static [u8],
+    /// TLS_EMPTY_RENEGOTIATION_INFO_SCSV (0x00FF) follows the suites.
+    pub renegotiation_scsv: bool,
+    /// The first 4 bytes of the client random are the clock (gmt_unix_time).
+    pub random_starts_with_time: bool,
+    /// Session ID length offered on a fresh handshake (no resumption).
+    pub session_id_len: u8,
+}
+
+/// mbedTLS 3.6's TLS 1.2-only hello with MicroPython's configuration
+/// (`ssl_tls12_preset_default_sig_algs`; no RSA-PSS, no extended master
+/// secret, encrypt-then-MAC, tickets, ALPN or max fragment length).
+const MBEDTLS36_HELLO: HelloShape = HelloShape {
+    signature_algorithms: &[0x0603, 0x0601, 0x0503, 0x0501, 0x0403, 0x0401],
+    extensions: &[
+        HelloExtension::ServerName,
+        HelloExtension::SupportedGroups,
+        HelloExtension::SignatureAlgorithms,
+        HelloExtension::EcPointFormats,
+    ],
+    point_formats: &[0],
+    renegotiation_scsv: true,
+    random_starts_with_time: true,
+    session_id_len: 0,
+};
 
 impl Profile {
     /// Whether the device speaks this protocol version.
@@ -225,10 +313,12 @@ const MICROPYTHON_CURVES: &[&str] = &[
 ];
 const SHA2: &[Hash] = &[Hash::Sha256, Hash::Sha384, Hash::Sha512];
 
-/// OpenMV Cam and MicroPython <= v1.28 on mbedTLS 3.6: the default profile.
+/// OpenMV Cam and MicroPython v1.25 to v1.28 on mbedTLS 3.6: the default profile.
+/// (v1.28's TLS-PSK changes the hello only when a script sets a PSK, which
+/// restricts the suites to PSK ones; certificates are then not used.)
 pub const OPENMV: Profile = Profile {
     name: "openmv",
-    summary: "OpenMV Cam / MicroPython <= v1.28 on mbedTLS 3.6: DER only, one anchor, TLS 1.2",
+    summary: "OpenMV Cam / MicroPython v1.25-v1.28 firmware (mbedTLS 3.6, no PEM parser): DER only, one anchor, TLS 1.2",
     loads_pem: false,
     loads_encrypted_keys: false,
     rejects_key_trailing_bytes: false,
@@ -256,12 +346,14 @@ pub const OPENMV: Profile = Profile {
     unset_clock_year: 2000,
     verify_needs_hostname: true,
     script_default_verifies_nothing: true,
+    hello: Some(MBEDTLS36_HELLO),
 };
 
-/// MicroPython after v1.28 on bare-metal ports: PEM parsing and several anchors.
+/// MicroPython v1.29 and later on bare-metal ports (`MBEDTLS_PEM_PARSE_C`
+/// enabled): PEM parsing and several anchors; the same hello as `openmv`.
 pub const MICROPYTHON_PEM: Profile = Profile {
     name: "micropython-pem",
-    summary: "MicroPython after v1.28 (bare-metal ports): PEM accepted, several anchors, TLS 1.2",
+    summary: "MicroPython v1.29+ firmware (bare-metal ports, mbedTLS 3.6 with PEM_PARSE_C): PEM accepted, several anchors, TLS 1.2",
     loads_pem: true,
     anchors_per_context: None,
     ..OPENMV
@@ -298,6 +390,7 @@ pub const MODERN: Profile = Profile {
     unset_clock_year: 1970,
     verify_needs_hostname: false,
     script_default_verifies_nothing: false,
+    hello: None,
 };
 
 /// Every profile devtls knows, the default first.

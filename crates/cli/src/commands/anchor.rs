@@ -8,7 +8,7 @@ use std::time::Duration;
 use anstream::println;
 use anyhow::{bail, Context};
 use clap::ValueEnum;
-use devtls_net::probe::{self, Target};
+use devtls_net::fetch::{self, Target};
 use devtls_pki::chain::{Cert, Chain, Choice, Origin, Trust};
 use devtls_pki::files::{self, Output};
 use devtls_pki::profile::Profile;
@@ -263,9 +263,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(text)) => {
             let t = target(text, 443, args.sni.clone(), args.timeout)?;
             let chain = if args.dtls {
-                probe::fetch_chain_dtls(&t)
+                fetch::fetch_chain_dtls(&t)
             } else {
-                probe::fetch_chain(&t)
+                fetch::fetch_chain(&t)
             }
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             (t.display(), chain, Some(t))
@@ -285,7 +285,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let Some(url) = top.ca_issuers.first().cloned() else {
                 break;
             };
-            match probe::fetch_issuer(&url, Duration::from_secs(args.timeout.max(1))) {
+            match fetch::fetch_issuer(&url, Duration::from_secs(args.timeout.max(1))) {
                 Ok(der) if !fetched.contains(&der) => fetched.push(der),
                 Ok(_) => break,
                 Err(e) => {

@@ -6,14 +6,15 @@ use std::process::ExitCode;
 
 use anstream::println;
 use anyhow::{bail, Context};
-use devtls_net::probe::{self, FailureKind, HandshakeFailure, Identity, Probe};
+use devtls_net::examine;
+use devtls_net::hello::device::Identity;
 use devtls_pki::chain::Cert;
 use devtls_pki::device_error::{self, verify_text};
 use devtls_pki::inspect;
 use devtls_pki::profile::Profile;
 use devtls_pki::rules::{self, files::DeviceFile, files::FilesVerdict};
 use devtls_pki::sniff::{Encoding, Kind};
-use devtls_pki::verify::{self, Failure, PeerRole, Verdict};
+use devtls_pki::verify::{self, Failure, Verdict};
 use serde::Serialize;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
@@ -33,7 +34,7 @@ use crate::output;
   devtls doctor --files ./device-files
 
 Exit status: 0 the device would succeed, 1 it would fail, 2 doctor could not
-find out (server unreachable, unusable arguments).")]
+find out (server unreachable, no answer within --timeout, unusable arguments).")]
 pub struct Args {
     /// The server, HOST or HOST:PORT (port 443 by default).
     #[arg(required_unless_present = "files")]
@@ -65,7 +66,7 @@ pub struct Args {
     /// Check a device's files offline instead of a server: its certificate, key and anchor.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["target", "ca"])]
     files: Option<PathBuf>,
-    /// Seconds to wait for the server.
+    /// Seconds the whole check may take (connecting, the handshake, retries).
     #[arg(long, default_value_t = 10)]
     timeout: u64,
     /// Print the verdict as JSON.
@@ -81,11 +82,11 @@ struct Report<'a> {
     #[serde(serialize_with = "rfc3339")]
     device_time: OffsetDateTime,
     anchor: Option<String>,
-    handshake: &'a Probe,
+    handshake: &'a examine::Handshake,
+    /// What a wider hello found the server needs, when it refused the device's.
+    needs: Option<&'a devtls_net::diagnose::Needs>,
     presented: Vec<Cert>,
     works: bool,
-    /// The handshake failed in a way devtls cannot reproduce faithfully (exit 2).
-    unknown: bool,
     failures: Vec<Failure>,
     path: Vec<usize>,
     pinned_leaf: bool,
@@ -228,67 +229,6 @@ fn load_identity(
     }))
 }
 
-fn handshake_failure(
-    f: &HandshakeFailure,
-    target: &str,
-    identity: bool,
-    profile: &Profile,
-) -> Failure {
-    let says = f.device_error.as_oserror();
-    let versions = format!("{:?}", profile.versions);
-    let groups = format!("{:?}", profile.groups);
-    let (why, fix) = match (f.kind, f.needs.as_deref()) {
-        (_, Some("TLS 1.3")) | (FailureKind::NoCommonVersion, None) => (
-            format!("the server speaks only TLS 1.3; the device speaks {versions}"),
-            "enable TLS 1.2 on the server (nginx: ssl_protocols TLSv1.2 TLSv1.3;) or put a gateway in front of it".to_string(),
-        ),
-        (_, Some(n)) if n.starts_with("X25519") => (
-            format!("the server offers only X25519 key exchange; the device has {groups}"),
-            "enable secp256r1 (P-256) on the server (nginx: ssl_ecdh_curve X25519:prime256v1;)".into(),
-        ),
-        (_, Some(n)) if n.starts_with("RSA-PSS") => (
-            "the server can only sign its handshake with RSA-PSS or Ed25519; the device verifies ECDSA and RSA PKCS#1 v1.5 only".into(),
-            "give the server an ECDSA P-256 key and certificate (or a plain RSA one)".into(),
-        ),
-        (_, Some(n)) => (
-            format!("the server needs {n}"),
-            "enable the device's ECDHE AES-GCM suites on the server".into(),
-        ),
-        (FailureKind::ClientCertificateRequired, _) => (
-            "the server demands a client certificate and the device sends none".into(),
-            if identity {
-                "check the device's certificate".into()
-            } else {
-                "load the device's certificate with ctx.load_cert_chain(\"client.der\", \"client.key.der\") (doctor: --cert --key)".into()
-            },
-        ),
-        (FailureKind::ClientCertificateRefused, _) => (
-            format!("the server refused the device's own certificate ({})", f.detail),
-            "issue the device's certificate from the CA the server trusts, with extendedKeyUsage clientAuth, and check it is in date".into(),
-        ),
-        (FailureKind::NotTls, _) => (
-            format!("{target} does not speak TLS ({})", f.detail),
-            "check the port: plain HTTP or MQTT ports do not speak TLS (HTTPS is 443, MQTT over TLS 8883)".into(),
-        ),
-        (FailureKind::Closed, _) => (
-            format!("the server closed the connection during the handshake ({})", f.detail),
-            "pass server_hostname (many servers need SNI) and check the server accepts TLS 1.2 with ECDHE AES-GCM".into(),
-        ),
-        (FailureKind::NothingInCommon, None) | (FailureKind::Other, None) => (
-            format!("the handshake failed: {}", f.detail),
-            "enable TLS 1.2 with ECDHE AES-GCM suites and P-256 on the server".into(),
-        ),
-    };
-    Failure {
-        kind: verify::Kind::NotTrusted,
-        device_says: says,
-        error: Some(f.device_error),
-        subject: None,
-        why,
-        fix,
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let profile = super::profile(&args.profile)?;
     let time = device_time(&args.device_time, profile)?;
@@ -298,14 +238,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (Some(text), Some(ca)) = (&args.target, &args.ca) else {
         bail!("give HOST[:PORT] and --ca FILE, or --files DIR");
     };
-    let mut t = target(text, 443, None, args.timeout)?;
+    let t = target(text, 443, None, args.timeout)?;
     let hostname: Option<String> = if args.no_hostname {
         None
     } else {
         Some(args.hostname.clone().unwrap_or_else(|| t.host.clone()))
     };
-    // The device sends server_hostname as SNI.
-    t.sni = hostname.clone();
     let mut notes = Vec::new();
     let anchor = load_anchor(ca, &mut notes)?;
     let identity = match (&args.cert, &args.key) {
@@ -324,67 +262,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Ok(id)) => Some(id),
         None => None,
     };
-    let probe = if args.dtls {
-        probe::probe_dtls(&t, profile, id.as_ref())
-    } else {
-        probe::probe(&t, profile, id.as_ref())
-    }
+    let exam = examine::examine(&examine::Request {
+        host: &t.host,
+        port: t.port,
+        dtls: args.dtls,
+        profile,
+        anchor: anchor.as_ref().ok().map(Vec::as_slice),
+        hostname: hostname.as_deref(),
+        time,
+        identity: id.as_ref(),
+        timeout: t.timeout,
+    })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let target_text = t.display();
-    if let Some(f) = &probe.failure {
-        failures.push(handshake_failure(f, &target_text, id.is_some(), profile));
-    }
-    let mut verdict = Verdict {
-        works: false,
-        failures: Vec::new(),
-        path: Vec::new(),
-        pinned_leaf: false,
-    };
-    if let (Ok(anchor_der), false) = (&anchor, probe.chain.is_empty()) {
-        verdict = verify::verify(&verify::Input {
-            profile,
-            presented: &probe.chain,
-            anchor: anchor_der,
-            hostname: hostname.as_deref(),
-            time,
-            now: OffsetDateTime::now_utc(),
-            peer: PeerRole::Server,
-            target: Some(&target_text),
-        });
-        if probe.failure.is_some() && !verdict.failures.is_empty() {
-            notes.push(
-                "the chain the server presented to a less restricted client would fail too (below)"
-                    .into(),
-            );
-        }
-        failures.extend(verdict.failures.iter().cloned());
-    }
-    let works = failures.is_empty() && probe.failure.is_none() && verdict.works;
-    // Nothing devtls can offer works, but devtls cannot offer everything the
-    // device does (AES-CBC and RSA key exchange suites): the device might
-    // still connect, so doctor cannot say.
-    let unknown = probe.failure.as_ref().is_some_and(|f| {
-        matches!(f.kind, FailureKind::NothingInCommon | FailureKind::Other) && f.needs.is_none()
-    }) && !args.dtls;
-    if unknown {
-        let missing: Vec<String> = devtls_net::restrict::unemulated_suites(profile)
-            .iter()
-            .map(|s| s.name.to_string())
-            .collect();
-        notes.push(format!(
-            "no handshake devtls can make works with this server, and devtls cannot offer the device's {} \
-             suites: if the server speaks only those, the device may still connect; doctor cannot tell",
-            missing.join(", ")
-        ));
-    }
-    let presented: Vec<Cert> = probe
+    failures.extend(exam.failures.iter().cloned());
+    notes.extend(exam.notes.iter().cloned());
+    let works = failures.is_empty() && exam.works;
+    let presented: Vec<Cert> = exam
         .chain
         .iter()
         .filter_map(|d| Cert::parse(d).ok())
         .collect();
+    let (path, pinned_leaf) = exam
+        .verdict
+        .as_ref()
+        .map_or((Vec::new(), false), |v| (v.path.clone(), v.pinned_leaf));
     if args.json {
         output::json(&Report {
-            target: target_text,
+            target: exam.target.clone(),
             profile: profile.name,
             hostname: hostname.as_deref(),
             device_time: time,
@@ -393,18 +297,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .ok()
                 .and_then(|d| Cert::parse(d).ok())
                 .map(|c| c.subject().to_string()),
-            handshake: &probe,
+            handshake: &exam.handshake,
+            needs: exam.needs.as_ref(),
             presented,
             works,
-            unknown,
             failures,
-            path: verdict.path,
-            pinned_leaf: verdict.pinned_leaf,
+            path,
+            pinned_leaf,
             notes,
         })?;
     } else {
         if !presented.is_empty() {
-            print_chain(&format!("Certificate chain ({target_text})"), &presented, 0);
+            print_chain(
+                &format!("Certificate chain ({})", exam.target),
+                &presented,
+                0,
+            );
             println!();
         }
         output::heading("The device");
@@ -426,23 +334,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .map_or("(not passed)".to_string(), |h| format!("\"{h}\""))
         );
         println!("  clock            {}", fmt_time(time));
-        if let (Some(v), Some(s)) = (&probe.version, &probe.suite) {
-            println!("  handshake        {v}, {s}");
+        let h = &exam.handshake;
+        if let (Some(v), Some(s)) = (&h.version, &h.suite) {
+            let kx = match (&h.group, &h.signature_algorithm) {
+                (Some(g), Some(sa)) => format!(", {g}, signed {sa}"),
+                _ => String::new(),
+            };
+            println!("  handshake        {v}, {s}{kx}");
+        }
+        if h.client_cert_requested {
+            println!("  client cert      requested by the server");
         }
         println!();
         for n in &notes {
             output::warn(n);
         }
-        if unknown {
-            output::heading("? doctor cannot tell whether the device would connect");
-        } else {
-            print_verdict(works, &failures, &verdict);
-        }
+        let verdict = Verdict {
+            works,
+            failures: Vec::new(),
+            path,
+            pinned_leaf,
+        };
+        print_verdict(works, &failures, &verdict);
     }
     Ok(if works {
         ExitCode::SUCCESS
-    } else if unknown {
-        ExitCode::from(2)
     } else {
         ExitCode::from(1)
     })
