@@ -115,6 +115,18 @@ pub enum LintRole {
     Chain,
 }
 
+impl From<crate::issue::Role> for LintRole {
+    /// The role a certificate was issued for, as lint checks it.
+    fn from(role: crate::issue::Role) -> Self {
+        use crate::issue::Role;
+        match role {
+            Role::Server | Role::Both => LintRole::Server,
+            Role::Client => LintRole::Client,
+            Role::Ca => LintRole::Anchor,
+        }
+    }
+}
+
 impl LintRole {
     /// How the role is described in output.
     pub fn words(self) -> &'static str {
