@@ -206,7 +206,7 @@ pub fn lint_files(
             profile,
             host,
             at: time::OffsetDateTime::now_utc(),
-            role: role.map(Into::into),
+            role,
         },
     ))
 }
