@@ -7,7 +7,7 @@
 pub mod ari;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use devtls_pki::issue::{self, Authority, CertSpec, Role};

@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod interactive;
 pub mod require;
 
+#[allow(unused_imports)] // each test file uses what it needs
 pub use require::{require, tool};
 
 use std::net::{TcpListener, TcpStream, UdpSocket};

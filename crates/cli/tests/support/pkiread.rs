@@ -2,7 +2,6 @@
 //! devtls must read what other tools write.
 
 use std::path::Path;
-use std::process::Command;
 
 use super::{openssl_ok, text};
 
