@@ -8,8 +8,7 @@ pub mod fleet;
 pub mod interactive;
 pub mod require;
 
-// Not every test binary calls these; the re-export is for those that do.
-#[allow(unused_imports)]
+#[allow(unused_imports)] // each test file uses what it needs
 pub use require::{require, tool};
 
 use std::net::{TcpListener, TcpStream, UdpSocket};
