@@ -11,4 +11,4 @@ command -v maturin >/dev/null || {
 }
 rm -rf target/wheels
 maturin build --release --out target/wheels "$@" >&2
-ls target/wheels/devtls-*.whl
+ls "$PWD"/target/wheels/devtls-*.whl
