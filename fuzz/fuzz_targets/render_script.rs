@@ -5,40 +5,12 @@
 //! (no value adds a line or ends its string early).
 #![no_main]
 
-use devtls_pki::names::{self, py_str};
+use devtls_pki::names::{self, py_str, py_unquote};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../../crates/cli/src/snippets.rs"]
 #[allow(dead_code)]
 mod snippets;
-
-/// Reads back a double-quoted literal as Python does (the escapes `py_str` uses).
-fn unquote(lit: &str) -> Option<String> {
-    let inner = lit.strip_prefix('"')?.strip_suffix('"')?;
-    let mut out = String::new();
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' | '\n' | '\r' => return None,
-            '\\' => {
-                let e = chars.next()?;
-                let mut hex = |n: usize| {
-                    let h: String = chars.by_ref().take(n).collect();
-                    char::from_u32(u32::from_str_radix(&h, 16).ok()?)
-                };
-                out.push(match e {
-                    '"' | '\\' => e,
-                    'x' => hex(2)?,
-                    'u' => hex(4)?,
-                    'U' => hex(8)?,
-                    _ => return None,
-                });
-            }
-            c => out.push(c),
-        }
-    }
-    Some(out)
-}
 
 fuzz_target!(|bytes: &[u8]| {
     let text = String::from_utf8_lossy(bytes);
@@ -48,7 +20,7 @@ fuzz_target!(|bytes: &[u8]| {
     let anchor = parts.next().unwrap_or("ca.der");
     let lit = py_str(host);
     assert!(lit.is_ascii(), "{lit}");
-    assert_eq!(unquote(&lit).as_deref(), Some(host));
+    assert_eq!(py_unquote(&lit).as_deref(), Some(host));
     let files = snippets::DeviceFiles {
         cert: Some(cert),
         key: Some("client.key.der"),

@@ -219,34 +219,6 @@ mod tests {
         }
     }
 
-    /// Reads back a literal `py_str` made, as Python does; `None` if it ends early.
-    fn unquote(lit: &str) -> Option<String> {
-        let inner = lit.strip_prefix('"')?.strip_suffix('"')?;
-        let mut out = String::new();
-        let mut chars = inner.chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '"' | '\n' | '\r' => return None,
-                '\\' => {
-                    let e = chars.next()?;
-                    let mut hex = |n: usize| {
-                        let h: String = chars.by_ref().take(n).collect();
-                        char::from_u32(u32::from_str_radix(&h, 16).ok()?)
-                    };
-                    out.push(match e {
-                        '"' | '\\' => e,
-                        'x' => hex(2)?,
-                        'u' => hex(4)?,
-                        'U' => hex(8)?,
-                        _ => return None,
-                    });
-                }
-                c => out.push(c),
-            }
-        }
-        Some(out)
-    }
-
     fn cases() -> u32 {
         std::env::var("DEVTLS_FUZZ_CASES")
             .ok()
@@ -268,7 +240,7 @@ mod tests {
         fn any_value_stays_inside_its_literal(host in "\\PC*|.*", cert in ".*") {
             let lit = devtls_pki::names::py_str(&host);
             proptest::prop_assert!(lit.is_ascii());
-            proptest::prop_assert_eq!(unquote(&lit), Some(host.clone()));
+            proptest::prop_assert_eq!(devtls_pki::names::py_unquote(&lit), Some(host.clone()));
             let files = DeviceFiles { cert: Some(&cert), key: Some("k"), anchor: Some(&cert) };
             let plain = DeviceFiles { cert: Some("c"), key: Some("k"), anchor: Some("a") };
             let script = client(&files, &host, 8443);

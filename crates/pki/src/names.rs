@@ -231,6 +231,37 @@ pub fn py_str(text: &str) -> String {
     out
 }
 
+/// Reads a literal made by [`py_str`] back as Python does: `None` when it is
+/// not one whole double-quoted, single-line literal (a quote or line break
+/// inside ends it early). The inverse the tests and the fuzz target check
+/// `py_str` against.
+pub fn py_unquote(lit: &str) -> Option<String> {
+    let inner = lit.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\n' | '\r' => return None,
+            '\\' => {
+                let e = chars.next()?;
+                let mut hex = |n: usize| {
+                    let h: String = chars.by_ref().take(n).collect();
+                    char::from_u32(u32::from_str_radix(&h, 16).ok()?)
+                };
+                out.push(match e {
+                    '"' | '\\' => e,
+                    'x' => hex(2)?,
+                    'u' => hex(4)?,
+                    'U' => hex(8)?,
+                    _ => return None,
+                });
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
 /// One CSV cell for a file a spreadsheet may open: quoted when it holds a
 /// comma, quote or line break, and prefixed with `'` when a spreadsheet would
 /// evaluate it (it starts with `=`, `+`, `-`, `@`, a tab or a carriage return),
@@ -329,37 +360,8 @@ mod tests {
         ] {
             let lit = py_str(s);
             assert!(lit.is_ascii() && !lit.contains(['\n', '\r']), "{lit}");
-            assert_eq!(unquote(&lit).as_deref(), Some(s), "{lit}");
+            assert_eq!(py_unquote(&lit).as_deref(), Some(s), "{lit}");
         }
-    }
-
-    /// Reads back a literal `py_str` made, as Python would; `None` if a
-    /// quote ends it early.
-    fn unquote(lit: &str) -> Option<String> {
-        let inner = lit.strip_prefix('"')?.strip_suffix('"')?;
-        let mut out = String::new();
-        let mut chars = inner.chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '"' => return None,
-                '\\' => {
-                    let e = chars.next()?;
-                    let mut hex = |n: usize| {
-                        let h: String = chars.by_ref().take(n).collect();
-                        char::from_u32(u32::from_str_radix(&h, 16).ok()?)
-                    };
-                    out.push(match e {
-                        '"' | '\\' => e,
-                        'x' => hex(2)?,
-                        'u' => hex(4)?,
-                        'U' => hex(8)?,
-                        _ => return None,
-                    });
-                }
-                c => out.push(c),
-            }
-        }
-        Some(out)
     }
 
     #[test]
