@@ -61,7 +61,20 @@ pub enum Error {
     /// Bytes that are not a ROMFS image.
     #[error("not a ROMFS image: {0}")]
     Malformed(String),
+    /// The folder's files add up to more than an image may hold ([`MAX_CONTENT`]).
+    #[error("{path}: the folder's files pass {limit} bytes, more than a ROMFS image for a board holds; leave large files out of the folder")]
+    TooLarge {
+        /// The file that passed the limit.
+        path: PathBuf,
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
+
+/// Most bytes of file contents [`Tree::from_dir`] reads (64 MiB, the limit
+/// every devtls input has; a board's ROMFS partition is far smaller), so a
+/// stray large file is refused instead of read into memory.
+pub const MAX_CONTENT: u64 = 64 * 1024 * 1024;
 
 /// A folder tree to put in an image, in the order the image lists it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -98,6 +111,12 @@ impl Tree {
     /// Reads a folder from disk as `mpremote romfs build` does: every entry,
     /// sorted by name, folders recursively, links followed.
     pub fn from_dir(dir: &Path) -> Result<Self, Error> {
+        let mut budget = MAX_CONTENT;
+        Tree::from_dir_within(dir, &mut budget)
+    }
+
+    /// [`Tree::from_dir`] reading at most `budget` bytes of file contents.
+    fn from_dir_within(dir: &Path, budget: &mut u64) -> Result<Self, Error> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::Io { path, source }
@@ -117,9 +136,9 @@ impl Tree {
             let path = dir.join(&name);
             let meta = fs::metadata(&path).map_err(io(&path))?;
             let node = if meta.is_dir() {
-                Node::Folder(Tree::from_dir(&path)?)
+                Node::Folder(Tree::from_dir_within(&path, budget)?)
             } else if meta.is_file() {
-                Node::File(fs::read(&path).map_err(io(&path))?)
+                Node::File(read_within(&path, budget)?)
             } else {
                 return Err(Error::Special(path));
             };
@@ -366,9 +385,54 @@ fn name_error(path: &Path) -> Error {
     }
 }
 
+/// Reads the regular file `path`, taking its size from `budget`; refuses it
+/// when it would pass the budget (also when it grows while being read).
+fn read_within(path: &Path, budget: &mut u64) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let too_large = || Error::TooLarge {
+        path: path.to_path_buf(),
+        limit: MAX_CONTENT,
+    };
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = fs::File::open(path).map_err(io)?;
+    if file.metadata().map_err(io)?.len() > *budget {
+        return Err(too_large());
+    }
+    let mut data = Vec::new();
+    file.take(*budget + 1).read_to_end(&mut data).map_err(io)?;
+    let len = data.len() as u64;
+    if len > *budget {
+        return Err(too_large());
+    }
+    *budget -= len;
+    Ok(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_whose_files_pass_the_limit_is_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("ca.der"), b"small").unwrap();
+        // Sparse: the size is there, the disk blocks are not.
+        let big = fs::File::create(dir.path().join("video.bin")).unwrap();
+        big.set_len(MAX_CONTENT).unwrap();
+        match Tree::from_dir(dir.path()) {
+            Err(Error::TooLarge { path, limit }) => {
+                assert!(path.ends_with("video.bin"), "{}", path.display());
+                assert_eq!(limit, MAX_CONTENT);
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        fs::remove_file(dir.path().join("video.bin")).unwrap();
+        let tree = Tree::from_dir(dir.path()).unwrap();
+        assert_eq!(tree.files(), vec![("ca.der".to_string(), &b"small"[..])]);
+    }
 
     #[test]
     fn the_byte_exact_examples_of_the_format() {
