@@ -608,3 +608,191 @@ fn print_config_nginx_is_accepted_by_nginx() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A TLS 1.2 device stand-in whose certificate can be switched while it
+/// runs (a device re-provisioned in place): each connection reads a line and
+/// answers with the name of the certificate it was served with.
+struct SwitchableDevice {
+    port: u16,
+    serving: std::sync::Arc<std::sync::Mutex<(String, std::sync::Arc<rustls::sign::CertifiedKey>)>>,
+}
+
+#[derive(Debug)]
+struct Current(std::sync::Arc<std::sync::Mutex<(String, std::sync::Arc<rustls::sign::CertifiedKey>)>>);
+
+impl rustls::server::ResolvesServerCert for Current {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.lock().unwrap().1.clone())
+    }
+}
+
+fn device_key(dir: &Path, name: &str) -> std::sync::Arc<rustls::sign::CertifiedKey> {
+    let cert = std::fs::read(dir.join(name).join("server.der")).unwrap();
+    let key = std::fs::read(dir.join(name).join("server.key.der")).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key).unwrap();
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    std::sync::Arc::new(
+        rustls::sign::CertifiedKey::from_der(vec![cert.into()], key, &provider).unwrap(),
+    )
+}
+
+impl SwitchableDevice {
+    fn start(dir: &Path, name: &str) -> SwitchableDevice {
+        use std::io::{BufRead, Write};
+        let serving = std::sync::Arc::new(std::sync::Mutex::new((
+            name.to_string(),
+            device_key(dir, name),
+        )));
+        let config = std::sync::Arc::new(
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(std::sync::Arc::new(Current(serving.clone()))),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let current = serving.clone();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let config = config.clone();
+                let current = current.clone();
+                std::thread::spawn(move || {
+                    let _ = tcp.set_read_timeout(Some(WAIT));
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    let mut tls = rustls::StreamOwned::new(conn, tcp);
+                    // The name is taken when the handshake runs (the first read).
+                    let mut line = String::new();
+                    let mut reader = std::io::BufReader::new(&mut tls);
+                    if reader.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    drop(reader);
+                    let served = current.lock().unwrap().0.clone();
+                    let _ = tls.write_all(format!("{served}\n").as_bytes());
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+        SwitchableDevice { port, serving }
+    }
+
+    fn switch(&self, dir: &Path, name: &str) {
+        *self.serving.lock().unwrap() = (name.to_string(), device_key(dir, name));
+    }
+}
+
+/// PEM of the device certificates `names` (dir/NAME/server.der), for an anchor file.
+fn anchors_pem(dir: &Path, names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| {
+            let out = support::openssl_ok(
+                dir,
+                &[
+                    "x509",
+                    "-inform",
+                    "DER",
+                    "-in",
+                    &format!("{n}/server.der"),
+                ],
+            );
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn the_device_anchor_reloads_under_load_without_a_failed_connection() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    public_chain(d, "gw", &["gw.test"]);
+    // The device before and after re-provisioning: two self-signed
+    // certificates for the same name.
+    for dir in ["old", "new"] {
+        std::fs::create_dir_all(d.join(dir)).unwrap();
+        ok_in(&d.join(dir), &["new", "server", "--dns", "openmv"]);
+    }
+    let device = SwitchableDevice::start(d, "old");
+    let write_anchor = |pem: &str| {
+        std::fs::write(d.join("anchor.tmp"), pem).unwrap();
+        std::fs::rename(d.join("anchor.tmp"), d.join("anchor.pem")).unwrap();
+    };
+    write_anchor(&anchors_pem(d, &["old"]));
+    let toml = format!(
+        "reload_interval_secs = 0.2\n[[route]]\nlisten = \"127.0.0.1:0\"\ncert = \"gw-fullchain.pem\"\n\
+         key = \"gw-key.pem\"\nto = \"127.0.0.1:{}\"\ndevice_ca = \"anchor.pem\"\ndevice_name = \"openmv\"\n",
+        device.port
+    );
+    std::fs::write(d.join("gateway.toml"), toml).unwrap();
+    let mut gateway = Gateway::start(d, &["--config", "gateway.toml"], 1);
+    let port = gateway.port();
+    let config = gw::client_config(&d.join("root.pem"));
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(400));
+
+    // Opened before any change; its device connection is made now.
+    let mut early = tls_connect(&config, port, "gw.test").unwrap();
+    let stop = AtomicBool::new(false);
+    let answers = std::sync::Mutex::new(Vec::<String>::new());
+    let failures = std::sync::Mutex::new(Vec::<String>::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    match tls_exchange(&config, port, "gw.test", b"ping\n") {
+                        Ok(reply) => answers
+                            .lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&reply).trim().to_string()),
+                        Err(e) => failures.lock().unwrap().push(e.to_string()),
+                    }
+                }
+            });
+        }
+        pause();
+        // A broken anchor file: refused, the old anchor stays.
+        write_anchor("-----BEGIN CERTIFICATE-----\nnot base64\n");
+        let refused = gateway.wait_json(|v| v["event"] == "reload_refused");
+        assert_eq!(refused["what"], "device_side", "{refused}");
+        assert!(
+            refused["error"].as_str().unwrap().contains("anchor.pem"),
+            "{refused}"
+        );
+        pause();
+        // The rotation: both certificates, then the device changes, then only the new one.
+        write_anchor(&anchors_pem(d, &["old", "new"]));
+        let reloaded = gateway.wait_json(|v| v["event"] == "reloaded");
+        assert_eq!(reloaded["what"], "device_side", "{reloaded}");
+        pause();
+        device.switch(d, "new");
+        pause();
+        write_anchor(&anchors_pem(d, &["new"]));
+        gateway.wait_json(|v| v["event"] == "reloaded");
+        pause();
+        stop.store(true, Ordering::Relaxed);
+    });
+    let failures = failures.into_inner().unwrap();
+    let answers = answers.into_inner().unwrap();
+    assert!(failures.is_empty(), "failed exchanges: {failures:?}");
+    assert!(answers.contains(&"old".to_string()), "{answers:?}");
+    assert_eq!(answers.last().map(String::as_str), Some("new"), "{answers:?}");
+    // The connection opened before every change still works (its device
+    // connection was verified with the old anchor and kept).
+    assert_eq!(gw::exchange(&mut early, b"late\n").unwrap(), b"old\n");
+    // The old device certificate is no longer trusted for new connections.
+    device.switch(d, "old");
+    let refused = tls_exchange(&config, port, "gw.test", b"ping\n");
+    assert!(
+        refused.as_ref().map_or(true, |r| r.is_empty()),
+        "{refused:?}"
+    );
+    let line = gateway.wait_json(|v| v["outcome"] == "upstream_failed");
+    assert_eq!(line["diagnosis"]["reason"], "unknown_ca", "{line}");
+}

@@ -4,8 +4,7 @@
 //! the certificate in use is kept.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use devtls_net::config::Identity;
 use devtls_net::report::CertSummary;
@@ -14,6 +13,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::config::CertFiles;
+use crate::watch::Watched;
 
 /// A certificate or key file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -54,16 +54,6 @@ pub fn load(files: &CertFiles, profile: &Profile) -> Result<Identity, CertError>
     })
 }
 
-/// What a file looked like when last read: modification time and length of
-/// the certificate and the key (symbolic links followed, as certbot's
-/// `live/` folder uses them).
-type Stamp = [(Option<SystemTime>, u64); 2];
-
-fn stamp(files: &CertFiles) -> Stamp {
-    let one = |p: &Path| std::fs::metadata(p).map_or((None, 0), |m| (m.modified().ok(), m.len()));
-    [one(&files.cert), one(&files.key)]
-}
-
 /// What a check for changed files found.
 #[derive(Debug)]
 pub enum Reload {
@@ -80,55 +70,37 @@ pub enum Reload {
 #[derive(Debug)]
 pub struct ReloadableCert {
     files: CertFiles,
-    profile: &'static Profile,
-    current: RwLock<Arc<CertifiedKey>>,
-    seen: Mutex<Stamp>,
+    watched: Watched<CertifiedKey, CertError>,
 }
 
 impl ReloadableCert {
     /// Reads the files now; an unusable file is an error (nothing to keep yet).
     pub fn load(files: &CertFiles, profile: &'static Profile) -> Result<Self, CertError> {
-        let seen = stamp(files);
-        let identity = load(files, profile)?;
+        let f = files.clone();
+        let watched = Watched::new(vec![files.cert.clone(), files.key.clone()], move || {
+            load(&f, profile).map(|identity| identity.certified)
+        })?;
         Ok(ReloadableCert {
             files: files.clone(),
-            profile,
-            current: RwLock::new(identity.certified),
-            seen: Mutex::new(seen),
+            watched,
         })
     }
 
     /// The certificate in use.
     pub fn current(&self) -> Arc<CertifiedKey> {
-        match self.current.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.watched.current()
     }
 
     /// Re-reads the files if they changed since last looked at. A change is
     /// reported once: a refused file is not retried until it changes again.
     pub fn poll(&self) -> Option<Reload> {
-        let now = stamp(&self.files);
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            if *seen == now {
-                return None;
-            }
-            *seen = now;
-        }
-        Some(match load(&self.files, self.profile) {
-            Ok(identity) => {
-                let leaf = identity
-                    .chain()
+        Some(match self.watched.poll()? {
+            Ok(certified) => Reload::Reloaded {
+                leaf: certified
+                    .cert
                     .first()
-                    .and_then(|c| CertSummary::from_der(c));
-                match self.current.write() {
-                    Ok(mut c) => *c = identity.certified,
-                    Err(poisoned) => *poisoned.into_inner() = identity.certified,
-                }
-                Reload::Reloaded { leaf }
-            }
+                    .and_then(|c| CertSummary::from_der(c)),
+            },
             Err(e) => Reload::Refused(e),
         })
     }

@@ -114,6 +114,8 @@ pub struct Route {
     /// Client certificates must chain to this (devices proving themselves
     /// with their fleet certificate on an outbound route).
     pub client_ca: Option<PathBuf>,
+    /// Client certificates on this CRL are refused (reloaded when it changes).
+    pub client_crl: Option<PathBuf>,
     /// The other side.
     pub upstream: Upstream,
     /// Timeouts and the connection cap.
@@ -169,6 +171,8 @@ pub struct RouteSpec {
     pub profile: Option<String>,
     /// Outbound: devices must present a certificate from this CA.
     pub client_ca: Option<PathBuf>,
+    /// Outbound: device certificates on this CRL are refused (`devtls fleet crl`).
+    pub client_crl: Option<PathBuf>,
     /// Outbound: the public server's name (default: the host of `to`).
     pub public_name: Option<String>,
     /// Outbound: anchors for the public server instead of the Mozilla roots.
@@ -284,6 +288,7 @@ impl RouteSpec {
             &mut self.client_cert,
             &mut self.client_key,
             &mut self.client_ca,
+            &mut self.client_crl,
             &mut self.public_ca,
         ]
         .into_iter()
@@ -341,6 +346,7 @@ impl RouteSpec {
                     ("public_ca", self.public_ca.is_some()),
                     ("public_name", self.public_name.is_some()),
                     ("client_ca", self.client_ca.is_some()),
+                    ("client_crl", self.client_crl.is_some()),
                 ] {
                     if set {
                         return Err(err(format!(
@@ -379,6 +385,13 @@ impl RouteSpec {
                 }
             }
             Direction::Outbound => {
+                if self.client_crl.is_some() && self.client_ca.is_none() {
+                    return Err(err(
+                        "client_crl needs client_ca: a CRL applies to the device certificates \
+                         client_ca checks"
+                            .into(),
+                    ));
+                }
                 for (key, set) in [
                     ("device_ca", self.device_ca.is_some()),
                     ("device_name", self.device_name.is_some()),
@@ -425,6 +438,7 @@ impl RouteSpec {
             sni: self.sni.as_ref().map(|s| s.to_ascii_lowercase()),
             cert,
             client_ca: self.client_ca.clone(),
+            client_crl: self.client_crl.clone(),
             upstream,
             limits,
         })

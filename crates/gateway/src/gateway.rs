@@ -2,13 +2,14 @@
 //! by the SNI in the ClientHello, the upstream connected while the client's
 //! handshake completes, then the relay; certificate files polled for changes.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use devtls_net::config::{Identity, ServerSettings};
 use devtls_pki::profile::{self, Profile};
+use devtls_net::verify::PRESENTED_BY_CLIENT;
 use rustls::server::{Acceptor, WebPkiClientVerifier};
 use rustls::ServerConfig;
 use tokio::io::AsyncWriteExt;
@@ -17,11 +18,13 @@ use tokio::sync::Semaphore;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::certs::{self, CertError, ReloadableCert, RouteCert};
+use crate::clientauth::{ClientAuth, Revoked};
 use crate::config::{Direction, GatewayConfig, Route};
 use crate::log::{millis, ConnLog, Logger, Outcome};
 use crate::relay::{self, End};
 use crate::routing::{self, Listener};
-use crate::upstream::{Connector, UpstreamError};
+use crate::upstream::{self, Connector, UpstreamError};
+use crate::watch::Watched;
 
 /// Why the gateway cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -66,13 +69,21 @@ pub struct Stats {
     pub relayed: AtomicU64,
 }
 
-/// A route ready to serve.
+/// A route ready to serve. Each part is rebuilt when its files change.
 struct RouteRt {
     route: Route,
     cert: Arc<ReloadableCert>,
-    server: Arc<ServerConfig>,
-    upstream: Connector,
+    server: Arc<Watched<PublicSide, CertError>>,
+    upstream: Arc<Watched<Connector, UpstreamError>>,
     slots: Arc<Semaphore>,
+}
+
+/// The public side of a route: the rustls configuration and, when devices
+/// prove themselves, how their certificates are checked.
+#[derive(Debug)]
+struct PublicSide {
+    config: Arc<ServerConfig>,
+    auth: Option<ClientAuth>,
 }
 
 /// A bound gateway.
@@ -93,50 +104,53 @@ fn shown_to(route: &Route) -> &'static Profile {
     }
 }
 
+fn public_side(route: &Route, cert: &Arc<ReloadableCert>) -> Result<PublicSide, CertError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let auth = match &route.client_ca {
+        None => None,
+        Some(ca) => Some(ClientAuth::load(
+            ca,
+            route.client_crl.as_deref(),
+            cert.current(),
+        )?),
+    };
+    let verifier = auth
+        .as_ref()
+        .map_or_else(WebPkiClientVerifier::no_client_auth, |a| a.verifier.clone());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CertError::Unusable {
+            files: route.cert.cert.display().to_string(),
+            message: format!("no usable TLS version: {e}"),
+        })?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(RouteCert(cert.clone())));
+    Ok(PublicSide {
+        config: Arc::new(config),
+        auth,
+    })
+}
+
 fn route_rt(route: &Route) -> Result<RouteRt, GatewayError> {
     let cert_err = |error| GatewayError::Cert {
         route: route.name.clone(),
         error,
     };
     let cert = Arc::new(ReloadableCert::load(&route.cert, shown_to(route)).map_err(cert_err)?);
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = match &route.client_ca {
-        None => WebPkiClientVerifier::no_client_auth(),
-        Some(path) => {
-            let cas = devtls_net::config::certificates(&certs::read(path).map_err(cert_err)?)
-                .map_err(|e| {
-                    cert_err(CertError::Unusable {
-                        files: path.display().to_string(),
-                        message: e.to_string(),
-                    })
-                })?;
-            // net's client-certificate check (webpki plus the device's
-            // acceptance of a certificate that is itself the anchor).
-            let identity = Identity {
-                certified: cert.current(),
-            };
-            let mut settings = ServerSettings::new(identity);
-            settings.client_ca = Some(cas);
-            settings.profile = profile::DEFAULT;
-            devtls_net::tls::server::client_verifier(&settings)
-                .map_err(|e| {
-                    cert_err(CertError::Unusable {
-                        files: path.display().to_string(),
-                        message: e.to_string(),
-                    })
-                })?
-                .unwrap_or_else(WebPkiClientVerifier::no_client_auth)
-        }
-    };
-    let server = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| GatewayError::Upstream {
-            route: route.name.clone(),
-            error: UpstreamError::Settings(e.to_string()),
-        })?
-        .with_client_cert_verifier(verifier)
-        .with_cert_resolver(Arc::new(RouteCert(cert.clone())));
-    let upstream = Connector::new(&route.upstream).map_err(|error| GatewayError::Upstream {
+    let public_files = route
+        .client_ca
+        .iter()
+        .chain(&route.client_crl)
+        .cloned()
+        .collect();
+    let (r, c) = (route.clone(), cert.clone());
+    let server = Watched::new(public_files, move || public_side(&r, &c).map(Arc::new))
+        .map_err(cert_err)?;
+    let up = route.upstream.clone();
+    let upstream = Watched::new(upstream::files(&up), move || {
+        Connector::new(&up).map(Arc::new)
+    })
+    .map_err(|error| GatewayError::Upstream {
         route: route.name.clone(),
         error,
     })?;
@@ -144,7 +158,7 @@ fn route_rt(route: &Route) -> Result<RouteRt, GatewayError> {
         route: route.clone(),
         cert,
         server: Arc::new(server),
-        upstream,
+        upstream: Arc::new(upstream),
         slots: Arc::new(Semaphore::new(route.limits.max_connections)),
     })
 }
@@ -225,9 +239,20 @@ impl Gateway {
                             stats.active.fetch_add(1, Ordering::Relaxed);
                             stats.accepted.fetch_add(1, Ordering::Relaxed);
                             tokio::spawn(async move {
-                                let log =
-                                    handle(conn, client, &listener, &routes, hello_timeout, &stats)
-                                        .await;
+                                let slot = RefCell::new(Vec::new());
+                                let log = PRESENTED_BY_CLIENT
+                                    .scope(
+                                        slot,
+                                        handle(
+                                            conn,
+                                            client,
+                                            &listener,
+                                            &routes,
+                                            hello_timeout,
+                                            &stats,
+                                        ),
+                                    )
+                                    .await;
                                 logger.conn(&log);
                                 if stats.active.fetch_sub(1, Ordering::Relaxed) == 1 {
                                     release_memory();
@@ -277,7 +302,9 @@ fn raise_fd_limit() {
     }
 }
 
-/// Checks every route's certificate files each `interval`; logs reloads and refusals.
+/// Checks every route's files each `interval` (its certificate, the
+/// device side's anchor and client certificate, the client CA and CRL);
+/// logs reloads and refusals.
 async fn watch_certs(routes: Arc<Vec<RouteRt>>, interval: Duration, logger: Logger) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -285,40 +312,86 @@ async fn watch_certs(routes: Arc<Vec<RouteRt>>, interval: Duration, logger: Logg
         tick.tick().await;
         for rt in routes.iter() {
             let cert = rt.cert.clone();
-            let Ok(Some(event)) = tokio::task::spawn_blocking(move || cert.poll()).await else {
-                continue;
-            };
-            let files = rt.cert.files();
-            match event {
-                certs::Reload::Reloaded { leaf } => {
-                    let (subject, until) = leaf.as_ref().map_or_else(
-                        || (String::new(), String::new()),
-                        |l| (l.subject.clone(), l.not_after.clone()),
-                    );
-                    logger.event(
-                        "reloaded",
-                        &format!(
-                            "{}: reloaded {} ({subject}, valid until {until}); new connections use it",
-                            rt.route.name,
-                            files.cert.display()
-                        ),
-                        serde_json::json!({
-                            "route": rt.route.name, "cert": files.cert.display().to_string(),
-                            "subject": subject, "not_after": until,
-                        }),
-                    );
-                }
-                certs::Reload::Refused(e) => logger.event(
-                    "reload_refused",
-                    &format!(
-                        "{}: refused the new certificate: {e}; keeping the one in use (fix the files \
-                         and save them again)",
-                        rt.route.name
-                    ),
-                    serde_json::json!({"route": rt.route.name, "error": e.to_string()}),
-                ),
+            if let Ok(Some(event)) = tokio::task::spawn_blocking(move || cert.poll()).await {
+                log_cert_reload(rt, event, logger);
+            }
+            let server = rt.server.clone();
+            if let Ok(Some(result)) = tokio::task::spawn_blocking(move || server.poll()).await {
+                log_reload(rt, "client_ca", rt.server.files(), result.err(), logger);
+            }
+            let upstream = rt.upstream.clone();
+            if let Ok(Some(result)) = tokio::task::spawn_blocking(move || upstream.poll()).await {
+                log_reload(rt, "device_side", rt.upstream.files(), result.err(), logger);
             }
         }
+    }
+}
+
+fn log_cert_reload(rt: &RouteRt, event: certs::Reload, logger: Logger) {
+    let files = rt.cert.files();
+    match event {
+        certs::Reload::Reloaded { leaf } => {
+            let (subject, until) = leaf.as_ref().map_or_else(
+                || (String::new(), String::new()),
+                |l| (l.subject.clone(), l.not_after.clone()),
+            );
+            logger.event(
+                "reloaded",
+                &format!(
+                    "{}: reloaded {} ({subject}, valid until {until}); new connections use it",
+                    rt.route.name,
+                    files.cert.display()
+                ),
+                serde_json::json!({
+                    "route": rt.route.name, "what": "certificate",
+                    "cert": files.cert.display().to_string(),
+                    "subject": subject, "not_after": until,
+                }),
+            );
+        }
+        certs::Reload::Refused(e) => log_reload(
+            rt,
+            "certificate",
+            &[files.cert.clone(), files.key.clone()],
+            Some(e),
+            logger,
+        ),
+    }
+}
+
+/// A reload of `what` (read from `files`) done, or refused for `error`.
+fn log_reload(
+    rt: &RouteRt,
+    what: &str,
+    files: &[std::path::PathBuf],
+    error: Option<impl std::fmt::Display>,
+    logger: Logger,
+) {
+    let names = files
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match error {
+        None => logger.event(
+            "reloaded",
+            &format!(
+                "{}: reloaded {names} ({what}); new connections use it",
+                rt.route.name
+            ),
+            serde_json::json!({"route": rt.route.name, "what": what, "files": names}),
+        ),
+        Some(e) => logger.event(
+            "reload_refused",
+            &format!(
+                "{}: refused the new {what} files: {e}; keeping the ones in use (fix the files \
+                 and save them again)",
+                rt.route.name
+            ),
+            serde_json::json!({
+                "route": rt.route.name, "what": what, "files": names, "error": e.to_string(),
+            }),
+        ),
     }
 }
 
@@ -376,7 +449,9 @@ async fn serve(
         }
     };
     log.route = Some(rt.route.name.clone());
-    log.upstream = Some(rt.upstream.addr().to_string());
+    let upstream = rt.upstream.current();
+    let public = rt.server.current();
+    log.upstream = Some(upstream.addr().to_string());
     let Ok(_slot) = rt.slots.clone().try_acquire_owned() else {
         return Outcome::Limit {
             max_connections: rt.route.limits.max_connections,
@@ -384,12 +459,27 @@ async fn serve(
     };
     let limits = rt.route.limits;
     // The client's handshake and the upstream connection at the same time.
-    let accept = tokio::time::timeout(limits.connect_timeout, start.into_stream(rt.server.clone()));
-    let connect = rt.upstream.connect(limits.connect_timeout);
+    // The chain a device presents is kept (net's task-local slot, set
+    // around each connection's task) so a refusal for revocation names the
+    // certificate.
+    let accept = tokio::time::timeout(
+        limits.connect_timeout,
+        start.into_stream(public.config.clone()),
+    );
+    let connect = upstream.connect(limits.connect_timeout);
     let (accepted, connected) = tokio::join!(accept, connect);
+    let presented = PRESENTED_BY_CLIENT
+        .try_with(|p| p.borrow().first().cloned())
+        .ok()
+        .flatten();
     let mut client = match accepted {
         Err(_) => return client_failed("TLS handshake not finished within the time limit".into()),
-        Ok(Err(e)) => return client_failed(format!("TLS handshake failed ({e})")),
+        Ok(Err(e)) => {
+            return match revocation(&public, presented, &e) {
+                Some(revoked) => Outcome::ClientRevoked { revoked },
+                None => client_failed(format!("TLS handshake failed ({e})")),
+            };
+        }
         Ok(Ok(stream)) => stream,
     };
     log.version = client.get_ref().1.protocol_version().map(|v| match v {
@@ -416,6 +506,25 @@ async fn serve(
             detail: e.to_string(),
         },
     }
+}
+
+/// When the handshake failed because the client's certificate is on the
+/// route's CRL: which certificate and why.
+fn revocation(
+    public: &PublicSide,
+    presented: Option<rustls::pki_types::CertificateDer<'static>>,
+    e: &std::io::Error,
+) -> Option<Revoked> {
+    let revoked = matches!(
+        e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Revoked
+        ))
+    );
+    if !revoked {
+        return None;
+    }
+    public.auth.as_ref()?.revoked(&presented?)
 }
 
 /// Binds and serves on a private multi-thread runtime with `workers`

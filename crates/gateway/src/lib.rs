@@ -11,7 +11,11 @@
 //!
 //! - [`config`]: routes from TOML or the one-route command line (pure).
 //! - [`routing`]: which route a connection takes, by listener and SNI (pure).
+//! - [`watch`]: anything built from files, rebuilt when they change (a bad
+//!   new file refused, the old value kept).
 //! - [`certs`]: certificates from files, reloaded when the files change.
+//! - [`clientauth`]: devices proving themselves on an outbound route: client
+//!   CA and CRL, a revocation explained with serial and reason.
 //! - [`upstream`]: net's profile-restricted client toward the device (or the
 //!   public server), with net's diagnosis when it fails.
 //! - [`relay`]: bytes both ways with an idle timeout, counted.
@@ -20,6 +24,7 @@
 //! - [`print_config`]: the same routes as nginx, HAProxy, Caddy or Mosquitto configuration.
 
 pub mod certs;
+pub mod clientauth;
 pub mod config;
 pub mod gateway;
 pub mod log;
@@ -27,6 +32,7 @@ pub mod print_config;
 pub mod relay;
 pub mod routing;
 pub mod upstream;
+pub mod watch;
 
 pub use config::{Direction, GatewayConfig, Route, RouteSpec};
 pub use gateway::{run_blocking, Gateway, GatewayError, Stats};

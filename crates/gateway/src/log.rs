@@ -28,6 +28,11 @@ pub enum Outcome {
         /// What happened.
         detail: String,
     },
+    /// The device's certificate is on the route's CRL.
+    ClientRevoked {
+        /// Which certificate, why, and the CRL that says so.
+        revoked: crate::clientauth::Revoked,
+    },
     /// No route for the name the client asked for.
     NoRoute {
         /// Why.
@@ -124,6 +129,10 @@ pub fn text(log: &ConnLog) -> String {
         Outcome::Idle => "closed: idle timeout".to_string(),
         Outcome::Broken { detail } => format!("broken: {detail}"),
         Outcome::ClientFailed { detail } => format!("client failed: {detail}"),
+        Outcome::ClientRevoked { revoked: r } => format!(
+            "client refused: certificate serial {} is revoked ({}) in {}",
+            r.serial, r.reason, r.crl
+        ),
         Outcome::NoRoute { detail } => format!("no route: {detail}"),
         Outcome::Limit { max_connections } => {
             format!("refused: route at its limit of {max_connections} connections")

@@ -211,6 +211,14 @@ fn nginx(config: &GatewayConfig) -> Result<String, Unsafe> {
                     path(r, "client_ca", ca, t)?
                 );
             }
+            if let Some(crl) = &r.client_crl {
+                // nginx reads a PEM CRL: openssl crl -inform DER -in crl.der -out crl.pem
+                let _ = writeln!(
+                    out,
+                    "        ssl_crl {};",
+                    path(r, "client_crl", crl, t)?
+                );
+            }
             let _ = writeln!(
                 out,
                 "        ssl_handshake_timeout {}s;",
@@ -293,13 +301,16 @@ fn haproxy(config: &GatewayConfig) -> Result<String, Unsafe> {
             crts.push(format!("crt {}", path(r, "cert", &r.cert.cert, t)?));
         }
         let first = &config.routes[l.routes[0]];
-        let verify = match &first.client_ca {
+        let mut verify = match &first.client_ca {
             Some(ca) => format!(
                 " verify required ca-file {}",
                 path(first, "client_ca", ca, t)?
             ),
             None => String::new(),
         };
+        if let Some(crl) = &first.client_crl {
+            verify.push_str(&format!(" crl-file {}", path(first, "client_crl", crl, t)?));
+        }
         let _ = writeln!(out, "    bind {} ssl {}{verify}", l.addr, crts.join(" "));
         let _ = writeln!(
             out,
@@ -441,6 +452,9 @@ fn mosquitto(config: &GatewayConfig) -> Result<String, Unsafe> {
                     "cafile {}\nrequire_certificate true",
                     path(r, "client_ca", ca, t)?
                 );
+                if let Some(crl) = &r.client_crl {
+                    let _ = writeln!(out, "crlfile {}", path(r, "client_crl", crl, t)?);
+                }
             }
             None => {
                 let _ = writeln!(out, "allow_anonymous true");

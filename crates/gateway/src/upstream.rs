@@ -51,6 +51,20 @@ pub enum UpstreamError {
     Settings(String),
 }
 
+/// The files a connector is built from: the anchor file (not the bundled
+/// roots) and the gateway's client certificate and key.
+pub fn files(up: &Upstream) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    if let UpstreamTrust::File(path) = &up.trust {
+        files.push(path.clone());
+    }
+    if let Some(id) = &up.client_identity {
+        files.push(id.cert.clone());
+        files.push(id.key.clone());
+    }
+    files
+}
+
 impl Connector {
     /// Reads the anchor and client certificate files of `up` and builds the
     /// profile-restricted client configuration.

@@ -37,9 +37,11 @@ gateway.toml (paths relative to the file):
   cert = \"gw.der\"                 # what the devices trust (or its CA)
   key = \"gw.key.der\"
   client_ca = \"fleet/ca.der\"      # optional: devices prove themselves
+  client_crl = \"fleet/crl.der\"    # optional: and are refused when revoked
   to = \"broker.example.com:8883\"  # verified with the Mozilla roots (public_ca = FILE to replace)
 
-  reload_interval_secs = 2        # certificate files are checked this often")]
+  reload_interval_secs = 2        # every file above is checked this often; a changed
+                                  # one is reloaded (a bad one refused, the old kept)")]
 pub struct Args {
     /// Routes from a TOML file (see below) instead of the one-route options.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "to"])]
@@ -89,6 +91,10 @@ pub struct Args {
     /// With --outbound: devices must present a certificate from this CA.
     #[arg(long, value_name = "FILE", requires = "outbound")]
     client_ca: Option<PathBuf>,
+    /// With --client-ca: device certificates on this CRL are refused (`devtls fleet crl`;
+    /// reloaded when it changes).
+    #[arg(long, value_name = "FILE", requires = "client_ca")]
+    client_crl: Option<PathBuf>,
     /// Seconds for each of: the client's handshake, connecting to the other side.
     #[arg(long, value_name = "S")]
     connect_timeout: Option<f64>,
@@ -163,6 +169,7 @@ fn config(args: &Args) -> anyhow::Result<GatewayConfig> {
         client_key: args.client_key.clone(),
         profile: args.profile.clone(),
         client_ca: args.client_ca.clone(),
+        client_crl: args.client_crl.clone(),
         public_name: args.public_name.clone(),
         public_ca: args.public_ca.clone(),
         connect_timeout: args.connect_timeout,
