@@ -618,7 +618,9 @@ struct SwitchableDevice {
 }
 
 #[derive(Debug)]
-struct Current(std::sync::Arc<std::sync::Mutex<(String, std::sync::Arc<rustls::sign::CertifiedKey>)>>);
+struct Current(
+    std::sync::Arc<std::sync::Mutex<(String, std::sync::Arc<rustls::sign::CertifiedKey>)>>,
+);
 
 impl rustls::server::ResolvesServerCert for Current {
     fn resolve(
@@ -666,14 +668,19 @@ impl SwitchableDevice {
                     let _ = tcp.set_read_timeout(Some(WAIT));
                     let conn = rustls::ServerConnection::new(config).unwrap();
                     let mut tls = rustls::StreamOwned::new(conn, tcp);
-                    // The name is taken when the handshake runs (the first read).
+                    while tls.conn.is_handshaking() {
+                        if tls.conn.complete_io(&mut tls.sock).is_err() {
+                            return;
+                        }
+                    }
+                    // The certificate this connection was served with.
+                    let served = current.lock().unwrap().0.clone();
                     let mut line = String::new();
                     let mut reader = std::io::BufReader::new(&mut tls);
                     if reader.read_line(&mut line).is_err() {
                         return;
                     }
                     drop(reader);
-                    let served = current.lock().unwrap().0.clone();
                     let _ = tls.write_all(format!("{served}\n").as_bytes());
                     tls.conn.send_close_notify();
                     let _ = tls.flush();
@@ -695,13 +702,7 @@ fn anchors_pem(dir: &Path, names: &[&str]) -> String {
         .map(|n| {
             let out = support::openssl_ok(
                 dir,
-                &[
-                    "x509",
-                    "-inform",
-                    "DER",
-                    "-in",
-                    &format!("{n}/server.der"),
-                ],
+                &["x509", "-inform", "DER", "-in", &format!("{n}/server.der")],
             );
             String::from_utf8(out.stdout).unwrap()
         })
@@ -782,7 +783,11 @@ fn the_device_anchor_reloads_under_load_without_a_failed_connection() {
     let answers = answers.into_inner().unwrap();
     assert!(failures.is_empty(), "failed exchanges: {failures:?}");
     assert!(answers.contains(&"old".to_string()), "{answers:?}");
-    assert_eq!(answers.last().map(String::as_str), Some("new"), "{answers:?}");
+    assert_eq!(
+        answers.last().map(String::as_str),
+        Some("new"),
+        "{answers:?}"
+    );
     // The connection opened before every change still works (its device
     // connection was verified with the old anchor and kept).
     assert_eq!(gw::exchange(&mut early, b"late\n").unwrap(), b"old\n");
@@ -795,4 +800,220 @@ fn the_device_anchor_reloads_under_load_without_a_failed_connection() {
     );
     let line = gateway.wait_json(|v| v["outcome"] == "upstream_failed");
     assert_eq!(line["diagnosis"]["reason"], "unknown_ca", "{line}");
+}
+
+/// `devtls serve` as the "public" server of an outbound route, with a chain
+/// from a root the devices do not carry; returns it and its port.
+fn public_server(d: &Path, reply: &str) -> (LineServer, u16) {
+    public_chain(d, "public", &["public.test"]);
+    let mut cmd = devtls();
+    cmd.args([
+        "serve",
+        "--cert",
+        "public-fullchain.pem",
+        "--key",
+        "public-key.pem",
+    ])
+    .args([
+        "--profile",
+        "modern",
+        "--port",
+        "0",
+        "--reply",
+        reply,
+        "--json",
+    ])
+    .current_dir(d);
+    let mut public = LineServer::spawn("devtls serve (public)", &mut cmd, 0);
+    let first = public.wait_line(WAIT, |l| l.stdout);
+    let port = serde_json::from_str::<Value>(&first.text).unwrap()["port"]
+        .as_u64()
+        .unwrap() as u16;
+    (public, port)
+}
+
+#[test]
+fn outbound_devices_on_the_fleet_crl_are_refused_naming_serial_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_public, public_port) = public_server(d, "public says hi\n");
+    device_files(d, "gateway");
+    ok_in(d, &["fleet", "init", "--name", "Gateway test fleet"]);
+    ok_in(d, &["fleet", "issue", "cam-1", "cam-2"]);
+    let revoked = ok_in(
+        d,
+        &[
+            "fleet",
+            "revoke",
+            "cam-2",
+            "--reason",
+            "keyCompromise",
+            "--json",
+        ],
+    );
+    let revoked: Value = serde_json::from_slice(&revoked.stdout).unwrap();
+    let serial = revoked["revoked"][0]["serial"]
+        .as_str()
+        .unwrap()
+        .to_uppercase();
+    ok_in(d, &["fleet", "crl"]);
+    let to = format!("127.0.0.1:{public_port}");
+    let args = [
+        "--outbound",
+        "--listen",
+        "127.0.0.1:0",
+        "--cert",
+        "gateway/server.der",
+        "--key",
+        "gateway/server.key.der",
+        "--to",
+        &to,
+        "--public-name",
+        "public.test",
+        "--public-ca",
+        "root.pem",
+        "--client-ca",
+        "fleet/ca.der",
+        "--client-crl",
+        "fleet/crl.der",
+    ];
+    let mut gateway = Gateway::start(d, &args, 1);
+    let device_args = |cam: &str| {
+        [
+            "--ca".to_string(),
+            "gateway/server.der".into(),
+            "--hostname".into(),
+            "gateway".into(),
+            "--cert".into(),
+            format!("fleet/devices/{cam}/client.der"),
+            "--key".into(),
+            format!("fleet/devices/{cam}/client.key.der"),
+            "--send".into(),
+            "device here\n".into(),
+        ]
+    };
+    let run = device::client(d, gateway.port(), &strs(&device_args("cam-1")));
+    assert_eq!(
+        run.single().received.as_deref(),
+        Some("public says hi\n"),
+        "{}",
+        run.transcript
+    );
+    assert_eq!(
+        gateway.wait_json(|v| v.get("client").is_some())["outcome"],
+        "relayed"
+    );
+
+    // The revoked device: refused, and the line says which certificate and why.
+    let run = device::client(d, gateway.port(), &strs(&device_args("cam-2")));
+    assert!(
+        run.single().received.as_deref().unwrap_or("").is_empty(),
+        "{}",
+        run.transcript
+    );
+    let line = gateway.wait_json(|v| v.get("client").is_some());
+    assert_eq!(line["outcome"], "client_revoked", "{line}");
+    assert_eq!(
+        line["revoked"]["serial"].as_str().unwrap(),
+        serial,
+        "{line}"
+    );
+    assert_eq!(line["revoked"]["reason"], "keyCompromise", "{line}");
+    assert!(
+        line["revoked"]["crl"]
+            .as_str()
+            .unwrap()
+            .ends_with("crl.der"),
+        "{line}"
+    );
+
+    // A new CRL (cam-1 revoked too) is picked up without a restart; a broken
+    // one is refused and the CRL in use kept.
+    std::fs::write(d.join("broken.der"), b"\x30\x03\x02\x01").unwrap();
+    std::fs::rename(d.join("broken.der"), d.join("fleet/crl.der")).unwrap();
+    let refused = gateway.wait_json(|v| v["event"] == "reload_refused");
+    assert_eq!(refused["what"], "client_ca", "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("crl.der"),
+        "{refused}"
+    );
+    let run = device::client(d, gateway.port(), &strs(&device_args("cam-1")));
+    assert_eq!(
+        run.single().received.as_deref(),
+        Some("public says hi\n"),
+        "{}",
+        run.transcript
+    );
+    ok_in(d, &["fleet", "revoke", "cam-1", "--reason", "superseded"]);
+    ok_in(d, &["fleet", "crl"]);
+    gateway.wait_json(|v| v["event"] == "reloaded" && v["what"] == "client_ca");
+    let run = device::client(d, gateway.port(), &strs(&device_args("cam-1")));
+    assert!(
+        run.single().received.as_deref().unwrap_or("").is_empty(),
+        "{}",
+        run.transcript
+    );
+    let line = gateway
+        .wait_json(|v| v["outcome"] == "client_revoked" && v["revoked"]["reason"] == "superseded");
+    assert_ne!(
+        line["revoked"]["serial"].as_str().unwrap(),
+        serial,
+        "{line}"
+    );
+}
+
+#[test]
+fn max_connections_refuses_the_extra_ones_and_idle_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    public_chain(d, "gw", &["gw.test"]);
+    device_files(d, "openmv");
+    let device = devtls_device(d, "openmv", "ok\n", &[]);
+    let (n, k) = (3, 2);
+    let mut args = one_route(device.port, "openmv");
+    args.extend(["--max-connections", "3", "--idle-timeout", "30"].map(String::from));
+    let mut gateway = Gateway::start(d, &strs(&args), 1);
+    let port = gateway.port();
+    let config = gw::client_config(&d.join("root.pem"));
+    // N connections hold their slots (handshake done, nothing sent yet).
+    let mut held: Vec<_> = (0..n)
+        .map(|_| tls_connect(&config, port, "gw.test").expect("one of the first N"))
+        .collect();
+    // K more: each closed at once, with a line saying so.
+    for _ in 0..k {
+        let extra = tls_exchange(&config, port, "gw.test", b"ping\n");
+        assert!(extra.is_err(), "an extra connection was served: {extra:?}");
+    }
+    let lines = gateway.connections(k);
+    assert_eq!(lines.len(), k, "{lines:?}");
+    for line in &lines {
+        assert_eq!(line["outcome"], "limit", "{line}");
+        assert_eq!(line["max_connections"], 3, "{line}");
+    }
+    // The N complete.
+    for tls in &mut held {
+        assert_eq!(gw::exchange(tls, b"ping\n").unwrap(), b"ok\n");
+    }
+    let lines = gateway.connections(n + k);
+    assert_eq!(
+        lines.iter().filter(|l| l["outcome"] == "relayed").count(),
+        n,
+        "{lines:?}"
+    );
+    drop(gateway);
+
+    // Per-route idle timeout: a connection that sends nothing is closed
+    // (close_notify) by the gateway, not by the client's read timeout.
+    let mut args = one_route(device.port, "openmv");
+    args.extend(["--idle-timeout", "1"].map(String::from));
+    let mut gateway = Gateway::start(d, &strs(&args), 1);
+    let mut idle = tls_connect(&config, gateway.port(), "gw.test").unwrap();
+    let mut rest = Vec::new();
+    let read = std::io::Read::read_to_end(&mut idle, &mut rest);
+    assert!(
+        read.is_ok(),
+        "the gateway did not close the idle connection within {WAIT:?}: {read:?}"
+    );
+    let line = gateway.wait_json(|v| v.get("client").is_some());
+    assert_eq!(line["outcome"], "idle", "{line}");
 }

@@ -65,7 +65,9 @@ impl ClientAuth {
                     webpki::BorrowedCertRevocationList::from_der(c).map_err(|e| {
                         unusable(
                             path,
-                            format!("not a usable CRL ({e:?}); write it again with `devtls fleet crl`"),
+                            format!(
+                                "not a usable CRL ({e:?}); write it again with `devtls fleet crl`"
+                            ),
                         )
                     })?;
                 }

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use devtls_pki::profile::{self, Profile};
 use devtls_net::verify::PRESENTED_BY_CLIENT;
+use devtls_pki::profile::{self, Profile};
 use rustls::server::{Acceptor, WebPkiClientVerifier};
 use rustls::ServerConfig;
 use tokio::io::AsyncWriteExt;
@@ -144,8 +144,8 @@ fn route_rt(route: &Route) -> Result<RouteRt, GatewayError> {
         .cloned()
         .collect();
     let (r, c) = (route.clone(), cert.clone());
-    let server = Watched::new(public_files, move || public_side(&r, &c).map(Arc::new))
-        .map_err(cert_err)?;
+    let server =
+        Watched::new(public_files, move || public_side(&r, &c).map(Arc::new)).map_err(cert_err)?;
     let up = route.upstream.clone();
     let upstream = Watched::new(upstream::files(&up), move || {
         Connector::new(&up).map(Arc::new)
@@ -516,7 +516,8 @@ fn revocation(
     e: &std::io::Error,
 ) -> Option<Revoked> {
     let revoked = matches!(
-        e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
         Some(rustls::Error::InvalidCertificate(
             rustls::CertificateError::Revoked
         ))

@@ -213,11 +213,7 @@ fn nginx(config: &GatewayConfig) -> Result<String, Unsafe> {
             }
             if let Some(crl) = &r.client_crl {
                 // nginx reads a PEM CRL: openssl crl -inform DER -in crl.der -out crl.pem
-                let _ = writeln!(
-                    out,
-                    "        ssl_crl {};",
-                    path(r, "client_crl", crl, t)?
-                );
+                let _ = writeln!(out, "        ssl_crl {};", path(r, "client_crl", crl, t)?);
             }
             let _ = writeln!(
                 out,
