@@ -8,6 +8,10 @@
 //!   connections per second and MB/s relayed (both directions).
 //! - `gwload idle PORT ROOT NAME CONNS SECS`: opens CONNS connections, does
 //!   one small exchange on each, holds them SECS seconds, then closes.
+//! - `gwload crypto SECS`: one core's AEAD throughput (seal then open of
+//!   16 KiB records, MB/s of plaintext) for AES-128-GCM, AES-256-GCM and
+//!   ChaCha20-Poly1305 with aws-lc-rs (rustls's provider here) and ring.
+//!   Prints one JSON line.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,6 +21,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// The public leg's version and suite, as the first connection negotiated it.
+static PUBLIC_LEG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -29,6 +36,7 @@ fn main() -> Result<()> {
         Some("echo") => rt.block_on(echo(&args[1..])),
         Some("load") => rt.block_on(load(&args[1..])),
         Some("idle") => rt.block_on(idle(&args[1..])),
+        Some("crypto") => crypto(&args[1..]),
         _ => Err("usage: gwload echo|load|idle ...".into()),
     }
 }
@@ -37,22 +45,44 @@ async fn echo(a: &[String]) -> Result<()> {
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(&a[1])?.collect::<std::result::Result<_, _>>()?;
     let key = PrivateKeyDer::from_pem_file(&a[2])?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS12])?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)?;
+    // The device picks the suite (as mbedTLS does with its own order), so
+    // both proxies' device legs run the same one: DEVICE_SUITE first.
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    let want = std::env::var("DEVICE_SUITE")
+        .unwrap_or_else(|_| "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into());
+    provider
+        .cipher_suites
+        .sort_by_key(|s| format!("{:?}", s.suite()) != want);
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.ignore_client_order = true;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let last = Arc::new(std::sync::Mutex::new(String::new()));
     let listener = TcpListener::bind(format!("127.0.0.1:{}", a[0])).await?;
     loop {
         let (tcp, _) = listener.accept().await?;
         let acceptor = acceptor.clone();
+        let last = last.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
+            let suite = tls
+                .get_ref()
+                .1
+                .negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite()))
+                .unwrap_or_default();
+            {
+                let mut last = last.lock().unwrap();
+                if *last != suite {
+                    println!("device leg: {suite}");
+                    *last = suite;
+                }
+            }
             let (mut r, mut w) = tokio::io::split(tls);
             let _ = tokio::io::copy(&mut r, &mut w).await;
             let _ = w.shutdown().await;
@@ -67,9 +97,24 @@ fn client_config(root: &str) -> Result<Arc<rustls::ClientConfig>> {
     }
     // The same key exchange against both proxies: P-256 (the device's
     // group), not the post-quantum hybrid rustls would offer first.
+    // And one suite (PUBLIC_SUITE, default TLS 1.3 AES-128-GCM), so both
+    // proxies' public legs encrypt alike.
+    let want =
+        std::env::var("PUBLIC_SUITE").unwrap_or_else(|_| "TLS13_AES_128_GCM_SHA256".into());
+    let base = rustls::crypto::aws_lc_rs::default_provider();
+    let cipher_suites: Vec<_> = base
+        .cipher_suites
+        .iter()
+        .filter(|s| format!("{:?}", s.suite()) == want)
+        .copied()
+        .collect();
+    if cipher_suites.is_empty() {
+        return Err(format!("PUBLIC_SUITE={want}: not a suite rustls knows").into());
+    }
     let provider = rustls::crypto::CryptoProvider {
         kx_groups: vec![rustls::crypto::aws_lc_rs::kx_group::SECP256R1],
-        ..rustls::crypto::aws_lc_rs::default_provider()
+        cipher_suites,
+        ..base
     };
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()?
@@ -91,6 +136,14 @@ async fn one(
     let tls = connector
         .connect(ServerName::try_from(name.to_string())?, tcp)
         .await?;
+    PUBLIC_LEG.get_or_init(|| {
+        let c = tls.get_ref().1;
+        format!(
+            "{:?} {:?}",
+            c.protocol_version().unwrap_or(rustls::ProtocolVersion::Unknown(0)),
+            c.negotiated_cipher_suite().map(|s| s.suite())
+        )
+    });
     let (mut r, mut w) = tokio::io::split(tls);
     let writer = async {
         let chunk = vec![b'x'; 16 * 1024];
@@ -161,11 +214,12 @@ async fn load(a: &[String]) -> Result<()> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     println!(
-        "{{\"conns_per_s\":{:.1},\"mb_per_s\":{:.2},\"done\":{},\"failed\":{}}}",
+        "{{\"conns_per_s\":{:.1},\"mb_per_s\":{:.2},\"done\":{},\"failed\":{},\"public_leg\":\"{}\"}}",
         done.load(Ordering::Relaxed) as f64 / elapsed,
         bytes.load(Ordering::Relaxed) as f64 / elapsed / 1e6,
         done.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed)
+        failed.load(Ordering::Relaxed),
+        PUBLIC_LEG.get().map_or("", String::as_str)
     );
     Ok(())
 }
@@ -188,5 +242,75 @@ async fn idle(a: &[String]) -> Result<()> {
     }
     println!("{{\"held\":{}}}", held.len());
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    Ok(())
+}
+
+/// MB/s of plaintext sealed and opened again in 16 KiB records for `secs`.
+fn aead_rate(secs: f64, mut seal_open: impl FnMut(&mut Vec<u8>, u64)) -> f64 {
+    let mut record = vec![0x5au8; 16 * 1024];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        seal_open(&mut record, n);
+        n += 1;
+    }
+    // Each record is both encrypted and decrypted: count both passes.
+    (n * 2 * 16 * 1024) as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+fn aws_lc(alg: &'static aws_lc_rs::aead::Algorithm, secs: f64) -> f64 {
+    use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
+    let key = LessSafeKey::new(UnboundKey::new(alg, &vec![7u8; alg.key_len()]).unwrap());
+    aead_rate(secs, |record, n| {
+        let nonce = |n: u64| {
+            let mut b = [0u8; 12];
+            b[4..].copy_from_slice(&n.to_be_bytes());
+            Nonce::assume_unique_for_key(b)
+        };
+        let tag = key
+            .seal_in_place_separate_tag(nonce(n), Aad::empty(), record)
+            .unwrap();
+        record.extend_from_slice(tag.as_ref());
+        let len = key
+            .open_in_place(nonce(n), Aad::empty(), record)
+            .unwrap()
+            .len();
+        record.truncate(len);
+    })
+}
+
+fn ring_rate(alg: &'static ring::aead::Algorithm, secs: f64) -> f64 {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
+    let key = LessSafeKey::new(UnboundKey::new(alg, &vec![7u8; alg.key_len()]).unwrap());
+    aead_rate(secs, |record, n| {
+        let nonce = |n: u64| {
+            let mut b = [0u8; 12];
+            b[4..].copy_from_slice(&n.to_be_bytes());
+            Nonce::assume_unique_for_key(b)
+        };
+        let tag = key
+            .seal_in_place_separate_tag(nonce(n), Aad::empty(), record)
+            .unwrap();
+        record.extend_from_slice(tag.as_ref());
+        let len = key
+            .open_in_place(nonce(n), Aad::empty(), record)
+            .unwrap()
+            .len();
+        record.truncate(len);
+    })
+}
+
+fn crypto(a: &[String]) -> Result<()> {
+    let secs: f64 = a.first().map_or(Ok(0.5), |s| s.parse())?;
+    println!(
+        "{{\"aws_lc_rs\":{{\"aes128gcm\":{:.0},\"aes256gcm\":{:.0},\"chacha20poly1305\":{:.0}}},\
+         \"ring\":{{\"aes128gcm\":{:.0},\"aes256gcm\":{:.0},\"chacha20poly1305\":{:.0}}}}}",
+        aws_lc(&aws_lc_rs::aead::AES_128_GCM, secs),
+        aws_lc(&aws_lc_rs::aead::AES_256_GCM, secs),
+        aws_lc(&aws_lc_rs::aead::CHACHA20_POLY1305, secs),
+        ring_rate(&ring::aead::AES_128_GCM, secs),
+        ring_rate(&ring::aead::AES_256_GCM, secs),
+        ring_rate(&ring::aead::CHACHA20_POLY1305, secs),
+    );
     Ok(())
 }

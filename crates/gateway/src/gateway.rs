@@ -21,6 +21,7 @@ use crate::certs::{self, CertError, ReloadableCert, RouteCert};
 use crate::clientauth::{ClientAuth, Revoked};
 use crate::config::{Direction, GatewayConfig, Route};
 use crate::log::{millis, ConnLog, Logger, Outcome};
+use crate::readahead::ReadAhead;
 use crate::relay::{self, End};
 use crate::routing::{self, Listener};
 use crate::upstream::{self, Connector, UpstreamError};
@@ -432,7 +433,7 @@ async fn serve(
     log: &mut ConnLog,
 ) -> Outcome {
     let client_failed = |detail: String| Outcome::ClientFailed { detail };
-    let lazy = LazyConfigAcceptor::new(Acceptor::default(), tcp);
+    let lazy = LazyConfigAcceptor::new(Acceptor::default(), ReadAhead::new(tcp));
     let start = match tokio::time::timeout(hello_timeout, lazy).await {
         Err(_) => return client_failed("no ClientHello within the time limit".into()),
         Ok(Err(e)) => return client_failed(format!("not a TLS ClientHello ({e})")),

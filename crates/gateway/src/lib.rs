@@ -18,6 +18,7 @@
 //!   CA and CRL, a revocation explained with serial and reason.
 //! - [`upstream`]: net's profile-restricted client toward the device (or the
 //!   public server), with net's diagnosis when it fails.
+//! - [`readahead`]: one large socket read served as the small reads rustls makes.
 //! - [`relay`]: bytes both ways with an idle timeout, counted.
 //! - [`gateway`]: listeners, connections, limits, reloading.
 //! - [`log`]: one line per connection, text or JSON.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod gateway;
 pub mod log;
 pub mod print_config;
+pub mod readahead;
 pub mod relay;
 pub mod routing;
 pub mod upstream;

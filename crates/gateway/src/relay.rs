@@ -3,8 +3,9 @@
 //!
 //! One task polls both directions (no split, no locks), like tokio's
 //! `copy_bidirectional`, but ends when the upstream has finished rather
-//! than waiting for both sides, and flushes only when its reader has
-//! nothing more for the moment, so several TLS records leave in one write.
+//! than waiting for both sides. It gathers what its reader has before
+//! writing, and flushes only when the reader has nothing more for the
+//! moment, so several TLS records leave in one write.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -66,10 +67,20 @@ impl Dir {
         W: AsyncWrite + ?Sized,
     {
         loop {
-            if self.pos == self.cap && !self.read_done {
-                let mut rb = ReadBuf::new(&mut self.buf);
+            if self.pos == self.cap {
+                self.pos = 0;
+                self.cap = 0;
+            }
+            // Gather what the reader has now (a TLS reader hands out one
+            // record, at most 16 KiB, per read) so one write encrypts
+            // several records and sends them in one vectored write.
+            while !self.read_done && self.cap < self.buf.len() {
+                let mut rb = ReadBuf::new(&mut self.buf[self.cap..]);
                 match from.as_mut().poll_read(cx, &mut rb) {
                     Poll::Pending => {
+                        if self.pos < self.cap {
+                            break;
+                        }
                         if self.need_flush {
                             ready!(to.as_mut().poll_flush(cx))?;
                             self.need_flush = false;
@@ -82,8 +93,7 @@ impl Dir {
                         if n == 0 {
                             self.read_done = true;
                         } else {
-                            self.pos = 0;
-                            self.cap = n;
+                            self.cap += n;
                             self.bytes += n as u64;
                             *moved = true;
                         }

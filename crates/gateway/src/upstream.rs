@@ -27,6 +27,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::certs::{self, CertError};
 use crate::config::{Upstream, UpstreamTrust};
+use crate::readahead::ReadAhead;
 
 /// A route's upstream, ready to connect.
 #[derive(Debug)]
@@ -116,7 +117,7 @@ impl Connector {
     pub async fn connect(
         &self,
         timeout: std::time::Duration,
-    ) -> Result<(TlsStream<TcpStream>, SocketAddr), Box<Diagnosis>> {
+    ) -> Result<(TlsStream<ReadAhead<TcpStream>>, SocketAddr), Box<Diagnosis>> {
         let recorder = Arc::new(Recording {
             inner: self.verifier.clone(),
             presented: Mutex::new(Vec::new()),
@@ -139,6 +140,7 @@ impl Connector {
             let peer = tcp.peer_addr().map_err(Failure::Io)?;
             let _ = tcp.set_nodelay(true);
             let connector = TlsConnector::from(Arc::new(config));
+            let tcp = ReadAhead::new(tcp);
             match tokio::time::timeout(timeout, connector.connect(self.server_name.clone(), tcp))
                 .await
             {
