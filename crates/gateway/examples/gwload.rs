@@ -99,8 +99,7 @@ fn client_config(root: &str) -> Result<Arc<rustls::ClientConfig>> {
     // group), not the post-quantum hybrid rustls would offer first.
     // And one suite (PUBLIC_SUITE, default TLS 1.3 AES-128-GCM), so both
     // proxies' public legs encrypt alike.
-    let want =
-        std::env::var("PUBLIC_SUITE").unwrap_or_else(|_| "TLS13_AES_128_GCM_SHA256".into());
+    let want = std::env::var("PUBLIC_SUITE").unwrap_or_else(|_| "TLS13_AES_128_GCM_SHA256".into());
     let base = rustls::crypto::aws_lc_rs::default_provider();
     let cipher_suites: Vec<_> = base
         .cipher_suites
@@ -140,7 +139,8 @@ async fn one(
         let c = tls.get_ref().1;
         format!(
             "{:?} {:?}",
-            c.protocol_version().unwrap_or(rustls::ProtocolVersion::Unknown(0)),
+            c.protocol_version()
+                .unwrap_or(rustls::ProtocolVersion::Unknown(0)),
             c.negotiated_cipher_suite().map(|s| s.suite())
         )
     });

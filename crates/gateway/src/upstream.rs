@@ -6,21 +6,20 @@
 //!
 //! The rustls configuration is built once per route. Each connection gets a
 //! copy whose verifier and client-certificate resolver record what this
-//! connection saw, so a failure is explained by net's diagnosis with the
+//! connection saw (net's `record` wrappers), so a failure is explained by net's diagnosis with the
 //! chain the peer presented.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use devtls_net::config::{Anchors, ClientSettings, Identity};
 use devtls_net::diagnose::{self, Context, Diagnosis, Failure, Side};
+use devtls_net::record::{AskRecorder, RecordingVerifier};
 use devtls_net::report::summarize;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::ResolvesClientCert;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -118,14 +117,8 @@ impl Connector {
         &self,
         timeout: std::time::Duration,
     ) -> Result<(TlsStream<ReadAhead<TcpStream>>, SocketAddr), Box<Diagnosis>> {
-        let recorder = Arc::new(Recording {
-            inner: self.verifier.clone(),
-            presented: Mutex::new(Vec::new()),
-        });
-        let asker = Arc::new(AskRecorder {
-            inner: self.resolver.clone(),
-            asked: AtomicBool::new(false),
-        });
+        let recorder = Arc::new(RecordingVerifier::new(self.verifier.clone()));
+        let asker = Arc::new(AskRecorder::new(self.resolver.clone()));
         let mut config = (*self.config).clone();
         config
             .dangerous()
@@ -151,100 +144,18 @@ impl Connector {
         }
         .await;
         result.map_err(|failure| {
-            let presented = summarize(
-                &recorder
-                    .presented
-                    .lock()
-                    .map(|p| p.clone())
-                    .unwrap_or_default(),
-            );
+            let presented = summarize(&recorder.presented());
             let ctx = Context {
                 side: Side::Client,
                 profile: self.settings.profile,
                 server_name: &self.settings.server_name,
                 anchors: &self.anchors_words,
                 presented: &presented,
-                asked_for_cert: asker.asked.load(Ordering::Relaxed),
+                asked_for_cert: asker.asked(),
                 sent_cert: self.settings.identity.is_some(),
                 probe: None,
             };
             Box::new(diagnose::diagnose(&failure, &ctx))
         })
-    }
-}
-
-/// Delegates to the route's verifier and keeps the chain this connection saw.
-#[derive(Debug)]
-struct Recording {
-    inner: Arc<dyn ServerCertVerifier>,
-    presented: Mutex<Vec<CertificateDer<'static>>>,
-}
-
-impl ServerCertVerifier for Recording {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Ok(mut p) = self.presented.lock() {
-            *p = std::iter::once(end_entity)
-                .chain(intermediates)
-                .map(|c| c.clone().into_owned())
-                .collect();
-        }
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-
-    fn requires_raw_public_keys(&self) -> bool {
-        self.inner.requires_raw_public_keys()
-    }
-}
-
-/// Delegates to the route's client-certificate resolver and notes whether
-/// this connection's server asked for one.
-#[derive(Debug)]
-struct AskRecorder {
-    inner: Arc<dyn ResolvesClientCert>,
-    asked: AtomicBool,
-}
-
-impl ResolvesClientCert for AskRecorder {
-    fn resolve(
-        &self,
-        root_hint_subjects: &[&[u8]],
-        sigschemes: &[SignatureScheme],
-    ) -> Option<Arc<CertifiedKey>> {
-        self.asked.store(true, Ordering::Relaxed);
-        self.inner.resolve(root_hint_subjects, sigschemes)
-    }
-
-    fn has_certs(&self) -> bool {
-        self.inner.has_certs()
     }
 }

@@ -86,6 +86,7 @@ pub mod dtls;
 pub mod examine;
 pub mod fetch;
 pub mod hello;
+pub mod record;
 pub mod report;
 pub mod restrict;
 pub mod tls;
