@@ -14,9 +14,17 @@
 # resident memory each needs for 1,000 idle connections (after one small
 # exchange each), over its own idle baseline.
 #
+# Same cipher suites on each leg for both: the load generator offers one
+# (PUBLIC_SUITE, default TLS13_AES_128_GCM_SHA256) and the echo server picks
+# the device leg's (DEVICE_SUITE, default
+# TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); both are printed per run. The
+# crypto bound (one core's AES-128-GCM rate x cores / 4 passes per relayed
+# byte) says how far from the physical limit both are. SYSCALLS=1 adds a
+# strace -c run of each (system calls per MB relayed).
+#
 # The load generator is crates/gateway/examples/gwload.rs (tokio + rustls).
-# Usage: bench/gateway.sh [SECONDS] [CONCURRENCY]     (needs nginx with the
-# stream module: apt-get install nginx libnginx-mod-stream)
+# Usage: [CARGO_TARGET_DIR=...] bench/gateway.sh [SECONDS] [CONCURRENCY]
+# (needs nginx with the stream module: apt-get install nginx libnginx-mod-stream)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,47 +33,18 @@ CONC=${2:-64}
 WORKERS=${WORKERS:-$(nproc)}
 IDLE=1000
 
-for tool in openssl nginx cargo python3; do
-  command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 2; }
-done
-STREAM_MOD=$(find /usr/lib/nginx/modules /usr/share/nginx/modules -name ngx_stream_module.so 2>/dev/null | head -1 || true)
-nginx -V 2>&1 | grep -q -- '--with-stream=dynamic' && [ -z "$STREAM_MOD" ] && {
-  echo "error: nginx's stream module is missing: apt-get install libnginx-mod-stream" >&2; exit 2; }
+. bench/lib.sh
+need_tools openssl nginx cargo python3
+STREAM_LOAD=$(nginx_stream_module)
 
-echo "== building devtls and the load generator (release)"
+echo "== building devtls and the load generator (release, in $TARGET_DIR)"
 cargo build --release -q -p devtls
 cargo build --release -q -p devtls-gateway --example gwload
-DEVTLS=$PWD/target/release/devtls
-LOAD=$PWD/target/release/examples/gwload
-
-WORK=$(mktemp -d /tmp/devtls-gwbench.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() { # wait_port PORT: at most 10 s
-  for _ in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "error: nothing listened on 127.0.0.1:$1 within 10 s" >&2
-  exit 1
-}
-# Resident KiB of a process and its children (nginx: master + workers).
-rss_tree() {
-  local total=0 pid
-  for pid in $1 $(pgrep -P "$1" || true); do
-    total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
-  done
-  echo "$total"
-}
+# Copied at once: other checkouts may share the release folder.
+mkdir -p "$WORK/bin"
+cp "$RELEASE/devtls" "$RELEASE/examples/gwload" "$WORK/bin/"
+DEVTLS=$WORK/bin/devtls
+LOAD=$WORK/bin/gwload
 
 # --- certificates: a public-style chain (root, intermediate, leaf) for the
 # public side, the device's self-signed certificate for the device side ---
@@ -83,25 +62,16 @@ cat leaf.pem int.pem >fullchain.pem
 "$DEVTLS" new server --dns openmv --key p256 --out "$WORK/device" >/dev/null
 cd - >/dev/null
 
-# --- the device: an echo server, TLS 1.2 ---
+# --- the device: an echo server, TLS 1.2; it picks the device leg's suite
+# (DEVICE_SUITE, default ECDHE-ECDSA AES-128-GCM) for both proxies alike ---
 ECHO_PORT=$(free_port)
-"$LOAD" echo "$ECHO_PORT" "$WORK/device/server.crt" "$WORK/device/server.key" &
+"$LOAD" echo "$ECHO_PORT" "$WORK/device/server.crt" "$WORK/device/server.key" >"$WORK/echo.log" &
 PIDS+=($!)
 wait_port "$ECHO_PORT"
 
 # --- nginx: stream proxy, TLS in front, proxy_ssl to the device ---
 NGINX_PORT=$(free_port)
-mkdir -p "$WORK/nginx/logs"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-${STREAM_MOD:+load_module $STREAM_MOD;}
-daemon off;
-master_process on;
-worker_processes $WORKERS;
-worker_rlimit_nofile 20000;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 8192; }
-stream {
+start_nginx "$NGINX_PORT" "$WORKERS" "stream {
   server {
     listen 127.0.0.1:$NGINX_PORT ssl;
     ssl_certificate $WORK/fullchain.pem;
@@ -117,12 +87,7 @@ stream {
     proxy_ssl_name openmv;
     proxy_ssl_server_name on;
   }
-}
-EOF
-nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/logs/error.log" &
-NGINX_PID=$!
-PIDS+=($NGINX_PID)
-wait_port "$NGINX_PORT"
+}" "$STREAM_LOAD"
 
 # --- devtls gateway: the same route ---
 GW_PORT=$(free_port)
@@ -139,22 +104,73 @@ run() { # run PORT SIZE -> JSON line
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])['$2'])" "$1"; }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
 
-echo "== $WORKERS workers each, $CONC concurrent connections, $SECS s per run, on $(nproc) cores"
+device_leg() { tail -1 "$WORK/echo.log" | sed 's/^device leg: //'; }
+
+# syscalls PID PORT: one 1 MB run against PORT with strace counting the
+# system calls of PID (threads and children) meanwhile; prints the calls
+# per MB relayed.
+syscalls() {
+  local pids=() p
+  for p in $1 $(pgrep -P "$1" || true); do pids+=(-p "$p"); done
+  strace -f -c -o "$WORK/strace.out" "${pids[@]}" 2>/dev/null &
+  local sp=$!
+  sleep 0.5
+  run "$2" 1048576 >"$WORK/last_run"
+  kill -INT "$sp" 2>/dev/null || true
+  wait "$sp" 2>/dev/null || true
+  python3 - "$WORK/strace.out" "$(cat "$WORK/last_run")" <<'PY'
+import json, sys
+run = json.loads(sys.argv[2])
+mb = run["done"] * 2 or 1
+calls = {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) >= 5 and f[3].isdigit() and f[-1].isidentifier():
+        calls[f[-1]] = int(f[3])
+top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
+total = sum(calls.values())
+print(f"{total / mb:.0f} calls per MB relayed ({run['mb_per_s']} MB/s under strace): "
+      + ", ".join(f"{k} {v / mb:.0f}" for k, v in top))
+PY
+}
+
+echo "== $WORKERS workers each, $CONC concurrent connections, $SECS s per run, on $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-7s %-14s %-12s %-12s %s\n' size metric devtls nginx ratio
 for size in 1024 1048576; do
   label=$([ "$size" = 1024 ] && echo 1KB || echo 1MB)
   # Alternate, anchor first; the second run of each is kept (warm caches).
   run "$NGINX_PORT" "$size" >/dev/null
   n=$(run "$NGINX_PORT" "$size")
+  n_dev=$(device_leg)
   run "$GW_PORT" "$size" >/dev/null
   d=$(run "$GW_PORT" "$size")
+  d_dev=$(device_leg)
   for m in conns_per_s mb_per_s; do
     printf '%-7s %-14s %-12s %-12s %s\n' "$label" "$m" "$(field "$d" "$m")" "$(field "$n" "$m")" \
       "$(ratio "$(field "$d" "$m")" "$(field "$n" "$m")")"
   done
   echo "        failed exchanges: devtls $(field "$d" failed), nginx $(field "$n" failed)"
+  echo "        public leg: devtls $(field "$d" public_leg), nginx $(field "$n" public_leg)"
+  echo "        device leg: devtls $d_dev, nginx $n_dev"
+  if [ "$size" = 1048576 ]; then D_MB=$(field "$d" mb_per_s); N_MB=$(field "$n" mb_per_s); fi
 done
 grep -v '^listening' "$WORK/gateway.log" | head -5 || true
+
+# --- how far both are from the crypto bound: one core's AES-128-GCM rate
+# (seal + open, 16 KiB records) x cores / 4 passes per relayed byte (the
+# proxy decrypts and encrypts it, the load generator and the echo server
+# each do one more on the same cores) ---
+CRYPTO=$("$LOAD" crypto 1)
+AES=$(field "$CRYPTO" aws_lc_rs | python3 -c "import ast,sys; print(ast.literal_eval(sys.stdin.read())['aes128gcm'])")
+echo "AEAD on one core, MB/s (aws-lc-rs is rustls's provider here; ring for comparison): $CRYPTO"
+BOUND=$(python3 -c "print(round($AES * $(nproc) / 4))")
+echo "1 MB exchanges: crypto bound $BOUND MB/s relayed; devtls at $(ratio "$D_MB" "$BOUND"), nginx at $(ratio "$N_MB" "$BOUND") of it"
+
+if [ "${SYSCALLS:-0}" = 1 ] && command -v strace >/dev/null; then
+  echo "== system calls during one 1 MB run (strace -c; slows both, counts only)"
+  echo "devtls: $(syscalls "$GW_PID" "$GW_PORT")"
+  echo "nginx:  $(syscalls "$NGINX_PID" "$NGINX_PORT")"
+fi
 
 # --- memory for 1,000 idle connections, over each one's idle baseline ---
 idle_mem() { # idle_mem PORT PID -> KiB over baseline

@@ -18,35 +18,14 @@ SECONDS_PER_RUN=${1:-4}
 ROUNDS=${2:-3}
 CORES=$(nproc)
 
-for tool in openssl nginx cargo; do
-  command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 2; }
-done
+. bench/lib.sh
+need_tools openssl nginx cargo python3
 
-echo "== building devtls (release)"
+echo "== building devtls (release, in $TARGET_DIR)"
 cargo build --release -q -p devtls
-DEVTLS=$PWD/target/release/devtls
-
-WORK=$(mktemp -d /tmp/devtls-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # wait_port PORT: at most 10 s
-  for _ in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "error: nothing listened on 127.0.0.1:$1 within 10 s" >&2
-  exit 1
-}
+# Copied at once: other checkouts may share the release folder.
+cp "$RELEASE/devtls" "$WORK/devtls"
+DEVTLS=$WORK/devtls
 
 "$DEVTLS" new server --dns localhost --ip 127.0.0.1 --key p256 --out "$WORK" >/dev/null
 
@@ -63,15 +42,7 @@ EOF
 
 # --- nginx, in a private prefix, as the anchor ---
 NGINX_PORT=$(free_port)
-mkdir -p "$WORK/nginx/logs" "$WORK/nginx/tmp"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-daemon off;
-master_process on;
-worker_processes $CORES;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 1024; }
-http {
+start_nginx "$NGINX_PORT" "$CORES" "http {
   access_log off;
   client_body_temp_path $WORK/nginx/tmp/body;
   proxy_temp_path $WORK/nginx/tmp/proxy;
@@ -85,13 +56,9 @@ http {
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_cache off;
     ssl_session_tickets off;
-    location / { return 200 "hello\n"; }
+    location / { return 200 \"hello\\n\"; }
   }
-}
-EOF
-nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/logs/error.log" &
-PIDS+=($!)
-wait_port "$NGINX_PORT"
+}"
 
 # --- devtls serve, one worker per core like nginx ---
 # The modern profile: TLS 1.2 and 1.3 (the default openmv profile is 1.2 only).

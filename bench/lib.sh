@@ -1,0 +1,85 @@
+# Shared by the bench scripts (source it after `cd` to the repository root):
+# a scratch folder cleaned up on exit with every process started, free
+# ports, waiting for a listener, resident memory, the release build's
+# folder, and nginx (the anchor) started from a config body.
+#
+# Release binaries go to ${CARGO_TARGET_DIR:-target}/release.
+
+TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+case $TARGET_DIR in /*) ;; *) TARGET_DIR=$PWD/$TARGET_DIR ;; esac
+RELEASE=$TARGET_DIR/release
+
+WORK=$(mktemp -d "/tmp/devtls-bench.XXXXXX")
+PIDS=()
+bench_cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap bench_cleanup EXIT
+
+need_tools() { # need_tools TOOL...: exit 2 naming the first missing one
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 2; }
+  done
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # wait_port PORT: at most 10 s
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "error: nothing listened on 127.0.0.1:$1 within 10 s" >&2
+  exit 1
+}
+
+# Resident KiB of a process and its children (nginx: master + workers).
+rss_tree() {
+  local total=0 pid
+  for pid in $1 $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+
+# nginx's stream module (a separate package on Debian): the load_module
+# line it needs, or nothing when it is built in; exit 2 when it is missing.
+nginx_stream_module() {
+  local mod
+  mod=$(find /usr/lib/nginx/modules /usr/share/nginx/modules -name ngx_stream_module.so 2>/dev/null | head -1 || true)
+  if nginx -V 2>&1 | grep -q -- '--with-stream=dynamic' && [ -z "$mod" ]; then
+    echo "error: nginx's stream module is missing: apt-get install libnginx-mod-stream" >&2
+    exit 2
+  fi
+  [ -n "$mod" ] && echo "load_module $mod;"
+  return 0
+}
+
+# start_nginx PORT WORKERS BODY [PRELUDE]: nginx in a private prefix under
+# $WORK/nginx with WORKERS worker processes and BODY (an http { } or
+# stream { } block) after the common settings; PRELUDE goes first (e.g. a
+# load_module line). Sets NGINX_PID and waits until PORT listens.
+start_nginx() {
+  local port=$1 workers=$2 body=$3 prelude=${4:-}
+  mkdir -p "$WORK/nginx/logs" "$WORK/nginx/tmp"
+  cat >"$WORK/nginx/nginx.conf" <<CONF
+$prelude
+daemon off;
+master_process on;
+worker_processes $workers;
+worker_rlimit_nofile 20000;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 8192; }
+$body
+CONF
+  nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/logs/error.log" &
+  NGINX_PID=$!
+  PIDS+=("$NGINX_PID")
+  wait_port "$port"
+}
