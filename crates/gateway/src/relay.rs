@@ -35,6 +35,8 @@ struct Dir {
     pos: usize,
     cap: usize,
     read_done: bool,
+    /// A read error met after some bytes were gathered: returned once they are written.
+    read_error: Option<io::Error>,
     need_flush: bool,
     done: bool,
     bytes: u64,
@@ -47,6 +49,7 @@ impl Dir {
             pos: 0,
             cap: 0,
             read_done: false,
+            read_error: None,
             need_flush: false,
             done: false,
             bytes: 0,
@@ -74,7 +77,12 @@ impl Dir {
             // Gather what the reader has now (a TLS reader hands out one
             // record, at most 16 KiB, per read) so one write encrypts
             // several records and sends them in one vectored write.
-            while !self.read_done && self.cap < self.buf.len() {
+            if self.pos == self.cap {
+                if let Some(e) = self.read_error.take() {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            while !self.read_done && self.read_error.is_none() && self.cap < self.buf.len() {
                 let mut rb = ReadBuf::new(&mut self.buf[self.cap..]);
                 match from.as_mut().poll_read(cx, &mut rb) {
                     Poll::Pending => {
@@ -87,7 +95,13 @@ impl Dir {
                         }
                         return Poll::Pending;
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Err(e)) if self.pos == self.cap => return Poll::Ready(Err(e)),
+                    Poll::Ready(Err(e)) => {
+                        // What was read before the error still goes out first
+                        // (a peer that resets right after its last message).
+                        self.read_error = Some(e);
+                        break;
+                    }
                     Poll::Ready(Ok(())) => {
                         let n = rb.filled().len();
                         if n == 0 {
@@ -209,6 +223,54 @@ mod tests {
         let (end, up, down) = relay.await.unwrap();
         assert!(matches!(end, End::Done), "{end:?}");
         assert_eq!((up, down), (4, 5));
+    }
+
+    /// Yields its message, then a reset, in consecutive reads.
+    struct ThenReset(Option<&'static [u8]>);
+
+    impl AsyncRead for ThenReset {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            match self.0.take() {
+                Some(msg) => {
+                    buf.put_slice(msg);
+                    Poll::Ready(Ok(()))
+                }
+                None => Poll::Ready(Err(io::ErrorKind::ConnectionReset.into())),
+            }
+        }
+    }
+
+    impl AsyncWrite for ThenReset {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(b.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_last_message_before_a_reset_still_reaches_the_client() {
+        let (mut a, a_far) = tokio::io::duplex(64);
+        let upstream = ThenReset(Some(b"last words\n"));
+        let relay = tokio::spawn(relay(a_far, upstream, Duration::from_secs(30)));
+        let mut got = Vec::new();
+        let _ = a.read_to_end(&mut got).await;
+        assert_eq!(got, b"last words\n");
+        let (end, _, down) = relay.await.unwrap();
+        assert!(matches!(end, End::Error(_)), "{end:?}");
+        assert_eq!(down, 11);
     }
 
     #[tokio::test(start_paused = true)]
