@@ -125,7 +125,7 @@ mb = run["done"] * 2 or 1
 calls = {}
 for line in open(sys.argv[1]):
     f = line.split()
-    if len(f) >= 5 and f[3].isdigit() and f[-1].isidentifier():
+    if len(f) >= 5 and f[3].isdigit() and f[-1].isidentifier() and f[-1] != "total":
         calls[f[-1]] = int(f[3])
 top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
 total = sum(calls.values())
