@@ -30,6 +30,7 @@ cd "$(dirname "$0")/.."
 
 SECS=${1:-5}
 CONC=${2:-64}
+ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-$(nproc)}
 IDLE=1000
 
@@ -38,8 +39,9 @@ need_tools openssl nginx cargo python3
 STREAM_LOAD=$(nginx_stream_module)
 
 echo "== building devtls and the load generator (release, in $TARGET_DIR)"
-cargo build --release -q -p devtls
-cargo build --release -q -p devtls-gateway --example gwload
+# One command: the same feature set as `cargo build -p devtls` alone would
+# pick otherwise differs, and the dependencies would build twice.
+cargo build --release -q -p devtls -p devtls-gateway --example gwload
 # Copied at once: other checkouts may share the release folder.
 mkdir -p "$WORK/bin"
 cp "$RELEASE/devtls" "$RELEASE/examples/gwload" "$WORK/bin/"
@@ -101,6 +103,10 @@ wait_port "$GW_PORT"
 run() { # run PORT SIZE -> JSON line
   "$LOAD" load "$1" "$WORK/root.pem" gw.test "$2" "$CONC" "$SECS"
 }
+# The run (JSON line) with the median MB/s of those given.
+median_run() {
+  python3 -c 'import json,sys; r=sorted(sys.argv[1:], key=lambda l: json.loads(l)["mb_per_s"]); print(r[len(r)//2])' "$@"
+}
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])['$2'])" "$1"; }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
 
@@ -134,21 +140,29 @@ print(f"{total / mb:.0f} calls per MB relayed ({run['mb_per_s']} MB/s under stra
 PY
 }
 
-echo "== $WORKERS workers each, $CONC concurrent connections, $SECS s per run, on $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== $WORKERS workers each, $CONC concurrent connections, $SECS s per run, median of $ROUNDS, on $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-7s %-14s %-12s %-12s %s\n' size metric devtls nginx ratio
 for size in 1024 1048576; do
   label=$([ "$size" = 1024 ] && echo 1KB || echo 1MB)
-  # Alternate, anchor first; the second run of each is kept (warm caches).
+  # Warm-up runs, then ROUNDS rounds alternating anchor and devtls; the
+  # medians are compared (other work on the machine varies from run to run).
   run "$NGINX_PORT" "$size" >/dev/null
-  n=$(run "$NGINX_PORT" "$size")
-  n_dev=$(device_leg)
   run "$GW_PORT" "$size" >/dev/null
-  d=$(run "$GW_PORT" "$size")
-  d_dev=$(device_leg)
+  n_runs=()
+  d_runs=()
+  for _ in $(seq 1 "$ROUNDS"); do
+    n_runs+=("$(run "$NGINX_PORT" "$size")")
+    n_dev=$(device_leg)
+    d_runs+=("$(run "$GW_PORT" "$size")")
+    d_dev=$(device_leg)
+  done
+  n=$(median_run "${n_runs[@]}")
+  d=$(median_run "${d_runs[@]}")
   for m in conns_per_s mb_per_s; do
     printf '%-7s %-14s %-12s %-12s %s\n' "$label" "$m" "$(field "$d" "$m")" "$(field "$n" "$m")" \
       "$(ratio "$(field "$d" "$m")" "$(field "$n" "$m")")"
   done
+  echo "        runs (MB/s): devtls $(for r in "${d_runs[@]}"; do printf '%s ' "$(field "$r" mb_per_s)"; done); nginx $(for r in "${n_runs[@]}"; do printf '%s ' "$(field "$r" mb_per_s)"; done)"
   echo "        failed exchanges: devtls $(field "$d" failed), nginx $(field "$n" failed)"
   echo "        public leg: devtls $(field "$d" public_leg), nginx $(field "$n" public_leg)"
   echo "        device leg: devtls $d_dev, nginx $n_dev"
@@ -170,6 +184,28 @@ if [ "${SYSCALLS:-0}" = 1 ] && command -v strace >/dev/null; then
   echo "== system calls during one 1 MB run (strace -c; slows both, counts only)"
   echo "devtls: $(syscalls "$GW_PID" "$GW_PORT")"
   echo "nginx:  $(syscalls "$NGINX_PID" "$NGINX_PORT")"
+fi
+
+# PROFILE=1: where each proxy's CPU time goes during one 1 MB run (perf's
+# cpu-clock sampling works without hardware counters), top entries by
+# shared object and symbol.
+profile() { # profile PID PORT
+  local pids
+  pids=$(echo "$1" $(pgrep -P "$1" || true) | tr ' ' ,)
+  perf record -q -e cpu-clock -F 999 -g -o "$WORK/perf.data" -p "$pids" 2>/dev/null &
+  local pp=$!
+  sleep 0.5
+  run "$2" 1048576 >/dev/null
+  kill -INT "$pp" 2>/dev/null || true
+  wait "$pp" 2>/dev/null || true
+  perf report -q -i "$WORK/perf.data" --no-children --sort dso,sym --percent-limit 1.5 --stdio -g none 2>/dev/null \
+    | grep -v '^$' | head -25
+}
+if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
+  echo "== CPU profile of devtls during one 1 MB run"
+  profile "$GW_PID" "$GW_PORT"
+  echo "== CPU profile of nginx (master and workers) during one 1 MB run"
+  profile "$NGINX_PID" "$NGINX_PORT"
 fi
 
 # --- memory for 1,000 idle connections, over each one's idle baseline ---

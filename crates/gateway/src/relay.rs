@@ -29,11 +29,13 @@ pub enum End {
 
 const BUF: usize = 64 * 1024;
 
-/// One direction: a buffer between a reader and a writer.
+/// One direction: a buffer between a reader and a writer. The buffer is
+/// allocated (not zeroed) when bytes come and released when the reader has
+/// nothing more, so an idle connection holds none.
 struct Dir {
-    buf: Box<[u8]>,
+    /// Bytes read; `pos..` not yet written. Capacity `BUF` while in use.
+    buf: Vec<u8>,
     pos: usize,
-    cap: usize,
     read_done: bool,
     /// A read error met after some bytes were gathered: returned once they are written.
     read_error: Option<io::Error>,
@@ -45,9 +47,8 @@ struct Dir {
 impl Dir {
     fn new() -> Self {
         Dir {
-            buf: vec![0u8; BUF].into_boxed_slice(),
+            buf: Vec::new(),
             pos: 0,
-            cap: 0,
             read_done: false,
             read_error: None,
             need_flush: false,
@@ -70,32 +71,44 @@ impl Dir {
         W: AsyncWrite + ?Sized,
     {
         loop {
-            if self.pos == self.cap {
+            if self.pos == self.buf.len() {
                 self.pos = 0;
-                self.cap = 0;
-            }
-            // Gather what the reader has now (a TLS reader hands out one
-            // record, at most 16 KiB, per read) so one write encrypts
-            // several records and sends them in one vectored write.
-            if self.pos == self.cap {
+                self.buf.clear();
                 if let Some(e) = self.read_error.take() {
                     return Poll::Ready(Err(e));
                 }
             }
-            while !self.read_done && self.read_error.is_none() && self.cap < self.buf.len() {
-                let mut rb = ReadBuf::new(&mut self.buf[self.cap..]);
-                match from.as_mut().poll_read(cx, &mut rb) {
+            // Gather what the reader has now (a TLS reader hands out one
+            // record, at most 16 KiB, per read) so one write encrypts
+            // several records and sends them in one vectored write.
+            while !self.read_done && self.read_error.is_none() && self.buf.len() < BUF {
+                if self.buf.capacity() < BUF {
+                    self.buf.reserve_exact(BUF - self.buf.len());
+                }
+                let len = self.buf.len();
+                let mut rb = ReadBuf::uninit(&mut self.buf.spare_capacity_mut()[..BUF - len]);
+                let polled = from.as_mut().poll_read(cx, &mut rb);
+                let n = rb.filled().len();
+                // SAFETY: the reader initialized the n bytes ReadBuf reports
+                // filled, right after the initialized `len`, within capacity.
+                unsafe { self.buf.set_len(len + n) };
+                match polled {
                     Poll::Pending => {
-                        if self.pos < self.cap {
+                        if self.pos < self.buf.len() {
                             break;
                         }
+                        // Nothing to write: an idle direction holds no buffer.
+                        self.buf = Vec::new();
+                        self.pos = 0;
                         if self.need_flush {
                             ready!(to.as_mut().poll_flush(cx))?;
                             self.need_flush = false;
                         }
                         return Poll::Pending;
                     }
-                    Poll::Ready(Err(e)) if self.pos == self.cap => return Poll::Ready(Err(e)),
+                    Poll::Ready(Err(e)) if self.pos == self.buf.len() => {
+                        return Poll::Ready(Err(e))
+                    }
                     Poll::Ready(Err(e)) => {
                         // What was read before the error still goes out first
                         // (a peer that resets right after its last message).
@@ -103,19 +116,17 @@ impl Dir {
                         break;
                     }
                     Poll::Ready(Ok(())) => {
-                        let n = rb.filled().len();
                         if n == 0 {
                             self.read_done = true;
                         } else {
-                            self.cap += n;
                             self.bytes += n as u64;
                             *moved = true;
                         }
                     }
                 }
             }
-            while self.pos < self.cap {
-                let n = ready!(to.as_mut().poll_write(cx, &self.buf[self.pos..self.cap]))?;
+            while self.pos < self.buf.len() {
+                let n = ready!(to.as_mut().poll_write(cx, &self.buf[self.pos..]))?;
                 if n == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
