@@ -142,7 +142,7 @@ PY
 
 echo "== $WORKERS workers each, $CONC concurrent connections, $SECS s per run, median of $ROUNDS, on $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-7s %-14s %-12s %-12s %s\n' size metric devtls nginx ratio
-for size in 1024 1048576; do
+for size in ${SIZES:-1024 1048576}; do
   label=$([ "$size" = 1024 ] && echo 1KB || echo 1MB)
   # Warm-up runs, then ROUNDS rounds alternating anchor and devtls; the
   # medians are compared (other work on the machine varies from run to run).
@@ -178,7 +178,7 @@ CRYPTO=$("$LOAD" crypto 1)
 AES=$(field "$CRYPTO" aws_lc_rs | python3 -c "import ast,sys; print(ast.literal_eval(sys.stdin.read())['aes128gcm'])")
 echo "AEAD on one core, MB/s (aws-lc-rs is rustls's provider here; ring for comparison): $CRYPTO"
 BOUND=$(python3 -c "print(round($AES * $(nproc) / 4))")
-echo "1 MB exchanges: crypto bound $BOUND MB/s relayed; devtls at $(ratio "$D_MB" "$BOUND"), nginx at $(ratio "$N_MB" "$BOUND") of it"
+echo "1 MB exchanges: crypto bound $BOUND MB/s relayed; devtls at $(ratio "${D_MB:-0}" "$BOUND"), nginx at $(ratio "${N_MB:-0}" "$BOUND") of it"
 
 if [ "${SYSCALLS:-0}" = 1 ] && command -v strace >/dev/null; then
   echo "== system calls during one 1 MB run (strace -c; slows both, counts only)"
