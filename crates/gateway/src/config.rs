@@ -602,6 +602,14 @@ mod tests {
         let e = parse("").unwrap_err().to_string();
         assert!(e.contains("has no routes"), "{e}");
 
+        let out = "[[outbound]]\nlisten = \"0.0.0.0:8883\"\ncert = \"c\"\nkey = \"k\"\n\
+                   to = \"b.example.com:8883\"\nclient_crl = \"crl.der\"";
+        let e = parse(out).unwrap_err().to_string();
+        assert!(e.contains("client_crl needs client_ca"), "{e}");
+        let with_ca = format!("{out}\nclient_ca = \"ca.der\"");
+        let c = parse(&with_ca).unwrap();
+        assert!(c.routes[0].client_crl.as_ref().unwrap().is_absolute());
+
         let e = parse(&TWO.replace("0.0.0.0:8883", "0.0.0.0:443"))
             .unwrap_err()
             .to_string();

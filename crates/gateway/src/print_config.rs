@@ -576,6 +576,20 @@ mod tests {
     }
 
     #[test]
+    fn an_outbound_crl_reaches_every_target_that_checks_clients() {
+        let mut c = config("");
+        let outbound = c.routes.last_mut().unwrap();
+        outbound.client_ca = Some("/etc/gw/fleet/ca.pem".into());
+        outbound.client_crl = Some("/etc/gw/fleet/crl.pem".into());
+        let n = render(&c, Target::Nginx).unwrap();
+        assert!(n.contains("ssl_crl /etc/gw/fleet/crl.pem;"), "{n}");
+        let h = render(&c, Target::Haproxy).unwrap();
+        assert!(h.contains("crl-file /etc/gw/fleet/crl.pem"), "{h}");
+        let m = render(&c, Target::Mosquitto).unwrap();
+        assert!(m.contains("crlfile /etc/gw/fleet/crl.pem"), "{m}");
+    }
+
+    #[test]
     fn a_value_that_would_break_the_file_is_refused() {
         let mut c = config("");
         c.routes[0].cert.cert = "/etc/gw/a;b.pem".into();
