@@ -41,7 +41,7 @@ STREAM_LOAD=$(nginx_stream_module)
 echo "== building devtls and the load generator (release, in $TARGET_DIR)"
 # One command: the same feature set as `cargo build -p devtls` alone would
 # pick otherwise differs, and the dependencies would build twice.
-cargo build --release -q -p devtls -p devtls-gateway --example gwload
+cargo build --release -q -p devtls -p devtls-gateway --bins --example gwload
 # Copied at once: other checkouts may share the release folder.
 mkdir -p "$WORK/bin"
 cp "$RELEASE/devtls" "$RELEASE/examples/gwload" "$WORK/bin/"
