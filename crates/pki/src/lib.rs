@@ -35,6 +35,7 @@ pub mod lint;
 pub mod names;
 pub mod profile;
 pub mod roots;
+pub mod signer;
 pub mod rules;
 pub mod sniff;
 pub mod verify;
