@@ -697,7 +697,7 @@ mod tests {
         assert_eq!(&der[5..8], &[0x02, 33, 0x00]);
         assert_eq!(der.len(), 2 + 3 + 2 + 33);
         let long = ecdsa_der(&[0x80; 48], &[0x80; 48]);
-        assert_eq!(&long[..3], &[0x30, 0x81, 98]);
+        assert_eq!(&long[..5], &[0x30, 102, 0x02, 49, 0x00]);
     }
 
     #[test]
