@@ -277,15 +277,8 @@ pub fn self_signed_ca_with(spec: &CertSpec, key: &CaKey) -> Result<Certificate, 
         role: Role::Ca,
         ..spec.clone()
     };
-    let params = spec.params(key_type_of(key))?;
+    let params = spec.params(key.key_type())?;
     Certificate::make(params, |p| p.self_signed(key))
-}
-
-fn key_type_of(key: &CaKey) -> KeyType {
-    match key {
-        CaKey::File(k) => k.key_type(),
-        CaKey::Token(k) => k.key_type(),
-    }
 }
 
 /// A certificate signing request devtls made.

@@ -35,8 +35,8 @@ pub mod lint;
 pub mod names;
 pub mod profile;
 pub mod roots;
-pub mod signer;
 pub mod rules;
+pub mod signer;
 pub mod sniff;
 pub mod verify;
 

@@ -21,8 +21,11 @@ use devtls_pki::sniff::Kind;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+mod token;
+
 use crate::output::{self, Exit};
 use crate::snippets::{self, DeviceFiles};
+use token::TokenArgs;
 
 // `devtls fleet`: described on `Command::Fleet` in mod.rs, where `devtls --help`
 // lists it without building these arguments.
@@ -63,10 +66,20 @@ enum FleetCommand {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls fleet init
-  devtls fleet init --dir /srv/fleet --name \"Acme cameras\" --key p384")]
+  devtls fleet init --dir /srv/fleet --name \"Acme cameras\" --key p384
+  devtls fleet init --ca-key 'pkcs11:token=fleet;object=fleet-ca' --pin-file pin.txt
+
+With --ca-key the CA key is made (or found) in a PKCS#11 token and never
+exists in a file; see docs/fleet-hsm.md.")]
 struct InitArgs {
     #[command(flatten)]
     dir: DirArg,
+    /// Keep the CA key in a PKCS#11 token: an RFC 7512 URI naming the token
+    /// and the key object (created there non-extractable if it is not).
+    #[arg(long, value_name = "PKCS11-URI", value_parser = pkcs11_uri)]
+    ca_key: Option<devtls_pki::signer::pkcs11::Uri>,
+    #[command(flatten)]
+    token: TokenArgs,
     /// The CA's name (subject CN).
     #[arg(long, default_value = "devtls fleet CA")]
     name: String,
@@ -91,6 +104,11 @@ fn server_host(s: &str) -> Result<String, String> {
                 s.escape_default()
             )
         })
+}
+
+fn pkcs11_uri(s: &str) -> Result<devtls_pki::signer::pkcs11::Uri, String> {
+    s.parse()
+        .map_err(|e: devtls_pki::signer::pkcs11::UriError| e.why)
 }
 
 fn ca_key(s: &str) -> Result<KeyType, String> {
@@ -177,6 +195,8 @@ struct IssueArgs {
     /// certificate, replacing their folder (the old serial stays on the CRL).
     #[arg(long, conflicts_with = "csr")]
     reissue: bool,
+    #[command(flatten)]
+    token: TokenArgs,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -244,6 +264,8 @@ struct RevokeArgs {
 struct CrlArgs {
     #[command(flatten)]
     dir: DirArg,
+    #[command(flatten)]
+    token: TokenArgs,
     /// Where to write it [default: DIR/crl.der].
     #[arg(short, long)]
     out: Option<PathBuf>,
@@ -263,6 +285,8 @@ struct CrlArgs {
 struct RotateArgs {
     #[command(flatten)]
     dir: DirArg,
+    #[command(flatten)]
+    token: TokenArgs,
     /// Rotate active certificates expiring within this span (expired ones too).
     #[arg(long, value_name = "SPAN", value_parser = devtls_fleet::parse_span)]
     within: time::Duration,
@@ -339,38 +363,59 @@ fn open(dir: &Path) -> anyhow::Result<Fleet> {
     Ok(Fleet::open(dir)?)
 }
 
+/// Opens a fleet that is about to sign: a CA key in a token is reached
+/// with these options.
+fn open_signing(dir: &Path, token: &TokenArgs) -> anyhow::Result<Fleet> {
+    let mut fleet = Fleet::open(dir)?;
+    fleet.set_token_access(token.access());
+    Ok(fleet)
+}
+
 fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
-    let fleet = Fleet::init(
-        &a.dir.dir,
-        &InitOptions {
-            name: a.name.clone(),
-            key: a.key,
-            days: a.days,
-        },
-    )?;
+    let opts = InitOptions {
+        name: a.name.clone(),
+        key: a.key,
+        days: a.days,
+    };
+    let (fleet, found) = match &a.ca_key {
+        Some(uri) => {
+            let (fleet, found) = Fleet::init_in_token(&a.dir.dir, &opts, uri, a.token.access())?;
+            (fleet, Some(found))
+        }
+        None => (Fleet::init(&a.dir.dir, &opts)?, None),
+    };
     #[derive(Serialize)]
     struct Made {
         dir: String,
         name: String,
         key_type: KeyType,
         sha256: String,
+        /// The PKCS#11 URI of the CA key, when it is in a token.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ca_key: Option<String>,
+        /// Whether the token key was generated now (false: it was there).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ca_key_created: Option<bool>,
         files: Vec<String>,
     }
     let dir = fleet.dir();
+    // An existing key in the token keeps its own curve, whatever --key says.
+    let key_type = fleet.authority()?.key().key_type();
+    let key_file = match found {
+        Some(_) => names::CA_KEY_URI,
+        None => names::CA_KEY,
+    };
     let made = Made {
         dir: dir.display().to_string(),
         name: a.name,
-        key_type: a.key,
+        key_type,
         sha256: devtls_pki::fingerprint::sha256_colon(fleet.ca_der()),
-        files: [
-            names::CA_DER,
-            names::CA_PEM,
-            names::CA_KEY,
-            names::INVENTORY,
-        ]
-        .iter()
-        .map(|n| dir.join(n).display().to_string())
-        .collect(),
+        ca_key: fleet.ca_key_uri().map(|u| u.without_module().to_string()),
+        ca_key_created: found.map(|f| f == devtls_pki::signer::pkcs11::Found::Created),
+        files: [names::CA_DER, names::CA_PEM, key_file, names::INVENTORY]
+            .iter()
+            .map(|n| dir.join(n).display().to_string())
+            .collect(),
     };
     if a.json {
         output::json(&made)?;
@@ -379,17 +424,28 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
     output::ok(&format!(
         "fleet CA \"{}\" ({}) in {}",
         made.name,
-        a.key.describe(),
+        key_type.describe(),
         made.dir
     ));
     println!("  SHA-256 {}", made.sha256);
     for f in &made.files {
         println!("  wrote {f}");
     }
-    println!(
-        "  {} is the CA's private key (0600): keep it here and back it up offline.",
-        dir.join(names::CA_KEY).display()
-    );
+    match (&made.ca_key, made.ca_key_created) {
+        (Some(uri), Some(created)) => println!(
+            "  The CA key is in the token ({uri}), {}; it is not in any file. \
+             Signing commands ask for the PIN (--pin-file, DEVTLS_PKCS11_PIN or a prompt).",
+            if created {
+                "made there now, non-extractable"
+            } else {
+                "the key that was already there"
+            }
+        ),
+        _ => println!(
+            "  {} is the CA's private key (0600): keep it here and back it up offline.",
+            dir.join(names::CA_KEY).display()
+        ),
+    }
     println!();
     output::heading("Next:");
     println!(
@@ -498,7 +554,7 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
         opts.threads = t.max(1);
     }
     opts.reissue = a.reissue;
-    let mut fleet = open(&a.dir.dir)?;
+    let mut fleet = open_signing(&a.dir.dir, &a.token)?;
     let report = if let Some(csr_path) = &a.csr {
         let [id] = a.ids.as_slice() else {
             bail!("--csr signs one device's request: give exactly one DEVICE-ID");
@@ -679,7 +735,7 @@ fn revoke(a: RevokeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn crl(a: CrlArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir.dir)?;
+    let fleet = open_signing(&a.dir.dir, &a.token)?;
     let out = a.out.unwrap_or_else(|| fleet.dir().join("crl.der"));
     // The CRL this one replaces: the file about to be overwritten.
     let previous = match out.exists() {
@@ -719,7 +775,7 @@ fn crl(a: CrlArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
-    let mut fleet = open(&a.dir.dir)?;
+    let mut fleet = open_signing(&a.dir.dir, &a.token)?;
     let opts = IssueOptions::new(
         a.days,
         Role::Client,

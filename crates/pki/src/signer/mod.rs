@@ -18,6 +18,14 @@ pub enum CaKey {
 }
 
 impl CaKey {
+    /// The key's type.
+    pub fn key_type(&self) -> crate::keys::KeyType {
+        match self {
+            CaKey::File(key) => key.key_type(),
+            CaKey::Token(key) => key.key_type(),
+        }
+    }
+
     /// The SubjectPublicKeyInfo DER of the key (what a certificate of it carries).
     pub fn public_key_der(&self) -> Vec<u8> {
         rcgen::PublicKeyData::subject_public_key_info(self)

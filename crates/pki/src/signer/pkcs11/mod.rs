@@ -471,7 +471,11 @@ impl TokenKey {
             return Err(Error::Token {
                 token: self.token.clone(),
                 what: "signing",
-                why: format!("the token returned {} signature bytes, not {}", raw.len(), 2 * n),
+                why: format!(
+                    "the token returned {} signature bytes, not {}",
+                    raw.len(),
+                    2 * n
+                ),
             });
         }
         Ok(ecdsa_der(&raw[..n], &raw[n..]))
@@ -536,7 +540,10 @@ fn find_token(module: &Path, uri: &Uri) -> Result<(Pkcs11, Slot, String), Error>
                 .manufacturer
                 .as_deref()
                 .is_none_or(|m| m == info.manufacturer_id().trim_end())
-            && uri.model.as_deref().is_none_or(|m| m == info.model().trim_end())
+            && uri
+                .model
+                .as_deref()
+                .is_none_or(|m| m == info.model().trim_end())
             && uri
                 .serial
                 .as_deref()
@@ -706,7 +713,10 @@ mod tests {
         let err = module_path(Some(Path::new("/nonexistent/libp11.so")), &uri).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, Error::ModuleMissing(_)));
-        assert!(text.contains("/nonexistent/libp11.so") && text.contains("softhsm2"), "{text}");
+        assert!(
+            text.contains("/nonexistent/libp11.so") && text.contains("softhsm2"),
+            "{text}"
+        );
         assert!(!text.contains('\n'));
     }
 }

@@ -80,9 +80,9 @@ impl FromStr for Uri {
                     continue;
                 }
                 "slot-id" => {
-                    let n = text()?.parse().map_err(|_| {
-                        fail(format!("slot-id '{value}' is not a decimal number"))
-                    })?;
+                    let n = text()?
+                        .parse()
+                        .map_err(|_| fail(format!("slot-id '{value}' is not a decimal number")))?;
                     set_once(&mut uri.slot_id, n, name).map_err(fail)?;
                     continue;
                 }
@@ -95,8 +95,11 @@ impl FromStr for Uri {
                     continue;
                 }
                 // Attributes of the library or the slot do not pick a key but are harmless.
-                "library-manufacturer" | "library-description" | "library-version"
-                | "slot-manufacturer" | "slot-description" => continue,
+                "library-manufacturer"
+                | "library-description"
+                | "library-version"
+                | "slot-manufacturer"
+                | "slot-description" => continue,
                 "pin-value" | "pin-source" => {
                     return Err(fail(format!(
                         "{name}= puts the PIN where it is logged and stored; remove it and give \
@@ -209,10 +212,13 @@ fn decode(value: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Percent-encodes a value: everything but RFC 7512's unreserved and
-/// path-safe characters.
-fn encode(bytes: &[u8], out: &mut String) {
+/// path-safe characters (in the query, also '/', '?' and '|').
+fn encode(bytes: &[u8], query: bool, out: &mut String) {
     for &b in bytes {
-        if b.is_ascii_alphanumeric() || b"-._~:[]@!$'()*+,&".contains(&b) {
+        let safe = b.is_ascii_alphanumeric()
+            || b"-._~:[]@!$'()*+,".contains(&b)
+            || (query && b"/?|".contains(&b));
+        if safe {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -268,11 +274,11 @@ impl fmt::Display for Uri {
             }
             out.push_str(name);
             out.push('=');
-            encode(value, &mut out);
+            encode(value, false, &mut out);
         }
         if let Some(path) = &self.module_path {
             out.push_str("?module-path=");
-            encode(path.to_string_lossy().as_bytes(), &mut out);
+            encode(path.to_string_lossy().as_bytes(), true, &mut out);
         }
         f.write_str(&out)
     }
