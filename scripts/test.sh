@@ -33,6 +33,7 @@ APT_PEERS=(
   "git                git"
   "man                man-db"
   "python3            python3"
+  "softhsm2-util      softhsm2"
 )
 # Python peers: a module to import (or a command) and the PyPI package.
 PIP_PEERS=(

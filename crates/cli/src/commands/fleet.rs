@@ -76,8 +76,8 @@ struct InitArgs {
     dir: DirArg,
     /// Keep the CA key in a PKCS#11 token: an RFC 7512 URI naming the token
     /// and the key object (created there non-extractable if it is not).
-    #[arg(long, value_name = "PKCS11-URI", value_parser = pkcs11_uri)]
-    ca_key: Option<devtls_pki::signer::pkcs11::Uri>,
+    #[arg(long, value_name = "PKCS11-URI")]
+    ca_key: Option<String>,
     #[command(flatten)]
     token: TokenArgs,
     /// The CA's name (subject CN).
@@ -104,11 +104,6 @@ fn server_host(s: &str) -> Result<String, String> {
                 s.escape_default()
             )
         })
-}
-
-fn pkcs11_uri(s: &str) -> Result<devtls_pki::signer::pkcs11::Uri, String> {
-    s.parse()
-        .map_err(|e: devtls_pki::signer::pkcs11::UriError| e.why)
 }
 
 fn ca_key(s: &str) -> Result<KeyType, String> {
@@ -377,7 +372,13 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
         key: a.key,
         days: a.days,
     };
-    let (fleet, found) = match &a.ca_key {
+    // Parsed here, not by clap: clap would repeat a refused value, and a
+    // URI with pin-value= must not be echoed.
+    let uri: Option<devtls_pki::signer::pkcs11::Uri> = match &a.ca_key {
+        Some(text) => Some(text.parse().map_err(|e| anyhow::anyhow!("--ca-key {e}"))?),
+        None => None,
+    };
+    let (fleet, found) = match &uri {
         Some(uri) => {
             let (fleet, found) = Fleet::init_in_token(&a.dir.dir, &opts, uri, a.token.access())?;
             (fleet, Some(found))

@@ -95,6 +95,11 @@ const PEERS: &[(&str, Probe, &str)] = &[
     ),
     ("maturin", Probe::Program("maturin"), "pip install maturin"),
     (
+        "softhsm2-util",
+        Probe::Program("softhsm2-util"),
+        "sudo apt-get install softhsm2",
+    ),
+    (
         "mbedtls36",
         Probe::Built("target/mbedtls36/device-peer"),
         "bash tests/peers/mbedtls36/build.sh",
