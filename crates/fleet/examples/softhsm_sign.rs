@@ -23,7 +23,10 @@ fn main() {
         std::process::exit(2);
     };
     let n: usize = n.parse().expect("SIGNATURES is a number");
-    let threads: usize = threads.parse::<usize>().expect("THREADS is a number").max(1);
+    let threads: usize = threads
+        .parse::<usize>()
+        .expect("THREADS is a number")
+        .max(1);
     let pin = std::env::var("DEVTLS_PKCS11_PIN").expect("set DEVTLS_PKCS11_PIN");
     let ctx = Pkcs11::new(module).expect("the PKCS#11 library loads");
     ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
@@ -32,7 +35,11 @@ fn main() {
         .get_slots_with_initialized_token()
         .expect("slots")
         .into_iter()
-        .find(|s| ctx.get_token_info(*s).map(|i| i.label().trim_end() == token).unwrap_or(false))
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .map(|i| i.label().trim_end() == token)
+                .unwrap_or(false)
+        })
         .expect("the token");
     let login = ctx.open_ro_session(slot).expect("a session");
     login
