@@ -208,6 +208,15 @@ impl Authority {
         let mut params = spec.params(subject_key.key_type())?;
         params.use_authority_key_identifier_extension = true;
         Certificate::make(params, |p| p.signed_by(subject_key, &self.issuer))
+            .map_err(|e| self.explain(e))
+    }
+
+    /// A signing failure with the token's reason, when the key is in one.
+    fn explain(&self, e: Error) -> Error {
+        match (&e, self.key()) {
+            (Error::Crypto(_), CaKey::Token(key)) => key.take_error().map_or(e, Error::Crypto),
+            _ => e,
+        }
     }
 
     /// Signs a CSR: the public key and the requested SANs come from the CSR,
@@ -236,6 +245,7 @@ impl Authority {
             csr.params = params;
             csr.signed_by(&self.issuer)
         })
+        .map_err(|e| self.explain(e))
     }
 }
 

@@ -26,6 +26,17 @@ impl CaKey {
         }
     }
 
+    /// The error of a failed signature, with the reason a token gave when
+    /// rcgen could only say "remote key error".
+    pub fn explain(&self, e: rcgen::Error) -> String {
+        match (self, &e) {
+            (CaKey::Token(key), rcgen::Error::RemoteKeyError) => {
+                key.take_error().unwrap_or_else(|| e.to_string())
+            }
+            _ => e.to_string(),
+        }
+    }
+
     /// The SubjectPublicKeyInfo DER of the key (what a certificate of it carries).
     pub fn public_key_der(&self) -> Vec<u8> {
         rcgen::PublicKeyData::subject_public_key_info(self)

@@ -15,7 +15,7 @@ pub mod uri;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -101,15 +101,11 @@ pub struct Pin(AuthPin);
 
 impl Pin {
     /// Wraps a PIN (a trailing newline, as in a PIN file, is removed).
-    pub fn new(pin: String) -> Pin {
-        let trimmed = pin.trim_end_matches(['\r', '\n']).to_string();
-        drop(zeroize_string(pin));
-        Pin(AuthPin::from(trimmed))
+    pub fn new(mut pin: String) -> Pin {
+        let len = pin.trim_end_matches(['\r', '\n']).len();
+        pin.truncate(len);
+        Pin(AuthPin::from(pin))
     }
-}
-
-fn zeroize_string(s: String) -> AuthPin {
-    AuthPin::from(s)
 }
 
 impl std::fmt::Debug for Pin {
@@ -243,6 +239,8 @@ pub struct TokenKey {
     sessions: Mutex<Vec<Session>>,
     /// Sessions opened so far (for the report and the bench).
     opened: std::sync::atomic::AtomicUsize,
+    /// Why the last signature failed: rcgen's error type has no room for it.
+    last_error: Mutex<Option<String>>,
 }
 
 /// What [`TokenKey::create_or_open`] did.
@@ -402,6 +400,7 @@ impl TokenKey {
             point,
             sessions: Mutex::new(vec![session]),
             opened: 1.into(),
+            last_error: Mutex::new(None),
         })
     }
 
@@ -418,6 +417,14 @@ impl TokenKey {
     /// How many sessions signing has opened (one per concurrent signer).
     pub fn sessions_opened(&self) -> usize {
         self.opened.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Why the last signature through rcgen failed, once.
+    pub fn take_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Whether the private key object is CKA_EXTRACTABLE, read back from the token.
@@ -502,10 +509,10 @@ impl rcgen::PublicKeyData for TokenKey {
 
 impl rcgen::SigningKey for TokenKey {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        // rcgen's error has no room for a message: the text goes to stderr
-        // once, so the reason a token refused is not lost.
+        // rcgen's error has no room for a message: it is kept for
+        // `take_error`, so the reason the token refused is not lost.
         self.sign_message(msg).map_err(|e| {
-            eprintln!("devtls: {e}");
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
             rcgen::Error::RemoteKeyError
         })
     }
@@ -686,9 +693,6 @@ fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
     out.extend(body);
     out
 }
-
-/// A shared key, for holders that need `Arc`.
-pub type SharedTokenKey = Arc<TokenKey>;
 
 #[cfg(test)]
 mod tests {
