@@ -225,7 +225,8 @@ impl Fleet {
         let made = ca_key::init_in_token(dir, opts, uri, &access)?;
         std::fs::create_dir_all(dir.join(names::DEVICES))
             .map_err(|e| Error::io(&dir.join(names::DEVICES), e))?;
-        let db = inventory::open(&dir.join(names::INVENTORY))?;
+        let db: Box<dyn Store> =
+            Box::new(store::sqlite::Sqlite::open(&dir.join(names::INVENTORY))?);
         let token = ca_key::TokenCa::new(made.uri);
         token.set(made.authority);
         let fleet = Fleet {
