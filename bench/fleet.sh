@@ -15,6 +15,12 @@
 # the run (docs/fleet-hsm.md), beside the token's own signing rate measured
 # in the same run (examples/softhsm_sign: cryptoki directly, one session per
 # thread), which bounds it, and the same fleet with the key in ca.key.
+# Measured 2026-11-30 on the 2 shared vCPUs under load ~16 (other builds),
+# tmpfs, 5000 P-256 devices, 2 threads: SoftHSM2 4.4k signatures/s, token
+# fleet 1.7k devices/s (39% of that bound; 53% of the file-key fleet's 3.2k/s
+# in the same run), 1.5k/s on one thread. Each device costs a signature in
+# the token on top of the file-key fleet's work, so the two costs add up:
+# 1 / (1/3.2k + 1/4.4k) = 1.9k/s. Noisy under such load; rerun on a quiet machine.
 #
 # Usage: bench/fleet.sh            (N=100000 SMALL=10000 SAMPLE=50 PKCS11_N=5000 to change)
 #        ROWS=pkcs11 bench/fleet.sh        (only the PKCS#11 rows)
