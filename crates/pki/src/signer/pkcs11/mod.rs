@@ -11,6 +11,8 @@
 //! one (opening a new one when all are in use) and puts it back, so there is
 //! one session per worker thread, each reused for every signature.
 
+mod curve;
+mod lookup;
 pub mod uri;
 
 use std::collections::HashMap;
@@ -20,12 +22,13 @@ use std::sync::{Mutex, OnceLock};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, UserType};
+use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectHandle};
+use cryptoki::session::Session;
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
-use sha2::Digest;
 
+use curve::{ecdsa_der, Curve};
+use lookup::{find_key, find_token, login, public_point};
 pub use uri::{Uri, UriError};
 
 use crate::keys::KeyType;
@@ -162,68 +165,6 @@ fn context(module: &Path) -> Result<Pkcs11, Error> {
     }
     contexts.insert(module.to_path_buf(), ctx.clone());
     Ok(ctx)
-}
-
-/// The curves a CA key may use (the device verifies P-256 and P-384).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Curve {
-    P256,
-    P384,
-}
-
-impl Curve {
-    fn of(key: KeyType) -> Result<Curve, Error> {
-        match key {
-            KeyType::P256 => Ok(Curve::P256),
-            KeyType::P384 => Ok(Curve::P384),
-            other => Err(Error::Unsupported(format!(
-                "a CA key in a token is P-256 or P-384, not {other}"
-            ))),
-        }
-    }
-
-    /// The DER OID of the curve (CKA_EC_PARAMS).
-    fn params(self) -> &'static [u8] {
-        match self {
-            Curve::P256 => &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
-            Curve::P384 => &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22],
-        }
-    }
-
-    fn from_params(params: &[u8]) -> Option<Curve> {
-        [Curve::P256, Curve::P384]
-            .into_iter()
-            .find(|c| c.params() == params)
-    }
-
-    /// Bytes of one coordinate (and of r and s).
-    fn size(self) -> usize {
-        match self {
-            Curve::P256 => 32,
-            Curve::P384 => 48,
-        }
-    }
-
-    fn algorithm(self) -> &'static rcgen::SignatureAlgorithm {
-        match self {
-            Curve::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-            Curve::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-        }
-    }
-
-    fn key_type(self) -> KeyType {
-        match self {
-            Curve::P256 => KeyType::P256,
-            Curve::P384 => KeyType::P384,
-        }
-    }
-
-    fn digest(self, msg: &[u8]) -> Vec<u8> {
-        match self {
-            Curve::P256 => sha2::Sha256::digest(msg).to_vec(),
-            Curve::P384 => sha2::Sha384::digest(msg).to_vec(),
-        }
-    }
 }
 
 /// A private key in a token, ready to sign from any thread.
@@ -526,190 +467,9 @@ fn token_error(token: &str, what: &'static str, e: CkError) -> Error {
     }
 }
 
-/// The token the URI names, in the library at `module`.
-fn find_token(module: &Path, uri: &Uri) -> Result<(Pkcs11, Slot, String), Error> {
-    let ctx = context(module)?;
-    let slots = ctx
-        .get_slots_with_initialized_token()
-        .map_err(|e| Error::Module {
-            path: module.display().to_string(),
-            why: format!("listing its tokens failed: {e}"),
-        })?;
-    let mut present = Vec::new();
-    let mut found = None;
-    for slot in slots {
-        let Ok(info) = ctx.get_token_info(slot) else {
-            continue;
-        };
-        let label = info.label().trim_end().to_string();
-        let matches = uri.token.as_deref().is_none_or(|t| t == label)
-            && uri
-                .manufacturer
-                .as_deref()
-                .is_none_or(|m| m == info.manufacturer_id().trim_end())
-            && uri
-                .model
-                .as_deref()
-                .is_none_or(|m| m == info.model().trim_end())
-            && uri
-                .serial
-                .as_deref()
-                .is_none_or(|s| s == info.serial_number().trim_end())
-            && uri.slot_id.is_none_or(|id| id == slot.id());
-        if matches && found.is_none() {
-            found = Some((slot, label.clone()));
-        }
-        present.push(format!("'{label}'"));
-    }
-    let Some((slot, label)) = found else {
-        return Err(Error::TokenNotFound {
-            uri: uri.without_module().to_string(),
-            present: if present.is_empty() {
-                "none".into()
-            } else {
-                present.join(", ")
-            },
-        });
-    };
-    Ok((ctx, slot, label))
-}
-
-/// A read-write session on the token, logged in as the user.
-fn login(ctx: &Pkcs11, slot: Slot, token: &str, pin: &Pin) -> Result<Session, Error> {
-    let session = ctx
-        .open_rw_session(slot)
-        .map_err(|e| token_error(token, "opening a session", e))?;
-    match session.login(UserType::User, Some(&pin.0)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
-        Err(CkError::Pkcs11(RvError::PinIncorrect | RvError::PinLenRange, _)) => {
-            Err(Error::WrongPin(token.into()))
-        }
-        Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(Error::PinLocked(token.into())),
-        Err(e) => Err(token_error(token, "logging in", e)),
-    }
-}
-
-/// The private key the URI names; more than one match is an error.
-fn find_key(session: &Session, uri: &Uri, token: &str) -> Result<Option<ObjectHandle>, Error> {
-    let mut template = vec![Attribute::Class(ObjectClass::PRIVATE_KEY)];
-    if let Some(label) = &uri.object {
-        template.push(Attribute::Label(label.as_bytes().to_vec()));
-    }
-    if let Some(id) = &uri.id {
-        template.push(Attribute::Id(id.clone()));
-    }
-    let found = session
-        .find_objects(&template)
-        .map_err(|e| token_error(token, "finding the key", e))?;
-    match found.as_slice() {
-        [] => Ok(None),
-        [one] => Ok(Some(*one)),
-        more => Err(Error::ObjectNotFound(format!(
-            "token '{token}' has {} private keys matching {}; add id= to the URI to pick one",
-            more.len(),
-            uri.describe()
-        ))),
-    }
-}
-
-/// The public point of the key pair: from its public key object (same label and id).
-fn public_point(
-    session: &Session,
-    label: &[u8],
-    id: &[u8],
-    curve: Curve,
-    token: &str,
-    what: &str,
-) -> Result<Vec<u8>, Error> {
-    let mut template = vec![Attribute::Class(ObjectClass::PUBLIC_KEY)];
-    if !id.is_empty() {
-        template.push(Attribute::Id(id.to_vec()));
-    }
-    if !label.is_empty() {
-        template.push(Attribute::Label(label.to_vec()));
-    }
-    let handles = session
-        .find_objects(&template)
-        .map_err(|e| token_error(token, "finding the public key", e))?;
-    let missing = || {
-        Error::ObjectNotFound(format!(
-            "token '{token}' has {what} but no public key object with its label and id; devtls needs it to make the CA certificate"
-        ))
-    };
-    let handle = *handles.first().ok_or_else(missing)?;
-    let attrs = session
-        .get_attributes(handle, &[AttributeType::EcPoint])
-        .map_err(|e| token_error(token, "reading the public key", e))?;
-    let raw = attrs
-        .into_iter()
-        .find_map(|a| match a {
-            Attribute::EcPoint(p) => Some(p),
-            _ => None,
-        })
-        .ok_or_else(missing)?;
-    let len = 1 + 2 * curve.size();
-    // CKA_EC_POINT is a DER OCTET STRING around the point; some tokens give it bare.
-    let point = match raw.len() {
-        n if n == len => raw,
-        n if n == len + 2 && raw[0] == 0x04 && raw[1] as usize == len => raw[2..].to_vec(),
-        _ => {
-            return Err(Error::Unsupported(format!(
-                "token '{token}': the public key of {what} is not an uncompressed point ({} bytes)",
-                raw.len()
-            )))
-        }
-    };
-    if point[0] != 0x04 {
-        return Err(Error::Unsupported(format!(
-            "token '{token}': the public key of {what} is not an uncompressed point"
-        )));
-    }
-    Ok(point)
-}
-
-/// DER `ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` from raw r and s.
-fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
-    fn integer(v: &[u8], out: &mut Vec<u8>) {
-        let v = match v.iter().position(|&b| b != 0) {
-            Some(i) => &v[i..],
-            None => &[0u8][..],
-        };
-        out.push(0x02);
-        let pad = v[0] & 0x80 != 0;
-        out.push((v.len() + pad as usize) as u8);
-        if pad {
-            out.push(0);
-        }
-        out.extend_from_slice(v);
-    }
-    let mut body = Vec::with_capacity(r.len() + s.len() + 6);
-    integer(r, &mut body);
-    integer(s, &mut body);
-    let mut out = vec![0x30];
-    if body.len() >= 0x80 {
-        out.push(0x81);
-    }
-    out.push(body.len() as u8);
-    out.extend(body);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ecdsa_signatures_are_der_with_minimal_positive_integers() {
-        let r = [0u8; 32];
-        let mut s = [0xffu8; 32];
-        s[0] = 0x80;
-        let der = ecdsa_der(&r, &s);
-        assert_eq!(&der[..5], &[0x30, 3 + 2 + 33, 0x02, 0x01, 0x00]);
-        assert_eq!(&der[5..8], &[0x02, 33, 0x00]);
-        assert_eq!(der.len(), 2 + 3 + 2 + 33);
-        let long = ecdsa_der(&[0x80; 48], &[0x80; 48]);
-        assert_eq!(&long[..5], &[0x30, 102, 0x02, 49, 0x00]);
-    }
 
     #[test]
     fn a_named_module_that_is_not_there_is_one_line_naming_it_and_softhsm() {
