@@ -778,7 +778,7 @@ fn doctor_pem_anchor_and_plain_port_fail_in_the_device_words() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("ValueError: invalid cert") && stdout.contains("-outform DER"),
+        stdout.contains("ValueError: invalid cert") && stdout.contains("--to der"),
         "{stdout}"
     );
     // A port that answers but does not speak TLS.

@@ -291,7 +291,8 @@ pub struct Received {
     pub refusal: Option<ChainRefusal>,
 }
 
-/// The anchor as `load_verify_locations` parses it.
+/// One certificate as the device's X.509 parser takes it (the anchor as
+/// `load_verify_locations` parses it, the device's own as `load_cert_chain` does).
 pub fn load_anchor(profile: &Profile, der: &[u8]) -> Result<Cert, AnchorRefusal> {
     let anchor = Cert::parse(der).map_err(|e| AnchorRefusal::NotDer(e.to_string()))?;
     match certs::parse_refusal(profile, &anchor) {
