@@ -132,8 +132,8 @@ fn run_case(dir: &Path, case: Case, rows: &mut Vec<Row>) {
             if !works {
                 assert_eq!(
                     doctor_code, conn.code,
-                    "{}: doctor says {says} ({doctor_code:?}) but mbedTLS failed with {mbed}",
-                    case.name
+                    "{}: doctor says {says} ({doctor_code:?}) but mbedTLS failed with {mbed}\n{}\n{}",
+                    case.name, v["handshake"], peer.transcript
                 );
             }
             "agree".to_string()
@@ -177,7 +177,8 @@ fn print_table(rows: &[Row]) {
         println!(
             "{:<34} | {:<62} | {:<48} | {}",
             r.name,
-            clip(&r.doctor, 62),
+            // The device's ValueError lines, on the row's one line.
+            clip(&r.doctor.replace('\n', " / "), 62),
             clip(&r.mbedtls, 48),
             r.agree
         );
@@ -1039,8 +1040,11 @@ fn doctor_over_dtls_agrees_with_mbedtls() {
     for case in cases {
         run_case(d, case, &mut rows);
     }
-    // mTLS over DTLS: the device's certificate flight in DTLS records.
+    // mTLS over DTLS: the device's certificate flight in DTLS records, then
+    // its Finished; the server's ChangeCipherSpec, alert or silence decides.
     pki.client("client", "cam-1");
+    pki.client_valid("expired-client", "cam-2", (-60, -1));
+    Pki::new(d, "rogue", 3650, (-1, 365)).client("rogue-client", "cam-x");
     let both = [pki.int.as_slice(), pki.root.as_slice()]
         .map(support::doctor::pem)
         .concat();
@@ -1087,10 +1091,80 @@ fn doctor_over_dtls_agrees_with_mbedtls() {
             fix: None,
             known_difference: None,
         },
+        Case {
+            name: "DTLS mTLS: device certificate expired",
+            // gnutls-serv crashes after refusing a certificate with an alert:
+            // the device peer gets a server of its own.
+            mbedtls_server: Some(mtls()),
+            server: mtls(),
+            ca: "t-root.der",
+            hostname: "localhost",
+            doctor_extra: vec![
+                "--dtls",
+                "--cert",
+                "expired-client.der",
+                "--key",
+                "expired-client.key.der",
+            ],
+            mbedtls_extra: vec![
+                "--dtls",
+                "--cert",
+                "expired-client.der",
+                "--key",
+                "expired-client.key.der",
+            ],
+            expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
+            fix: None,
+            known_difference: None,
+        },
+        Case {
+            name: "DTLS mTLS: device certificate from a CA the server does not trust",
+            // gnutls-serv crashes after refusing a certificate with an alert:
+            // the device peer gets a server of its own.
+            mbedtls_server: Some(mtls()),
+            server: mtls(),
+            ca: "t-root.der",
+            hostname: "localhost",
+            doctor_extra: vec![
+                "--dtls",
+                "--cert",
+                "rogue-client.der",
+                "--key",
+                "rogue-client.key.der",
+            ],
+            mbedtls_extra: vec![
+                "--dtls",
+                "--cert",
+                "rogue-client.der",
+                "--key",
+                "rogue-client.key.der",
+            ],
+            expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
+            fix: None,
+            known_difference: None,
+        },
     ] {
         run_case(d, case, &mut rows);
     }
     print_table(&rows);
+    // The silent refusal is read from the server's silence after the
+    // device's own Finished, not from a second handshake.
+    let silent = Case {
+        name: "DTLS mTLS: none sent (silence after the Finished)",
+        mbedtls_server: None,
+        server: mtls(),
+        ca: "t-root.der",
+        hostname: "localhost",
+        doctor_extra: vec!["--dtls"],
+        mbedtls_extra: vec![],
+        expect: None,
+        fix: None,
+        known_difference: None,
+    };
+    let (v, code) = doctor_json(d, silent.server.port, &silent);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["handshake"]["device_finished"], true, "{v:#}");
+    assert_eq!(v["handshake"]["end"]["end"], "server_silent", "{v:#}");
     // anchor reads the chain over DTLS too.
     let server = udp("leaf-full.pem");
     let target = format!("127.0.0.1:{}", server.port);

@@ -55,6 +55,10 @@ pub struct Handshake {
     pub client_cert_requested: bool,
     /// DTLS: the server sent a HelloVerifyRequest cookie first.
     pub cookie_exchange: bool,
+    /// DTLS mTLS: the device's flight ended with its real Finished, so the
+    /// server's reaction to it (its ChangeCipherSpec, an alert, silence) is
+    /// the verdict.
+    pub device_finished: bool,
     /// How the conversation ended.
     pub end: End,
 }
@@ -120,14 +124,25 @@ pub fn examine(req: &Request<'_>) -> Result<Examination, ExamineError> {
         identity: req.identity,
     };
     let mut outcome = drive::converse(req.host, req.port, device, &deadline)?;
-    if transport == Transport::Dtls
-        && matches!(outcome.end, End::Proceeds)
-        && outcome.found.certificate_request.is_some()
-        && dtls_finishes(req, &deadline) == Some(false)
-    {
-        outcome.end = End::ServerSilent;
-    }
     let mut notes = Vec::new();
+    let client_flight = transport == Transport::Dtls && outcome.found.certificate_request.is_some();
+    if client_flight && !outcome.found.finished_sent {
+        // A CBC suite: the device's flight stopped before its Finished, and
+        // silence was read as acceptance; a full handshake decides.
+        if matches!(outcome.end, End::Proceeds) && dtls_finishes(req, &deadline) == Some(false) {
+            outcome.end = End::ServerSilent;
+        }
+    } else if client_flight && matches!(outcome.end, End::ServerSilent) {
+        // The verdict came from the server's silence after the device's
+        // Finished; a full handshake by devtls's own client only confirms it.
+        if dtls_finishes(req, &deadline) == Some(true) {
+            notes.push(
+                "devtls's own DTLS client then completed a handshake with the same files: the \
+                 silence may have been lost datagrams; run doctor again"
+                    .into(),
+            );
+        }
+    }
     let mut chain = outcome.found.chain.clone();
     let mut needs = None;
     let refused_hello = matches!(
@@ -221,15 +236,17 @@ fn handshake_summary(outcome: &Outcome, transport: Transport) -> Handshake {
             .map(|k| diagnose::scheme_name(k.signature_algorithm)),
         client_cert_requested: f.certificate_request.is_some(),
         cookie_exchange: f.cookie_exchange,
+        device_finished: f.finished_sent,
         end: outcome.end.clone(),
     }
 }
 
-// Over DTLS a server says nothing when it accepts the device's certificate
-// flight, and some (gnutls-serv) say nothing either when they want a
-// certificate that was not sent: they just never finish. devtls's own DTLS
-// client (the device's ECDHE suites rtc-dtls implements) completes the
-// handshake to tell which. `None`: it could not try.
+// Over DTLS some servers (gnutls-serv) say nothing when they refuse the
+// device's certificate flight: they just never finish. After the device's
+// real Finished (AES-GCM suites) their silence is the verdict; for the CBC
+// suites, and as a confirmation, devtls's own DTLS client (the device's
+// ECDHE suites rtc-dtls implements) completes the handshake to tell.
+// `None`: it could not try.
 fn dtls_finishes(req: &Request<'_>, deadline: &Deadline) -> Option<bool> {
     use crate::dtls::{self, DtlsError};
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
