@@ -181,24 +181,12 @@ pub fn load_identity(
 /// What to check.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
-    /// The server: host, port, DTLS, time limit.
-    pub host: &'a str,
-    /// Its port.
-    pub port: u16,
-    /// DTLS over UDP.
-    pub dtls: bool,
-    /// The device.
-    pub profile: &'static Profile,
+    /// The server and the device.
+    pub server: examine::Server<'a>,
     /// The anchor file (`--ca`).
     pub anchor: NamedFile<'a>,
     /// The device's certificate and key (`--cert`, `--key`).
     pub identity: Option<(NamedFile<'a>, NamedFile<'a>)>,
-    /// `server_hostname` (`None`: not passed).
-    pub hostname: Option<&'a str>,
-    /// The device's clock.
-    pub time: OffsetDateTime,
-    /// The whole check's time limit.
-    pub timeout: std::time::Duration,
 }
 
 /// The device's verdict on a server, as `--json` prints it.
@@ -243,9 +231,9 @@ fn rfc3339<S: serde::Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::E
 /// Loads the device's files and examines the server as the device would.
 pub fn doctor(req: &Request<'_>) -> Result<Report, DoctorError> {
     let mut notes = Vec::new();
-    let anchor = load_anchor(req.profile, req.anchor, &mut notes)?;
+    let anchor = load_anchor(req.server.profile, req.anchor, &mut notes)?;
     let identity = match req.identity {
-        Some((c, k)) => Some(load_identity(req.profile, c, k, &mut notes)?),
+        Some((c, k)) => Some(load_identity(req.server.profile, c, k, &mut notes)?),
         None => None,
     };
     let mut failures: Vec<Failure> = Vec::new();
@@ -261,15 +249,9 @@ pub fn doctor(req: &Request<'_>) -> Result<Report, DoctorError> {
         None => None,
     };
     let exam = examine::examine(&examine::Request {
-        host: req.host,
-        port: req.port,
-        dtls: req.dtls,
-        profile: req.profile,
+        server: req.server,
         anchor: anchor.as_ref().ok().map(Vec::as_slice),
-        hostname: req.hostname,
-        time: req.time,
         identity: id.as_ref(),
-        timeout: req.timeout,
     })?;
     failures.extend(exam.failures.iter().cloned());
     notes.extend(exam.notes.iter().cloned());
@@ -280,9 +262,9 @@ pub fn doctor(req: &Request<'_>) -> Result<Report, DoctorError> {
     Ok(Report {
         works: failures.is_empty() && exam.works,
         target: exam.target,
-        profile: req.profile.name,
-        hostname: req.hostname.map(str::to_string),
-        device_time: req.time,
+        profile: req.server.profile.name,
+        hostname: req.server.hostname.map(str::to_string),
+        device_time: req.server.time,
         anchor_file: req.anchor.name.to_string(),
         anchor: anchor
             .as_ref()

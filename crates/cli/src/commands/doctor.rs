@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use devtls_net::doctor::{self, NamedFile};
+use devtls_net::examine::Server;
 use devtls_pki::rules::files::DeviceFile;
 use devtls_pki::sniff::Sniffed;
 use time::OffsetDateTime;
@@ -89,15 +90,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let report = doctor::doctor(&doctor::Request {
-        host: &t.host,
-        port: t.port,
-        dtls: args.dtls,
-        profile,
+        server: Server {
+            host: &t.host,
+            port: t.port,
+            dtls: args.dtls,
+            profile,
+            hostname: hostname.as_deref(),
+            time,
+            timeout: t.timeout,
+        },
         anchor: file(&anchor),
         identity: identity.as_ref().map(|(c, k)| (file(c), file(k))),
-        hostname: hostname.as_deref(),
-        time,
-        timeout: t.timeout,
     })?;
     if args.json {
         output::json(&report)?;
