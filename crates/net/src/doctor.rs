@@ -141,10 +141,12 @@ pub fn load_identity(
     key: NamedFile<'_>,
     notes: &mut Vec<String>,
 ) -> Result<Result<Identity, Failure>, DoctorError> {
-    let (Some(_), Some(ki)) = (
-        cert.sniffed.certificates().next(),
-        key.sniffed.items.first(),
-    ) else {
+    let first_is_cert = cert
+        .sniffed
+        .items
+        .first()
+        .is_some_and(|i| i.kind == Kind::Certificate);
+    let (true, Some(ki)) = (first_is_cert, key.sniffed.items.first()) else {
         return Err(DoctorError::Identity {
             cert: cert.name.to_string(),
             key: key.name.to_string(),
@@ -480,7 +482,45 @@ fn failure_lines(failures: &[Failure]) -> Vec<Line> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use devtls_pki::profile::OPENMV;
+    use devtls_pki::issue::{self, CertSpec, Role};
+    use devtls_pki::keys::{KeyType, PrivateKey};
+    use devtls_pki::profile::{MICROPYTHON_PEM, OPENMV};
+    use devtls_pki::sniff;
+
+    #[test]
+    fn the_anchor_loads_as_the_profiles_firmware_loads_it() {
+        let key = PrivateKey::generate(KeyType::P256).unwrap();
+        let ca =
+            issue::self_signed_root(&CertSpec::new("Doctor Root", Role::Ca, 30), &key).unwrap();
+        let pem = sniff::sniff(ca.pem().as_bytes()).unwrap();
+        let der = sniff::sniff(&ca.der).unwrap();
+        let file = |sniffed| NamedFile {
+            name: "ca.pem",
+            sniffed,
+        };
+        let mut notes = Vec::new();
+        // openmv firmware reads DER only: the PEM anchor fails in its words.
+        let f = load_anchor(&OPENMV, file(&pem), &mut notes)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(f.kind, FailureKind::AnchorUnloadable);
+        assert_eq!(f.device_says, "ValueError: invalid cert");
+        assert!(f.fix.contains("--to der"), "{}", f.fix);
+        // Firmware with the PEM parser loads it; both load the DER.
+        let loaded = |profile, sniffed| {
+            load_anchor(profile, file(sniffed), &mut Vec::new())
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(loaded(&MICROPYTHON_PEM, &pem), ca.der);
+        assert_eq!(loaded(&OPENMV, &der), ca.der);
+        // A key given as the anchor is not doctor's to judge: exit 2.
+        let k = sniff::sniff(&key.pkcs8_der()).unwrap();
+        assert!(matches!(
+            load_anchor(&OPENMV, file(&k), &mut notes),
+            Err(DoctorError::AnchorNotACertificate { .. })
+        ));
+    }
 
     #[test]
     fn device_time_reads_the_forms_doctor_documents() {
