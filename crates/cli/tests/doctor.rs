@@ -848,7 +848,7 @@ fn doctor_over_dtls_agrees_with_mbedtls() {
         .map(support::doctor::pem)
         .concat();
     pki.write("clients-ca.pem", both.as_bytes());
-    let mtls = || {
+    let mtls_with = |priority: &str| {
         support::peers::gnutls_server(
             d,
             &[
@@ -862,10 +862,23 @@ fn doctor_over_dtls_agrees_with_mbedtls() {
                 "--verify-client-cert",
                 "--x509cafile",
                 "clients-ca.pem",
+                "--priority",
+                priority,
             ],
         )
     };
+    let mtls = || mtls_with("NORMAL");
+    // An AES-CBC suite: the device's Finished sealed with CBC and HMAC.
+    let mtls_cbc = || mtls_with("NORMAL:-CIPHER-ALL:+AES-128-CBC:-VERS-ALL:+VERS-DTLS1.2");
     for case in [
+        Case::new(
+            "DTLS mTLS, AES-CBC: device certificate accepted",
+            mtls_cbc(),
+        )
+        .both(&["--dtls", "--cert", "client.der", "--key", "client.key.der"]),
+        Case::new("DTLS mTLS, AES-CBC: none sent", mtls_cbc())
+            .both(&["--dtls"])
+            .fails("MBEDTLS_ERR_SSL_TIMEOUT"),
         Case::new("DTLS mTLS: none sent", mtls())
             .both(&["--dtls"])
             .fails("MBEDTLS_ERR_SSL_TIMEOUT")

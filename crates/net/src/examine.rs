@@ -134,7 +134,7 @@ pub fn examine(req: &Request<'_>) -> Result<Examination, ExamineError> {
     let mut notes = Vec::new();
     let client_flight = transport == Transport::Dtls && outcome.found.certificate_request.is_some();
     if client_flight && !outcome.found.finished_sent {
-        // A CBC suite: the device's flight stopped before its Finished, and
+        // A suite devtls cannot seal: the device's flight stopped before its Finished, and
         // silence was read as acceptance; a full handshake decides.
         if matches!(outcome.end, End::Proceeds) && dtls_finishes(req, &deadline) == Some(false) {
             outcome.end = End::ServerSilent;
@@ -250,10 +250,10 @@ fn handshake_summary(outcome: &Outcome, transport: Transport) -> Handshake {
 
 // Over DTLS some servers (gnutls-serv) say nothing when they refuse the
 // device's certificate flight: they just never finish. After the device's
-// real Finished (AES-GCM suites) their silence is the verdict; for the CBC
-// suites, and as a confirmation, devtls's own DTLS client (the device's
-// ECDHE suites rtc-dtls implements) completes the handshake to tell.
-// `None`: it could not try.
+// real Finished their silence is the verdict; devtls's own DTLS client (the
+// device's ECDHE suites rtc-dtls implements) then completes the handshake
+// only to confirm it, or to decide for a suite devtls cannot seal (none the
+// device offers today). `None`: it could not try.
 fn dtls_finishes(req: &Request<'_>, deadline: &Deadline) -> Option<bool> {
     use crate::dtls::{self, DtlsError};
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};

@@ -14,12 +14,12 @@
 //! replaced by a record the server cannot decrypt, and the alert it answers
 //! with says whether it had accepted everything before it. DTLS drops such
 //! records silently, so there the device's real ChangeCipherSpec and
-//! Finished are sent (AES-GCM suites, [`super::finished`]): the server's own
+//! Finished are sent ([`super::finished`]): the server's own
 //! ChangeCipherSpec means it accepted the device's flight, an alert or
 //! silence through two retransmission intervals means it refused it
-//! (docs/device-behaviour.md). For the CBC suites the DTLS flight stops
-//! before the Finished and a quiet second means acceptance, to be confirmed
-//! by a full handshake.
+//! (docs/device-behaviour.md). For a suite devtls cannot seal (none the
+//! device offers) the DTLS flight stops before the Finished and a quiet
+//! second means acceptance, to be confirmed by a full handshake.
 
 use devtls_pki::device_error::{self, DeviceError};
 use devtls_pki::profile::Profile;
@@ -146,7 +146,8 @@ pub enum End {
         after: Stage,
     },
     /// DTLS: the server went silent after the device's certificate flight:
-    /// after its Finished, for two retransmission intervals (or, for CBC suites,
+    /// after its Finished, for two retransmission intervals (or, for a suite
+    /// devtls cannot seal,
     /// a full handshake by devtls's own DTLS client did not finish either).
     /// The device waits until it times out.
     ServerSilent,
@@ -271,7 +272,7 @@ impl<'a> Conversation<'a> {
     }
 
     /// Waiting for the server's reaction to the device's certificate flight,
-    /// where silence means acceptance (DTLS, a CBC suite: no Finished sent).
+    /// where silence means acceptance (DTLS, no Finished sent).
     pub fn silence_accepts(&self) -> bool {
         self.state == State::AwaitVerdict
             && self.transport() == Transport::Dtls
@@ -417,9 +418,13 @@ impl<'a> Conversation<'a> {
             } if description != 0 => Ok(Vec::new()),
             Incoming::Alert { description: 0, .. } => Err(End::Closed { after }),
             Incoming::Alert { description, .. } => {
-                if after == Stage::ClientFlight && matches!(description, 20 | 51) {
+                if after == Stage::ClientFlight
+                    && !self.found.finished_sent
+                    && matches!(description, 20 | 51)
+                {
                     // The server rejected only the stand-in Finished: it had
-                    // accepted the device's certificate flight.
+                    // accepted the device's certificate flight. (After the
+                    // device's real Finished these alerts are refusals.)
                     return Err(End::Proceeds);
                 }
                 Err(End::ServerAlert {
@@ -701,7 +706,8 @@ impl<'a> Conversation<'a> {
 
 impl Conversation<'_> {
     /// DTLS: the device's ChangeCipherSpec and its Finished, sealed, when
-    /// the suite is one [`ClientKeys`] seals (AES-GCM); `None` otherwise.
+    /// the suite is one [`ClientKeys`] seals (every suite the device
+    /// offers); `None` otherwise.
     fn finish_flight(&mut self, premaster: &[u8]) -> Option<Vec<u8>> {
         let sh = self.found.server_hello.as_ref()?;
         if premaster.is_empty() {

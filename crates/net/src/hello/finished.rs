@@ -1,26 +1,43 @@
-//! The device's ChangeCipherSpec and Finished over DTLS 1.2, for the
-//! AES-GCM suites: the TLS 1.2 PRF (RFC 5246 5), the master secret and the
-//! client's write key and IV (6.3), the Finished's verify_data (7.4.9), and
-//! an epoch-1 record sealed as RFC 5288 3 and RFC 6347 4.1.2.1 say.
+//! The device's ChangeCipherSpec and Finished over DTLS 1.2, for every suite
+//! the device offers: the TLS 1.2 PRF (RFC 5246 5), the master secret and
+//! the client's write keys (6.3), the Finished's verify_data (7.4.9), and an
+//! epoch-1 record (RFC 6347 4.1.2.1) sealed with AES-GCM (RFC 5288 3) or
+//! with AES-CBC and HMAC, MAC then encrypt (RFC 5246 6.2.3.2; the device
+//! does not offer encrypt-then-MAC).
 //!
 //! With a real Finished the server's reaction decides: its own
 //! ChangeCipherSpec means it accepted everything the device sent (the
 //! device's certificate included), an alert or silence means it refused
 //! (docs/device-behaviour.md, "DTLS and the device's certificate").
-//! The CBC suites are not sealed here: for them the device's flight stops
-//! before its Finished, as before.
 
-use aws_lc_rs::{aead, digest, hmac};
+use aws_lc_rs::cipher::{EncryptingKey, EncryptionContext, UnboundCipherKey, AES_128, AES_256};
+use aws_lc_rs::iv::FixedLength;
+use aws_lc_rs::{aead, digest, hmac, rand};
 
-/// The AES-GCM suites the device offers: key length and whether the PRF hash is SHA-384.
-fn gcm_suite(suite: u16) -> Option<(usize, bool)> {
-    match suite {
-        // ECDHE_ECDSA, ECDHE_RSA, RSA with AES_128_GCM_SHA256
-        0xC02B | 0xC02F | 0x009C => Some((16, false)),
-        // ... with AES_256_GCM_SHA384
-        0xC02C | 0xC030 | 0x009D => Some((32, true)),
-        _ => None,
-    }
+/// How a suite protects records.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// AES-GCM with a key of this many bytes.
+    Gcm(usize),
+    /// AES-CBC with a key of this many bytes, then HMAC with this algorithm.
+    Cbc(usize, hmac::Algorithm),
+}
+
+/// The suites the device offers: how records are protected, and whether the
+/// PRF hash is SHA-384 (the suites whose names end in _SHA384).
+fn suite_mode(suite: u16) -> Option<(Mode, bool)> {
+    use hmac::{HMAC_SHA1_FOR_LEGACY_USE_ONLY as SHA1, HMAC_SHA256, HMAC_SHA384};
+    Some(match suite {
+        // ECDHE_ECDSA, ECDHE_RSA, RSA
+        0xC02B | 0xC02F | 0x009C => (Mode::Gcm(16), false),
+        0xC02C | 0xC030 | 0x009D => (Mode::Gcm(32), true),
+        0xC009 | 0xC013 | 0x002F => (Mode::Cbc(16, SHA1), false),
+        0xC00A | 0xC014 | 0x0035 => (Mode::Cbc(32, SHA1), false),
+        0xC023 | 0xC027 | 0x003C => (Mode::Cbc(16, HMAC_SHA256), false),
+        0x003D => (Mode::Cbc(32, HMAC_SHA256), false),
+        0xC024 | 0xC028 => (Mode::Cbc(32, HMAC_SHA384), true),
+        _ => return None,
+    })
 }
 
 /// P_hash of RFC 5246 5: HMAC-SHA-256 or HMAC-SHA-384 over label and seed.
@@ -42,12 +59,17 @@ fn prf(sha384: bool, secret: &[u8], label: &[u8], seed: &[u8], len: usize) -> Ve
     out
 }
 
+/// The client's record protection.
+enum Protection {
+    Gcm { key: aead::LessSafeKey, iv: [u8; 4] },
+    Cbc { key: EncryptingKey, mac: hmac::Key },
+}
+
 /// The device's side of the keys, from the premaster secret on.
 pub struct ClientKeys {
     master: Vec<u8>,
     sha384: bool,
-    key: aead::LessSafeKey,
-    iv: [u8; 4],
+    protection: Protection,
 }
 
 impl std::fmt::Debug for ClientKeys {
@@ -58,14 +80,14 @@ impl std::fmt::Debug for ClientKeys {
 }
 
 impl ClientKeys {
-    /// The keys for `suite`, or `None` when it is not an AES-GCM suite.
+    /// The keys for `suite`, or `None` when it is not one the device offers.
     pub fn derive(
         suite: u16,
         premaster: &[u8],
         client_random: &[u8],
         server_random: &[u8],
     ) -> Option<ClientKeys> {
-        let (key_len, sha384) = gcm_suite(suite)?;
+        let (mode, sha384) = suite_mode(suite)?;
         let master = prf(
             sha384,
             premaster,
@@ -73,28 +95,47 @@ impl ClientKeys {
             &[client_random, server_random].concat(),
             48,
         );
-        // client_write_key, server_write_key, client_write_IV, server_write_IV
-        // (GCM has no MAC keys).
+        // client_write_MAC_key, server_write_MAC_key (CBC only),
+        // client_write_key, server_write_key, client_write_IV (GCM: 4 bytes).
+        let (mac_len, key_len) = match mode {
+            Mode::Gcm(k) => (0, k),
+            Mode::Cbc(k, mac) => (mac.digest_algorithm().output_len(), k),
+        };
         let block = prf(
             sha384,
             &master,
             b"key expansion",
             &[server_random, client_random].concat(),
-            2 * key_len + 8,
+            2 * mac_len + 2 * key_len + 8,
         );
-        let alg = if key_len == 16 {
-            &aead::AES_128_GCM
-        } else {
-            &aead::AES_256_GCM
+        let key_bytes = &block[2 * mac_len..2 * mac_len + key_len];
+        let protection = match mode {
+            Mode::Gcm(_) => {
+                let alg = if key_len == 16 {
+                    &aead::AES_128_GCM
+                } else {
+                    &aead::AES_256_GCM
+                };
+                let at = 2 * mac_len + 2 * key_len;
+                let mut iv = [0u8; 4];
+                iv.copy_from_slice(&block[at..at + 4]);
+                Protection::Gcm {
+                    key: aead::LessSafeKey::new(aead::UnboundKey::new(alg, key_bytes).ok()?),
+                    iv,
+                }
+            }
+            Mode::Cbc(_, mac) => {
+                let alg = if key_len == 16 { &AES_128 } else { &AES_256 };
+                Protection::Cbc {
+                    key: EncryptingKey::cbc(UnboundCipherKey::new(alg, key_bytes).ok()?).ok()?,
+                    mac: hmac::Key::new(mac, &block[..mac_len]),
+                }
+            }
         };
-        let key = aead::LessSafeKey::new(aead::UnboundKey::new(alg, &block[..key_len]).ok()?);
-        let mut iv = [0u8; 4];
-        iv.copy_from_slice(&block[2 * key_len..2 * key_len + 4]);
         Some(ClientKeys {
             master,
             sha384,
-            key,
-            iv,
+            protection,
         })
     }
 
@@ -115,8 +156,8 @@ impl ClientKeys {
         )
     }
 
-    /// A DTLS record of `content_type` at `epoch` and `seq`, sealed with
-    /// the client's write key: the explicit nonce is the epoch and sequence.
+    /// A DTLS record of `content_type` at `epoch` and `seq`, protected with
+    /// the client's write keys.
     pub fn seal(
         &self,
         content_type: u8,
@@ -125,30 +166,46 @@ impl ClientKeys {
         seq: u64,
         plaintext: &[u8],
     ) -> Vec<u8> {
-        let mut explicit = [0u8; 8];
-        explicit[..2].copy_from_slice(&epoch.to_be_bytes());
-        explicit[2..].copy_from_slice(&seq.to_be_bytes()[2..]);
-        let mut nonce = [0u8; 12];
-        nonce[..4].copy_from_slice(&self.iv);
-        nonce[4..].copy_from_slice(&explicit);
-        let mut aad = explicit.to_vec();
-        aad.push(content_type);
-        aad.extend_from_slice(&version.to_be_bytes());
-        aad.extend_from_slice(&(plaintext.len() as u16).to_be_bytes());
-        let mut sealed = plaintext.to_vec();
-        // A fresh sequence number per record makes each nonce unique.
-        let sealed_ok = self.key.seal_in_place_append_tag(
-            aead::Nonce::assume_unique_for_key(nonce),
-            aead::Aad::from(aad),
-            &mut sealed,
-        );
-        debug_assert!(sealed_ok.is_ok());
+        // The DTLS sequence number: epoch and 48-bit sequence.
+        let mut seq_num = [0u8; 8];
+        seq_num[..2].copy_from_slice(&epoch.to_be_bytes());
+        seq_num[2..].copy_from_slice(&seq.to_be_bytes()[2..]);
+        let mut header = seq_num.to_vec();
+        header.push(content_type);
+        header.extend_from_slice(&version.to_be_bytes());
+        header.extend_from_slice(&(plaintext.len() as u16).to_be_bytes());
+        let fragment = match &self.protection {
+            Protection::Gcm { key, iv } => {
+                let mut nonce = [0u8; 12];
+                nonce[..4].copy_from_slice(iv);
+                nonce[4..].copy_from_slice(&seq_num);
+                let mut sealed = plaintext.to_vec();
+                // A fresh sequence number per record makes each nonce unique;
+                // sealing a buffer this small does not fail.
+                let _ = key.seal_in_place_append_tag(
+                    aead::Nonce::assume_unique_for_key(nonce),
+                    aead::Aad::from(header),
+                    &mut sealed,
+                );
+                [&seq_num[..], &sealed].concat()
+            }
+            Protection::Cbc { key, mac } => {
+                let tag = hmac::sign(mac, &[&header[..], plaintext].concat());
+                let mut data = [plaintext, tag.as_ref()].concat();
+                let pad = 15 - data.len() % 16;
+                data.extend(std::iter::repeat_n(pad as u8, pad + 1));
+                let mut iv = [0u8; 16];
+                let _ = rand::fill(&mut iv);
+                let _ = key
+                    .less_safe_encrypt(&mut data, EncryptionContext::Iv128(FixedLength::from(iv)));
+                [&iv[..], &data].concat()
+            }
+        };
         let mut record = vec![content_type];
         record.extend_from_slice(&version.to_be_bytes());
-        record.extend_from_slice(&explicit);
-        record.extend_from_slice(&((explicit.len() + sealed.len()) as u16).to_be_bytes());
-        record.extend_from_slice(&explicit);
-        record.extend_from_slice(&sealed);
+        record.extend_from_slice(&seq_num);
+        record.extend_from_slice(&(fragment.len() as u16).to_be_bytes());
+        record.extend_from_slice(&fragment);
         record
     }
 }
@@ -172,9 +229,18 @@ mod tests {
     }
 
     #[test]
-    fn only_gcm_suites_get_keys_and_records_carry_the_epoch() {
+    fn the_devices_suites_get_keys_and_records_carry_the_epoch() {
         let r = [7u8; 32];
-        assert!(ClientKeys::derive(0xC023, &[1; 32], &r, &r).is_none());
+        assert!(
+            ClientKeys::derive(0xCCA9, &[1; 32], &r, &r).is_none(),
+            "ChaCha20"
+        );
+        // AES-128-CBC with HMAC-SHA256: explicit IV 16, then 4 + 32 of MAC
+        // padded to 48.
+        let cbc = ClientKeys::derive(0xC023, &[1; 32], &r, &r).unwrap();
+        let rec = cbc.seal(22, 0xFEFD, 1, 0, &[20, 0, 0, 12]);
+        assert_eq!(rec[3..5], [0, 1], "epoch 1");
+        assert_eq!(rec.len(), 13 + 16 + 48);
         let k = ClientKeys::derive(0xC02B, &[1; 32], &r, &r).unwrap();
         assert_eq!(k.verify_data(b"transcript").len(), 12);
         let rec = k.seal(22, 0xFEFD, 1, 0, &[20, 0, 0, 12]);
