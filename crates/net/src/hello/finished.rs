@@ -127,7 +127,9 @@ impl ClientKeys {
             Mode::Cbc(_, mac) => {
                 let alg = if key_len == 16 { &AES_128 } else { &AES_256 };
                 Protection::Cbc {
-                    key: EncryptingKey::cbc(UnboundCipherKey::new(alg, key_bytes).ok()?).ok()?,
+                    key: Box::new(
+                        EncryptingKey::cbc(UnboundCipherKey::new(alg, key_bytes).ok()?).ok()?,
+                    ),
                     mac: hmac::Key::new(mac, &block[..mac_len]),
                 }
             }
