@@ -61,8 +61,14 @@ fn prf(sha384: bool, secret: &[u8], label: &[u8], seed: &[u8], len: usize) -> Ve
 
 /// The client's record protection.
 enum Protection {
-    Gcm { key: aead::LessSafeKey, iv: [u8; 4] },
-    Cbc { key: EncryptingKey, mac: hmac::Key },
+    Gcm {
+        key: aead::LessSafeKey,
+        iv: [u8; 4],
+    },
+    Cbc {
+        key: Box<EncryptingKey>,
+        mac: hmac::Key,
+    },
 }
 
 /// The device's side of the keys, from the premaster secret on.
