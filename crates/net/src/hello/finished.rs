@@ -62,12 +62,12 @@ fn prf(sha384: bool, secret: &[u8], label: &[u8], seed: &[u8], len: usize) -> Ve
 /// The client's record protection.
 enum Protection {
     Gcm {
-        key: aead::LessSafeKey,
+        key: Box<aead::LessSafeKey>,
         iv: [u8; 4],
     },
     Cbc {
         key: Box<EncryptingKey>,
-        mac: hmac::Key,
+        mac: Box<hmac::Key>,
     },
 }
 
@@ -126,7 +126,9 @@ impl ClientKeys {
                 let mut iv = [0u8; 4];
                 iv.copy_from_slice(&block[at..at + 4]);
                 Protection::Gcm {
-                    key: aead::LessSafeKey::new(aead::UnboundKey::new(alg, key_bytes).ok()?),
+                    key: Box::new(aead::LessSafeKey::new(
+                        aead::UnboundKey::new(alg, key_bytes).ok()?,
+                    )),
                     iv,
                 }
             }
@@ -136,7 +138,7 @@ impl ClientKeys {
                     key: Box::new(
                         EncryptingKey::cbc(UnboundCipherKey::new(alg, key_bytes).ok()?).ok()?,
                     ),
-                    mac: hmac::Key::new(mac, &block[..mac_len]),
+                    mac: Box::new(hmac::Key::new(mac, &block[..mac_len])),
                 }
             }
         };
