@@ -797,20 +797,27 @@ fn doctor_files_never_passes_a_file_the_device_cannot_load() {
     assert!(r.has("key-cert-mismatch"), "{}", r.transcript);
 }
 
-#[test]
-fn doctor_over_dtls_agrees_with_mbedtls() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
+/// The test PKI with a `localhost` leaf, and leaf-full.pem: the leaf and
+/// its intermediate, as a server's certificate file holds them.
+fn full_chain_pki(d: &Path) -> Pki {
     let pki = Pki::new(d, "t", 20 * 365, (-1, 365));
     pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
-    // gnutls-serv echoes over DTLS (openssl s_server's -rev is TLS only), so
-    // the mbedTLS peer gets its reply; the certificate file holds the chain.
     let full = [
         support::doctor::pem(&std::fs::read(d.join("leaf.der")).unwrap()),
         support::doctor::pem(&pki.int),
     ]
     .concat();
     std::fs::write(d.join("leaf-full.pem"), full).unwrap();
+    pki
+}
+
+#[test]
+fn doctor_over_dtls_agrees_with_mbedtls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // gnutls-serv echoes over DTLS (openssl s_server's -rev is TLS only), so
+    // the mbedTLS peer gets its reply; the certificate file holds the chain.
+    let pki = full_chain_pki(d);
     let udp = |cert: &str| {
         support::peers::gnutls_server(
             d,
@@ -1036,14 +1043,7 @@ fn nginx(dir: &Path, name: &str, server: &str) -> LineServer {
 fn doctor_agrees_with_the_device_on_nginx() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let pki = Pki::new(d, "t", 20 * 365, (-1, 365));
-    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
-    let full = [
-        support::doctor::pem(&std::fs::read(d.join("leaf.der")).unwrap()),
-        support::doctor::pem(&pki.int),
-    ]
-    .concat();
-    std::fs::write(d.join("leaf-full.pem"), full).unwrap();
+    full_chain_pki(d);
     let certs = format!(
         "ssl_certificate {}; ssl_certificate_key {};",
         d.join("leaf-full.pem").display(),
