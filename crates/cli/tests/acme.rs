@@ -141,6 +141,7 @@ fn http01_issue_writes_certbots_layout_and_the_device_files() {
         chain[chain.len() - 1]
     );
     // The account: 0600, and reused by the next order.
+    #[cfg(unix)]
     let account = std::fs::read_dir(work.path().join("acme/accounts"))
         .unwrap()
         .next()
