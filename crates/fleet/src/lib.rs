@@ -10,6 +10,7 @@
 //!   ca.der ca.crt ca.key      the fleet CA (the key 0600, never copied anywhere)
 //!   inventory.db              one row per certificate (SQLite, WAL)
 //!   devices/ID/               what one device loads: its DER cert and key, ca.der, boot.py
+//!                             (+ renew.py with a renewal URL, ID.romfs with --romfs)
 //!   .work/                    staging for issuance in progress (see [`recover`])
 //! ```
 //!
@@ -17,8 +18,10 @@
 //! - [`issue`]: crash-safe, batched, multi-threaded issuance and rotation.
 //! - [`inventory`]: the rows and the queries over them.
 //! - [`devices`]: device IDs and where they come from (arguments, a count, a CSV).
+//! - [`device_files`]: the device's renew.py, boot.py's renewal lines, its ROMFS image.
 //! - [`recover`]: how a fleet killed mid-issuance is brought back into agreement.
 
+pub mod device_files;
 pub mod devices;
 mod folders;
 pub mod inventory;

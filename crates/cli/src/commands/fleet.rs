@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anstream::println;
 use anyhow::{bail, Context};
 use clap::{Subcommand, ValueEnum};
+use devtls_fleet::device_files::{self, RenewUrl};
 use devtls_fleet::devices::{self, DeviceReq, Source};
 use devtls_fleet::inventory::{self, Filter, Row};
 use devtls_fleet::issue::{self, BootPy, IssueOptions};
@@ -177,6 +178,18 @@ struct IssueArgs {
     /// certificate, replacing their folder (the old serial stays on the CRL).
     #[arg(long, conflicts_with = "csr")]
     reissue: bool,
+    /// The renewal service (`devtls fleet serve`) the devices renew at,
+    /// https://HOST[:PORT]: each folder also gets renew.py, which boot.py
+    /// runs. Remembered in the fleet (DIR/renew-url) for later issue and
+    /// rotate runs. Client and both roles only.
+    #[arg(long, value_name = "URL")]
+    renew_url: Option<String>,
+    /// Also write devices/ID/ID.romfs: the first credentials, ca.der,
+    /// boot.py and renew.py as a ROMFS image for /rom. ROMFS is read-only:
+    /// renewed credentials land on the writable file system, and boot.py
+    /// prefers them.
+    #[arg(long)]
+    romfs: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -399,22 +412,92 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The renewal URL for this run: `--renew-url` (checked, then remembered
+/// in the fleet), else the one the fleet remembers, else none.
+fn renewal(fleet: &Fleet, given: Option<&str>, role: Role) -> anyhow::Result<Option<RenewUrl>> {
+    let url = match given {
+        Some(text) => {
+            let url = RenewUrl::parse(text).context("--renew-url")?;
+            if !device_files::role_can_renew(role) {
+                bail!(
+                    "--renew-url: a device renews by presenting its certificate as a TLS client, \
+                     which a --role server certificate cannot; use --role both"
+                );
+            }
+            device_files::store_url(fleet, &url)?;
+            Some(url)
+        }
+        None => device_files::stored_url(fleet)?,
+    };
+    Ok(url.filter(|_| device_files::role_can_renew(role)))
+}
+
 /// The boot.py each device gets: the guide's MicroPython lines for its role,
-/// loading its own files and the fleet CA as the one anchor.
-fn boot_py(server_host: String, port: u16) -> BootPy {
+/// loading its own files and the fleet CA as the one anchor. A renewing
+/// device first runs renew.py and loads the pair `renew.pair()` names; with
+/// `rom`, the files are read from /rom (read-only, so renewed ones come
+/// from the writable file system).
+fn boot_py(server_host: String, port: u16, renew: bool, rom: bool) -> BootPy {
     Arc::new(move |role: Role| {
         let (cert, key) = issue::device_file_names(role);
+        let prefix = if rom { device_files::ROM_PREFIX } else { "" };
+        let (cert, key, anchor) = (
+            format!("{prefix}{cert}"),
+            format!("{prefix}{key}"),
+            format!("{prefix}{}", names::CA_DER),
+        );
         let files = DeviceFiles {
             cert: Some(&cert),
             key: Some(&key),
-            anchor: Some(names::CA_DER),
+            anchor: Some(&anchor),
         };
+        let head = "# devtls fleet: this device's identity; the fleet CA is the one anchor.\n";
+        if renew && device_files::role_can_renew(role) {
+            let body = match role {
+                Role::Client => snippets::client_with_pair_vars(&files, &server_host, port),
+                _ => snippets::server_with_pair_vars(&files, port),
+            };
+            return format!("{head}{}{body}", device_files::boot_prelude(rom));
+        }
         let body = match role {
             Role::Client => snippets::client(&files, &server_host, port),
             _ => snippets::server(&files, port),
         };
-        format!("# devtls fleet: this device's identity; the fleet CA is the one anchor.\n{body}")
+        format!("{head}{body}")
     })
+}
+
+/// What the device side needs said: where renewals go, how the main loop
+/// keeps renewing, and that a ROMFS image is read-only.
+fn print_device_side(fleet: &Fleet, report: &issue::Report, opts: &IssueOptions) {
+    let Some(first) = &report.first else { return };
+    let dir = fleet.device_dir(first);
+    if let Some(url) = &opts.renew {
+        println!();
+        output::heading(&format!("The devices renew their certificates at {url}:"));
+        println!(
+            "  boot.py runs renew.py at every boot; serve it with `devtls fleet serve --dir {}`.",
+            fleet.dir().display()
+        );
+        println!("  Call renew.tick() from the main loop (main.py) to check once a day.");
+    }
+    if opts.romfs {
+        println!();
+        output::heading("ROMFS images (devices/ID/ID.romfs; 0600, they hold the key):");
+        println!(
+            "mpremote romfs deploy {}",
+            dir.join(device_files::romfs_name(first)).display()
+        );
+        println!("mpremote cp {} :", dir.join(names::BOOT_PY).display());
+        println!(
+            "  ROMFS is read-only: {}",
+            if opts.renew.is_some() {
+                "renewed certificates are written to the writable file system (where boot.py runs), and boot.py prefers them when they load."
+            } else {
+                "these credentials can only be replaced by deploying a new image (add --renew-url to renew them on the writable file system)."
+            }
+        );
+    }
 }
 
 /// Progress for long work on stderr: drawn only on a terminal (indicatif
@@ -488,17 +571,20 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    let mut fleet = open(&a.dir.dir)?;
+    let renew = renewal(&fleet, a.renew_url.as_deref(), a.role.into())?;
     let mut opts = IssueOptions::new(
         a.days,
         a.role.into(),
         a.key,
-        boot_py(a.server_host.clone(), a.port),
+        boot_py(a.server_host.clone(), a.port, renew.is_some(), a.romfs),
     );
     if let Some(t) = a.threads {
         opts.threads = t.max(1);
     }
     opts.reissue = a.reissue;
-    let mut fleet = open(&a.dir.dir)?;
+    opts.romfs = a.romfs;
+    opts.renew = renew;
     let report = if let Some(csr_path) = &a.csr {
         let [id] = a.ids.as_slice() else {
             bail!("--csr signs one device's request: give exactly one DEVICE-ID");
@@ -517,6 +603,7 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
         output::json(&report)?;
     } else {
         print_issued(&fleet, &report, a.role.into(), "issued");
+        print_device_side(&fleet, &report, &opts);
     }
     finish(report.failed_count)
 }
@@ -551,10 +638,14 @@ fn print_issued(fleet: &Fleet, report: &issue::Report, role: Role, verb: &str) {
             "Copy a device's folder to it, e.g. {}:",
             dir.display()
         ));
+        let mut files = vec![cert, key, names::CA_DER.into(), names::BOOT_PY.into()];
+        if dir.join(device_files::RENEW_PY).exists() {
+            files.push(device_files::RENEW_PY.into());
+        }
         print!(
             "{}",
             snippets::copy_commands(
-                &[cert, key, names::CA_DER.into(), names::BOOT_PY.into()]
+                &files
                     .iter()
                     .map(|f| dir.join(f).display().to_string())
                     .collect::<Vec<_>>()
@@ -720,12 +811,20 @@ fn crl(a: CrlArgs) -> anyhow::Result<ExitCode> {
 
 fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
     let mut fleet = open(&a.dir.dir)?;
-    let opts = IssueOptions::new(
+    // Rotated devices keep renewing where the fleet says (client role:
+    // boot.py is rendered per row's role, renew.py for those that can).
+    let mut opts = IssueOptions::new(
         a.days,
         Role::Client,
         KeyType::P256,
-        boot_py(a.server_host.clone(), a.port),
+        boot_py(
+            a.server_host.clone(),
+            a.port,
+            device_files::stored_url(&fleet)?.is_some(),
+            false,
+        ),
     );
+    opts.renew = device_files::stored_url(&fleet)?;
     let bar = progress_bar(None, a.quiet, "devices rotated");
     let done = issue::rotate(&mut fleet, a.within, a.revoke_old, &opts, &|n| {
         bar.set_position(n)
