@@ -1,0 +1,391 @@
+//! The device side of certificate renewal (issue 15 items 2 and 3):
+//! `fleet issue --renew-url` writes a renew.py that real MicroPython
+//! compiles and that fits 4 KB; run under CPython with the stand-in for
+//! MicroPython's `ssl` (tests/micropython/cpython/mpy_ssl.py, docs/renewal.md),
+//! power lost after every write, rename and remove it makes leaves a pair
+//! the mbedTLS 3.6 device peer loads, the old or the new; `--romfs` writes
+//! an image holding the files, and boot.py's pair prefers a renewed one.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use support::{ok_in, repo_root, run_in, text};
+
+const PY_MISSING: &str = "python3 missing: apt-get install python3";
+
+fn harness() -> PathBuf {
+    repo_root().join("tests/micropython/cpython/renew_harness.py")
+}
+
+/// A fleet in `d/fleet` with devices `cam-1` (the device under test) and
+/// `cam-2` (whose pair stands for the renewed one in the file-handling tests).
+fn fleet(d: &Path, extra: &[&str]) {
+    ok_in(d, &["fleet", "init"]);
+    let mut args = vec![
+        "fleet",
+        "issue",
+        "cam-1",
+        "cam-2",
+        "--renew-url",
+        "https://127.0.0.1:9443",
+    ];
+    args.extend_from_slice(extra);
+    ok_in(d, &args);
+}
+
+fn device(d: &Path, id: &str) -> PathBuf {
+    d.join("fleet/devices").join(id)
+}
+
+/// Runs the harness; returns its JSON line and what the script printed.
+fn harness_run(args: &[&str]) -> (Value, String) {
+    let out = Command::new("python3")
+        .arg(harness())
+        .args(args)
+        .output()
+        .unwrap_or_else(|_| support::require::fail(PY_MISSING));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "harness {args:?}: {}", text(&out));
+    let last = stdout.lines().last().unwrap_or_default();
+    let json = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    (json, stdout)
+}
+
+/// Loads a pair as the device does (`load_cert_chain`) with the mbedTLS 3.6
+/// peer, and whether the key belongs to the certificate.
+fn device_loads(dir: &Path, cert: &str, key: &str) -> (bool, bool) {
+    let out = support::device::run(dir, &["loadchain", cert, key], b"");
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    (v["ok"] == true, v["pair"] == true)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn renew_py_compiles_under_real_micropython_and_fits_4_kb() {
+    let d = tempfile::tempdir().unwrap();
+    fleet(d.path(), &["--romfs"]);
+    let dev = device(d.path(), "cam-1");
+    let renew = fs::read(dev.join("renew.py")).unwrap();
+    assert!(renew.len() <= 4096, "renew.py is {} bytes", renew.len());
+    // Only MicroPython's modules.
+    let src = String::from_utf8(renew).unwrap();
+    for line in src.lines().filter(|l| l.starts_with("import ")) {
+        for m in line["import ".len()..].split(',') {
+            assert!(
+                ["os", "socket", "ssl", "time", "ntptime", "binascii"].contains(&m.trim()),
+                "renew.py imports {m}"
+            );
+        }
+    }
+    let checker = repo_root().join("tests/micropython");
+    if !checker.join("node_modules/@micropython").is_dir() {
+        support::require::fail(
+            "MicroPython checker missing: apt-get install nodejs npm && npm install --prefix tests/micropython",
+        );
+    }
+    // MicroPython's own compiler: compile() raises SyntaxError on anything
+    // MicroPython does not accept (its grammar, not CPython's).
+    let probe = d.path().join("probe.mjs");
+    fs::write(
+        &probe,
+        format!(
+            "import {{ readFileSync }} from 'node:fs';\n\
+             import {{ loadMicroPython }} from {:?};\n\
+             const mp = await loadMicroPython({{ stdout: (l) => console.log(l) }});\n\
+             for (const f of process.argv.slice(2)) {{\n\
+               mp.globals.set('src', readFileSync(f, 'utf8'));\n\
+               mp.runPython(\"compile(src, 'renew.py', 'exec'); print('compiled')\");\n\
+             }}\n",
+            checker
+                .join("node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs")
+                .display()
+                .to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("node")
+        .arg(&probe)
+        .arg(dev.join("renew.py"))
+        .arg(dev.join("boot.py"))
+        .output()
+        .unwrap_or_else(|_| support::require::fail("node missing: apt-get install nodejs npm"));
+    assert!(out.status.success(), "MicroPython: {}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("compiled")
+            .count(),
+        2,
+        "{}",
+        text(&out)
+    );
+}
+
+/// Power lost after each of renew.py's writes (each half of a write), its
+/// renames and removes, with atomic renames (littlefs) and with FAT's
+/// remove-then-rename; then after each step of the recovery at the next
+/// boot too. Every case leaves a pair the device loads whose key belongs
+/// to its certificate, and it is the old pair or the new one.
+#[test]
+fn power_loss_at_every_step_leaves_a_loadable_old_or_new_pair() {
+    let d = tempfile::tempdir().unwrap();
+    fleet(d.path(), &[]);
+    let (old, new) = (device(d.path(), "cam-1"), device(d.path(), "cam-2"));
+    let (new_cert, new_key) = (new.join("client.der"), new.join("client.key.der"));
+    let old_cert = fs::read(old.join("client.der")).unwrap();
+    let new_cert_bytes = fs::read(&new_cert).unwrap();
+    let rom = d.path().join("rom-unused");
+    fs::create_dir_all(&rom).unwrap();
+    let mut cases = 0;
+    for fs_mode in ["atomic", "fat"] {
+        // An uninterrupted run: how many steps there are, and that it installs the new pair.
+        let full = d.path().join(format!("{fs_mode}-full"));
+        copy_dir(&old, &full);
+        let (v, printed) = harness_run(&[
+            "crash",
+            full.to_str().unwrap(),
+            rom.to_str().unwrap(),
+            "1000000",
+            fs_mode,
+            "-",
+            new_cert.to_str().unwrap(),
+            new_key.to_str().unwrap(),
+        ]);
+        assert_eq!(v["crashed"], false, "{printed}");
+        assert_eq!(v["code"], 204, "the confirming connection: {printed}");
+        assert_eq!(fs::read(full.join("client.der")).unwrap(), new_cert_bytes);
+        let steps = v["ops"].as_u64().unwrap();
+        // 2 files x (create + 2 halves) + 2 renames; FAT adds a remove before each rename.
+        assert_eq!(steps, if fs_mode == "fat" { 10 } else { 8 }, "{printed}");
+        let mut saw = (false, false);
+        for k in 1..=steps {
+            // j = 0: a clean reboot; j >= 1: the recovery loses power too.
+            for j in 0..=4u64 {
+                let dir = d.path().join(format!("{fs_mode}-{k}-{j}"));
+                copy_dir(&old, &dir);
+                let j_arg = if j == 0 {
+                    "-".to_string()
+                } else {
+                    j.to_string()
+                };
+                let (v, printed) = harness_run(&[
+                    "crash",
+                    dir.to_str().unwrap(),
+                    rom.to_str().unwrap(),
+                    &k.to_string(),
+                    fs_mode,
+                    &j_arg,
+                    new_cert.to_str().unwrap(),
+                    new_key.to_str().unwrap(),
+                ]);
+                assert_eq!(v["crashed"], true, "k={k}: {printed}");
+                let pair: Vec<&str> = v["pair"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_str().unwrap())
+                    .collect();
+                assert_eq!(pair, ["client.der", "client.key.der"], "k={k} j={j}");
+                let left: Vec<&str> = v["left"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_str().unwrap())
+                    .collect();
+                assert!(
+                    !left.iter().any(|f| f.ends_with(".new")),
+                    "k={k} j={j}: recovery left {left:?}"
+                );
+                let (loads, matches) = device_loads(&dir, pair[0], pair[1]);
+                assert!(
+                    loads && matches,
+                    "{fs_mode} k={k} j={j}: the device cannot use the pair ({printed})"
+                );
+                let cert = fs::read(dir.join(pair[0])).unwrap();
+                if cert == old_cert {
+                    saw.0 = true;
+                } else if cert == new_cert_bytes {
+                    saw.1 = true;
+                } else {
+                    panic!("{fs_mode} k={k} j={j}: neither the old nor the new certificate");
+                }
+                cases += 1;
+                if j > 0 && v["recover_crashed"] == false {
+                    break; // the recovery has fewer steps than j: later j are the same case
+                }
+            }
+        }
+        assert!(
+            saw.0 && saw.1,
+            "{fs_mode}: interruptions gave old {} new {}",
+            saw.0,
+            saw.1
+        );
+    }
+    eprintln!("{cases} interruption cases, each loaded by the device peer");
+}
+
+#[test]
+fn romfs_image_holds_the_first_credentials_and_boot_prefers_the_renewed_pair() {
+    let d = tempfile::tempdir().unwrap();
+    ok_in(d.path(), &["fleet", "init"]);
+    let out = ok_in(
+        d.path(),
+        &[
+            "fleet",
+            "issue",
+            "cam-1",
+            "cam-2",
+            "--romfs",
+            "--renew-url",
+            "https://renew.example.com",
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("ROMFS is read-only"), "{said}");
+    let dev = device(d.path(), "cam-1");
+    let image = fs::read(dev.join("cam-1.romfs")).unwrap();
+    let listed = devtls_romfs::list(&image).unwrap();
+    let mut names: Vec<&str> = listed.iter().map(|e| e.path.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "boot.py",
+            "ca.der",
+            "client.der",
+            "client.key.der",
+            "renew.py"
+        ]
+    );
+    for e in &listed {
+        let data = fs::read(dev.join(&e.path)).unwrap();
+        assert_eq!(e.size, Some(data.len() as u64), "{}", e.path);
+        assert!(
+            image.windows(data.len()).any(|w| w == data),
+            "{} is not in the image as written in the folder",
+            e.path
+        );
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dev.join("cam-1.romfs"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the image holds the key: 0600");
+    }
+    let boot = fs::read_to_string(dev.join("boot.py")).unwrap();
+    assert!(boot.contains("cafile=\"/rom/ca.der\""), "{boot}");
+    assert!(boot.contains("ctx.load_cert_chain(cert, key)"), "{boot}");
+    // The board: /rom holds the image's files; the writable file system
+    // holds boot.py, and renew.py is imported from /rom.
+    let rom = d.path().join("rom");
+    copy_dir(&dev, &rom);
+    let flash = d.path().join("flash");
+    fs::create_dir_all(&flash).unwrap();
+    fs::copy(dev.join("renew.py"), flash.join("renew.py")).unwrap();
+    let boot_pair = |flash: &Path| {
+        let (v, _) = harness_run(&["boot", flash.to_str().unwrap(), rom.to_str().unwrap()]);
+        v["pair"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    // Nothing renewed yet: the /rom pair.
+    assert_eq!(
+        boot_pair(&flash),
+        ["/rom/client.der", "/rom/client.key.der"]
+    );
+    // A renewed pair that loads: it wins.
+    let renewed = device(d.path(), "cam-2");
+    fs::copy(renewed.join("client.der"), flash.join("client.der")).unwrap();
+    fs::copy(renewed.join("client.key.der"), flash.join("client.key.der")).unwrap();
+    assert_eq!(boot_pair(&flash), ["client.der", "client.key.der"]);
+    let (loads, matches) = device_loads(&flash, "client.der", "client.key.der");
+    assert!(loads && matches);
+    // One that does not load (a damaged file): the /rom pair again.
+    fs::write(flash.join("client.key.der"), b"damaged").unwrap();
+    assert_eq!(
+        boot_pair(&flash),
+        ["/rom/client.der", "/rom/client.key.der"]
+    );
+    // A renewal cut between its two renames on the first renewal (no key
+    // on the writable file system yet): the recovery completes it.
+    fs::remove_file(flash.join("client.key.der")).unwrap();
+    fs::copy(
+        renewed.join("client.key.der"),
+        flash.join("client.key.der.new"),
+    )
+    .unwrap();
+    assert_eq!(boot_pair(&flash), ["client.der", "client.key.der"]);
+    assert_eq!(
+        fs::read(flash.join("client.key.der")).unwrap(),
+        fs::read(renewed.join("client.key.der")).unwrap()
+    );
+}
+
+#[test]
+fn renew_url_is_checked_remembered_and_refused_for_server_only_devices() {
+    let d = tempfile::tempdir().unwrap();
+    ok_in(d.path(), &["fleet", "init"]);
+    for bad in ["http://a.example", "https://a\"b:1", "https://a.example/x"] {
+        let out = run_in(d.path(), &["fleet", "issue", "cam-1", "--renew-url", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
+        assert!(
+            !device(d.path(), "cam-1").exists(),
+            "{bad}: nothing is issued"
+        );
+    }
+    let out = run_in(
+        d.path(),
+        &[
+            "fleet",
+            "issue",
+            "s-1",
+            "--role",
+            "server",
+            "--renew-url",
+            "https://r.example",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--role both"),
+        "{}",
+        text(&out)
+    );
+    ok_in(
+        d.path(),
+        &[
+            "fleet",
+            "issue",
+            "cam-1",
+            "--renew-url",
+            "https://[::1]:9000",
+        ],
+    );
+    // A later issue without the option still writes renew.py, for the same service.
+    ok_in(d.path(), &["fleet", "issue", "cam-2"]);
+    let renew = fs::read_to_string(device(d.path(), "cam-2").join("renew.py")).unwrap();
+    assert!(
+        renew.contains("HOST = \"::1\"\nPORT = 9000\nHHDR = \"[::1]:9000\"\n"),
+        "{renew}"
+    );
+    let boot = fs::read_to_string(device(d.path(), "cam-2").join("boot.py")).unwrap();
+    assert!(boot.contains("import renew\nrenew.run()"), "{boot}");
+}
