@@ -106,7 +106,8 @@ fn renew_py_compiles_under_real_micropython_and_fits_4_kb() {
              const mp = await loadMicroPython({{ stdout: (l) => console.log(l) }});\n\
              for (const f of process.argv.slice(2)) {{\n\
                mp.globals.set('src', readFileSync(f, 'utf8'));\n\
-               mp.runPython(\"compile(src, 'renew.py', 'exec'); print('compiled')\");\n\
+               try {{ mp.runPython(\"compile(src, 'renew.py', 'exec'); print('compiled')\"); }}\n\
+               catch (e) {{ console.log('ERROR ' + String(e).split('\\n').filter(Boolean).pop()); process.exit(1); }}\n\
              }}\n",
             checker
                 .join("node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs")
@@ -115,12 +116,23 @@ fn renew_py_compiles_under_real_micropython_and_fits_4_kb() {
         ),
     )
     .unwrap();
-    let out = Command::new("node")
-        .arg(&probe)
-        .arg(dev.join("renew.py"))
-        .arg(dev.join("boot.py"))
-        .output()
-        .unwrap_or_else(|_| support::require::fail("node missing: apt-get install nodejs npm"));
+    let node = |files: &[&Path]| {
+        Command::new("node")
+            .arg(&probe)
+            .args(files)
+            .output()
+            .unwrap_or_else(|_| support::require::fail("node missing: apt-get install nodejs npm"))
+    };
+    // The check has teeth: syntax CPython takes and MicroPython does not.
+    let bad = d.path().join("bad.py");
+    fs::write(&bad, "def f[T](x: T):\n    pass\n").unwrap();
+    let out = node(&[&bad]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stdout).contains("SyntaxError"),
+        "{}",
+        text(&out)
+    );
+    let out = node(&[&dev.join("renew.py"), &dev.join("boot.py")]);
     assert!(out.status.success(), "MicroPython: {}", text(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout)
