@@ -18,6 +18,7 @@
 //! - [`inventory`]: the rows and the queries over them.
 //! - [`devices`]: device IDs and where they come from (arguments, a count, a CSV).
 //! - [`recover`]: how a fleet killed mid-issuance is brought back into agreement.
+//! - [`renewal`]: what the renewal service (`fleet serve`) records: pending renewals, confirmations, counters.
 
 pub mod devices;
 mod folders;
@@ -25,6 +26,7 @@ pub mod inventory;
 pub mod issue;
 mod lock;
 pub mod recover;
+pub mod renewal;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
