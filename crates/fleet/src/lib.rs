@@ -20,6 +20,7 @@
 //! - [`devices`]: device IDs and where they come from (arguments, a count, a CSV).
 //! - [`device_files`]: the device's renew.py, boot.py's renewal lines, its ROMFS image.
 //! - [`recover`]: how a fleet killed mid-issuance is brought back into agreement.
+//! - [`renewal`]: what the renewal service (`fleet serve`) records: pending renewals, confirmations, counters.
 
 pub mod device_files;
 pub mod devices;
@@ -28,6 +29,7 @@ pub mod inventory;
 pub mod issue;
 mod lock;
 pub mod recover;
+pub mod renewal;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

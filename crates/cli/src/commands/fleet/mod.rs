@@ -25,6 +25,8 @@ use serde::Serialize;
 use crate::output::{self, Exit};
 use crate::snippets::{self, DeviceFiles};
 
+mod serve;
+
 // `devtls fleet`: described on `Command::Fleet` in mod.rs, where `devtls --help`
 // lists it without building these arguments.
 #[derive(Debug, clap::Args)]
@@ -35,7 +37,8 @@ use crate::snippets::{self, DeviceFiles};
   devtls fleet list --expiring 30d
   devtls fleet revoke cam-17 --reason keyCompromise && devtls fleet crl
   devtls fleet rotate --within 30d --revoke-old
-  devtls fleet status")]
+  devtls fleet status
+  devtls fleet serve --name renew.example.lan --revoke-old")]
 pub struct Args {
     #[command(subcommand)]
     command: FleetCommand,
@@ -58,6 +61,7 @@ enum FleetCommand {
     Rotate(RotateArgs),
     Export(ExportArgs),
     Status(StatusArgs),
+    Serve(serve::ServeArgs),
 }
 
 /// Create a fleet: a CA certificate and key, and an empty inventory.
@@ -345,6 +349,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         FleetCommand::Rotate(a) => rotate(a),
         FleetCommand::Export(a) => export(a),
         FleetCommand::Status(a) => status(a),
+        FleetCommand::Serve(a) => serve::run(a),
     }
 }
 
@@ -914,6 +919,7 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let counts = inventory::counts(fleet.db())?;
     let next = inventory::next_expiries(fleet.db(), 5)?;
     let (weeks, later) = inventory::expiry_histogram(fleet.db(), a.weeks)?;
+    let renewal = devtls_fleet::renewal::counts(&fleet)?;
     if a.json {
         #[derive(Serialize)]
         struct Status {
@@ -921,12 +927,14 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             next_expiries: Vec<Row>,
             expiring_per_week: Vec<u64>,
             expiring_later: u64,
+            renewal: devtls_fleet::renewal::Counts,
         }
         output::json(&Status {
             counts: counts.into_iter().collect(),
             next_expiries: next,
             expiring_per_week: weeks,
             expiring_later: later,
+            renewal,
         })?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -949,7 +957,26 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     for line in histogram(&weeks, later, 40) {
         println!("{line}");
     }
+    print_renewal(&renewal);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The renewal service's counters (`fleet serve`): renewed, pending, refused by reason.
+fn print_renewal(r: &devtls_fleet::renewal::Counts) {
+    if r.outcomes.is_empty() && r.pending == 0 {
+        return;
+    }
+    let n = |k: &str| r.outcomes.get(k).copied().unwrap_or(0);
+    println!();
+    output::heading("Renewal service:");
+    println!("  renewed     {:>8}", n("renewed"));
+    println!("  pending     {:>8}", r.pending);
+    println!("  issued      {:>8}", n("issued"));
+    println!("  resent      {:>8}", n("resent"));
+    println!("  current     {:>8}", n("current"));
+    for (k, v) in r.outcomes.iter().filter(|(k, _)| k.starts_with("refused-")) {
+        println!("  {:<11} {v:>8}", k.replace("refused-", "refused: "));
+    }
 }
 
 /// One line per week: `week 3  ████▌ 12`, bars scaled to `width` characters.
