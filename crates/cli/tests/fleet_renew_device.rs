@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::{ok_in, repo_root, run_in, text};
+use support::{free_tcp_port, ok_in, repo_root, run_in, text, wait_for_tcp, Peer};
 
 const PY_MISSING: &str = "python3 missing: apt-get install python3";
 
@@ -43,7 +43,9 @@ fn device(d: &Path, id: &str) -> PathBuf {
 
 /// Runs the harness; returns its JSON line and what the script printed.
 fn harness_run(args: &[&str]) -> (Value, String) {
-    let out = Command::new("python3")
+    // Bounded: the script's own socket timeout is 30 s.
+    let out = Command::new("timeout")
+        .args(["120", "python3"])
         .arg(harness())
         .args(args)
         .output()
@@ -400,4 +402,139 @@ fn renew_url_is_checked_remembered_and_refused_for_server_only_devices() {
     );
     let boot = fs::read_to_string(device(d.path(), "cam-2").join("boot.py")).unwrap();
     assert!(boot.contains("import renew\nrenew.run()"), "{boot}");
+}
+
+/// `devtls fleet serve` on 127.0.0.1:`port` for the fleet in `d/fleet`,
+/// renewing any certificate at once (`--renew-after 0d`).
+fn serve(d: &Path, port: u16) -> Peer {
+    serve_with(d, port, &["--renew-after", "0d"])
+}
+
+/// `devtls fleet serve` on 127.0.0.1:`port` with `extra` options.
+fn serve_with(d: &Path, port: u16, extra: &[&str]) -> Peer {
+    let mut cmd = support::devtls();
+    cmd.current_dir(d).args([
+        "fleet",
+        "serve",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--name",
+        "127.0.0.1",
+    ]);
+    cmd.args(extra);
+    let peer = Peer::spawn("devtls fleet serve", &mut cmd);
+    wait_for_tcp(port, std::time::Duration::from_secs(60));
+    peer
+}
+
+/// The inventory rows of `device`: (status, serial), oldest first.
+fn rows(d: &Path, device: &str) -> Vec<(String, String)> {
+    let out = ok_in(d, &["fleet", "export", "--json"]);
+    let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    all.iter()
+        .filter(|r| r["device"] == device)
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap().to_string(),
+                r["serial"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// renew.py under CPython (the MicroPython-limited ssl stand-in) against the
+/// real `devtls fleet serve` on loopback: a device renews, installs the new
+/// pair, confirms it (the inventory shows the new certificate active and
+/// the old superseded), then is told it is current; a revoked device is
+/// refused and keeps its files; a ROMFS device's first renewal lands on the
+/// writable file system and boot prefers it.
+#[test]
+fn renew_py_renews_against_fleet_serve() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let url = format!("https://127.0.0.1:{port}");
+    ok_in(d.path(), &["fleet", "init"]);
+    ok_in(d.path(), &["fleet", "issue", "cam-1", "cam-2", "--renew-url", &url]);
+    ok_in(d.path(), &["fleet", "issue", "cam-3", "--romfs"]);
+    ok_in(d.path(), &["fleet", "revoke", "cam-2"]);
+    let server = serve(d.path(), port);
+    let rom = d.path().join("rom-unused");
+    fs::create_dir_all(&rom).unwrap();
+
+    // cam-1: renews.
+    let flash = d.path().join("cam-1-flash");
+    copy_dir(&device(d.path(), "cam-1"), &flash);
+    let old = fs::read(flash.join("client.der")).unwrap();
+    let before = rows(d.path(), "cam-1");
+    assert_eq!(before.len(), 1);
+    let (v, printed) = harness_run(&["run", flash.to_str().unwrap(), rom.to_str().unwrap()]);
+    assert!(printed.contains("renew: new certificate installed"), "{printed}");
+    assert_eq!(v["code"], 204, "the confirming connection is told it is current: {printed}");
+    let new = fs::read(flash.join("client.der")).unwrap();
+    assert!(new != old, "a new certificate was installed");
+    let (loads, matches) = device_loads(&flash, "client.der", "client.key.der");
+    assert!(loads && matches, "the device loads the renewed pair");
+    assert!(
+        !fs::read_dir(&flash)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".new")),
+        "no .new file is left"
+    );
+    let after = rows(d.path(), "cam-1");
+    let status = |serial: &str| {
+        after
+            .iter()
+            .find(|(_, s)| s == serial)
+            .map(|(st, _)| st.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(status(&before[0].1), "superseded", "{after:?}");
+    assert_eq!(
+        after.iter().filter(|(st, _)| st == "active").count(),
+        1,
+        "the confirmed certificate is active: {after:?}"
+    );
+    // With the service's default window (two thirds of the lifetime) the
+    // fresh certificate is current: nothing changes.
+    let log = server.finish(std::time::Duration::from_millis(10));
+    let log = String::from_utf8_lossy(&log.stdout).to_string();
+    let server = serve_with(d.path(), port, &[]);
+    let (v, printed) = harness_run(&["run", flash.to_str().unwrap(), rom.to_str().unwrap()]);
+    assert_eq!(v["code"], 204, "{printed}");
+    assert!(!printed.contains("installed"), "{printed}");
+    assert!(fs::read(flash.join("client.der")).unwrap() == new, "the pair is kept");
+
+    // cam-2, revoked: refused, keeps its files.
+    let revoked = d.path().join("cam-2-flash");
+    copy_dir(&device(d.path(), "cam-2"), &revoked);
+    let kept = fs::read(revoked.join("client.der")).unwrap();
+    let (v, printed) = harness_run(&["run", revoked.to_str().unwrap(), rom.to_str().unwrap()]);
+    assert_eq!(v["code"], 403, "{printed}");
+    assert!(printed.contains("refused (403 revoked)"), "{printed}");
+    assert!(fs::read(revoked.join("client.der")).unwrap() == kept, "kept its certificate");
+
+    let log2 = server.finish(std::time::Duration::from_millis(10));
+    let log = log + &String::from_utf8_lossy(&log2.stdout);
+    let server = serve(d.path(), port);
+    // cam-3, first credentials in ROMFS: the renewed pair is written beside
+    // boot.py, and pair() names it from then on.
+    let rom3 = d.path().join("cam-3-rom");
+    copy_dir(&device(d.path(), "cam-3"), &rom3);
+    let flash3 = d.path().join("cam-3-flash");
+    fs::create_dir_all(&flash3).unwrap();
+    fs::copy(rom3.join("renew.py"), flash3.join("renew.py")).unwrap();
+    let (v, printed) = harness_run(&["run", flash3.to_str().unwrap(), rom3.to_str().unwrap()]);
+    assert_eq!(v["code"], 204, "{printed}");
+    assert_eq!(v["pair"], serde_json::json!(["client.der", "client.key.der"]), "{printed}");
+    let (loads, matches) = device_loads(&flash3, "client.der", "client.key.der");
+    assert!(loads && matches);
+    assert!(
+        fs::read(flash3.join("client.der")).unwrap() != fs::read(rom3.join("client.der")).unwrap(),
+        "the renewed certificate is on the writable file system"
+    );
+    let log2 = server.finish(std::time::Duration::from_millis(10));
+    let log = log + &String::from_utf8_lossy(&log2.stdout);
+    assert!(log.lines().count() >= 6, "one log line per request:\n{log}");
 }
