@@ -5,13 +5,12 @@ writable file system and `/rom/` is mapped to a folder given as ROM.
 
     renew_harness.py run DIR ROM          renew.run() against the real service
     renew_harness.py boot DIR ROM         recover(), then pair()
-    renew_harness.py crash DIR ROM K MODE J CERT KEY
-        renew.run() with the service's answer replayed from CERT/KEY (the
-        file handling only), power lost after the K-th write, rename or
-        remove (MODE: atomic renames, or fat: a rename onto an existing
-        file is a remove then a rename, as MicroPython's FAT driver does it);
-        on reboot recover() loses power after its J-th (J is - for never),
-        then recover() runs again.
+    renew_harness.py crash DIR ROM K MODE J
+        renew.run() against the real service, power lost after the K-th
+        file creation, half-write, rename or remove (MODE: atomic renames,
+        or fat: a rename onto an existing file is a remove then a rename, as
+        MicroPython's FAT driver does it); on reboot recover() loses power
+        after its J-th step (J is - for never), then recover() runs again.
 
 Prints one JSON line: what happened and the pair pair() names.
 """
@@ -113,71 +112,9 @@ def load(disk, ssl_module):
     return mod
 
 
-def replayed_ssl(cert, key):
-    """mpy_ssl whose connections get the service's answers replayed: first
-    200 with CERT and KEY, then 204 (the file-handling tests only; the
-    protocol is tested against the real service)."""
-    import io
-
-    answers = []
-    body = b"DTR1" + len(cert).to_bytes(4, "big") + cert + len(key).to_bytes(4, "big") + key
-    body += (2000000000).to_bytes(8, "big")
-    answers.append(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-
-    class Stream:
-        def __init__(self):
-            data = answers.pop(0) if answers else (
-                b"HTTP/1.1 204 No Content\r\nX-Devtls-Status: current\r\n\r\n")
-            self.b = io.BytesIO(data)
-
-        def write(self, b):
-            return len(b)
-
-        def readinto(self, buf):
-            return self.b.readinto(buf)
-
-        def read(self, n=-1):
-            return self.b.read(n)
-
-        def readline(self, limit=-1):
-            return self.b.readline(limit)
-
-        def close(self):
-            pass
-
-    class Ctx(mpy_ssl.SSLContext):
-        def wrap_socket(self, sock, server_hostname=None, **k):
-            if self.verify_mode != mpy_ssl.CERT_REQUIRED or not self._anchor:
-                raise ValueError("the script did not verify the service")
-            return Stream()
-
-    m = type(sys)("ssl")
-    m.__dict__.update({k: getattr(mpy_ssl, k) for k in dir(mpy_ssl) if k.isupper()})
-    m.SSLContext = Ctx
-    return m
-
-
-class NoNet:
-    def getaddrinfo(self, host, port):
-        return [(0, 0, 0, "", (host, port))]
-
-    def socket(self):
-        return self
-
-    def settimeout(self, t):
-        pass
-
-    def connect(self, a):
-        pass
-
-    def close(self):
-        pass
-
-
 def main():
     mode, d, rom = sys.argv[1:4]
     rom = os.path.abspath(rom)
-    files = [os.path.abspath(a) for a in sys.argv[7:]]
     os.chdir(d)
     out = {}
     if mode == "run":
@@ -189,13 +126,8 @@ def main():
     elif mode == "crash":
         k, fs = int(sys.argv[4]), sys.argv[5]
         j = None if sys.argv[6] == "-" else int(sys.argv[6])
-        with open(files[0], "rb") as f:
-            cert = f.read()
-        with open(files[1], "rb") as f:
-            key = f.read()
         disk = Disk(rom, k, fs == "fat")
-        mod = load(disk, replayed_ssl(cert, key))
-        mod.socket = NoNet()
+        mod = load(disk, mpy_ssl)
         try:
             out["code"] = mod.run()
             out["crashed"] = False
