@@ -43,11 +43,17 @@ fn device(d: &Path, id: &str) -> PathBuf {
 
 /// Runs the harness; returns its JSON line and what the script printed.
 fn harness_run(args: &[&str]) -> (Value, String) {
+    harness_run_env(args, &[])
+}
+
+/// [`harness_run`] with environment variables.
+fn harness_run_env(args: &[&str], env: &[(&str, &Path)]) -> (Value, String) {
     // Bounded: the script's own socket timeout is 30 s.
     let out = Command::new("timeout")
         .args(["120", "python3"])
         .arg(harness())
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap_or_else(|_| support::require::fail(PY_MISSING));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -161,7 +167,13 @@ fn power_loss_at_every_step_leaves_a_loadable_old_or_new_pair() {
     ok_in(d.path(), &["fleet", "init"]);
     ok_in(
         d.path(),
-        &["fleet", "issue", "cam-1", "--renew-url", &format!("https://127.0.0.1:{port}")],
+        &[
+            "fleet",
+            "issue",
+            "cam-1",
+            "--renew-url",
+            &format!("https://127.0.0.1:{port}"),
+        ],
     );
     let server = serve(d.path(), port);
     let old = device(d.path(), "cam-1");
@@ -178,7 +190,11 @@ fn power_loss_at_every_step_leaves_a_loadable_old_or_new_pair() {
             for j in 0..=4u64 {
                 let dir = d.path().join(format!("{fs_mode}-{k}-{j}"));
                 copy_dir(&old, &dir);
-                let j_arg = if j == 0 { "-".to_string() } else { j.to_string() };
+                let j_arg = if j == 0 {
+                    "-".to_string()
+                } else {
+                    j.to_string()
+                };
                 let (v, printed) = harness_run(&[
                     "crash",
                     dir.to_str().unwrap(),
@@ -457,7 +473,18 @@ fn renew_py_renews_against_fleet_serve() {
     let port = free_tcp_port();
     let url = format!("https://127.0.0.1:{port}");
     ok_in(d.path(), &["fleet", "init"]);
-    ok_in(d.path(), &["fleet", "issue", "cam-1", "cam-2", "--renew-url", &url]);
+    ok_in(
+        d.path(),
+        &[
+            "fleet",
+            "issue",
+            "cam-1",
+            "cam-2",
+            "cam-4",
+            "--renew-url",
+            &url,
+        ],
+    );
     ok_in(d.path(), &["fleet", "issue", "cam-3", "--romfs"]);
     ok_in(d.path(), &["fleet", "revoke", "cam-2"]);
     let server = serve(d.path(), port);
@@ -471,16 +498,24 @@ fn renew_py_renews_against_fleet_serve() {
     let before = rows(d.path(), "cam-1");
     assert_eq!(before.len(), 1);
     let (v, printed) = harness_run(&["run", flash.to_str().unwrap(), rom.to_str().unwrap()]);
-    assert!(printed.contains("renew: new certificate installed"), "{printed}");
-    assert_eq!(v["code"], 204, "the confirming connection is told it is current: {printed}");
+    assert!(
+        printed.contains("renew: new certificate installed"),
+        "{printed}"
+    );
+    assert_eq!(
+        v["code"], 204,
+        "the confirming connection is told it is current: {printed}"
+    );
     let new = fs::read(flash.join("client.der")).unwrap();
     assert!(new != old, "a new certificate was installed");
     let (loads, matches) = device_loads(&flash, "client.der", "client.key.der");
     assert!(loads && matches, "the device loads the renewed pair");
     assert!(
-        !fs::read_dir(&flash)
+        !fs::read_dir(&flash).unwrap().any(|e| e
             .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".new")),
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".new")),
         "no .new file is left"
     );
     let after = rows(d.path(), "cam-1");
@@ -497,6 +532,55 @@ fn renew_py_renews_against_fleet_serve() {
         1,
         "the confirmed certificate is active: {after:?}"
     );
+    // cam-4: the same renewal by real MicroPython (WebAssembly, no sockets):
+    // the connections CPython made are recorded and replayed to it, and it
+    // installs the same pair from its own file system.
+    let (cpy, mpy_in, mpy_out, rec) = (
+        d.path().join("cam-4-cpython"),
+        d.path().join("cam-4-micropython"),
+        d.path().join("cam-4-micropython-after"),
+        d.path().join("cam-4-recorded"),
+    );
+    copy_dir(&device(d.path(), "cam-4"), &cpy);
+    copy_dir(&device(d.path(), "cam-4"), &mpy_in);
+    fs::create_dir_all(&rec).unwrap();
+    let (v, printed) = harness_run_env(
+        &["run", cpy.to_str().unwrap(), rom.to_str().unwrap()],
+        &[("MPY_SSL_RECORD", &rec)],
+    );
+    assert_eq!(v["code"], 204, "{printed}");
+    let out = Command::new("timeout")
+        .args(["120", "node"])
+        .arg(repo_root().join("tests/micropython/run_renew.mjs"))
+        .args([&mpy_in, &rec, &mpy_out])
+        .output()
+        .unwrap_or_else(|_| support::require::fail("node missing: apt-get install nodejs npm"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "MicroPython: {}", text(&out));
+    assert!(
+        said.contains("renew: new certificate installed") && said.contains("result: 204"),
+        "MicroPython: {said}"
+    );
+    for f in ["client.der", "client.key.der"] {
+        assert!(
+            fs::read(mpy_out.join(f)).unwrap() == fs::read(cpy.join(f)).unwrap(),
+            "MicroPython installed another {f} than CPython"
+        );
+    }
+    let (loads, matches) = device_loads(&mpy_out, "client.der", "client.key.der");
+    assert!(
+        loads && matches,
+        "the device loads what MicroPython installed"
+    );
+    assert!(
+        !fs::read_dir(&mpy_out).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".new")),
+        "MicroPython left a .new file"
+    );
+
     // With the service's default window (two thirds of the lifetime) the
     // fresh certificate is current: nothing changes.
     let log = server.finish(std::time::Duration::from_millis(10));
@@ -505,7 +589,10 @@ fn renew_py_renews_against_fleet_serve() {
     let (v, printed) = harness_run(&["run", flash.to_str().unwrap(), rom.to_str().unwrap()]);
     assert_eq!(v["code"], 204, "{printed}");
     assert!(!printed.contains("installed"), "{printed}");
-    assert!(fs::read(flash.join("client.der")).unwrap() == new, "the pair is kept");
+    assert!(
+        fs::read(flash.join("client.der")).unwrap() == new,
+        "the pair is kept"
+    );
 
     // cam-2, revoked: refused, keeps its files.
     let revoked = d.path().join("cam-2-flash");
@@ -514,7 +601,10 @@ fn renew_py_renews_against_fleet_serve() {
     let (v, printed) = harness_run(&["run", revoked.to_str().unwrap(), rom.to_str().unwrap()]);
     assert_eq!(v["code"], 403, "{printed}");
     assert!(printed.contains("refused (403 revoked)"), "{printed}");
-    assert!(fs::read(revoked.join("client.der")).unwrap() == kept, "kept its certificate");
+    assert!(
+        fs::read(revoked.join("client.der")).unwrap() == kept,
+        "kept its certificate"
+    );
 
     let log2 = server.finish(std::time::Duration::from_millis(10));
     let log = log + &String::from_utf8_lossy(&log2.stdout);
@@ -528,7 +618,11 @@ fn renew_py_renews_against_fleet_serve() {
     fs::copy(rom3.join("renew.py"), flash3.join("renew.py")).unwrap();
     let (v, printed) = harness_run(&["run", flash3.to_str().unwrap(), rom3.to_str().unwrap()]);
     assert_eq!(v["code"], 204, "{printed}");
-    assert_eq!(v["pair"], serde_json::json!(["client.der", "client.key.der"]), "{printed}");
+    assert_eq!(
+        v["pair"],
+        serde_json::json!(["client.der", "client.key.der"]),
+        "{printed}"
+    );
     let (loads, matches) = device_loads(&flash3, "client.der", "client.key.der");
     assert!(loads && matches);
     assert!(

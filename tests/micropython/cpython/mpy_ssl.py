@@ -102,23 +102,42 @@ class SSLContext:
         return _Socket(self._c.wrap_socket(sock, server_hostname=server_hostname))
 
 
+_connections = [0]
+
+
 class _Socket:
-    """A TLS socket with MicroPython's stream methods only."""
+    """A TLS socket with MicroPython's stream methods only. With
+    MPY_SSL_RECORD=DIR, what each connection received is kept in DIR/0,
+    DIR/1, ... (for run_renew.mjs to replay to real MicroPython)."""
 
     def __init__(self, s):
         self._s = s
+        self._record = None
+        folder = os.environ.get("MPY_SSL_RECORD")
+        if folder:
+            self._record = os.path.join(folder, str(_connections[0]))
+            _connections[0] += 1
+            open(self._record, "wb").close()
+
+    def _got(self, b):
+        if self._record and b:
+            with open(self._record, "ab") as f:
+                f.write(b)
+        return b
 
     def write(self, b):
         self._s.sendall(b)
         return len(b)
 
     def readinto(self, buf):
-        return self._s.recv_into(buf)
+        n = self._s.recv_into(buf)
+        self._got(bytes(buf[:n]))
+        return n
 
     def read(self, n=-1):
         out = b""
         while n < 0 or len(out) < n:
-            chunk = self._s.recv(4096 if n < 0 else n - len(out))
+            chunk = self._got(self._s.recv(4096 if n < 0 else n - len(out)))
             if not chunk:
                 break
             out += chunk
@@ -127,7 +146,7 @@ class _Socket:
     def readline(self, limit=-1):
         out = b""
         while limit < 0 or len(out) < limit:
-            c = self._s.recv(1)
+            c = self._got(self._s.recv(1))
             if not c:
                 break
             out += c
