@@ -169,8 +169,10 @@ impl ClientCertVerifier for GraceVerifier {
 pub enum Served {
     /// A request was answered.
     Answered(SocketAddr, Event),
-    /// The TLS handshake or the request failed (a refused certificate lands here).
-    Failed(SocketAddr, String),
+    /// The TLS handshake or the request failed; `true` when the TLS layer
+    /// refused the client's certificate (not from the fleet CA, expired
+    /// beyond the grace, none sent).
+    Failed(SocketAddr, String, bool),
 }
 
 /// Binds `addr`.
@@ -208,7 +210,7 @@ pub async fn serve(
         let timeout = opts.timeout;
         tokio::spawn(async move {
             let served = connection(tcp, peer, acceptor, service.clone(), timeout).await;
-            if matches!(served, Served::Failed(..)) {
+            if matches!(served, Served::Failed(_, _, true)) {
                 let _ = tokio::task::spawn_blocking(move || service.note("refused-tls")).await;
             }
             on_served(&served);
@@ -226,8 +228,20 @@ async fn connection(
 ) -> Served {
     let _ = tcp.set_nodelay(true);
     let mut stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-        Err(_) => return Served::Failed(peer, "handshake timed out".into()),
-        Ok(Err(e)) => return Served::Failed(peer, format!("handshake: {e}")),
+        Err(_) => return Served::Failed(peer, "handshake timed out".into(), false),
+        Ok(Err(e)) => {
+            let refused = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .is_some_and(|r| {
+                    matches!(
+                        r,
+                        rustls::Error::InvalidCertificate(_)
+                            | rustls::Error::NoCertificatesPresented
+                    )
+                });
+            return Served::Failed(peer, format!("handshake: {e}"), refused);
+        }
         Ok(Ok(s)) => s,
     };
     let leaf = match stream
@@ -237,13 +251,13 @@ async fn connection(
         .and_then(|c| c.first())
     {
         Some(c) => c.as_ref().to_vec(),
-        None => return Served::Failed(peer, "no client certificate".into()),
+        None => return Served::Failed(peer, "no client certificate".into(), true),
     };
     let request = match tokio::time::timeout(timeout, http::read_request(&mut stream)).await {
         Err(_) => {
             let r = Response::new(408, "text/plain", b"request timeout\n".to_vec());
             let _ = tokio::time::timeout(timeout, stream.write_all(&r.to_bytes())).await;
-            return Served::Failed(peer, "request timed out".into());
+            return Served::Failed(peer, "request timed out".into(), false);
         }
         Ok(Err(e)) => {
             let r = Response::new(e.status(), "text/plain", format!("{e}\n").into_bytes());
@@ -252,7 +266,7 @@ async fn connection(
                 stream.shutdown().await
             })
             .await;
-            return Served::Failed(peer, format!("request: {e}"));
+            return Served::Failed(peer, format!("request: {e}"), false);
         }
         Ok(Ok(r)) => r,
     };
@@ -260,7 +274,7 @@ async fn connection(
     let (response, event) = match answer {
         Ok(x) => x,
         Err(_) => {
-            return Served::Failed(peer, "the request handler panicked".into());
+            return Served::Failed(peer, "the request handler panicked".into(), false);
         }
     };
     let _ = tokio::time::timeout(timeout, async {
