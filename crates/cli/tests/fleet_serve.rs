@@ -114,16 +114,23 @@ fn tls_config(ca_der: &[u8], creds: &Creds) -> Arc<rustls::ClientConfig> {
 
 /// One request on its own connection; `stop_after` drops the connection
 /// after that many bytes of the answer (a device losing power mid-answer).
-fn request_partial(
-    port: u16,
-    ca: &[u8],
-    creds: &Creds,
-    method: &str,
-    path: &str,
-    accept: Option<&str>,
-    body: &[u8],
+/// What a request asks.
+struct Ask<'a> {
+    method: &'a str,
+    path: &'a str,
+    accept: Option<&'a str>,
+    body: &'a [u8],
     stop_after: Option<usize>,
-) -> Result<Answer, String> {
+}
+
+fn request_partial(port: u16, ca: &[u8], creds: &Creds, ask: Ask<'_>) -> Result<Answer, String> {
+    let Ask {
+        method,
+        path,
+        accept,
+        body,
+        stop_after,
+    } = ask;
     let config = tls_config(ca, creds);
     let name = ServerName::try_from("127.0.0.1").unwrap();
     let mut conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
@@ -175,7 +182,14 @@ fn request_partial(
 }
 
 fn keygen(port: u16, ca: &[u8], creds: &Creds) -> Result<Answer, String> {
-    request_partial(port, ca, creds, "POST", KEYGEN, Some(DEVTLS), b"", None)
+    let ask = Ask {
+        method: "POST",
+        path: KEYGEN,
+        accept: Some(DEVTLS),
+        body: b"",
+        stop_after: None,
+    };
+    request_partial(port, ca, creds, ask)
 }
 
 /// A fleet of `n` devices (`cam-1`...) valid `days` days, in `dir/fleet`.
@@ -413,11 +427,13 @@ fn revoked_unknown_and_foreign_certificates_are_refused() {
         port,
         &ca,
         &Creds::of(dir, "cam-1"),
-        "GET",
-        CACERTS,
-        Some("application/pkix-cert"),
-        b"",
-        None,
+        Ask {
+            method: "GET",
+            path: CACERTS,
+            accept: Some("application/pkix-cert"),
+            body: b"",
+            stop_after: None,
+        },
     )
     .unwrap();
     assert_eq!((raw.status, raw.body.as_slice()), (200, ca.as_slice()));
@@ -440,8 +456,19 @@ fn connections_killed_mid_answer_and_a_killed_server_leave_every_device_working(
     let ca1 = ca.clone();
     let first = all_at_once(old.clone(), move |id, creds| {
         let n: u32 = id.trim_start_matches("cam-").parse().unwrap();
-        let stop = (n % 2 == 0).then_some(100);
-        request_partial(port, &ca1, creds, "POST", KEYGEN, Some(DEVTLS), b"", stop)
+        let stop = n.is_multiple_of(2).then_some(100);
+        request_partial(
+            port,
+            &ca1,
+            creds,
+            Ask {
+                method: "POST",
+                path: KEYGEN,
+                accept: Some(DEVTLS),
+                body: b"",
+                stop_after: stop,
+            },
+        )
     });
     let mut got: BTreeMap<String, Creds> = BTreeMap::new();
     for (id, r) in first {
