@@ -22,19 +22,25 @@ struct Device {
     key: Vec<u8>,
 }
 
-fn exchange(port: u16, roots: &rustls::RootCertStore, d: &Device) -> Result<(u16, Vec<u8>), String> {
+fn exchange(
+    port: u16,
+    roots: &rustls::RootCertStore,
+    d: &Device,
+) -> Result<(u16, Vec<u8>), String> {
     let profile = devtls_pki::profile::by_name("openmv").ok_or("no openmv profile")?;
-    let config = rustls::ClientConfig::builder_with_provider(devtls_net::restrict::provider(profile))
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots.clone())
-        .with_client_auth_cert(
-            vec![CertificateDer::from(d.cert.clone())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(d.key.clone())),
-        )
-        .map_err(|e| e.to_string())?;
+    let config =
+        rustls::ClientConfig::builder_with_provider(devtls_net::restrict::provider(profile))
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots.clone())
+            .with_client_auth_cert(
+                vec![CertificateDer::from(d.cert.clone())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(d.key.clone())),
+            )
+            .map_err(|e| e.to_string())?;
     let name = ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
@@ -48,8 +54,14 @@ fn exchange(port: u16, roots: &rustls::RootCertStore, d: &Device) -> Result<(u16
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
         Err(e) => return Err(e.to_string()),
     }
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no head")?;
-    let status = std::str::from_utf8(&raw[9..12]).ok().and_then(|s| s.parse().ok()).ok_or("no status")?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no head")?;
+    let status = std::str::from_utf8(&raw[9..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status")?;
     Ok((status, raw[split + 4..].to_vec()))
 }
 
@@ -61,7 +73,9 @@ fn main() {
     let seconds: u64 = args[3].parse().expect("SECONDS");
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(CertificateDer::from(std::fs::read(dir.join("ca.der")).expect("ca.der")))
+        .add(CertificateDer::from(
+            std::fs::read(dir.join("ca.der")).expect("ca.der"),
+        ))
         .expect("anchor");
     let mut devices = Vec::new();
     for entry in std::fs::read_dir(dir.join("devices")).expect("devices/") {

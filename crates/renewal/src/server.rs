@@ -57,16 +57,7 @@ pub fn tls_config(
     ca_der: &[u8],
     opts: &Options,
 ) -> Result<Arc<ServerConfig>, ServerError> {
-    let mut settings = ServerSettings::new(identity.clone());
-    settings.profile = opts.profile;
-    settings.client_ca = Some(vec![CertificateDer::from(ca_der.to_vec())]);
-    let inner = devtls_net::tls::server::client_verifier(&settings)
-        .map_err(|e| ServerError::Config(e.to_string()))?
-        .ok_or_else(|| ServerError::Config("no client verifier".into()))?;
-    let verifier = Arc::new(GraceVerifier {
-        inner,
-        grace: opts.grace,
-    });
+    let verifier = client_verifier(identity, ca_der, opts)?;
     let mut config =
         ServerConfig::builder_with_provider(devtls_net::restrict::provider(opts.profile))
             .with_protocol_versions(&[&rustls::version::TLS12])
@@ -75,6 +66,25 @@ pub fn tls_config(
             .with_cert_resolver(Arc::new(OneCert(identity.certified.clone())));
     config.session_storage = Arc::new(NoServerSessionStorage {});
     Ok(Arc::new(config))
+}
+
+/// The client certificate check: the device-profile verifier of devtls-net
+/// with the fleet CA as the one anchor, inside a [`GraceVerifier`].
+pub fn client_verifier(
+    identity: &Identity,
+    ca_der: &[u8],
+    opts: &Options,
+) -> Result<Arc<GraceVerifier>, ServerError> {
+    let mut settings = ServerSettings::new(identity.clone());
+    settings.profile = opts.profile;
+    settings.client_ca = Some(vec![CertificateDer::from(ca_der.to_vec())]);
+    let inner = devtls_net::tls::server::client_verifier(&settings)
+        .map_err(|e| ServerError::Config(e.to_string()))?
+        .ok_or_else(|| ServerError::Config("no client verifier".into()))?;
+    Ok(Arc::new(GraceVerifier {
+        inner,
+        grace: opts.grace,
+    }))
 }
 
 #[derive(Debug)]
