@@ -57,8 +57,6 @@ pub fn check(
 ) -> Result<Checked, CsrError> {
     let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
         .map_err(|e| CsrError::Malformed(e.to_string()))?;
-    csr.verify_signature()
-        .map_err(|e| CsrError::Malformed(e.to_string()))?;
     let spki = &csr.certification_request_info.subject_pki;
     let key_type = match spki.parsed() {
         Ok(PublicKey::EC(ec)) if ec.key_size() == 256 => KeyType::P256,
@@ -73,6 +71,10 @@ pub fn check(
     if let Some(why) = key_type.refused_by(profile) {
         return Err(CsrError::Key(why));
     }
+    // After the key's type, so a weak key is named as such rather than as
+    // a signature the verifier will not check.
+    csr.verify_signature()
+        .map_err(|e| CsrError::Malformed(e.to_string()))?;
     for ext in csr.requested_extensions().into_iter().flatten() {
         if let ParsedExtension::SubjectAlternativeName(san) = ext {
             for name in &san.general_names {

@@ -57,16 +57,7 @@ pub fn tls_config(
     ca_der: &[u8],
     opts: &Options,
 ) -> Result<Arc<ServerConfig>, ServerError> {
-    let mut settings = ServerSettings::new(identity.clone());
-    settings.profile = opts.profile;
-    settings.client_ca = Some(vec![CertificateDer::from(ca_der.to_vec())]);
-    let inner = devtls_net::tls::server::client_verifier(&settings)
-        .map_err(|e| ServerError::Config(e.to_string()))?
-        .ok_or_else(|| ServerError::Config("no client verifier".into()))?;
-    let verifier = Arc::new(GraceVerifier {
-        inner,
-        grace: opts.grace,
-    });
+    let verifier = client_verifier(identity, ca_der, opts)?;
     let mut config =
         ServerConfig::builder_with_provider(devtls_net::restrict::provider(opts.profile))
             .with_protocol_versions(&[&rustls::version::TLS12])
@@ -75,6 +66,25 @@ pub fn tls_config(
             .with_cert_resolver(Arc::new(OneCert(identity.certified.clone())));
     config.session_storage = Arc::new(NoServerSessionStorage {});
     Ok(Arc::new(config))
+}
+
+/// The client certificate check: the device-profile verifier of devtls-net
+/// with the fleet CA as the one anchor, inside a [`GraceVerifier`].
+pub fn client_verifier(
+    identity: &Identity,
+    ca_der: &[u8],
+    opts: &Options,
+) -> Result<Arc<GraceVerifier>, ServerError> {
+    let mut settings = ServerSettings::new(identity.clone());
+    settings.profile = opts.profile;
+    settings.client_ca = Some(vec![CertificateDer::from(ca_der.to_vec())]);
+    let inner = devtls_net::tls::server::client_verifier(&settings)
+        .map_err(|e| ServerError::Config(e.to_string()))?
+        .ok_or_else(|| ServerError::Config("no client verifier".into()))?;
+    Ok(Arc::new(GraceVerifier {
+        inner,
+        grace: opts.grace,
+    }))
 }
 
 #[derive(Debug)]
@@ -169,8 +179,10 @@ impl ClientCertVerifier for GraceVerifier {
 pub enum Served {
     /// A request was answered.
     Answered(SocketAddr, Event),
-    /// The TLS handshake or the request failed (a refused certificate lands here).
-    Failed(SocketAddr, String),
+    /// The TLS handshake or the request failed; `true` when the TLS layer
+    /// refused the client's certificate (not from the fleet CA, expired
+    /// beyond the grace, none sent).
+    Failed(SocketAddr, String, bool),
 }
 
 /// Binds `addr`.
@@ -208,7 +220,7 @@ pub async fn serve(
         let timeout = opts.timeout;
         tokio::spawn(async move {
             let served = connection(tcp, peer, acceptor, service.clone(), timeout).await;
-            if matches!(served, Served::Failed(..)) {
+            if matches!(served, Served::Failed(_, _, true)) {
                 let _ = tokio::task::spawn_blocking(move || service.note("refused-tls")).await;
             }
             on_served(&served);
@@ -226,8 +238,20 @@ async fn connection(
 ) -> Served {
     let _ = tcp.set_nodelay(true);
     let mut stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-        Err(_) => return Served::Failed(peer, "handshake timed out".into()),
-        Ok(Err(e)) => return Served::Failed(peer, format!("handshake: {e}")),
+        Err(_) => return Served::Failed(peer, "handshake timed out".into(), false),
+        Ok(Err(e)) => {
+            let refused = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .is_some_and(|r| {
+                    matches!(
+                        r,
+                        rustls::Error::InvalidCertificate(_)
+                            | rustls::Error::NoCertificatesPresented
+                    )
+                });
+            return Served::Failed(peer, format!("handshake: {e}"), refused);
+        }
         Ok(Ok(s)) => s,
     };
     let leaf = match stream
@@ -237,13 +261,13 @@ async fn connection(
         .and_then(|c| c.first())
     {
         Some(c) => c.as_ref().to_vec(),
-        None => return Served::Failed(peer, "no client certificate".into()),
+        None => return Served::Failed(peer, "no client certificate".into(), true),
     };
     let request = match tokio::time::timeout(timeout, http::read_request(&mut stream)).await {
         Err(_) => {
             let r = Response::new(408, "text/plain", b"request timeout\n".to_vec());
             let _ = tokio::time::timeout(timeout, stream.write_all(&r.to_bytes())).await;
-            return Served::Failed(peer, "request timed out".into());
+            return Served::Failed(peer, "request timed out".into(), false);
         }
         Ok(Err(e)) => {
             let r = Response::new(e.status(), "text/plain", format!("{e}\n").into_bytes());
@@ -252,7 +276,7 @@ async fn connection(
                 stream.shutdown().await
             })
             .await;
-            return Served::Failed(peer, format!("request: {e}"));
+            return Served::Failed(peer, format!("request: {e}"), false);
         }
         Ok(Ok(r)) => r,
     };
@@ -260,7 +284,7 @@ async fn connection(
     let (response, event) = match answer {
         Ok(x) => x,
         Err(_) => {
-            return Served::Failed(peer, "the request handler panicked".into());
+            return Served::Failed(peer, "the request handler panicked".into(), false);
         }
     };
     let _ = tokio::time::timeout(timeout, async {

@@ -99,7 +99,7 @@ pub struct Service {
 
 /// What the renewal step produced.
 enum Issued {
-    Creds(Pending, Option<Vec<u8>>),
+    Creds(Box<Pending>, Option<Vec<u8>>),
     Refused(Refusal),
     Bad(String),
 }
@@ -293,7 +293,7 @@ impl Service {
                     if same_kind && p.cert.not_after > now {
                         let key = renewal::pending_key(&fleet, &p)?;
                         event.outcome = "resent".into();
-                        return Ok(Issued::Creds(p, key));
+                        return Ok(Issued::Creds(Box::new(p), key));
                     }
                     renewal::abandon(&mut fleet, p.cert.id)?;
                 }
@@ -331,7 +331,7 @@ impl Service {
                     let pending = renewal::pending_by_cert(&fleet, id)?.ok_or_else(|| {
                         devtls_fleet::Error::Invalid("a renewal just recorded is gone".into())
                     })?;
-                    return Ok(Issued::Creds(pending, key_der));
+                    return Ok(Issued::Creds(Box::new(pending), key_der));
                 }
                 Recorded::OldNotActive => {
                     let now = devtls_fleet::now().unix_timestamp();

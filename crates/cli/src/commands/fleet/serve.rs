@@ -165,11 +165,16 @@ fn log_line(served: &Served, json: bool) {
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default()
         ),
-        (Served::Failed(peer, why), true) => serde_json::json!({
-            "peer": peer.to_string(), "outcome": "refused-tls", "detail": why
+        (Served::Failed(peer, why, refused), true) => serde_json::json!({
+            "peer": peer.to_string(),
+            "outcome": if *refused { "refused-tls" } else { "failed" },
+            "detail": why
         })
         .to_string(),
-        (Served::Failed(peer, why), false) => format!("{peer} - - - refused-tls ({why})"),
+        (Served::Failed(peer, why, refused), false) => format!(
+            "{peer} - - - {} ({why})",
+            if *refused { "refused-tls" } else { "failed" }
+        ),
     };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
