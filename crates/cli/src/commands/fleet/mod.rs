@@ -136,6 +136,7 @@ impl From<RoleArg> for Role {
   devtls fleet issue --count 1000 --prefix cam-
   devtls fleet issue --from devices.csv          # columns: id[,dns[,ip]]
   devtls fleet issue cam-9 --csr cam-9.csr       # the device made its own key
+  devtls fleet issue --count 10 --prefix cam- --renew-url https://renew.lan:8443 --romfs
   devtls fleet revoke cam-7 && devtls fleet issue cam-7 --reissue   # a new identity")]
 struct IssueArgs {
     #[command(flatten)]
@@ -481,8 +482,10 @@ fn print_device_side(fleet: &Fleet, report: &issue::Report, opts: &IssueOptions)
         println!();
         output::heading(&format!("The devices renew their certificates at {url}:"));
         println!(
-            "  boot.py runs renew.py at every boot; serve it with `devtls fleet serve --dir {}`.",
-            fleet.dir().display()
+            "  boot.py runs renew.py at every boot. Serve renewals with:\n  devtls fleet serve --dir {} --name {} --port {}",
+            fleet.dir().display(),
+            url.host,
+            url.port
         );
         println!("  Call renew.tick() from the main loop (main.py) to check once a day.");
     }
