@@ -152,117 +152,170 @@ fn renew_py_compiles_under_real_micropython_and_fits_4_kb() {
     );
 }
 
+/// What the interrupted runs of one device saw.
+#[derive(Default)]
+struct Interrupted {
+    cases: usize,
+    saw_old: bool,
+    /// The new certificate the interrupted runs left, the same every time.
+    new_cert: Option<Vec<u8>>,
+}
+
+/// Runs renew.py for the device whose first files are in `old` with power
+/// lost after its k-th step for k = 1..=`steps`, and for each, the next
+/// boot's recovery losing power after its j-th step (j = 1..); then checks
+/// what a last recovery leaves. With `rom`, `old` is the device's `/rom`
+/// and its writable file system starts with renew.py only.
+fn interrupt_every_step(
+    d: &Path,
+    old: &Path,
+    rom: bool,
+    fs_mode: &str,
+    steps: u64,
+    seen: &mut Interrupted,
+) {
+    let old_cert = fs::read(old.join("client.der")).unwrap();
+    let unused = d.join("rom-unused");
+    fs::create_dir_all(&unused).unwrap();
+    let rom_dir = if rom { old } else { &unused };
+    let tag = if rom { "rom" } else { "flash" };
+    for k in 1..=steps {
+        // j = 0: a clean reboot; j >= 1: the recovery loses power too.
+        for j in 0..=4u64 {
+            let dir = d.join(format!("{tag}-{fs_mode}-{k}-{j}"));
+            if rom {
+                fs::create_dir_all(&dir).unwrap();
+                fs::copy(old.join("renew.py"), dir.join("renew.py")).unwrap();
+            } else {
+                copy_dir(old, &dir);
+            }
+            let j_arg = if j == 0 {
+                "-".to_string()
+            } else {
+                j.to_string()
+            };
+            let case = format!("{tag} {fs_mode} k={k} j={j}");
+            let (v, printed) = harness_run(&[
+                "crash",
+                dir.to_str().unwrap(),
+                rom_dir.to_str().unwrap(),
+                &k.to_string(),
+                fs_mode,
+                &j_arg,
+            ]);
+            assert_eq!(v["crashed"], true, "{case}: {printed}");
+            assert_eq!(v["ops"], k, "{case}: {printed}");
+            let left = v["left"].as_array().unwrap();
+            assert!(
+                !left.iter().any(|f| f.as_str().unwrap().ends_with(".new")),
+                "{case}: recovery left {left:?}"
+            );
+            // The pair pair() names: on the writable file system, or in /rom.
+            let pair = v["pair"].as_array().unwrap();
+            let (cert, key) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+            let (base, cert, key) = match (cert.strip_prefix("/rom/"), key.strip_prefix("/rom/")) {
+                (Some(c), Some(k)) if rom => (rom_dir, c, k),
+                (None, None) => (dir.as_path(), cert, key),
+                _ => panic!("{case}: a pair split between /rom and the writable FS: {pair:?}"),
+            };
+            let (loads, matches) = device_loads(base, cert, key);
+            assert!(
+                loads && matches,
+                "{case}: the device cannot use the pair ({printed})"
+            );
+            let cert = fs::read(base.join(cert)).unwrap();
+            if cert == old_cert {
+                seen.saw_old = true;
+            } else {
+                let first = seen.new_cert.get_or_insert_with(|| cert.clone());
+                assert!(
+                    *first == cert,
+                    "{case}: a third certificate, neither old nor the pending one"
+                );
+            }
+            seen.cases += 1;
+            if j > 0 && v["recover_crashed"] == false {
+                break; // the recovery has fewer steps than j: later j are the same case
+            }
+        }
+    }
+}
+
 /// Power lost after each step renew.py takes while renewing against the
 /// real `devtls fleet serve` (creating a file, each half of each write,
 /// each rename and remove), with atomic renames (littlefs) and with FAT's
-/// remove-then-rename; and at the next boot, after each step of the
-/// recovery too. Every case leaves a pair the mbedTLS 3.6 device peer loads
-/// whose key belongs to its certificate, and it is the old pair or the new
-/// one: the one the service hands out (the same pending pair each time,
-/// until the device confirms it in the last, uninterrupted run).
+/// remove-then-rename, on a device whose pair is on the writable file
+/// system and on one whose first pair is in /rom; and at the next boot,
+/// after each step of the recovery too. Every case leaves a pair the mbedTLS
+/// 3.6 device peer loads whose key belongs to its certificate, and it is the
+/// old pair or the new one: the one the service hands out (the same pending
+/// pair each time, until the device confirms it in the last, uninterrupted run).
 #[test]
 fn power_loss_at_every_step_leaves_a_loadable_old_or_new_pair() {
     let d = tempfile::tempdir().unwrap();
     let port = free_tcp_port();
     ok_in(d.path(), &["fleet", "init"]);
-    ok_in(
-        d.path(),
-        &[
-            "fleet",
-            "issue",
-            "cam-1",
-            "--renew-url",
-            &format!("https://127.0.0.1:{port}"),
-        ],
-    );
+    let url = format!("https://127.0.0.1:{port}");
+    ok_in(d.path(), &["fleet", "issue", "cam-1", "--renew-url", &url]);
+    ok_in(d.path(), &["fleet", "issue", "cam-r", "--romfs"]);
     let server = serve(d.path(), port);
-    let old = device(d.path(), "cam-1");
-    let old_cert = fs::read(old.join("client.der")).unwrap();
-    let rom = d.path().join("rom-unused");
-    fs::create_dir_all(&rom).unwrap();
-    let mut new_cert: Option<Vec<u8>> = None;
     let mut cases = 0;
-    // 2 files x (create + 2 halves) + 2 renames; FAT adds a remove before each rename.
-    for (fs_mode, steps) in [("atomic", 8u64), ("fat", 10)] {
-        let mut saw_old = false;
-        for k in 1..=steps {
-            // j = 0: a clean reboot; j >= 1: the recovery loses power too.
-            for j in 0..=4u64 {
-                let dir = d.path().join(format!("{fs_mode}-{k}-{j}"));
-                copy_dir(&old, &dir);
-                let j_arg = if j == 0 {
-                    "-".to_string()
-                } else {
-                    j.to_string()
-                };
-                let (v, printed) = harness_run(&[
-                    "crash",
-                    dir.to_str().unwrap(),
-                    rom.to_str().unwrap(),
-                    &k.to_string(),
-                    fs_mode,
-                    &j_arg,
-                ]);
-                assert_eq!(v["crashed"], true, "{fs_mode} k={k}: {printed}");
-                assert_eq!(v["ops"], k, "{fs_mode} k={k}: {printed}");
-                assert_eq!(
-                    v["pair"],
-                    serde_json::json!(["client.der", "client.key.der"]),
-                    "{fs_mode} k={k} j={j}"
-                );
-                let left = v["left"].as_array().unwrap();
-                assert!(
-                    !left.iter().any(|f| f.as_str().unwrap().ends_with(".new")),
-                    "{fs_mode} k={k} j={j}: recovery left {left:?}"
-                );
-                let (loads, matches) = device_loads(&dir, "client.der", "client.key.der");
-                assert!(
-                    loads && matches,
-                    "{fs_mode} k={k} j={j}: the device cannot use the pair ({printed})"
-                );
-                let cert = fs::read(dir.join("client.der")).unwrap();
-                if cert == old_cert {
-                    saw_old = true;
-                } else {
-                    let first = new_cert.get_or_insert_with(|| cert.clone());
-                    assert!(
-                        *first == cert,
-                        "{fs_mode} k={k} j={j}: a third certificate, neither old nor the pending one"
-                    );
-                }
-                cases += 1;
-                if j > 0 && v["recover_crashed"] == false {
-                    break; // the recovery has fewer steps than j: later j are the same case
-                }
-            }
+    // Each device: (its folder, whether it is /rom, the steps per file-system
+    // mode). 2 files x (create + 2 halves) + 2 renames; FAT adds a remove
+    // before each rename onto an existing file (none on a /rom device's
+    // first renewal).
+    let devices = [
+        ("cam-1", false, [("atomic", 8u64), ("fat", 10)]),
+        ("cam-r", true, [("atomic", 8u64), ("fat", 8)]),
+    ];
+    for (id, rom, modes) in devices {
+        let old = device(d.path(), id);
+        let mut seen = Interrupted::default();
+        for (fs_mode, steps) in modes {
+            interrupt_every_step(d.path(), &old, rom, fs_mode, steps, &mut seen);
         }
-        assert!(saw_old, "{fs_mode}: no interruption kept the old pair");
+        assert!(seen.saw_old, "{id}: no interruption kept the old pair");
+        let new_cert = seen.new_cert.expect("some interruption left the new pair");
+        cases += seen.cases;
+        // Uninterrupted: the steps counted above, and the pending pair installed and confirmed.
+        let full = d.path().join(format!("{id}-full"));
+        let rom_dir = if rom {
+            old.clone()
+        } else {
+            d.path().join("rom-unused")
+        };
+        if rom {
+            fs::create_dir_all(&full).unwrap();
+            fs::copy(old.join("renew.py"), full.join("renew.py")).unwrap();
+        } else {
+            copy_dir(&old, &full);
+        }
+        let (v, printed) = harness_run(&[
+            "crash",
+            full.to_str().unwrap(),
+            rom_dir.to_str().unwrap(),
+            "1000000",
+            "fat",
+            "-",
+        ]);
+        assert_eq!(v["crashed"], false, "{id}: {printed}");
+        assert_eq!(v["ops"], modes[1].1, "{id}: {printed}");
+        assert_eq!(v["code"], 204, "{id}: the confirming connection: {printed}");
+        assert_eq!(
+            v["pair"],
+            serde_json::json!(["client.der", "client.key.der"])
+        );
+        assert!(
+            fs::read(full.join("client.der")).unwrap() == new_cert,
+            "{id}: the interrupted runs' new certificate is the one the service confirmed"
+        );
+        let after = rows(d.path(), id);
+        assert_eq!(
+            after.iter().filter(|(st, _)| st == "active").count(),
+            1,
+            "{id}: {after:?}"
+        );
     }
-    let new_cert = new_cert.expect("some interruption left the new pair");
-    // Uninterrupted: the steps counted above, and the pending pair installed and confirmed.
-    let full = d.path().join("full");
-    copy_dir(&old, &full);
-    let (v, printed) = harness_run(&[
-        "crash",
-        full.to_str().unwrap(),
-        rom.to_str().unwrap(),
-        "1000000",
-        "atomic",
-        "-",
-    ]);
-    assert_eq!(v["crashed"], false, "{printed}");
-    assert_eq!(v["ops"], 8, "{printed}");
-    assert_eq!(v["code"], 204, "the confirming connection: {printed}");
-    assert!(
-        fs::read(full.join("client.der")).unwrap() == new_cert,
-        "the interrupted runs' new certificate is the one the service confirmed"
-    );
-    let after = rows(d.path(), "cam-1");
-    assert_eq!(
-        after.iter().filter(|(st, _)| st == "active").count(),
-        1,
-        "{after:?}"
-    );
     drop(server);
     eprintln!("{cases} interruption cases, each loaded by the device peer");
 }
