@@ -127,6 +127,30 @@ mod tests {
     }
 
     #[test]
+    fn a_renewing_device_loads_the_pair_its_variables_name() {
+        let files = DeviceFiles {
+            cert: Some("/rom/client.der"),
+            key: Some("/rom/client.key.der"),
+            anchor: Some("/rom/ca.der"),
+        };
+        let c = client_with_pair_vars(&files, "h", 1);
+        assert!(c.contains("ctx.load_cert_chain(cert, key)\n"), "{c}");
+        assert!(!c.contains("/rom/client"), "{c}");
+        assert!(
+            c.contains("load_verify_locations(cafile=\"/rom/ca.der\")"),
+            "{c}"
+        );
+        let s = server_with_pair_vars(&files, 1);
+        assert!(s.contains("ctx.load_cert_chain(cert, key)\n"), "{s}");
+        assert_eq!(
+            client(&files, "h", 1)
+                .replace("\"/rom/client.der\", \"/rom/client.key.der\"", "cert, key"),
+            c,
+            "the same script but for the pair"
+        );
+    }
+
+    #[test]
     fn plain_server_does_not_demand_client_certificates() {
         let files = DeviceFiles {
             cert: Some("server.der"),
