@@ -5,8 +5,8 @@
 //! CA as the one anchor), the restriction devtls's own device-restricted
 //! endpoints use; standard EST clients are `curl` with OpenSSL parsing what
 //! it gets; one test runs the device's own TLS stack (the mbedTLS 3.6
-//! device peer) against the service. Every server is a `devtls fleet serve` process on 127.0.0.1,
-//! killed when its test ends.
+//! device peer) against the service. Every server is a `devtls fleet serve`
+//! process on 127.0.0.1, killed when its test ends.
 
 mod support;
 
