@@ -4,8 +4,9 @@
 //! profile (TLS 1.2, the device's ECDHE AES-GCM suites and groups, the fleet
 //! CA as the one anchor), the restriction devtls's own device-restricted
 //! endpoints use; standard EST clients are `curl` with OpenSSL parsing what
-//! it gets. Every server is a `devtls fleet serve` process on 127.0.0.1,
-//! killed when its test ends.
+//! it gets; one test runs the device's own TLS stack (the mbedTLS 3.6
+//! device peer) against the service. Every server is a `devtls fleet serve`
+//! process on 127.0.0.1, killed when its test ends.
 
 mod support;
 
@@ -811,4 +812,53 @@ fn standard_est_clients_work_with_curl_and_openssl() {
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.ends_with("400") && said.contains("key"), "{said}");
+}
+
+/// The device's own TLS stack (the mbedTLS 3.6 device peer, built with the
+/// device's configuration) handshakes with the service, presents its fleet
+/// certificate and gets an answer: 200 with new credentials, or 403 once revoked.
+#[test]
+fn the_device_tls_stack_renews_through_the_service() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    fleet(dir, 2, 30);
+    ok_in(dir, &["fleet", "revoke", "cam-2"]);
+    let (_server, port) = serve(dir, &["--renew-after", "0"]);
+    // EST's multipart answer: all text (the peer prints what it received as JSON).
+    let ask = "POST /.well-known/est/serverkeygen HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+               Content-Length: 0\r\n\r\n";
+    let device = |id: &str| {
+        let d = format!("fleet/devices/{id}");
+        let (cert, key) = (format!("{d}/client.der"), format!("{d}/client.key.der"));
+        let args = [
+            "--ca",
+            "fleet/ca.der",
+            "--hostname",
+            "127.0.0.1",
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--send",
+            ask,
+        ];
+        support::device::client(dir, port, &args)
+    };
+    // The status line only (the rest holds the new key).
+    let first_line = |run: &support::peers::PeerRun| {
+        assert_eq!(
+            run.conns.len(),
+            1,
+            "{}",
+            run.transcript.lines().next().unwrap_or("")
+        );
+        let conn = run.single();
+        assert!(conn.ok, "{:?}", conn.error);
+        assert_eq!(conn.version.as_deref(), Some("TLSv1.2"));
+        let received = conn.received.clone().unwrap_or_default();
+        received.lines().next().unwrap_or("").trim_end().to_string()
+    };
+    assert_eq!(first_line(&device("cam-1")), "HTTP/1.1 200 OK");
+    assert_eq!(statuses(dir).get("pending"), Some(&1));
+    assert_eq!(first_line(&device("cam-2")), "HTTP/1.1 403 Forbidden");
 }

@@ -203,8 +203,9 @@ pub struct NewRenewal<'a> {
     pub not_before: i64,
     /// End of validity, Unix seconds.
     pub not_after: i64,
-    /// The key the service made (PKCS#8 DER), written to a 0600 file.
-    pub key_der: Option<&'a [u8]>,
+    /// The file [`write_key`] wrote the key the service made to (`None`
+    /// for a CSR).
+    pub key_file: Option<String>,
     /// SHA-256 of a CSR's public key.
     pub spki_sha256: Option<&'a str>,
     /// What the old row becomes on confirmation (`superseded` or `revoked`).
@@ -222,16 +223,21 @@ pub enum Recorded {
     Raced,
 }
 
-/// Records a new certificate as pending (key file first, then one transaction).
+/// Writes the key of a renewal about to be recorded to its 0600 file
+/// (atomically, synced) and returns the file's name. Called before
+/// [`record`], outside any lock the caller holds around the inventory: the
+/// file is what makes it slow.
+pub fn write_key(dir: &Path, serial: &str, key_der: &[u8]) -> Result<String, Error> {
+    let name = format!("{serial}.key.der");
+    files::write_atomic(&key_path(dir, &name), key_der, Secrecy::Secret)?;
+    Ok(name)
+}
+
+/// Records a new certificate as pending, in one transaction. Its key file
+/// (from [`write_key`]) must already be written; when nothing is recorded
+/// the file is removed.
 pub fn record(fleet: &mut Fleet, new: &NewRenewal<'_>) -> Result<Recorded, Error> {
-    let key_file = match new.key_der {
-        Some(key) => {
-            let name = format!("{}.key.der", new.serial);
-            files::write_atomic(&key_path(fleet.dir(), &name), key, Secrecy::Secret)?;
-            Some(name)
-        }
-        None => None,
-    };
+    let key_file = new.key_file.clone();
     let dir = fleet.dir().to_path_buf();
     let forget_key = || {
         if let Some(name) = &key_file {
@@ -282,7 +288,7 @@ pub fn record(fleet: &mut Fleet, new: &NewRenewal<'_>) -> Result<Recorded, Error
                 new.old.id,
                 new.old_becomes,
                 now,
-                new.key_der.is_none(),
+                new.key_file.is_none(),
             ],
             |r| r.get(0),
         )?;

@@ -93,6 +93,7 @@ pub struct Service {
     fleet: Mutex<Fleet>,
     ca: Arc<Authority>,
     ca_der: Vec<u8>,
+    dir: std::path::PathBuf,
     policy: Policy,
     profile: &'static Profile,
 }
@@ -117,6 +118,7 @@ impl Service {
         Ok(Service {
             ca: fleet.authority()?,
             ca_der: fleet.ca_der().to_vec(),
+            dir: fleet.dir().to_path_buf(),
             fleet: Mutex::new(fleet),
             policy,
             profile,
@@ -313,6 +315,11 @@ impl Service {
                 }
             };
             let serial = hex::encode(&cert.serial);
+            // The key's file is written (and synced) before the row, outside the lock.
+            let key_file = match &key_der {
+                Some(key) => Some(renewal::write_key(&self.dir, &serial, key)?),
+                None => None,
+            };
             let new = NewRenewal {
                 old,
                 cert_der: &cert.der,
@@ -320,7 +327,7 @@ impl Service {
                 key_type: key_type.name(),
                 not_before: spec.not_before.unix_timestamp(),
                 not_after: spec.not_after.unix_timestamp(),
-                key_der: key_der.as_deref(),
+                key_file,
                 spki_sha256: wanted_spki,
                 old_becomes: self.policy.old_becomes(),
             };
