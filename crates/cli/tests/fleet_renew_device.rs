@@ -472,6 +472,10 @@ fn renew_url_is_checked_remembered_and_refused_for_server_only_devices() {
     );
     let boot = fs::read_to_string(device(d.path(), "cam-2").join("boot.py")).unwrap();
     assert!(boot.contains("import renew\nrenew.run()"), "{boot}");
+    // Rotated folders keep renewing at the remembered service.
+    ok_in(d.path(), &["fleet", "rotate", "--within", "3650d"]);
+    let rotated = fs::read_to_string(device(d.path(), "cam-1").join("renew.py")).unwrap();
+    assert!(rotated.contains("PORT = 9000\n"), "{rotated}");
 }
 
 /// `devtls fleet serve` on 127.0.0.1:`port` for the fleet in `d/fleet`,
