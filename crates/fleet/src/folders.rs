@@ -73,6 +73,12 @@ impl Folders {
         Ok(())
     }
 
+    /// Removes the staged `ID/` (its certificate was refused: made again).
+    pub fn discard(&self, id: &str) -> Result<(), Error> {
+        let path = self.staging_path.join(id);
+        std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))
+    }
+
     /// Renames staged `ID/` to `devices/ID/` in one step; with `replacing`,
     /// a present `devices/ID/` is first moved to `.work/TOKEN/old/ID/`.
     pub fn install(&self, id: &str, replacing: bool) -> Result<Installed, Error> {

@@ -1,4 +1,5 @@
-//! The inventory: one SQLite row per certificate the fleet CA signed.
+//! The inventory: one row per certificate the fleet CA signed, in the
+//! database a [`crate::store::Store`] holds (SQLite by default).
 //!
 //! Invariants the schema enforces, so that no code path (or second process)
 //! can break them:
@@ -9,60 +10,15 @@
 //! A certificate's stored status is `pending` (being issued, see
 //! [`crate::recover`]), `active`, `superseded` (rotated, still valid until it
 //! expires) or `revoked`; `expired` is derived from the dates when reading.
-
-use std::collections::HashSet;
-use std::path::Path;
-use std::time::Duration as StdDuration;
+//!
+//! This module holds what every backend shares: the row type, the filter,
+//! and the SQL and logic that do not depend on the database.
 
 use devtls_pki::crl::{Reason, Revoked};
-use rusqlite::{params, Connection, OptionalExtension, Row as SqlRow};
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::Error;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS certs (
-    id          INTEGER PRIMARY KEY,
-    device      TEXT NOT NULL,
-    serial      TEXT NOT NULL UNIQUE,
-    sha256      TEXT,
-    key_type    TEXT NOT NULL,
-    role        TEXT NOT NULL,
-    dns         TEXT NOT NULL DEFAULT '',
-    ips         TEXT NOT NULL DEFAULT '',
-    not_before  INTEGER NOT NULL,
-    not_after   INTEGER NOT NULL,
-    status      TEXT NOT NULL CHECK (status IN ('pending', 'active', 'superseded', 'revoked')),
-    owner       TEXT,
-    replaces    INTEGER,
-    old_status  TEXT,
-    issued_at   INTEGER NOT NULL,
-    from_csr    INTEGER NOT NULL DEFAULT 0,
-    revoked_at  INTEGER,
-    reason      TEXT
-);
-CREATE INDEX IF NOT EXISTS certs_device ON certs (device);
-CREATE INDEX IF NOT EXISTS certs_not_after ON certs (not_after);
-CREATE INDEX IF NOT EXISTS certs_owner ON certs (owner) WHERE status = 'pending';
-CREATE UNIQUE INDEX IF NOT EXISTS one_pending ON certs (device) WHERE status = 'pending';
-CREATE UNIQUE INDEX IF NOT EXISTS one_active ON certs (device) WHERE status = 'active';
-";
-
-/// Opens (creating if needed) the inventory at `path`: WAL so readers never
-/// block the issuer, and a busy timeout so two processes wait for each other
-/// instead of failing.
-pub fn open(path: &Path) -> Result<Connection, Error> {
-    let db = Connection::open(path)?;
-    db.busy_timeout(StdDuration::from_secs(60))?;
-    db.pragma_update(None, "journal_mode", "WAL")?;
-    // NORMAL in WAL mode survives a killed process; a power cut may lose the
-    // last commits, which recovery treats like a crash (files are reconciled).
-    db.pragma_update(None, "synchronous", "NORMAL")?;
-    db.execute_batch(SCHEMA)?;
-    Ok(db)
-}
 
 /// One certificate in the inventory.
 #[derive(Debug, Clone, Serialize)]
@@ -94,59 +50,49 @@ pub struct Row {
     pub reason: Option<String>,
 }
 
-const COLUMNS: &str =
+/// The columns a [`Row`] is read from, in [`make_row`]'s order.
+pub(crate) const COLUMNS: &str =
     "device, serial, sha256, key_type, role, not_before, not_after, status, from_csr, revoked_at, reason";
 
-fn ts(secs: i64) -> OffsetDateTime {
+/// Seconds in a week (the expiry histogram's bucket).
+pub(crate) const WEEK: i64 = 7 * 86400;
+
+pub(crate) fn ts(secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-fn row(r: &SqlRow<'_>, now: i64) -> rusqlite::Result<Row> {
-    let not_after: i64 = r.get(6)?;
-    let mut status: String = r.get(7)?;
+/// A [`Row`] from its [`COLUMNS`], `expired` derived from the dates at `now`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn make_row(
+    device: String,
+    serial: String,
+    sha256: Option<String>,
+    key_type: String,
+    role: String,
+    not_before: i64,
+    not_after: i64,
+    mut status: String,
+    from_csr: bool,
+    revoked_at: Option<i64>,
+    reason: Option<String>,
+    now: i64,
+) -> Row {
     if status == "active" && not_after <= now {
         status = "expired".into();
     }
-    Ok(Row {
-        device: r.get(0)?,
-        serial: r.get(1)?,
-        sha256: r.get(2)?,
-        key_type: r.get(3)?,
-        role: r.get(4)?,
-        not_before: ts(r.get(5)?),
+    Row {
+        device,
+        serial,
+        sha256,
+        key_type,
+        role,
+        not_before: ts(not_before),
         not_after: ts(not_after),
         status,
-        from_csr: r.get(8)?,
-        revoked_at: r.get::<_, Option<i64>>(9)?.map(ts),
-        reason: r.get(10)?,
-    })
-}
-
-/// Runs a query and collects each row as a tuple.
-pub(crate) fn tuples<T>(
-    db: &Connection,
-    sql: &str,
-    args: impl rusqlite::Params,
-) -> Result<Vec<T>, Error>
-where
-    T: for<'a> TryFrom<&'a SqlRow<'a>, Error = rusqlite::Error>,
-{
-    let mut stmt = db.prepare_cached(sql)?;
-    let rows = stmt.query_map(args, |r| T::try_from(r))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Gives a rotated certificate its new status (`superseded`, or `revoked`
-/// with reason superseded) once its replacement is active.
-pub(crate) fn retire(db: &Connection, id: i64, becomes: &str) -> Result<(), Error> {
-    db.prepare_cached(
-        "UPDATE certs SET status = ?2,
-                revoked_at = CASE WHEN ?2 = 'revoked' THEN ?3 END,
-                reason = CASE WHEN ?2 = 'revoked' THEN 'superseded' END
-         WHERE id = ?1 AND status = 'active'",
-    )?
-    .execute(params![id, becomes, crate::now().unix_timestamp()])?;
-    Ok(())
+        from_csr,
+        revoked_at: revoked_at.map(ts),
+        reason,
+    }
 }
 
 /// Which rows to list.
@@ -158,100 +104,81 @@ pub struct Filter {
     pub expiring_before: Option<OffsetDateTime>,
 }
 
-/// Calls `each` for every row matching `filter`, ordered by expiry then device,
-/// without holding them all in memory.
-pub fn for_each(
-    db: &Connection,
+/// A bound value of a query built at run time.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+/// The listing query for `filter` and its arguments; `placeholder(n)` spells
+/// the n-th (1-based) parameter in the backend's dialect.
+pub(crate) fn list_sql(
     filter: &Filter,
-    mut each: impl FnMut(Row) -> Result<(), Error>,
-) -> Result<(), Error> {
-    let now = crate::now().unix_timestamp();
+    now: i64,
+    placeholder: impl Fn(usize) -> String,
+) -> (String, Vec<Arg>) {
     let mut sql = format!("SELECT {COLUMNS} FROM certs WHERE 1=1");
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut args = Vec::new();
+    let mut bind = |sql: &mut String, text: &str, arg: Arg| {
+        args.push(arg);
+        *sql += &text.replace('?', &placeholder(args.len()));
+    };
     match filter.status.as_deref() {
         None => {}
-        Some("active") => {
-            sql += " AND status = 'active' AND not_after > ?";
-            args.push(now.into());
-        }
-        Some("expired") => {
-            sql += " AND status = 'active' AND not_after <= ?";
-            args.push(now.into());
-        }
-        Some(other) => {
-            sql += " AND status = ?";
-            args.push(other.to_string().into());
-        }
+        Some("active") => bind(
+            &mut sql,
+            " AND status = 'active' AND not_after > ?",
+            Arg::Int(now),
+        ),
+        Some("expired") => bind(
+            &mut sql,
+            " AND status = 'active' AND not_after <= ?",
+            Arg::Int(now),
+        ),
+        Some(other) => bind(&mut sql, " AND status = ?", Arg::Text(other.to_string())),
     }
     if let Some(before) = filter.expiring_before {
-        sql += " AND status = 'active' AND not_after > ? AND not_after <= ?";
-        args.push(now.into());
-        args.push(before.unix_timestamp().into());
+        bind(
+            &mut sql,
+            " AND status = 'active' AND not_after > ?",
+            Arg::Int(now),
+        );
+        bind(
+            &mut sql,
+            " AND not_after <= ?",
+            Arg::Int(before.unix_timestamp()),
+        );
     }
     sql += " ORDER BY not_after, device, id";
-    let mut stmt = db.prepare(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-    while let Some(r) = rows.next()? {
-        each(row(r, now)?)?;
+    (sql, args)
+}
+
+/// Sorts per-week counts into `weeks` buckets and "later".
+pub(crate) fn histogram(weeks: u32, rows: Vec<(i64, u64)>) -> (Vec<u64>, u64) {
+    let mut buckets = vec![0u64; weeks as usize];
+    let mut later = 0;
+    for (w, n) in rows {
+        match buckets.get_mut(w as usize) {
+            Some(b) => *b += n,
+            None => later += n,
+        }
     }
-    Ok(())
+    (buckets, later)
 }
 
-/// The rows of one device, oldest first.
-pub fn device_rows(db: &Connection, device: &str) -> Result<Vec<Row>, Error> {
-    let now = crate::now().unix_timestamp();
-    let mut stmt = db.prepare(&format!(
-        "SELECT {COLUMNS} FROM certs WHERE device = ? ORDER BY id"
-    ))?;
-    let rows = stmt
-        .query_map([device], |r| row(r, now))?
-        .collect::<Result<_, _>>()?;
-    Ok(rows)
-}
-
-/// Whether the inventory holds any certificate at all.
-pub fn has_rows(db: &Connection) -> Result<bool, Error> {
-    Ok(db
-        .prepare_cached("SELECT 1 FROM certs LIMIT 1")?
-        .query_row([], |_| Ok(()))
-        .optional()?
-        .is_some())
-}
-
-/// Whether the inventory holds any row for `device` (in any status).
-pub fn has_device(db: &Connection, device: &str) -> Result<bool, Error> {
-    Ok(db
-        .prepare_cached("SELECT 1 FROM certs WHERE device = ? LIMIT 1")?
-        .query_row([device], |_| Ok(()))
-        .optional()?
-        .is_some())
-}
-
-/// Which of `devices` have any row in the inventory, in one query (a batch
-/// of IDs checked one statement at a time cost more than the lookups).
-pub fn known_devices<'a>(
-    db: &Connection,
-    devices: impl IntoIterator<Item = &'a str>,
-) -> Result<HashSet<String>, Error> {
-    let ids: Vec<&str> = devices.into_iter().collect();
-    let ids = serde_json::to_string(&ids).map_err(|e| Error::Invalid(e.to_string()))?;
-    let mut known = db.prepare_cached(
-        "SELECT DISTINCT device FROM certs WHERE device IN (SELECT value FROM json_each(?))",
-    )?;
-    let rows = known.query_map([ids], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// The newest row of a device none of whose certificates is active or
-/// being issued (all revoked, say): what a re-issue replaces.
-pub fn retired_device(db: &Connection, device: &str) -> Result<Option<i64>, Error> {
-    Ok(db
-        .prepare_cached(
-            "SELECT MAX(id) FROM certs WHERE device = ?
-             HAVING SUM(status IN ('active', 'pending')) = 0",
-        )?
-        .query_row([device], |r| r.get(0))
-        .optional()?)
+/// A CRL entry from an inventory row.
+pub(crate) fn revoked_entry(
+    (serial, at, reason): (String, Option<i64>, Option<String>),
+) -> Result<Revoked, Error> {
+    Ok(Revoked {
+        serial: hex::decode(&serial)
+            .map_err(|_| Error::Invalid(format!("inventory: bad serial '{serial}'")))?,
+        at: ts(at.unwrap_or(0)),
+        reason: reason
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(Reason::Unspecified),
+    })
 }
 
 /// What `revoke` did.
@@ -263,26 +190,21 @@ pub struct Revocation {
     pub already: Vec<Row>,
 }
 
-/// Revokes a device's unrevoked certificates (by device ID) or one
-/// certificate (by serial, hex with or without colons).
-pub fn revoke(db: &mut Connection, target: &str, reason: Reason) -> Result<Revocation, Error> {
-    let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let serial = target.replace(':', "").to_ascii_lowercase();
-    let mut rows = device_rows(&tx, target)?;
-    if rows.is_empty() {
-        let now = crate::now().unix_timestamp();
-        rows = tx
-            .prepare(&format!("SELECT {COLUMNS} FROM certs WHERE serial = ?"))?
-            .query_map([&serial], |r| row(r, now))?
-            .collect::<Result<_, _>>()?;
-    }
+/// Decides, for the rows `target` names, which are revoked now
+/// (`mark(serial)` writes it) and which already were.
+pub(crate) fn revocation(
+    target: &str,
+    rows: Vec<Row>,
+    reason: Reason,
+    now: OffsetDateTime,
+    mut mark: impl FnMut(&str) -> Result<(), Error>,
+) -> Result<Revocation, Error> {
     if rows.is_empty() {
         return Err(Error::Invalid(format!(
             "'{target}' is neither a device ID nor a certificate serial in this fleet; \
              see `devtls fleet list`"
         )));
     }
-    let now = crate::now();
     let mut result = Revocation {
         revoked: Vec::new(),
         already: Vec::new(),
@@ -292,10 +214,7 @@ pub fn revoke(db: &mut Connection, target: &str, reason: Reason) -> Result<Revoc
             "revoked" => result.already.push(r),
             "pending" => {}
             _ => {
-                tx.execute(
-                    "UPDATE certs SET status = 'revoked', revoked_at = ?, reason = ? WHERE serial = ?",
-                    params![now.unix_timestamp(), reason.name(), r.serial],
-                )?;
+                mark(&r.serial)?;
                 r.status = "revoked".into();
                 r.revoked_at = Some(now);
                 r.reason = Some(reason.name().into());
@@ -303,97 +222,5 @@ pub fn revoke(db: &mut Connection, target: &str, reason: Reason) -> Result<Revoc
             }
         }
     }
-    tx.commit()?;
     Ok(result)
-}
-
-/// Every revoked certificate, for the CRL.
-pub fn revoked(db: &Connection) -> Result<Vec<Revoked>, Error> {
-    let mut stmt = db.prepare(
-        "SELECT serial, revoked_at, reason FROM certs WHERE status = 'revoked' ORDER BY id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, Option<i64>>(1)?,
-            r.get::<_, Option<String>>(2)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for r in rows {
-        let (serial, at, reason) = r?;
-        out.push(Revoked {
-            serial: hex::decode(&serial)
-                .map_err(|_| Error::Invalid(format!("inventory: bad serial '{serial}'")))?,
-            at: ts(at.unwrap_or(0)),
-            reason: reason
-                .and_then(|r| r.parse().ok())
-                .unwrap_or(Reason::Unspecified),
-        });
-    }
-    Ok(out)
-}
-
-/// Takes the next CRL number (1, 2, 3...), remembered in the inventory.
-pub fn next_crl_number(db: &Connection) -> Result<u64, Error> {
-    db.execute(
-        "INSERT INTO meta (key, value) VALUES ('crl_number', '1')
-         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
-        [],
-    )?;
-    let n: String = db.query_row("SELECT value FROM meta WHERE key = 'crl_number'", [], |r| {
-        r.get(0)
-    })?;
-    n.parse()
-        .map_err(|_| Error::Invalid("inventory: bad CRL number".into()))
-}
-
-/// Counts of certificates by status (with `expired` derived from the dates).
-pub fn counts(db: &Connection) -> Result<Vec<(String, u64)>, Error> {
-    let now = crate::now().unix_timestamp();
-    let mut stmt = db.prepare(
-        "SELECT CASE WHEN status = 'active' AND not_after <= ?1 THEN 'expired' ELSE status END AS s,
-                COUNT(*) FROM certs GROUP BY s ORDER BY s",
-    )?;
-    let rows = stmt
-        .query_map([now], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
-        .collect::<Result<_, _>>()?;
-    Ok(rows)
-}
-
-/// How many active certificates expire in each week from now (`weeks`
-/// buckets), and how many later than that.
-pub fn expiry_histogram(db: &Connection, weeks: u32) -> Result<(Vec<u64>, u64), Error> {
-    let now = crate::now().unix_timestamp();
-    let week = 7 * 86400;
-    let mut buckets = vec![0u64; weeks as usize];
-    let mut later = 0;
-    let mut stmt = db.prepare(
-        "SELECT (not_after - ?1) / ?2 AS w, COUNT(*) FROM certs
-         WHERE status = 'active' AND not_after > ?1 GROUP BY w",
-    )?;
-    let rows = stmt.query_map([now, week], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
-    })?;
-    for r in rows {
-        let (w, n) = r?;
-        match buckets.get_mut(w as usize) {
-            Some(b) => *b += n,
-            None => later += n,
-        }
-    }
-    Ok((buckets, later))
-}
-
-/// The next `n` active certificates to expire.
-pub fn next_expiries(db: &Connection, n: usize) -> Result<Vec<Row>, Error> {
-    let mut out = Vec::new();
-    let now = crate::now().unix_timestamp();
-    let mut stmt = db.prepare(&format!(
-        "SELECT {COLUMNS} FROM certs WHERE status = 'active' AND not_after > ? ORDER BY not_after LIMIT ?"
-    ))?;
-    for r in stmt.query_map(params![now, n as i64], |r| row(r, now))? {
-        out.push(r?);
-    }
-    Ok(out)
 }

@@ -30,7 +30,6 @@ use std::sync::{mpsc, Condvar, Mutex};
 use devtls_pki::fingerprint;
 use devtls_pki::issue::{Authority, CertSpec, Role};
 use devtls_pki::keys::{KeyType, PrivateKey};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use time::Duration;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -39,6 +38,7 @@ use crate::device_files::{self, RenewUrl};
 use crate::devices::{DeviceReq, Source};
 use crate::folders::{Folders, Installed};
 use crate::lock::{self, Lock};
+use crate::store::{NewCert, Reserved, RotateRow, Store};
 use crate::{names, Error, Fleet};
 
 /// Makes the `boot.py` for a device of a role (from the CLI's MicroPython snippets).
@@ -333,120 +333,85 @@ fn install(folders: &Folders, made: &Made) -> Result<(), Error> {
     }
 }
 
-/// Records a batch as `pending`; returns the ones this process now owns.
+/// Records a batch as `pending`; returns the ones this process now owns and
+/// the ones whose serial was already taken (to be signed again).
 fn reserve(
-    db: &mut Connection,
+    db: &dyn Store,
     session: &Session,
     made: Vec<Made>,
     report: &mut Report,
-) -> Result<Vec<Made>, Error> {
-    let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+) -> Result<(Vec<Made>, Vec<Job>), Error> {
+    let certs: Vec<NewCert> = made
+        .iter()
+        .map(|m| NewCert {
+            device: m.job.req.id.clone(),
+            serial: m.serial.clone(),
+            sha256: m.sha256.clone(),
+            key_type: m.key_type.clone(),
+            role: role_name(m.job.role).to_string(),
+            dns: m.job.req.dns.join(";"),
+            ips: m
+                .job
+                .req
+                .ips
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(";"),
+            not_before: m.not_before,
+            not_after: m.not_after,
+            replaces: m.job.replaces.map(|(row, _)| row),
+            old_status: m.job.replaces.map(|(_, s)| s),
+            reissue: m.job.reissue,
+            from_csr: matches!(m.job.key, KeySource::Csr(_)),
+        })
+        .collect();
+    let outcomes = db.reserve(&session.token, &certs)?;
     let mut owned = Vec::with_capacity(made.len());
-    {
-        // Taken: anything for a new device; a pending row for a rotation;
-        // a pending or active row for a re-issue.
-        let mut taken = tx.prepare_cached(
-            "SELECT 1 FROM certs WHERE device = ?1
-               AND (status = 'pending' OR ?2 IS NULL OR (?3 AND status = 'active')) LIMIT 1",
-        )?;
-        let mut still_active =
-            tx.prepare_cached("SELECT 1 FROM certs WHERE id = ? AND status = 'active'")?;
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO certs (device, serial, sha256, key_type, role, dns, ips, not_before,
-                                not_after, status, owner, replaces, old_status, issued_at, from_csr)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
-        )?;
-        let now = crate::now().unix_timestamp();
-        for m in made {
-            let id = &m.job.req.id;
-            let replaces = m.job.replaces.map(|(row, _)| row);
-            // Checked again inside the transaction: another process may have
-            // issued this device since the batch was planned.
-            if taken
-                .query_row(params![id, replaces, m.job.reissue], |_| Ok(()))
-                .optional()?
-                .is_some()
-            {
-                report.skipped += 1;
-                continue;
+    let mut again = Vec::new();
+    for (m, outcome) in made.into_iter().zip(outcomes) {
+        match outcome {
+            Reserved::Owned => owned.push(m),
+            Reserved::Skipped => report.skipped += 1,
+            Reserved::SerialTaken => {
+                // Its staged folder holds the refused certificate: made anew.
+                session.folders.discard(&m.job.req.id)?;
+                again.push(m.job);
             }
-            if let Some(row) = replaces.filter(|_| !m.job.reissue) {
-                if still_active
-                    .query_row([row], |_| Ok(()))
-                    .optional()?
-                    .is_none()
-                {
-                    report.skipped += 1;
-                    continue;
-                }
-            }
-            let ips: Vec<String> = m.job.req.ips.iter().map(ToString::to_string).collect();
-            let inserted = insert.execute(params![
-                id,
-                m.serial,
-                m.sha256,
-                m.key_type,
-                role_name(m.job.role),
-                m.job.req.dns.join(";"),
-                ips.join(";"),
-                m.not_before,
-                m.not_after,
-                session.token,
-                replaces,
-                m.job.replaces.map(|(_, s)| s),
-                now,
-                matches!(m.job.key, KeySource::Csr(_)),
-            ]);
-            match inserted {
-                Ok(_) => owned.push(m),
-                Err(e) => report.fail(id, format!("not recorded: {e}")),
-            }
+            Reserved::Failed(e) => report.fail(&m.job.req.id, format!("not recorded: {e}")),
         }
     }
-    tx.commit()?;
-    Ok(owned)
+    Ok((owned, again))
 }
 
 /// Marks what reached `devices/` active and forgets what did not.
 fn settle(
-    db: &mut Connection,
+    db: &dyn Store,
     session: &Session,
     placed: &[(&Made, Result<(), Error>)],
     report: &mut Report,
 ) -> Result<(), Error> {
-    let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    {
-        let mut forget =
-            tx.prepare_cached("DELETE FROM certs WHERE serial = ? AND status = 'pending'")?;
-        for (m, result) in placed {
-            match result {
-                Ok(()) => {
-                    // The old certificate stops being active first: a device
-                    // has at most one active row.
-                    if let Some((row, becomes)) = m.job.replaces {
-                        crate::inventory::retire(&tx, row, becomes)?;
-                    }
-                    report.issued += 1;
-                    if report.first.is_none() {
-                        report.first = Some(m.job.req.id.clone());
-                    }
-                    report.last = Some(m.job.req.id.clone());
+    let mut retire = Vec::new();
+    let mut forget = Vec::new();
+    for (m, result) in placed {
+        match result {
+            Ok(()) => {
+                retire.extend(m.job.replaces);
+                report.issued += 1;
+                if report.first.is_none() {
+                    report.first = Some(m.job.req.id.clone());
                 }
-                Err(e) => {
-                    forget.execute([&m.serial])?;
-                    report.fail(&m.job.req.id, e.to_string());
-                }
+                report.last = Some(m.job.req.id.clone());
+            }
+            Err(e) => {
+                forget.push(m.serial.clone());
+                report.fail(&m.job.req.id, e.to_string());
             }
         }
-        // Every row this process still has pending is one of this batch's
-        // installed devices: one statement activates them all.
-        tx.prepare_cached(
-            "UPDATE certs SET status = 'active', owner = NULL WHERE owner = ? AND status = 'pending'",
-        )?
-        .execute([&session.token])?;
     }
-    tx.commit()?;
-    Ok(())
+    // Every row this process still has pending is one of this batch's
+    // installed devices: the store activates them all at once.
+    db.settle(&session.token, &retire, &forget)
 }
 
 /// A batch's keys and certificates, or why a device's could not be made.
@@ -618,7 +583,7 @@ fn run_batches(
             };
             let made: MadeBatch = oldest.made.into_iter().flatten().collect();
             if !made.is_empty() {
-                commit_batch(fleet, maker.session, made, report)?;
+                commit_batch(fleet, maker, made, report)?;
             }
             progress(oldest.done);
         })();
@@ -629,14 +594,18 @@ fn run_batches(
     })
 }
 
+/// How often a device is signed when its serial keeps clashing.
+const SERIAL_ATTEMPTS: usize = 8;
+
 /// Steps 2 to 5 of the module's protocol for a made and staged batch:
 /// reserve, install, sync, settle.
 fn commit_batch(
     fleet: &mut Fleet,
-    session: &Session,
+    maker: &Maker<'_>,
     made: MadeBatch,
     report: &mut Report,
 ) -> Result<(), Error> {
+    let session = maker.session;
     let mut ok = Vec::with_capacity(made.len());
     for m in made {
         match m {
@@ -644,7 +613,29 @@ fn commit_batch(
             Err((id, e)) => report.fail(&id, e.to_string()),
         }
     }
-    let owned = reserve(&mut fleet.db, session, ok, report)?;
+    let mut owned = Vec::with_capacity(ok.len());
+    for attempt in 1.. {
+        let (mine, again) = reserve(fleet.db(), session, ok, report)?;
+        owned.extend(mine);
+        if again.is_empty() {
+            break;
+        }
+        // A random serial another certificate of this CA already has (the
+        // database's UNIQUE constraint refused it): signed again with a new
+        // one. Rare enough to redo here, on this thread.
+        ok = Vec::with_capacity(again.len());
+        for job in again {
+            let id = job.req.id.clone();
+            if attempt >= SERIAL_ATTEMPTS {
+                report.fail(&id, "no unused serial after several tries".into());
+                continue;
+            }
+            match make(maker, job) {
+                Ok(m) => ok.push(m),
+                Err(e) => report.fail(&id, e.to_string()),
+            }
+        }
+    }
     // One thread: renames across folders take a file-system-wide lock anyway.
     let placed: Vec<(&Made, Result<(), Error>)> = owned
         .iter()
@@ -655,7 +646,7 @@ fn commit_batch(
         &session.folders.devices_path,
         placed.iter().map(|(m, _)| m.job.req.id.as_str()),
     )?;
-    settle(&mut fleet.db, session, &placed, report)?;
+    settle(fleet.db(), session, &placed, report)?;
     for (m, _) in &placed {
         if m.job.replaces.is_some() {
             let old = session.work.join("old").join(&m.job.req.id);
@@ -728,14 +719,16 @@ impl Planner {
             }
             reqs.push(req);
         }
-        let known = crate::inventory::known_devices(&fleet.db, ids.iter().map(String::as_str))?;
+        let known = fleet
+            .db()
+            .known_devices(&ids.iter().map(String::as_str).collect::<Vec<_>>())?;
         let mut jobs = Vec::with_capacity(reqs.len());
         for req in reqs {
             // A device already in the inventory is skipped, unless it is to be
             // re-issued and none of its certificates is active or pending.
             let replaces = if known.contains(&req.id) {
                 let retired = match opts.reissue {
-                    true => crate::inventory::retired_device(&fleet.db, &req.id)?,
+                    true => fleet.db().retired_device(&req.id)?,
                     false => None,
                 };
                 let Some(row) = retired else {
@@ -772,7 +765,7 @@ pub fn issue_csr(
     let ca_der = fleet.ca_der().to_vec();
     let maker = Maker::new(&ca, &ca_der, &session, opts);
     let mut report = Report::default();
-    if crate::inventory::has_device(&fleet.db, &req.id)? {
+    if fleet.db().has_device(&req.id)? {
         report.skipped += 1;
     } else {
         let job = Job {
@@ -791,9 +784,6 @@ pub fn issue_csr(
     session.finish()?;
     Ok(report)
 }
-
-/// An active row to rotate: id, device, role, key type, dns, ips, from a CSR.
-type RotateRow = (i64, String, String, String, String, String, bool);
 
 /// What `rotate` left alone.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -822,21 +812,13 @@ pub fn rotate(
     let mut out = RotateReport::default();
     let before = (crate::now() + within).unix_timestamp();
     // New rows get larger ids: stopping at today's largest never rotates a fresh certificate.
-    let max_id: i64 = fleet
-        .db
-        .query_row("SELECT COALESCE(MAX(id), 0) FROM certs", [], |r| r.get(0))?;
+    let max_id = fleet.db().max_id()?;
     let becomes = if revoke_old { "revoked" } else { "superseded" };
     let mut cursor = 0i64;
     let mut done = 0u64;
     let need_csr = &mut out.need_csr;
     run_batches(fleet, &maker, &mut out.report, progress, |fleet, _| {
-        let rows: Vec<RotateRow> = crate::inventory::tuples(
-            &fleet.db,
-            "SELECT id, device, role, key_type, dns, ips, from_csr FROM certs
-             WHERE status = 'active' AND not_after <= ? AND id > ? AND id <= ?
-             ORDER BY id LIMIT ?",
-            params![before, cursor, max_id, opts.batch as i64],
-        )?;
+        let rows: Vec<RotateRow> = fleet.db().rotate_rows(before, cursor, max_id, opts.batch)?;
         let Some(last) = rows.last() else {
             return Ok(None);
         };
@@ -906,15 +888,8 @@ mod tests {
         let report = issue(&mut fleet, source, &opts, &|_| {}).unwrap();
         assert_eq!(report.failed_count, 0, "{:?}", report.failed);
         assert_eq!((report.issued, report.skipped), (5, 6));
-        let rows: i64 = fleet
-            .db
-            .query_row(
-                "SELECT COUNT(*) FROM certs WHERE status = 'active'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(rows, 5);
+        let counts = fleet.db().counts().unwrap();
+        assert_eq!(counts, [("active".to_string(), 5)]);
         let mut folders: Vec<String> = fs::read_dir(fleet.dir().join(names::DEVICES))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -30,6 +30,7 @@ pub mod issue;
 mod lock;
 pub mod recover;
 pub mod renewal;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,7 +38,7 @@ use std::sync::Arc;
 use devtls_pki::files::{self, Output};
 use devtls_pki::issue::{self as pki_issue, Authority, CertSpec, Role};
 use devtls_pki::keys::{KeyType, PrivateKey};
-use rusqlite::Connection;
+use store::Store;
 use time::{Duration, OffsetDateTime};
 
 /// Everything that can go wrong with a fleet. Messages name the file or the
@@ -87,7 +88,7 @@ impl Error {
 /// A fleet folder, opened: its inventory and its CA certificate.
 pub struct Fleet {
     dir: PathBuf,
-    db: Connection,
+    db: Box<dyn Store>,
     ca_der: Vec<u8>,
     ca: CaState,
 }
@@ -187,7 +188,7 @@ impl Fleet {
         )?;
         std::fs::create_dir_all(dir.join(names::DEVICES))
             .map_err(|e| Error::io(&dir.join(names::DEVICES), e))?;
-        let db = inventory::open(&inventory)?;
+        let db: Box<dyn Store> = Box::new(store::sqlite::Sqlite::open(&inventory)?);
         Ok(Fleet {
             dir: dir.to_path_buf(),
             db,
@@ -220,14 +221,14 @@ impl Fleet {
             return Err(damaged(dir, &inventory, what));
         }
         let ca_der = std::fs::read(&ca_path).map_err(|e| Error::io(&ca_path, e))?;
-        let db = inventory::open(&inventory)?;
+        let db: Box<dyn Store> = Box::new(store::sqlite::Sqlite::open(&inventory)?);
         let mut fleet = Fleet {
             dir: dir.to_path_buf(),
             db,
             ca_der,
             ca: CaState::Unusable(String::new()),
         };
-        if !inventory::has_rows(&fleet.db)? && has_device_folders(dir)? {
+        if !fleet.db.has_rows()? && has_device_folders(dir)? {
             return Err(damaged(
                 dir,
                 &inventory,
@@ -254,9 +255,9 @@ impl Fleet {
         &self.ca_der
     }
 
-    /// The inventory connection (for queries in [`inventory`]).
-    pub fn db(&self) -> &Connection {
-        &self.db
+    /// The inventory (every query goes through [`Store`]).
+    pub fn db(&self) -> &dyn Store {
+        self.db.as_ref()
     }
 
     /// The CA to sign with, loaded and checked against `ca.der` once when
@@ -315,7 +316,8 @@ impl Fleet {
         target: &str,
         reason: devtls_pki::crl::Reason,
     ) -> Result<inventory::Revocation, Error> {
-        inventory::revoke(&mut self.db, target, reason)
+        let serial = target.replace(':', "").to_ascii_lowercase();
+        self.db.revoke(target, &serial, reason)
     }
 
     /// Signs a DER CRL of every revoked certificate, valid for `days` days,
@@ -325,7 +327,7 @@ impl Fleet {
     /// publishing it would un-revoke a device.
     pub fn crl(&self, days: u32, previous: Option<&[u8]>) -> Result<Vec<u8>, Error> {
         let ca = self.authority()?;
-        let revoked = inventory::revoked(&self.db)?;
+        let revoked = self.db.revoked()?;
         if let Some(old) = previous.and_then(|der| crl_serials(der, &self.ca_der)) {
             let now: std::collections::HashSet<&[u8]> =
                 revoked.iter().map(|r| r.serial.as_slice()).collect();
@@ -344,7 +346,7 @@ impl Fleet {
                 )));
             }
         }
-        let number = inventory::next_crl_number(&self.db)?;
+        let number = self.db.next_crl_number()?;
         let now = now();
         Ok(devtls_pki::crl::sign(
             &ca,

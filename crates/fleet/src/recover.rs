@@ -17,11 +17,11 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
-use rusqlite::{params, TransactionBehavior};
 use serde::Serialize;
 
 use crate::issue::{cert_facts, device_file_names, role_from_name};
 use crate::lock::{self, Lock};
+use crate::store::{Landed, PendingRow};
 use crate::{names, Error, Fleet};
 
 /// What a recovery did.
@@ -36,14 +36,7 @@ pub struct Recovery {
 }
 
 fn pending_owners(fleet: &Fleet) -> Result<BTreeSet<String>, Error> {
-    let mut stmt = fleet
-        .db()
-        .prepare("SELECT DISTINCT owner FROM certs WHERE status = 'pending'")?;
-    let owners = stmt
-        .query_map([], |r| r.get::<_, Option<String>>(0))?
-        .filter_map(|r| r.transpose())
-        .collect::<Result<_, _>>()?;
-    Ok(owners)
+    fleet.db().pending_owners()
 }
 
 /// Settles what dead processes left behind. Cheap when there is nothing to do.
@@ -102,21 +95,13 @@ pub fn run(fleet: &mut Fleet) -> Result<Recovery, Error> {
     Ok(report)
 }
 
-/// A pending row: id, device, serial, role, the row it replaces and what that becomes.
-type PendingRow = (i64, String, String, String, Option<i64>, Option<String>);
-
 fn settle_owner(fleet: &mut Fleet, owner: &str, report: &mut Recovery) -> Result<(), Error> {
-    let rows: Vec<PendingRow> = crate::inventory::tuples(
-        fleet.db(),
-        "SELECT id, device, serial, role, replaces, old_status FROM certs
-         WHERE status = 'pending' AND owner = ?",
-        [owner],
-    )?;
+    let rows: Vec<PendingRow> = fleet.db().pending_rows(owner)?;
     if rows.is_empty() {
         return Ok(());
     }
     let staging_old = fleet.dir().join(names::WORK).join(owner).join("old");
-    let mut landed = Vec::new();
+    let mut landed: Vec<Landed> = Vec::new();
     let mut missing = Vec::new();
     let devices: Vec<String> = rows.iter().map(|row| row.1.clone()).collect();
     for (id, device, serial, role, replaces, old_status) in rows {
@@ -145,21 +130,7 @@ fn settle_owner(fleet: &mut Fleet, owner: &str, report: &mut Recovery) -> Result
         &fleet.dir().join(names::DEVICES),
         devices.iter().map(String::as_str),
     )?;
-    let db = &mut fleet.db;
-    let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for (id, sha256, replaces, old_status) in &landed {
-        if let (Some(old), Some(becomes)) = (replaces, old_status) {
-            crate::inventory::retire(&tx, *old, becomes)?;
-        }
-        tx.execute(
-            "UPDATE certs SET status = 'active', owner = NULL, sha256 = ? WHERE id = ?",
-            params![sha256, id],
-        )?;
-    }
-    for id in &missing {
-        tx.execute("DELETE FROM certs WHERE id = ?", [id])?;
-    }
-    tx.commit()?;
+    fleet.db().recover(&landed, &missing)?;
     report.completed += landed.len() as u64;
     report.rolled_back += missing.len() as u64;
     Ok(())
@@ -187,7 +158,9 @@ mod tests {
     use std::sync::Arc;
 
     fn status_of(fleet: &Fleet, device: &str) -> Vec<String> {
-        crate::inventory::device_rows(fleet.db(), device)
+        fleet
+            .db()
+            .device_rows(device)
             .unwrap()
             .into_iter()
             .map(|r| r.status)
@@ -208,26 +181,34 @@ mod tests {
     }
 
     fn pending(fleet: &Fleet, device: &str, serial: &str, owner: &str, replaces: Option<i64>) {
-        fleet
-            .db()
-            .execute(
-                "INSERT INTO certs (device, serial, key_type, role, not_before, not_after, status,
-                                    owner, replaces, old_status, issued_at)
-                 VALUES (?, ?, 'p256', 'client', 0, 4000000000, 'pending', ?, ?, 'revoked', 0)",
-                rusqlite::params![device, serial, owner, replaces],
-            )
-            .unwrap();
+        let cert = crate::store::NewCert {
+            device: device.into(),
+            serial: serial.into(),
+            sha256: String::new(),
+            key_type: "p256".into(),
+            role: "client".into(),
+            dns: String::new(),
+            ips: String::new(),
+            not_before: 0,
+            not_after: 4_000_000_000,
+            replaces,
+            old_status: Some("revoked"),
+            reissue: false,
+            from_csr: false,
+        };
+        let done = fleet.db().reserve(owner, &[cert]).unwrap();
+        assert_eq!(done, [crate::store::Reserved::Owned]);
     }
 
     fn active_id(fleet: &Fleet, device: &str) -> i64 {
         fleet
             .db()
-            .query_row(
-                "SELECT id FROM certs WHERE device = ? AND status = 'active'",
-                [device],
-                |r| r.get(0),
-            )
+            .rotate_rows(i64::MAX, 0, i64::MAX, 1_000_000)
             .unwrap()
+            .into_iter()
+            .find(|r| r.1 == device)
+            .unwrap()
+            .0
     }
 
     #[test]

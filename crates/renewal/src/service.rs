@@ -196,7 +196,7 @@ impl Service {
             .with("Allow", endpoint.method()));
         }
         let now = devtls_fleet::now().unix_timestamp();
-        let mut fleet = self.fleet();
+        let fleet = self.fleet();
         let mut row = renewal::find(&fleet, &event.serial)?;
         event.device = row.as_ref().map(|r| r.device.clone());
         let pending = match &row {
@@ -209,7 +209,7 @@ impl Service {
         let mut confirmed = false;
         if verdict == Verdict::Confirm {
             let id = row.as_ref().map_or(0, |r| r.id);
-            match renewal::confirm(&mut fleet, id, self.policy.old_becomes())? {
+            match renewal::confirm(&fleet, id, self.policy.old_becomes())? {
                 Confirmed::Done { .. } => confirmed = true,
                 Confirmed::OldRevoked => return Ok(refuse(event, Refusal::Revoked)),
                 Confirmed::Gone => {}
@@ -288,7 +288,7 @@ impl Service {
         // Two tries: a second request of the same device may record first.
         for _ in 0..2 {
             {
-                let mut fleet = self.fleet();
+                let fleet = self.fleet();
                 if let Some(p) = renewal::pending_for(&fleet, old.id)? {
                     let now = devtls_fleet::now().unix_timestamp();
                     let same_kind = p.spki_sha256.as_deref() == wanted_spki;
@@ -297,7 +297,7 @@ impl Service {
                         event.outcome = "resent".into();
                         return Ok(Issued::Creds(Box::new(p), key));
                     }
-                    renewal::abandon(&mut fleet, p.cert.id)?;
+                    renewal::abandon(&fleet, p.cert.id)?;
                 }
             }
             let now = devtls_fleet::now();
@@ -331,8 +331,8 @@ impl Service {
                 spki_sha256: wanted_spki,
                 old_becomes: self.policy.old_becomes(),
             };
-            let mut fleet = self.fleet();
-            match renewal::record(&mut fleet, &new)? {
+            let fleet = self.fleet();
+            match renewal::record(&fleet, &new)? {
                 Recorded::Done(id) => {
                     event.outcome = "issued".into();
                     let pending = renewal::pending_by_cert(&fleet, id)?.ok_or_else(|| {

@@ -116,13 +116,13 @@ fn keygen() -> Request {
 fn expired_device(dir: &std::path::Path) -> (Fleet, Vec<u8>) {
     let fleet = fleet(dir);
     let now = devtls_fleet::now().unix_timestamp();
-    fleet
-        .db()
-        .execute(
-            "UPDATE certs SET not_before = ?, not_after = ? WHERE device = 'cam-1'",
-            [now - 31 * DAY, now - DAY],
-        )
-        .unwrap();
+    // A second connection to the inventory, as another process would have.
+    let db = rusqlite::Connection::open(dir.join("fleet/inventory.db")).unwrap();
+    db.execute(
+        "UPDATE certs SET not_before = ?, not_after = ? WHERE device = 'cam-1'",
+        [now - 31 * DAY, now - DAY],
+    )
+    .unwrap();
     let leaf = std::fs::read(dir.join("fleet/devices/cam-1/client.der")).unwrap();
     (fleet, leaf)
 }

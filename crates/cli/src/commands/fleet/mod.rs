@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::{Subcommand, ValueEnum};
 use devtls_fleet::device_files::{self, RenewUrl};
 use devtls_fleet::devices::{self, DeviceReq, Source};
-use devtls_fleet::inventory::{self, Filter, Row};
+use devtls_fleet::inventory::{Filter, Row};
 use devtls_fleet::issue::{self, BootPy, IssueOptions};
 use devtls_fleet::{names, Fleet, InitOptions};
 use devtls_pki::crl::Reason;
@@ -713,7 +713,7 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout().lock();
     if a.json {
         let mut rows = JsonRows::new(stdout)?;
-        inventory::for_each(fleet.db(), &filter, |r| {
+        fleet.db().for_each(&filter, &mut |r| {
             rows.push(&r)
                 .map_err(|e| devtls_fleet::Error::Invalid(e.to_string()))
         })?;
@@ -727,7 +727,7 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         "DEVICE", "STATUS", "KEY", "NOT AFTER", "SERIAL"
     )?;
     let mut n = 0u64;
-    inventory::for_each(fleet.db(), &filter, |r| {
+    fleet.db().for_each(&filter, &mut |r| {
         n += 1;
         writeln!(
             out,
@@ -787,7 +787,7 @@ fn crl(a: CrlArgs) -> anyhow::Result<ExitCode> {
     };
     let der = fleet.crl(a.days, previous.as_deref())?;
     files::write_all(&[Output::public(&out, der)], true)?;
-    let revoked = inventory::revoked(fleet.db())?.len();
+    let revoked = fleet.db().revoked()?.len();
     #[derive(Serialize)]
     struct Written {
         file: String,
@@ -867,13 +867,13 @@ fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
 
 fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let fleet = open(&a.dir.dir)?;
-    let total: u64 = inventory::counts(fleet.db())?.iter().map(|(_, n)| n).sum();
+    let total: u64 = fleet.db().counts()?.iter().map(|(_, n)| n).sum();
     let bar = progress_bar(Some(total), a.quiet, "rows");
     let stdout = std::io::stdout().lock();
     let io = |e: std::io::Error| devtls_fleet::Error::Invalid(e.to_string());
     if a.json {
         let mut rows = JsonRows::new(stdout)?;
-        inventory::for_each(fleet.db(), &Filter::default(), |r| {
+        fleet.db().for_each(&Filter::default(), &mut |r| {
             bar.inc(1);
             rows.push(&r)
                 .map_err(|e| devtls_fleet::Error::Invalid(e.to_string()))
@@ -889,7 +889,7 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
             t.format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default()
         };
-        inventory::for_each(fleet.db(), &Filter::default(), |r| {
+        fleet.db().for_each(&Filter::default(), &mut |r| {
             bar.inc(1);
             // Every cell escaped: a spreadsheet shows a value, never evaluates it.
             let cells = [
@@ -919,9 +919,9 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
 
 fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let fleet = open(&a.dir.dir)?;
-    let counts = inventory::counts(fleet.db())?;
-    let next = inventory::next_expiries(fleet.db(), 5)?;
-    let (weeks, later) = inventory::expiry_histogram(fleet.db(), a.weeks)?;
+    let counts = fleet.db().counts()?;
+    let next = fleet.db().next_expiries(5)?;
+    let (weeks, later) = fleet.db().expiry_histogram(a.weeks)?;
     let renewal = devtls_fleet::renewal::counts(&fleet)?;
     if a.json {
         #[derive(Serialize)]
