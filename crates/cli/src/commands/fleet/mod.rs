@@ -610,13 +610,15 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         output::json(&report)?;
     } else {
-        print_issued(&fleet, &report, a.role.into(), "issued");
+        print_issued(&fleet, &report, a.role.into(), "issued", !a.romfs);
         print_device_side(&fleet, &report, &opts);
     }
     finish(report.failed_count)
 }
 
-fn print_issued(fleet: &Fleet, report: &issue::Report, role: Role, verb: &str) {
+/// `copy`: print the `mpremote cp` lines for a device's folder (not for a
+/// ROMFS device, whose files go in its image: [`print_device_side`]).
+fn print_issued(fleet: &Fleet, report: &issue::Report, role: Role, verb: &str, copy: bool) {
     output::ok(&format!(
         "{verb} {} device certificate{}{}",
         report.issued,
@@ -638,7 +640,7 @@ fn print_issued(fleet: &Fleet, report: &issue::Report, role: Role, verb: &str) {
             report.failed_count - report.failed.len() as u64
         ));
     }
-    if let Some(first) = &report.first {
+    if let Some(first) = report.first.as_ref().filter(|_| copy) {
         let dir = fleet.device_dir(first);
         let (cert, key) = issue::device_file_names(role);
         println!();
