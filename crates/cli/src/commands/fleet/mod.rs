@@ -11,11 +11,9 @@ use anyhow::{bail, Context};
 use clap::{Subcommand, ValueEnum};
 use devtls_fleet::device_files::{self, RenewUrl};
 use devtls_fleet::devices::{self, DeviceReq, Source};
-use devtls_fleet::inventory::{Filter, Row};
+use devtls_fleet::inventory::Row;
 use devtls_fleet::issue::{self, BootPy, IssueOptions};
 use devtls_fleet::{names, Fleet, InitOptions};
-use devtls_pki::crl::Reason;
-use devtls_pki::files::{self, Output};
 use devtls_pki::issue::Role;
 use devtls_pki::keys::KeyType;
 use devtls_pki::sniff::Kind;
@@ -25,7 +23,12 @@ use serde::Serialize;
 use crate::output::{self, Exit};
 use crate::snippets::{self, DeviceFiles};
 
+mod crl;
+mod export;
+mod list;
+mod revoke;
 mod serve;
+mod status;
 
 // `devtls fleet`: described on `Command::Fleet` in mod.rs, where `devtls --help`
 // lists it without building these arguments.
@@ -55,12 +58,12 @@ struct DirArg {
 enum FleetCommand {
     Init(InitArgs),
     Issue(IssueArgs),
-    List(ListArgs),
-    Revoke(RevokeArgs),
-    Crl(CrlArgs),
+    List(list::ListArgs),
+    Revoke(revoke::RevokeArgs),
+    Crl(crl::CrlArgs),
     Rotate(RotateArgs),
-    Export(ExportArgs),
-    Status(StatusArgs),
+    Export(export::ExportArgs),
+    Status(status::StatusArgs),
     Serve(serve::ServeArgs),
 }
 
@@ -203,76 +206,6 @@ struct IssueArgs {
     quiet: bool,
 }
 
-/// List certificates in the inventory.
-#[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  devtls fleet list
-  devtls fleet list --expiring 30d
-  devtls fleet list --status revoked --json")]
-struct ListArgs {
-    #[command(flatten)]
-    dir: DirArg,
-    /// Only active certificates expiring within this span (e.g. 30d, 2w).
-    #[arg(long, value_name = "SPAN", value_parser = devtls_fleet::parse_span)]
-    expiring: Option<time::Duration>,
-    /// Only certificates with this status.
-    #[arg(long, value_enum)]
-    status: Option<StatusArg>,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum StatusArg {
-    Active,
-    Revoked,
-    Expired,
-    Superseded,
-}
-
-/// Revoke a device (all its unrevoked certificates) or one certificate by serial.
-///
-/// Then publish the list with `devtls fleet crl` so servers refuse it.
-#[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  devtls fleet revoke cam-17 --reason keyCompromise
-  devtls fleet revoke 4a:1f:...:09")]
-struct RevokeArgs {
-    #[command(flatten)]
-    dir: DirArg,
-    /// A device ID or a certificate serial (hex, colons allowed).
-    #[arg(value_name = "ID|SERIAL")]
-    target: String,
-    /// Why: unspecified, keyCompromise, superseded, cessationOfOperation,
-    /// affiliationChanged, privilegeWithdrawn.
-    #[arg(long, default_value = "unspecified")]
-    reason: Reason,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-/// Write a DER CRL of every revoked certificate, signed by the fleet CA.
-#[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  devtls fleet crl
-  devtls fleet crl -o /srv/gateway/crl.der --days 2
-  devtls serve --ca fleet/ca.der --crl fleet/crl.der ...")]
-struct CrlArgs {
-    #[command(flatten)]
-    dir: DirArg,
-    /// Where to write it [default: DIR/crl.der].
-    #[arg(short, long)]
-    out: Option<PathBuf>,
-    /// Days until the next CRL is due (nextUpdate).
-    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=365))]
-    days: u32,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
 /// New keys and certificates for devices whose certificate expires soon.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -305,51 +238,16 @@ struct RotateArgs {
     quiet: bool,
 }
 
-/// Export the whole inventory as CSV or JSON (stdout).
-#[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  devtls fleet export --csv > inventory.csv
-  devtls fleet export --json | jq '.[] | select(.status == \"revoked\")'")]
-struct ExportArgs {
-    #[command(flatten)]
-    dir: DirArg,
-    /// CSV with a header line.
-    #[arg(long, conflicts_with = "json", required_unless_present = "json")]
-    csv: bool,
-    /// A JSON array.
-    #[arg(long)]
-    json: bool,
-    /// No progress bar (it is only ever shown on a terminal).
-    #[arg(long, short)]
-    quiet: bool,
-}
-
-/// Summarise the fleet: counts by status, next expiries, weekly expiry histogram.
-#[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  devtls fleet status
-  devtls fleet status --weeks 26 --json")]
-struct StatusArgs {
-    #[command(flatten)]
-    dir: DirArg,
-    /// Weeks shown in the histogram.
-    #[arg(long, default_value_t = 13, value_parser = clap::value_parser!(u32).range(1..=520))]
-    weeks: u32,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         FleetCommand::Init(a) => init(a),
         FleetCommand::Issue(a) => issue(a),
-        FleetCommand::List(a) => list(a),
-        FleetCommand::Revoke(a) => revoke(a),
-        FleetCommand::Crl(a) => crl(a),
+        FleetCommand::List(a) => list::list(a),
+        FleetCommand::Revoke(a) => revoke::revoke(a),
+        FleetCommand::Crl(a) => crl::crl(a),
         FleetCommand::Rotate(a) => rotate(a),
-        FleetCommand::Export(a) => export(a),
-        FleetCommand::Status(a) => status(a),
+        FleetCommand::Export(a) => export::export(a),
+        FleetCommand::Status(a) => status::status(a),
         FleetCommand::Serve(a) => serve::run(a),
     }
 }
@@ -702,50 +600,6 @@ impl<W: Write> JsonRows<W> {
     }
 }
 
-fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir.dir)?;
-    let filter = Filter {
-        status: a.status.map(|s| {
-            s.to_possible_value()
-                .map(|v| v.get_name().to_string())
-                .unwrap_or_default()
-        }),
-        expiring_before: a.expiring.map(|span| devtls_fleet::now() + span),
-    };
-    let stdout = std::io::stdout().lock();
-    if a.json {
-        let mut rows = JsonRows::new(stdout)?;
-        fleet.db().for_each(&filter, &mut |r| {
-            rows.push(&r)
-                .map_err(|e| devtls_fleet::Error::Invalid(e.to_string()))
-        })?;
-        rows.end()?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut out = std::io::BufWriter::new(stdout);
-    writeln!(
-        out,
-        "{:<24} {:<10} {:<8} {:<20} {:<32}",
-        "DEVICE", "STATUS", "KEY", "NOT AFTER", "SERIAL"
-    )?;
-    let mut n = 0u64;
-    fleet.db().for_each(&filter, &mut |r| {
-        n += 1;
-        writeln!(
-            out,
-            "{:<24} {:<10} {:<8} {:<20} {}",
-            r.device,
-            r.status,
-            r.key_type,
-            date_time(r.not_after),
-            r.serial
-        )
-        .map_err(|e| devtls_fleet::Error::Invalid(e.to_string()))
-    })?;
-    writeln!(out, "{n} certificate{}", if n == 1 { "" } else { "s" })?;
-    Ok(ExitCode::SUCCESS)
-}
-
 fn date_time(t: time::OffsetDateTime) -> String {
     format!(
         "{} {:02}:{:02}Z",
@@ -753,70 +607,6 @@ fn date_time(t: time::OffsetDateTime) -> String {
         t.time().hour(),
         t.time().minute()
     )
-}
-
-fn revoke(a: RevokeArgs) -> anyhow::Result<ExitCode> {
-    let mut fleet = open(&a.dir.dir)?;
-    let done = fleet.revoke(&a.target, a.reason)?;
-    if a.json {
-        output::json(&done)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    for r in &done.revoked {
-        output::ok(&format!(
-            "revoked {} serial {} ({})",
-            r.device,
-            r.serial,
-            a.reason.name()
-        ));
-    }
-    for r in &done.already {
-        println!("  {} serial {} was already revoked", r.device, r.serial);
-    }
-    println!();
-    output::heading("Publish the change so servers refuse it:");
-    println!("devtls fleet crl --dir {}", fleet.dir().display());
-    Ok(ExitCode::SUCCESS)
-}
-
-fn crl(a: CrlArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir.dir)?;
-    let out = a.out.unwrap_or_else(|| fleet.dir().join("crl.der"));
-    // The CRL this one replaces: the file about to be overwritten.
-    let previous = match out.exists() {
-        true => Some(crate::input::read(&out)?),
-        false => None,
-    };
-    let der = fleet.crl(a.days, previous.as_deref())?;
-    files::write_all(&[Output::public(&out, der)], true)?;
-    let revoked = fleet.db().revoked()?.len();
-    #[derive(Serialize)]
-    struct Written {
-        file: String,
-        revoked: usize,
-        days: u32,
-    }
-    let written = Written {
-        file: out.display().to_string(),
-        revoked,
-        days: a.days,
-    };
-    if a.json {
-        output::json(&written)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    output::ok(&format!(
-        "CRL with {revoked} revoked certificate{} written to {} (next update in {} days)",
-        if revoked == 1 { "" } else { "s" },
-        written.file,
-        a.days
-    ));
-    println!(
-        "  Servers refuse them with: devtls serve --ca {} --crl {}",
-        fleet.dir().join(names::CA_DER).display(),
-        written.file
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
@@ -865,168 +655,4 @@ fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     finish(done.report.failed_count)
-}
-
-fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir.dir)?;
-    let total: u64 = fleet.db().counts()?.iter().map(|(_, n)| n).sum();
-    let bar = progress_bar(Some(total), a.quiet, "rows");
-    let stdout = std::io::stdout().lock();
-    let io = |e: std::io::Error| devtls_fleet::Error::Invalid(e.to_string());
-    if a.json {
-        let mut rows = JsonRows::new(stdout)?;
-        fleet.db().for_each(&Filter::default(), &mut |r| {
-            bar.inc(1);
-            rows.push(&r)
-                .map_err(|e| devtls_fleet::Error::Invalid(e.to_string()))
-        })?;
-        rows.end()?;
-    } else {
-        let mut out = std::io::BufWriter::new(stdout);
-        writeln!(
-            out,
-            "device,serial,sha256,key_type,role,not_before,not_after,status,from_csr,revoked_at,reason"
-        )?;
-        let rfc = |t: time::OffsetDateTime| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
-        };
-        fleet.db().for_each(&Filter::default(), &mut |r| {
-            bar.inc(1);
-            // Every cell escaped: a spreadsheet shows a value, never evaluates it.
-            let cells = [
-                r.device,
-                r.serial,
-                r.sha256.unwrap_or_default(),
-                r.key_type,
-                r.role,
-                rfc(r.not_before),
-                rfc(r.not_after),
-                r.status,
-                r.from_csr.to_string(),
-                r.revoked_at.map(rfc).unwrap_or_default(),
-                r.reason.unwrap_or_default(),
-            ];
-            let line: Vec<String> = cells
-                .iter()
-                .map(|c| devtls_pki::names::csv_cell(c))
-                .collect();
-            writeln!(out, "{}", line.join(",")).map_err(io)
-        })?;
-        out.flush()?;
-    }
-    bar.finish_and_clear();
-    Ok(ExitCode::SUCCESS)
-}
-
-fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir.dir)?;
-    let counts = fleet.db().counts()?;
-    let next = fleet.db().next_expiries(5)?;
-    let (weeks, later) = fleet.db().expiry_histogram(a.weeks)?;
-    let renewal = devtls_fleet::renewal::counts(&fleet)?;
-    if a.json {
-        #[derive(Serialize)]
-        struct Status {
-            counts: std::collections::BTreeMap<String, u64>,
-            next_expiries: Vec<Row>,
-            expiring_per_week: Vec<u64>,
-            expiring_later: u64,
-            renewal: devtls_fleet::renewal::Counts,
-        }
-        output::json(&Status {
-            counts: counts.into_iter().collect(),
-            next_expiries: next,
-            expiring_per_week: weeks,
-            expiring_later: later,
-            renewal,
-        })?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    output::heading(&format!("Fleet {}", fleet.dir().display()));
-    let total: u64 = counts.iter().map(|(_, n)| n).sum();
-    println!("  {total} certificates");
-    for (status, n) in &counts {
-        println!("  {status:<11} {n:>8}");
-    }
-    println!();
-    output::heading("Next expiries:");
-    if next.is_empty() {
-        println!("  none");
-    }
-    for r in &next {
-        println!("  {:<24} {}", r.device, date_time(r.not_after));
-    }
-    println!();
-    output::heading("Active certificates expiring per week:");
-    for line in histogram(&weeks, later, 40) {
-        println!("{line}");
-    }
-    print_renewal(&renewal);
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The renewal service's counters (`fleet serve`): renewed, pending, refused by reason.
-fn print_renewal(r: &devtls_fleet::renewal::Counts) {
-    if r.outcomes.is_empty() && r.pending == 0 {
-        return;
-    }
-    let n = |k: &str| r.outcomes.get(k).copied().unwrap_or(0);
-    println!();
-    output::heading("Renewal service:");
-    println!("  renewed     {:>8}", n("renewed"));
-    println!("  pending     {:>8}", r.pending);
-    println!("  issued      {:>8}", n("issued"));
-    println!("  resent      {:>8}", n("resent"));
-    println!("  current     {:>8}", n("current"));
-    for (k, v) in r.outcomes.iter().filter(|(k, _)| k.starts_with("refused-")) {
-        println!("  {:<11} {v:>8}", k.replace("refused-", "refused: "));
-    }
-}
-
-/// One line per week: `week 3  ████▌ 12`, bars scaled to `width` characters.
-fn histogram(weeks: &[u64], later: u64, width: usize) -> Vec<String> {
-    const EIGHTHS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
-    let max = weeks
-        .iter()
-        .copied()
-        .chain([later])
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let bar = |n: u64| {
-        let eighths = (n as u128 * width as u128 * 8 / max as u128) as usize;
-        let mut s = "█".repeat(eighths / 8);
-        s += EIGHTHS[eighths % 8];
-        if n > 0 && s.is_empty() {
-            s = "▏".into();
-        }
-        s
-    };
-    let mut lines: Vec<String> = weeks
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| format!("  week {:>3}  {:<w$} {n}", i + 1, bar(n), w = width))
-        .collect();
-    lines.push(format!("  later     {:<w$} {later}", bar(later), w = width));
-    lines
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn histogram_scales_to_the_largest_week() {
-        let lines = super::histogram(&[0, 4, 8], 2, 8);
-        let blocks = |l: &str| l.matches('█').count();
-        assert_eq!(lines.len(), 4);
-        assert_eq!(
-            lines.iter().map(|l| blocks(l)).collect::<Vec<_>>(),
-            [0, 4, 8, 2]
-        );
-        assert!(
-            lines[2].ends_with(" 8") && lines[0].ends_with(" 0"),
-            "{lines:?}"
-        );
-        assert!(lines[3].starts_with("  later"), "{lines:?}");
-    }
 }
