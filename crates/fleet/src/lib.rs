@@ -11,6 +11,7 @@
 //!   ca.key.uri                instead of ca.key: the PKCS#11 URI of a key in a token
 //!   inventory.db              one row per certificate (SQLite, WAL)
 //!   devices/ID/               what one device loads: its DER cert and key, ca.der, boot.py
+//!                             (+ renew.py with a renewal URL, ID.romfs with --romfs)
 //!   .work/                    staging for issuance in progress (see [`recover`])
 //! ```
 //!
@@ -18,15 +19,19 @@
 //! - [`issue`]: crash-safe, batched, multi-threaded issuance and rotation.
 //! - [`inventory`]: the rows and the queries over them.
 //! - [`devices`]: device IDs and where they come from (arguments, a count, a CSV).
+//! - [`device_files`]: the device's renew.py, boot.py's renewal lines, its ROMFS image.
 //! - [`recover`]: how a fleet killed mid-issuance is brought back into agreement.
+//! - [`renewal`]: what the renewal service (`fleet serve`) records: pending renewals, confirmations, counters.
 
 pub mod ca_key;
+pub mod device_files;
 pub mod devices;
 mod folders;
 pub mod inventory;
 pub mod issue;
 mod lock;
 pub mod recover;
+pub mod renewal;
 pub mod store;
 
 use std::path::{Path, PathBuf};
