@@ -142,4 +142,10 @@ pub trait Store: Send {
     /// Recovery's settlement, in one transaction: `landed` rows become
     /// active (retiring what they replace), `missing` rows are deleted.
     fn recover(&self, landed: &[Landed], missing: &[i64]) -> Result<(), Error>;
+
+    /// The renewal service's tables ([`crate::renewal`]), when this backend
+    /// has them (`None`: `fleet serve` says it needs another backend).
+    fn renewal(&self) -> Option<&dyn crate::renewal::RenewalStore> {
+        None
+    }
 }
