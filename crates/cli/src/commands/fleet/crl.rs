@@ -8,7 +8,7 @@ use devtls_fleet::names;
 use devtls_pki::files::{self, Output};
 use serde::Serialize;
 
-use super::{open, DirArg};
+use super::{open_signing, token::TokenArgs, DirArg};
 use crate::output;
 
 /// Write a DER CRL of every revoked certificate, signed by the fleet CA.
@@ -20,6 +20,8 @@ use crate::output;
 pub(super) struct CrlArgs {
     #[command(flatten)]
     dir: DirArg,
+    #[command(flatten)]
+    token: TokenArgs,
     /// Where to write it [default: DIR/crl.der].
     #[arg(short, long)]
     out: Option<PathBuf>,
@@ -32,7 +34,7 @@ pub(super) struct CrlArgs {
 }
 
 pub(super) fn crl(a: CrlArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir.dir)?;
+    let fleet = open_signing(&a.dir.dir, &a.token)?;
     let out = a.out.unwrap_or_else(|| fleet.dir().join("crl.der"));
     // The CRL this one replaces: the file about to be overwritten.
     let previous = match out.exists() {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anstream::println;
 use anyhow::{bail, Context};
 use clap::{Subcommand, ValueEnum};
+use devtls_fleet::device_files::{self, RenewUrl};
 use devtls_fleet::devices::{self, DeviceReq, Source};
 use devtls_fleet::inventory::Row;
 use devtls_fleet::issue::{self, BootPy, IssueOptions};
@@ -19,8 +20,11 @@ use devtls_pki::sniff::Kind;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+mod token;
+
 use crate::output::{self, Exit};
 use crate::snippets::{self, DeviceFiles};
+use token::TokenArgs;
 
 mod crl;
 mod export;
@@ -70,10 +74,20 @@ enum FleetCommand {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls fleet init
-  devtls fleet init --dir /srv/fleet --name \"Acme cameras\" --key p384")]
+  devtls fleet init --dir /srv/fleet --name \"Acme cameras\" --key p384
+  devtls fleet init --ca-key 'pkcs11:token=fleet;object=fleet-ca' --pin-file pin.txt
+
+With --ca-key the CA key is made (or found) in a PKCS#11 token and never
+exists in a file; see docs/fleet-hsm.md.")]
 struct InitArgs {
     #[command(flatten)]
     dir: DirArg,
+    /// Keep the CA key in a PKCS#11 token: an RFC 7512 URI naming the token
+    /// and the key object (created there non-extractable if it is not).
+    #[arg(long, value_name = "PKCS11-URI")]
+    ca_key: Option<String>,
+    #[command(flatten)]
+    token: TokenArgs,
     /// The CA's name (subject CN).
     #[arg(long, default_value = "devtls fleet CA")]
     name: String,
@@ -138,6 +152,7 @@ impl From<RoleArg> for Role {
   devtls fleet issue --count 1000 --prefix cam-
   devtls fleet issue --from devices.csv          # columns: id[,dns[,ip]]
   devtls fleet issue cam-9 --csr cam-9.csr       # the device made its own key
+  devtls fleet issue --count 10 --prefix cam- --renew-url https://renew.lan:8443 --romfs
   devtls fleet revoke cam-7 && devtls fleet issue cam-7 --reissue   # a new identity")]
 struct IssueArgs {
     #[command(flatten)]
@@ -184,6 +199,20 @@ struct IssueArgs {
     /// certificate, replacing their folder (the old serial stays on the CRL).
     #[arg(long, conflicts_with = "csr")]
     reissue: bool,
+    #[command(flatten)]
+    token: TokenArgs,
+    /// The renewal service (`devtls fleet serve`) the devices renew at,
+    /// https://HOST[:PORT]: each folder also gets renew.py, which boot.py
+    /// runs. Remembered in the fleet (DIR/renew-url) for later issue and
+    /// rotate runs. Client and both roles only.
+    #[arg(long, value_name = "URL")]
+    renew_url: Option<String>,
+    /// Also write devices/ID/ID.romfs: the first credentials, ca.der,
+    /// boot.py and renew.py as a ROMFS image for /rom. ROMFS is read-only:
+    /// renewed credentials land on the writable file system, and boot.py
+    /// prefers them.
+    #[arg(long)]
+    romfs: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -200,6 +229,8 @@ struct IssueArgs {
 struct RotateArgs {
     #[command(flatten)]
     dir: DirArg,
+    #[command(flatten)]
+    token: TokenArgs,
     /// Rotate active certificates expiring within this span (expired ones too).
     #[arg(long, value_name = "SPAN", value_parser = devtls_fleet::parse_span)]
     within: time::Duration,
@@ -242,38 +273,65 @@ fn open(dir: &Path) -> anyhow::Result<Fleet> {
     Ok(Fleet::open(dir)?)
 }
 
+/// Opens a fleet that is about to sign: a CA key in a token is reached
+/// with these options.
+fn open_signing(dir: &Path, token: &TokenArgs) -> anyhow::Result<Fleet> {
+    let mut fleet = Fleet::open(dir)?;
+    fleet.set_token_access(token.access());
+    Ok(fleet)
+}
+
 fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
-    let fleet = Fleet::init(
-        &a.dir.dir,
-        &InitOptions {
-            name: a.name.clone(),
-            key: a.key,
-            days: a.days,
-        },
-    )?;
+    let opts = InitOptions {
+        name: a.name.clone(),
+        key: a.key,
+        days: a.days,
+    };
+    // Parsed here, not by clap: clap would repeat a refused value, and a
+    // URI with pin-value= must not be echoed.
+    let uri: Option<devtls_pki::signer::pkcs11::Uri> = match &a.ca_key {
+        Some(text) => Some(text.parse().map_err(|e| anyhow::anyhow!("--ca-key {e}"))?),
+        None => None,
+    };
+    let (fleet, found) = match &uri {
+        Some(uri) => {
+            let (fleet, found) = Fleet::init_in_token(&a.dir.dir, &opts, uri, a.token.access())?;
+            (fleet, Some(found))
+        }
+        None => (Fleet::init(&a.dir.dir, &opts)?, None),
+    };
     #[derive(Serialize)]
     struct Made {
         dir: String,
         name: String,
         key_type: KeyType,
         sha256: String,
+        /// The PKCS#11 URI of the CA key, when it is in a token.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ca_key: Option<String>,
+        /// Whether the token key was generated now (false: it was there).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ca_key_created: Option<bool>,
         files: Vec<String>,
     }
     let dir = fleet.dir();
+    // An existing key in the token keeps its own curve, whatever --key says.
+    let key_type = fleet.authority()?.key().key_type();
+    let key_file = match found {
+        Some(_) => names::CA_KEY_URI,
+        None => names::CA_KEY,
+    };
     let made = Made {
         dir: dir.display().to_string(),
         name: a.name,
-        key_type: a.key,
+        key_type,
         sha256: devtls_pki::fingerprint::sha256_colon(fleet.ca_der()),
-        files: [
-            names::CA_DER,
-            names::CA_PEM,
-            names::CA_KEY,
-            names::INVENTORY,
-        ]
-        .iter()
-        .map(|n| dir.join(n).display().to_string())
-        .collect(),
+        ca_key: fleet.ca_key_uri().map(|u| u.without_module().to_string()),
+        ca_key_created: found.map(|f| f == devtls_pki::signer::pkcs11::Found::Created),
+        files: [names::CA_DER, names::CA_PEM, key_file, names::INVENTORY]
+            .iter()
+            .map(|n| dir.join(n).display().to_string())
+            .collect(),
     };
     if a.json {
         output::json(&made)?;
@@ -282,17 +340,28 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
     output::ok(&format!(
         "fleet CA \"{}\" ({}) in {}",
         made.name,
-        a.key.describe(),
+        key_type.describe(),
         made.dir
     ));
     println!("  SHA-256 {}", made.sha256);
     for f in &made.files {
         println!("  wrote {f}");
     }
-    println!(
-        "  {} is the CA's private key (0600): keep it here and back it up offline.",
-        dir.join(names::CA_KEY).display()
-    );
+    match (&made.ca_key, made.ca_key_created) {
+        (Some(uri), Some(created)) => println!(
+            "  The CA key is in the token ({uri}), {}; it is not in any file. \
+             Signing commands ask for the PIN (--pin-file, DEVTLS_PKCS11_PIN or a prompt).",
+            if created {
+                "made there now, non-extractable"
+            } else {
+                "the key that was already there"
+            }
+        ),
+        _ => println!(
+            "  {} is the CA's private key (0600): keep it here and back it up offline.",
+            dir.join(names::CA_KEY).display()
+        ),
+    }
     println!();
     output::heading("Next:");
     println!(
@@ -302,22 +371,94 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The renewal URL for this run: `--renew-url` (checked, then remembered
+/// in the fleet), else the one the fleet remembers, else none.
+fn renewal(fleet: &Fleet, given: Option<&str>, role: Role) -> anyhow::Result<Option<RenewUrl>> {
+    let url = match given {
+        Some(text) => {
+            let url = RenewUrl::parse(text).context("--renew-url")?;
+            if !device_files::role_can_renew(role) {
+                bail!(
+                    "--renew-url: a device renews by presenting its certificate as a TLS client, \
+                     which a --role server certificate cannot; use --role both"
+                );
+            }
+            device_files::store_url(fleet, &url)?;
+            Some(url)
+        }
+        None => device_files::stored_url(fleet)?,
+    };
+    Ok(url.filter(|_| device_files::role_can_renew(role)))
+}
+
 /// The boot.py each device gets: the guide's MicroPython lines for its role,
-/// loading its own files and the fleet CA as the one anchor.
-fn boot_py(server_host: String, port: u16) -> BootPy {
+/// loading its own files and the fleet CA as the one anchor. A renewing
+/// device first runs renew.py and loads the pair `renew.pair()` names; with
+/// `rom`, the files are read from /rom (read-only, so renewed ones come
+/// from the writable file system).
+fn boot_py(server_host: String, port: u16, renew: bool, rom: bool) -> BootPy {
     Arc::new(move |role: Role| {
         let (cert, key) = issue::device_file_names(role);
+        let prefix = if rom { device_files::ROM_PREFIX } else { "" };
+        let (cert, key, anchor) = (
+            format!("{prefix}{cert}"),
+            format!("{prefix}{key}"),
+            format!("{prefix}{}", names::CA_DER),
+        );
         let files = DeviceFiles {
             cert: Some(&cert),
             key: Some(&key),
-            anchor: Some(names::CA_DER),
+            anchor: Some(&anchor),
         };
+        let head = "# devtls fleet: this device's identity; the fleet CA is the one anchor.\n";
+        if renew && device_files::role_can_renew(role) {
+            let body = match role {
+                Role::Client => snippets::client_with_pair_vars(&files, &server_host, port),
+                _ => snippets::server_with_pair_vars(&files, port),
+            };
+            return format!("{head}{}{body}", device_files::boot_prelude(rom));
+        }
         let body = match role {
             Role::Client => snippets::client(&files, &server_host, port),
             _ => snippets::server(&files, port),
         };
-        format!("# devtls fleet: this device's identity; the fleet CA is the one anchor.\n{body}")
+        format!("{head}{body}")
     })
+}
+
+/// What the device side needs said: where renewals go, how the main loop
+/// keeps renewing, and that a ROMFS image is read-only.
+fn print_device_side(fleet: &Fleet, report: &issue::Report, opts: &IssueOptions) {
+    let Some(first) = &report.first else { return };
+    let dir = fleet.device_dir(first);
+    if let Some(url) = &opts.renew {
+        println!();
+        output::heading(&format!("The devices renew their certificates at {url}:"));
+        println!(
+            "  boot.py runs renew.py at every boot. Serve renewals with:\n  devtls fleet serve --dir {} --name {} --port {}",
+            fleet.dir().display(),
+            url.host,
+            url.port
+        );
+        println!("  Call renew.tick() from the main loop (main.py) to check once a day.");
+    }
+    if opts.romfs {
+        println!();
+        output::heading("ROMFS images (devices/ID/ID.romfs; 0600, they hold the key):");
+        println!(
+            "mpremote romfs deploy {}",
+            dir.join(device_files::romfs_name(first)).display()
+        );
+        println!("mpremote cp {} :", dir.join(names::BOOT_PY).display());
+        println!(
+            "  ROMFS is read-only: {}",
+            if opts.renew.is_some() {
+                "renewed certificates are written to the writable file system (where boot.py runs), and boot.py prefers them when they load."
+            } else {
+                "these credentials can only be replaced by deploying a new image (add --renew-url to renew them on the writable file system)."
+            }
+        );
+    }
 }
 
 /// Progress for long work on stderr: drawn only on a terminal (indicatif
@@ -391,17 +532,20 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    let mut fleet = open_signing(&a.dir.dir, &a.token)?;
+    let renew = renewal(&fleet, a.renew_url.as_deref(), a.role.into())?;
     let mut opts = IssueOptions::new(
         a.days,
         a.role.into(),
         a.key,
-        boot_py(a.server_host.clone(), a.port),
+        boot_py(a.server_host.clone(), a.port, renew.is_some(), a.romfs),
     );
     if let Some(t) = a.threads {
         opts.threads = t.max(1);
     }
     opts.reissue = a.reissue;
-    let mut fleet = open(&a.dir.dir)?;
+    opts.romfs = a.romfs;
+    opts.renew = renew;
     let report = if let Some(csr_path) = &a.csr {
         let [id] = a.ids.as_slice() else {
             bail!("--csr signs one device's request: give exactly one DEVICE-ID");
@@ -419,12 +563,15 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         output::json(&report)?;
     } else {
-        print_issued(&fleet, &report, a.role.into(), "issued");
+        print_issued(&fleet, &report, a.role.into(), "issued", !a.romfs);
+        print_device_side(&fleet, &report, &opts);
     }
     finish(report.failed_count)
 }
 
-fn print_issued(fleet: &Fleet, report: &issue::Report, role: Role, verb: &str) {
+/// `copy`: print the `mpremote cp` lines for a device's folder (not for a
+/// ROMFS device, whose files go in its image: [`print_device_side`]).
+fn print_issued(fleet: &Fleet, report: &issue::Report, role: Role, verb: &str, copy: bool) {
     output::ok(&format!(
         "{verb} {} device certificate{}{}",
         report.issued,
@@ -446,7 +593,7 @@ fn print_issued(fleet: &Fleet, report: &issue::Report, role: Role, verb: &str) {
             report.failed_count - report.failed.len() as u64
         ));
     }
-    if let Some(first) = &report.first {
+    if let Some(first) = report.first.as_ref().filter(|_| copy) {
         let dir = fleet.device_dir(first);
         let (cert, key) = issue::device_file_names(role);
         println!();
@@ -454,10 +601,14 @@ fn print_issued(fleet: &Fleet, report: &issue::Report, role: Role, verb: &str) {
             "Copy a device's folder to it, e.g. {}:",
             dir.display()
         ));
+        let mut files = vec![cert, key, names::CA_DER.into(), names::BOOT_PY.into()];
+        if dir.join(device_files::RENEW_PY).exists() {
+            files.push(device_files::RENEW_PY.into());
+        }
         print!(
             "{}",
             snippets::copy_commands(
-                &[cert, key, names::CA_DER.into(), names::BOOT_PY.into()]
+                &files
                     .iter()
                     .map(|f| dir.join(f).display().to_string())
                     .collect::<Vec<_>>()
@@ -514,13 +665,21 @@ fn date_time(t: time::OffsetDateTime) -> String {
 }
 
 fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
-    let mut fleet = open(&a.dir.dir)?;
-    let opts = IssueOptions::new(
+    let mut fleet = open_signing(&a.dir.dir, &a.token)?;
+    // Rotated devices keep renewing where the fleet says (client role:
+    // boot.py is rendered per row's role, renew.py for those that can).
+    let mut opts = IssueOptions::new(
         a.days,
         Role::Client,
         KeyType::P256,
-        boot_py(a.server_host.clone(), a.port),
+        boot_py(
+            a.server_host.clone(),
+            a.port,
+            device_files::stored_url(&fleet)?.is_some(),
+            false,
+        ),
     );
+    opts.renew = device_files::stored_url(&fleet)?;
     let bar = progress_bar(None, a.quiet, "devices rotated");
     let done = issue::rotate(&mut fleet, a.within, a.revoke_old, &opts, &|n| {
         bar.set_position(n)
