@@ -13,7 +13,7 @@ use devtls_renewal::identity;
 use devtls_renewal::server::{self, Options, Served};
 use devtls_renewal::service::Service;
 
-use super::DirArg;
+use super::{token::TokenArgs, DirArg};
 
 /// Serve renewals: devices renew their own certificates over mutual TLS.
 ///
@@ -32,6 +32,8 @@ use super::DirArg;
 pub struct ServeArgs {
     #[command(flatten)]
     dir: DirArg,
+    #[command(flatten)]
+    token: TokenArgs,
     /// The address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
@@ -81,7 +83,7 @@ fn span(s: &str) -> Result<i64, String> {
 
 pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let profile = super::super::profile(&a.profile)?;
-    let fleet = super::open(&a.dir.dir)?;
+    let fleet = super::open_signing(&a.dir.dir, &a.token)?;
     let dir = fleet.dir().to_path_buf();
     let policy = Policy {
         renew_after: a.renew_after,
