@@ -155,7 +155,15 @@ impl Session {
     fn start(fleet: &Fleet) -> Result<Session, Error> {
         let root = fleet.dir().join(names::WORK);
         fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
-        let token = format!("{:016x}{:08x}", rand::random::<u64>(), std::process::id());
+        let token = format!(
+            "{}{:016x}{:08x}",
+            fleet.issuer(),
+            rand::random::<u64>(),
+            std::process::id()
+        );
+        // Before any row carries the token: whoever sees its rows can ask
+        // the database whether this process still lives.
+        fleet.db().hold_owner(&token)?;
         let lock_path = root.join(format!("{token}.lock"));
         let lock = Lock::create_locked(&root.join(format!(".{token}.new")), &lock_path)?;
         let work = root.join(&token);

@@ -12,7 +12,7 @@ use clap::{Subcommand, ValueEnum};
 use devtls_fleet::devices::{self, DeviceReq, Source};
 use devtls_fleet::inventory::{Filter, Row};
 use devtls_fleet::issue::{self, BootPy, IssueOptions};
-use devtls_fleet::{names, Fleet, InitOptions};
+use devtls_fleet::{names, Db, Fleet, InitOptions};
 use devtls_pki::crl::Reason;
 use devtls_pki::files::{self, Output};
 use devtls_pki::issue::Role;
@@ -45,6 +45,19 @@ struct DirArg {
     /// The fleet folder.
     #[arg(long, default_value = "fleet", global = true)]
     dir: PathBuf,
+    /// Where the inventory lives: postgres://USER@HOST[:PORT]/DB for a
+    /// PostgreSQL database shared by several issuers (also DEVTLS_FLEET_DB);
+    /// without it, inventory.db in the fleet folder. See docs/fleet-postgres.md.
+    #[arg(long, value_name = "URL", global = true)]
+    db: Option<String>,
+}
+
+impl DirArg {
+    /// The inventory `--db` or `DEVTLS_FLEET_DB` names.
+    fn db(&self) -> anyhow::Result<Db> {
+        let env = std::env::var("DEVTLS_FLEET_DB").ok();
+        Ok(Db::parse(self.db.as_deref().or(env.as_deref()))?)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -335,18 +348,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn open(dir: &Path) -> anyhow::Result<Fleet> {
-    Ok(Fleet::open(dir)?)
+fn open(dir: &DirArg) -> anyhow::Result<Fleet> {
+    Ok(Fleet::open_in(&dir.dir, &dir.db()?)?)
 }
 
 fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
-    let fleet = Fleet::init(
+    let fleet = Fleet::init_in(
         &a.dir.dir,
         &InitOptions {
             name: a.name.clone(),
             key: a.key,
             days: a.days,
         },
+        &a.dir.db()?,
     )?;
     #[derive(Serialize)]
     struct Made {
@@ -362,6 +376,7 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
         name: a.name,
         key_type: a.key,
         sha256: devtls_pki::fingerprint::sha256_colon(fleet.ca_der()),
+        // With PostgreSQL the inventory is in the database, not a file here.
         files: [
             names::CA_DER,
             names::CA_PEM,
@@ -369,6 +384,7 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
             names::INVENTORY,
         ]
         .iter()
+        .filter(|n| **n != names::INVENTORY || fleet.db().backend() == "sqlite")
         .map(|n| dir.join(n).display().to_string())
         .collect(),
     };
@@ -498,7 +514,7 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
         opts.threads = t.max(1);
     }
     opts.reissue = a.reissue;
-    let mut fleet = open(&a.dir.dir)?;
+    let mut fleet = open(&a.dir)?;
     let report = if let Some(csr_path) = &a.csr {
         let [id] = a.ids.as_slice() else {
             bail!("--csr signs one device's request: give exactly one DEVICE-ID");
@@ -602,7 +618,7 @@ impl<W: Write> JsonRows<W> {
 }
 
 fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir.dir)?;
+    let fleet = open(&a.dir)?;
     let filter = Filter {
         status: a.status.map(|s| {
             s.to_possible_value()
@@ -655,7 +671,7 @@ fn date_time(t: time::OffsetDateTime) -> String {
 }
 
 fn revoke(a: RevokeArgs) -> anyhow::Result<ExitCode> {
-    let mut fleet = open(&a.dir.dir)?;
+    let mut fleet = open(&a.dir)?;
     let done = fleet.revoke(&a.target, a.reason)?;
     if a.json {
         output::json(&done)?;
@@ -679,7 +695,7 @@ fn revoke(a: RevokeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn crl(a: CrlArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir.dir)?;
+    let fleet = open(&a.dir)?;
     let out = a.out.unwrap_or_else(|| fleet.dir().join("crl.der"));
     // The CRL this one replaces: the file about to be overwritten.
     let previous = match out.exists() {
@@ -719,7 +735,7 @@ fn crl(a: CrlArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
-    let mut fleet = open(&a.dir.dir)?;
+    let mut fleet = open(&a.dir)?;
     let opts = IssueOptions::new(
         a.days,
         Role::Client,
@@ -759,7 +775,7 @@ fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir.dir)?;
+    let fleet = open(&a.dir)?;
     let total: u64 = fleet.db().counts()?.iter().map(|(_, n)| n).sum();
     let bar = progress_bar(Some(total), a.quiet, "rows");
     let stdout = std::io::stdout().lock();
@@ -811,7 +827,7 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir.dir)?;
+    let fleet = open(&a.dir)?;
     let counts = fleet.db().counts()?;
     let next = fleet.db().next_expiries(5)?;
     let (weeks, later) = fleet.db().expiry_histogram(a.weeks)?;

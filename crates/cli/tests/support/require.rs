@@ -20,6 +20,8 @@ enum Probe {
     PythonModule(&'static str),
     /// A file built inside the repository (path relative to its root).
     Built(&'static str),
+    /// The PostgreSQL server programs (`initdb`, `pg_ctl`), see [`postgres_bin`].
+    PostgresServer,
 }
 
 /// Every peer: its name in tests, how to find it, and how to install it.
@@ -60,6 +62,11 @@ const PEERS: &[(&str, Probe, &str)] = &[
         "sudo apt-get install pebble",
     ),
     ("curl", Probe::Program("curl"), "sudo apt-get install curl"),
+    (
+        "postgresql",
+        Probe::PostgresServer,
+        "sudo apt-get install postgresql",
+    ),
     (
         "script",
         Probe::Program("script"),
@@ -170,9 +177,29 @@ fn present(peer: &str) -> bool {
                     .is_ok_and(|out| out.status.success())
         }
         Probe::Built(path) => repo_root().join(path).exists(),
+        Probe::PostgresServer => postgres_bin().is_some(),
     };
     seen.lock().unwrap().insert(peer.to_string(), found);
     found
+}
+
+/// The folder of the PostgreSQL server programs: where `initdb` is on
+/// PATH, else Debian's `/usr/lib/postgresql/VERSION/bin` (newest version).
+pub fn postgres_bin() -> Option<PathBuf> {
+    if let Some(initdb) = on_path("initdb") {
+        return initdb.parent().map(Path::to_path_buf);
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            is_executable(&bin.join("initdb")).then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
 }
 
 /// Where `program` is on PATH, as the shell would find it.

@@ -15,6 +15,7 @@ use devtls_pki::crl::{Reason, Revoked};
 use crate::inventory::{Filter, Revocation, Row};
 use crate::Error;
 
+pub mod postgres;
 pub mod sqlite;
 
 /// A certificate to record as `pending` (step 2 of [`crate::issue`]).
@@ -112,9 +113,20 @@ pub trait Store: Send {
     fn revoke(&self, target: &str, serial: &str, reason: Reason) -> Result<Revocation, Error>;
     /// Every revoked certificate, for the CRL.
     fn revoked(&self) -> Result<Vec<Revoked>, Error>;
-    /// Takes the next CRL number (1, 2, 3...): never the same twice, even
-    /// for two processes at once.
-    fn next_crl_number(&self) -> Result<u64, Error>;
+    /// Takes the next CRL number (1, 2, 3...) and the revoked certificates
+    /// in one transaction: numbers never repeat, even across processes, and
+    /// a higher number never lists fewer certificates.
+    fn next_crl(&self) -> Result<(u64, Vec<Revoked>), Error>;
+    /// Records `sha256` (of the CA certificate) as this inventory's CA if
+    /// none is recorded yet; returns the one recorded.
+    fn claim_ca(&self, sha256: &str) -> Result<String, Error>;
+    /// Marks `owner` as alive in the database for as long as this store is
+    /// open (PostgreSQL: a session advisory lock; SQLite: nothing, the
+    /// owner's lock file says it).
+    fn hold_owner(&self, owner: &str) -> Result<(), Error>;
+    /// Whether `owner` is known to be alive (`Some(true)`), known dead
+    /// (`Some(false)`), or only its lock file can tell (`None`).
+    fn owner_alive(&self, owner: &str) -> Result<Option<bool>, Error>;
 
     /// Step 2 of issuance: records `certs` as pending, owned by `owner`, in
     /// one transaction, re-checking each device inside it. One outcome per cert.
@@ -142,4 +154,14 @@ pub trait Store: Send {
     /// Recovery's settlement, in one transaction: `landed` rows become
     /// active (retiring what they replace), `missing` rows are deleted.
     fn recover(&self, landed: &[Landed], missing: &[i64]) -> Result<(), Error>;
+}
+
+/// A stable 64-bit key for a string (FNV-1a), the same in every process.
+pub(crate) fn key64(s: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h as i64
 }

@@ -276,7 +276,7 @@ impl Store for Sqlite {
         rows.into_iter().map(inventory::revoked_entry).collect()
     }
 
-    fn next_crl_number(&self) -> Result<u64, Error> {
+    fn next_crl(&self) -> Result<(u64, Vec<Revoked>), Error> {
         let tx = self.immediate()?;
         tx.db.execute(
             "INSERT INTO meta (key, value) VALUES ('crl_number', '1')
@@ -288,9 +288,35 @@ impl Store for Sqlite {
                 .query_row("SELECT value FROM meta WHERE key = 'crl_number'", [], |r| {
                     r.get(0)
                 })?;
+        let revoked = self.revoked()?;
         tx.commit()?;
-        n.parse()
-            .map_err(|_| Error::Invalid("inventory: bad CRL number".into()))
+        let n = n
+            .parse()
+            .map_err(|_| Error::Invalid("inventory: bad CRL number".into()))?;
+        Ok((n, revoked))
+    }
+
+    fn claim_ca(&self, sha256: &str) -> Result<String, Error> {
+        let tx = self.immediate()?;
+        tx.db.execute(
+            "INSERT INTO meta (key, value) VALUES ('ca_sha256', ?) ON CONFLICT (key) DO NOTHING",
+            [sha256],
+        )?;
+        let stored: String =
+            tx.db
+                .query_row("SELECT value FROM meta WHERE key = 'ca_sha256'", [], |r| {
+                    r.get(0)
+                })?;
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    fn hold_owner(&self, _owner: &str) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn owner_alive(&self, _owner: &str) -> Result<Option<bool>, Error> {
+        Ok(None)
     }
 
     fn reserve(&self, owner: &str, certs: &[NewCert]) -> Result<Vec<Reserved>, Error> {
