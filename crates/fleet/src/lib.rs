@@ -24,6 +24,7 @@ mod folders;
 pub mod inventory;
 pub mod issue;
 mod lock;
+pub mod migrate;
 pub mod recover;
 pub mod store;
 

@@ -70,6 +70,7 @@ enum FleetCommand {
     Rotate(RotateArgs),
     Export(ExportArgs),
     Status(StatusArgs),
+    Migrate(MigrateArgs),
 }
 
 /// Create a fleet: a CA certificate and key, and an empty inventory.
@@ -203,7 +204,9 @@ struct IssueArgs {
 #[command(after_help = "Examples:
   devtls fleet list
   devtls fleet list --expiring 30d
-  devtls fleet list --status revoked --json")]
+  devtls fleet list --status revoked --json
+  devtls fleet list --limit 1000 --json              # a page; each row has a cursor
+  devtls fleet list --limit 1000 --after CURSOR      # the next page")]
 struct ListArgs {
     #[command(flatten)]
     dir: DirArg,
@@ -213,7 +216,13 @@ struct ListArgs {
     /// Only certificates with this status.
     #[arg(long, value_enum)]
     status: Option<StatusArg>,
-    /// Print JSON.
+    /// At most N rows (a page); each row then shows its cursor.
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    /// Continue after this cursor (the last row of the previous page).
+    #[arg(long, value_name = "CURSOR")]
+    after: Option<devtls_fleet::inventory::Cursor>,
+    /// Print JSON (streamed: rows are written as they are read).
     #[arg(long)]
     json: bool,
 }
@@ -300,6 +309,29 @@ struct RotateArgs {
     quiet: bool,
 }
 
+/// Copy the fleet folder's inventory.db into an empty PostgreSQL database
+/// and check the copy (row count and a SHA-256 over every row).
+///
+/// inventory.db is only read. Afterwards run every fleet command with
+/// --db URL (or DEVTLS_FLEET_DB); see docs/fleet-postgres.md.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  devtls fleet migrate --to postgres://devtls@db.example/fleet
+  devtls fleet migrate --dir /srv/fleet --to postgres://devtls@127.0.0.1:5432/fleet --json")]
+struct MigrateArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    /// The empty PostgreSQL database: postgres://USER@HOST[:PORT]/DB.
+    #[arg(long, value_name = "URL")]
+    to: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar (it is only ever shown on a terminal).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
 /// Export the whole inventory as CSV or JSON (stdout).
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -345,6 +377,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         FleetCommand::Rotate(a) => rotate(a),
         FleetCommand::Export(a) => export(a),
         FleetCommand::Status(a) => status(a),
+        FleetCommand::Migrate(a) => migrate(a),
     }
 }
 
@@ -626,6 +659,8 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default()
         }),
         expiring_before: a.expiring.map(|span| devtls_fleet::now() + span),
+        limit: a.limit,
+        after: a.after,
     };
     let stdout = std::io::stdout().lock();
     if a.json {
@@ -644,8 +679,10 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         "DEVICE", "STATUS", "KEY", "NOT AFTER", "SERIAL"
     )?;
     let mut n = 0u64;
+    let mut last = None;
     fleet.db().for_each(&filter, &mut |r| {
         n += 1;
+        last = r.cursor.clone();
         writeln!(
             out,
             "{:<24} {:<10} {:<8} {:<20} {}",
@@ -658,6 +695,11 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| devtls_fleet::Error::Invalid(e.to_string()))
     })?;
     writeln!(out, "{n} certificate{}", if n == 1 { "" } else { "s" })?;
+    if let (Some(limit), Some(cursor)) = (a.limit, last) {
+        if n == limit {
+            writeln!(out, "next page: --limit {limit} --after {cursor}")?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -823,6 +865,54 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
     }
     bar.finish_and_clear();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
+    if a.dir.db.is_some() {
+        bail!("fleet migrate reads the fleet folder's inventory.db: name the database with --to, not --db");
+    }
+    let Db::Postgres(url) = Db::parse(Some(&a.to))? else {
+        bail!("--to {}: write postgres://USER@HOST[:PORT]/DB", a.to);
+    };
+    let fleet = Fleet::open(&a.dir.dir)?;
+    let bar = progress_bar(None, a.quiet, "rows");
+    let done = devtls_fleet::migrate::migrate(
+        &fleet,
+        &url,
+        &mut |n| {
+            if n >= 100 && !a.quiet {
+                bar.set_length(n);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {wide_bar} {pos}/{len} rows  {per_sec}  eta {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+            }
+        },
+        &|n| bar.set_position(n),
+    )?;
+    bar.finish_and_clear();
+    if a.json {
+        output::json(&done)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    output::ok(&format!(
+        "copied {} row{} of {} into {} and checked the copy",
+        done.rows,
+        if done.rows == 1 { "" } else { "s" },
+        fleet.dir().join(names::INVENTORY).display(),
+        done.to
+    ));
+    println!(
+        "  rows: {} in both; SHA-256 over every row: {}",
+        done.rows, done.digest
+    );
+    for (key, value) in &done.meta {
+        println!("  {key}: {value}");
+    }
+    println!("\nNext: run the fleet commands with --db {} (or DEVTLS_FLEET_DB); inventory.db is no longer used.", done.to);
     Ok(ExitCode::SUCCESS)
 }
 

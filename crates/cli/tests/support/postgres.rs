@@ -18,6 +18,8 @@ use super::require::{self, postgres_bin};
 thread_local! {
     /// The inventory URL of the test running on this thread, if PostgreSQL.
     pub static FLEET_DB: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The server of the test running on this thread, if PostgreSQL.
+    static SERVER: RefCell<Option<Server>> = const { RefCell::new(None) };
 }
 
 /// A running server.
@@ -181,48 +183,69 @@ impl Drop for Server {
     }
 }
 
-/// The backend a fleet test runs against; keeps its server for the test.
+/// The backend a fleet test runs against: while it lives, the test's
+/// thread has a server (PostgreSQL) and [`fresh_database`] makes databases on it.
 pub struct Backend {
-    /// The server, with PostgreSQL.
-    pub server: Option<Server>,
-    /// The inventory URL, with PostgreSQL.
-    pub url: Option<String>,
+    postgres: bool,
 }
 
 impl Backend {
     /// Whether the backend is PostgreSQL.
     pub fn is_postgres(&self) -> bool {
-        self.url.is_some()
+        self.postgres
+    }
+
+    /// The URL `devtls` gets now (PostgreSQL), or `None` (SQLite).
+    pub fn url(&self) -> Option<String> {
+        FLEET_DB.with(|db| db.borrow().clone())
+    }
+
+    /// Runs `sql` with psql in the current database (PostgreSQL only).
+    pub fn psql(&self, sql: &str) -> String {
+        let url = self.url().expect("a PostgreSQL backend");
+        let name = url
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.split('?').next())
+            .unwrap_or_default()
+            .to_string();
+        SERVER.with(|s| s.borrow().as_ref().expect("server").psql(&name, sql))
     }
 }
 
 impl Drop for Backend {
     fn drop(&mut self) {
         FLEET_DB.with(|db| db.borrow_mut().take());
+        SERVER.with(|s| s.borrow_mut().take()); // stops it
     }
 }
 
-/// Sets up the backend `DEVTLS_TEST_BACKEND` names for the calling test.
+/// Sets up the backend `DEVTLS_TEST_BACKEND` names (`sqlite`, the default,
+/// or `postgres`) for the calling test.
 pub fn backend() -> Backend {
     match std::env::var("DEVTLS_TEST_BACKEND").as_deref() {
         Ok("postgres") => postgres(),
-        Ok("sqlite") | Err(_) => Backend {
-            server: None,
-            url: None,
-        },
+        Ok("sqlite") | Ok("") | Err(_) => Backend { postgres: false },
         Ok(other) => require::fail(&format!(
             "DEVTLS_TEST_BACKEND={other}: write sqlite or postgres"
         )),
     }
 }
 
-/// A PostgreSQL backend for the calling test, whatever `DEVTLS_TEST_BACKEND` says.
+/// A PostgreSQL backend for the calling test, whatever `DEVTLS_TEST_BACKEND`
+/// says, with a first empty database.
 pub fn postgres() -> Backend {
-    let mut server = Server::start();
-    let url = server.database();
-    FLEET_DB.with(|db| *db.borrow_mut() = Some(url.clone()));
-    Backend {
-        server: Some(server),
-        url: Some(url),
+    let server = Server::start();
+    SERVER.with(|s| *s.borrow_mut() = Some(server));
+    fresh_database();
+    Backend { postgres: true }
+}
+
+/// With a PostgreSQL backend: points `devtls` at a new empty database (a
+/// new fleet needs one). With SQLite: nothing.
+pub fn fresh_database() {
+    let url = SERVER.with(|s| s.borrow_mut().as_mut().map(Server::database));
+    if url.is_some() {
+        FLEET_DB.with(|db| *db.borrow_mut() = url);
     }
 }

@@ -183,23 +183,30 @@ fn present(peer: &str) -> bool {
     found
 }
 
-/// The folder of the PostgreSQL server programs: where `initdb` is on
-/// PATH, else Debian's `/usr/lib/postgresql/VERSION/bin` (newest version).
+/// The folder of the PostgreSQL server programs (`initdb`, `pg_ctl`,
+/// `createdb`, `psql`): Debian's `/usr/lib/postgresql/VERSION/bin` (newest
+/// version), else where they all are on PATH.
 pub fn postgres_bin() -> Option<PathBuf> {
-    if let Some(initdb) = on_path("initdb") {
-        return initdb.parent().map(Path::to_path_buf);
-    }
+    let complete = |bin: &Path| {
+        ["initdb", "pg_ctl", "createdb", "psql"]
+            .iter()
+            .all(|p| is_executable(&bin.join(p)))
+    };
     let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
+        .into_iter()
+        .flatten()
         .filter_map(Result::ok)
         .filter_map(|e| {
             let version = e.file_name().to_str()?.parse().ok()?;
             let bin = e.path().join("bin");
-            is_executable(&bin.join("initdb")).then_some((version, bin))
+            complete(&bin).then_some((version, bin))
         })
         .collect();
     found.sort();
-    found.pop().map(|(_, bin)| bin)
+    found.pop().map(|(_, bin)| bin).or_else(|| {
+        let bin = on_path("initdb")?.parent()?.to_path_buf();
+        complete(&bin).then_some(bin)
+    })
 }
 
 /// Where `program` is on PATH, as the shell would find it.

@@ -77,6 +77,33 @@ pub type PendingRow = (i64, String, String, String, Option<i64>, Option<String>)
 /// row it replaces and what that becomes.
 pub type Landed = (i64, String, Option<i64>, Option<String>);
 
+/// Every column of a certificate row, as stored (for `fleet migrate`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RawRow {
+    pub id: i64,
+    pub device: String,
+    pub serial: String,
+    pub sha256: Option<String>,
+    pub key_type: String,
+    pub role: String,
+    pub dns: String,
+    pub ips: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub status: String,
+    pub owner: Option<String>,
+    pub replaces: Option<i64>,
+    pub old_status: Option<String>,
+    pub issued_at: i64,
+    pub from_csr: bool,
+    pub revoked_at: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// The columns of a [`RawRow`], in its order.
+pub(crate) const RAW_COLUMNS: &str = "id, device, serial, sha256, key_type, role, dns, ips, \
+    not_before, not_after, status, owner, replaces, old_status, issued_at, from_csr, revoked_at, reason";
+
 /// The inventory of one fleet, whatever holds it.
 pub trait Store: Send {
     /// `sqlite` or `postgres`.
@@ -146,6 +173,11 @@ pub trait Store: Send {
         max_id: i64,
         limit: usize,
     ) -> Result<Vec<RotateRow>, Error>;
+
+    /// Every row as stored, in id order (for copying and checking a copy).
+    fn raw_rows(&self, each: &mut dyn FnMut(RawRow) -> Result<(), Error>) -> Result<(), Error>;
+    /// Every `meta` entry (CRL number, CA fingerprint), sorted by key.
+    fn meta(&self) -> Result<Vec<(String, String)>, Error>;
 
     /// The owners of pending rows.
     fn pending_owners(&self) -> Result<BTreeSet<String>, Error>;

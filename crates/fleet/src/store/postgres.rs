@@ -26,7 +26,9 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row as PgRow, Transaction};
 
-use super::{key64, Landed, NewCert, PendingRow, Reserved, Retire, RotateRow, Store};
+use super::{
+    key64, Landed, NewCert, PendingRow, RawRow, Reserved, Retire, RotateRow, Store, RAW_COLUMNS,
+};
 use crate::inventory::{self, Filter, Revocation, Row, COLUMNS};
 use crate::Error;
 
@@ -120,6 +122,43 @@ impl Postgres {
             .is_empty())
     }
 
+    /// Copies `rows` in with one `COPY` (in the caller's order), then `meta`,
+    /// and moves the id sequence past the largest id: one transaction, so
+    /// a failed copy leaves the database empty.
+    pub fn import(
+        &self,
+        rows: &mut dyn FnMut(&mut dyn FnMut(RawRow) -> Result<(), Error>) -> Result<(), Error>,
+        meta: &[(String, String)],
+    ) -> Result<(), Error> {
+        use std::io::Write;
+        self.write(|tx| {
+            let mut w = tx
+                .copy_in(&format!("COPY certs ({RAW_COLUMNS}) FROM STDIN"))
+                .map_err(pg)?;
+            let io = |e: std::io::Error| Error::Invalid(format!("copying rows: {e}"));
+            rows(&mut |r| {
+                let line = copy_line(&r);
+                w.write_all(line.as_bytes()).map_err(io)
+            })?;
+            w.finish().map_err(pg)?;
+            for (key, value) in meta {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    &[key, value],
+                )
+                .map_err(pg)?;
+            }
+            tx.execute(
+                "SELECT setval(pg_get_serial_sequence('certs', 'id'),
+                               GREATEST((SELECT COALESCE(MAX(id), 0) FROM certs), 1))",
+                &[],
+            )
+            .map_err(pg)?;
+            Ok(())
+        })
+    }
+
     fn client(&self) -> MutexGuard<'_, Client> {
         // A panic while holding it cannot leave a transaction open (dropped
         // transactions roll back), so a poisoned lock is still usable.
@@ -143,6 +182,46 @@ impl Postgres {
     fn query(&self, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<Vec<PgRow>, Error> {
         self.client().query(sql, args).map_err(pg)
     }
+}
+
+/// One row in `COPY`'s text format: tab-separated, `\\N` for NULL,
+/// backslash, tab and line breaks escaped.
+fn copy_line(r: &RawRow) -> String {
+    fn text(s: &str) -> String {
+        s.replace('\\', "\\\\")
+            .replace('\t', "\\t")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r")
+    }
+    fn opt_text(s: &Option<String>) -> String {
+        s.as_deref().map_or_else(|| "\\N".to_string(), text)
+    }
+    fn opt_int(n: Option<i64>) -> String {
+        n.map_or_else(|| "\\N".to_string(), |n| n.to_string())
+    }
+    let cells = [
+        r.id.to_string(),
+        text(&r.device),
+        text(&r.serial),
+        opt_text(&r.sha256),
+        text(&r.key_type),
+        text(&r.role),
+        text(&r.dns),
+        text(&r.ips),
+        r.not_before.to_string(),
+        r.not_after.to_string(),
+        text(&r.status),
+        opt_text(&r.owner),
+        opt_int(r.replaces),
+        opt_text(&r.old_status),
+        r.issued_at.to_string(),
+        if r.from_csr { "t" } else { "f" }.to_string(),
+        opt_int(r.revoked_at),
+        opt_text(&r.reason),
+    ];
+    let mut line = cells.join("\t");
+    line.push('\n');
+    line
 }
 
 /// Creates or upgrades the schema; refuses a database newer than this binary.
@@ -187,7 +266,7 @@ fn migrate(client: &mut Client, url: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn row(r: &PgRow, now: i64) -> Row {
+fn row(r: &PgRow, now: i64, paged: bool) -> Row {
     inventory::make_row(
         r.get(0),
         r.get(1),
@@ -200,7 +279,9 @@ fn row(r: &PgRow, now: i64) -> Row {
         r.get(8),
         r.get(9),
         r.get(10),
+        r.get(11),
         now,
+        paged,
     )
 }
 
@@ -216,7 +297,7 @@ fn rows_where(
             &[&arg],
         )
         .map_err(pg)?;
-    Ok(rows.iter().map(|r| row(r, now)).collect())
+    Ok(rows.iter().map(|r| row(r, now, false)).collect())
 }
 
 fn retire(tx: &mut Transaction<'_>, id: i64, becomes: &str) -> Result<(), Error> {
@@ -296,7 +377,7 @@ impl Store for Postgres {
             .query_raw(&sql, args.iter().map(|a| a.as_ref()))
             .map_err(pg)?;
         while let Some(r) = rows.next().map_err(pg)? {
-            each(row(&r, now))?;
+            each(row(&r, now, filter.limit.is_some()))?;
         }
         Ok(())
     }
@@ -338,7 +419,7 @@ impl Store for Postgres {
             ),
             &[&now, &(n as i64)],
         )?;
-        Ok(rows.iter().map(|r| row(r, now)).collect())
+        Ok(rows.iter().map(|r| row(r, now, false)).collect())
     }
 
     fn revoke(&self, target: &str, serial: &str, reason: Reason) -> Result<Revocation, Error> {
@@ -562,6 +643,45 @@ impl Store for Postgres {
                     r.get(6),
                 )
             })
+            .collect())
+    }
+
+    fn raw_rows(&self, each: &mut dyn FnMut(RawRow) -> Result<(), Error>) -> Result<(), Error> {
+        let mut client = self.client();
+        let sql = format!("SELECT {RAW_COLUMNS} FROM certs ORDER BY id");
+        let mut rows = client
+            .query_raw(&sql, std::iter::empty::<i64>())
+            .map_err(pg)?;
+        while let Some(r) = rows.next().map_err(pg)? {
+            each(RawRow {
+                id: r.get(0),
+                device: r.get(1),
+                serial: r.get(2),
+                sha256: r.get(3),
+                key_type: r.get(4),
+                role: r.get(5),
+                dns: r.get(6),
+                ips: r.get(7),
+                not_before: r.get(8),
+                not_after: r.get(9),
+                status: r.get(10),
+                owner: r.get(11),
+                replaces: r.get(12),
+                old_status: r.get(13),
+                issued_at: r.get(14),
+                from_csr: r.get(15),
+                revoked_at: r.get(16),
+                reason: r.get(17),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn meta(&self) -> Result<Vec<(String, String)>, Error> {
+        Ok(self
+            .query("SELECT key, value FROM meta ORDER BY key", &[])?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
             .collect())
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration as StdDuration;
 use devtls_pki::crl::{Reason, Revoked};
 use rusqlite::{params, Connection, OptionalExtension, Row as SqlRow};
 
-use super::{Landed, NewCert, PendingRow, Reserved, Retire, RotateRow, Store};
+use super::{Landed, NewCert, PendingRow, RawRow, Reserved, Retire, RotateRow, Store, RAW_COLUMNS};
 use crate::inventory::{self, Filter, Revocation, Row, COLUMNS};
 use crate::Error;
 
@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS certs (
 );
 CREATE INDEX IF NOT EXISTS certs_device ON certs (device);
 CREATE INDEX IF NOT EXISTS certs_not_after ON certs (not_after);
+CREATE INDEX IF NOT EXISTS certs_list ON certs (not_after, device, id);
 CREATE INDEX IF NOT EXISTS certs_owner ON certs (owner) WHERE status = 'pending';
 CREATE UNIQUE INDEX IF NOT EXISTS one_pending ON certs (device) WHERE status = 'pending';
 CREATE UNIQUE INDEX IF NOT EXISTS one_active ON certs (device) WHERE status = 'active';
@@ -113,7 +114,7 @@ impl Drop for Immediate<'_> {
     }
 }
 
-fn row(r: &SqlRow<'_>, now: i64) -> rusqlite::Result<Row> {
+fn row(r: &SqlRow<'_>, now: i64, paged: bool) -> rusqlite::Result<Row> {
     Ok(inventory::make_row(
         r.get(0)?,
         r.get(1)?,
@@ -126,7 +127,9 @@ fn row(r: &SqlRow<'_>, now: i64) -> rusqlite::Result<Row> {
         r.get(8)?,
         r.get(9)?,
         r.get(10)?,
+        r.get(11)?,
         now,
+        paged,
     ))
 }
 
@@ -147,7 +150,7 @@ fn rows_where(db: &Connection, sql_where: &str, arg: &str) -> Result<Vec<Row>, E
         "SELECT {COLUMNS} FROM certs WHERE {sql_where} ORDER BY id"
     ))?;
     let rows = stmt
-        .query_map([arg], |r| row(r, now))?
+        .query_map([arg], |r| row(r, now, false))?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
@@ -207,7 +210,7 @@ impl Store for Sqlite {
         let mut stmt = self.db.prepare(&sql)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
         while let Some(r) = rows.next()? {
-            each(row(r, now)?)?;
+            each(row(r, now, filter.limit.is_some())?)?;
         }
         Ok(())
     }
@@ -245,7 +248,7 @@ impl Store for Sqlite {
              ORDER BY not_after LIMIT ?"
         ))?;
         let rows = stmt
-            .query_map(params![now, n as i64], |r| row(r, now))?
+            .query_map(params![now, n as i64], |r| row(r, now, false))?
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }
@@ -338,7 +341,8 @@ impl Store for Sqlite {
             let mut insert = tx.db.prepare_cached(
                 "INSERT INTO certs (device, serial, sha256, key_type, role, dns, ips, not_before,
                                     not_after, status, owner, replaces, old_status, issued_at, from_csr)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)
+                 ON CONFLICT DO NOTHING",
             )?;
             let now = crate::now().unix_timestamp();
             for c in certs {
@@ -378,10 +382,13 @@ impl Store for Sqlite {
                     now,
                     c.from_csr,
                 ]);
+                // A UNIQUE constraint refused it (nothing inserted, the rest
+                // of the batch kept): the serial's, or another process got
+                // the device first.
                 out.push(match inserted {
-                    Ok(_) => Reserved::Owned,
-                    // The UNIQUE constraint on serial refused it.
-                    Err(_) if serial_used.exists([&c.serial])? => Reserved::SerialTaken,
+                    Ok(1) => Reserved::Owned,
+                    Ok(_) if serial_used.exists([&c.serial])? => Reserved::SerialTaken,
+                    Ok(_) => Reserved::Skipped,
                     Err(e) => Reserved::Failed(e.to_string()),
                 });
             }
@@ -433,6 +440,40 @@ impl Store for Sqlite {
              ORDER BY id LIMIT ?",
             params![before, cursor, max_id, limit as i64],
         )
+    }
+
+    fn raw_rows(&self, each: &mut dyn FnMut(RawRow) -> Result<(), Error>) -> Result<(), Error> {
+        let mut stmt = self
+            .db
+            .prepare(&format!("SELECT {RAW_COLUMNS} FROM certs ORDER BY id"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            each(RawRow {
+                id: r.get(0)?,
+                device: r.get(1)?,
+                serial: r.get(2)?,
+                sha256: r.get(3)?,
+                key_type: r.get(4)?,
+                role: r.get(5)?,
+                dns: r.get(6)?,
+                ips: r.get(7)?,
+                not_before: r.get(8)?,
+                not_after: r.get(9)?,
+                status: r.get(10)?,
+                owner: r.get(11)?,
+                replaces: r.get(12)?,
+                old_status: r.get(13)?,
+                issued_at: r.get(14)?,
+                from_csr: r.get(15)?,
+                revoked_at: r.get(16)?,
+                reason: r.get(17)?,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn meta(&self) -> Result<Vec<(String, String)>, Error> {
+        self.tuples("SELECT key, value FROM meta ORDER BY key", [])
     }
 
     fn pending_owners(&self) -> Result<BTreeSet<String>, Error> {
