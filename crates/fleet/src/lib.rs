@@ -115,7 +115,7 @@ impl Db {
             Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
                 Ok(Db::Postgres(u.to_string()))
             }
-            Some(u) if u == "sqlite" => Ok(Db::Sqlite),
+            Some("sqlite") => Ok(Db::Sqlite),
             Some(u) => Err(Error::Invalid(format!(
                 "--db {}: not a PostgreSQL URL; write postgres://USER@HOST[:PORT]/DB, \
                  or leave --db out to use the fleet folder's inventory.db",

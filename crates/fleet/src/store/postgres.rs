@@ -74,6 +74,9 @@ const WRITE_LOCK: i64 = 0x6465_7674_6c73;
 /// The advisory lock key held while migrating.
 const MIGRATE_LOCK: i64 = WRITE_LOCK + 1;
 
+/// Where [`Postgres::import`]'s source hands each row.
+pub type RowSink<'a> = dyn FnMut(RawRow) -> Result<(), Error> + 'a;
+
 /// An open PostgreSQL inventory.
 pub struct Postgres {
     client: Mutex<Client>,
@@ -127,7 +130,7 @@ impl Postgres {
     /// a failed copy leaves the database empty.
     pub fn import(
         &self,
-        rows: &mut dyn FnMut(&mut dyn FnMut(RawRow) -> Result<(), Error>) -> Result<(), Error>,
+        rows: &mut dyn FnMut(&mut RowSink<'_>) -> Result<(), Error>,
         meta: &[(String, String)],
     ) -> Result<(), Error> {
         use std::io::Write;

@@ -38,10 +38,16 @@ CREATE TABLE IF NOT EXISTS certs (
 CREATE INDEX IF NOT EXISTS certs_device ON certs (device);
 CREATE INDEX IF NOT EXISTS certs_not_after ON certs (not_after);
 CREATE INDEX IF NOT EXISTS certs_list ON certs (not_after, device, id);
+CREATE INDEX IF NOT EXISTS certs_status ON certs (status, not_after);
 CREATE INDEX IF NOT EXISTS certs_owner ON certs (owner) WHERE status = 'pending';
 CREATE UNIQUE INDEX IF NOT EXISTS one_pending ON certs (device) WHERE status = 'pending';
 CREATE UNIQUE INDEX IF NOT EXISTS one_active ON certs (device) WHERE status = 'active';
 ";
+
+/// The schema version this binary writes (`PRAGMA user_version`; files
+/// from before versioning read 0 and are brought up by `SCHEMA`, which only
+/// adds what is missing).
+pub const SCHEMA_VERSION: i64 = 1;
 
 /// An open SQLite inventory.
 pub struct Sqlite {
@@ -59,7 +65,21 @@ impl Sqlite {
         // NORMAL in WAL mode survives a killed process; a power cut may lose the
         // last commits, which recovery treats like a crash (files are reconciled).
         db.pragma_update(None, "synchronous", "NORMAL")?;
+        // The schema version lives in the file's header (user_version): a
+        // file written by a newer devtls is refused before anything changes.
+        let found: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(Error::Invalid(format!(
+                "{}: its schema is version {found}, newer than this devtls knows \
+                 (version {SCHEMA_VERSION}); nothing was changed. Use the devtls release \
+                 that wrote it (or newer)",
+                path.display()
+            )));
+        }
         db.execute_batch(SCHEMA)?;
+        if found < SCHEMA_VERSION {
+            db.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
         Ok(Sqlite { db })
     }
 
