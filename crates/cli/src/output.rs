@@ -69,3 +69,17 @@ pub fn ok(text: &str) {
     let green = Style::new().fg_color(Some(AnsiColor::Green.into()));
     println!("{green}✓{green:#} {text}");
 }
+
+/// Prints a library's text report, styling each kind of line.
+pub fn lines(lines: &[devtls_net::doctor::Line]) {
+    use devtls_net::doctor::Line;
+    for line in lines {
+        match line {
+            Line::Heading(t) => heading(t),
+            Line::Text(t) => println!("{t}"),
+            Line::Warn(t) => warn(t),
+            Line::Ok(t) => ok(t),
+            Line::Blank => println!(),
+        }
+    }
+}

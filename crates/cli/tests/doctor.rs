@@ -33,6 +33,73 @@ struct Case<'a> {
     known_difference: Option<&'a str>,
 }
 
+impl<'a> Case<'a> {
+    /// A row of the agreement table: `name` against `server`, the device
+    /// anchoring the test root and passing `localhost`; it must work unless
+    /// [`Case::fails`] says otherwise.
+    fn new(name: &'a str, server: LineServer) -> Self {
+        Case {
+            name,
+            server,
+            mbedtls_server: None,
+            ca: "t-root.der",
+            hostname: "localhost",
+            doctor_extra: Vec::new(),
+            mbedtls_extra: Vec::new(),
+            expect: None,
+            fix: None,
+            known_difference: None,
+        }
+    }
+
+    /// The device's anchor file.
+    fn ca(mut self, ca: &'a str) -> Self {
+        self.ca = ca;
+        self
+    }
+
+    /// The `server_hostname` the device passes.
+    fn host(mut self, hostname: &'a str) -> Self {
+        self.hostname = hostname;
+        self
+    }
+
+    /// Arguments for doctor and the device peer alike (`--dtls`, `--cert` ...).
+    fn both(self, args: &[&'a str]) -> Self {
+        self.doctor(args).mbedtls(args)
+    }
+
+    /// Arguments for doctor only.
+    fn doctor(mut self, args: &[&'a str]) -> Self {
+        self.doctor_extra.extend_from_slice(args);
+        self
+    }
+
+    /// Arguments for the device peer only.
+    fn mbedtls(mut self, args: &[&'a str]) -> Self {
+        self.mbedtls_extra.extend_from_slice(args);
+        self
+    }
+
+    /// The server the device peer is tried against, when it must differ.
+    fn mbedtls_server(mut self, server: LineServer) -> Self {
+        self.mbedtls_server = Some(server);
+        self
+    }
+
+    /// The device fails, and doctor's first failure says `expect`.
+    fn fails(mut self, expect: &'a str) -> Self {
+        self.expect = Some(expect);
+        self
+    }
+
+    /// A fix must mention `fix`.
+    fn fix(mut self, fix: &'a str) -> Self {
+        self.fix = Some(fix);
+        self
+    }
+}
+
 struct Row {
     name: String,
     doctor: String,
@@ -132,8 +199,8 @@ fn run_case(dir: &Path, case: Case, rows: &mut Vec<Row>) {
             if !works {
                 assert_eq!(
                     doctor_code, conn.code,
-                    "{}: doctor says {says} ({doctor_code:?}) but mbedTLS failed with {mbed}",
-                    case.name
+                    "{}: doctor says {says} ({doctor_code:?}) but mbedTLS failed with {mbed}\n{}\n{}",
+                    case.name, v["handshake"], peer.transcript
                 );
             }
             "agree".to_string()
@@ -177,7 +244,8 @@ fn print_table(rows: &[Row]) {
         println!(
             "{:<34} | {:<62} | {:<48} | {}",
             r.name,
-            clip(&r.doctor, 62),
+            // The device's ValueError lines, on the row's one line.
+            clip(&r.doctor.replace('\n', " / "), 62),
             clip(&r.mbedtls, 48),
             r.agree
         );
@@ -315,394 +383,153 @@ fn doctor_verdicts_agree_with_mbedtls() {
     let client_ca = "clients-ca.pem";
 
     let chain = Some("t-int.pem");
+    // openssl s_server demanding a client certificate from the test CA.
+    let mtls = || {
+        serve(
+            d,
+            "leaf",
+            chain,
+            &["-Verify", "1", "-verify_return_error", "-CAfile", client_ca],
+        )
+    };
     let mut rows = Vec::new();
     let cases = vec![
-        Case {
-            name: "full chain",
-            mbedtls_server: None,
-            server: serve(d, "leaf", chain, &[]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: None,
-            fix: None,
-            known_difference: None,
-        },
-        Case {
-            name: "leaf only, root anchor",
-            mbedtls_server: None,
-            server: serve(d, "leaf", None, &[]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("not correctly signed by the trusted CA"),
-            fix: Some("--trust intermediate"),
-            known_difference: None,
-        },
-        Case {
-            name: "leaf only, intermediate anchor",
-            mbedtls_server: None,
-            server: serve(d, "leaf", None, &[]),
-            ca: "t-int.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: None,
-            fix: None,
-            known_difference: None,
-        },
-        Case {
-            name: "expired intermediate",
-            mbedtls_server: None,
-            server: serve(d, "oldleaf", Some("old-int.pem"), &[]),
-            ca: "old-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("validity has expired"),
-            fix: Some("intermediate"),
-            known_difference: None,
-        },
-        Case {
-            name: "wrong host",
-            mbedtls_server: None,
-            server: serve(d, "leaf", chain, &[]),
-            ca: "t-root.der",
-            hostname: "wrong.example",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("Common Name (CN) does not match"),
-            fix: Some("server_hostname=\"localhost\""),
-            known_difference: None,
-        },
-        Case {
-            name: "CN-only leaf (no SAN)",
-            mbedtls_server: None,
-            server: serve(d, "cnonly", chain, &[]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: None,
-            fix: None,
-            known_difference: None,
-        },
-        Case {
-            name: "CN-only leaf, wrong host",
-            mbedtls_server: None,
-            server: serve(d, "cnonly", chain, &[]),
-            ca: "t-root.der",
-            hostname: "other.example",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("Common Name (CN) does not match"),
-            fix: None,
-            known_difference: None,
-        },
-        Case {
-            name: "clock: leaf not yet valid now",
-            mbedtls_server: None,
-            server: serve(d, "future", chain, &[]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("validity starts in the future"),
-            fix: None,
-            known_difference: None,
-        },
-        Case {
-            name: "clock unset (--device-time unset)",
-            mbedtls_server: None,
-            server: serve(d, "leaf", chain, &[]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec!["--device-time", "unset"],
-            mbedtls_extra: vec!["--time", "unset"],
-            expect: Some("validity starts in the future"),
-            fix: Some("ntptime.settime()"),
-            known_difference: None,
-        },
-        Case {
-            name: "anchor of another CA",
-            mbedtls_server: None,
-            server: serve(d, "leaf", chain, &[]),
-            ca: "other-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("not correctly signed by the trusted CA"),
-            fix: Some("devtls anchor 127.0.0.1:"),
-            known_difference: None,
-        },
-        Case {
-            name: "CA-issued leaf pinned",
-            mbedtls_server: None,
-            server: serve(d, "leaf", chain, &[]),
-            ca: "leaf.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("not correctly signed by the trusted CA"),
-            fix: Some("anchor the CA instead"),
-            known_difference: None,
-        },
-        Case {
-            name: "self-signed server pinned",
-            mbedtls_server: None,
-            server: serve(d, "selfsigned", None, &[]),
-            ca: "selfsigned.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: None,
-            fix: None,
-            known_difference: None,
-        },
-        Case {
-            name: "expired self-signed pinned",
-            mbedtls_server: None,
-            server: serve(d, "selfexpired", None, &[]),
-            ca: "selfexpired.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("validity has expired"),
-            fix: Some("renew it on the server"),
-            known_difference: None,
-        },
-        Case {
-            name: "leaf with clientAuth EKU only",
-            mbedtls_server: None,
-            server: serve(d, "clientonly", chain, &[]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("MBEDTLS_ERR_SSL_BAD_CERTIFICATE"),
-            fix: Some("serverAuth"),
-            known_difference: None,
-        },
-        Case {
-            name: "critical nameConstraints",
-            mbedtls_server: None,
-            server: serve(d, "ncleaf", Some("nc-int.pem"), &[]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("MBEDTLS_ERR_X509_INVALID_EXTENSIONS"),
-            fix: Some("nameConstraints"),
-            known_difference: None,
-        },
-        Case {
-            name: "critical certificatePolicies",
-            mbedtls_server: None,
-            server: serve(d, "policy", chain, &[]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("MBEDTLS_ERR_X509_FEATURE_UNAVAILABLE"),
-            fix: Some("certificatePolicies"),
-            known_difference: None,
-        },
-        Case {
-            name: "SHA-1-signed leaf",
-            mbedtls_server: None,
-            server: serve(d, "sha1", chain, &["-cipher", "DEFAULT:@SECLEVEL=0"]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("unacceptable hash"),
-            fix: Some("SHA-256"),
-            known_difference: None,
-        },
-        Case {
-            name: "TLS 1.3-only server",
-            mbedtls_server: None,
-            server: serve(d, "leaf", chain, &["-tls1_3"]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
-            fix: Some("enable TLS 1.2"),
-            known_difference: None,
-        },
-        Case {
-            name: "Ed25519 leaf",
-            mbedtls_server: None,
-            server: serve(d, "ed", chain, &[]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
-            fix: Some("ECDSA P-256"),
-            known_difference: None,
-        },
-        Case {
-            name: "RSA-PSS-signed leaf",
-            mbedtls_server: None,
-            server: serve(d, "pss", None, &[]),
-            ca: "rsa-ca.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("-8960"),
-            fix: Some("RSA PKCS#1 v1.5"),
-            known_difference: None,
-        },
-        Case {
-            name: "mTLS: server demands, none sent",
-            mbedtls_server: None,
-            server: serve(
-                d,
-                "leaf",
-                chain,
-                &["-Verify", "1", "-verify_return_error", "-CAfile", client_ca],
-            ),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
-            fix: Some("load_cert_chain"),
-            known_difference: None,
-        },
-        Case {
-            name: "mTLS: device certificate accepted",
-            mbedtls_server: None,
-            server: serve(
-                d,
-                "leaf",
-                chain,
-                &["-Verify", "1", "-verify_return_error", "-CAfile", client_ca],
-            ),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec!["--cert", "client.der", "--key", "client.key.der"],
-            mbedtls_extra: vec!["--cert", "client.der", "--key", "client.key.der"],
-            expect: None,
-            fix: None,
-            known_difference: None,
-        },
-        Case {
-            name: "mTLS: device certificate refused",
-            mbedtls_server: None,
-            server: serve(
-                d,
-                "leaf",
-                chain,
-                &["-Verify", "1", "-verify_return_error", "-CAfile", client_ca],
-            ),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![
+        Case::new("full chain", serve(d, "leaf", chain, &[])),
+        Case::new("leaf only, root anchor", serve(d, "leaf", None, &[]))
+            .fails("not correctly signed by the trusted CA")
+            .fix("--trust intermediate"),
+        Case::new(
+            "leaf only, intermediate anchor",
+            serve(d, "leaf", None, &[]),
+        )
+        .ca("t-int.der"),
+        Case::new(
+            "expired intermediate",
+            serve(d, "oldleaf", Some("old-int.pem"), &[]),
+        )
+        .ca("old-root.der")
+        .fails("validity has expired")
+        .fix("intermediate"),
+        Case::new("wrong host", serve(d, "leaf", chain, &[]))
+            .host("wrong.example")
+            .fails("Common Name (CN) does not match")
+            .fix("server_hostname=\"localhost\""),
+        Case::new("CN-only leaf (no SAN)", serve(d, "cnonly", chain, &[])),
+        Case::new("CN-only leaf, wrong host", serve(d, "cnonly", chain, &[]))
+            .host("other.example")
+            .fails("Common Name (CN) does not match"),
+        Case::new(
+            "clock: leaf not yet valid now",
+            serve(d, "future", chain, &[]),
+        )
+        .fails("validity starts in the future"),
+        Case::new(
+            "clock unset (--device-time unset)",
+            serve(d, "leaf", chain, &[]),
+        )
+        .doctor(&["--device-time", "unset"])
+        .mbedtls(&["--time", "unset"])
+        .fails("validity starts in the future")
+        .fix("ntptime.settime()"),
+        Case::new("anchor of another CA", serve(d, "leaf", chain, &[]))
+            .ca("other-root.der")
+            .fails("not correctly signed by the trusted CA")
+            .fix("devtls anchor 127.0.0.1:"),
+        Case::new("CA-issued leaf pinned", serve(d, "leaf", chain, &[]))
+            .ca("leaf.der")
+            .fails("not correctly signed by the trusted CA")
+            .fix("anchor the CA instead"),
+        Case::new(
+            "self-signed server pinned",
+            serve(d, "selfsigned", None, &[]),
+        )
+        .ca("selfsigned.der"),
+        Case::new(
+            "expired self-signed pinned",
+            serve(d, "selfexpired", None, &[]),
+        )
+        .ca("selfexpired.der")
+        .fails("validity has expired")
+        .fix("renew it on the server"),
+        Case::new(
+            "leaf with clientAuth EKU only",
+            serve(d, "clientonly", chain, &[]),
+        )
+        .fails("MBEDTLS_ERR_SSL_BAD_CERTIFICATE")
+        .fix("serverAuth"),
+        Case::new(
+            "critical nameConstraints",
+            serve(d, "ncleaf", Some("nc-int.pem"), &[]),
+        )
+        .fails("MBEDTLS_ERR_X509_INVALID_EXTENSIONS")
+        .fix("nameConstraints"),
+        Case::new(
+            "critical certificatePolicies",
+            serve(d, "policy", chain, &[]),
+        )
+        .fails("MBEDTLS_ERR_X509_FEATURE_UNAVAILABLE")
+        .fix("certificatePolicies"),
+        Case::new(
+            "SHA-1-signed leaf",
+            serve(d, "sha1", chain, &["-cipher", "DEFAULT:@SECLEVEL=0"]),
+        )
+        .fails("unacceptable hash")
+        .fix("SHA-256"),
+        Case::new("TLS 1.3-only server", serve(d, "leaf", chain, &["-tls1_3"]))
+            .fails("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE")
+            .fix("enable TLS 1.2"),
+        Case::new("Ed25519 leaf", serve(d, "ed", chain, &[]))
+            .fails("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE")
+            .fix("ECDSA P-256"),
+        Case::new("RSA-PSS-signed leaf", serve(d, "pss", None, &[]))
+            .ca("rsa-ca.der")
+            .fails("-8960")
+            .fix("RSA PKCS#1 v1.5"),
+        Case::new("mTLS: server demands, none sent", mtls())
+            .fails("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE")
+            .fix("load_cert_chain"),
+        Case::new("mTLS: device certificate accepted", mtls()).both(&[
+            "--cert",
+            "client.der",
+            "--key",
+            "client.key.der",
+        ]),
+        Case::new("mTLS: device certificate refused", mtls())
+            .both(&[
                 "--cert",
                 "rogue-client.der",
                 "--key",
                 "rogue-client.key.der",
-            ],
-            mbedtls_extra: vec![
-                "--cert",
-                "rogue-client.der",
-                "--key",
-                "rogue-client.key.der",
-            ],
-            expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
-            fix: Some("CA the server trusts"),
-            known_difference: None,
-        },
+            ])
+            .fails("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE")
+            .fix("CA the server trusts"),
         // What a rustls handshake could not tell (issue 10): the device's own hello can.
-        Case {
-            name: "P-521 leaf",
-            mbedtls_server: None,
-            server: serve(d, "p521", chain, &[]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: None,
-            fix: None,
-            known_difference: None,
-        },
-        Case {
-            name: "secp256k1 leaf",
-            mbedtls_server: None,
-            server: serve(d, "k1", chain, &[]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
-            fix: Some("P-256"),
-            known_difference: None,
-        },
-        Case {
-            name: "brainpoolP256r1 leaf",
-            mbedtls_server: None,
-            server: serve(d, "bp", chain, &[]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
-            fix: Some("P-256"),
-            known_difference: None,
-        },
-        Case {
-            name: "RSA key exchange only (AES128-GCM-SHA256)",
-            mbedtls_server: None,
-            server: serve(d, "rsaleaf", chain, &["-cipher", "AES128-GCM-SHA256"]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: None,
-            fix: None,
-            known_difference: None,
-        },
-        Case {
-            name: "AES-CBC only (ECDHE-ECDSA-AES128-SHA256)",
-            mbedtls_server: None,
-            server: serve(d, "leaf", chain, &["-cipher", "ECDHE-ECDSA-AES128-SHA256"]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: None,
-            fix: None,
-            known_difference: None,
-        },
-        Case {
-            name: "X25519-only server",
-            mbedtls_server: None,
-            server: serve(d, "leaf", chain, &["-groups", "X25519"]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
-            fix: Some("secp256r1"),
-            known_difference: None,
-        },
-        Case {
-            name: "leaf with unknown critical extension",
-            mbedtls_server: None,
-            server: serve(d, "critext", chain, &[]),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec![],
-            mbedtls_extra: vec![],
-            expect: Some("MBEDTLS_ERR_X509_INVALID_EXTENSIONS"),
-            fix: None,
-            known_difference: None,
-        },
+        Case::new("P-521 leaf", serve(d, "p521", chain, &[])),
+        Case::new("secp256k1 leaf", serve(d, "k1", chain, &[]))
+            .fails("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE")
+            .fix("P-256"),
+        Case::new("brainpoolP256r1 leaf", serve(d, "bp", chain, &[]))
+            .fails("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE")
+            .fix("P-256"),
+        Case::new(
+            "RSA key exchange only (AES128-GCM-SHA256)",
+            serve(d, "rsaleaf", chain, &["-cipher", "AES128-GCM-SHA256"]),
+        ),
+        Case::new(
+            "AES-CBC only (ECDHE-ECDSA-AES128-SHA256)",
+            serve(d, "leaf", chain, &["-cipher", "ECDHE-ECDSA-AES128-SHA256"]),
+        ),
+        Case::new(
+            "X25519-only server",
+            serve(d, "leaf", chain, &["-groups", "X25519"]),
+        )
+        .fails("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE")
+        .fix("secp256r1"),
+        Case::new(
+            "leaf with unknown critical extension",
+            serve(d, "critext", chain, &[]),
+        )
+        .fails("MBEDTLS_ERR_X509_INVALID_EXTENSIONS"),
     ];
     for case in cases {
         run_case(d, case, &mut rows);
@@ -778,7 +605,7 @@ fn doctor_pem_anchor_and_plain_port_fail_in_the_device_words() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("ValueError: invalid cert") && stdout.contains("-outform DER"),
+        stdout.contains("ValueError: invalid cert") && stdout.contains("--to der"),
         "{stdout}"
     );
     // A port that answers but does not speak TLS.
@@ -970,20 +797,27 @@ fn doctor_files_never_passes_a_file_the_device_cannot_load() {
     assert!(r.has("key-cert-mismatch"), "{}", r.transcript);
 }
 
-#[test]
-fn doctor_over_dtls_agrees_with_mbedtls() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
+/// The test PKI with a `localhost` leaf, and leaf-full.pem: the leaf and
+/// its intermediate, as a server's certificate file holds them.
+fn full_chain_pki(d: &Path) -> Pki {
     let pki = Pki::new(d, "t", 20 * 365, (-1, 365));
     pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
-    // gnutls-serv echoes over DTLS (openssl s_server's -rev is TLS only), so
-    // the mbedTLS peer gets its reply; the certificate file holds the chain.
     let full = [
         support::doctor::pem(&std::fs::read(d.join("leaf.der")).unwrap()),
         support::doctor::pem(&pki.int),
     ]
     .concat();
     std::fs::write(d.join("leaf-full.pem"), full).unwrap();
+    pki
+}
+
+#[test]
+fn doctor_over_dtls_agrees_with_mbedtls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // gnutls-serv echoes over DTLS (openssl s_server's -rev is TLS only), so
+    // the mbedTLS peer gets its reply; the certificate file holds the chain.
+    let pki = full_chain_pki(d);
     let udp = |cert: &str| {
         support::peers::gnutls_server(
             d,
@@ -999,53 +833,29 @@ fn doctor_over_dtls_agrees_with_mbedtls() {
     };
     let mut rows = Vec::new();
     let cases = vec![
-        Case {
-            name: "DTLS full chain",
-            mbedtls_server: None,
-            server: udp("leaf-full.pem"),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec!["--dtls"],
-            mbedtls_extra: vec!["--dtls"],
-            expect: None,
-            fix: None,
-            known_difference: None,
-        },
-        Case {
-            name: "DTLS wrong host",
-            mbedtls_server: None,
-            server: udp("leaf-full.pem"),
-            ca: "t-root.der",
-            hostname: "wrong.example",
-            doctor_extra: vec!["--dtls"],
-            mbedtls_extra: vec!["--dtls"],
-            expect: Some("Common Name (CN) does not match"),
-            fix: None,
-            known_difference: None,
-        },
-        Case {
-            name: "DTLS leaf only, root anchor",
-            mbedtls_server: None,
-            server: udp("leaf.pem"),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec!["--dtls"],
-            mbedtls_extra: vec!["--dtls"],
-            expect: Some("not correctly signed by the trusted CA"),
-            fix: Some("--trust intermediate"),
-            known_difference: None,
-        },
+        Case::new("DTLS full chain", udp("leaf-full.pem")).both(&["--dtls"]),
+        Case::new("DTLS wrong host", udp("leaf-full.pem"))
+            .host("wrong.example")
+            .both(&["--dtls"])
+            .fails("Common Name (CN) does not match"),
+        Case::new("DTLS leaf only, root anchor", udp("leaf.pem"))
+            .both(&["--dtls"])
+            .fails("not correctly signed by the trusted CA")
+            .fix("--trust intermediate"),
     ];
     for case in cases {
         run_case(d, case, &mut rows);
     }
-    // mTLS over DTLS: the device's certificate flight in DTLS records.
+    // mTLS over DTLS: the device's certificate flight in DTLS records, then
+    // its Finished; the server's ChangeCipherSpec, alert or silence decides.
     pki.client("client", "cam-1");
+    pki.client_valid("expired-client", "cam-2", (-60, -1));
+    Pki::new(d, "rogue", 3650, (-1, 365)).client("rogue-client", "cam-x");
     let both = [pki.int.as_slice(), pki.root.as_slice()]
         .map(support::doctor::pem)
         .concat();
     pki.write("clients-ca.pem", both.as_bytes());
-    let mtls = || {
+    let mtls_with = |priority: &str| {
         support::peers::gnutls_server(
             d,
             &[
@@ -1059,38 +869,73 @@ fn doctor_over_dtls_agrees_with_mbedtls() {
                 "--verify-client-cert",
                 "--x509cafile",
                 "clients-ca.pem",
+                "--priority",
+                priority,
             ],
         )
     };
+    let mtls = || mtls_with("NORMAL");
+    // An AES-CBC suite: the device's Finished sealed with CBC and HMAC.
+    let mtls_cbc = || mtls_with("NORMAL:-CIPHER-ALL:+AES-128-CBC:-VERS-ALL:+VERS-DTLS1.2");
     for case in [
-        Case {
-            name: "DTLS mTLS: none sent",
-            mbedtls_server: None,
-            server: mtls(),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec!["--dtls"],
-            mbedtls_extra: vec!["--dtls"],
-            expect: Some("MBEDTLS_ERR_SSL_TIMEOUT"),
-            fix: Some("load_cert_chain"),
-            known_difference: None,
-        },
-        Case {
-            name: "DTLS mTLS: device certificate accepted",
-            mbedtls_server: None,
-            server: mtls(),
-            ca: "t-root.der",
-            hostname: "localhost",
-            doctor_extra: vec!["--dtls", "--cert", "client.der", "--key", "client.key.der"],
-            mbedtls_extra: vec!["--dtls", "--cert", "client.der", "--key", "client.key.der"],
-            expect: None,
-            fix: None,
-            known_difference: None,
-        },
+        Case::new(
+            "DTLS mTLS, AES-CBC: device certificate accepted",
+            mtls_cbc(),
+        )
+        .both(&["--dtls", "--cert", "client.der", "--key", "client.key.der"]),
+        Case::new("DTLS mTLS, AES-CBC: none sent", mtls_cbc())
+            .both(&["--dtls"])
+            .fails("MBEDTLS_ERR_SSL_TIMEOUT"),
+        Case::new("DTLS mTLS: none sent", mtls())
+            .both(&["--dtls"])
+            .fails("MBEDTLS_ERR_SSL_TIMEOUT")
+            .fix("load_cert_chain"),
+        Case::new("DTLS mTLS: device certificate accepted", mtls()).both(&[
+            "--dtls",
+            "--cert",
+            "client.der",
+            "--key",
+            "client.key.der",
+        ]),
+        // gnutls-serv crashes after refusing a certificate with an alert:
+        // the device peer gets a server of its own.
+        Case::new("DTLS mTLS: device certificate expired", mtls())
+            .both(&[
+                "--dtls",
+                "--cert",
+                "expired-client.der",
+                "--key",
+                "expired-client.key.der",
+            ])
+            .mbedtls_server(mtls())
+            .fails("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
+        // gnutls-serv crashes after refusing a certificate with an alert:
+        // the device peer gets a server of its own.
+        Case::new(
+            "DTLS mTLS: device certificate from a CA the server does not trust",
+            mtls(),
+        )
+        .both(&[
+            "--dtls",
+            "--cert",
+            "rogue-client.der",
+            "--key",
+            "rogue-client.key.der",
+        ])
+        .mbedtls_server(mtls())
+        .fails("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
     ] {
         run_case(d, case, &mut rows);
     }
     print_table(&rows);
+    // The silent refusal is read from the server's silence after the
+    // device's own Finished, not from a second handshake.
+    let silent =
+        Case::new("DTLS mTLS: none sent (silence after the Finished)", mtls()).doctor(&["--dtls"]);
+    let (v, code) = doctor_json(d, silent.server.port, &silent);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["handshake"]["device_finished"], true, "{v:#}");
+    assert_eq!(v["handshake"]["end"]["end"], "server_silent", "{v:#}");
     // anchor reads the chain over DTLS too.
     let server = udp("leaf-full.pem");
     let target = format!("127.0.0.1:{}", server.port);
@@ -1198,50 +1043,28 @@ fn nginx(dir: &Path, name: &str, server: &str) -> LineServer {
 fn doctor_agrees_with_the_device_on_nginx() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let pki = Pki::new(d, "t", 20 * 365, (-1, 365));
-    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
-    let full = [
-        support::doctor::pem(&std::fs::read(d.join("leaf.der")).unwrap()),
-        support::doctor::pem(&pki.int),
-    ]
-    .concat();
-    std::fs::write(d.join("leaf-full.pem"), full).unwrap();
+    full_chain_pki(d);
     let certs = format!(
         "ssl_certificate {}; ssl_certificate_key {};",
         d.join("leaf-full.pem").display(),
         d.join("leaf.key").display()
     );
-    let case = |name: &'static str,
-                server: LineServer,
-                expect: Option<&'static str>,
-                fix: Option<&'static str>| Case {
-        name,
-        mbedtls_server: None,
-        server,
-        ca: "t-root.der",
-        hostname: "localhost",
-        doctor_extra: vec![],
-        mbedtls_extra: vec![],
-        expect,
-        fix,
-        known_difference: None,
-    };
     let mut rows = Vec::new();
     let cases = vec![
-        case("nginx defaults", nginx(d, "plain", &certs), None, None),
-        case(
+        Case::new("nginx defaults", nginx(d, "plain", &certs)),
+        Case::new(
             "nginx TLS 1.3 only",
             nginx(d, "tls13", &format!("{certs} ssl_protocols TLSv1.3;")),
-            Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
-            Some("enable TLS 1.2"),
-        ),
-        case(
+        )
+        .fails("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE")
+        .fix("enable TLS 1.2"),
+        Case::new(
             "nginx X25519 only",
             nginx(d, "x25519", &format!("{certs} ssl_ecdh_curve X25519;")),
-            Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
-            Some("secp256r1"),
-        ),
-        case(
+        )
+        .fails("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE")
+        .fix("secp256r1"),
+        Case::new(
             "nginx ChaCha20 only",
             nginx(
                 d,
@@ -1250,9 +1073,9 @@ fn doctor_agrees_with_the_device_on_nginx() {
                     "{certs} ssl_protocols TLSv1.2; ssl_ciphers ECDHE-ECDSA-CHACHA20-POLY1305;"
                 ),
             ),
-            Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE"),
-            Some("device's suites"),
-        ),
+        )
+        .fails("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE")
+        .fix("device's suites"),
     ];
     for c in cases {
         run_case(d, c, &mut rows);

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use devtls_pki::device_error;
+use devtls_pki::device_error::{self, flags};
 use devtls_pki::issue::Role;
 use devtls_pki::keys::KeyType;
 use serde_json::Value;
@@ -53,7 +53,13 @@ fn wrong_host_name_says_cn_does_not_match() {
     ok_in(d, &words("new server --dns openmv"));
     let (code, v) = connect_to_serve(d, "server", &["--ca", "server.der", "--hostname", "camera"]);
     let cve = device_error::CERT_VERIFY_FAILED.code;
-    assert_failure(code, &v, "wrong_host_name", cve, "CN does not match");
+    assert_failure(
+        code,
+        &v,
+        "wrong_host_name",
+        cve,
+        "The certificate Common Name (CN) does not match with the expected CN",
+    );
     assert!(
         v["what"].as_str().unwrap().contains("openmv"),
         "names what it is for: {v}"
@@ -314,4 +320,75 @@ fn x509_v1_certificates_are_named_as_what_devtls_cannot_check() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("v1.crt: is an X.509 v1 certificate"));
+}
+
+/// The device's words for a failed verification are mbedTLS's own: the
+/// `ValueError` with one line per flag as `mbedtls_x509_crt_verify_info`
+/// writes it (pki's rules, `flags::value_error`), in `connect`'s JSON and
+/// text output and in `serve`'s report on a client certificate.
+#[test]
+fn connect_and_serve_print_mbedtls_verify_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok_in(d, &words("new server --dns openmv"));
+    let now = OffsetDateTime::now_utc();
+    let (from, until) = (now - Span::days(60), now - Span::days(30));
+    cert_valid(d, "old", Role::Server, KeyType::P256, from, until);
+    cert_valid(d, "oldclient", Role::Client, KeyType::P256, from, until);
+    let expired = flags::value_error(flags::EXPIRED);
+    let wrong_name = flags::value_error(flags::CN_MISMATCH);
+    assert_eq!(
+        wrong_name,
+        "ValueError:\nThe certificate Common Name (CN) does not match with the expected CN"
+    );
+
+    let (_, v) = connect_to_serve(d, "server", &["--ca", "server.der", "--hostname", "camera"]);
+    assert_eq!(v["device"]["printed"], wrong_name.as_str(), "{v}");
+    let (_, v) = connect_to_serve(d, "old", &["--ca", "old.der", "--hostname", "localhost"]);
+    assert_eq!(v["device"]["printed"], expired.as_str(), "{v}");
+
+    // The text output: each of mbedTLS's lines on a line of its own.
+    for (stem, host, line) in [
+        ("server", "camera", wrong_name.lines().last().unwrap()),
+        ("old", "localhost", expired.lines().last().unwrap()),
+    ] {
+        let cert = format!("{stem}.der");
+        let key = format!("{stem}.key.der");
+        let serve = Serve::start(d, &["--cert", &cert, "--key", &key, "--count", "1"]);
+        let target = format!("127.0.0.1:{}", serve.port);
+        let out = support::run_in(d, &["connect", &target, "--ca", &cert, "--hostname", host]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+        let at = lines
+            .iter()
+            .position(|l| *l == "device: ValueError:")
+            .unwrap_or_else(|| panic!("no ValueError line:\n{stdout}"));
+        assert!(
+            lines[at + 1].starts_with(line),
+            "{stem}: the flag's line follows:\n{stdout}"
+        );
+        serve.finish(WAIT);
+    }
+
+    // serve, refusing an expired client certificate.
+    let serve = Serve::guide(d, &["--ca", "oldclient.der", "--count", "1", "--json"]);
+    let target = format!("127.0.0.1:{}", serve.port);
+    let client = [
+        "--cert",
+        "oldclient.der",
+        "--key",
+        "oldclient.key.der",
+        "--hostname",
+        "openmv",
+    ];
+    let (code, _, out) = connect_json(
+        d,
+        &[&[&target[..], "--ca", "server.der"][..], &client].concat(),
+    );
+    assert_eq!(code, Some(1), "{}", text(&out));
+    let report = serve.report(WAIT);
+    assert_eq!(report["reason"], "expired", "{report}");
+    assert_eq!(report["device"]["printed"], expired.as_str(), "{report}");
+    serve.finish(WAIT);
 }

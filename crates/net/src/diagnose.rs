@@ -8,7 +8,7 @@
 use std::io;
 use std::time::SystemTime;
 
-use devtls_pki::device_error::{self, verify_text, DeviceError};
+use devtls_pki::device_error::{self, flags, DeviceError};
 use devtls_pki::profile::{Profile, TlsVersion};
 use rustls::{AlertDescription, CertificateError, PeerIncompatible};
 use serde::Serialize;
@@ -165,13 +165,15 @@ impl DeviceWords {
         }
     }
 
-    fn value_error(text: &str) -> Self {
+    /// A verification that failed with `flags`: the script's `ValueError`
+    /// holds one line per flag, as `mbedtls_x509_crt_verify_info` writes them.
+    fn verify_failed(flags: u32) -> Self {
         let e = device_error::CERT_VERIFY_FAILED;
         DeviceWords {
             code: e.code,
             hex: e.hex(),
             name: e.name,
-            printed: format!("ValueError: {text}"),
+            printed: flags::value_error(flags),
         }
     }
 }
@@ -382,7 +384,7 @@ fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -
                     names.map(|n| format!(" (it is for: {n})")).unwrap_or_default()
                 ),
                 fix,
-                Some(DeviceWords::value_error(verify_text::CN_MISMATCH)),
+                Some(DeviceWords::verify_failed(flags::CN_MISMATCH)),
             )
         }
         CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
@@ -399,7 +401,7 @@ fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -
                 format!(
                     "renew the {whose}'s certificate (devtls new {whose}, or your CA) and install it"
                 ),
-                Some(DeviceWords::value_error(verify_text::EXPIRED)),
+                Some(DeviceWords::verify_failed(flags::EXPIRED)),
             )
         }
         CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
@@ -416,7 +418,7 @@ fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -
                 "check the clocks: a certificate dated in the future was made on a machine whose \
                  clock is ahead; on the device set the clock first (ntptime.settime())"
                     .into(),
-                Some(DeviceWords::value_error(verify_text::FUTURE)),
+                Some(DeviceWords::verify_failed(flags::FUTURE)),
             )
         }
         CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => (
@@ -429,7 +431,9 @@ fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -
                 "the {whose}'s certificate is not made for a TLS {whose} (extended key usage)"
             ),
             format!("make it with the {whose} role (devtls new {whose})"),
-            Some(DeviceWords::value_error(verify_text::BAD_USAGE)),
+            // The usage check runs in the TLS layer after X.509 verification:
+            // alone, it fails the handshake with BAD_CERTIFICATE (pki::verify).
+            Some(DeviceWords::oserror(&device_error::BAD_CERTIFICATE)),
         ),
         _ if leaf.is_some_and(|l| l.key == "Ed25519") && !ctx.profile.ed25519 => {
             refused_key(ctx, "Ed25519")
@@ -467,7 +471,7 @@ fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -
                 reason,
                 what,
                 fix,
-                Some(DeviceWords::value_error(verify_text::NOT_TRUSTED)),
+                Some(DeviceWords::verify_failed(flags::NOT_TRUSTED)),
             )
         }
         CertificateError::Revoked => (
@@ -517,7 +521,7 @@ fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -
                  {whose} --key p256; `devtls profiles {}` lists them)",
                 ctx.profile.name, ctx.profile.name
             ),
-            Some(DeviceWords::value_error(verify_text::BAD_KEY)),
+            Some(DeviceWords::verify_failed(flags::BAD_KEY)),
         ),
     }
 }

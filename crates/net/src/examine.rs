@@ -17,9 +17,9 @@ use crate::hello::drive::{self, Deadline, DriveError};
 use crate::hello::keys::LeafKey;
 use crate::hello::wire::Transport;
 
-/// What to examine.
-#[derive(Debug, Clone)]
-pub struct Request<'a> {
+/// The server, and the device that connects to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Server<'a> {
     /// The server's host name or address.
     pub host: &'a str,
     /// Its port.
@@ -28,16 +28,23 @@ pub struct Request<'a> {
     pub dtls: bool,
     /// The device.
     pub profile: &'static Profile,
-    /// The device's one anchor (DER), if it loads.
-    pub anchor: Option<&'a [u8]>,
     /// `server_hostname` (SNI and the name checked).
     pub hostname: Option<&'a str>,
     /// The device's clock.
     pub time: OffsetDateTime,
-    /// The device's certificate and key (mTLS).
-    pub identity: Option<&'a Identity>,
     /// The whole operation's time limit.
     pub timeout: Duration,
+}
+
+/// What to examine.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// The server and the device.
+    pub server: Server<'a>,
+    /// The device's one anchor (DER), if it loads.
+    pub anchor: Option<&'a [u8]>,
+    /// The device's certificate and key (mTLS).
+    pub identity: Option<&'a Identity>,
 }
 
 /// What the handshake negotiated, as far as the device got.
@@ -55,6 +62,10 @@ pub struct Handshake {
     pub client_cert_requested: bool,
     /// DTLS: the server sent a HelloVerifyRequest cookie first.
     pub cookie_exchange: bool,
+    /// DTLS mTLS: the device's flight ended with its real Finished, so the
+    /// server's reaction to it (its ChangeCipherSpec, an alert, silence) is
+    /// the verdict.
+    pub device_finished: bool,
     /// How the conversation ended.
     pub end: End,
 }
@@ -98,36 +109,47 @@ pub enum ExamineError {
 
 /// Examines a server as the device would connect to it.
 pub fn examine(req: &Request<'_>) -> Result<Examination, ExamineError> {
-    let deadline = Deadline::after(req.timeout);
-    let transport = if req.dtls {
+    let deadline = Deadline::after(req.server.timeout);
+    let transport = if req.server.dtls {
         Transport::Dtls
     } else {
         Transport::Tls
     };
-    let offer =
-        Offer::device(req.profile, transport).ok_or(ExamineError::NoHello(req.profile.name))?;
-    let target = drive::display(req.host, req.port);
+    let offer = Offer::device(req.server.profile, transport)
+        .ok_or(ExamineError::NoHello(req.server.profile.name))?;
+    let target = drive::display(req.server.host, req.server.port);
     let device = Device {
-        profile: req.profile,
+        profile: req.server.profile,
         offer: offer.clone(),
-        server_name: req.hostname,
+        server_name: req.server.hostname,
         check: req.anchor.map(|anchor| ChainCheck {
             anchor,
-            hostname: req.hostname,
-            time: req.time,
+            hostname: req.server.hostname,
+            time: req.server.time,
             target: Some(&target),
         }),
         identity: req.identity,
     };
-    let mut outcome = drive::converse(req.host, req.port, device, &deadline)?;
-    if transport == Transport::Dtls
-        && matches!(outcome.end, End::Proceeds)
-        && outcome.found.certificate_request.is_some()
-        && dtls_finishes(req, &deadline) == Some(false)
-    {
-        outcome.end = End::ServerSilent;
-    }
+    let mut outcome = drive::converse(req.server.host, req.server.port, device, &deadline)?;
     let mut notes = Vec::new();
+    let client_flight = transport == Transport::Dtls && outcome.found.certificate_request.is_some();
+    if client_flight && !outcome.found.finished_sent {
+        // A suite devtls cannot seal: the device's flight stopped before its Finished, and
+        // silence was read as acceptance; a full handshake decides.
+        if matches!(outcome.end, End::Proceeds) && dtls_finishes(req, &deadline) == Some(false) {
+            outcome.end = End::ServerSilent;
+        }
+    } else if client_flight && matches!(outcome.end, End::ServerSilent) {
+        // The verdict came from the server's silence after the device's
+        // Finished; a full handshake by devtls's own client only confirms it.
+        if dtls_finishes(req, &deadline) == Some(true) {
+            notes.push(
+                "devtls's own DTLS client then completed a handshake with the same files: the \
+                 silence may have been lost datagrams; run doctor again"
+                    .into(),
+            );
+        }
+    }
     let mut chain = outcome.found.chain.clone();
     let mut needs = None;
     let refused_hello = matches!(
@@ -152,7 +174,7 @@ pub fn examine(req: &Request<'_>) -> Result<Examination, ExamineError> {
         }
     }
     let mut failures = Vec::new();
-    if let Some(d) = diagnose::handshake(&outcome, needs.as_ref(), req.profile, &target) {
+    if let Some(d) = diagnose::handshake(&outcome, needs.as_ref(), req.server.profile, &target) {
         failures.push(diagnose::as_failure(&d));
     }
     let mut verdict = outcome.chain_verdict.clone();
@@ -160,11 +182,11 @@ pub fn examine(req: &Request<'_>) -> Result<Examination, ExamineError> {
         if let Some(anchor) = req.anchor {
             // The device never got to check this chain; say what it would make of it.
             let v = verify::verify(&verify::Input {
-                profile: req.profile,
+                profile: req.server.profile,
                 presented: &chain,
                 anchor,
-                hostname: req.hostname,
-                time: req.time,
+                hostname: req.server.hostname,
+                time: req.server.time,
                 now: OffsetDateTime::now_utc(),
                 peer: verify::PeerRole::Server,
                 target: Some(&target),
@@ -221,20 +243,24 @@ fn handshake_summary(outcome: &Outcome, transport: Transport) -> Handshake {
             .map(|k| diagnose::scheme_name(k.signature_algorithm)),
         client_cert_requested: f.certificate_request.is_some(),
         cookie_exchange: f.cookie_exchange,
+        device_finished: f.finished_sent,
         end: outcome.end.clone(),
     }
 }
 
-// Over DTLS a server says nothing when it accepts the device's certificate
-// flight, and some (gnutls-serv) say nothing either when they want a
-// certificate that was not sent: they just never finish. devtls's own DTLS
-// client (the device's ECDHE suites rtc-dtls implements) completes the
-// handshake to tell which. `None`: it could not try.
+// Over DTLS some servers (gnutls-serv) say nothing when they refuse the
+// device's certificate flight: they just never finish. After the device's
+// real Finished their silence is the verdict; devtls's own DTLS client (the
+// device's ECDHE suites rtc-dtls implements) then completes the handshake
+// only to confirm it, or to decide for a suite devtls cannot seal (none the
+// device offers today). `None`: it could not try.
 fn dtls_finishes(req: &Request<'_>, deadline: &Deadline) -> Option<bool> {
     use crate::dtls::{self, DtlsError};
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let peer = *drive::resolve(req.host, req.port).ok()?.first()?;
-    let provider = crate::restrict::provider(req.profile);
+    let peer = *drive::resolve(req.server.host, req.server.port)
+        .ok()?
+        .first()?;
+    let provider = crate::restrict::provider(req.server.profile);
     let identity = match req.identity {
         Some(id) => {
             let key = PrivateKeyDer::try_from(id.key.clone()).ok()?;
@@ -250,10 +276,10 @@ fn dtls_finishes(req: &Request<'_>, deadline: &Deadline) -> Option<bool> {
         return None;
     }
     let options = dtls::ClientOptions {
-        server_name: req.hostname.unwrap_or(req.host).to_string(),
+        server_name: req.server.hostname.unwrap_or(req.server.host).to_string(),
         verifier: None, // the chain is judged by pki; only finishing matters here
         identity,
-        profile: req.profile,
+        profile: req.server.profile,
         timeout: left,
     };
     match dtls::connect(peer, &options, b"hello\n") {
@@ -324,13 +350,14 @@ fn what_the_server_needs(
             break;
         }
         let device = Device {
-            profile: req.profile,
+            profile: req.server.profile,
             offer: wider(offer, tls13),
-            server_name: req.hostname,
+            server_name: req.server.hostname,
             check: None,
             identity: None,
         };
-        let Ok(outcome) = drive::converse(req.host, req.port, device, deadline) else {
+        let Ok(outcome) = drive::converse(req.server.host, req.server.port, device, deadline)
+        else {
             break;
         };
         if chain.is_empty() {

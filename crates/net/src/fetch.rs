@@ -6,17 +6,17 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{aws_lc_rs, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use rustls::crypto::aws_lc_rs;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 
 use crate::hello::device::{Device, End};
 use crate::hello::drive::{self, Deadline, DriveError};
 use crate::hello::wire::Transport;
+use crate::verify::DeviceVerifier;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -46,55 +46,6 @@ pub struct Unreachable(pub String);
 impl From<DriveError> for Unreachable {
     fn from(e: DriveError) -> Self {
         Unreachable(e.to_string())
-    }
-}
-
-// Records what the server presents and accepts it.
-#[derive(Debug)]
-struct Recorder {
-    chain: Mutex<Vec<Vec<u8>>>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Recorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let mut chain = self.chain.lock().unwrap_or_else(|e| e.into_inner());
-        chain.clear();
-        chain.push(end_entity.to_vec());
-        chain.extend(intermediates.iter().map(|c| c.to_vec()));
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // Only the chain is wanted; the handshake is abandoned after it.
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
@@ -134,10 +85,9 @@ impl Write for Bounded<'_> {
 pub fn fetch_chain(target: &Target) -> Result<Vec<Vec<u8>>, Unreachable> {
     let deadline = Deadline::after(target.timeout);
     let provider = Arc::new(aws_lc_rs::default_provider());
-    let recorder = Arc::new(Recorder {
-        chain: Mutex::new(Vec::new()),
-        provider: provider.clone(),
-    });
+    let recorder = Arc::new(DeviceVerifier::recorder(
+        provider.signature_verification_algorithms,
+    ));
     let config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| Unreachable(format!("no usable TLS configuration: {e}")))?
@@ -156,8 +106,7 @@ pub fn fetch_chain(target: &Target) -> Result<Vec<Vec<u8>>, Unreachable> {
     };
     let mut error = None;
     while conn.is_handshaking() {
-        let got = |r: &Recorder| !r.chain.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
-        if got(&recorder) {
+        if !recorder.presented().is_empty() {
             break;
         }
         match conn.complete_io(&mut io) {
@@ -180,11 +129,11 @@ pub fn fetch_chain(target: &Target) -> Result<Vec<Vec<u8>>, Unreachable> {
             }
         }
     }
-    let chain = recorder
-        .chain
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let chain: Vec<Vec<u8>> = recorder
+        .presented()
+        .iter()
+        .map(|c| c.as_ref().to_vec())
+        .collect();
     if chain.is_empty() {
         return Err(Unreachable(format!(
             "{}: the TLS handshake failed before the server sent its certificates ({})",

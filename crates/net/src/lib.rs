@@ -82,6 +82,7 @@
 
 pub mod config;
 pub mod diagnose;
+pub mod doctor;
 pub mod dtls;
 pub mod examine;
 pub mod fetch;

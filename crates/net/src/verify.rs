@@ -55,6 +55,20 @@ impl DeviceVerifier {
         }
     }
 
+    /// A verifier that only records the chain and accepts it, with every
+    /// signature scheme of `algorithms` (`fetch`: reading what a server
+    /// presents to an unrestricted client).
+    pub fn recorder(algorithms: WebPkiSupportedAlgorithms) -> Self {
+        DeviceVerifier {
+            webpki: None,
+            algorithms,
+            // Unused without a chain check: names are never matched.
+            profile: &devtls_pki::profile::MODERN,
+            anchors: Vec::new(),
+            presented: Mutex::new(Vec::new()),
+        }
+    }
+
     /// mbedTLS trusts a leaf that is byte-for-byte one of its anchors even
     /// when it carries the CA flag (what `openssl req -x509` makes by
     /// default); webpki refuses a CA as end entity. For such a leaf the

@@ -214,9 +214,9 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
         path: Vec::new(),
         pinned_leaf: false,
     };
-    let anchor = match Cert::parse(input.anchor) {
+    let anchor = match path::load_anchor(profile, input.anchor) {
         Ok(a) => a,
-        Err(e) => {
+        Err(path::AnchorRefusal::NotDer(e)) => {
             verdict.failures.push(Failure {
                 kind: Kind::AnchorUnloadable,
                 device_says: format!("ValueError: {}", verify_text::INVALID_CERT),
@@ -227,21 +227,21 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
             });
             return verdict;
         }
+        Err(path::AnchorRefusal::Refused(anchor, refusal)) => {
+            verdict.failures.push(Failure {
+                kind: Kind::AnchorUnloadable,
+                device_says: format!("ValueError: {}", verify_text::INVALID_CERT),
+                error: Some(refusal.error()),
+                subject: Some(describe(Position::Anchor, &anchor)),
+                why: format!(
+                    "load_verify_locations refuses the anchor: {}",
+                    refusal.why()
+                ),
+                fix: refusal.fix(),
+            });
+            return verdict;
+        }
     };
-    if let Some(refusal) = certs::parse_refusal(profile, &anchor) {
-        verdict.failures.push(Failure {
-            kind: Kind::AnchorUnloadable,
-            device_says: format!("ValueError: {}", verify_text::INVALID_CERT),
-            error: Some(refusal.error()),
-            subject: Some(describe(Position::Anchor, &anchor)),
-            why: format!(
-                "load_verify_locations refuses the anchor: {}",
-                refusal.why()
-            ),
-            fix: refusal.fix(),
-        });
-        return verdict;
-    }
     let message_len = sizes::certificate_message_len(input.presented.iter().map(Vec::len));
     if !sizes::fits_input(profile, message_len) {
         verdict.failures.push(Failure {
@@ -257,44 +257,35 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
         });
         return verdict;
     }
-    let mut chain = Vec::new();
-    for (i, der) in input.presented.iter().enumerate() {
-        let cert = match Cert::parse(der) {
-            Ok(c) => c,
-            Err(e) => {
-                verdict.failures.push(Failure {
-                    kind: Kind::Unparseable,
-                    device_says: device_error::INVALID_CERT_PEM.as_oserror(),
-                    error: Some(device_error::INVALID_CERT_PEM),
-                    subject: Some(format!("certificate {i}")),
-                    why: format!("the server sent a certificate that does not parse: {e}"),
-                    fix: "fix the server's certificate file".into(),
-                });
-                return verdict;
-            }
-        };
-        if let Some(refusal) = certs::parse_refusal(profile, &cert) {
-            if refusal.skipped_in_peer_chain() {
-                // The TLS layer drops it and verifies without it.
-                continue;
-            }
+    let received = path::receive_chain(profile, input.presented);
+    match received.refusal {
+        Some(path::ChainRefusal::NotDer(i, e)) => {
+            verdict.failures.push(Failure {
+                kind: Kind::Unparseable,
+                device_says: device_error::INVALID_CERT_PEM.as_oserror(),
+                error: Some(device_error::INVALID_CERT_PEM),
+                subject: Some(format!("certificate {i}")),
+                why: format!("the server sent a certificate that does not parse: {e}"),
+                fix: "fix the server's certificate file".into(),
+            });
+            return verdict;
+        }
+        Some(path::ChainRefusal::Refused(i, cert, refusal)) => {
             let err = refusal.error();
+            let who = describe(Position::Presented(i), &cert);
             verdict.failures.push(Failure {
                 kind: Kind::Unparseable,
                 device_says: err.as_oserror(),
                 error: Some(err),
-                subject: Some(describe(Position::Presented(i), &cert)),
-                why: format!(
-                    "the device cannot parse {}: {}",
-                    describe(Position::Presented(i), &cert),
-                    refusal.why()
-                ),
+                subject: Some(who.clone()),
+                why: format!("the device cannot parse {who}: {}", refusal.why()),
                 fix: refusal.fix(),
             });
             return verdict;
         }
-        chain.push(cert);
+        None => {}
     }
+    let chain = received.chain;
     if chain.is_empty() {
         verdict.failures.push(Failure {
             kind: Kind::NotTrusted,

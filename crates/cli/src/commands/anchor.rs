@@ -165,31 +165,7 @@ pub fn root_set(path: Option<&Path>) -> anyhow::Result<RootSet> {
 /// Prints a chain the way the guide reads `openssl s_client -showcerts`:
 /// index, subject (s:), issuer (i:), key type (a:), validity (v:).
 pub fn print_chain(title: &str, certs: &[Cert], first_index: usize) {
-    output::heading(title);
-    for (i, c) in certs.iter().enumerate() {
-        println!("{:>2} s:{}", i + first_index, c.subject());
-        println!("   i:{}", c.issuer());
-        println!(
-            "   a:PKEY: {}; sigalg: {}",
-            c.info.public_key.description, c.info.signature.name
-        );
-        println!(
-            "   v:NotBefore: {}; NotAfter: {}",
-            fmt_time(c.not_before()),
-            fmt_time(c.not_after())
-        );
-    }
-}
-
-/// A date and time as people read them, UTC.
-pub fn fmt_time(t: OffsetDateTime) -> String {
-    format!(
-        "{} {:02}:{:02}:{:02} UTC",
-        t.date(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    output::lines(&devtls_net::doctor::chain_lines(title, certs, first_index));
 }
 
 fn origin_words(chain: &Chain, o: Origin, roots: &RootSet) -> String {
@@ -390,7 +366,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     file: args.out.display().to_string(),
                     subject: cert.subject().to_string(),
                     sha256: cert.info.sha256.clone(),
-                    not_after: fmt_time(cert.not_after()),
+                    not_after: devtls_net::doctor::fmt_time(cert.not_after()),
                     works: choice.works,
                 });
             }

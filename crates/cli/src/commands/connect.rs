@@ -253,7 +253,10 @@ fn report_failure(
     match &d.device {
         Some(device) => println!(
             "  device: {}  ({} {})",
-            device.printed, device.hex, device.name
+            // One line per verify flag, as the device prints them.
+            device.printed.replace('\n', "\n          "),
+            device.hex,
+            device.name
         ),
         None => println!("  device: no mbedTLS error of its own for this case"),
     }

@@ -191,7 +191,9 @@ pub fn print_report(report: &ClientReport, json: bool) {
             if let Some(device) = &d.device {
                 println!(
                     "    device as server: {}  ({} {})",
-                    device.printed, device.hex, device.name
+                    device.printed.replace('\n', "\n      "),
+                    device.hex,
+                    device.name
                 );
             }
         }

@@ -118,7 +118,12 @@ impl Pki {
     /// A device (client) certificate signed by the intermediate, for mTLS:
     /// `STEM.der` and `STEM.key.der` as the device loads them.
     pub fn client(&self, stem: &str, cn: &str) -> Vec<u8> {
-        self.issue(stem, cn, &[], (-1, 90), Role::Client)
+        self.client_valid(stem, cn, (-1, 90))
+    }
+
+    /// A client certificate valid over `days` (relative to today).
+    pub fn client_valid(&self, stem: &str, cn: &str, days: (i64, i64)) -> Vec<u8> {
+        self.issue(stem, cn, &[], days, Role::Client)
     }
 
     fn issue(&self, stem: &str, cn: &str, dns: &[&str], days: (i64, i64), role: Role) -> Vec<u8> {

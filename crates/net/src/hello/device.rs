@@ -12,9 +12,14 @@
 //! CertificateVerify (plaintext in TLS 1.2) and whether the server refuses
 //! them. Nothing here needs a cipher: over TLS the device's Finished is
 //! replaced by a record the server cannot decrypt, and the alert it answers
-//! with says whether it had accepted everything before it; over DTLS, which
-//! drops such records silently, a quiet second after the flight means the
-//! server accepted it.
+//! with says whether it had accepted everything before it. DTLS drops such
+//! records silently, so there the device's real ChangeCipherSpec and
+//! Finished are sent ([`super::finished`]): the server's own
+//! ChangeCipherSpec means it accepted the device's flight, an alert or
+//! silence through two retransmission intervals means it refused it
+//! (docs/device-behaviour.md). For a suite devtls cannot seal (none the
+//! device offers) the DTLS flight stops before the Finished and a quiet
+//! second means acceptance, to be confirmed by a full handshake.
 
 use devtls_pki::device_error::{self, DeviceError};
 use devtls_pki::profile::Profile;
@@ -23,6 +28,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::client_hello::Offer;
+use super::finished::ClientKeys;
 use super::keys::{self, KeyError};
 use super::server_flight::{self, alert_name, CertificateRequest, EcdheParams, ServerHello};
 use super::wire::{content, hs, Incoming, Reader, Transport, WireError, Writer};
@@ -139,9 +145,11 @@ pub enum End {
         /// After what.
         after: Stage,
     },
-    /// DTLS: the server went silent after the device's certificate flight
-    /// and a full handshake by devtls's own DTLS client did not finish
-    /// either: the device waits until it times out.
+    /// DTLS: the server went silent after the device's certificate flight:
+    /// after its Finished, for two retransmission intervals (or, for a suite
+    /// devtls cannot seal,
+    /// a full handshake by devtls's own DTLS client did not finish either).
+    /// The device waits until it times out.
     ServerSilent,
     /// The server does not speak TLS.
     NotTls {
@@ -166,6 +174,9 @@ pub struct Found {
     pub cookie_exchange: bool,
     /// The device sent its certificate (mTLS) or an empty Certificate.
     pub sent_certificate: Option<bool>,
+    /// DTLS: the device's flight ended with its real Finished, so the
+    /// server's reaction is the verdict (no confirmation needed).
+    pub finished_sent: bool,
 }
 
 /// The conversation's result.
@@ -201,6 +212,10 @@ pub struct Conversation<'a> {
     chain_verdict: Option<Verdict>,
     state: State,
     farewell: Option<Vec<u8>>,
+    /// DTLS: the device's write keys once its Finished is sent.
+    keys: Option<ClientKeys>,
+    /// Silent waits since the device's Finished.
+    silent_rounds: u8,
 }
 
 /// What to do after feeding the conversation.
@@ -227,6 +242,8 @@ impl<'a> Conversation<'a> {
             chain_verdict: None,
             state: State::Hello,
             farewell: None,
+            keys: None,
+            silent_rounds: 0,
             device,
         };
         let first = c.hello(&[]);
@@ -255,16 +272,27 @@ impl<'a> Conversation<'a> {
     }
 
     /// Waiting for the server's reaction to the device's certificate flight,
-    /// where silence means acceptance (DTLS).
+    /// where silence means acceptance (DTLS, no Finished sent).
     pub fn silence_accepts(&self) -> bool {
-        self.state == State::AwaitVerdict && self.transport() == Transport::Dtls
+        self.state == State::AwaitVerdict
+            && self.transport() == Transport::Dtls
+            && !self.found.finished_sent
     }
 
-    /// The server said nothing more: over DTLS after the device's flight,
-    /// it accepted it.
-    pub fn silence(&mut self) -> Option<Outcome> {
+    /// The server said nothing for a retransmission interval (DTLS).
+    /// Before the device's flight: `None`, retransmit. After a flight
+    /// without Finished: it accepted it. After the device's Finished: a
+    /// server that accepted answers with its ChangeCipherSpec, so silence
+    /// through two retransmissions (or until `out_of_time`) is a refusal.
+    pub fn silence(&mut self, out_of_time: bool) -> Option<Outcome> {
         if self.silence_accepts() {
             return Some(self.finish(End::Proceeds));
+        }
+        if self.state == State::AwaitVerdict && self.found.finished_sent {
+            self.silent_rounds += 1;
+            if self.silent_rounds >= 2 || out_of_time {
+                return Some(self.finish(End::ServerSilent));
+            }
         }
         None
     }
@@ -308,7 +336,7 @@ impl<'a> Conversation<'a> {
         if !alerts.is_empty() {
             let mut out = Vec::new();
             for a in alerts {
-                out.extend(self.writer.record(content::ALERT, a));
+                out.extend(self.record(content::ALERT, a));
             }
             self.farewell = Some(out);
         }
@@ -317,6 +345,23 @@ impl<'a> Conversation<'a> {
             found: std::mem::take(&mut self.found),
             chain_verdict: self.chain_verdict.take(),
             end,
+        }
+    }
+
+    /// One record: sealed with the device's keys once its Finished is sent.
+    fn record(&mut self, content_type: u8, payload: &[u8]) -> Vec<u8> {
+        match &self.keys {
+            Some(k) => {
+                let (epoch, seq) = self.writer.take_seq();
+                k.seal(
+                    content_type,
+                    self.transport().version(),
+                    epoch,
+                    seq,
+                    payload,
+                )
+            }
+            None => self.writer.record(content_type, payload),
         }
     }
 
@@ -373,9 +418,13 @@ impl<'a> Conversation<'a> {
             } if description != 0 => Ok(Vec::new()),
             Incoming::Alert { description: 0, .. } => Err(End::Closed { after }),
             Incoming::Alert { description, .. } => {
-                if after == Stage::ClientFlight && matches!(description, 20 | 51) {
+                if after == Stage::ClientFlight
+                    && !self.found.finished_sent
+                    && matches!(description, 20 | 51)
+                {
                     // The server rejected only the stand-in Finished: it had
-                    // accepted the device's certificate flight.
+                    // accepted the device's certificate flight. (After the
+                    // device's real Finished these alerts are refusals.)
                     return Err(End::Proceeds);
                 }
                 Err(End::ServerAlert {
@@ -596,11 +645,12 @@ impl<'a> Conversation<'a> {
         }
         self.found.sent_certificate = Some(identity.is_some());
         let leaf = self.found.chain.first().cloned().unwrap_or_default();
-        let cke = match &self.found.key_exchange {
-            Some(p) if self.suite_is_ecdhe() => keys::ecdhe_client_key_exchange(p.group),
+        let kx = match &self.found.key_exchange {
+            Some(p) if self.suite_is_ecdhe() => keys::ecdhe_key_exchange(p.group, Some(&p.public)),
             _ => keys::rsa_client_key_exchange(&leaf),
         }
         .map_err(|e| End::DeviceRefuses(malformed(&e.to_string())))?;
+        let cke = kx.body.clone();
         let mut messages = Vec::new();
         let m = self.writer.handshake_message(hs::CERTIFICATE, &cert_body);
         self.transcript.extend_from_slice(&m);
@@ -639,15 +689,40 @@ impl<'a> Conversation<'a> {
                 out.push(run);
             }
             Transport::Dtls => {
-                let records: Vec<u8> = messages
+                let mut records: Vec<u8> = messages
                     .iter()
                     .flat_map(|m| self.writer.record(content::HANDSHAKE, m))
                     .collect();
+                if let Some(fin) = self.finish_flight(&kx.premaster) {
+                    records.extend(fin);
+                }
                 out.push(records);
             }
         }
         self.last_flight = out.clone();
         Ok(out)
+    }
+}
+
+impl Conversation<'_> {
+    /// DTLS: the device's ChangeCipherSpec and its Finished, sealed, when
+    /// the suite is one [`ClientKeys`] seals (every suite the device
+    /// offers); `None` otherwise.
+    fn finish_flight(&mut self, premaster: &[u8]) -> Option<Vec<u8>> {
+        let sh = self.found.server_hello.as_ref()?;
+        if premaster.is_empty() {
+            return None;
+        }
+        let keys = ClientKeys::derive(sh.suite, premaster, &self.random, &sh.random)?;
+        let verify_data = keys.verify_data(&self.transcript);
+        let mut out = self.writer.record(content::CHANGE_CIPHER_SPEC, &[1]);
+        self.writer.next_epoch();
+        let fin = self.writer.handshake_message(hs::FINISHED, &verify_data);
+        self.transcript.extend_from_slice(&fin);
+        self.keys = Some(keys);
+        out.extend(self.record(content::HANDSHAKE, &fin));
+        self.found.finished_sent = true;
+        Some(out)
     }
 }
 

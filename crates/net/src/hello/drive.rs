@@ -251,14 +251,14 @@ pub fn over_udp(
                 }
             }
             Err(e) if is_timeout(&e) => {
-                if deadline.passed() && !conv.silence_accepts() {
-                    return Err(deadline.no_answer(target));
-                }
-                if let Some(done) = conv.silence() {
+                if let Some(done) = conv.silence(deadline.passed()) {
                     if let Some(bye) = conv.farewell() {
                         let _ = sock.send(&bye);
                     }
                     return Ok(done);
+                }
+                if deadline.passed() {
+                    return Err(deadline.no_answer(target));
                 }
                 for d in conv.retransmit() {
                     let _ = sock.send(&d);

@@ -114,7 +114,7 @@ pub async fn converse(
                     }
                     Ok(Err(e)) => return Err(connect_error(e)),
                     Err(_) => {
-                        if let Some(done) = conv.silence() {
+                        if let Some(done) = conv.silence(Instant::now() >= deadline) {
                             if let Some(bye) = conv.farewell() {
                                 let _ = sock.send(&bye).await;
                             }

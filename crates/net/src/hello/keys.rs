@@ -154,14 +154,42 @@ fn rsa_public_key(spki: &[u8]) -> Option<Vec<u8>> {
     Some(info.subject_public_key.data.to_vec())
 }
 
-/// The body of an ECDHE ClientKeyExchange: a fresh key share on `group`.
-pub fn ecdhe_client_key_exchange(group: u16) -> Result<Vec<u8>, KeyError> {
-    let alg = match group {
+/// A ClientKeyExchange body and the premaster secret it makes.
+pub struct KeyExchangeOut {
+    /// The ClientKeyExchange body.
+    pub body: Vec<u8>,
+    /// The premaster secret (the shared point's x coordinate, or the RSA-encrypted 48 bytes).
+    pub premaster: Vec<u8>,
+}
+
+impl std::fmt::Debug for KeyExchangeOut {
+    // Never print key material.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyExchangeOut(..)")
+    }
+}
+
+fn ecdh_alg(group: u16) -> Result<&'static agreement::Algorithm, KeyError> {
+    Ok(match group {
         23 => &agreement::ECDH_P256,
         24 => &agreement::ECDH_P384,
         25 => &agreement::ECDH_P521,
         other => return Err(KeyError::Group(other)),
-    };
+    })
+}
+
+/// The body of an ECDHE ClientKeyExchange: a fresh key share on `group`.
+pub fn ecdhe_client_key_exchange(group: u16) -> Result<Vec<u8>, KeyError> {
+    ecdhe_key_exchange(group, None).map(|k| k.body)
+}
+
+/// A fresh key share on `group` and, given the server's share
+/// (`server_public`, an uncompressed point), the premaster secret.
+pub fn ecdhe_key_exchange(
+    group: u16,
+    server_public: Option<&[u8]>,
+) -> Result<KeyExchangeOut, KeyError> {
+    let alg = ecdh_alg(group)?;
     let rng = rand::SystemRandom::new();
     let private =
         agreement::EphemeralPrivateKey::generate(alg, &rng).map_err(|_| KeyError::Group(group))?;
@@ -170,7 +198,16 @@ pub fn ecdhe_client_key_exchange(group: u16) -> Result<Vec<u8>, KeyError> {
         .map_err(|_| KeyError::Group(group))?;
     let mut body = vec![public.as_ref().len() as u8];
     body.extend_from_slice(public.as_ref());
-    Ok(body)
+    let premaster = match server_public {
+        Some(point) => agreement::agree_ephemeral(
+            private,
+            agreement::UnparsedPublicKey::new(alg, point),
+            KeyError::Group(group),
+            |secret| Ok(secret.to_vec()),
+        )?,
+        None => Vec::new(),
+    };
+    Ok(KeyExchangeOut { body, premaster })
 }
 
 /// A fresh X25519 key share (for a TLS 1.3 key_share, to see whether a
@@ -185,7 +222,7 @@ pub fn x25519_share() -> Vec<u8> {
 
 /// The body of an RSA ClientKeyExchange: a premaster secret (version 3,3
 /// and 46 random bytes) encrypted to the server's key, PKCS#1 v1.5.
-pub fn rsa_client_key_exchange(leaf: &[u8]) -> Result<Vec<u8>, KeyError> {
+pub fn rsa_client_key_exchange(leaf: &[u8]) -> Result<KeyExchangeOut, KeyError> {
     let LeafKey::Rsa(spki) = LeafKey::of(leaf)? else {
         return Err(KeyError::Mismatch(0x0001));
     };
@@ -201,7 +238,10 @@ pub fn rsa_client_key_exchange(leaf: &[u8]) -> Result<Vec<u8>, KeyError> {
         .len();
     let mut body = (n as u16).to_be_bytes().to_vec();
     body.extend_from_slice(&out[..n]);
-    Ok(body)
+    Ok(KeyExchangeOut {
+        body,
+        premaster: premaster.to_vec(),
+    })
 }
 
 /// The body of the device's CertificateVerify over `transcript`, with

@@ -24,6 +24,7 @@ pub mod client_hello;
 pub mod device;
 pub mod drive;
 pub mod drive_async;
+pub mod finished;
 pub mod keys;
 pub mod server_flight;
 pub mod wire;

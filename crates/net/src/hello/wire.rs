@@ -127,6 +127,14 @@ impl Writer {
         r
     }
 
+    /// The epoch and sequence number of the next record, consumed (for a
+    /// record sealed elsewhere).
+    pub fn take_seq(&mut self) -> (u16, u64) {
+        let at = (self.epoch, self.record_seq);
+        self.record_seq += 1;
+        at
+    }
+
     /// After ChangeCipherSpec: DTLS records move to epoch 1, sequence 0.
     pub fn next_epoch(&mut self) {
         self.epoch += 1;

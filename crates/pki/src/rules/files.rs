@@ -130,6 +130,66 @@ fn cert_failure(
     )
 }
 
+/// A certificate file as the device loads it (`load_verify_locations` or
+/// `load_cert_chain`): the certificate it keeps, and notes on what it left.
+#[derive(Debug, Clone)]
+pub struct LoadedCert {
+    /// The first certificate of the file, parsed as the device parses it.
+    pub cert: Cert,
+    /// What the device silently leaves out (certificates after the first).
+    pub notes: Vec<String>,
+}
+
+/// Loads the certificate file `name` (sniffed: its first item is a
+/// certificate) as the device does: an encoding it reads, only the first of
+/// back-to-back DER certificates, and the X.509 parser's refusals. A file the
+/// device does not load is a [`Failure`] of `kind` in the device's words.
+pub fn load_certificate(
+    profile: &Profile,
+    name: &str,
+    sniffed: &Sniffed,
+    kind: FailureKind,
+) -> Result<LoadedCert, Box<Failure>> {
+    let unloadable = |why: String, fix: String, err: Option<device_error::DeviceError>| {
+        let mut f = cert_failure(name, why, fix, err);
+        f.kind = kind;
+        Box::new(f)
+    };
+    let Some(first) = sniffed.items.first() else {
+        return Err(unloadable(
+            "nothing in it".into(),
+            "replace it with an intact DER copy".into(),
+            None,
+        ));
+    };
+    if !super::loads_encoding(profile, first.encoding) {
+        return Err(unloadable(
+            "PEM; the device reads DER only".into(),
+            format!("convert it: devtls convert {name} --to der"),
+            Some(device_error::INVALID_CERT_PEM),
+        ));
+    }
+    let mut notes = Vec::new();
+    if sniffed.concatenated_der {
+        notes.push(format!(
+            "{name}: several DER certificates back to back; the device loads only the first"
+        ));
+    }
+    match super::path::load_anchor(profile, &first.der) {
+        Ok(cert) => Ok(LoadedCert { cert, notes }),
+        Err(super::path::AnchorRefusal::Refused(_, refusal)) => Err(unloadable(
+            refusal.why(),
+            refusal.fix(),
+            Some(refusal.error()),
+        )),
+        Err(super::path::AnchorRefusal::NotDer(e)) => Err(unloadable(
+            format!("it is not a certificate the device can parse: {e}"),
+            "replace it with an intact DER copy".into(),
+            None,
+        )),
+    }
+}
+
 /// Checks the device's files as the device loads them.
 pub fn check(files: &[DeviceFile], profile: &Profile, time: OffsetDateTime) -> FilesVerdict {
     let mut entries = Vec::new();
@@ -204,41 +264,13 @@ pub fn check(files: &[DeviceFile], profile: &Profile, time: OffsetDateTime) -> F
             ));
             continue;
         }
-        if !super::loads_encoding(profile, first.encoding) {
-            failures.push(cert_failure(
-                name,
-                "PEM; the device reads DER only".into(),
-                format!("convert it: devtls convert {name} --to der"),
-                Some(device_error::INVALID_CERT_PEM),
-            ));
-            unloadable(&mut entries);
-            continue;
-        }
-        if sniffed.concatenated_der {
-            notes.push(format!(
-                "{name}: several DER certificates back to back; the device loads only the first"
-            ));
-        }
-        match Cert::parse(&first.der) {
-            Ok(c) => match certs::parse_refusal(profile, &c) {
-                Some(refusal) => {
-                    failures.push(cert_failure(
-                        name,
-                        refusal.why(),
-                        refusal.fix(),
-                        Some(refusal.error()),
-                    ));
-                    unloadable(&mut entries);
-                }
-                None => certs.push((name, c)),
-            },
-            Err(e) => {
-                failures.push(cert_failure(
-                    name,
-                    format!("it is not a certificate the device can parse: {e}"),
-                    "replace it with an intact DER copy".into(),
-                    None,
-                ));
+        match load_certificate(profile, name, &sniffed, FailureKind::CertUnloadable) {
+            Ok(loaded) => {
+                notes.extend(loaded.notes);
+                certs.push((name, loaded.cert));
+            }
+            Err(f) => {
+                failures.push(*f);
                 unloadable(&mut entries);
             }
         }

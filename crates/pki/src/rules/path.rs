@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use super::{certs, names};
 use crate::chain::Cert;
-use crate::device_error::flags;
+use crate::device_error::{self, flags, DeviceError};
 use crate::profile::Profile;
 
 /// mbedTLS's `MBEDTLS_X509_MAX_INTERMEDIATE_CA`.
@@ -232,10 +232,107 @@ fn find_parent<'a>(
     fallback
 }
 
+/// Why `load_verify_locations` refuses the anchor.
+#[derive(Debug, Clone)]
+pub enum AnchorRefusal {
+    /// Not one DER certificate (the parser's error, in words).
+    NotDer(String),
+    /// It parses as X.509 but the device's parser refuses it.
+    Refused(Box<Cert>, certs::ParseRefusal),
+}
+
+impl AnchorRefusal {
+    /// The mbedTLS error `load_verify_locations` raises.
+    pub fn error(&self) -> DeviceError {
+        match self {
+            AnchorRefusal::NotDer(_) => device_error::INVALID_CERT_PEM,
+            AnchorRefusal::Refused(_, r) => r.error(),
+        }
+    }
+}
+
+/// The first certificate of the peer's chain that stops the handshake
+/// (`ssl_parse_certificate_chain` fails on it).
+#[derive(Debug, Clone)]
+pub enum ChainRefusal {
+    /// Certificate `index` is not DER X.509 (the parser's error, in words).
+    NotDer(usize, String),
+    /// Certificate `index` parses but the device's parser refuses it.
+    Refused(usize, Box<Cert>, certs::ParseRefusal),
+}
+
+impl ChainRefusal {
+    /// Which certificate, as sent.
+    pub fn index(&self) -> usize {
+        match self {
+            ChainRefusal::NotDer(i, _) | ChainRefusal::Refused(i, _, _) => *i,
+        }
+    }
+
+    /// The mbedTLS error the handshake stops with.
+    pub fn error(&self) -> DeviceError {
+        match self {
+            ChainRefusal::NotDer(..) => device_error::INVALID_CERT_PEM,
+            ChainRefusal::Refused(_, _, r) => r.error(),
+        }
+    }
+}
+
+/// The peer's chain as the TLS layer keeps it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The certificates that parsed, in the order sent ([`Position::Presented`]
+    /// indexes this list).
+    pub chain: Vec<Cert>,
+    /// Indices (as sent) of the certificates skipped for an unknown signature algorithm.
+    pub skipped: Vec<usize>,
+    /// The certificate that stopped the handshake, if one did (nothing after
+    /// it was read).
+    pub refusal: Option<ChainRefusal>,
+}
+
+/// One certificate as the device's X.509 parser takes it (the anchor as
+/// `load_verify_locations` parses it, the device's own as `load_cert_chain` does).
+pub fn load_anchor(profile: &Profile, der: &[u8]) -> Result<Cert, AnchorRefusal> {
+    let anchor = Cert::parse(der).map_err(|e| AnchorRefusal::NotDer(e.to_string()))?;
+    match certs::parse_refusal(profile, &anchor) {
+        Some(r) => Err(AnchorRefusal::Refused(Box::new(anchor), r)),
+        None => Ok(anchor),
+    }
+}
+
+/// The peer's chain as the TLS layer parses it: certificates with an
+/// unknown signature algorithm skipped, the first other refusal fatal.
+pub fn receive_chain(profile: &Profile, chain: &[Vec<u8>]) -> Received {
+    let mut received = Received {
+        chain: Vec::new(),
+        skipped: Vec::new(),
+        refusal: None,
+    };
+    for (i, der) in chain.iter().enumerate() {
+        let cert = match Cert::parse(der) {
+            Ok(c) => c,
+            Err(e) => {
+                received.refusal = Some(ChainRefusal::NotDer(i, e.to_string()));
+                break;
+            }
+        };
+        match certs::parse_refusal(profile, &cert) {
+            Some(r) if r.skipped_in_peer_chain() => received.skipped.push(i),
+            Some(r) => {
+                received.refusal = Some(ChainRefusal::Refused(i, Box::new(cert), r));
+                break;
+            }
+            None => received.chain.push(cert),
+        }
+    }
+    received
+}
+
 /// What the device does with DER as it receives it: the anchor parsed as
-/// `load_verify_locations` parses it, the peer's chain as the TLS layer
-/// parses it (certificates with an unknown signature algorithm skipped, the
-/// first other refusal fatal), then [`verify_chain`] on what parsed.
+/// `load_verify_locations` parses it ([`load_anchor`]), the peer's chain as
+/// the TLS layer parses it ([`receive_chain`]), then [`verify_chain`] on
+/// what parsed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DerOutcome {
     /// The anchor did not load: mbedTLS's code.
@@ -269,38 +366,28 @@ pub fn verify_der(
         skipped: Vec::new(),
         outcome: None,
     };
-    let anchor = match Cert::parse(anchor) {
+    let anchor = match load_anchor(profile, anchor) {
         Ok(a) => a,
-        Err(_) => {
-            out.anchor_error = Some(crate::device_error::INVALID_CERT_PEM.code);
+        Err(r) => {
+            out.anchor_error = Some(r.error().code);
             return out;
         }
     };
-    if let Some(r) = certs::parse_refusal(profile, &anchor) {
-        out.anchor_error = Some(r.error().code);
+    let received = receive_chain(profile, chain);
+    out.skipped = received.skipped;
+    if let Some(r) = &received.refusal {
+        out.parse_error = Some((r.index(), r.error().code));
         return out;
     }
-    let mut parsed = Vec::new();
-    for (i, der) in chain.iter().enumerate() {
-        let cert = match Cert::parse(der) {
-            Ok(c) => c,
-            Err(_) => {
-                out.parse_error = Some((i, crate::device_error::INVALID_CERT_PEM.code));
-                return out;
-            }
-        };
-        match certs::parse_refusal(profile, &cert) {
-            Some(r) if r.skipped_in_peer_chain() => out.skipped.push(i),
-            Some(r) => {
-                out.parse_error = Some((i, r.error().code));
-                return out;
-            }
-            None => parsed.push(cert),
-        }
-    }
-    if parsed.is_empty() {
+    if received.chain.is_empty() {
         return out;
     }
-    out.outcome = Some(verify_chain(profile, &anchor, &parsed, hostname, time));
+    out.outcome = Some(verify_chain(
+        profile,
+        &anchor,
+        &received.chain,
+        hostname,
+        time,
+    ));
     out
 }
