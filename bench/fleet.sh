@@ -19,6 +19,7 @@
 # Usage: bench/fleet.sh            (N=100000 SMALL=10000 SAMPLE=50 to change)
 #        BENCH_DIR=/dev/shm bench/fleet.sh   (where the fleets go; default $TMPDIR or /tmp)
 #        CARGO_TARGET_DIR=/work/target-release bench/fleet.sh   (honoured)
+#        BENCH_NO_BUILD=1 bench/fleet.sh   (use the release binaries already built)
 #
 # Where the time goes: a device folder is four new inodes (folder, certificate,
 # key, boot.py; ca.der is a hard link), and on a disk file system creating
@@ -43,7 +44,8 @@ THREADS=${THREADS:-$(nproc)}
 PG=${PG:-1}
 TARGET=${CARGO_TARGET_DIR:-target}
 
-cargo build --release -q -p devtls -p devtls-fleet --examples --bins
+# BENCH_NO_BUILD=1: use the binaries already in $TARGET/release.
+[ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release -q -p devtls -p devtls-fleet --examples --bins
 BIN=$TARGET/release/devtls
 TMP=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/devtls-fleet-bench.XXXXXX")
 PGBIN=""
