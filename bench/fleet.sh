@@ -16,7 +16,19 @@
 # (each its own folder, one database), beside the SQLite figure of the same
 # size. PG=0 skips them.
 #
-# Usage: bench/fleet.sh            (N=100000 SMALL=10000 SAMPLE=50 to change)
+# The PKCS#11 row: `fleet issue` with the CA key in a SoftHSM2 token made for
+# the run (docs/fleet-hsm.md), beside the token's own signing rate measured
+# in the same run (examples/softhsm_sign: cryptoki directly, one session per
+# thread), which bounds it, and the same fleet with the key in ca.key.
+# Measured 2026-11-30 on the 2 shared vCPUs under load ~16 (other builds),
+# tmpfs, 5000 P-256 devices, 2 threads: SoftHSM2 4.4k signatures/s, token
+# fleet 1.7k devices/s (39% of that bound; 53% of the file-key fleet's 3.2k/s
+# in the same run), 1.5k/s on one thread. Each device costs a signature in
+# the token on top of the file-key fleet's work, so the two costs add up:
+# 1 / (1/3.2k + 1/4.4k) = 1.9k/s. Noisy under such load; rerun on a quiet machine.
+#
+# Usage: bench/fleet.sh            (N=100000 SMALL=10000 SAMPLE=50 PKCS11_N=5000 to change)
+#        ROWS=pkcs11 bench/fleet.sh        (only the PKCS#11 rows)
 #        BENCH_DIR=/dev/shm bench/fleet.sh   (where the fleets go; default $TMPDIR or /tmp)
 #        CARGO_TARGET_DIR=/work/target-release bench/fleet.sh   (honoured)
 #        BENCH_NO_BUILD=1 bench/fleet.sh   (use the release binaries already built)
@@ -40,13 +52,16 @@ N=${N:-100000}
 SMALL=${SMALL:-10000}
 SAMPLE=${SAMPLE:-50}
 THREADS=${THREADS:-$(nproc)}
+PKCS11_N=${PKCS11_N:-5000}
+ROWS=${ROWS:-all}
+TARGET=${CARGO_TARGET_DIR:-target}
 
 PG=${PG:-1}
-TARGET=${CARGO_TARGET_DIR:-target}
 
 # BENCH_NO_BUILD=1: use the binaries already in $TARGET/release.
 [ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release -q -p devtls -p devtls-fleet --examples --bins
 BIN=$TARGET/release/devtls
+EXAMPLES=$TARGET/release/examples
 TMP=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/devtls-fleet-bench.XXXXXX")
 PGBIN=""
 pg_stop() { [ -n "$PGBIN" ] && as_pg "$PGBIN/pg_ctl" -D "$TMP/pg/data" -m immediate stop >/dev/null 2>&1 || true; }
@@ -61,8 +76,58 @@ peak_kb() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"; }
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), threads $THREADS"
 echo "fleets in $TMP on $(df --output=fstype "$TMP" | tail -1)"
 
+# PKCS#11: a SoftHSM2 token of the run's own; the CA key made in it by fleet init.
+pkcs11_rows() {
+  local module=""
+  for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so \
+           /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so /usr/local/lib/softhsm/libsofthsm2.so; do
+    [ -e "$m" ] && { module=$m; break; }
+  done
+  if [ -z "$module" ] || ! command -v softhsm2-util >/dev/null; then
+    echo "PKCS#11 rows skipped: softhsm2 is not installed (apt-get install softhsm2)"
+    return
+  fi
+  mkdir -p "$TMP/tokens"
+  printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+    "$TMP/tokens" >"$TMP/softhsm2.conf"
+  export SOFTHSM2_CONF=$TMP/softhsm2.conf DEVTLS_PKCS11_PIN=bench-pin DEVTLS_PKCS11_MODULE=$module
+  softhsm2-util --init-token --free --label bench --pin bench-pin --so-pin bench-so >/dev/null
+  "$BIN" fleet init --dir "$TMP/hsm-fleet" --ca-key 'pkcs11:token=bench;object=ca' >/dev/null
+  "$BIN" fleet init --dir "$TMP/file-fleet" >/dev/null
+  HSM_SIGN=$("$EXAMPLES/softhsm_sign" "$module" bench ca "$PKCS11_N" "$THREADS")
+  local t0 t1
+  t0=$(now)
+  "$BIN" fleet issue --dir "$TMP/file-fleet" --count "$PKCS11_N" --prefix cam- --threads "$THREADS" -q >/dev/null
+  t1=$(now)
+  FILE_KEY=$(rate "$PKCS11_N" "$t0" "$t1")
+  t0=$(now)
+  "$BIN" fleet issue --dir "$TMP/hsm-fleet" --count "$PKCS11_N" --prefix cam- --threads "$THREADS" -q >/dev/null
+  t1=$(now)
+  HSM_FLEET=$(rate "$PKCS11_N" "$t0" "$t1")
+  HSM_1=$(
+    t0=$(now)
+    "$BIN" fleet issue --dir "$TMP/hsm-fleet" --count "$((PKCS11_N / 4))" --prefix one- --threads 1 -q >/dev/null
+    t1=$(now)
+    rate "$((PKCS11_N / 4))" "$t0" "$t1"
+  )
+  unset SOFTHSM2_CONF DEVTLS_PKCS11_PIN DEVTLS_PKCS11_MODULE
+  printf '\n%-50s %12s\n' "CA key in a PKCS#11 token (SoftHSM2, P-256)" "per second"
+  printf '%-50s %12s\n' "SoftHSM2 signatures ($THREADS threads, bound)" "$HSM_SIGN"
+  printf '%-50s %12s\n' "fleet issue, key in ca.key ($PKCS11_N devices)" "$FILE_KEY"
+  printf '%-50s %12s\n' "fleet issue, key in the token ($PKCS11_N devices)" "$HSM_FLEET"
+  printf '%-50s %12s\n' "fleet issue, key in the token, 1 thread" "$HSM_1"
+  echo
+  echo "token fleet / token signing bound: $(ratio "$HSM_FLEET" "$HSM_SIGN")"
+  echo "token fleet / file-key fleet:      $(ratio "$HSM_FLEET" "$FILE_KEY")"
+}
+
+if [ "$ROWS" = pkcs11 ]; then
+  pkcs11_rows
+  exit 0
+fi
+
 # 1. Raw crypto bound.
-RAW=$($TARGET/release/examples/raw_crypto "$N" "$THREADS")
+RAW=$("$EXAMPLES/raw_crypto" "$N" "$THREADS")
 
 # 2. The openssl per-device flow, on a sample.
 (
@@ -92,7 +157,7 @@ OPENSSL=$(rate "$SAMPLE" "$T0" "$T1")
 # run right after a big deletion (a previous run's folders) measures that
 # scan rather than the tool. Run this script a few minutes after deleting
 # many files.
-FS=$($TARGET/release/examples/fs_bound "$TMP/fs" "$SMALL" "$THREADS")
+FS=$("$EXAMPLES/fs_bound" "$TMP/fs" "$SMALL" "$THREADS")
 
 # 4. devtls fleet at two sizes.
 fleet_run() { # SIZE -> "rate peak_kb"
@@ -163,3 +228,5 @@ if [ "$PG" = 1 ]; then
   echo "PostgreSQL 4 issuers / raw crypto bound:       $(ratio "$PG4" "$RAW")"
 fi
 echo "peak RSS: $SMALL devices ${SMALL_KB} kB, $N devices ${FLEET_KB} kB"
+
+pkcs11_rows

@@ -17,7 +17,8 @@
 //! - [`device`]: what the device can and cannot do with a public certificate,
 //!   the device's anchor (`ca.der`) and lint, all read from devtls-pki.
 //! - [`window`]: renewal windows as pure functions (ARI, else two thirds).
-//! - [`issue`], [`renew`], [`revoke`]: the three flows the CLI runs.
+//! - [`issue`], [`renew`], [`revoke`]: the three flows the CLI runs;
+//!   [`lock`]: one `renew` at a time per folder (a second one waits).
 //! - [`error`]: errors callers branch on, each one line with what to do.
 
 /// Awaits an instant-acme call, again while the CA answers `badNonce` (up
@@ -46,6 +47,7 @@ pub mod device;
 pub mod error;
 pub mod issue;
 pub mod lineage;
+pub mod lock;
 pub mod order;
 pub mod renew;
 pub mod revoke;

@@ -281,6 +281,16 @@ pub fn publish(dir: &Path, name: &str, files: &Files) -> Result<PathBuf, Error> 
         .join("archive")
         .join(name)
         .join(next.to_string());
+    // Windows: symbolic links need a privilege most users lack, and no
+    // portable swap is written yet; say so rather than fail on a missing file.
+    if cfg!(not(unix)) {
+        return Err(Error::Unsupported(format!(
+        "{}: the live/ link is a symbolic link, which devtls makes only on Linux and macOS so far; \
+         the certificate and keys are whole in {}",
+        live_path.display(),
+        dir.join("live").join(&target).display()
+        )));
+    }
     #[cfg(unix)]
     std::os::unix::fs::symlink(&target, &staged).map_err(|e| Error::io(&staged, e))?;
     std::fs::rename(&staged, &live_path).map_err(|e| Error::io(&live_path, e))?;

@@ -1,7 +1,8 @@
 //! `renew`: every lineage under DIR that is due (see [`crate::window`]) is
 //! ordered again, naming the certificate it replaces when the CA offers
 //! ARI; then the deploy hook runs with certbot's `RENEWED_LINEAGE` and
-//! `RENEWED_DOMAINS`.
+//! `RENEWED_DOMAINS`. One run at a time per folder: the caller holds the
+//! folder's [`RenewLock`].
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use time::OffsetDateTime;
 use crate::account::{self, NewAccountOptions};
 use crate::issue::{self, Report};
 use crate::lineage;
+use crate::lock::RenewLock;
 use crate::order;
 use crate::window::{self, Basis, Suggested, Validity};
 use crate::Error;
@@ -52,9 +54,11 @@ pub struct Item {
     pub outcome: Outcome,
 }
 
-/// Renews what is due under `dir` at `now`.
+/// Renews what is due under `dir` at `now`, holding `dir`'s lock (so a
+/// concurrent run cannot order the same certificates again).
 pub async fn renew_all(
     dir: &Path,
+    _held: &RenewLock,
     deploy_hook: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Vec<Item>, Error> {

@@ -17,8 +17,34 @@ pub struct DeviceFiles<'a> {
     pub anchor: Option<&'a str>,
 }
 
+/// The `load_cert_chain` arguments for `files`: two string literals.
+fn chain_literals(files: &DeviceFiles) -> Option<String> {
+    match (files.cert, files.key) {
+        (Some(cert), Some(key)) => Some(format!("{}, {}", py_str(cert), py_str(key))),
+        _ => None,
+    }
+}
+
 /// The device as a TLS client verifying `hostname` (with its own certificate: mTLS).
 pub fn client(files: &DeviceFiles, hostname: &str, port: u16) -> String {
+    client_loading(files, chain_literals(files).as_deref(), hostname, port)
+}
+
+/// [`client`] loading its certificate and key from the Python variables
+/// `cert` and `key` (set by the lines before it, e.g. a renewing fleet
+/// device's `cert, key = renew.pair()`) instead of from `files`.
+pub fn client_with_pair_vars(files: &DeviceFiles, hostname: &str, port: u16) -> String {
+    client_loading(files, Some("cert, key"), hostname, port)
+}
+
+/// [`server`] loading its certificate and key from the variables `cert` and `key`.
+pub fn server_with_pair_vars(files: &DeviceFiles, port: u16) -> String {
+    server_loading(files, Some("cert, key"), port)
+}
+
+/// `chain`: the `load_cert_chain` arguments, Python code made by devtls
+/// (literals through [`py_str`], or variable names).
+fn client_loading(files: &DeviceFiles, chain: Option<&str>, hostname: &str, port: u16) -> String {
     let mut s = String::from(
         "import socket, ssl, ntptime\n\
          ntptime.settime()  # the validity check needs the clock\n",
@@ -26,8 +52,8 @@ pub fn client(files: &DeviceFiles, hostname: &str, port: u16) -> String {
     let host = py_str(hostname);
     s += &format!("addr = socket.getaddrinfo({host}, {port})[0][-1]\n");
     s += "sock = socket.socket()\nsock.connect(addr)\nctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n";
-    if let (Some(cert), Some(key)) = (files.cert, files.key) {
-        s += &format!("ctx.load_cert_chain({}, {})\n", py_str(cert), py_str(key));
+    if let Some(chain) = chain {
+        s += &format!("ctx.load_cert_chain({chain})\n");
     }
     if let Some(anchor) = files.anchor {
         s += &format!(
@@ -44,13 +70,17 @@ pub fn client(files: &DeviceFiles, hostname: &str, port: u16) -> String {
 
 /// The device as a TLS server (demanding a client certificate when `files.anchor` is set: mTLS).
 pub fn server(files: &DeviceFiles, port: u16) -> String {
+    server_loading(files, chain_literals(files).as_deref(), port)
+}
+
+fn server_loading(files: &DeviceFiles, chain: Option<&str>, port: u16) -> String {
     let mut s = String::from(
         "import socket, ssl, ntptime\n\
          ntptime.settime()  # the validity check needs the clock\n\
          ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n",
     );
-    if let (Some(cert), Some(key)) = (files.cert, files.key) {
-        s += &format!("ctx.load_cert_chain({}, {})\n", py_str(cert), py_str(key));
+    if let Some(chain) = chain {
+        s += &format!("ctx.load_cert_chain({chain})\n");
     }
     if let Some(anchor) = files.anchor {
         s += &format!(
@@ -94,6 +124,30 @@ mod tests {
         assert!(s.contains("ctx.load_verify_locations(cafile=\"server.der\")"));
         assert!(s.contains("server_hostname=\"openmv\""));
         assert!(s.find("CERT_REQUIRED").unwrap() < s.find("load_verify_locations").unwrap());
+    }
+
+    #[test]
+    fn a_renewing_device_loads_the_pair_its_variables_name() {
+        let files = DeviceFiles {
+            cert: Some("/rom/client.der"),
+            key: Some("/rom/client.key.der"),
+            anchor: Some("/rom/ca.der"),
+        };
+        let c = client_with_pair_vars(&files, "h", 1);
+        assert!(c.contains("ctx.load_cert_chain(cert, key)\n"), "{c}");
+        assert!(!c.contains("/rom/client"), "{c}");
+        assert!(
+            c.contains("load_verify_locations(cafile=\"/rom/ca.der\")"),
+            "{c}"
+        );
+        let s = server_with_pair_vars(&files, 1);
+        assert!(s.contains("ctx.load_cert_chain(cert, key)\n"), "{s}");
+        assert_eq!(
+            client(&files, "h", 1)
+                .replace("\"/rom/client.der\", \"/rom/client.key.der\"", "cert, key"),
+            c,
+            "the same script but for the pair"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod acme_support;
 mod support;
 
 use std::path::Path;
+use std::process::Output;
 
 use acme_support::{acme, args, Options, Pebble};
 use support::text;
@@ -30,6 +31,34 @@ fn issue_args(pebble: &Pebble, extra: &[&str]) -> Vec<String> {
 fn http01(pebble: &Pebble) -> Vec<String> {
     let port = pebble.http_port.to_string();
     issue_args(pebble, &["--challenge", "http-01", "--http-port", &port])
+}
+
+/// Pebble started with `options`, and a certificate issued from it by
+/// http-01 into `WORK/acme` (the work folder is the second value).
+fn issued(options: Options) -> (Pebble, tempfile::TempDir) {
+    let pebble = Pebble::start(options);
+    let work = tempfile::tempdir().unwrap();
+    let out = acme(work.path(), &http01(&pebble));
+    assert!(out.status.success(), "{}", text(&out));
+    (pebble, work)
+}
+
+/// Pebble offering a second chain (to another root), and a certificate
+/// issued with `--anchor` at its first root plus `extra`; returns the
+/// issue's output and that root's DER.
+fn issued_anchored_at_root1(work: &Path, extra: &[&str]) -> (Pebble, Output, Vec<u8>) {
+    let pebble = Pebble::start(Options {
+        alternate_roots: 1,
+        ..Options::default()
+    });
+    let root1 = work.join("root1.pem");
+    std::fs::write(&root1, pebble.management_get("roots/1")).unwrap();
+    let mut a = http01(&pebble);
+    a.extend(args(&["--anchor", &root1.display().to_string()]));
+    a.extend(args(extra));
+    let out = acme(work, &a);
+    assert!(out.status.success(), "{}", text(&out));
+    (pebble, out, certs_in(&root1).remove(0))
 }
 
 #[cfg(unix)]
@@ -112,6 +141,7 @@ fn http01_issue_writes_certbots_layout_and_the_device_files() {
         chain[chain.len() - 1]
     );
     // The account: 0600, and reused by the next order.
+    #[cfg(unix)]
     let account = std::fs::read_dir(work.path().join("acme/accounts"))
         .unwrap()
         .next()
@@ -247,13 +277,10 @@ fn an_unreachable_directory_is_one_line_and_exit_2() {
 #[test]
 fn bad_nonces_are_retried_and_a_ca_that_refuses_every_nonce_is_one_line() {
     // 15% of nonces refused: every request still goes through.
-    let pebble = Pebble::start(Options {
+    let (pebble, work) = issued(Options {
         nonce_reject: 15,
         ..Options::default()
     });
-    let work = tempfile::tempdir().unwrap();
-    let out = acme(work.path(), &http01(&pebble));
-    assert!(out.status.success(), "{}", text(&out));
     assert_lineage(&work.path().join("acme/live").join(NAME));
     drop(pebble);
     // Every nonce refused: the CA's problem, said once.
@@ -274,10 +301,7 @@ fn bad_nonces_are_retried_and_a_ca_that_refuses_every_nonce_is_one_line() {
 
 #[test]
 fn revoke_by_the_account_that_ordered_it() {
-    let pebble = Pebble::start(Options::default());
-    let work = tempfile::tempdir().unwrap();
-    let out = acme(work.path(), &http01(&pebble));
-    assert!(out.status.success(), "{}", text(&out));
+    let (pebble, work) = issued(Options::default());
     let live = format!("acme/live/{NAME}");
     let ca = pebble.server_ca.display().to_string();
     let revoke = args(&[
@@ -316,19 +340,8 @@ fn revoke_by_the_account_that_ordered_it() {
 
 #[test]
 fn alternate_chains_are_fetched_and_anchor_picks_the_one_ending_at_the_devices_root() {
-    let pebble = Pebble::start(Options {
-        alternate_roots: 1,
-        ..Options::default()
-    });
     let work = tempfile::tempdir().unwrap();
-    let root1 = work.path().join("root1.pem");
-    std::fs::write(&root1, pebble.management_get("roots/1")).unwrap();
-    let root1_der = certs_in(&root1).remove(0);
-    let anchor = root1.display().to_string();
-    let mut a = http01(&pebble);
-    a.extend(args(&["--anchor", &anchor, "--json"]));
-    let out = acme(work.path(), &a);
-    assert!(out.status.success(), "{}", text(&out));
+    let (pebble, out, root1_der) = issued_anchored_at_root1(work.path(), &["--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["chains_offered"], 2, "{v}");
     let live = work.path().join("acme/live").join(NAME);
@@ -361,13 +374,10 @@ fn alternate_chains_are_fetched_and_anchor_picks_the_one_ending_at_the_devices_r
 
 #[test]
 fn ten_renew_runs_on_a_fresh_6_day_certificate_order_nothing() {
-    let pebble = Pebble::start(Options {
+    let (_pebble, work) = issued(Options {
         validity_secs: Some(6 * 86400),
         ..Options::default()
     });
-    let work = tempfile::tempdir().unwrap();
-    let out = acme(work.path(), &http01(&pebble));
-    assert!(out.status.success(), "{}", text(&out));
     let renew = args(&[
         "renew",
         "--dir",
@@ -390,23 +400,77 @@ fn ten_renew_runs_on_a_fresh_6_day_certificate_order_nothing() {
     assert!(!work.path().join("hook.log").exists());
 }
 
+/// Starts `devtls acme renew` (`renew` are its arguments) in `work` while
+/// the test holds the folder's lock, and returns once it says it waits for
+/// that lock; the thread returns the rest of its stderr.
+fn waiting_renew(
+    work: &Path,
+    renew: &[String],
+) -> (support::Peer, std::thread::JoinHandle<String>) {
+    use std::io::BufRead;
+    let mut cmd = support::devtls();
+    cmd.arg("acme").args(renew).current_dir(work);
+    let mut peer = support::Peer::spawn("devtls acme renew", &mut cmd);
+    let stderr = peer.child.stderr.take().unwrap();
+    let (said, waits) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            if line.contains("another `devtls acme renew` is running") {
+                let _ = said.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    if waits
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .is_err()
+    {
+        let out = peer.finish(std::time::Duration::from_secs(5));
+        panic!(
+            "renew did not wait for the held lock:\n{}\n{}",
+            text(&out),
+            reader.join().unwrap()
+        );
+    }
+    (peer, reader)
+}
+
 #[test]
 fn renew_orders_a_due_certificate_once_and_runs_the_deploy_hook() {
     // 15-second certificates: two thirds of the lifetime pass within the test.
-    let pebble = Pebble::start(Options {
+    let (pebble, work) = issued(Options {
         validity_secs: Some(15),
         ..Options::default()
     });
-    let work = tempfile::tempdir().unwrap();
-    let out = acme(work.path(), &http01(&pebble));
-    assert!(out.status.success(), "{}", text(&out));
     let hook = "printf '%s|%s\\n' \"$RENEWED_LINEAGE\" \"$RENEWED_DOMAINS\" >> hook.log";
     let renew = args(&["renew", "--dir", "acme", "--deploy-hook", hook, "--json"]);
     std::thread::sleep(std::time::Duration::from_secs(11));
-    let out = acme(work.path(), &renew);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v[0]["outcome"], "renewed", "{v}");
+    // Two runs at once (cron and a manual run): while another holds the
+    // folder's lock, both say they wait; then one orders, and the other,
+    // after it, finds the fresh certificate not due.
+    let held = std::fs::File::create(work.path().join("acme/renew.lock")).unwrap();
+    held.lock().unwrap();
+    let runs = [
+        waiting_renew(work.path(), &renew),
+        waiting_renew(work.path(), &renew),
+    ];
+    drop(held);
+    let mut outcomes: Vec<String> = runs
+        .into_iter()
+        .map(|(peer, stderr)| {
+            let out = peer.finish(std::time::Duration::from_secs(240));
+            let stderr = stderr.join().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}\n{stderr}", text(&out));
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            v[0]["outcome"].as_str().unwrap().to_string()
+        })
+        .collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["not_due", "renewed"], "one order for two runs");
     let live = work.path().join("acme/live").join(NAME);
     assert_eq!(
         std::fs::read_link(&live).unwrap(),
@@ -478,17 +542,8 @@ fn print_timer_gives_a_systemd_service_and_timer() {
 
 #[test]
 fn the_issued_files_work_on_the_device_and_behind_devtls_serve() {
-    let pebble = Pebble::start(Options {
-        alternate_roots: 1,
-        ..Options::default()
-    });
     let work = tempfile::tempdir().unwrap();
-    let root1 = work.path().join("root1.pem");
-    std::fs::write(&root1, pebble.management_get("roots/1")).unwrap();
-    let mut a = http01(&pebble);
-    a.extend(args(&["--anchor", &root1.display().to_string()]));
-    let out = acme(work.path(), &a);
-    assert!(out.status.success(), "{}", text(&out));
+    let (_pebble, _, _) = issued_anchored_at_root1(work.path(), &[]);
     let live = work.path().join("acme/live").join(NAME);
     // 1. The device (mbedTLS 3.6 with its configuration) loads cert.der and
     //    privkey.der as its server identity; a device client anchored at the

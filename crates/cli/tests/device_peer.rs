@@ -10,7 +10,7 @@ use std::path::Path;
 
 use support::device;
 use support::net::Serve;
-use support::peers::{openssl_client, openssl_server, WAIT};
+use support::peers::{openssl_client, openssl_server, LineServer, PeerRun, WAIT};
 use support::{ok_in, words};
 
 const VERIFY_FAILED: i64 = -0x2700;
@@ -22,25 +22,54 @@ fn guide_files(d: &Path) {
     ok_in(d, &words("new server --dns other --name other"));
 }
 
+/// The device peer as a client of `port` on loopback, trusting the guide's
+/// `server.der` for the name `openmv`, plus `extra` options.
+fn guide_client(d: &Path, port: u16, extra: &[&str]) -> PeerRun {
+    let guide = ["--ca", "server.der", "--hostname", "openmv"];
+    device::client(d, port, &[&guide[..], extra].concat())
+}
+
+/// `openssl s_server` with the guide's `server.crt`/`server.key`, plus `extra`.
+fn guide_openssl_server(d: &Path, extra: &[&str]) -> LineServer {
+    openssl_server(
+        d,
+        &[&["-cert", "server.crt", "-key", "server.key"][..], extra].concat(),
+    )
+}
+
+/// `openssl s_client` verifying the guide's server (`server.crt`, `openmv`),
+/// plus `extra`, sending `ping`.
+fn guide_openssl_client(d: &Path, port: u16, extra: &[&str]) -> support::peers::ClientRun {
+    let verify = [
+        "-CAfile",
+        "server.crt",
+        "-verify_hostname",
+        "openmv",
+        "-verify_return_error",
+        "-quiet",
+    ];
+    openssl_client(d, port, &[extra, &verify[..]].concat(), "ping\n")
+}
+
+/// The device client's connection failed with a fatal alert from the server.
+fn assert_fatal_alert(run: &PeerRun) {
+    let conn = run.single();
+    assert!(!conn.ok, "{}", run.transcript);
+    assert_eq!(conn.code, Some(FATAL_ALERT), "{}", run.transcript);
+    assert_eq!(
+        conn.error.as_deref(),
+        Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE")
+    );
+}
+
 #[test]
 fn device_client_verifies_openssl_server_and_refuses_a_wrong_anchor() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     guide_files(d);
-    let server = openssl_server(d, &["-cert", "server.crt", "-key", "server.key", "-rev"]);
+    let server = guide_openssl_server(d, &["-rev"]);
 
-    let run = device::client(
-        d,
-        server.port,
-        &[
-            "--ca",
-            "server.der",
-            "--hostname",
-            "openmv",
-            "--send",
-            "olleh\n",
-        ],
-    );
+    let run = guide_client(d, server.port, &["--send", "olleh\n"]);
     let conn = run.single();
     assert!(conn.ok, "{}", run.transcript);
     assert!(run.exited(0), "{}", run.transcript);
@@ -76,11 +105,7 @@ fn device_client_connects_to_devtls_serve_and_fails_on_the_wrong_name() {
     let d = dir.path();
     guide_files(d);
     let serve = Serve::guide(d, &[]);
-    let run = device::client(
-        d,
-        serve.port,
-        &["--ca", "server.der", "--hostname", "openmv"],
-    );
+    let run = guide_client(d, serve.port, &[]);
     let conn = run.single();
     assert!(conn.ok, "{}", run.transcript);
     assert_eq!(conn.received.as_deref(), Some("hello\n"));
@@ -99,27 +124,12 @@ fn device_client_fails_on_a_tls13_only_server_with_the_devices_code() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     guide_files(d);
-    let server = openssl_server(d, &["-cert", "server.crt", "-key", "server.key", "-tls1_3"]);
-    let run = device::client(
-        d,
-        server.port,
-        &["--ca", "server.der", "--hostname", "openmv"],
-    );
-    let conn = run.single();
-    assert!(!conn.ok, "{}", run.transcript);
-    assert_eq!(conn.code, Some(FATAL_ALERT), "{}", run.transcript);
-    assert_eq!(
-        conn.error.as_deref(),
-        Some("MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE")
-    );
+    let server = guide_openssl_server(d, &["-tls1_3"]);
+    assert_fatal_alert(&guide_client(d, server.port, &[]));
 
     // Control: the same server with TLS 1.2 allowed.
-    let server = openssl_server(d, &["-cert", "server.crt", "-key", "server.key", "-rev"]);
-    let run = device::client(
-        d,
-        server.port,
-        &["--ca", "server.der", "--hostname", "openmv"],
-    );
+    let server = guide_openssl_server(d, &["-rev"]);
+    let run = guide_client(d, server.port, &[]);
     assert!(run.single().ok, "{}", run.transcript);
 }
 
@@ -130,19 +140,7 @@ fn device_server_answers_openssl_client_over_tls12() {
     guide_files(d);
     let server = device::server(d, &["--cert", "server.der", "--key", "server.key.der"]);
     let port = server.port;
-    let client = openssl_client(
-        d,
-        port,
-        &[
-            "-CAfile",
-            "server.crt",
-            "-verify_hostname",
-            "openmv",
-            "-verify_return_error",
-            "-quiet",
-        ],
-        "ping\n",
-    );
+    let client = guide_openssl_client(d, port, &[]);
     let run = device::server_results(server, WAIT);
     let conn = run.single();
     assert!(conn.ok, "{}\n{}", run.transcript, client.text);
@@ -160,11 +158,10 @@ fn device_client_checks_validity_at_the_device_clock() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     guide_files(d);
-    let server = openssl_server(d, &["-cert", "server.crt", "-key", "server.key", "-rev"]);
-    let ca = ["--ca", "server.der", "--hostname", "openmv"];
+    let server = guide_openssl_server(d, &["-rev"]);
 
     // An unset RTC reads 2000-01-01: the certificate is not valid yet.
-    let run = device::client(d, server.port, &[&ca[..], &["--time", "unset"]].concat());
+    let run = guide_client(d, server.port, &["--time", "unset"]);
     let conn = run.single();
     assert_eq!(conn.code, Some(VERIFY_FAILED), "{}", run.transcript);
     assert_eq!(
@@ -174,14 +171,14 @@ fn device_client_checks_validity_at_the_device_clock() {
 
     // A clock far ahead: expired.
     let later = unix_in_days(20 * 365).to_string();
-    let run = device::client(d, server.port, &[&ca[..], &["--time", &later]].concat());
+    let run = guide_client(d, server.port, &["--time", &later]);
     let conn = run.single();
     assert_eq!(conn.code, Some(VERIFY_FAILED), "{}", run.transcript);
     assert_eq!(conn.verify, ["The certificate validity has expired"]);
 
     // Control: the clock set to now.
     let now = unix_in_days(0).to_string();
-    let run = device::client(d, server.port, &[&ca[..], &["--time", &now]].concat());
+    let run = guide_client(d, server.port, &["--time", &now]);
     assert!(run.single().ok, "{}", run.transcript);
 }
 
@@ -190,31 +187,12 @@ fn device_client_fails_on_an_x25519_only_server() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     guide_files(d);
-    let args = [
-        "-cert",
-        "server.crt",
-        "-key",
-        "server.key",
-        "-rev",
-        "-groups",
-    ];
-    let server = openssl_server(d, &[&args[..], &["X25519"]].concat());
-    let run = device::client(
-        d,
-        server.port,
-        &["--ca", "server.der", "--hostname", "openmv"],
-    );
-    let conn = run.single();
-    assert!(!conn.ok, "{}", run.transcript);
-    assert_eq!(conn.code, Some(FATAL_ALERT), "{}", run.transcript);
+    let server = guide_openssl_server(d, &["-rev", "-groups", "X25519"]);
+    assert_fatal_alert(&guide_client(d, server.port, &[]));
 
     // Control: P-256 only.
-    let server = openssl_server(d, &[&args[..], &["P-256"]].concat());
-    let run = device::client(
-        d,
-        server.port,
-        &["--ca", "server.der", "--hostname", "openmv"],
-    );
+    let server = guide_openssl_server(d, &["-rev", "-groups", "P-256"]);
+    let run = guide_client(d, server.port, &[]);
     assert!(run.single().ok, "{}", run.transcript);
 }
 
@@ -265,20 +243,7 @@ fn device_dtls_server_uses_cookies_with_openssl_client() {
         d,
         &["--dtls", "--cert", "server.der", "--key", "server.key.der"],
     );
-    let client = openssl_client(
-        d,
-        server.port,
-        &[
-            "-dtls1_2",
-            "-CAfile",
-            "server.crt",
-            "-verify_hostname",
-            "openmv",
-            "-verify_return_error",
-            "-quiet",
-        ],
-        "ping\n",
-    );
+    let client = guide_openssl_client(d, server.port, &["-dtls1_2"]);
     let run = device::server_results(server, WAIT);
     let conn = run.single();
     assert!(conn.ok, "{}\n{}", run.transcript, client.text);

@@ -1,15 +1,20 @@
 //! devtls installs as its users' other tools do: the README's two commands
 //! work in a fresh clone, and the wheel installs with pip into a fresh venv.
 //!
-//! Both build the release binary (minutes), so a plain `cargo test` skips
+//! Both need the release binary (minutes), so a plain `cargo test` skips
 //! them (`#[ignore]`) and `scripts/test.sh` (the README's test command, and
-//! CI) runs them with `--include-ignored`. Both share this checkout's target
-//! folder so that dependencies compile once.
+//! CI) runs them with `--include-ignored`. They share one fresh clone of
+//! this checkout's HEAD (made once per run) and one target folder, so the
+//! release build is made once: whichever test comes first builds it in the
+//! clone (the README's `cargo run --release`, or maturin in
+//! `scripts/build-wheel.sh`), and the other finds it built. Commit first:
+//! both test what HEAD holds.
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use support::{repo_root, require, text, tool};
 
@@ -29,12 +34,48 @@ fn readme_commands(readme: &str) -> Vec<String> {
         .collect()
 }
 
+/// The target folder of everything built from the clone (the release
+/// build both tests use, the README test's test run): `install-tests` in
+/// `$CARGO_TARGET_DIR` or this checkout's `target/`. Never the checkout's
+/// own folder: cargo tells a crate's builds apart by its path inside the
+/// workspace and the files' times, so the clone's newer files would pass
+/// its build off as the checkout's (a wheel built here once took four
+/// crates from the clone and failed on code they lacked).
+fn clone_target() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("install-tests")
+}
+
+/// The fresh clone of HEAD both tests use, made once per run in cargo's
+/// temporary folder for tests (an earlier run's is removed first).
+fn fresh_clone() -> &'static Path {
+    static CLONE: OnceLock<PathBuf> = OnceLock::new();
+    CLONE.get_or_init(|| {
+        require("git");
+        let clone = Path::new(env!("CARGO_TARGET_TMPDIR")).join("install-clone/devtls");
+        if clone.exists() {
+            std::fs::remove_dir_all(&clone).unwrap();
+        }
+        std::fs::create_dir_all(clone.parent().unwrap()).unwrap();
+        let out = tool("git")
+            .args(["clone", "-q", "--no-hardlinks"])
+            .arg(repo_root())
+            .arg(&clone)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git clone:\n{}", text(&out));
+        clone
+    })
+}
+
 /// Runs a command line with bash in `dir`, bounded by `timeout`.
 fn run_line(dir: &Path, line: &str, env: &[(&str, &str)]) -> Output {
     let mut cmd = tool("timeout");
     cmd.args([BOUND, "bash", "-c", line])
         .current_dir(dir)
-        .env("CARGO_TARGET_DIR", repo_root().join("target"));
+        .env("CARGO_TARGET_DIR", clone_target());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -44,17 +85,8 @@ fn run_line(dir: &Path, line: &str, env: &[(&str, &str)]) -> Output {
 #[test]
 #[ignore = "slow (release build in a fresh clone): scripts/test.sh runs it"]
 fn the_readme_commands_work_in_a_fresh_clone() {
-    require("git");
     let root = repo_root();
-    let tmp = tempfile::tempdir().unwrap();
-    let clone = tmp.path().join("devtls");
-    let out = tool("git")
-        .args(["clone", "-q", "--no-hardlinks"])
-        .arg(&root)
-        .arg(&clone)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git clone:\n{}", text(&out));
+    let clone = fresh_clone();
 
     let readme = std::fs::read_to_string(clone.join("README.md")).unwrap();
     let commands = readme_commands(&readme);
@@ -73,7 +105,7 @@ fn the_readme_commands_work_in_a_fresh_clone() {
         "the test command installs the peers first, bare cargo test does not"
     );
 
-    let main = run_line(&clone, &commands[0], &[]);
+    let main = run_line(clone, &commands[0], &[]);
     assert!(main.status.success(), "{}:\n{}", commands[0], text(&main));
     let stdout = String::from_utf8_lossy(&main.stdout);
     for step in ["verified client", "mutual TLS", "DTLS with cookie"] {
@@ -85,7 +117,7 @@ fn the_readme_commands_work_in_a_fresh_clone() {
     // The test command with the peers already installed (no apt/pip), on
     // one small package: the whole suite again would run this test again.
     let tests = run_line(
-        &clone,
+        clone,
         &commands[1],
         &[
             ("DEVTLS_SKIP_SETUP", "1"),
@@ -107,10 +139,10 @@ fn the_readme_commands_work_in_a_fresh_clone() {
 fn the_wheel_installs_with_pip_into_a_fresh_venv() {
     require("maturin");
     require("python3");
-    let root = repo_root();
+    // Built from the clone, with the release build the README test uses.
     let built = tool("bash")
-        .arg(root.join("scripts/build-wheel.sh"))
-        .env("CARGO_TARGET_DIR", root.join("target"))
+        .arg(fresh_clone().join("scripts/build-wheel.sh"))
+        .env("CARGO_TARGET_DIR", clone_target())
         .output()
         .unwrap();
     assert!(built.status.success(), "build-wheel.sh:\n{}", text(&built));

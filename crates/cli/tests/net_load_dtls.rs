@@ -33,10 +33,28 @@ fn client_settings(anchor: &[u8], timeout: Duration) -> ClientSettings {
     settings
 }
 
-/// A client that stops half-way: its datagrams pass a gate that lets only
-/// the first two through (the ClientHello, then the one with the cookie), so
-/// the server holds a handshake whose second flight never comes. Returns
-/// whether the client, as it should, failed.
+/// Whether a datagram is a DTLS ClientHello that carries a cookie (the
+/// client's answer to the server's HelloVerifyRequest): record header (13
+/// bytes), handshake header (12), then version (2), random (32), session id
+/// (1 + n) and the cookie's length byte.
+fn is_cookie_hello(datagram: &[u8]) -> bool {
+    const BODY: usize = 13 + 12;
+    if datagram.first() != Some(&22) || datagram.get(13) != Some(&1) {
+        return false;
+    }
+    let Some(&session_id) = datagram.get(BODY + 34) else {
+        return false;
+    };
+    datagram
+        .get(BODY + 35 + usize::from(session_id))
+        .is_some_and(|&cookie| cookie > 0)
+}
+
+/// A client that stops half-way: its datagrams pass a gate until the
+/// ClientHello with the cookie has gone through (a ClientHello the client
+/// resent because the server was slow to answer passes too), and none
+/// after it, so the server holds a handshake whose second flight never
+/// comes. Returns whether the client, as it should, failed.
 async fn stalled_client(server: SocketAddr, settings: ClientSettings) -> bool {
     let gate = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let gate_addr = gate.local_addr().unwrap().to_string();
@@ -46,7 +64,7 @@ async fn stalled_client(server: SocketAddr, settings: ClientSettings) -> bool {
             async move { dtls::exchange_async(&gate_addr, &settings, b"stalled\n").await },
         );
     let mut buf = vec![0u8; 65_535];
-    let (mut client_addr, mut passed) = (None, 0);
+    let (mut client_addr, mut cookie_sent) = (None, false);
     while let Ok(Ok((n, from))) = tokio::time::timeout_at(end, gate.recv_from(&mut buf)).await {
         if from == server {
             if let Some(c) = client_addr {
@@ -54,8 +72,8 @@ async fn stalled_client(server: SocketAddr, settings: ClientSettings) -> bool {
             }
         } else {
             client_addr = Some(from);
-            if passed < 2 {
-                passed += 1;
+            if !cookie_sent {
+                cookie_sent = is_cookie_hello(&buf[..n]);
                 let _ = gate.send_to(&buf[..n], server).await;
             }
         }

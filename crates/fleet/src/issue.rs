@@ -34,6 +34,7 @@ use serde::Serialize;
 use time::Duration;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::device_files::{self, RenewUrl};
 use crate::devices::{DeviceReq, Source};
 use crate::folders::{Folders, Installed};
 use crate::lock::{self, Lock};
@@ -61,6 +62,12 @@ pub struct IssueOptions {
     /// Give devices whose certificates were all revoked a new key and
     /// certificate (their folder is replaced); otherwise they are skipped.
     pub reissue: bool,
+    /// The renewal service: each device folder also gets `renew.py`
+    /// (client and both roles; see [`crate::device_files`]).
+    pub renew: Option<RenewUrl>,
+    /// Also write `ID.romfs`, an image of the device's first credentials
+    /// and scripts for its read-only `/rom`.
+    pub romfs: bool,
 }
 
 impl IssueOptions {
@@ -75,6 +82,8 @@ impl IssueOptions {
             threads,
             batch: 1024,
             reissue: false,
+            renew: None,
+            romfs: false,
         }
     }
 }
@@ -265,14 +274,7 @@ fn make(maker: &Maker<'_>, job: Job) -> Result<Made, Error> {
             (None, facts.key_type, cert)
         }
     };
-    let boot_py = maker.boot_py(job.role);
-    stage(
-        &maker.session.folders,
-        &job,
-        &cert.der,
-        key_der.as_deref(),
-        boot_py,
-    )?;
+    stage(maker, &job, &cert.der, key_der.as_deref())?;
     Ok(Made {
         sha256: fingerprint::sha256_hex(&cert.der),
         serial: hex::encode(&cert.serial),
@@ -283,14 +285,16 @@ fn make(maker: &Maker<'_>, job: Job) -> Result<Made, Error> {
     })
 }
 
-/// Writes one device's folder in staging, `.work/TOKEN/new/ID/`.
+/// Writes one device's folder in staging, `.work/TOKEN/new/ID/`: its
+/// certificate, key, `ca.der`, `boot.py`, and with the options `renew.py`
+/// and `ID.romfs` (an image holding all of them; 0600, as it holds the key).
 fn stage(
-    folders: &Folders,
+    maker: &Maker<'_>,
     job: &Job,
     cert_der: &[u8],
     key_der: Option<&[u8]>,
-    boot_py: &str,
 ) -> Result<(), Error> {
+    let folders = &maker.session.folders;
     let id = job.req.id.as_str();
     folders.mkdir(id)?;
     let (cert_name, key_name) = device_file_names(job.role);
@@ -299,7 +303,28 @@ fn stage(
         folders.write(id, &key_name, key, 0o600)?;
     }
     folders.add_ca(id)?;
-    folders.write(id, names::BOOT_PY, boot_py.as_bytes(), 0o644)
+    let boot_py = maker.boot_py(job.role);
+    folders.write(id, names::BOOT_PY, boot_py.as_bytes(), 0o644)?;
+    let renew_py = maker.renew_py(job.role);
+    if let Some(renew_py) = renew_py {
+        folders.write(id, device_files::RENEW_PY, renew_py.as_bytes(), 0o644)?;
+    }
+    if maker.romfs {
+        let mut files: Vec<(&str, &[u8])> = vec![
+            (&cert_name, cert_der),
+            (names::CA_DER, maker.ca_der),
+            (names::BOOT_PY, boot_py.as_bytes()),
+        ];
+        if let Some(key) = key_der {
+            files.push((&key_name, key));
+        }
+        if let Some(renew_py) = renew_py {
+            files.push((device_files::RENEW_PY, renew_py.as_bytes()));
+        }
+        let image = device_files::romfs_image(&files)?;
+        folders.write(id, &device_files::romfs_name(id), &image, 0o600)?;
+    }
+    Ok(())
 }
 
 /// Renames a device's staged folder to `devices/ID/` (a rotated device's old
@@ -408,12 +433,26 @@ struct Maker<'a> {
     threads: usize,
     /// boot.py depends only on the role: rendered once per role, not per device.
     boot_pys: [(Role, String); 3],
+    /// renew.py, likewise (for the roles that renew, when renewal is on).
+    renew_pys: Vec<(Role, String)>,
+    romfs: bool,
+    ca_der: &'a [u8],
 }
 
 impl<'a> Maker<'a> {
-    fn new(ca: &'a Authority, session: &'a Session, opts: &IssueOptions) -> Self {
+    fn new(ca: &'a Authority, ca_der: &'a [u8], session: &'a Session, opts: &IssueOptions) -> Self {
         let boot_py = |role| (role, (opts.boot_py)(role));
+        let renew_pys = match &opts.renew {
+            Some(url) => [Role::Client, Role::Both]
+                .into_iter()
+                .map(|role| (role, device_files::renew_py(url, role, opts.romfs)))
+                .collect(),
+            None => Vec::new(),
+        };
         Maker {
+            renew_pys,
+            romfs: opts.romfs,
+            ca_der,
             ca,
             session,
             days: opts.days,
@@ -424,6 +463,13 @@ impl<'a> Maker<'a> {
                 boot_py(Role::Both),
             ],
         }
+    }
+
+    fn renew_py(&self, role: Role) -> Option<&str> {
+        self.renew_pys
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, text)| text.as_str())
     }
 
     fn boot_py(&self, role: Role) -> &str {
@@ -630,7 +676,8 @@ pub fn issue(
 ) -> Result<Report, Error> {
     let ca = fleet.authority()?;
     let session = Session::start(fleet)?;
-    let maker = Maker::new(&ca, &session, opts);
+    let ca_der = fleet.ca_der().to_vec();
+    let maker = Maker::new(&ca, &ca_der, &session, opts);
     let mut report = Report::default();
     let mut planner = Planner {
         source: source.peekable(),
@@ -723,7 +770,8 @@ pub fn issue_csr(
 ) -> Result<Report, Error> {
     let ca = fleet.authority()?;
     let session = Session::start(fleet)?;
-    let maker = Maker::new(&ca, &session, opts);
+    let ca_der = fleet.ca_der().to_vec();
+    let maker = Maker::new(&ca, &ca_der, &session, opts);
     let mut report = Report::default();
     if fleet.db().has_device(&req.id)? {
         report.skipped += 1;
@@ -767,7 +815,8 @@ pub fn rotate(
 ) -> Result<RotateReport, Error> {
     let ca = fleet.authority()?;
     let session = Session::start(fleet)?;
-    let maker = Maker::new(&ca, &session, opts);
+    let ca_der = fleet.ca_der().to_vec();
+    let maker = Maker::new(&ca, &ca_der, &session, opts);
     let mut out = RotateReport::default();
     let before = (crate::now() + within).unix_timestamp();
     // New rows get larger ids: stopping at today's largest never rotates a fresh certificate.

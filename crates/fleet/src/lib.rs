@@ -8,8 +8,10 @@
 //! ```text
 //! fleet/
 //!   ca.der ca.crt ca.key      the fleet CA (the key 0600, never copied anywhere)
+//!   ca.key.uri                instead of ca.key: the PKCS#11 URI of a key in a token
 //!   inventory.db              one row per certificate (SQLite, WAL)
 //!   devices/ID/               what one device loads: its DER cert and key, ca.der, boot.py
+//!                             (+ renew.py with a renewal URL, ID.romfs with --romfs)
 //!   .work/                    staging for issuance in progress (see [`recover`])
 //! ```
 //!
@@ -17,8 +19,12 @@
 //! - [`issue`]: crash-safe, batched, multi-threaded issuance and rotation.
 //! - [`inventory`]: the rows and the queries over them.
 //! - [`devices`]: device IDs and where they come from (arguments, a count, a CSV).
+//! - [`device_files`]: the device's renew.py, boot.py's renewal lines, its ROMFS image.
 //! - [`recover`]: how a fleet killed mid-issuance is brought back into agreement.
+//! - [`renewal`]: what the renewal service (`fleet serve`) records: pending renewals, confirmations, counters.
 
+pub mod ca_key;
+pub mod device_files;
 pub mod devices;
 mod folders;
 pub mod inventory;
@@ -26,6 +32,7 @@ pub mod issue;
 mod lock;
 pub mod migrate;
 pub mod recover;
+pub mod renewal;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -72,6 +79,10 @@ pub enum Error {
     /// published: it would un-revoke devices.
     #[error("{0}")]
     CrlShrinks(String),
+    /// The CA key's PKCS#11 token: module missing, token or object not
+    /// found, wrong PIN, an extractable key (see [`ca_key`]).
+    #[error(transparent)]
+    Token(#[from] devtls_pki::signer::pkcs11::Error),
 }
 
 impl Error {
@@ -93,6 +104,7 @@ pub struct Fleet {
     /// Prefix of the owner tokens of this machine's issuing processes
     /// (empty with SQLite, where every process shares the folder).
     issuer: String,
+    access: ca_key::TokenAccess,
 }
 
 /// Where a fleet's inventory lives.
@@ -158,6 +170,8 @@ enum CaState {
     Mismatch(String),
     /// `ca.key` is missing or unreadable: the text says which and why.
     Unusable(String),
+    /// The key is in a PKCS#11 token, opened when first needed.
+    Token(ca_key::TokenCa),
 }
 
 /// The error for a fleet folder whose inventory is gone or emptied.
@@ -202,6 +216,8 @@ pub mod names {
     pub const CA_PEM: &str = "ca.crt";
     /// The CA private key, PKCS#8 PEM, 0600.
     pub const CA_KEY: &str = "ca.key";
+    /// Instead of `ca.key`: the PKCS#11 URI of the CA key in a token (no PIN).
+    pub const CA_KEY_URI: &str = "ca.key.uri";
     /// The SQLite inventory.
     pub const INVENTORY: &str = "inventory.db";
     /// The folder holding one folder per device.
@@ -222,15 +238,7 @@ impl Fleet {
     /// [`Fleet::init`] with the inventory in `db`; a database that already
     /// holds a fleet's inventory is refused.
     pub fn init_in(dir: &Path, opts: &InitOptions, db_at: &Db) -> Result<Fleet, Error> {
-        // Only creates: a CA (or any part of one) already here is never replaced.
-        let existing = [
-            names::INVENTORY,
-            names::CA_KEY,
-            names::CA_DER,
-            names::CA_PEM,
-        ]
-        .iter()
-        .any(|n| dir.join(n).exists());
+        Fleet::refuse_existing(dir)?;
         // Connect first: an unreachable database makes no CA.
         let remote = match db_at {
             Db::Sqlite => None,
@@ -250,12 +258,6 @@ impl Fleet {
                 Some(db)
             }
         };
-        if existing {
-            return Err(Error::Invalid(format!(
-                "{}: already holds a fleet; use it, or pick another --dir",
-                dir.display()
-            )));
-        }
         let key = PrivateKey::generate(opts.key)?;
         let spec = CertSpec::new(opts.name.clone(), Role::Ca, opts.days);
         let cert = pki_issue::self_signed_ca(&spec, &key)?;
@@ -280,7 +282,71 @@ impl Fleet {
             issuer: issuer_of(dir, db_at),
             ca: CaState::Ready(Arc::new(Authority::load(&cert.der, key)?)),
             ca_der: cert.der,
+            access: ca_key::TokenAccess::default(),
         })
+    }
+
+    /// Only creates: a CA (or any part of one) already in `dir` is never replaced.
+    fn refuse_existing(dir: &Path) -> Result<(), Error> {
+        let existing = [
+            names::INVENTORY,
+            names::CA_KEY,
+            names::CA_KEY_URI,
+            names::CA_DER,
+            names::CA_PEM,
+        ]
+        .iter()
+        .any(|n| dir.join(n).exists());
+        if existing {
+            return Err(Error::Invalid(format!(
+                "{}: already holds a fleet; use it, or pick another --dir",
+                dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates a fleet whose CA key is in a PKCS#11 token: the key the URI
+    /// names is used, or generated there (non-extractable, sensitive), and
+    /// signs the CA certificate. The fleet records the URI and the library
+    /// in `ca.key.uri`; no file ever holds the key or the PIN.
+    pub fn init_in_token(
+        dir: &Path,
+        opts: &InitOptions,
+        uri: &devtls_pki::signer::pkcs11::Uri,
+        access: ca_key::TokenAccess,
+    ) -> Result<(Fleet, devtls_pki::signer::pkcs11::Found), Error> {
+        Fleet::refuse_existing(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let made = ca_key::init_in_token(dir, opts, uri, &access)?;
+        std::fs::create_dir_all(dir.join(names::DEVICES))
+            .map_err(|e| Error::io(&dir.join(names::DEVICES), e))?;
+        let db: Box<dyn Store> =
+            Box::new(store::sqlite::Sqlite::open(&dir.join(names::INVENTORY))?);
+        let token = ca_key::TokenCa::new(made.uri);
+        token.set(made.authority);
+        let fleet = Fleet {
+            dir: dir.to_path_buf(),
+            db,
+            ca_der: made.cert_der,
+            ca: CaState::Token(token),
+            access,
+            issuer: String::new(),
+        };
+        Ok((fleet, made.found))
+    }
+
+    /// How to reach the CA key's token (its library and PIN) when it is in one.
+    pub fn set_token_access(&mut self, access: ca_key::TokenAccess) {
+        self.access = access;
+    }
+
+    /// The PKCS#11 URI of the CA key, when it is in a token.
+    pub fn ca_key_uri(&self) -> Option<&devtls_pki::signer::pkcs11::Uri> {
+        match &self.ca {
+            CaState::Token(t) => Some(&t.uri),
+            _ => None,
+        }
     }
 
     /// Opens the fleet in `dir` and brings it into agreement after any crash
@@ -296,7 +362,9 @@ impl Fleet {
         }
         let inventory = dir.join(names::INVENTORY);
         let ca_path = dir.join(names::CA_DER);
-        let has_ca = ca_path.exists() || dir.join(names::CA_KEY).exists();
+        let has_ca = ca_path.exists()
+            || dir.join(names::CA_KEY).exists()
+            || dir.join(names::CA_KEY_URI).exists();
         if !inventory.exists() && !has_ca {
             return Err(Error::Invalid(format!(
                 "{}: no fleet here (no {}); create one with `devtls fleet init --dir {}`",
@@ -322,6 +390,7 @@ impl Fleet {
             ca_der,
             ca: CaState::Unusable(String::new()),
             issuer: String::new(),
+            access: ca_key::TokenAccess::default(),
         };
         if !fleet.db.has_rows()? && has_device_folders(dir)? {
             return Err(damaged(
@@ -371,6 +440,7 @@ impl Fleet {
             ca: Fleet::load_ca(dir, &ca_der),
             ca_der,
             issuer: issuer_of(dir, db_at),
+            access: ca_key::TokenAccess::default(),
         };
         recover::run(&mut fleet)?;
         Ok(fleet)
@@ -410,12 +480,29 @@ impl Fleet {
             CaState::Ready(ca) => Ok(ca.clone()),
             CaState::Mismatch(why) => Err(Error::KeyMismatch(why.clone())),
             CaState::Unusable(why) => Err(Error::Invalid(why.clone())),
+            CaState::Token(token) => token.authority(&self.ca_der, &self.access),
         }
     }
 
     /// Reads `ca.key` and checks that it belongs to `ca.der`.
     fn load_ca(dir: &Path, ca_der: &[u8]) -> CaState {
         let path = dir.join(names::CA_KEY);
+        let uri_path = dir.join(names::CA_KEY_URI);
+        if uri_path.exists() {
+            if path.exists() {
+                return CaState::Unusable(format!(
+                    "{} and {} both name a CA key; keep the one this CA was made with \
+                     (its public key is in {}) and move the other away",
+                    path.display(),
+                    uri_path.display(),
+                    names::CA_DER
+                ));
+            }
+            return match ca_key::read_uri(&uri_path) {
+                Ok(uri) => CaState::Token(ca_key::TokenCa::new(uri)),
+                Err(why) => CaState::Unusable(why),
+            };
+        }
         let pem = match std::fs::read(&path) {
             Ok(pem) => pem,
             Err(e) => return CaState::Unusable(Error::io(&path, e).to_string()),

@@ -122,7 +122,7 @@ pub fn sign(
     };
     let crl = params
         .signed_by(ca.issuer())
-        .map_err(|e| Error::Crypto(format!("could not sign the CRL: {e}")))?;
+        .map_err(|e| Error::Crypto(format!("could not sign the CRL: {}", ca.key().explain(e))))?;
     Ok(crl.der().to_vec())
 }
 

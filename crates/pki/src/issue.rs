@@ -16,6 +16,7 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::keys::{KeyType, PrivateKey};
+use crate::signer::CaKey;
 use crate::Error;
 
 /// What a certificate is for: decides its key usage and extended key usage.
@@ -156,27 +157,13 @@ impl Certificate {
     }
 }
 
-/// A certificate authority able to sign: its certificate and key.
+/// A certificate authority able to sign: its certificate and key. The key
+/// is a [`CaKey`]: in memory, or in a PKCS#11 token; every certificate and
+/// CRL is signed through it.
 pub struct Authority {
-    issuer: Issuer<'static, PrivateKey>,
+    issuer: Issuer<'static, CaKey>,
     /// The CA certificate's DER.
     pub cert_der: Vec<u8>,
-}
-
-impl rcgen::PublicKeyData for PrivateKey {
-    fn der_bytes(&self) -> &[u8] {
-        self.pair().der_bytes()
-    }
-
-    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        self.pair().algorithm()
-    }
-}
-
-impl rcgen::SigningKey for PrivateKey {
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.pair().sign(msg)
-    }
 }
 
 impl Authority {
@@ -184,6 +171,12 @@ impl Authority {
     /// belong to the certificate is refused ([`Error::KeyMismatch`]): what it
     /// signed would verify against nothing.
     pub fn load(cert_der: &[u8], key: PrivateKey) -> Result<Self, Error> {
+        Authority::with_key(cert_der, CaKey::File(key))
+    }
+
+    /// Like [`Authority::load`], for a key anywhere a [`CaKey`] can be
+    /// (such as a PKCS#11 token).
+    pub fn with_key(cert_der: &[u8], key: CaKey) -> Result<Self, Error> {
         let (_, cert) = X509Certificate::from_der(cert_der)
             .map_err(|e| Error::Malformed(format!("the CA certificate does not parse: {e}")))?;
         if cert.public_key().raw != key.public_key_der().as_slice() {
@@ -200,8 +193,13 @@ impl Authority {
         })
     }
 
+    /// The key this CA signs with.
+    pub fn key(&self) -> &CaKey {
+        self.issuer.key()
+    }
+
     /// The rcgen issuer, for signing CRLs inside this crate.
-    pub(crate) fn issuer(&self) -> &Issuer<'static, PrivateKey> {
+    pub(crate) fn issuer(&self) -> &Issuer<'static, CaKey> {
         &self.issuer
     }
 
@@ -210,6 +208,15 @@ impl Authority {
         let mut params = spec.params(subject_key.key_type())?;
         params.use_authority_key_identifier_extension = true;
         Certificate::make(params, |p| p.signed_by(subject_key, &self.issuer))
+            .map_err(|e| self.explain(e))
+    }
+
+    /// A signing failure with the token's reason, when the key is in one.
+    fn explain(&self, e: Error) -> Error {
+        match (&e, self.key()) {
+            (Error::Crypto(_), CaKey::Token(key)) => key.take_error().map_or(e, Error::Crypto),
+            _ => e,
+        }
     }
 
     /// Signs a CSR: the public key and the requested SANs come from the CSR,
@@ -238,6 +245,7 @@ impl Authority {
             csr.params = params;
             csr.signed_by(&self.issuer)
         })
+        .map_err(|e| self.explain(e))
     }
 }
 
@@ -269,6 +277,17 @@ pub fn self_signed_root(spec: &CertSpec, key: &PrivateKey) -> Result<Certificate
     };
     let mut params = spec.params(key.key_type())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    Certificate::make(params, |p| p.self_signed(key))
+}
+
+/// Makes a self-signed CA certificate (basicConstraints CA, pathlen 0) for
+/// a key wherever it is (e.g. in a token): the key signs its own certificate.
+pub fn self_signed_ca_with(spec: &CertSpec, key: &CaKey) -> Result<Certificate, Error> {
+    let spec = CertSpec {
+        role: Role::Ca,
+        ..spec.clone()
+    };
+    let params = spec.params(key.key_type())?;
     Certificate::make(params, |p| p.self_signed(key))
 }
 

@@ -36,6 +36,7 @@ pub mod names;
 pub mod profile;
 pub mod roots;
 pub mod rules;
+pub mod signer;
 pub mod sniff;
 pub mod verify;
 

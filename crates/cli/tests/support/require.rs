@@ -24,98 +24,96 @@ enum Probe {
     PostgresServer,
 }
 
-/// Every peer: its name in tests, how to find it, and how to install it.
-const PEERS: &[(&str, Probe, &str)] = &[
-    (
-        "openssl",
-        Probe::Program("openssl"),
-        "sudo apt-get install openssl",
-    ),
-    (
-        "gnutls-serv",
-        Probe::Program("gnutls-serv"),
-        "sudo apt-get install gnutls-bin",
-    ),
-    (
-        "gnutls-cli",
-        Probe::Program("gnutls-cli"),
-        "sudo apt-get install gnutls-bin",
-    ),
-    (
-        "certtool",
-        Probe::Program("certtool"),
-        "sudo apt-get install gnutls-bin",
-    ),
-    (
-        "nginx",
-        Probe::Program("nginx"),
-        "sudo apt-get install nginx",
-    ),
-    (
-        "pebble",
-        Probe::Program("pebble"),
-        "sudo apt-get install pebble",
-    ),
-    (
-        "pebble-challtestsrv",
-        Probe::Program("pebble-challtestsrv"),
-        "sudo apt-get install pebble",
-    ),
-    ("curl", Probe::Program("curl"), "sudo apt-get install curl"),
-    (
-        "postgresql",
-        Probe::PostgresServer,
-        "sudo apt-get install postgresql",
-    ),
-    (
-        "script",
-        Probe::Program("script"),
-        "sudo apt-get install bsdutils",
-    ),
-    (
-        "timeout",
-        Probe::Program("timeout"),
-        "sudo apt-get install coreutils",
-    ),
-    ("man", Probe::Program("man"), "sudo apt-get install man-db"),
-    ("bash", Probe::Program("bash"), "sudo apt-get install bash"),
-    ("git", Probe::Program("git"), "sudo apt-get install git"),
-    (
-        "node",
-        Probe::Program("node"),
-        "sudo apt-get install nodejs",
-    ),
-    (
-        "python3",
-        Probe::Program("python3"),
-        "sudo apt-get install python3 python3-venv",
-    ),
-    (
-        "python-mbedtls",
-        Probe::PythonModule("mbedtls"),
-        "pip install python-mbedtls",
-    ),
-    (
-        "mpremote",
-        Probe::Program("mpremote"),
-        "pip install mpremote",
-    ),
-    ("maturin", Probe::Program("maturin"), "pip install maturin"),
-    (
-        "mbedtls36",
-        Probe::Built("target/mbedtls36/device-peer"),
-        "bash tests/peers/mbedtls36/build.sh",
-    ),
+/// A peer: its name in tests, how to find it, and how to install it.
+struct Peer {
+    name: &'static str,
+    probe: Probe,
+    install: Install,
+}
+
+/// How a peer is installed.
+enum Install {
+    /// `sudo apt-get install` these Debian packages.
+    Apt(&'static str),
+    /// This command.
+    Command(&'static str),
+}
+
+/// A program from a Debian package.
+const fn apt(program: &'static str, packages: &'static str) -> Peer {
+    Peer {
+        name: program,
+        probe: Probe::Program(program),
+        install: Install::Apt(packages),
+    }
+}
+
+/// Every peer.
+const PEERS: &[Peer] = &[
+    apt("openssl", "openssl"),
+    apt("gnutls-serv", "gnutls-bin"),
+    apt("gnutls-cli", "gnutls-bin"),
+    apt("certtool", "gnutls-bin"),
+    apt("nginx", "nginx"),
+    apt("pebble", "pebble"),
+    apt("pebble-challtestsrv", "pebble"),
+    apt("curl", "curl"),
+    apt("script", "bsdutils"),
+    apt("timeout", "coreutils"),
+    apt("man", "man-db"),
+    apt("bash", "bash"),
+    apt("git", "git"),
+    apt("node", "nodejs"),
+    apt("python3", "python3 python3-venv"),
+    apt("softhsm2-util", "softhsm2"),
+    Peer {
+        name: "postgresql",
+        probe: Probe::PostgresServer,
+        install: Install::Apt("postgresql"),
+    },
+    Peer {
+        name: "python-mbedtls",
+        probe: Probe::PythonModule("mbedtls"),
+        install: Install::Command("pip install python-mbedtls"),
+    },
+    Peer {
+        name: "mpremote",
+        probe: Probe::Program("mpremote"),
+        install: Install::Command("pip install mpremote"),
+    },
+    Peer {
+        name: "maturin",
+        probe: Probe::Program("maturin"),
+        install: Install::Command("pip install maturin"),
+    },
+    Peer {
+        name: "mbedtls36",
+        probe: Probe::Built("target/mbedtls36/device-peer"),
+        install: Install::Command("bash tests/peers/mbedtls36/build.sh"),
+    },
 ];
+
+/// The peer called `name`; a name not in the table is a bug in the test.
+fn peer(name: &str) -> &'static Peer {
+    PEERS
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("require({name:?}): not a known test peer, add it to PEERS"))
+}
+
+/// The command that installs `peer`.
+fn install_command(peer: &Peer) -> String {
+    match peer.install {
+        Install::Apt(packages) => format!("sudo apt-get install {packages}"),
+        Install::Command(command) => command.to_string(),
+    }
+}
 
 /// Fails the calling test in one line unless `peer` (a name from the
 /// table: a program such as `gnutls-serv`, or `python-mbedtls`,
 /// `mbedtls36`) is installed. A name not in the table is a bug in the test.
 pub fn require(peer: &str) {
-    let (_, _, install) = PEERS
-        .iter()
-        .find(|(name, _, _)| *name == peer)
-        .unwrap_or_else(|| panic!("require({peer:?}): not a known test peer, add it to PEERS"));
+    let install = install_command(self::peer(peer));
     if !present(peer) {
         fail(&format!(
             "missing test peer {peer}: install it with `{install}` (scripts/test.sh installs every peer)"
@@ -147,7 +145,7 @@ pub fn tool(program: &str) -> Command {
 /// a known peer; anything else (a path, an unlisted program) passes.
 pub fn require_if_peer(program: &std::ffi::OsStr) {
     let Some(name) = program.to_str() else { return };
-    if PEERS.iter().any(|(peer, _, _)| *peer == name) {
+    if PEERS.iter().any(|peer| peer.name == name) {
         require(name);
     }
 }
@@ -166,8 +164,7 @@ fn present(peer: &str) -> bool {
     if let Some(&known) = seen.lock().unwrap().get(peer) {
         return known;
     }
-    let (_, probe, _) = PEERS.iter().find(|(name, _, _)| *name == peer).unwrap();
-    let found = match probe {
+    let found = match &self::peer(peer).probe {
         Probe::Program(program) => on_path(program).is_some(),
         Probe::PythonModule(module) => {
             on_path("python3").is_some()

@@ -186,6 +186,12 @@ pub trait Store: Send {
     /// Recovery's settlement, in one transaction: `landed` rows become
     /// active (retiring what they replace), `missing` rows are deleted.
     fn recover(&self, landed: &[Landed], missing: &[i64]) -> Result<(), Error>;
+
+    /// The renewal service's tables ([`crate::renewal`]), when this backend
+    /// has them (`None`: `fleet serve` says it needs another backend).
+    fn renewal(&self) -> Option<&dyn crate::renewal::RenewalStore> {
+        None
+    }
 }
 
 /// A stable 64-bit key for a string (FNV-1a), the same in every process.

@@ -93,6 +93,11 @@ impl Sqlite {
         })
     }
 
+    /// The connection, for the renewal tables ([`crate::renewal`]).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.db
+    }
+
     fn tuples<T>(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<T>, Error>
     where
         T: for<'a> TryFrom<&'a SqlRow<'a>, Error = rusqlite::Error>,
@@ -527,5 +532,9 @@ impl Store for Sqlite {
             tx.db.execute("DELETE FROM certs WHERE id = ?", [id])?;
         }
         tx.commit()
+    }
+
+    fn renewal(&self) -> Option<&dyn crate::renewal::RenewalStore> {
+        Some(self)
     }
 }

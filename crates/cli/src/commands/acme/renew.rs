@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anstream::println;
+use devtls_acme::lock::{Attempt, RenewLock};
 use devtls_acme::renew::{self, Outcome};
 
 use super::{fail, runtime};
@@ -17,7 +18,9 @@ use crate::output;
 
 The deploy hook runs with RENEWED_LINEAGE (the live/NAME folder) and
 RENEWED_DOMAINS (space-separated) as certbot's do. Safe to run every hour:
-a certificate is ordered only when due.
+a certificate is ordered only when due. One run at a time per folder: a
+second run waits for the first (lock file DIR/renew.lock), says so on
+stderr, then finds what the first renewed no longer due.
 
 Exit status: 0 renewed or nothing due, 1 something due failed, 2 unusable input.")]
 pub struct Args {
@@ -44,9 +47,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    let lock = match RenewLock::try_take(&args.dir).map_err(fail)? {
+        Attempt::Held(lock) => lock,
+        Attempt::Busy(busy) => {
+            output::warn(&format!(
+                "another `devtls acme renew` is running on {}; waiting for it to finish ({})",
+                args.dir.display(),
+                busy.path().display()
+            ));
+            busy.wait().map_err(fail)?
+        }
+    };
     let items = runtime()?
         .block_on(renew::renew_all(
             &args.dir,
+            &lock,
             args.deploy_hook.as_deref(),
             time::OffsetDateTime::now_utc(),
         ))

@@ -9,20 +9,30 @@ use std::sync::Arc;
 use anstream::println;
 use anyhow::{bail, Context};
 use clap::{Subcommand, ValueEnum};
+use devtls_fleet::device_files::{self, RenewUrl};
 use devtls_fleet::devices::{self, DeviceReq, Source};
-use devtls_fleet::inventory::{Filter, Row};
+use devtls_fleet::inventory::Row;
 use devtls_fleet::issue::{self, BootPy, IssueOptions};
 use devtls_fleet::{names, Db, Fleet, InitOptions};
-use devtls_pki::crl::Reason;
-use devtls_pki::files::{self, Output};
 use devtls_pki::issue::Role;
 use devtls_pki::keys::KeyType;
 use devtls_pki::sniff::Kind;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+mod token;
+
 use crate::output::{self, Exit};
 use crate::snippets::{self, DeviceFiles};
+use token::TokenArgs;
+
+mod crl;
+mod export;
+mod list;
+mod migrate;
+mod revoke;
+mod serve;
+mod status;
 
 // `devtls fleet`: described on `Command::Fleet` in mod.rs, where `devtls --help`
 // lists it without building these arguments.
@@ -34,7 +44,8 @@ use crate::snippets::{self, DeviceFiles};
   devtls fleet list --expiring 30d
   devtls fleet revoke cam-17 --reason keyCompromise && devtls fleet crl
   devtls fleet rotate --within 30d --revoke-old
-  devtls fleet status")]
+  devtls fleet status
+  devtls fleet serve --name renew.example.lan --revoke-old")]
 pub struct Args {
     #[command(subcommand)]
     command: FleetCommand,
@@ -64,23 +75,34 @@ impl DirArg {
 enum FleetCommand {
     Init(InitArgs),
     Issue(IssueArgs),
-    List(ListArgs),
-    Revoke(RevokeArgs),
-    Crl(CrlArgs),
+    List(list::ListArgs),
+    Revoke(revoke::RevokeArgs),
+    Crl(crl::CrlArgs),
     Rotate(RotateArgs),
-    Export(ExportArgs),
-    Status(StatusArgs),
-    Migrate(MigrateArgs),
+    Export(export::ExportArgs),
+    Status(status::StatusArgs),
+    Serve(serve::ServeArgs),
+    Migrate(migrate::MigrateArgs),
 }
 
 /// Create a fleet: a CA certificate and key, and an empty inventory.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls fleet init
-  devtls fleet init --dir /srv/fleet --name \"Acme cameras\" --key p384")]
+  devtls fleet init --dir /srv/fleet --name \"Acme cameras\" --key p384
+  devtls fleet init --ca-key 'pkcs11:token=fleet;object=fleet-ca' --pin-file pin.txt
+
+With --ca-key the CA key is made (or found) in a PKCS#11 token and never
+exists in a file; see docs/fleet-hsm.md.")]
 struct InitArgs {
     #[command(flatten)]
     dir: DirArg,
+    /// Keep the CA key in a PKCS#11 token: an RFC 7512 URI naming the token
+    /// and the key object (created there non-extractable if it is not).
+    #[arg(long, value_name = "PKCS11-URI")]
+    ca_key: Option<String>,
+    #[command(flatten)]
+    token: TokenArgs,
     /// The CA's name (subject CN).
     #[arg(long, default_value = "devtls fleet CA")]
     name: String,
@@ -145,6 +167,7 @@ impl From<RoleArg> for Role {
   devtls fleet issue --count 1000 --prefix cam-
   devtls fleet issue --from devices.csv          # columns: id[,dns[,ip]]
   devtls fleet issue cam-9 --csr cam-9.csr       # the device made its own key
+  devtls fleet issue --count 10 --prefix cam- --renew-url https://renew.lan:8443 --romfs
   devtls fleet revoke cam-7 && devtls fleet issue cam-7 --reissue   # a new identity")]
 struct IssueArgs {
     #[command(flatten)]
@@ -191,90 +214,26 @@ struct IssueArgs {
     /// certificate, replacing their folder (the old serial stays on the CRL).
     #[arg(long, conflicts_with = "csr")]
     reissue: bool,
+    #[command(flatten)]
+    token: TokenArgs,
+    /// The renewal service (`devtls fleet serve`) the devices renew at,
+    /// https://HOST[:PORT]: each folder also gets renew.py, which boot.py
+    /// runs. Remembered in the fleet (DIR/renew-url) for later issue and
+    /// rotate runs. Client and both roles only.
+    #[arg(long, value_name = "URL")]
+    renew_url: Option<String>,
+    /// Also write devices/ID/ID.romfs: the first credentials, ca.der,
+    /// boot.py and renew.py as a ROMFS image for /rom. ROMFS is read-only:
+    /// renewed credentials land on the writable file system, and boot.py
+    /// prefers them.
+    #[arg(long)]
+    romfs: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
     /// No progress bar (it is only ever shown on a terminal).
     #[arg(long, short)]
     quiet: bool,
-}
-
-/// List certificates in the inventory.
-#[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  devtls fleet list
-  devtls fleet list --expiring 30d
-  devtls fleet list --status revoked --json
-  devtls fleet list --limit 1000 --json              # a page; each row has a cursor
-  devtls fleet list --limit 1000 --after CURSOR      # the next page")]
-struct ListArgs {
-    #[command(flatten)]
-    dir: DirArg,
-    /// Only active certificates expiring within this span (e.g. 30d, 2w).
-    #[arg(long, value_name = "SPAN", value_parser = devtls_fleet::parse_span)]
-    expiring: Option<time::Duration>,
-    /// Only certificates with this status.
-    #[arg(long, value_enum)]
-    status: Option<StatusArg>,
-    /// At most N rows (a page); each row then shows its cursor.
-    #[arg(long, value_name = "N")]
-    limit: Option<u64>,
-    /// Continue after this cursor (the last row of the previous page).
-    #[arg(long, value_name = "CURSOR")]
-    after: Option<devtls_fleet::inventory::Cursor>,
-    /// Print JSON (streamed: rows are written as they are read).
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum StatusArg {
-    Active,
-    Revoked,
-    Expired,
-    Superseded,
-}
-
-/// Revoke a device (all its unrevoked certificates) or one certificate by serial.
-///
-/// Then publish the list with `devtls fleet crl` so servers refuse it.
-#[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  devtls fleet revoke cam-17 --reason keyCompromise
-  devtls fleet revoke 4a:1f:...:09")]
-struct RevokeArgs {
-    #[command(flatten)]
-    dir: DirArg,
-    /// A device ID or a certificate serial (hex, colons allowed).
-    #[arg(value_name = "ID|SERIAL")]
-    target: String,
-    /// Why: unspecified, keyCompromise, superseded, cessationOfOperation,
-    /// affiliationChanged, privilegeWithdrawn.
-    #[arg(long, default_value = "unspecified")]
-    reason: Reason,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-/// Write a DER CRL of every revoked certificate, signed by the fleet CA.
-#[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  devtls fleet crl
-  devtls fleet crl -o /srv/gateway/crl.der --days 2
-  devtls serve --ca fleet/ca.der --crl fleet/crl.der ...")]
-struct CrlArgs {
-    #[command(flatten)]
-    dir: DirArg,
-    /// Where to write it [default: DIR/crl.der].
-    #[arg(short, long)]
-    out: Option<PathBuf>,
-    /// Days until the next CRL is due (nextUpdate).
-    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=365))]
-    days: u32,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 /// New keys and certificates for devices whose certificate expires soon.
@@ -285,6 +244,8 @@ struct CrlArgs {
 struct RotateArgs {
     #[command(flatten)]
     dir: DirArg,
+    #[command(flatten)]
+    token: TokenArgs,
     /// Rotate active certificates expiring within this span (expired ones too).
     #[arg(long, value_name = "SPAN", value_parser = devtls_fleet::parse_span)]
     within: time::Duration,
@@ -309,75 +270,18 @@ struct RotateArgs {
     quiet: bool,
 }
 
-/// Copy the fleet folder's inventory.db into an empty PostgreSQL database
-/// and check the copy (row count and a SHA-256 over every row).
-///
-/// inventory.db is only read. Afterwards run every fleet command with
-/// --db URL (or DEVTLS_FLEET_DB); see docs/fleet-postgres.md.
-#[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  devtls fleet migrate --to postgres://devtls@db.example/fleet
-  devtls fleet migrate --dir /srv/fleet --to postgres://devtls@127.0.0.1:5432/fleet --json")]
-struct MigrateArgs {
-    #[command(flatten)]
-    dir: DirArg,
-    /// The empty PostgreSQL database: postgres://USER@HOST[:PORT]/DB.
-    #[arg(long, value_name = "URL")]
-    to: String,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
-    /// No progress bar (it is only ever shown on a terminal).
-    #[arg(long, short)]
-    quiet: bool,
-}
-
-/// Export the whole inventory as CSV or JSON (stdout).
-#[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  devtls fleet export --csv > inventory.csv
-  devtls fleet export --json | jq '.[] | select(.status == \"revoked\")'")]
-struct ExportArgs {
-    #[command(flatten)]
-    dir: DirArg,
-    /// CSV with a header line.
-    #[arg(long, conflicts_with = "json", required_unless_present = "json")]
-    csv: bool,
-    /// A JSON array.
-    #[arg(long)]
-    json: bool,
-    /// No progress bar (it is only ever shown on a terminal).
-    #[arg(long, short)]
-    quiet: bool,
-}
-
-/// Summarise the fleet: counts by status, next expiries, weekly expiry histogram.
-#[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
-  devtls fleet status
-  devtls fleet status --weeks 26 --json")]
-struct StatusArgs {
-    #[command(flatten)]
-    dir: DirArg,
-    /// Weeks shown in the histogram.
-    #[arg(long, default_value_t = 13, value_parser = clap::value_parser!(u32).range(1..=520))]
-    weeks: u32,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         FleetCommand::Init(a) => init(a),
         FleetCommand::Issue(a) => issue(a),
-        FleetCommand::List(a) => list(a),
-        FleetCommand::Revoke(a) => revoke(a),
-        FleetCommand::Crl(a) => crl(a),
+        FleetCommand::List(a) => list::list(a),
+        FleetCommand::Revoke(a) => revoke::revoke(a),
+        FleetCommand::Crl(a) => crl::crl(a),
         FleetCommand::Rotate(a) => rotate(a),
-        FleetCommand::Export(a) => export(a),
-        FleetCommand::Status(a) => status(a),
-        FleetCommand::Migrate(a) => migrate(a),
+        FleetCommand::Export(a) => export::export(a),
+        FleetCommand::Status(a) => status::status(a),
+        FleetCommand::Serve(a) => serve::run(a),
+        FleetCommand::Migrate(a) => migrate::migrate(a),
     }
 }
 
@@ -385,41 +289,70 @@ fn open(dir: &DirArg) -> anyhow::Result<Fleet> {
     Ok(Fleet::open_in(&dir.dir, &dir.db()?)?)
 }
 
+/// Opens a fleet that is about to sign: a CA key in a token is reached
+/// with these options.
+fn open_signing(dir: &DirArg, token: &TokenArgs) -> anyhow::Result<Fleet> {
+    let mut fleet = open(dir)?;
+    fleet.set_token_access(token.access());
+    Ok(fleet)
+}
+
 fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
-    let fleet = Fleet::init_in(
-        &a.dir.dir,
-        &InitOptions {
-            name: a.name.clone(),
-            key: a.key,
-            days: a.days,
-        },
-        &a.dir.db()?,
-    )?;
+    let opts = InitOptions {
+        name: a.name.clone(),
+        key: a.key,
+        days: a.days,
+    };
+    // Parsed here, not by clap: clap would repeat a refused value, and a
+    // URI with pin-value= must not be echoed.
+    let uri: Option<devtls_pki::signer::pkcs11::Uri> = match &a.ca_key {
+        Some(text) => Some(text.parse().map_err(|e| anyhow::anyhow!("--ca-key {e}"))?),
+        None => None,
+    };
+    let (fleet, found) = match &uri {
+        Some(_) if a.dir.db()? != Db::Sqlite => {
+            bail!("--ca-key with --db: a token CA on a shared database is not supported yet; use one of them")
+        }
+        Some(uri) => {
+            let (fleet, found) = Fleet::init_in_token(&a.dir.dir, &opts, uri, a.token.access())?;
+            (fleet, Some(found))
+        }
+        None => (Fleet::init_in(&a.dir.dir, &opts, &a.dir.db()?)?, None),
+    };
     #[derive(Serialize)]
     struct Made {
         dir: String,
         name: String,
         key_type: KeyType,
         sha256: String,
+        /// The PKCS#11 URI of the CA key, when it is in a token.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ca_key: Option<String>,
+        /// Whether the token key was generated now (false: it was there).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ca_key_created: Option<bool>,
         files: Vec<String>,
     }
     let dir = fleet.dir();
+    // An existing key in the token keeps its own curve, whatever --key says.
+    let key_type = fleet.authority()?.key().key_type();
+    let key_file = match found {
+        Some(_) => names::CA_KEY_URI,
+        None => names::CA_KEY,
+    };
     let made = Made {
         dir: dir.display().to_string(),
         name: a.name,
-        key_type: a.key,
+        key_type,
         sha256: devtls_pki::fingerprint::sha256_colon(fleet.ca_der()),
+        ca_key: fleet.ca_key_uri().map(|u| u.without_module().to_string()),
+        ca_key_created: found.map(|f| f == devtls_pki::signer::pkcs11::Found::Created),
         // With PostgreSQL the inventory is in the database, not a file here.
-        files: [
-            names::CA_DER,
-            names::CA_PEM,
-            names::CA_KEY,
-            names::INVENTORY,
-        ]
-        .iter()
-        .filter(|n| **n != names::INVENTORY || fleet.db().backend() == "sqlite")
-        .map(|n| dir.join(n).display().to_string())
-        .collect(),
+        files: [names::CA_DER, names::CA_PEM, key_file, names::INVENTORY]
+            .iter()
+            .filter(|n| **n != names::INVENTORY || fleet.db().backend() == "sqlite")
+            .map(|n| dir.join(n).display().to_string())
+            .collect(),
     };
     if a.json {
         output::json(&made)?;
@@ -428,17 +361,28 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
     output::ok(&format!(
         "fleet CA \"{}\" ({}) in {}",
         made.name,
-        a.key.describe(),
+        key_type.describe(),
         made.dir
     ));
     println!("  SHA-256 {}", made.sha256);
     for f in &made.files {
         println!("  wrote {f}");
     }
-    println!(
-        "  {} is the CA's private key (0600): keep it here and back it up offline.",
-        dir.join(names::CA_KEY).display()
-    );
+    match (&made.ca_key, made.ca_key_created) {
+        (Some(uri), Some(created)) => println!(
+            "  The CA key is in the token ({uri}), {}; it is not in any file. \
+             Signing commands ask for the PIN (--pin-file, DEVTLS_PKCS11_PIN or a prompt).",
+            if created {
+                "made there now, non-extractable"
+            } else {
+                "the key that was already there"
+            }
+        ),
+        _ => println!(
+            "  {} is the CA's private key (0600): keep it here and back it up offline.",
+            dir.join(names::CA_KEY).display()
+        ),
+    }
     println!();
     output::heading("Next:");
     println!(
@@ -448,27 +392,99 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The renewal URL for this run: `--renew-url` (checked, then remembered
+/// in the fleet), else the one the fleet remembers, else none.
+fn renewal(fleet: &Fleet, given: Option<&str>, role: Role) -> anyhow::Result<Option<RenewUrl>> {
+    let url = match given {
+        Some(text) => {
+            let url = RenewUrl::parse(text).context("--renew-url")?;
+            if !device_files::role_can_renew(role) {
+                bail!(
+                    "--renew-url: a device renews by presenting its certificate as a TLS client, \
+                     which a --role server certificate cannot; use --role both"
+                );
+            }
+            device_files::store_url(fleet, &url)?;
+            Some(url)
+        }
+        None => device_files::stored_url(fleet)?,
+    };
+    Ok(url.filter(|_| device_files::role_can_renew(role)))
+}
+
 /// The boot.py each device gets: the guide's MicroPython lines for its role,
-/// loading its own files and the fleet CA as the one anchor.
-fn boot_py(server_host: String, port: u16) -> BootPy {
+/// loading its own files and the fleet CA as the one anchor. A renewing
+/// device first runs renew.py and loads the pair `renew.pair()` names; with
+/// `rom`, the files are read from /rom (read-only, so renewed ones come
+/// from the writable file system).
+fn boot_py(server_host: String, port: u16, renew: bool, rom: bool) -> BootPy {
     Arc::new(move |role: Role| {
         let (cert, key) = issue::device_file_names(role);
+        let prefix = if rom { device_files::ROM_PREFIX } else { "" };
+        let (cert, key, anchor) = (
+            format!("{prefix}{cert}"),
+            format!("{prefix}{key}"),
+            format!("{prefix}{}", names::CA_DER),
+        );
         let files = DeviceFiles {
             cert: Some(&cert),
             key: Some(&key),
-            anchor: Some(names::CA_DER),
+            anchor: Some(&anchor),
         };
+        let head = "# devtls fleet: this device's identity; the fleet CA is the one anchor.\n";
+        if renew && device_files::role_can_renew(role) {
+            let body = match role {
+                Role::Client => snippets::client_with_pair_vars(&files, &server_host, port),
+                _ => snippets::server_with_pair_vars(&files, port),
+            };
+            return format!("{head}{}{body}", device_files::boot_prelude(rom));
+        }
         let body = match role {
             Role::Client => snippets::client(&files, &server_host, port),
             _ => snippets::server(&files, port),
         };
-        format!("# devtls fleet: this device's identity; the fleet CA is the one anchor.\n{body}")
+        format!("{head}{body}")
     })
+}
+
+/// What the device side needs said: where renewals go, how the main loop
+/// keeps renewing, and that a ROMFS image is read-only.
+fn print_device_side(fleet: &Fleet, report: &issue::Report, opts: &IssueOptions) {
+    let Some(first) = &report.first else { return };
+    let dir = fleet.device_dir(first);
+    if let Some(url) = &opts.renew {
+        println!();
+        output::heading(&format!("The devices renew their certificates at {url}:"));
+        println!(
+            "  boot.py runs renew.py at every boot. Serve renewals with:\n  devtls fleet serve --dir {} --name {} --port {}",
+            fleet.dir().display(),
+            url.host,
+            url.port
+        );
+        println!("  Call renew.tick() from the main loop (main.py) to check once a day.");
+    }
+    if opts.romfs {
+        println!();
+        output::heading("ROMFS images (devices/ID/ID.romfs; 0600, they hold the key):");
+        println!(
+            "mpremote romfs deploy {}",
+            dir.join(device_files::romfs_name(first)).display()
+        );
+        println!("mpremote cp {} :", dir.join(names::BOOT_PY).display());
+        println!(
+            "  ROMFS is read-only: {}",
+            if opts.renew.is_some() {
+                "renewed certificates are written to the writable file system (where boot.py runs), and boot.py prefers them when they load."
+            } else {
+                "these credentials can only be replaced by deploying a new image (add --renew-url to renew them on the writable file system)."
+            }
+        );
+    }
 }
 
 /// Progress for long work on stderr: drawn only on a terminal (indicatif
 /// hides it otherwise), never with --quiet or for fewer than 100 `unit`s.
-fn progress_bar(len: Option<u64>, quiet: bool, unit: &str) -> ProgressBar {
+pub(super) fn progress_bar(len: Option<u64>, quiet: bool, unit: &str) -> ProgressBar {
     let bar = match len {
         _ if quiet => ProgressBar::hidden(),
         Some(n) if n >= 100 => ProgressBar::new(n),
@@ -537,17 +553,20 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    let mut fleet = open_signing(&a.dir, &a.token)?;
+    let renew = renewal(&fleet, a.renew_url.as_deref(), a.role.into())?;
     let mut opts = IssueOptions::new(
         a.days,
         a.role.into(),
         a.key,
-        boot_py(a.server_host.clone(), a.port),
+        boot_py(a.server_host.clone(), a.port, renew.is_some(), a.romfs),
     );
     if let Some(t) = a.threads {
         opts.threads = t.max(1);
     }
     opts.reissue = a.reissue;
-    let mut fleet = open(&a.dir)?;
+    opts.romfs = a.romfs;
+    opts.renew = renew;
     let report = if let Some(csr_path) = &a.csr {
         let [id] = a.ids.as_slice() else {
             bail!("--csr signs one device's request: give exactly one DEVICE-ID");
@@ -565,12 +584,15 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         output::json(&report)?;
     } else {
-        print_issued(&fleet, &report, a.role.into(), "issued");
+        print_issued(&fleet, &report, a.role.into(), "issued", !a.romfs);
+        print_device_side(&fleet, &report, &opts);
     }
     finish(report.failed_count)
 }
 
-fn print_issued(fleet: &Fleet, report: &issue::Report, role: Role, verb: &str) {
+/// `copy`: print the `mpremote cp` lines for a device's folder (not for a
+/// ROMFS device, whose files go in its image: [`print_device_side`]).
+fn print_issued(fleet: &Fleet, report: &issue::Report, role: Role, verb: &str, copy: bool) {
     output::ok(&format!(
         "{verb} {} device certificate{}{}",
         report.issued,
@@ -592,7 +614,7 @@ fn print_issued(fleet: &Fleet, report: &issue::Report, role: Role, verb: &str) {
             report.failed_count - report.failed.len() as u64
         ));
     }
-    if let Some(first) = &report.first {
+    if let Some(first) = report.first.as_ref().filter(|_| copy) {
         let dir = fleet.device_dir(first);
         let (cert, key) = issue::device_file_names(role);
         println!();
@@ -600,10 +622,14 @@ fn print_issued(fleet: &Fleet, report: &issue::Report, role: Role, verb: &str) {
             "Copy a device's folder to it, e.g. {}:",
             dir.display()
         ));
+        let mut files = vec![cert, key, names::CA_DER.into(), names::BOOT_PY.into()];
+        if dir.join(device_files::RENEW_PY).exists() {
+            files.push(device_files::RENEW_PY.into());
+        }
         print!(
             "{}",
             snippets::copy_commands(
-                &[cert, key, names::CA_DER.into(), names::BOOT_PY.into()]
+                &files
                     .iter()
                     .map(|f| dir.join(f).display().to_string())
                     .collect::<Vec<_>>()
@@ -650,59 +676,6 @@ impl<W: Write> JsonRows<W> {
     }
 }
 
-fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir)?;
-    let filter = Filter {
-        status: a.status.map(|s| {
-            s.to_possible_value()
-                .map(|v| v.get_name().to_string())
-                .unwrap_or_default()
-        }),
-        expiring_before: a.expiring.map(|span| devtls_fleet::now() + span),
-        limit: a.limit,
-        after: a.after,
-    };
-    let stdout = std::io::stdout().lock();
-    if a.json {
-        let mut rows = JsonRows::new(stdout)?;
-        fleet.db().for_each(&filter, &mut |r| {
-            rows.push(&r)
-                .map_err(|e| devtls_fleet::Error::Invalid(e.to_string()))
-        })?;
-        rows.end()?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut out = std::io::BufWriter::new(stdout);
-    writeln!(
-        out,
-        "{:<24} {:<10} {:<8} {:<20} {:<32}",
-        "DEVICE", "STATUS", "KEY", "NOT AFTER", "SERIAL"
-    )?;
-    let mut n = 0u64;
-    let mut last = None;
-    fleet.db().for_each(&filter, &mut |r| {
-        n += 1;
-        last = r.cursor.clone();
-        writeln!(
-            out,
-            "{:<24} {:<10} {:<8} {:<20} {}",
-            r.device,
-            r.status,
-            r.key_type,
-            date_time(r.not_after),
-            r.serial
-        )
-        .map_err(|e| devtls_fleet::Error::Invalid(e.to_string()))
-    })?;
-    writeln!(out, "{n} certificate{}", if n == 1 { "" } else { "s" })?;
-    if let (Some(limit), Some(cursor)) = (a.limit, last) {
-        if n == limit {
-            writeln!(out, "next page: --limit {limit} --after {cursor}")?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 fn date_time(t: time::OffsetDateTime) -> String {
     format!(
         "{} {:02}:{:02}Z",
@@ -712,78 +685,22 @@ fn date_time(t: time::OffsetDateTime) -> String {
     )
 }
 
-fn revoke(a: RevokeArgs) -> anyhow::Result<ExitCode> {
-    let mut fleet = open(&a.dir)?;
-    let done = fleet.revoke(&a.target, a.reason)?;
-    if a.json {
-        output::json(&done)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    for r in &done.revoked {
-        output::ok(&format!(
-            "revoked {} serial {} ({})",
-            r.device,
-            r.serial,
-            a.reason.name()
-        ));
-    }
-    for r in &done.already {
-        println!("  {} serial {} was already revoked", r.device, r.serial);
-    }
-    println!();
-    output::heading("Publish the change so servers refuse it:");
-    println!("devtls fleet crl --dir {}", fleet.dir().display());
-    Ok(ExitCode::SUCCESS)
-}
-
-fn crl(a: CrlArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir)?;
-    let out = a.out.unwrap_or_else(|| fleet.dir().join("crl.der"));
-    // The CRL this one replaces: the file about to be overwritten.
-    let previous = match out.exists() {
-        true => Some(crate::input::read(&out)?),
-        false => None,
-    };
-    let der = fleet.crl(a.days, previous.as_deref())?;
-    files::write_all(&[Output::public(&out, der)], true)?;
-    let revoked = fleet.db().revoked()?.len();
-    #[derive(Serialize)]
-    struct Written {
-        file: String,
-        revoked: usize,
-        days: u32,
-    }
-    let written = Written {
-        file: out.display().to_string(),
-        revoked,
-        days: a.days,
-    };
-    if a.json {
-        output::json(&written)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    output::ok(&format!(
-        "CRL with {revoked} revoked certificate{} written to {} (next update in {} days)",
-        if revoked == 1 { "" } else { "s" },
-        written.file,
-        a.days
-    ));
-    println!(
-        "  Servers refuse them with: devtls serve --ca {} --crl {}",
-        fleet.dir().join(names::CA_DER).display(),
-        written.file
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
 fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
-    let mut fleet = open(&a.dir)?;
-    let opts = IssueOptions::new(
+    let mut fleet = open_signing(&a.dir, &a.token)?;
+    // Rotated devices keep renewing where the fleet says (client role:
+    // boot.py is rendered per row's role, renew.py for those that can).
+    let mut opts = IssueOptions::new(
         a.days,
         Role::Client,
         KeyType::P256,
-        boot_py(a.server_host.clone(), a.port),
+        boot_py(
+            a.server_host.clone(),
+            a.port,
+            device_files::stored_url(&fleet)?.is_some(),
+            false,
+        ),
     );
+    opts.renew = device_files::stored_url(&fleet)?;
     let bar = progress_bar(None, a.quiet, "devices rotated");
     let done = issue::rotate(&mut fleet, a.within, a.revoke_old, &opts, &|n| {
         bar.set_position(n)
@@ -814,194 +731,4 @@ fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     finish(done.report.failed_count)
-}
-
-fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir)?;
-    let total: u64 = fleet.db().counts()?.iter().map(|(_, n)| n).sum();
-    let bar = progress_bar(Some(total), a.quiet, "rows");
-    let stdout = std::io::stdout().lock();
-    let io = |e: std::io::Error| devtls_fleet::Error::Invalid(e.to_string());
-    if a.json {
-        let mut rows = JsonRows::new(stdout)?;
-        fleet.db().for_each(&Filter::default(), &mut |r| {
-            bar.inc(1);
-            rows.push(&r)
-                .map_err(|e| devtls_fleet::Error::Invalid(e.to_string()))
-        })?;
-        rows.end()?;
-    } else {
-        let mut out = std::io::BufWriter::new(stdout);
-        writeln!(
-            out,
-            "device,serial,sha256,key_type,role,not_before,not_after,status,from_csr,revoked_at,reason"
-        )?;
-        let rfc = |t: time::OffsetDateTime| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
-        };
-        fleet.db().for_each(&Filter::default(), &mut |r| {
-            bar.inc(1);
-            // Every cell escaped: a spreadsheet shows a value, never evaluates it.
-            let cells = [
-                r.device,
-                r.serial,
-                r.sha256.unwrap_or_default(),
-                r.key_type,
-                r.role,
-                rfc(r.not_before),
-                rfc(r.not_after),
-                r.status,
-                r.from_csr.to_string(),
-                r.revoked_at.map(rfc).unwrap_or_default(),
-                r.reason.unwrap_or_default(),
-            ];
-            let line: Vec<String> = cells
-                .iter()
-                .map(|c| devtls_pki::names::csv_cell(c))
-                .collect();
-            writeln!(out, "{}", line.join(",")).map_err(io)
-        })?;
-        out.flush()?;
-    }
-    bar.finish_and_clear();
-    Ok(ExitCode::SUCCESS)
-}
-
-fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
-    if a.dir.db.is_some() {
-        bail!("fleet migrate reads the fleet folder's inventory.db: name the database with --to, not --db");
-    }
-    let Db::Postgres(url) = Db::parse(Some(&a.to))? else {
-        bail!("--to {}: write postgres://USER@HOST[:PORT]/DB", a.to);
-    };
-    let fleet = Fleet::open(&a.dir.dir)?;
-    let bar = progress_bar(None, a.quiet, "rows");
-    let done = devtls_fleet::migrate::migrate(
-        &fleet,
-        &url,
-        &mut |n| {
-            if n >= 100 && !a.quiet {
-                bar.set_length(n);
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} {wide_bar} {pos}/{len} rows  {per_sec}  eta {eta}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
-            }
-        },
-        &|n| bar.set_position(n),
-    )?;
-    bar.finish_and_clear();
-    if a.json {
-        output::json(&done)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    output::ok(&format!(
-        "copied {} row{} of {} into {} and checked the copy",
-        done.rows,
-        if done.rows == 1 { "" } else { "s" },
-        fleet.dir().join(names::INVENTORY).display(),
-        done.to
-    ));
-    println!(
-        "  rows: {} in both; SHA-256 over every row: {}",
-        done.rows, done.digest
-    );
-    for (key, value) in &done.meta {
-        println!("  {key}: {value}");
-    }
-    println!("\nNext: run the fleet commands with --db {} (or DEVTLS_FLEET_DB); inventory.db is no longer used.", done.to);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir)?;
-    let counts = fleet.db().counts()?;
-    let next = fleet.db().next_expiries(5)?;
-    let (weeks, later) = fleet.db().expiry_histogram(a.weeks)?;
-    if a.json {
-        #[derive(Serialize)]
-        struct Status {
-            counts: std::collections::BTreeMap<String, u64>,
-            next_expiries: Vec<Row>,
-            expiring_per_week: Vec<u64>,
-            expiring_later: u64,
-        }
-        output::json(&Status {
-            counts: counts.into_iter().collect(),
-            next_expiries: next,
-            expiring_per_week: weeks,
-            expiring_later: later,
-        })?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    output::heading(&format!("Fleet {}", fleet.dir().display()));
-    let total: u64 = counts.iter().map(|(_, n)| n).sum();
-    println!("  {total} certificates");
-    for (status, n) in &counts {
-        println!("  {status:<11} {n:>8}");
-    }
-    println!();
-    output::heading("Next expiries:");
-    if next.is_empty() {
-        println!("  none");
-    }
-    for r in &next {
-        println!("  {:<24} {}", r.device, date_time(r.not_after));
-    }
-    println!();
-    output::heading("Active certificates expiring per week:");
-    for line in histogram(&weeks, later, 40) {
-        println!("{line}");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// One line per week: `week 3  ████▌ 12`, bars scaled to `width` characters.
-fn histogram(weeks: &[u64], later: u64, width: usize) -> Vec<String> {
-    const EIGHTHS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
-    let max = weeks
-        .iter()
-        .copied()
-        .chain([later])
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let bar = |n: u64| {
-        let eighths = (n as u128 * width as u128 * 8 / max as u128) as usize;
-        let mut s = "█".repeat(eighths / 8);
-        s += EIGHTHS[eighths % 8];
-        if n > 0 && s.is_empty() {
-            s = "▏".into();
-        }
-        s
-    };
-    let mut lines: Vec<String> = weeks
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| format!("  week {:>3}  {:<w$} {n}", i + 1, bar(n), w = width))
-        .collect();
-    lines.push(format!("  later     {:<w$} {later}", bar(later), w = width));
-    lines
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn histogram_scales_to_the_largest_week() {
-        let lines = super::histogram(&[0, 4, 8], 2, 8);
-        let blocks = |l: &str| l.matches('█').count();
-        assert_eq!(lines.len(), 4);
-        assert_eq!(
-            lines.iter().map(|l| blocks(l)).collect::<Vec<_>>(),
-            [0, 4, 8, 2]
-        );
-        assert!(
-            lines[2].ends_with(" 8") && lines[0].ends_with(" 0"),
-            "{lines:?}"
-        );
-        assert!(lines[3].starts_with("  later"), "{lines:?}");
-    }
 }

@@ -1,0 +1,182 @@
+//! `devtls fleet serve`: the renewal service (devtls-renewal) on a socket.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use devtls_net::config::Identity;
+use devtls_renewal::decide::Policy;
+use devtls_renewal::identity;
+use devtls_renewal::server::{self, Options, Served};
+use devtls_renewal::service::Service;
+
+use super::DirArg;
+
+/// Serve renewals: devices renew their own certificates over mutual TLS.
+///
+/// HTTPS (TLS 1.2, the device profile's suites) on EST's endpoints
+/// (/.well-known/est/cacerts, serverkeygen, simplereenroll). A device
+/// presents its current fleet certificate; inside its renewal window it gets
+/// a new key and certificate (recorded pending), and its first connection
+/// with the new certificate confirms it (the old one is then superseded, or
+/// revoked with --revoke-old). The service's own certificate is issued by the
+/// fleet CA on first start (fleet/service/). Protocol: docs/renewal.md.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  devtls fleet serve --name renew.example.lan
+  devtls fleet serve --bind 192.168.1.10 --port 8443 --revoke-old --grace 7d
+  devtls fleet serve --cert server.der --key server.key.der --json")]
+pub struct ServeArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    /// The address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// The port (0: any free one).
+    #[arg(long, default_value_t = 8443)]
+    port: u16,
+    /// A DNS name or IP address devices reach the service by (repeatable):
+    /// goes into the service's certificate made on first start [default:
+    /// the --bind address, or localhost and 127.0.0.1 for 0.0.0.0].
+    #[arg(long, value_name = "HOST")]
+    name: Vec<String>,
+    /// The service's certificate instead of one issued by the fleet CA
+    /// (devices must be able to verify it with ca.der).
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// The key of --cert.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// When a certificate may be renewed, counted from its start (e.g. 60d)
+    /// [default: after two thirds of its lifetime].
+    #[arg(long, value_name = "SPAN", value_parser = span)]
+    renew_after: Option<i64>,
+    /// Let a certificate that expired less than SPAN ago still renew (e.g. 7d).
+    #[arg(long, value_name = "SPAN", value_parser = span)]
+    grace: Option<i64>,
+    /// Revoke (not only supersede) the old certificate once the device
+    /// confirms its new one; it is in the next `fleet crl`.
+    #[arg(long)]
+    revoke_old: bool,
+    /// Days new certificates are valid [default: as long as the old one].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    days: Option<u32>,
+    /// The device profile the TLS side is restricted to (always TLS 1.2).
+    #[arg(long, default_value = "openmv")]
+    profile: String,
+    /// Connections served at once.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_connections: u32,
+    /// One JSON line per request instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn span(s: &str) -> Result<i64, String> {
+    devtls_fleet::parse_span(s).map(|d| d.whole_seconds())
+}
+
+pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let profile = super::super::profile(&a.profile)?;
+    let fleet = super::open(&a.dir)?;
+    let dir = fleet.dir().to_path_buf();
+    let policy = Policy {
+        renew_after: a.renew_after,
+        grace: a.grace,
+        revoke_old: a.revoke_old,
+        lifetime: a.days.map(|d| i64::from(d) * 86400),
+    };
+    let service = Arc::new(Service::new(fleet, policy, profile)?);
+    let identity = match (&a.cert, &a.key) {
+        (Some(cert), Some(key)) => {
+            let c = std::fs::read(cert).with_context(|| format!("{}", cert.display()))?;
+            let k = std::fs::read(key).with_context(|| format!("{}", key.display()))?;
+            Identity::from_bytes(&c, &k, profile)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?
+        }
+        _ => {
+            let mut names = a.name.clone();
+            if names.is_empty() {
+                if a.bind.is_unspecified() {
+                    names = vec!["localhost".into(), "127.0.0.1".into()];
+                } else {
+                    names = vec![a.bind.to_string()];
+                }
+            }
+            let hosts = identity::hosts(&names)?;
+            let made = identity::load_or_make(&dir, service.authority(), &hosts, profile)?;
+            let verb = if made.created { "made" } else { "using" };
+            eprintln!(
+                "{verb} {} (issued by the fleet CA for {})",
+                made.cert_path.display(),
+                made.names.join(", ")
+            );
+            made.identity
+        }
+    };
+    let opts = Options {
+        profile,
+        grace: a.grace,
+        timeout: Duration::from_secs(10),
+        max_connections: a.max_connections as usize,
+    };
+    let config = server::tls_config(&identity, service.ca_der(), &opts)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the I/O runtime")?;
+    let json = a.json;
+    let addr = SocketAddr::new(a.bind, a.port);
+    runtime.block_on(async move {
+        let listener = server::bind(addr).await?;
+        let local = listener.local_addr().context("the bound address")?;
+        eprintln!(
+            "renewal service listening on {local} (fleet {})",
+            dir.display()
+        );
+        let log: Arc<dyn Fn(&Served) + Send + Sync> = Arc::new(move |s| log_line(s, json));
+        server::serve(listener, config, service, opts, log).await;
+        Ok::<(), anyhow::Error>(())
+    })?;
+    bail!("the renewal service stopped")
+}
+
+/// One line per connection, on stdout.
+fn log_line(served: &Served, json: bool) {
+    use std::io::Write;
+    let line = match (served, json) {
+        (Served::Answered(peer, e), true) => {
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            v["peer"] = serde_json::Value::String(peer.to_string());
+            v.to_string()
+        }
+        (Served::Answered(peer, e), false) => format!(
+            "{peer} {} {} {} {} {}{}",
+            e.device.as_deref().unwrap_or("-"),
+            if e.serial.is_empty() { "-" } else { &e.serial },
+            e.endpoint.name(),
+            e.outcome,
+            e.status,
+            e.detail
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        ),
+        (Served::Failed(peer, why, refused), true) => serde_json::json!({
+            "peer": peer.to_string(),
+            "outcome": if *refused { "refused-tls" } else { "failed" },
+            "detail": why
+        })
+        .to_string(),
+        (Served::Failed(peer, why, refused), false) => format!(
+            "{peer} - - - {} ({why})",
+            if *refused { "refused-tls" } else { "failed" }
+        ),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}

@@ -1,0 +1,418 @@
+//! The service without sockets: from a request and the certificate the
+//! device presented, the answer (and one log event). The inventory is
+//! touched under one lock; keys and certificates are made outside it.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use devtls_fleet::renewal::{self, CertRow, Confirmed, NewRenewal, Pending, Recorded};
+use devtls_fleet::{issue::role_from_name, Fleet};
+use devtls_pki::issue::{Authority, CertSpec};
+use devtls_pki::keys::{KeyType, PrivateKey};
+use devtls_pki::profile::Profile;
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::decide::{decide, Policy, Refusal, Verdict};
+use crate::encode;
+use crate::http::{Request, Response};
+
+/// The EST endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Endpoint {
+    /// `GET /.well-known/est/cacerts`
+    CaCerts,
+    /// `POST /.well-known/est/serverkeygen`
+    ServerKeygen,
+    /// `POST /.well-known/est/simplereenroll`
+    SimpleReenroll,
+    /// Anything else.
+    Other,
+}
+
+impl Endpoint {
+    /// The endpoint a path names.
+    pub fn of(path: &str) -> Endpoint {
+        match path.trim_end_matches('/') {
+            "/.well-known/est/cacerts" => Endpoint::CaCerts,
+            "/.well-known/est/serverkeygen" => Endpoint::ServerKeygen,
+            "/.well-known/est/simplereenroll" => Endpoint::SimpleReenroll,
+            _ => Endpoint::Other,
+        }
+    }
+
+    /// Its name in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::CaCerts => "cacerts",
+            Endpoint::ServerKeygen => "serverkeygen",
+            Endpoint::SimpleReenroll => "simplereenroll",
+            Endpoint::Other => "other",
+        }
+    }
+
+    fn method(self) -> &'static str {
+        match self {
+            Endpoint::CaCerts => "GET",
+            _ => "POST",
+        }
+    }
+}
+
+/// One request, as logged and counted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// The device, when the presented certificate is in the inventory.
+    pub device: Option<String>,
+    /// The presented certificate's serial (hex).
+    pub serial: String,
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// `issued`, `resent`, `renewed`, `current`, `cacerts`, `refused-REASON`,
+    /// `bad-request`, `not-found`, `error`.
+    pub outcome: String,
+    /// The HTTP status sent.
+    pub status: u16,
+    /// More about a bad request or an error (never key material).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The fleet cannot be used.
+    #[error(transparent)]
+    Fleet(#[from] devtls_fleet::Error),
+}
+
+/// The renewal service's state: the fleet, its CA, the policy.
+pub struct Service {
+    fleet: Mutex<Fleet>,
+    ca: Arc<Authority>,
+    ca_der: Vec<u8>,
+    dir: std::path::PathBuf,
+    policy: Policy,
+    profile: &'static Profile,
+}
+
+/// What the renewal step produced.
+enum Issued {
+    Creds(Box<Pending>, Option<Vec<u8>>),
+    Refused(Refusal),
+    Bad(String),
+}
+
+impl Service {
+    /// Opens the service on a fleet: creates the renewal tables and removes
+    /// key files a killed run left behind.
+    pub fn new(
+        fleet: Fleet,
+        policy: Policy,
+        profile: &'static Profile,
+    ) -> Result<Self, ServiceError> {
+        renewal::ensure_schema(&fleet)?;
+        renewal::sweep(&fleet)?;
+        Ok(Service {
+            ca: fleet.authority()?,
+            ca_der: fleet.ca_der().to_vec(),
+            dir: fleet.dir().to_path_buf(),
+            fleet: Mutex::new(fleet),
+            policy,
+            profile,
+        })
+    }
+
+    /// The fleet CA certificate (DER).
+    pub fn ca_der(&self) -> &[u8] {
+        &self.ca_der
+    }
+
+    /// The CA (to issue the service's own certificate).
+    pub fn authority(&self) -> &Arc<Authority> {
+        &self.ca
+    }
+
+    fn fleet(&self) -> MutexGuard<'_, Fleet> {
+        self.fleet.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts an outcome decided outside [`Service::respond`] (a connection
+    /// the TLS layer refused: `refused-tls`).
+    pub fn note(&self, outcome: &str) {
+        let _ = renewal::count(&self.fleet(), outcome);
+    }
+
+    /// Answers `req` from a device that presented `leaf` (DER), at the current time.
+    pub fn respond(&self, leaf: &[u8], req: &Request) -> (Response, Event) {
+        let endpoint = Endpoint::of(&req.path);
+        let serial = X509Certificate::from_der(leaf)
+            .map(|(_, c)| hex::encode(c.raw_serial()))
+            .unwrap_or_default();
+        let mut event = Event {
+            device: None,
+            serial,
+            endpoint,
+            outcome: String::new(),
+            status: 0,
+            detail: None,
+        };
+        let response = match self.answer(endpoint, req, &mut event) {
+            Ok(r) => r,
+            Err(e) => {
+                event.outcome = "error".into();
+                event.detail = Some(e.to_string());
+                text(500, "error", "error: the service failed; see its log")
+            }
+        };
+        event.status = response.status;
+        let _ = renewal::count(&self.fleet(), &event.outcome);
+        (response, event)
+    }
+
+    fn answer(
+        &self,
+        endpoint: Endpoint,
+        req: &Request,
+        event: &mut Event,
+    ) -> Result<Response, devtls_fleet::Error> {
+        if endpoint == Endpoint::Other {
+            event.outcome = "not-found".into();
+            return Ok(text(
+                404,
+                "not-found",
+                "not found: use /.well-known/est/cacerts, serverkeygen or simplereenroll",
+            ));
+        }
+        if req.method != endpoint.method() {
+            event.outcome = "bad-request".into();
+            return Ok(text(
+                405,
+                "bad-request",
+                &format!("use {} for {}", endpoint.method(), req.path),
+            )
+            .with("Allow", endpoint.method()));
+        }
+        let now = devtls_fleet::now().unix_timestamp();
+        let fleet = self.fleet();
+        let mut row = renewal::find(&fleet, &event.serial)?;
+        event.device = row.as_ref().map(|r| r.device.clone());
+        let pending = match &row {
+            Some(r) if r.status == "pending" && r.owner.is_none() => {
+                renewal::pending_by_cert(&fleet, r.id)?.is_some()
+            }
+            _ => false,
+        };
+        let mut verdict = decide(row.as_ref(), pending, now, &self.policy);
+        let mut confirmed = false;
+        if verdict == Verdict::Confirm {
+            let id = row.as_ref().map_or(0, |r| r.id);
+            match renewal::confirm(&fleet, id, self.policy.old_becomes())? {
+                Confirmed::Done { .. } => confirmed = true,
+                Confirmed::OldRevoked => return Ok(refuse(event, Refusal::Revoked)),
+                Confirmed::Gone => {}
+            }
+            row = renewal::find(&fleet, &event.serial)?;
+            verdict = match decide(row.as_ref(), false, now, &self.policy) {
+                // Just confirmed: not renewed again in the same request.
+                Verdict::Renew => Verdict::Current,
+                v => v,
+            };
+        }
+        if let Verdict::Refuse(why) = verdict {
+            return Ok(refuse(event, why));
+        }
+        let outcome = |name: &str| {
+            if confirmed {
+                "renewed".to_string()
+            } else {
+                name.to_string()
+            }
+        };
+        if endpoint == Endpoint::CaCerts {
+            event.outcome = outcome("cacerts");
+            return Ok(cacerts(req, &self.ca_der));
+        }
+        if verdict != Verdict::Renew {
+            event.outcome = outcome("current");
+            return Ok(Response {
+                status: 204,
+                headers: vec![("X-Devtls-Status".into(), "current".into())],
+                body: Vec::new(),
+            });
+        }
+        let Some(old) = row else {
+            return Ok(refuse(event, Refusal::Unknown));
+        };
+        drop(fleet);
+        match self.renew(endpoint, req, &old, event)? {
+            Issued::Creds(pending, key) => Ok(credentials(endpoint, req, &pending, key.as_deref())),
+            Issued::Refused(why) => Ok(refuse(event, why)),
+            Issued::Bad(why) => {
+                event.outcome = "bad-request".into();
+                event.detail = Some(why.clone());
+                Ok(text(
+                    400,
+                    "bad-request",
+                    &format!("refused: bad-request: {why}"),
+                ))
+            }
+        }
+    }
+
+    /// Gives `old`'s device its pending renewal, or makes one.
+    fn renew(
+        &self,
+        endpoint: Endpoint,
+        req: &Request,
+        old: &CertRow,
+        event: &mut Event,
+    ) -> Result<Issued, devtls_fleet::Error> {
+        let dns: Vec<String> = split(&old.dns);
+        let ips: Vec<IpAddr> = split(&old.ips)
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        let csr = if endpoint == Endpoint::SimpleReenroll {
+            let der = crate::csr::body_der(&req.body);
+            match crate::csr::check(&der, self.profile, &dns, &ips) {
+                Ok(checked) => Some((der, checked)),
+                Err(e) => return Ok(Issued::Bad(e.to_string())),
+            }
+        } else {
+            None
+        };
+        let wanted_spki = csr.as_ref().map(|(_, c)| c.spki_sha256.as_str());
+        // Two tries: a second request of the same device may record first.
+        for _ in 0..2 {
+            {
+                let fleet = self.fleet();
+                if let Some(p) = renewal::pending_for(&fleet, old.id)? {
+                    let now = devtls_fleet::now().unix_timestamp();
+                    let same_kind = p.spki_sha256.as_deref() == wanted_spki;
+                    if same_kind && p.cert.not_after > now {
+                        let key = renewal::pending_key(&fleet, &p)?;
+                        event.outcome = "resent".into();
+                        return Ok(Issued::Creds(Box::new(p), key));
+                    }
+                    renewal::abandon(&fleet, p.cert.id)?;
+                }
+            }
+            let now = devtls_fleet::now();
+            let mut spec = CertSpec::new(old.device.clone(), role_from_name(&old.role), 1);
+            spec.not_before = now - Duration::minutes(1);
+            spec.not_after = now + Duration::seconds(self.policy.new_lifetime(old));
+            spec.dns = dns.clone();
+            spec.ips = ips.clone();
+            let (cert, key_der, key_type) = match &csr {
+                Some((der, checked)) => (self.ca.sign_csr(der, &spec)?, None, checked.key_type),
+                None => {
+                    let key_type: KeyType = old.key_type.parse().unwrap_or(KeyType::P256);
+                    let key = PrivateKey::generate(key_type)?;
+                    (self.ca.sign(&spec, &key)?, Some(key.pkcs8_der()), key_type)
+                }
+            };
+            let serial = hex::encode(&cert.serial);
+            // The key's file is written (and synced) before the row, outside the lock.
+            let key_file = match &key_der {
+                Some(key) => Some(renewal::write_key(&self.dir, &serial, key)?),
+                None => None,
+            };
+            let new = NewRenewal {
+                old,
+                cert_der: &cert.der,
+                serial: &serial,
+                key_type: key_type.name(),
+                not_before: spec.not_before.unix_timestamp(),
+                not_after: spec.not_after.unix_timestamp(),
+                key_file,
+                spki_sha256: wanted_spki,
+                old_becomes: self.policy.old_becomes(),
+            };
+            let fleet = self.fleet();
+            match renewal::record(&fleet, &new)? {
+                Recorded::Done(id) => {
+                    event.outcome = "issued".into();
+                    let pending = renewal::pending_by_cert(&fleet, id)?.ok_or_else(|| {
+                        devtls_fleet::Error::Invalid("a renewal just recorded is gone".into())
+                    })?;
+                    return Ok(Issued::Creds(Box::new(pending), key_der));
+                }
+                Recorded::OldNotActive => {
+                    let now = devtls_fleet::now().unix_timestamp();
+                    let row = renewal::find(&fleet, &old.serial)?;
+                    return Ok(match decide(row.as_ref(), false, now, &self.policy) {
+                        Verdict::Refuse(why) => Issued::Refused(why),
+                        _ => Issued::Refused(Refusal::Superseded),
+                    });
+                }
+                Recorded::Raced => continue,
+            }
+        }
+        Err(devtls_fleet::Error::Invalid(format!(
+            "{}: renewal raced twice with another request of the device",
+            old.device
+        )))
+    }
+}
+
+fn split(list: &str) -> Vec<String> {
+    list.split(';')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn text(status: u16, tag: &str, body: &str) -> Response {
+    Response::new(
+        status,
+        "text/plain; charset=utf-8",
+        format!("{body}\n").into_bytes(),
+    )
+    .with("X-Devtls-Status", tag)
+}
+
+fn refuse(event: &mut Event, why: Refusal) -> Response {
+    event.outcome = format!("refused-{}", why.name());
+    text(403, why.name(), &format!("refused: {}", why.name()))
+}
+
+fn cacerts(req: &Request, ca_der: &[u8]) -> Response {
+    if req.accepts(encode::PKIX_CERT) {
+        return Response::new(200, encode::PKIX_CERT, ca_der.to_vec());
+    }
+    Response::new(
+        200,
+        encode::PKCS7,
+        encode::base64_lines(&encode::certs_only(&[ca_der])).into_bytes(),
+    )
+    .with("Content-Transfer-Encoding", "base64")
+}
+
+fn credentials(endpoint: Endpoint, req: &Request, p: &Pending, key: Option<&[u8]>) -> Response {
+    if req.accepts(encode::DEVTLS) {
+        let body = encode::devtls(&p.cert_der, key, p.cert.not_after);
+        return Response::new(200, encode::DEVTLS, body).with("X-Devtls-Status", "renewed");
+    }
+    match (endpoint, key) {
+        (Endpoint::ServerKeygen, Some(key)) => {
+            let (ctype, body) = encode::serverkeygen_multipart(key, &p.cert_der);
+            Response::new(200, &ctype, body)
+        }
+        _ => Response::new(
+            200,
+            encode::PKCS7,
+            encode::base64_lines(&encode::certs_only(&[&p.cert_der])).into_bytes(),
+        )
+        .with("Content-Transfer-Encoding", "base64"),
+    }
+}
+
+/// Unix seconds as a date for messages.
+pub fn date(secs: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
