@@ -10,6 +10,11 @@
 #     folder, three small files, a hard link, rename), with as many threads
 #     as fleet issue has workers.
 # Peak RSS (/usr/bin/time -v) at two fleet sizes shows memory does not grow.
+# PostgreSQL rows (docs/fleet-postgres.md): the same issuance with the
+# inventory in a throw-away PostgreSQL server started here (initdb/pg_ctl,
+# as the postgres user when root), with 1 issuer and with 4 issuers at once
+# (each its own folder, one database), beside the SQLite figure of the same
+# size. PG=0 skips them.
 #
 # The PKCS#11 row: `fleet issue` with the CA key in a SoftHSM2 token made for
 # the run (docs/fleet-hsm.md), beside the token's own signing rate measured
@@ -25,7 +30,8 @@
 # Usage: bench/fleet.sh            (N=100000 SMALL=10000 SAMPLE=50 PKCS11_N=5000 to change)
 #        ROWS=pkcs11 bench/fleet.sh        (only the PKCS#11 rows)
 #        BENCH_DIR=/dev/shm bench/fleet.sh   (where the fleets go; default $TMPDIR or /tmp)
-#        CARGO_TARGET_DIR=... bench/fleet.sh (the release build goes there; default target)
+#        CARGO_TARGET_DIR=/work/target-release bench/fleet.sh   (honoured)
+#        BENCH_NO_BUILD=1 bench/fleet.sh   (use the release binaries already built)
 #
 # Where the time goes: a device folder is four new inodes (folder, certificate,
 # key, boot.py; ca.der is a hard link), and on a disk file system creating
@@ -50,11 +56,17 @@ PKCS11_N=${PKCS11_N:-5000}
 ROWS=${ROWS:-all}
 TARGET=${CARGO_TARGET_DIR:-target}
 
-cargo build --release -q -p devtls -p devtls-fleet --examples --bins
+PG=${PG:-1}
+
+# BENCH_NO_BUILD=1: use the binaries already in $TARGET/release.
+[ -n "${BENCH_NO_BUILD:-}" ] || cargo build --release -q -p devtls -p devtls-fleet --examples --bins
 BIN=$TARGET/release/devtls
 EXAMPLES=$TARGET/release/examples
 TMP=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/devtls-fleet-bench.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
+PGBIN=""
+pg_stop() { [ -n "$PGBIN" ] && as_pg "$PGBIN/pg_ctl" -D "$TMP/pg/data" -m immediate stop >/dev/null 2>&1 || true; }
+trap 'pg_stop; rm -rf "$TMP"' EXIT
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 now() { date +%s.%N; }
 rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
@@ -164,16 +176,57 @@ fleet_run() { # SIZE -> "rate peak_kb"
 read -r SMALL_RATE SMALL_KB < <(fleet_run "$SMALL")
 read -r FLEET FLEET_KB < <(fleet_run "$N")
 
+# 5. PostgreSQL: 1 issuer, then 4 issuers at once, $SMALL devices in all.
+PG1="-" PG4="-"
+if [ "$PG" = 1 ]; then
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -x "$PGBIN/initdb" ] || { echo "PostgreSQL missing: sudo apt-get install postgresql (or PG=0)" >&2; exit 2; }
+  mkdir -p "$TMP/pg" && chmod 777 "$TMP" "$TMP/pg"
+  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  as_pg "$PGBIN/initdb" -A trust -U postgres --no-sync -D "$TMP/pg/data" >/dev/null
+  as_pg "$PGBIN/pg_ctl" -w -l "$TMP/pg/log" -D "$TMP/pg/data" \
+    -o "-p $PORT -k $TMP/pg -c listen_addresses=127.0.0.1" start >/dev/null
+  pg_fleet() { # DB ISSUERS -> devices/s
+    as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres "$1"
+    local url="postgres://postgres@127.0.0.1:$PORT/$1?sslmode=disable" each=$((SMALL / $2))
+    "$BIN" fleet init --dir "$TMP/$1-1" --db "$url" >/dev/null
+    for i in $(seq 2 "$2"); do
+      mkdir -p "$TMP/$1-$i" && cp "$TMP/$1-1"/ca.* "$TMP/$1-$i/"
+    done
+    local t0 t1
+    t0=$(now)
+    for i in $(seq 1 "$2"); do
+      "$BIN" fleet issue --dir "$TMP/$1-$i" --db "$url" --count "$each" --prefix "l$i-" \
+        --threads "$THREADS" --json >"$TMP/out-$1-$i" &
+    done
+    wait
+    t1=$(now)
+    local issued
+    issued=$(cat "$TMP"/out-"$1"-* | grep -o '"issued": [0-9]*' | grep -o '[0-9]*$' | awk '{ s += $1 } END { print s }')
+    [ "$issued" = "$((each * $2))" ] || { echo "postgres: issued $issued of $((each * $2))" >&2; exit 1; }
+    rate "$issued" "$t0" "$t1"
+  }
+  PG1=$(pg_fleet one 1)
+  PG4=$(pg_fleet four 4)
+fi
+
 printf '\n%-44s %12s\n' "per-device issuance (P-256)" "devices/s"
 printf '%-44s %12s\n' "raw crypto bound (keygen + 1 signature)" "$RAW"
 printf '%-44s %12s\n' "file-system bound (device folders only)" "$FS"
 printf '%-44s %12s\n' "openssl per-device flow ($SAMPLE devices)" "$OPENSSL"
 printf '%-44s %12s\n' "devtls fleet issue ($SMALL devices)" "$SMALL_RATE"
 printf '%-44s %12s\n' "devtls fleet issue ($N devices)" "$FLEET"
+printf '%-44s %12s\n' "fleet issue, PostgreSQL, 1 issuer ($SMALL)" "$PG1"
+printf '%-44s %12s\n' "fleet issue, PostgreSQL, 4 issuers ($SMALL)" "$PG4"
 echo
 echo "devtls fleet / raw crypto bound:  $(ratio "$FLEET" "$RAW")   (target >= 40%)"
 echo "devtls fleet / file-system bound: $(ratio "$FLEET" "$FS")"
 echo "devtls fleet / openssl flow:      $(awk -v a="$FLEET" -v b="$OPENSSL" 'BEGIN { printf "%.1fx", a / b }')"
+if [ "$PG" = 1 ]; then
+  echo "PostgreSQL 1 issuer / SQLite ($SMALL devices): $(ratio "$PG1" "$SMALL_RATE")"
+  echo "PostgreSQL 4 issuers / SQLite ($SMALL devices): $(ratio "$PG4" "$SMALL_RATE")"
+  echo "PostgreSQL 4 issuers / raw crypto bound:       $(ratio "$PG4" "$RAW")"
+fi
 echo "peak RSS: $SMALL devices ${SMALL_KB} kB, $N devices ${FLEET_KB} kB"
 
 pkcs11_rows

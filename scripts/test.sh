@@ -34,6 +34,7 @@ APT_PEERS=(
   "git                git"
   "man                man-db"
   "python3            python3"
+  "file:/usr/lib/postgresql postgresql"
   "softhsm2-util      softhsm2"
 )
 # Python peers: a module to import (or a command) and the PyPI package.
@@ -120,6 +121,15 @@ fi
 
 # DEVTLS_TEST_SCOPE narrows the run (the README test runs this script in a
 # clone with one small package); by default, the whole workspace.
+# The fleet suite runs once more with its inventory on PostgreSQL (each test
+# starts its own throw-away server); the workspace run below covers SQLite.
+pg_rc=0
+if [ -z "${DEVTLS_TEST_SCOPE:-}" ]; then
+  echo "== fleet tests on PostgreSQL (DEVTLS_TEST_BACKEND=postgres)"
+  DEVTLS_TEST_BACKEND=postgres cargo test -p devtls --test fleet --no-fail-fast "$@" || pg_rc=$?
+fi
 # shellcheck disable=SC2086
 echo "== cargo test ${DEVTLS_TEST_SCOPE:---workspace} --no-fail-fast $* -- --include-ignored"
-exec cargo test ${DEVTLS_TEST_SCOPE:---workspace} --no-fail-fast "$@" -- --include-ignored
+rc=0
+cargo test ${DEVTLS_TEST_SCOPE:---workspace} --no-fail-fast "$@" -- --include-ignored || rc=$?
+[ "$rc" = 0 ] && [ "$pg_rc" = 0 ]

@@ -13,7 +13,9 @@ use serde_json::Value;
 use support::fleet::{assert_agreement, export, field};
 use support::{ok_in, openssl, openssl_ok, run_in, text, words};
 
+/// A new fleet in `d` (with PostgreSQL, in a new database).
 fn init(d: &Path) {
+    support::postgres::fresh_database();
     ok_in(d, &["fleet", "init", "--name", "Test fleet"]);
 }
 
@@ -39,11 +41,14 @@ fn crl_check(d: &Path, cert: &str) -> std::process::Output {
 
 #[test]
 fn openssl_verifies_every_device_and_refuses_revoked_ones_with_the_crl() {
+    let backend = support::postgres::backend();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     init(d);
     for f in ["ca.der", "ca.crt", "ca.key", "inventory.db"] {
-        assert!(d.join("fleet").join(f).is_file(), "{f}");
+        let here = d.join("fleet").join(f).is_file();
+        // With PostgreSQL the inventory is in the database, not a file.
+        assert_eq!(here, f != "inventory.db" || !backend.is_postgres(), "{f}");
     }
     ok_in(d, &words("fleet issue --count 12 --prefix cam-"));
     ok_in(d, &words("fleet issue srv-1 --role server --key p384"));
@@ -150,6 +155,7 @@ fn openssl_verifies_every_device_and_refuses_revoked_ones_with_the_crl() {
 /// with the CRL and still refuses the old one.
 #[test]
 fn a_revoked_device_gets_a_new_identity_with_reissue() {
+    let _backend = support::postgres::backend();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     init(d);
@@ -203,6 +209,7 @@ fn a_revoked_device_gets_a_new_identity_with_reissue() {
 
 #[test]
 fn list_expiring_status_export_and_rotate() {
+    let _backend = support::postgres::backend();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     init(d);
@@ -295,6 +302,7 @@ fn list_expiring_status_export_and_rotate() {
 
 #[test]
 fn csr_signing_and_csv_input() {
+    let _backend = support::postgres::backend();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     init(d);
@@ -333,6 +341,7 @@ fn csr_signing_and_csv_input() {
 
 #[test]
 fn bad_input_is_refused_before_anything_is_written() {
+    let _backend = support::postgres::backend();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     init(d);
@@ -367,6 +376,7 @@ fn bad_input_is_refused_before_anything_is_written() {
 
 #[test]
 fn the_ca_key_never_leaves_ca_key() {
+    let _backend = support::postgres::backend();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let outputs = vec![
@@ -445,6 +455,7 @@ fn spawn_issue(d: &Path, prefix: &str, count: &str) -> std::process::Child {
 /// command completes the fleet.
 #[test]
 fn issuance_survives_sigkill_twenty_times() {
+    let _backend = support::postgres::backend();
     let n = crash_count();
     let started = Instant::now();
     let mut kills = 0;
@@ -534,6 +545,7 @@ fn rand_fraction() -> f64 {
 
 #[test]
 fn two_issuers_at_once_never_share_a_serial_or_a_device() {
+    let _backend = support::postgres::backend();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     init(d);
@@ -563,6 +575,7 @@ fn two_issuers_at_once_never_share_a_serial_or_a_device() {
 /// device completes mTLS; after `fleet revoke` and `fleet crl` it is refused.
 #[test]
 fn mbedtls_device_does_mtls_with_serve_until_revoked() {
+    let _backend = support::postgres::backend();
     use support::device;
     use support::net::Serve;
     let dir = tempfile::tempdir().unwrap();

@@ -48,11 +48,49 @@ pub struct Row {
     pub revoked_at: Option<OffsetDateTime>,
     /// Why it was revoked.
     pub reason: Option<String>,
+    /// Where the next page starts (`fleet list --after`): set when listing with a limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// A position in the listing order (expiry, device, row id): `fleet list
+/// --after` continues after it. Spelled `NOT_AFTER.ID.DEVICE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// The row's end of validity (Unix seconds).
+    pub not_after: i64,
+    /// The row's id.
+    pub id: i64,
+    /// The row's device.
+    pub device: String,
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad =
+            || format!("'{s}' is not a list cursor; pass the `cursor` of the last row listed");
+        let mut parts = s.splitn(3, '.');
+        let not_after = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let id = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let device = parts.next().ok_or_else(bad)?.to_string();
+        Ok(Cursor {
+            not_after,
+            id,
+            device,
+        })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.not_after, self.id, self.device)
+    }
 }
 
 /// The columns a [`Row`] is read from, in [`make_row`]'s order.
 pub(crate) const COLUMNS: &str =
-    "device, serial, sha256, key_type, role, not_before, not_after, status, from_csr, revoked_at, reason";
+    "device, serial, sha256, key_type, role, not_before, not_after, status, from_csr, revoked_at, reason, id";
 
 /// Seconds in a week (the expiry histogram's bucket).
 pub(crate) const WEEK: i64 = 7 * 86400;
@@ -75,11 +113,14 @@ pub(crate) fn make_row(
     from_csr: bool,
     revoked_at: Option<i64>,
     reason: Option<String>,
+    id: i64,
     now: i64,
+    paged: bool,
 ) -> Row {
     if status == "active" && not_after <= now {
         status = "expired".into();
     }
+    let device_for_cursor = if paged { device.clone() } else { String::new() };
     Row {
         device,
         serial,
@@ -92,6 +133,14 @@ pub(crate) fn make_row(
         from_csr,
         revoked_at: revoked_at.map(ts),
         reason,
+        cursor: paged.then(|| {
+            Cursor {
+                not_after,
+                id,
+                device: device_for_cursor,
+            }
+            .to_string()
+        }),
     }
 }
 
@@ -102,6 +151,10 @@ pub struct Filter {
     pub status: Option<String>,
     /// Only active certificates that expire before this moment (and have not yet).
     pub expiring_before: Option<OffsetDateTime>,
+    /// At most this many rows (a page); each row then carries its cursor.
+    pub limit: Option<u64>,
+    /// Only rows after this one in the listing order (the next page).
+    pub after: Option<Cursor>,
 }
 
 /// A bound value of a query built at run time.
@@ -150,7 +203,24 @@ pub(crate) fn list_sql(
             Arg::Int(before.unix_timestamp()),
         );
     }
+    if let Some(c) = &filter.after {
+        let (a, b, c) = (c.not_after, c.device.clone(), c.id);
+        args.push(Arg::Int(a));
+        args.push(Arg::Text(b));
+        args.push(Arg::Int(c));
+        let n = args.len();
+        sql += &format!(
+            " AND (not_after, device, id) > ({}, {}, {})",
+            placeholder(n - 2),
+            placeholder(n - 1),
+            placeholder(n)
+        );
+    }
     sql += " ORDER BY not_after, device, id";
+    if let Some(limit) = filter.limit {
+        args.push(Arg::Int(limit.min(i64::MAX as u64) as i64));
+        sql += &format!(" LIMIT {}", placeholder(args.len()));
+    }
     (sql, args)
 }
 

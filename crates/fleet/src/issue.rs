@@ -164,7 +164,15 @@ impl Session {
     fn start(fleet: &Fleet) -> Result<Session, Error> {
         let root = fleet.dir().join(names::WORK);
         fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
-        let token = format!("{:016x}{:08x}", rand::random::<u64>(), std::process::id());
+        let token = format!(
+            "{}{:016x}{:08x}",
+            fleet.issuer(),
+            rand::random::<u64>(),
+            std::process::id()
+        );
+        // Before any row carries the token: whoever sees its rows can ask
+        // the database whether this process still lives.
+        fleet.db().hold_owner(&token)?;
         let lock_path = root.join(format!("{token}.lock"));
         let lock = Lock::create_locked(&root.join(format!(".{token}.new")), &lock_path)?;
         let work = root.join(&token);
@@ -896,5 +904,47 @@ mod tests {
             .collect();
         folders.sort();
         assert_eq!(folders, ["a", "b", "c", "d", "e"]);
+    }
+
+    /// A serial the inventory already holds (forced: a trigger records the
+    /// device's first serial for a decoy just before its row is inserted)
+    /// is refused by the UNIQUE constraint and the device is signed again.
+    #[test]
+    fn a_serial_clash_is_signed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("fleet");
+        let init = InitOptions {
+            name: "t".into(),
+            key: KeyType::P256,
+            days: 365,
+        };
+        let mut fleet = Fleet::init(&root, &init).unwrap();
+        let side = rusqlite::Connection::open(root.join(names::INVENTORY)).unwrap();
+        side.execute_batch(
+            "CREATE TABLE clash_done (x INTEGER);
+             CREATE TRIGGER clash BEFORE INSERT ON certs
+             WHEN NEW.device = 'clash-me' AND NOT EXISTS (SELECT 1 FROM clash_done)
+             BEGIN
+               INSERT INTO clash_done VALUES (1);
+               INSERT INTO certs (device, serial, key_type, role, not_before, not_after, status, issued_at)
+               VALUES ('decoy', NEW.serial, 'p256', 'client', 0, 1, 'superseded', 0);
+             END;",
+        )
+        .unwrap();
+        let opts = IssueOptions::new(30, Role::Client, KeyType::P256, Arc::new(|_| "".into()));
+        let source = Source::List(vec!["clash-me".to_string()].into_iter());
+        let report = issue(&mut fleet, source, &opts, &|_| {}).unwrap();
+        assert_eq!(
+            (report.issued, report.failed_count),
+            (1, 0),
+            "{:?}",
+            report.failed
+        );
+        let decoy = &fleet.db().device_rows("decoy").unwrap()[0].serial;
+        let mine = fleet.db().device_rows("clash-me").unwrap();
+        assert_eq!(mine.len(), 1);
+        assert_ne!(&mine[0].serial, decoy, "signed again with another serial");
+        let der = fs::read(root.join("devices/clash-me/client.der")).unwrap();
+        assert_eq!(cert_facts(&der).unwrap().serial, mine[0].serial);
     }
 }

@@ -30,6 +30,7 @@ mod folders;
 pub mod inventory;
 pub mod issue;
 mod lock;
+pub mod migrate;
 pub mod recover;
 pub mod renewal;
 pub mod store;
@@ -53,6 +54,9 @@ pub enum Error {
     /// The inventory database failed.
     #[error("inventory: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The PostgreSQL inventory failed.
+    #[error("inventory (PostgreSQL): {0}")]
+    Postgres(#[from] postgres::Error),
     /// A file system error on a named path.
     #[error("{path}: {source}")]
     Io {
@@ -97,7 +101,65 @@ pub struct Fleet {
     db: Box<dyn Store>,
     ca_der: Vec<u8>,
     ca: CaState,
+    /// Prefix of the owner tokens of this machine's issuing processes
+    /// (empty with SQLite, where every process shares the folder).
+    issuer: String,
     access: ca_key::TokenAccess,
+}
+
+/// Where a fleet's inventory lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Db {
+    /// `inventory.db` in the fleet folder.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database (`postgres://USER@HOST[:PORT]/DB`), shared by
+    /// the issuers whose fleet folders hold the same CA.
+    Postgres(String),
+}
+
+impl Db {
+    /// The inventory named by `--db` (or `DEVTLS_FLEET_DB`): none is the
+    /// folder's SQLite file.
+    pub fn parse(url: Option<&str>) -> Result<Db, Error> {
+        match url.map(str::trim).filter(|u| !u.is_empty()) {
+            None => Ok(Db::Sqlite),
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Ok(Db::Postgres(u.to_string()))
+            }
+            Some("sqlite") => Ok(Db::Sqlite),
+            Some(u) => Err(Error::Invalid(format!(
+                "--db {}: not a PostgreSQL URL; write postgres://USER@HOST[:PORT]/DB, \
+                 or leave --db out to use the fleet folder's inventory.db",
+                store::postgres::redact(u)
+            ))),
+        }
+    }
+
+    fn open(&self, dir: &Path) -> Result<Box<dyn Store>, Error> {
+        Ok(match self {
+            Db::Sqlite => Box::new(store::sqlite::Sqlite::open(&dir.join(names::INVENTORY))?),
+            Db::Postgres(url) => Box::new(store::postgres::Postgres::connect(url)?),
+        })
+    }
+}
+
+fn issuer_of(dir: &Path, db: &Db) -> String {
+    match db {
+        Db::Sqlite => String::new(),
+        Db::Postgres(_) => issuer_prefix(dir),
+    }
+}
+
+/// This machine's owner prefix for a fleet folder: the same for every
+/// process using the folder, different on another machine (or folder), so a
+/// recovery only settles what its own folder's processes left behind.
+fn issuer_prefix(dir: &Path) -> String {
+    let machine = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+    let host = std::env::var("HOSTNAME").unwrap_or_default();
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let key = store::key64(&format!("{machine}\0{host}\0{}", dir.display()));
+    format!("{:08x}-", key as u64 >> 32)
 }
 
 /// The CA key as found when the fleet was opened.
@@ -170,8 +232,32 @@ impl Fleet {
     /// Creates a fleet in `dir`: a CA (certificate and 0600 key) and an empty
     /// inventory. Refuses to touch a folder that already holds a fleet.
     pub fn init(dir: &Path, opts: &InitOptions) -> Result<Fleet, Error> {
+        Fleet::init_in(dir, opts, &Db::Sqlite)
+    }
+
+    /// [`Fleet::init`] with the inventory in `db`; a database that already
+    /// holds a fleet's inventory is refused.
+    pub fn init_in(dir: &Path, opts: &InitOptions, db_at: &Db) -> Result<Fleet, Error> {
         Fleet::refuse_existing(dir)?;
-        let inventory = dir.join(names::INVENTORY);
+        // Connect first: an unreachable database makes no CA.
+        let remote = match db_at {
+            Db::Sqlite => None,
+            Db::Postgres(url) => {
+                let db = store::postgres::Postgres::connect(url)?;
+                if db.has_rows()? || db.has_ca()? {
+                    return Err(Error::Invalid(format!(
+                        "{}: already holds a fleet's inventory; to add an issuer, copy {}, {} \
+                         and {} from the first issuer's fleet folder and run the commands \
+                         with the same --db (no `fleet init`)",
+                        store::postgres::redact(url),
+                        names::CA_DER,
+                        names::CA_PEM,
+                        names::CA_KEY
+                    )));
+                }
+                Some(db)
+            }
+        };
         let key = PrivateKey::generate(opts.key)?;
         let spec = CertSpec::new(opts.name.clone(), Role::Ca, opts.days);
         let cert = pki_issue::self_signed_ca(&spec, &key)?;
@@ -185,10 +271,15 @@ impl Fleet {
         )?;
         std::fs::create_dir_all(dir.join(names::DEVICES))
             .map_err(|e| Error::io(&dir.join(names::DEVICES), e))?;
-        let db: Box<dyn Store> = Box::new(store::sqlite::Sqlite::open(&inventory)?);
+        let db: Box<dyn Store> = match remote {
+            Some(db) => Box::new(db),
+            None => db_at.open(dir)?,
+        };
+        db.claim_ca(&devtls_pki::fingerprint::sha256_hex(&cert.der))?;
         Ok(Fleet {
             dir: dir.to_path_buf(),
             db,
+            issuer: issuer_of(dir, db_at),
             ca: CaState::Ready(Arc::new(Authority::load(&cert.der, key)?)),
             ca_der: cert.der,
             access: ca_key::TokenAccess::default(),
@@ -240,6 +331,7 @@ impl Fleet {
             ca_der: made.cert_der,
             ca: CaState::Token(token),
             access,
+            issuer: String::new(),
         };
         Ok((fleet, made.found))
     }
@@ -260,6 +352,14 @@ impl Fleet {
     /// Opens the fleet in `dir` and brings it into agreement after any crash
     /// (see [`recover`]) before anything else reads it.
     pub fn open(dir: &Path) -> Result<Fleet, Error> {
+        Fleet::open_in(dir, &Db::Sqlite)
+    }
+
+    /// [`Fleet::open`] with the inventory in `db_at`.
+    pub fn open_in(dir: &Path, db_at: &Db) -> Result<Fleet, Error> {
+        if let Db::Postgres(_) = db_at {
+            return Fleet::open_shared(dir, db_at);
+        }
         let inventory = dir.join(names::INVENTORY);
         let ca_path = dir.join(names::CA_DER);
         let has_ca = ca_path.exists()
@@ -283,12 +383,13 @@ impl Fleet {
             return Err(damaged(dir, &inventory, what));
         }
         let ca_der = std::fs::read(&ca_path).map_err(|e| Error::io(&ca_path, e))?;
-        let db: Box<dyn Store> = Box::new(store::sqlite::Sqlite::open(&inventory)?);
+        let db = db_at.open(dir)?;
         let mut fleet = Fleet {
             dir: dir.to_path_buf(),
             db,
             ca_der,
             ca: CaState::Unusable(String::new()),
+            issuer: String::new(),
             access: ca_key::TokenAccess::default(),
         };
         if !fleet.db.has_rows()? && has_device_folders(dir)? {
@@ -301,6 +402,53 @@ impl Fleet {
         fleet.ca = Fleet::load_ca(dir, &fleet.ca_der);
         recover::run(&mut fleet)?;
         Ok(fleet)
+    }
+
+    /// A fleet folder whose inventory is a shared database: the folder holds
+    /// the CA and this machine's device folders, the database every row.
+    fn open_shared(dir: &Path, db_at: &Db) -> Result<Fleet, Error> {
+        let ca_path = dir.join(names::CA_DER);
+        if !ca_path.exists() {
+            return Err(Error::Invalid(format!(
+                "{}: no fleet CA here (no {}); create the fleet with `devtls fleet init --db ...`, \
+                 or copy {}, {} and {} from the first issuer's fleet folder",
+                dir.display(),
+                names::CA_DER,
+                names::CA_DER,
+                names::CA_PEM,
+                names::CA_KEY
+            )));
+        }
+        let ca_der = std::fs::read(&ca_path).map_err(|e| Error::io(&ca_path, e))?;
+        std::fs::create_dir_all(dir.join(names::DEVICES))
+            .map_err(|e| Error::io(&dir.join(names::DEVICES), e))?;
+        let db = db_at.open(dir)?;
+        let sha256 = devtls_pki::fingerprint::sha256_hex(&ca_der);
+        let stored = db.claim_ca(&sha256)?;
+        if stored != sha256 {
+            return Err(Error::Invalid(format!(
+                "the inventory database belongs to another fleet CA (SHA-256 {stored}) than {} \
+                 (SHA-256 {sha256}): serials are unique per CA, so one database holds one \
+                 fleet. Use this CA's database, or copy the right {} here",
+                ca_path.display(),
+                names::CA_DER
+            )));
+        }
+        let mut fleet = Fleet {
+            dir: dir.to_path_buf(),
+            db,
+            ca: Fleet::load_ca(dir, &ca_der),
+            ca_der,
+            issuer: issuer_of(dir, db_at),
+            access: ca_key::TokenAccess::default(),
+        };
+        recover::run(&mut fleet)?;
+        Ok(fleet)
+    }
+
+    /// The prefix of this machine's owner tokens (see [`recover`]).
+    pub(crate) fn issuer(&self) -> &str {
+        &self.issuer
     }
 
     /// The fleet folder.
@@ -407,7 +555,8 @@ impl Fleet {
     /// publishing it would un-revoke a device.
     pub fn crl(&self, days: u32, previous: Option<&[u8]>) -> Result<Vec<u8>, Error> {
         let ca = self.authority()?;
-        let revoked = self.db.revoked()?;
+        // The number and the list in one transaction: a higher number never lists fewer.
+        let (number, revoked) = self.db.next_crl()?;
         if let Some(old) = previous.and_then(|der| crl_serials(der, &self.ca_der)) {
             let now: std::collections::HashSet<&[u8]> =
                 revoked.iter().map(|r| r.serial.as_slice()).collect();
@@ -426,7 +575,6 @@ impl Fleet {
                 )));
             }
         }
-        let number = self.db.next_crl_number()?;
         let now = now();
         Ok(devtls_pki::crl::sign(
             &ca,

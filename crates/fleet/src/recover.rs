@@ -35,8 +35,13 @@ pub struct Recovery {
     pub cleaned: u64,
 }
 
+/// The owners of pending rows that this folder's processes were (with a
+/// shared database, other machines' rows are theirs to settle: their device
+/// folders are there).
 fn pending_owners(fleet: &Fleet) -> Result<BTreeSet<String>, Error> {
-    fleet.db().pending_owners()
+    let mut owners = fleet.db().pending_owners()?;
+    owners.retain(|o| o.starts_with(fleet.issuer()));
+    Ok(owners)
 }
 
 /// Settles what dead processes left behind. Cheap when there is nothing to do.
@@ -71,6 +76,9 @@ pub fn run(fleet: &mut Fleet) -> Result<Recovery, Error> {
         }
     }
     for owner in owners {
+        if fleet.db().owner_alive(&owner)? == Some(true) {
+            continue; // the database says it still runs
+        }
         let lock_path = work.join(format!("{owner}.lock"));
         // The lock file is in place (locked) before its owner writes anything,
         // so no lock file means nobody is alive behind these rows.

@@ -6,6 +6,7 @@
 
 pub mod fleet;
 pub mod interactive;
+pub mod postgres;
 pub mod require;
 
 #[allow(unused_imports)] // each test file uses what it needs
@@ -18,7 +19,15 @@ use std::time::{Duration, Instant};
 
 /// A `Command` for the devtls binary under test.
 pub fn devtls() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_devtls"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_devtls"));
+    // A fleet test running against PostgreSQL (see postgres::backend).
+    cmd.env_remove("DEVTLS_FLEET_DB");
+    postgres::FLEET_DB.with(|db| {
+        if let Some(url) = db.borrow().as_ref() {
+            cmd.env("DEVTLS_FLEET_DB", url);
+        }
+    });
+    cmd
 }
 
 /// Runs devtls with `args` in `dir` and returns its output.

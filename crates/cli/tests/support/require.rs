@@ -20,6 +20,8 @@ enum Probe {
     PythonModule(&'static str),
     /// A file built inside the repository (path relative to its root).
     Built(&'static str),
+    /// The PostgreSQL server programs (`initdb`, `pg_ctl`), see [`postgres_bin`].
+    PostgresServer,
 }
 
 /// A peer: its name in tests, how to find it, and how to install it.
@@ -64,6 +66,11 @@ const PEERS: &[Peer] = &[
     apt("node", "nodejs"),
     apt("python3", "python3 python3-venv"),
     apt("softhsm2-util", "softhsm2"),
+    Peer {
+        name: "postgresql",
+        probe: Probe::PostgresServer,
+        install: Install::Apt("postgresql"),
+    },
     Peer {
         name: "python-mbedtls",
         probe: Probe::PythonModule("mbedtls"),
@@ -167,9 +174,36 @@ fn present(peer: &str) -> bool {
                     .is_ok_and(|out| out.status.success())
         }
         Probe::Built(path) => repo_root().join(path).exists(),
+        Probe::PostgresServer => postgres_bin().is_some(),
     };
     seen.lock().unwrap().insert(peer.to_string(), found);
     found
+}
+
+/// The folder of the PostgreSQL server programs (`initdb`, `pg_ctl`,
+/// `createdb`, `psql`): Debian's `/usr/lib/postgresql/VERSION/bin` (newest
+/// version), else where they all are on PATH.
+pub fn postgres_bin() -> Option<PathBuf> {
+    let complete = |bin: &Path| {
+        ["initdb", "pg_ctl", "createdb", "psql"]
+            .iter()
+            .all(|p| is_executable(&bin.join(p)))
+    };
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            complete(&bin).then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin).or_else(|| {
+        let bin = on_path("initdb")?.parent()?.to_path_buf();
+        complete(&bin).then_some(bin)
+    })
 }
 
 /// Where `program` is on PATH, as the shell would find it.

@@ -15,6 +15,7 @@ use devtls_pki::crl::{Reason, Revoked};
 use crate::inventory::{Filter, Revocation, Row};
 use crate::Error;
 
+pub mod postgres;
 pub mod sqlite;
 
 /// A certificate to record as `pending` (step 2 of [`crate::issue`]).
@@ -76,6 +77,33 @@ pub type PendingRow = (i64, String, String, String, Option<i64>, Option<String>)
 /// row it replaces and what that becomes.
 pub type Landed = (i64, String, Option<i64>, Option<String>);
 
+/// Every column of a certificate row, as stored (for `fleet migrate`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RawRow {
+    pub id: i64,
+    pub device: String,
+    pub serial: String,
+    pub sha256: Option<String>,
+    pub key_type: String,
+    pub role: String,
+    pub dns: String,
+    pub ips: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub status: String,
+    pub owner: Option<String>,
+    pub replaces: Option<i64>,
+    pub old_status: Option<String>,
+    pub issued_at: i64,
+    pub from_csr: bool,
+    pub revoked_at: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// The columns of a [`RawRow`], in its order.
+pub(crate) const RAW_COLUMNS: &str = "id, device, serial, sha256, key_type, role, dns, ips, \
+    not_before, not_after, status, owner, replaces, old_status, issued_at, from_csr, revoked_at, reason";
+
 /// The inventory of one fleet, whatever holds it.
 pub trait Store: Send {
     /// `sqlite` or `postgres`.
@@ -112,9 +140,20 @@ pub trait Store: Send {
     fn revoke(&self, target: &str, serial: &str, reason: Reason) -> Result<Revocation, Error>;
     /// Every revoked certificate, for the CRL.
     fn revoked(&self) -> Result<Vec<Revoked>, Error>;
-    /// Takes the next CRL number (1, 2, 3...): never the same twice, even
-    /// for two processes at once.
-    fn next_crl_number(&self) -> Result<u64, Error>;
+    /// Takes the next CRL number (1, 2, 3...) and the revoked certificates
+    /// in one transaction: numbers never repeat, even across processes, and
+    /// a higher number never lists fewer certificates.
+    fn next_crl(&self) -> Result<(u64, Vec<Revoked>), Error>;
+    /// Records `sha256` (of the CA certificate) as this inventory's CA if
+    /// none is recorded yet; returns the one recorded.
+    fn claim_ca(&self, sha256: &str) -> Result<String, Error>;
+    /// Marks `owner` as alive in the database for as long as this store is
+    /// open (PostgreSQL: a session advisory lock; SQLite: nothing, the
+    /// owner's lock file says it).
+    fn hold_owner(&self, owner: &str) -> Result<(), Error>;
+    /// Whether `owner` is known to be alive (`Some(true)`), known dead
+    /// (`Some(false)`), or only its lock file can tell (`None`).
+    fn owner_alive(&self, owner: &str) -> Result<Option<bool>, Error>;
 
     /// Step 2 of issuance: records `certs` as pending, owned by `owner`, in
     /// one transaction, re-checking each device inside it. One outcome per cert.
@@ -135,6 +174,11 @@ pub trait Store: Send {
         limit: usize,
     ) -> Result<Vec<RotateRow>, Error>;
 
+    /// Every row as stored, in id order (for copying and checking a copy).
+    fn raw_rows(&self, each: &mut dyn FnMut(RawRow) -> Result<(), Error>) -> Result<(), Error>;
+    /// Every `meta` entry (CRL number, CA fingerprint), sorted by key.
+    fn meta(&self) -> Result<Vec<(String, String)>, Error>;
+
     /// The owners of pending rows.
     fn pending_owners(&self) -> Result<BTreeSet<String>, Error>;
     /// The pending rows of one owner.
@@ -148,4 +192,14 @@ pub trait Store: Send {
     fn renewal(&self) -> Option<&dyn crate::renewal::RenewalStore> {
         None
     }
+}
+
+/// A stable 64-bit key for a string (FNV-1a), the same in every process.
+pub(crate) fn key64(s: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h as i64
 }

@@ -9,7 +9,7 @@ use std::time::Duration as StdDuration;
 use devtls_pki::crl::{Reason, Revoked};
 use rusqlite::{params, Connection, OptionalExtension, Row as SqlRow};
 
-use super::{Landed, NewCert, PendingRow, Reserved, Retire, RotateRow, Store};
+use super::{Landed, NewCert, PendingRow, RawRow, Reserved, Retire, RotateRow, Store, RAW_COLUMNS};
 use crate::inventory::{self, Filter, Revocation, Row, COLUMNS};
 use crate::Error;
 
@@ -37,10 +37,17 @@ CREATE TABLE IF NOT EXISTS certs (
 );
 CREATE INDEX IF NOT EXISTS certs_device ON certs (device);
 CREATE INDEX IF NOT EXISTS certs_not_after ON certs (not_after);
+CREATE INDEX IF NOT EXISTS certs_list ON certs (not_after, device, id);
+CREATE INDEX IF NOT EXISTS certs_status ON certs (status, not_after);
 CREATE INDEX IF NOT EXISTS certs_owner ON certs (owner) WHERE status = 'pending';
 CREATE UNIQUE INDEX IF NOT EXISTS one_pending ON certs (device) WHERE status = 'pending';
 CREATE UNIQUE INDEX IF NOT EXISTS one_active ON certs (device) WHERE status = 'active';
 ";
+
+/// The schema version this binary writes (`PRAGMA user_version`; files
+/// from before versioning read 0 and are brought up by `SCHEMA`, which only
+/// adds what is missing).
+pub const SCHEMA_VERSION: i64 = 1;
 
 /// An open SQLite inventory.
 pub struct Sqlite {
@@ -58,7 +65,21 @@ impl Sqlite {
         // NORMAL in WAL mode survives a killed process; a power cut may lose the
         // last commits, which recovery treats like a crash (files are reconciled).
         db.pragma_update(None, "synchronous", "NORMAL")?;
+        // The schema version lives in the file's header (user_version): a
+        // file written by a newer devtls is refused before anything changes.
+        let found: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(Error::Invalid(format!(
+                "{}: its schema is version {found}, newer than this devtls knows \
+                 (version {SCHEMA_VERSION}); nothing was changed. Use the devtls release \
+                 that wrote it (or newer)",
+                path.display()
+            )));
+        }
         db.execute_batch(SCHEMA)?;
+        if found < SCHEMA_VERSION {
+            db.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
         Ok(Sqlite { db })
     }
 
@@ -118,7 +139,7 @@ impl Drop for Immediate<'_> {
     }
 }
 
-fn row(r: &SqlRow<'_>, now: i64) -> rusqlite::Result<Row> {
+fn row(r: &SqlRow<'_>, now: i64, paged: bool) -> rusqlite::Result<Row> {
     Ok(inventory::make_row(
         r.get(0)?,
         r.get(1)?,
@@ -131,7 +152,9 @@ fn row(r: &SqlRow<'_>, now: i64) -> rusqlite::Result<Row> {
         r.get(8)?,
         r.get(9)?,
         r.get(10)?,
+        r.get(11)?,
         now,
+        paged,
     ))
 }
 
@@ -152,7 +175,7 @@ fn rows_where(db: &Connection, sql_where: &str, arg: &str) -> Result<Vec<Row>, E
         "SELECT {COLUMNS} FROM certs WHERE {sql_where} ORDER BY id"
     ))?;
     let rows = stmt
-        .query_map([arg], |r| row(r, now))?
+        .query_map([arg], |r| row(r, now, false))?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
@@ -212,7 +235,7 @@ impl Store for Sqlite {
         let mut stmt = self.db.prepare(&sql)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
         while let Some(r) = rows.next()? {
-            each(row(r, now)?)?;
+            each(row(r, now, filter.limit.is_some())?)?;
         }
         Ok(())
     }
@@ -250,7 +273,7 @@ impl Store for Sqlite {
              ORDER BY not_after LIMIT ?"
         ))?;
         let rows = stmt
-            .query_map(params![now, n as i64], |r| row(r, now))?
+            .query_map(params![now, n as i64], |r| row(r, now, false))?
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }
@@ -281,7 +304,7 @@ impl Store for Sqlite {
         rows.into_iter().map(inventory::revoked_entry).collect()
     }
 
-    fn next_crl_number(&self) -> Result<u64, Error> {
+    fn next_crl(&self) -> Result<(u64, Vec<Revoked>), Error> {
         let tx = self.immediate()?;
         tx.db.execute(
             "INSERT INTO meta (key, value) VALUES ('crl_number', '1')
@@ -293,9 +316,35 @@ impl Store for Sqlite {
                 .query_row("SELECT value FROM meta WHERE key = 'crl_number'", [], |r| {
                     r.get(0)
                 })?;
+        let revoked = self.revoked()?;
         tx.commit()?;
-        n.parse()
-            .map_err(|_| Error::Invalid("inventory: bad CRL number".into()))
+        let n = n
+            .parse()
+            .map_err(|_| Error::Invalid("inventory: bad CRL number".into()))?;
+        Ok((n, revoked))
+    }
+
+    fn claim_ca(&self, sha256: &str) -> Result<String, Error> {
+        let tx = self.immediate()?;
+        tx.db.execute(
+            "INSERT INTO meta (key, value) VALUES ('ca_sha256', ?) ON CONFLICT (key) DO NOTHING",
+            [sha256],
+        )?;
+        let stored: String =
+            tx.db
+                .query_row("SELECT value FROM meta WHERE key = 'ca_sha256'", [], |r| {
+                    r.get(0)
+                })?;
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    fn hold_owner(&self, _owner: &str) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn owner_alive(&self, _owner: &str) -> Result<Option<bool>, Error> {
+        Ok(None)
     }
 
     fn reserve(&self, owner: &str, certs: &[NewCert]) -> Result<Vec<Reserved>, Error> {
@@ -317,7 +366,8 @@ impl Store for Sqlite {
             let mut insert = tx.db.prepare_cached(
                 "INSERT INTO certs (device, serial, sha256, key_type, role, dns, ips, not_before,
                                     not_after, status, owner, replaces, old_status, issued_at, from_csr)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)
+                 ON CONFLICT DO NOTHING",
             )?;
             let now = crate::now().unix_timestamp();
             for c in certs {
@@ -357,10 +407,13 @@ impl Store for Sqlite {
                     now,
                     c.from_csr,
                 ]);
+                // A UNIQUE constraint refused it (nothing inserted, the rest
+                // of the batch kept): the serial's, or another process got
+                // the device first.
                 out.push(match inserted {
-                    Ok(_) => Reserved::Owned,
-                    // The UNIQUE constraint on serial refused it.
-                    Err(_) if serial_used.exists([&c.serial])? => Reserved::SerialTaken,
+                    Ok(1) => Reserved::Owned,
+                    Ok(_) if serial_used.exists([&c.serial])? => Reserved::SerialTaken,
+                    Ok(_) => Reserved::Skipped,
                     Err(e) => Reserved::Failed(e.to_string()),
                 });
             }
@@ -412,6 +465,40 @@ impl Store for Sqlite {
              ORDER BY id LIMIT ?",
             params![before, cursor, max_id, limit as i64],
         )
+    }
+
+    fn raw_rows(&self, each: &mut dyn FnMut(RawRow) -> Result<(), Error>) -> Result<(), Error> {
+        let mut stmt = self
+            .db
+            .prepare(&format!("SELECT {RAW_COLUMNS} FROM certs ORDER BY id"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            each(RawRow {
+                id: r.get(0)?,
+                device: r.get(1)?,
+                serial: r.get(2)?,
+                sha256: r.get(3)?,
+                key_type: r.get(4)?,
+                role: r.get(5)?,
+                dns: r.get(6)?,
+                ips: r.get(7)?,
+                not_before: r.get(8)?,
+                not_after: r.get(9)?,
+                status: r.get(10)?,
+                owner: r.get(11)?,
+                replaces: r.get(12)?,
+                old_status: r.get(13)?,
+                issued_at: r.get(14)?,
+                from_csr: r.get(15)?,
+                revoked_at: r.get(16)?,
+                reason: r.get(17)?,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn meta(&self) -> Result<Vec<(String, String)>, Error> {
+        self.tuples("SELECT key, value FROM meta ORDER BY key", [])
     }
 
     fn pending_owners(&self) -> Result<BTreeSet<String>, Error> {

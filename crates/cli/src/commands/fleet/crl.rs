@@ -34,7 +34,7 @@ pub(super) struct CrlArgs {
 }
 
 pub(super) fn crl(a: CrlArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open_signing(&a.dir.dir, &a.token)?;
+    let fleet = open_signing(&a.dir, &a.token)?;
     let out = a.out.unwrap_or_else(|| fleet.dir().join("crl.der"));
     // The CRL this one replaces: the file about to be overwritten.
     let previous = match out.exists() {

@@ -27,7 +27,7 @@ pub(super) struct ExportArgs {
 }
 
 pub(super) fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir.dir)?;
+    let fleet = open(&a.dir)?;
     let total: u64 = fleet.db().counts()?.iter().map(|(_, n)| n).sum();
     let bar = progress_bar(Some(total), a.quiet, "rows");
     let stdout = std::io::stdout().lock();

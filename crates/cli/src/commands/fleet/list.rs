@@ -13,7 +13,9 @@ use super::{date_time, open, DirArg, JsonRows};
 #[command(after_help = "Examples:
   devtls fleet list
   devtls fleet list --expiring 30d
-  devtls fleet list --status revoked --json")]
+  devtls fleet list --status revoked --json
+  devtls fleet list --limit 1000 --json              # a page; each row has a cursor
+  devtls fleet list --limit 1000 --after CURSOR      # the next page")]
 pub(super) struct ListArgs {
     #[command(flatten)]
     dir: DirArg,
@@ -23,7 +25,13 @@ pub(super) struct ListArgs {
     /// Only certificates with this status.
     #[arg(long, value_enum)]
     status: Option<StatusArg>,
-    /// Print JSON.
+    /// At most N rows (a page); each row then shows its cursor.
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    /// Continue after this cursor (the last row of the previous page).
+    #[arg(long, value_name = "CURSOR")]
+    after: Option<devtls_fleet::inventory::Cursor>,
+    /// Print JSON (streamed: rows are written as they are read).
     #[arg(long)]
     json: bool,
 }
@@ -37,7 +45,7 @@ pub(super) enum StatusArg {
 }
 
 pub(super) fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir.dir)?;
+    let fleet = open(&a.dir)?;
     let filter = Filter {
         status: a.status.map(|s| {
             s.to_possible_value()
@@ -45,6 +53,8 @@ pub(super) fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default()
         }),
         expiring_before: a.expiring.map(|span| devtls_fleet::now() + span),
+        limit: a.limit,
+        after: a.after,
     };
     let stdout = std::io::stdout().lock();
     if a.json {
@@ -63,8 +73,10 @@ pub(super) fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         "DEVICE", "STATUS", "KEY", "NOT AFTER", "SERIAL"
     )?;
     let mut n = 0u64;
+    let mut last = None;
     fleet.db().for_each(&filter, &mut |r| {
         n += 1;
+        last = r.cursor.clone();
         writeln!(
             out,
             "{:<24} {:<10} {:<8} {:<20} {}",
@@ -77,5 +89,10 @@ pub(super) fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| devtls_fleet::Error::Invalid(e.to_string()))
     })?;
     writeln!(out, "{n} certificate{}", if n == 1 { "" } else { "s" })?;
+    if let (Some(limit), Some(cursor)) = (a.limit, last) {
+        if n == limit {
+            writeln!(out, "next page: --limit {limit} --after {cursor}")?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,7 +13,7 @@ use devtls_fleet::device_files::{self, RenewUrl};
 use devtls_fleet::devices::{self, DeviceReq, Source};
 use devtls_fleet::inventory::Row;
 use devtls_fleet::issue::{self, BootPy, IssueOptions};
-use devtls_fleet::{names, Fleet, InitOptions};
+use devtls_fleet::{names, Db, Fleet, InitOptions};
 use devtls_pki::issue::Role;
 use devtls_pki::keys::KeyType;
 use devtls_pki::sniff::Kind;
@@ -29,6 +29,7 @@ use token::TokenArgs;
 mod crl;
 mod export;
 mod list;
+mod migrate;
 mod revoke;
 mod serve;
 mod status;
@@ -55,6 +56,19 @@ struct DirArg {
     /// The fleet folder.
     #[arg(long, default_value = "fleet", global = true)]
     dir: PathBuf,
+    /// Where the inventory lives: postgres://USER@HOST[:PORT]/DB for a
+    /// PostgreSQL database shared by several issuers (also DEVTLS_FLEET_DB);
+    /// without it, inventory.db in the fleet folder. See docs/fleet-postgres.md.
+    #[arg(long, value_name = "URL", global = true)]
+    db: Option<String>,
+}
+
+impl DirArg {
+    /// The inventory `--db` or `DEVTLS_FLEET_DB` names.
+    fn db(&self) -> anyhow::Result<Db> {
+        let env = std::env::var("DEVTLS_FLEET_DB").ok();
+        Ok(Db::parse(self.db.as_deref().or(env.as_deref()))?)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +82,7 @@ enum FleetCommand {
     Export(export::ExportArgs),
     Status(status::StatusArgs),
     Serve(serve::ServeArgs),
+    Migrate(migrate::MigrateArgs),
 }
 
 /// Create a fleet: a CA certificate and key, and an empty inventory.
@@ -266,17 +281,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         FleetCommand::Export(a) => export::export(a),
         FleetCommand::Status(a) => status::status(a),
         FleetCommand::Serve(a) => serve::run(a),
+        FleetCommand::Migrate(a) => migrate::migrate(a),
     }
 }
 
-fn open(dir: &Path) -> anyhow::Result<Fleet> {
-    Ok(Fleet::open(dir)?)
+fn open(dir: &DirArg) -> anyhow::Result<Fleet> {
+    Ok(Fleet::open_in(&dir.dir, &dir.db()?)?)
 }
 
 /// Opens a fleet that is about to sign: a CA key in a token is reached
 /// with these options.
-fn open_signing(dir: &Path, token: &TokenArgs) -> anyhow::Result<Fleet> {
-    let mut fleet = Fleet::open(dir)?;
+fn open_signing(dir: &DirArg, token: &TokenArgs) -> anyhow::Result<Fleet> {
+    let mut fleet = open(dir)?;
     fleet.set_token_access(token.access());
     Ok(fleet)
 }
@@ -294,11 +310,14 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let (fleet, found) = match &uri {
+        Some(_) if a.dir.db()? != Db::Sqlite => {
+            bail!("--ca-key with --db: a token CA on a shared database is not supported yet; use one of them")
+        }
         Some(uri) => {
             let (fleet, found) = Fleet::init_in_token(&a.dir.dir, &opts, uri, a.token.access())?;
             (fleet, Some(found))
         }
-        None => (Fleet::init(&a.dir.dir, &opts)?, None),
+        None => (Fleet::init_in(&a.dir.dir, &opts, &a.dir.db()?)?, None),
     };
     #[derive(Serialize)]
     struct Made {
@@ -328,8 +347,10 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
         sha256: devtls_pki::fingerprint::sha256_colon(fleet.ca_der()),
         ca_key: fleet.ca_key_uri().map(|u| u.without_module().to_string()),
         ca_key_created: found.map(|f| f == devtls_pki::signer::pkcs11::Found::Created),
+        // With PostgreSQL the inventory is in the database, not a file here.
         files: [names::CA_DER, names::CA_PEM, key_file, names::INVENTORY]
             .iter()
+            .filter(|n| **n != names::INVENTORY || fleet.db().backend() == "sqlite")
             .map(|n| dir.join(n).display().to_string())
             .collect(),
     };
@@ -463,7 +484,7 @@ fn print_device_side(fleet: &Fleet, report: &issue::Report, opts: &IssueOptions)
 
 /// Progress for long work on stderr: drawn only on a terminal (indicatif
 /// hides it otherwise), never with --quiet or for fewer than 100 `unit`s.
-fn progress_bar(len: Option<u64>, quiet: bool, unit: &str) -> ProgressBar {
+pub(super) fn progress_bar(len: Option<u64>, quiet: bool, unit: &str) -> ProgressBar {
     let bar = match len {
         _ if quiet => ProgressBar::hidden(),
         Some(n) if n >= 100 => ProgressBar::new(n),
@@ -532,7 +553,7 @@ fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let mut fleet = open_signing(&a.dir.dir, &a.token)?;
+    let mut fleet = open_signing(&a.dir, &a.token)?;
     let renew = renewal(&fleet, a.renew_url.as_deref(), a.role.into())?;
     let mut opts = IssueOptions::new(
         a.days,
@@ -665,7 +686,7 @@ fn date_time(t: time::OffsetDateTime) -> String {
 }
 
 fn rotate(a: RotateArgs) -> anyhow::Result<ExitCode> {
-    let mut fleet = open_signing(&a.dir.dir, &a.token)?;
+    let mut fleet = open_signing(&a.dir, &a.token)?;
     // Rotated devices keep renewing where the fleet says (client role:
     // boot.py is rendered per row's role, renew.py for those that can).
     let mut opts = IssueOptions::new(

@@ -31,7 +31,7 @@ pub(super) struct RevokeArgs {
 }
 
 pub(super) fn revoke(a: RevokeArgs) -> anyhow::Result<ExitCode> {
-    let mut fleet = open(&a.dir.dir)?;
+    let mut fleet = open(&a.dir)?;
     let done = fleet.revoke(&a.target, a.reason)?;
     if a.json {
         output::json(&done)?;

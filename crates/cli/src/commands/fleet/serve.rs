@@ -83,7 +83,7 @@ fn span(s: &str) -> Result<i64, String> {
 
 pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let profile = super::super::profile(&a.profile)?;
-    let fleet = super::open_signing(&a.dir.dir, &a.token)?;
+    let fleet = super::open_signing(&a.dir, &a.token)?;
     let dir = fleet.dir().to_path_buf();
     let policy = Policy {
         renew_after: a.renew_after,

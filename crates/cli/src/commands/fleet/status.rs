@@ -27,7 +27,7 @@ pub(super) struct StatusArgs {
 }
 
 pub(super) fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
-    let fleet = open(&a.dir.dir)?;
+    let fleet = open(&a.dir)?;
     let counts = fleet.db().counts()?;
     let next = fleet.db().next_expiries(5)?;
     let (weeks, later) = fleet.db().expiry_histogram(a.weeks)?;

@@ -1,0 +1,251 @@
+//! A throw-away PostgreSQL server for the fleet tests: made with `initdb` in
+//! a temporary folder, listening on a free loopback port (and a unix socket
+//! in the same folder), trusting local connections, stopped and deleted when
+//! dropped. As root, the server programs run as the `postgres` user (they
+//! refuse to run as root).
+//!
+//! [`backend`] runs a fleet test against the backend `DEVTLS_TEST_BACKEND`
+//! names (`sqlite`, the default, or `postgres`): with `postgres`, every
+//! `devtls` the test starts through [`super::devtls`] gets `DEVTLS_FLEET_DB`.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use super::require::{self, postgres_bin};
+
+thread_local! {
+    /// The inventory URL of the test running on this thread, if PostgreSQL.
+    pub static FLEET_DB: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The server of the test running on this thread, if PostgreSQL.
+    static SERVER: RefCell<Option<Server>> = const { RefCell::new(None) };
+}
+
+/// A running server.
+pub struct Server {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    /// The TCP port on 127.0.0.1.
+    pub port: u16,
+    databases: u32,
+}
+
+fn as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `program` from the server's folder, as the `postgres` user when root.
+fn server_cmd(bin: &Path, program: &str) -> Command {
+    let path = bin.join(program);
+    if as_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(path);
+        cmd
+    } else {
+        Command::new(path)
+    }
+}
+
+fn run(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| require::fail(&format!("{what}: could not start: {e}")));
+    if !out.status.success() {
+        require::fail(&format!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    out
+}
+
+impl Server {
+    /// Starts a server, or fails the test in one line when PostgreSQL is missing.
+    pub fn start() -> Server {
+        require::require("postgresql");
+        let bin = postgres_bin().expect("required above");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        if as_root() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+                .expect("chmod temp dir");
+        }
+        run(
+            server_cmd(&bin, "initdb")
+                .args([
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "-D",
+                ])
+                .arg(&data),
+            "initdb",
+        );
+        let port = super::free_tcp_port();
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60",
+            dir.path().display()
+        );
+        run(
+            server_cmd(&bin, "pg_ctl")
+                .args(["-w", "-t", "60", "-l"])
+                .arg(dir.path().join("log"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-o", &opts, "start"]),
+            "pg_ctl start",
+        );
+        Server {
+            dir,
+            bin,
+            port,
+            databases: 0,
+        }
+    }
+
+    /// Creates an empty database and returns its URL.
+    pub fn database(&mut self) -> String {
+        self.databases += 1;
+        let name = format!("fleet{}", self.databases);
+        run(
+            server_cmd(&self.bin, "createdb")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .arg(&name),
+            "createdb",
+        );
+        self.url(&name)
+    }
+
+    /// The URL of database `name`.
+    pub fn url(&self, name: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// Runs SQL with `psql` in database `name`; returns its stdout (unaligned, tuples only).
+    pub fn psql(&self, name: &str, sql: &str) -> String {
+        let out = run(
+            server_cmd(&self.bin, "psql")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .args([
+                    "-X",
+                    "-q",
+                    "-A",
+                    "-t",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-d",
+                    name,
+                    "-c",
+                    sql,
+                ]),
+            "psql",
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let _ = server_cmd(&self.bin, "pg_ctl")
+            .args(["-w", "-m", "immediate", "-D"])
+            .arg(self.dir.path().join("data"))
+            .arg("stop")
+            .output();
+        while self.dir.path().join("data/postmaster.pid").exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The backend a fleet test runs against: while it lives, the test's
+/// thread has a server (PostgreSQL) and [`fresh_database`] makes databases on it.
+pub struct Backend {
+    postgres: bool,
+}
+
+impl Backend {
+    /// Whether the backend is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
+    /// The URL `devtls` gets now (PostgreSQL), or `None` (SQLite).
+    pub fn url(&self) -> Option<String> {
+        FLEET_DB.with(|db| db.borrow().clone())
+    }
+
+    /// Runs `sql` with psql in the current database (PostgreSQL only).
+    pub fn psql(&self, sql: &str) -> String {
+        let url = self.url().expect("a PostgreSQL backend");
+        let name = url
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.split('?').next())
+            .unwrap_or_default()
+            .to_string();
+        SERVER.with(|s| s.borrow().as_ref().expect("server").psql(&name, sql))
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        FLEET_DB.with(|db| db.borrow_mut().take());
+        SERVER.with(|s| s.borrow_mut().take()); // stops it
+    }
+}
+
+/// Sets up the backend `DEVTLS_TEST_BACKEND` names (`sqlite`, the default,
+/// or `postgres`) for the calling test.
+pub fn backend() -> Backend {
+    match std::env::var("DEVTLS_TEST_BACKEND").as_deref() {
+        Ok("postgres") => postgres(),
+        Ok("sqlite") | Ok("") | Err(_) => Backend { postgres: false },
+        Ok(other) => require::fail(&format!(
+            "DEVTLS_TEST_BACKEND={other}: write sqlite or postgres"
+        )),
+    }
+}
+
+/// A PostgreSQL backend for the calling test, whatever `DEVTLS_TEST_BACKEND`
+/// says, with a first empty database.
+pub fn postgres() -> Backend {
+    let server = Server::start();
+    SERVER.with(|s| *s.borrow_mut() = Some(server));
+    fresh_database();
+    Backend { postgres: true }
+}
+
+/// With a PostgreSQL backend: points `devtls` at a new empty database (a
+/// new fleet needs one). With SQLite: nothing.
+pub fn fresh_database() {
+    let url = SERVER.with(|s| s.borrow_mut().as_mut().map(Server::database));
+    if url.is_some() {
+        FLEET_DB.with(|db| *db.borrow_mut() = url);
+    }
+}
