@@ -15,12 +15,34 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, Error, SignatureScheme};
 
+/// The chain one connection's peer presented (leaf first), kept whatever
+/// the verdict: the slot every recording verifier writes into.
+#[derive(Debug, Default)]
+pub struct PresentedChain(Mutex<Vec<CertificateDer<'static>>>);
+
+impl PresentedChain {
+    /// Keeps `end_entity` and `intermediates`, replacing what was kept.
+    pub fn record(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) {
+        if let Ok(mut p) = self.0.lock() {
+            *p = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|c| c.clone().into_owned())
+                .collect();
+        }
+    }
+
+    /// The chain kept; empty if the handshake never got that far.
+    pub fn get(&self) -> Vec<CertificateDer<'static>> {
+        self.0.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+}
+
 /// A server-certificate verifier that keeps the chain this connection's
 /// server presented (leaf first), whatever the verdict.
 #[derive(Debug)]
 pub struct RecordingVerifier {
     inner: Arc<dyn ServerCertVerifier>,
-    presented: Mutex<Vec<CertificateDer<'static>>>,
+    presented: PresentedChain,
 }
 
 impl RecordingVerifier {
@@ -28,13 +50,13 @@ impl RecordingVerifier {
     pub fn new(inner: Arc<dyn ServerCertVerifier>) -> Self {
         RecordingVerifier {
             inner,
-            presented: Mutex::new(Vec::new()),
+            presented: PresentedChain::default(),
         }
     }
 
     /// The chain presented; empty if the handshake never got that far.
     pub fn presented(&self) -> Vec<CertificateDer<'static>> {
-        self.presented.lock().map(|p| p.clone()).unwrap_or_default()
+        self.presented.get()
     }
 }
 
@@ -47,12 +69,7 @@ impl ServerCertVerifier for RecordingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        if let Ok(mut p) = self.presented.lock() {
-            *p = std::iter::once(end_entity)
-                .chain(intermediates)
-                .map(|c| c.clone().into_owned())
-                .collect();
-        }
+        self.presented.record(end_entity, intermediates);
         self.inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }

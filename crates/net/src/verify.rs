@@ -10,11 +10,13 @@
 //! chain, a key or curve outside the profile), the device's refusal wins.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use devtls_pki::chain::Cert;
 use devtls_pki::profile::Profile;
 use devtls_pki::verify::{self, name_matches, PeerRole};
+
+use crate::record::PresentedChain;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -35,7 +37,7 @@ pub struct DeviceVerifier {
     profile: &'static Profile,
     /// The anchors, to recognise a leaf that is itself an anchor.
     anchors: Vec<CertificateDer<'static>>,
-    presented: Mutex<Vec<CertificateDer<'static>>>,
+    presented: PresentedChain,
 }
 
 impl DeviceVerifier {
@@ -51,7 +53,7 @@ impl DeviceVerifier {
             algorithms: crate::restrict::provider(profile).signature_verification_algorithms,
             profile,
             anchors,
-            presented: Mutex::new(Vec::new()),
+            presented: PresentedChain::default(),
         }
     }
 
@@ -65,7 +67,7 @@ impl DeviceVerifier {
             // Unused without a chain check: names are never matched.
             profile: &devtls_pki::profile::MODERN,
             anchors: Vec::new(),
-            presented: Mutex::new(Vec::new()),
+            presented: PresentedChain::default(),
         }
     }
 
@@ -116,7 +118,7 @@ impl DeviceVerifier {
     /// The chain the server presented (leaf first), even if verification failed;
     /// empty if the handshake never got that far.
     pub fn presented(&self) -> Vec<CertificateDer<'static>> {
-        self.presented.lock().map(|p| p.clone()).unwrap_or_default()
+        self.presented.get()
     }
 }
 
@@ -129,12 +131,7 @@ impl ServerCertVerifier for DeviceVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        if let Ok(mut presented) = self.presented.lock() {
-            *presented = std::iter::once(end_entity)
-                .chain(intermediates)
-                .map(|c| c.clone().into_owned())
-                .collect();
-        }
+        self.presented.record(end_entity, intermediates);
         let Some(webpki) = &self.webpki else {
             return Ok(ServerCertVerified::assertion());
         };
