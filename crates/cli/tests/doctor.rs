@@ -738,7 +738,11 @@ fn doctor_files_never_passes_a_file_the_device_cannot_load() {
             "unreadable key (a link to nothing)",
             Box::new(|| {
                 std::fs::remove_file(dev.join("client.key.der")).unwrap();
+                #[cfg(unix)]
                 std::os::unix::fs::symlink(d.join("gone"), dev.join("client.key.der")).unwrap();
+                #[cfg(windows)]
+                std::os::windows::fs::symlink_file(d.join("gone"), dev.join("client.key.der"))
+                    .unwrap();
             }),
             "client.key.der",
             "ValueError: invalid key",

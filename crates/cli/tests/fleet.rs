@@ -390,15 +390,20 @@ fn the_ca_key_never_leaves_ca_key() {
         ok_in(d, &["fleet", "list", "--json"]),
         ok_in(d, &["fleet", "export", "--csv"]),
     ];
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        fs::metadata(d.join("fleet/ca.key"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
-    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(d.join("fleet/ca.key"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+    }
+    #[cfg(windows)]
+    assert!(devtls_pki::files::is_owner_only(&d.join("fleet/ca.key")).unwrap());
     let ca_key_der = openssl_ok(d, &words("pkey -in fleet/ca.key -outform DER")).stdout;
     let ca_key_pem = fs::read_to_string(d.join("fleet/ca.key")).unwrap();
     let body: String = ca_key_pem

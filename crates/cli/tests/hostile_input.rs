@@ -10,6 +10,10 @@
 //! and `/proc/self/mem` links). "Unreadable" is `/proc/self/mem`, whose
 //! first page read fails with EIO even for root (the tests run as root, so
 //! permissions would not stop a read).
+//!
+//! Unix only: FIFOs, `/dev/zero`, `/proc/self/mem` and non-UTF-8 names
+//! (Windows names are UTF-16) have no Windows counterparts.
+#![cfg(unix)]
 
 mod support;
 

@@ -81,16 +81,21 @@ fn client_certificate_is_for_client_auth_only() {
 
 #[test]
 fn keys_are_private_and_never_overwritten_without_force() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok_in(d, &["new", "server"]);
     for f in ["server.key", "server.key.der"] {
-        assert_eq!(
-            fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777,
-            0o600,
-            "{f}"
-        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777,
+                0o600,
+                "{f}"
+            );
+        }
+        #[cfg(windows)]
+        assert!(devtls_pki::files::is_owner_only(&d.join(f)).unwrap(), "{f}");
     }
     let before = fs::read(d.join("server.key")).unwrap();
     let again = run_in(d, &["new", "server"]);

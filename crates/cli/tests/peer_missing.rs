@@ -1,5 +1,9 @@
 //! A test whose peer is not installed fails with one line saying which peer
 //! and how to install it: no panic message, no backtrace (support::require).
+//!
+//! Unix only: the PATH without the peer is a folder of symbolic links, and
+//! the install hint is an apt-get command.
+#![cfg(unix)]
 
 mod support;
 

@@ -4,7 +4,6 @@
 mod support;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use devtls_pki::profile::{self, TlsVersion};
@@ -59,11 +58,20 @@ fn runs_the_guide_on_loopback_and_reports_what_happened() {
             assert!(q.join(format!("{f}{ext}")).is_file(), "{f}{ext}");
         }
         for ext in [".key", ".key.der"] {
-            let mode = fs::metadata(q.join(format!("{f}{ext}")))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600, "{f}{ext}");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = fs::metadata(q.join(format!("{f}{ext}")))
+                    .unwrap()
+                    .permissions()
+                    .mode();
+                assert_eq!(mode & 0o777, 0o600, "{f}{ext}");
+            }
+            #[cfg(windows)]
+            assert!(
+                devtls_pki::files::is_owner_only(&q.join(format!("{f}{ext}"))).unwrap(),
+                "{f}{ext}"
+            );
         }
     }
     // OpenSSL agrees the server certificate is for localhost and 127.0.0.1.

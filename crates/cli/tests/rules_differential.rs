@@ -488,6 +488,7 @@ fn pki_rules_agree_with_mbedtls_36_on_generated_chains() {
 
 /// CPU seconds used by this process and its finished children (the peer):
 /// the wall time depends on what else the machine runs.
+#[cfg(unix)]
 fn cpu_seconds() -> f64 {
     let mut total = 0.0;
     for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
@@ -500,6 +501,12 @@ fn cpu_seconds() -> f64 {
         }
     }
     total
+}
+
+/// Not measured off Unix (no `getrusage`): printed as NaN.
+#[cfg(not(unix))]
+fn cpu_seconds() -> f64 {
+    f64::NAN
 }
 
 /// Certificate of `subject` with `key`, issued by `issuer`/`issuer_key`.

@@ -212,18 +212,20 @@ mod imp {
             fs::create_dir(self.staging.join(id))
         }
 
-        /// Windows has no mode bits: a device key gets the folder's ACL
-        /// (devtls-pki's files module warns about that once).
+        /// Windows has no mode bits: a private file (mode 0600: the device
+        /// key, the ROMFS image holding it) is created with an owner-only
+        /// DACL instead (devtls-pki's files module).
         pub fn write(&self, id: &str, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
             let path = self.staging.join(id).join(name);
-            if mode & 0o077 == 0 {
-                devtls_pki::files::warn_if_not_owner_only(&path);
-            }
-            fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)?
-                .write_all(bytes)
+            let mut file = if mode & 0o077 == 0 {
+                devtls_pki::files::create_new_private(&path)?
+            } else {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(path)?
+            };
+            file.write_all(bytes)
         }
 
         pub fn link_ca(&self, id: &str) -> io::Result<()> {

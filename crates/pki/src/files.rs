@@ -1,4 +1,5 @@
-//! Writing files safely: atomically, private keys 0600, no silent overwrite.
+//! Writing files safely: atomically, private keys 0600 (on Windows: an
+//! owner-only DACL), no silent overwrite.
 //!
 //! The one place devtls writes credentials to disk. A write goes to a
 //! temporary file in the same folder and is renamed over the target, so a
@@ -11,6 +12,9 @@ use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
 use crate::Error;
+
+#[cfg(windows)]
+mod windows;
 
 /// Whether a file holds a secret (written 0600) or public material (0644).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,11 +130,18 @@ fn stage(output: &Output) -> Result<NamedTempFile, Error> {
         _ => Path::new("."),
     };
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".devtls-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    // tempfile creates files 0600 already; public files are relaxed after writing.
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".devtls-");
+    // tempfile creates files 0600 on Unix already; public files are relaxed
+    // after writing. On Windows a secret is created owner-only.
+    #[cfg(windows)]
+    let created = match output.secrecy {
+        Secrecy::Secret => builder.make_in(dir, |p| windows::create_new(p)),
+        Secrecy::Public => builder.tempfile_in(dir),
+    };
+    #[cfg(not(windows))]
+    let created = builder.tempfile_in(dir);
+    let mut tmp = created.map_err(|e| Error::io(dir, e))?;
     tmp.write_all(&output.bytes)
         .map_err(|e| Error::io(path, e))?;
     start_writeback(tmp.as_file());
@@ -146,11 +157,48 @@ fn stage(output: &Output) -> Result<NamedTempFile, Error> {
     Ok(tmp)
 }
 
-/// Where the system has no owner-only mode bits (Windows), says once per
-/// run that a private key file gets its folder's permissions. On Unix
-/// (Linux, macOS) keys are 0600 and this says nothing.
-pub fn warn_if_not_owner_only(path: &Path) {
+/// Creates a new file (it must not exist) that only its owner can read:
+/// mode 0600 on Unix, an owner-only DACL on Windows. For writers that
+/// place files themselves (the fleet's device folders).
+#[cfg(windows)]
+pub fn create_new_private(path: &Path) -> std::io::Result<fs::File> {
+    windows::create_new(path)
+}
+
+/// Creates a new file (it must not exist) that only its owner can read:
+/// mode 0600 on Unix, an owner-only DACL on Windows. For writers that
+/// place files themselves (the fleet's device folders).
+#[cfg(not(windows))]
+pub fn create_new_private(path: &Path) -> std::io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true).write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     #[cfg(not(unix))]
+    warn_if_not_owner_only(path);
+    options.open(path)
+}
+
+/// Whether only the owner can read `path`: exactly the owner-only DACL
+/// devtls writes on Windows, no group or other mode bits on Unix.
+#[cfg(windows)]
+pub fn is_owner_only(path: &Path) -> std::io::Result<bool> {
+    windows::is_owner_only(path)
+}
+
+/// Whether only the owner can read `path`: exactly the owner-only DACL
+/// devtls writes on Windows, no group or other mode bits on Unix.
+#[cfg(unix)]
+pub fn is_owner_only(path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(fs::metadata(path)?.permissions().mode() & 0o077 == 0)
+}
+
+/// Where devtls has no way to make a file owner-only (neither Unix mode
+/// bits nor Windows ACLs), says once per run that a private key file gets
+/// its folder's permissions. On Unix and Windows this says nothing.
+pub fn warn_if_not_owner_only(path: &Path) {
+    #[cfg(not(any(unix, windows)))]
     {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
@@ -162,7 +210,7 @@ pub fn warn_if_not_owner_only(path: &Path) {
             )
         });
     }
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     let _ = path;
 }
 
@@ -211,13 +259,30 @@ mod tests {
                 0o644
             );
         }
+        // Windows: the key has the owner-only DACL, the certificate (a
+        // positive control) its folder's inherited one.
+        assert!(is_owner_only(&key).unwrap(), "key not owner-only");
+        assert!(!is_owner_only(&crt).unwrap(), "certificate owner-only");
         let err = write_all(&[Output::secret(&key, b"k2".to_vec())], false).unwrap_err();
         assert!(err.to_string().contains("server.key"), "{err}");
         assert_eq!(fs::read(&key).unwrap(), b"k1");
         write_all(&[Output::secret(&key, b"k2".to_vec())], true).unwrap();
         assert_eq!(fs::read(&key).unwrap(), b"k2");
+        assert!(is_owner_only(&key).unwrap(), "replaced key not owner-only");
         let leftovers = fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 2, "no temporary files left behind");
+    }
+
+    #[test]
+    fn private_files_are_created_owner_only_and_never_over_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("device.key.der");
+        create_new_private(&key).unwrap().write_all(b"k").unwrap();
+        assert!(is_owner_only(&key).unwrap());
+        assert_eq!(fs::read(&key).unwrap(), b"k");
+        let err = create_new_private(&key).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&key).unwrap(), b"k");
     }
 
     #[test]

@@ -31,9 +31,15 @@ pub struct Server {
     databases: u32,
 }
 
+#[cfg(unix)]
 fn as_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+#[cfg(not(unix))]
+fn as_root() -> bool {
+    false
 }
 
 /// `program` from the server's folder, as the `postgres` user when root.
@@ -69,6 +75,7 @@ impl Server {
         let bin = postgres_bin().expect("required above");
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
+        #[cfg(unix)]
         if as_root() {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
