@@ -105,7 +105,13 @@ pub fn sync_devices<'a>(
             };
             for entry in entries {
                 let path = entry.map_err(|e| Error::io(&dir, e))?.path();
-                File::open(&path)
+                // Windows flushes a file only through a handle that may
+                // write (FlushFileBuffers: a read-only one is refused with
+                // "Access denied"); opening for writing changes nothing.
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(cfg!(windows))
+                    .open(&path)
                     .and_then(|f| f.sync_all())
                     .map_err(|e| Error::io(&path, e))?;
             }
