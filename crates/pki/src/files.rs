@@ -234,6 +234,20 @@ fn start_writeback(_file: &fs::File) {}
 mod tests {
     use super::*;
 
+    /// Who may read `path`, for assertion messages: its mode or its DACL.
+    fn access(path: &Path) -> String {
+        #[cfg(unix)]
+        let access = {
+            use std::os::unix::fs::PermissionsExt;
+            format!("{:o}", fs::metadata(path).unwrap().permissions().mode())
+        };
+        #[cfg(windows)]
+        let access = windows::dacl(path).unwrap();
+        #[cfg(not(any(unix, windows)))]
+        let access = String::new();
+        access
+    }
+
     #[test]
     fn keys_are_0600_and_never_overwritten_without_force() {
         let dir = tempfile::tempdir().unwrap();
@@ -261,14 +275,22 @@ mod tests {
         }
         // Windows: the key has the owner-only DACL, the certificate (a
         // positive control) its folder's inherited one.
-        assert!(is_owner_only(&key).unwrap(), "key not owner-only");
-        assert!(!is_owner_only(&crt).unwrap(), "certificate owner-only");
+        assert!(is_owner_only(&key).unwrap(), "key: {}", access(&key));
+        assert!(
+            !is_owner_only(&crt).unwrap(),
+            "certificate: {}",
+            access(&crt)
+        );
         let err = write_all(&[Output::secret(&key, b"k2".to_vec())], false).unwrap_err();
         assert!(err.to_string().contains("server.key"), "{err}");
         assert_eq!(fs::read(&key).unwrap(), b"k1");
         write_all(&[Output::secret(&key, b"k2".to_vec())], true).unwrap();
         assert_eq!(fs::read(&key).unwrap(), b"k2");
-        assert!(is_owner_only(&key).unwrap(), "replaced key not owner-only");
+        assert!(
+            is_owner_only(&key).unwrap(),
+            "replaced key: {}",
+            access(&key)
+        );
         let leftovers = fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 2, "no temporary files left behind");
     }
@@ -278,7 +300,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("device.key.der");
         create_new_private(&key).unwrap().write_all(b"k").unwrap();
-        assert!(is_owner_only(&key).unwrap());
+        assert!(is_owner_only(&key).unwrap(), "{}", access(&key));
         assert_eq!(fs::read(&key).unwrap(), b"k");
         let err = create_new_private(&key).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);

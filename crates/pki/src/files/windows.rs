@@ -89,7 +89,11 @@ pub fn create_new(path: &Path) -> io::Result<File> {
 
 /// Whether `path`'s DACL is exactly the owner-only one devtls writes.
 pub fn is_owner_only(path: &Path) -> io::Result<bool> {
-    let expected = owner_only_dacl(&current_user_sid()?);
+    Ok(dacl(path)? == owner_only_dacl(&current_user_sid()?))
+}
+
+/// `path`'s DACL in SDDL (`D:P(A;;FA;;;S-1-5-21-…)`).
+pub fn dacl(path: &Path) -> io::Result<String> {
     let name = wide(path.as_os_str());
     let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
     // SAFETY: `name` is NUL-terminated; only the descriptor is asked for,
@@ -128,8 +132,7 @@ pub fn is_owner_only(path: &Path) -> io::Result<bool> {
         return Err(error);
     }
     // SAFETY: a NUL-terminated string from the call above.
-    let actual = unsafe { take_wide(text) };
-    Ok(actual == expected)
+    Ok(unsafe { take_wide(text) })
 }
 
 /// The current user's SID as a string (`S-1-5-21-…`).

@@ -80,7 +80,11 @@ fn mode(path: &std::path::Path) -> Option<String> {
     }
     #[cfg(not(unix))]
     {
-        let _ = path;
-        None
+        devtls_pki::files::is_owner_only(path)
+            .ok()
+            .map(|owner_only| match owner_only {
+                true => "owner-only".to_string(),
+                false => "readable by others".to_string(),
+            })
     }
 }
