@@ -6,7 +6,7 @@
 #   scripts/test.sh                  # install what is missing, then test
 #   DEVTLS_SKIP_SETUP=1 scripts/test.sh   # peers already installed: test only
 #   scripts/test.sh fleet            # only tests whose name contains "fleet"
-#   DEVTLS_CHECK_WINDOWS=1 scripts/test.sh  # also type-check the Windows build first
+#   DEVTLS_CHECK_WINDOWS=1 scripts/test.sh  # also check the Windows build and run it under Wine first
 #
 # The two slow tests (the wheel in a fresh venv, the README's commands in a
 # fresh clone) are #[ignore]d for a plain `cargo test`; this script runs them.
@@ -91,24 +91,30 @@ setup() {
   fi
 }
 
-# Windows: the code behind cfg(windows) compiles (cargo check, with the
-# mingw cross compiler the C build scripts need). Opt-in: a cold check takes
-# longer than CI's budget allows on two cores (README, "Platforms").
+# Windows: the code behind cfg(windows) compiles (cargo check of every
+# target, tests included, with the mingw cross compiler the C build scripts
+# need), and the Windows binary runs under Wine (scripts/windows-wine.sh).
+# Opt-in: a cold build takes longer than CI's budget allows on two cores
+# (README, "Platforms").
 WINDOWS_TARGET=x86_64-pc-windows-gnu
 setup_windows() {
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
-  if ! command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1; then
-    echo "== apt-get install gcc-mingw-w64-x86-64"
+  local apt=()
+  command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || apt+=(gcc-mingw-w64-x86-64)
+  { command -v wine64 >/dev/null 2>&1 || [ -x /usr/lib/wine/wine64 ]; } || apt+=(wine64)
+  if [ ${#apt[@]} -gt 0 ]; then
+    echo "== apt-get install ${apt[*]}"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq gcc-mingw-w64-x86-64 >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt[@]}" >/dev/null
   fi
   rustup target list --installed | grep -qx "$WINDOWS_TARGET" || rustup target add "$WINDOWS_TARGET"
 }
 check_windows() {
-  # Libraries, the binary and the examples (several tests use Unix-only calls).
-  echo "== cargo check --workspace --lib --bins --examples --target $WINDOWS_TARGET"
-  cargo check --workspace --lib --bins --examples --target "$WINDOWS_TARGET"
+  echo "== cargo check --workspace --all-targets --target $WINDOWS_TARGET"
+  cargo check --workspace --all-targets --target "$WINDOWS_TARGET"
+  echo "== scripts/windows-wine.sh: devtls.exe under Wine"
+  bash scripts/windows-wine.sh
 }
 
 [ -n "${DEVTLS_SKIP_SETUP:-}" ] || setup
