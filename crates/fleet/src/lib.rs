@@ -55,7 +55,7 @@ pub enum Error {
     #[error("inventory: {0}")]
     Db(#[from] rusqlite::Error),
     /// The PostgreSQL inventory failed.
-    #[error("inventory (PostgreSQL): {0}")]
+    #[error("inventory (PostgreSQL): {}", store::postgres::describe(.0))]
     Postgres(#[from] postgres::Error),
     /// A file system error on a named path.
     #[error("{path}: {source}")]
