@@ -37,7 +37,7 @@ fn refused(d: &Path, args: &[&str], says: &[&str]) -> String {
 
 #[test]
 fn a_ca_key_that_is_not_the_certificates_signs_nothing() {
-    let _backend = support::postgres::backend();
+    let backend = support::postgres::backend();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     fleet_with_devices(d);
@@ -64,6 +64,7 @@ fn a_ca_key_that_is_not_the_certificates_signs_nothing() {
     assert_eq!(fs::read(d.join("fleet/crl.der")).unwrap(), crl_before);
     // Reading the inventory still works: only signing needs the key.
     ok_in(d, &words("fleet list"));
+    backend.assert_inventory(&d.join("fleet"), 2);
 }
 
 #[test]
@@ -213,7 +214,7 @@ fn names_a_certificate_cannot_hold_are_refused_with_the_reason() {
 
 #[test]
 fn csv_devices_twice_or_with_formulas_are_reported_and_export_is_defused() {
-    let _backend = support::postgres::backend();
+    let backend = support::postgres::backend();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     support::postgres::fresh_database();
@@ -242,6 +243,7 @@ fn csv_devices_twice_or_with_formulas_are_reported_and_export_is_defused() {
     );
     assert!(!d.join("fleet/devices/cam-1").exists(), "nothing issued");
     ok_in(d, &words("fleet issue cam-1"));
+    backend.assert_inventory(&d.join("fleet"), 1);
     let out = ok_in(d, &words("fleet export --csv"));
     let csv = String::from_utf8(out.stdout).unwrap();
     for cell in csv.lines().flat_map(|l| l.split(',')) {

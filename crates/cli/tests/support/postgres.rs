@@ -281,6 +281,23 @@ impl Backend {
         SERVER.with(|s| s.borrow().as_ref().expect("server").port)
     }
 
+    /// Proves the test ran on this backend: with PostgreSQL, `fleet` has no
+    /// inventory.db and the current database holds `rows` certificates;
+    /// with SQLite, `fleet/inventory.db` is there.
+    pub fn assert_inventory(&self, fleet: &Path, rows: usize) {
+        let file = fleet.join("inventory.db");
+        if self.postgres {
+            assert!(
+                !file.exists(),
+                "{}: PostgreSQL backend, yet a file",
+                file.display()
+            );
+            assert_eq!(self.psql("SELECT count(*) FROM certs"), rows.to_string());
+        } else {
+            assert!(file.is_file(), "{}: missing", file.display());
+        }
+    }
+
     /// Runs `sql` with psql in the current database (PostgreSQL only).
     pub fn psql(&self, sql: &str) -> String {
         let name = self.name();
