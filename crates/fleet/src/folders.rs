@@ -144,7 +144,8 @@ mod imp {
                 &self.staging,
                 format!("{id}/{name}").as_str(),
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-                Mode::from_raw_mode(mode),
+                // mode_t is 16 bits on macOS, 32 on Linux; the bits are 0o777.
+                Mode::from_raw_mode(mode as rfs::RawMode),
             )?;
             std::fs::File::from(fd).write_all(bytes)
         }
