@@ -119,14 +119,24 @@ fi
 # Reuse the peers venv of an earlier run even when setup is skipped.
 [ -d target/peers-venv/bin ] && export PATH="$PWD/target/peers-venv/bin:$PATH"
 
+# The fleet tests that run against the backend DEVTLS_TEST_BACKEND names
+# (tests/support/postgres.rs): one test file a line. The workspace run below
+# covers SQLite; these run once more with the inventory on PostgreSQL (each
+# test starts its own throw-away server).
+PG_TESTS=(
+  fleet
+  fleet_serve
+  fleet_renew_device
+)
+
 # DEVTLS_TEST_SCOPE narrows the run (the README test runs this script in a
 # clone with one small package); by default, the whole workspace.
-# The fleet suite runs once more with its inventory on PostgreSQL (each test
-# starts its own throw-away server); the workspace run below covers SQLite.
 pg_rc=0
 if [ -z "${DEVTLS_TEST_SCOPE:-}" ]; then
-  echo "== fleet tests on PostgreSQL (DEVTLS_TEST_BACKEND=postgres)"
-  DEVTLS_TEST_BACKEND=postgres cargo test -p devtls --test fleet --no-fail-fast "$@" || pg_rc=$?
+  pg_args=()
+  for t in "${PG_TESTS[@]}"; do pg_args+=(--test "$t"); done
+  echo "== fleet tests on PostgreSQL (DEVTLS_TEST_BACKEND=postgres): ${PG_TESTS[*]}"
+  DEVTLS_TEST_BACKEND=postgres cargo test -p devtls "${pg_args[@]}" --no-fail-fast "$@" || pg_rc=$?
 fi
 # shellcheck disable=SC2086
 echo "== cargo test ${DEVTLS_TEST_SCOPE:---workspace} --no-fail-fast $* -- --include-ignored"

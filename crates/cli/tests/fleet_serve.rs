@@ -219,7 +219,7 @@ fn serve(dir: &Path, extra: &[&str]) -> (Peer, u16) {
     let port_s = port.to_string();
     let mut args = vec!["fleet", "serve", "--bind", "127.0.0.1", "--port", &port_s];
     args.extend_from_slice(extra);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_devtls"));
+    let mut cmd = support::devtls();
     cmd.args(&args).current_dir(dir);
     let peer = Peer::spawn("devtls fleet serve", &mut cmd);
     wait_for_tcp(port, Duration::from_secs(20));
@@ -278,6 +278,7 @@ fn devices(dir: &Path, n: u32) -> Vec<(String, Creds)> {
 
 #[test]
 fn two_hundred_devices_renew_concurrently_then_confirm() {
+    let _backend = support::postgres::backend();
     require("openssl");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -375,6 +376,7 @@ fn two_hundred_devices_renew_concurrently_then_confirm() {
 
 #[test]
 fn revoked_unknown_and_foreign_certificates_are_refused() {
+    let _backend = support::postgres::backend();
     require("openssl");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -390,13 +392,18 @@ fn revoked_unknown_and_foreign_certificates_are_refused() {
         .status()
         .unwrap();
     assert!(cp.success());
+    // On PostgreSQL the copy and the other fleet get databases of their own.
+    let inventory = support::postgres::FLEET_DB.with(|db| db.borrow().clone());
+    support::postgres::fresh_database();
     ok_in(&copy, &["fleet", "issue", "stranger", "--quiet"]);
     let stranger = Creds::of(&copy, "stranger");
     // A certificate from another CA altogether.
     let other = dir.join("other");
     fs::create_dir(&other).unwrap();
+    support::postgres::fresh_database();
     fleet(&other, 1, 30);
     let foreign = Creds::of(&other, "cam-1");
+    support::postgres::FLEET_DB.with(|db| *db.borrow_mut() = inventory);
 
     ok_in(dir, &["fleet", "revoke", "cam-2"]);
     let (_server, port) = serve(dir, &[]);
@@ -447,6 +454,7 @@ fn revoked_unknown_and_foreign_certificates_are_refused() {
 
 #[test]
 fn connections_killed_mid_answer_and_a_killed_server_leave_every_device_working() {
+    let _backend = support::postgres::backend();
     require("openssl");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -516,6 +524,7 @@ fn connections_killed_mid_answer_and_a_killed_server_leave_every_device_working(
 
 #[test]
 fn a_device_that_never_confirms_keeps_its_old_credentials() {
+    let _backend = support::postgres::backend();
     require("openssl");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -549,6 +558,7 @@ fn a_device_that_never_confirms_keeps_its_old_credentials() {
 
 #[test]
 fn revoke_old_puts_the_old_serial_in_the_next_crl() {
+    let _backend = support::postgres::backend();
     require("openssl");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -588,6 +598,7 @@ fn revoke_old_puts_the_old_serial_in_the_next_crl() {
 /// `curl` with EST's content types; OpenSSL reads what comes back.
 #[test]
 fn standard_est_clients_work_with_curl_and_openssl() {
+    let _backend = support::postgres::backend();
     require("openssl");
     require("curl");
     let tmp = tempfile::tempdir().unwrap();
@@ -819,6 +830,7 @@ fn standard_est_clients_work_with_curl_and_openssl() {
 /// certificate and gets an answer: 200 with new credentials, or 403 once revoked.
 #[test]
 fn the_device_tls_stack_renews_through_the_service() {
+    let _backend = support::postgres::backend();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     fleet(dir, 2, 30);
@@ -861,4 +873,154 @@ fn the_device_tls_stack_renews_through_the_service() {
     assert_eq!(first_line(&device("cam-1")), "HTTP/1.1 200 OK");
     assert_eq!(statuses(dir).get("pending"), Some(&1));
     assert_eq!(first_line(&device("cam-2")), "HTTP/1.1 403 Forbidden");
+}
+
+/// The serials OpenSSL lists in `fleet/crl.der` (lower-case).
+fn crl_listing(dir: &Path) -> String {
+    ok_in(dir, &["fleet", "crl", "--dir", "fleet"]);
+    let out = openssl_ok(
+        dir,
+        &[
+            "crl",
+            "-inform",
+            "der",
+            "-in",
+            "fleet/crl.der",
+            "-noout",
+            "-text",
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+}
+
+/// Two `fleet serve` processes on one inventory (one PostgreSQL database,
+/// or one SQLite file) and one fleet folder, 16 connections of one device
+/// at once, spread over both: one pending renewal is recorded and every
+/// connection gets it; then 16 connections with the new certificate at
+/// once (two fresh services, so no renewal window is open): it is confirmed
+/// once (one `renewed`), the old one superseded.
+#[test]
+fn two_services_on_one_inventory_record_one_renewal_and_confirm_it_once() {
+    let _backend = support::postgres::backend();
+    require("openssl");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ca = fleet(dir, 2, 30);
+    let old = Creds::of(dir, "cam-1");
+    let at_once = |ports: [u16; 2], creds: &Creds| {
+        let asks: Vec<(String, Creds)> = (0..16)
+            .map(|i| (ports[i % 2].to_string(), creds.clone()))
+            .collect();
+        let ca = ca.clone();
+        all_at_once(asks, move |port, c| keygen(port.parse().unwrap(), &ca, c))
+    };
+
+    let (a, port_a) = serve(dir, &["--renew-after", "0"]);
+    let (b, port_b) = serve(dir, &["--renew-after", "0"]);
+    let answers = at_once([port_a, port_b], &old);
+    let mut got = Vec::new();
+    for (port, r) in answers {
+        let a = r.unwrap_or_else(|e| panic!("service on {port}: {e}"));
+        assert_eq!(a.status, 200, "service on {port}: {a:?}");
+        got.push(a.devtls());
+    }
+    let (cert, key, _) = got[0].clone();
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!((&g.0, &g.1), (&cert, &key), "answer {i} differs");
+    }
+    let device_rows = |dir: &Path| -> Vec<(String, String)> {
+        export(dir, "fleet")
+            .iter()
+            .filter(|r| field(r, "device") == "cam-1")
+            .map(|r| {
+                (
+                    field(r, "serial").to_string(),
+                    field(r, "status").to_string(),
+                )
+            })
+            .collect()
+    };
+    let new = Creds { cert, key };
+    let mut rows = device_rows(dir);
+    rows.sort();
+    let mut want = vec![
+        (old.serial(), "active".to_string()),
+        (new.serial(), "pending".to_string()),
+    ];
+    want.sort();
+    assert_eq!(rows, want, "one pending renewal, nothing else recorded");
+
+    // The default window (two thirds of the lifetime): a connection with
+    // the confirmed certificate is current, not renewed again.
+    drop((a, b));
+    let (_a, port_a) = serve(dir, &[]);
+    let (_b, port_b) = serve(dir, &[]);
+    for (port, r) in at_once([port_a, port_b], &new) {
+        let a = r.unwrap_or_else(|e| panic!("service on {port}: {e}"));
+        assert_eq!(
+            (a.status, a.header("x-devtls-status")),
+            (204, "current"),
+            "service on {port}"
+        );
+    }
+    let mut rows = device_rows(dir);
+    rows.sort();
+    let mut want = vec![
+        (old.serial(), "superseded".to_string()),
+        (new.serial(), "active".to_string()),
+    ];
+    want.sort();
+    assert_eq!(rows, want);
+    let status = status_json(dir);
+    let outcomes = &status["renewal"]["outcomes"];
+    assert_eq!(outcomes["renewed"], 1, "confirmed once: {status}");
+    assert_eq!(outcomes["issued"], 1, "recorded once: {status}");
+    assert_eq!(outcomes["resent"], 15, "{status}");
+    assert_eq!(outcomes["current"], 15, "{status}");
+    assert_eq!(status["renewal"]["pending"], 0, "{status}");
+}
+
+/// `fleet revoke DEVICE` while a renewal is pending revokes the pending
+/// certificate too: both serials are in the next CRL, and the device is
+/// refused with either certificate.
+#[test]
+fn revoking_a_device_revokes_its_pending_renewal_too() {
+    let _backend = support::postgres::backend();
+    require("openssl");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ca = fleet(dir, 2, 30);
+    let old = Creds::of(dir, "cam-1");
+    let (_server, port) = serve(dir, &["--renew-after", "0"]);
+    let (cert, key, _) = keygen(port, &ca, &old).unwrap().devtls();
+    let new = Creds { cert, key };
+    assert_eq!(status_json(dir)["renewal"]["pending"], 1);
+
+    let out = ok_in(
+        dir,
+        &["fleet", "revoke", "cam-1", "--reason", "keyCompromise"],
+    );
+    let said = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(said.contains(&new.serial()), "{}", text(&out));
+    let rows = rows_by_serial(dir);
+    for c in [&old, &new] {
+        assert_eq!(field(&rows[&c.serial()], "status"), "revoked", "{rows:?}");
+        assert_eq!(field(&rows[&c.serial()], "reason"), "keyCompromise");
+    }
+    let listing = crl_listing(dir);
+    for c in [&old, &new] {
+        assert!(
+            listing.contains(&c.serial()),
+            "{} not in:\n{listing}",
+            c.serial()
+        );
+    }
+    assert_eq!(status_json(dir)["renewal"]["pending"], 0);
+    for c in [&old, &new] {
+        let a = keygen(port, &ca, c).unwrap();
+        assert_eq!((a.status, a.header("x-devtls-status")), (403, "revoked"));
+    }
+    // The other device is untouched.
+    let other = Creds::of(dir, "cam-2");
+    assert!(!listing.contains(&other.serial()));
 }
