@@ -568,20 +568,7 @@ fn revoke_old_puts_the_old_serial_in_the_next_crl() {
     let (cert, key, _) = keygen(port, &ca, &old).unwrap().devtls();
     let new = Creds { cert, key };
     assert_eq!(keygen(port, &ca, &new).unwrap().status, 204);
-    ok_in(dir, &["fleet", "crl", "--dir", "fleet"]);
-    let out = openssl_ok(
-        dir,
-        &[
-            "crl",
-            "-inform",
-            "der",
-            "-in",
-            "fleet/crl.der",
-            "-noout",
-            "-text",
-        ],
-    );
-    let listing = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let listing = crl_listing(dir);
     assert!(
         listing.contains(&old.serial()),
         "old serial {} not in:\n{listing}",
@@ -1023,4 +1010,79 @@ fn revoking_a_device_revokes_its_pending_renewal_too() {
     // The other device is untouched.
     let other = Creds::of(dir, "cam-2");
     assert!(!listing.contains(&other.serial()));
+}
+
+/// A fleet served from SQLite with a renewal pending, moved with `fleet
+/// migrate` to PostgreSQL (a server this test starts whatever the backend)
+/// and served from there: the device asking again gets the same pending
+/// credentials, confirms them, and the counters went along.
+#[test]
+fn a_pending_renewal_survives_fleet_migrate_to_postgres() {
+    require("openssl");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ca = fleet(dir, 2, 30);
+    let old = Creds::of(dir, "cam-1");
+    let (server, port) = serve(dir, &["--renew-after", "0"]);
+    let first = keygen(port, &ca, &old).unwrap().devtls();
+    drop(server);
+
+    let backend = support::postgres::postgres();
+    let url = backend.url().unwrap();
+    let out = support::devtls()
+        .current_dir(dir)
+        .env_remove("DEVTLS_FLEET_DB")
+        .args(["fleet", "migrate", "--to", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pending renewals: 1 in both"),
+        "{}",
+        text(&out)
+    );
+    // From here on every devtls this test starts uses the database.
+    fs::remove_file(dir.join("fleet/inventory.db")).unwrap();
+    let (_server, port) = serve(dir, &["--renew-after", "0"]);
+    let again = keygen(port, &ca, &old).unwrap().devtls();
+    assert_eq!(again, first, "the same pending credentials");
+    let new = Creds {
+        cert: first.0,
+        key: first.1,
+    };
+    let a = keygen(port, &ca, &new).unwrap();
+    assert_eq!((a.status, a.header("x-devtls-status")), (204, "current"));
+    let rows = rows_by_serial(dir);
+    assert_eq!(field(&rows[&old.serial()], "status"), "superseded");
+    assert_eq!(field(&rows[&new.serial()], "status"), "active");
+    let status = status_json(dir);
+    let outcomes = &status["renewal"]["outcomes"];
+    assert_eq!(outcomes["issued"], 1, "{status}");
+    assert_eq!(outcomes["resent"], 1, "{status}");
+    assert_eq!(outcomes["renewed"], 1, "{status}");
+}
+
+/// A PostgreSQL inventory made by the devtls before the renewal tables
+/// (schema version 1: the same database with those tables dropped and the
+/// version set back) is migrated when `fleet serve` connects, and renews.
+#[test]
+fn fleet_serve_migrates_a_version_1_postgres_inventory() {
+    require("openssl");
+    let backend = support::postgres::postgres();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ca = fleet(dir, 1, 30);
+    backend.psql(
+        "DROP TABLE renewals, renewal_counts; DELETE FROM schema_version; \
+         INSERT INTO schema_version (version) VALUES (1)",
+    );
+    let tables = "SELECT COUNT(*) FROM information_schema.tables WHERE table_name LIKE 'renewal%'";
+    assert_eq!(backend.psql(tables), "0");
+    let (_server, port) = serve(dir, &["--renew-after", "0"]);
+    assert_eq!(backend.psql("SELECT MAX(version) FROM schema_version"), "2");
+    assert_eq!(backend.psql(tables), "2");
+    let old = Creds::of(dir, "cam-1");
+    let a = keygen(port, &ca, &old).unwrap();
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(status_json(dir)["renewal"]["pending"], 1);
 }

@@ -47,7 +47,7 @@ use serde::Serialize;
 use crate::{Error, Fleet};
 
 pub mod postgres;
-pub(crate) mod sql;
+pub mod sql;
 pub mod sqlite;
 
 /// The folder of pending keys the service made, inside the fleet folder.
@@ -82,6 +82,10 @@ pub trait RenewalStore {
     fn count(&self, outcome: &str) -> Result<(), Error>;
     /// The outcome counters and how many renewals are pending now.
     fn counts(&self) -> Result<Counts, Error>;
+    /// The pending renewals and the counters, for `fleet migrate`.
+    fn export(&self) -> Result<sql::Carried, Error>;
+    /// Writes what [`RenewalStore::export`] read, in one transaction.
+    fn import(&self, carried: &sql::Carried) -> Result<(), Error>;
 }
 
 /// The fleet's renewal tables, or why there are none.

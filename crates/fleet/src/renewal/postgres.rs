@@ -10,21 +10,11 @@
 use postgres::types::ToSql;
 use postgres::GenericClient;
 
-use super::sql::{Arg, Conn, Get, Tables};
+use super::sql::{impl_get, Arg, Conn, Get, Tables};
 use crate::store::postgres::Postgres;
 use crate::Error;
 
-impl Get for postgres::Row {
-    fn int(&self, i: usize) -> Result<i64, Error> {
-        Ok(self.try_get(i)?)
-    }
-    fn text(&self, i: usize) -> Result<String, Error> {
-        Ok(self.try_get(i)?)
-    }
-    fn opt_text(&self, i: usize) -> Result<Option<String>, Error> {
-        Ok(self.try_get(i)?)
-    }
-}
+impl_get!(postgres::Row, try_get);
 
 fn params<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
     args.iter()

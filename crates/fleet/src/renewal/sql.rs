@@ -59,7 +59,30 @@ pub(crate) trait Get {
     fn int(&self, i: usize) -> Result<i64, Error>;
     fn text(&self, i: usize) -> Result<String, Error>;
     fn opt_text(&self, i: usize) -> Result<Option<String>, Error>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, Error>;
 }
+
+/// Implements [`Get`] for a driver's row type through its getter by index
+/// (`get` for rusqlite, `try_get` for postgres).
+macro_rules! impl_get {
+    ($row:ty, $get:ident) => {
+        impl $crate::renewal::sql::Get for $row {
+            fn int(&self, i: usize) -> Result<i64, $crate::Error> {
+                Ok(self.$get(i)?)
+            }
+            fn text(&self, i: usize) -> Result<String, $crate::Error> {
+                Ok(self.$get(i)?)
+            }
+            fn opt_text(&self, i: usize) -> Result<Option<String>, $crate::Error> {
+                Ok(self.$get(i)?)
+            }
+            fn opt_int(&self, i: usize) -> Result<Option<i64>, $crate::Error> {
+                Ok(self.$get(i)?)
+            }
+        }
+    };
+}
+pub(crate) use impl_get;
 
 /// Runs statements (parameters `$1`, `$2`...).
 pub(crate) trait Conn {
@@ -321,7 +344,94 @@ fn counts(c: &mut dyn Conn) -> Result<Counts, Error> {
     })
 }
 
+/// The renewal rows still pending (with their columns as stored) and the
+/// counters: what `fleet migrate` carries over. A confirmed renewal's row is
+/// history no query reads, so it stays behind.
+fn export(c: &mut dyn Conn) -> Result<Carried, Error> {
+    let pending = all(
+        c,
+        "SELECT r.cert_id, r.device, r.old_id, r.cert_der, r.key_file, r.spki_sha256,
+                r.created_at, r.confirmed_at
+         FROM renewals r JOIN certs c ON c.id = r.cert_id WHERE c.status = 'pending'
+         ORDER BY r.cert_id",
+        &[],
+        |r| {
+            Ok(RenewalRow {
+                cert_id: r.int(0)?,
+                device: r.text(1)?,
+                old_id: r.int(2)?,
+                cert_der: r.text(3)?,
+                key_file: r.opt_text(4)?,
+                spki_sha256: r.opt_text(5)?,
+                created_at: r.int(6)?,
+                confirmed_at: r.opt_int(7)?,
+            })
+        },
+    )?;
+    let counts = counts(c)?.outcomes.into_iter().collect();
+    Ok(Carried { pending, counts })
+}
+
+fn import(c: &mut dyn Conn, carried: &Carried) -> Result<(), Error> {
+    use Arg::{Int, OptText, Text};
+    for r in &carried.pending {
+        c.execute(
+            "INSERT INTO renewals (cert_id, device, old_id, cert_der, key_file, spki_sha256,
+                                   created_at, confirmed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+            &[
+                Int(r.cert_id),
+                Text(&r.device),
+                Int(r.old_id),
+                Text(&r.cert_der),
+                OptText(r.key_file.as_deref()),
+                OptText(r.spki_sha256.as_deref()),
+                Int(r.created_at),
+            ],
+        )?;
+    }
+    for (outcome, n) in &carried.counts {
+        c.execute(
+            "INSERT INTO renewal_counts (outcome, n) VALUES ($1, $2)
+             ON CONFLICT (outcome) DO UPDATE SET n = $2",
+            &[Text(outcome), Int(*n as i64)],
+        )?;
+    }
+    Ok(())
+}
+
+/// One `renewals` row as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewalRow {
+    cert_id: i64,
+    device: String,
+    old_id: i64,
+    cert_der: String,
+    key_file: Option<String>,
+    spki_sha256: Option<String>,
+    created_at: i64,
+    confirmed_at: Option<i64>,
+}
+
+/// What [`RenewalStore::export`] reads and [`RenewalStore::import`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carried {
+    /// The pending renewals.
+    pub pending: Vec<RenewalRow>,
+    /// The outcome counters.
+    pub counts: Vec<(String, u64)>,
+}
+
 impl<T: Tables> RenewalStore for T {
+    fn export(&self) -> Result<Carried, Error> {
+        self.create()?;
+        self.read(&mut export)
+    }
+
+    fn import(&self, carried: &Carried) -> Result<(), Error> {
+        self.write(&mut |c| import(c, carried))
+    }
+
     fn ensure_schema(&self) -> Result<(), Error> {
         self.create()
     }

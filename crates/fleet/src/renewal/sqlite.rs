@@ -5,7 +5,7 @@
 use rusqlite::types::{ToSqlOutput, Value};
 use rusqlite::Connection;
 
-use super::sql::{Arg, Conn, Get, Tables, SCHEMA};
+use super::sql::{impl_get, Arg, Conn, Get, Tables, SCHEMA};
 use crate::store::sqlite::Sqlite;
 use crate::Error;
 
@@ -21,17 +21,7 @@ impl rusqlite::ToSql for Arg<'_> {
     }
 }
 
-impl Get for rusqlite::Row<'_> {
-    fn int(&self, i: usize) -> Result<i64, Error> {
-        Ok(self.get(i)?)
-    }
-    fn text(&self, i: usize) -> Result<String, Error> {
-        Ok(self.get(i)?)
-    }
-    fn opt_text(&self, i: usize) -> Result<Option<String>, Error> {
-        Ok(self.get(i)?)
-    }
-}
+impl_get!(rusqlite::Row<'_>, get);
 
 /// SQLite reads `$1` as a named parameter numbered by first use; `?1` is
 /// the positional one the shared SQL means.
