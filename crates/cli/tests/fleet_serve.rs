@@ -1086,3 +1086,42 @@ fn fleet_serve_migrates_a_version_1_postgres_inventory() {
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(status_json(dir)["renewal"]["pending"], 1);
 }
+
+/// Two services on one PostgreSQL database with fleet folders of their own
+/// (two machines): the pending key is in the first one's folder only, so the
+/// device asking the second one again gets a fresh renewal there and the
+/// first, never installed, is revoked (reason superseded); the device
+/// confirms the fresh one at the first service (confirming needs no key).
+#[test]
+fn services_on_two_machines_share_renewals_through_postgres() {
+    require("openssl");
+    let _backend = support::postgres::postgres();
+    let tmp = tempfile::tempdir().unwrap();
+    let one = tmp.path().join("one");
+    let two = tmp.path().join("two");
+    fs::create_dir_all(&one).unwrap();
+    fs::create_dir_all(two.join("fleet")).unwrap();
+    let ca = fleet(&one, 1, 30);
+    for f in ["ca.der", "ca.crt", "ca.key"] {
+        fs::copy(one.join("fleet").join(f), two.join("fleet").join(f)).unwrap();
+    }
+    let old = Creds::of(&one, "cam-1");
+    let (_a, port_a) = serve(&one, &["--renew-after", "0"]);
+    let (_b, port_b) = serve(&two, &["--renew-after", "0"]);
+    let (cert, key, _) = keygen(port_a, &ca, &old).unwrap().devtls();
+    let lost = Creds { cert, key };
+    let (cert, key, _) = keygen(port_b, &ca, &old).unwrap().devtls();
+    let fresh = Creds { cert, key };
+    assert_ne!(fresh, lost, "the second machine made a fresh renewal");
+    let rows = rows_by_serial(&two);
+    assert_eq!(field(&rows[&lost.serial()], "status"), "revoked");
+    assert_eq!(field(&rows[&lost.serial()], "reason"), "superseded");
+    assert_eq!(field(&rows[&fresh.serial()], "status"), "pending");
+    let a = keygen(port_a, &ca, &fresh).unwrap();
+    assert_eq!((a.status, a.header("x-devtls-status")), (204, "current"));
+    let rows = rows_by_serial(&one);
+    assert_eq!(field(&rows[&old.serial()], "status"), "superseded");
+    assert_eq!(field(&rows[&fresh.serial()], "status"), "active");
+    let a = keygen(port_b, &ca, &lost).unwrap();
+    assert_eq!((a.status, a.header("x-devtls-status")), (403, "revoked"));
+}
