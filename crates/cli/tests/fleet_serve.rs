@@ -226,6 +226,17 @@ fn serve(dir: &Path, extra: &[&str]) -> (Peer, u16) {
     (peer, port)
 }
 
+/// A fleet of `n` devices valid 30 days with `fleet serve` (and `extra`)
+/// on it: its folder, the CA, cam-1's credentials, the server and its port.
+fn fleet_served(n: u32, extra: &[&str]) -> (tempfile::TempDir, Vec<u8>, Creds, Peer, u16) {
+    require("openssl");
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = fleet(tmp.path(), n, 30);
+    let old = Creds::of(tmp.path(), "cam-1");
+    let (server, port) = serve(tmp.path(), extra);
+    (tmp, ca, old, server, port)
+}
+
 /// Inventory rows by status.
 fn statuses(dir: &Path) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
@@ -525,12 +536,8 @@ fn connections_killed_mid_answer_and_a_killed_server_leave_every_device_working(
 #[test]
 fn a_device_that_never_confirms_keeps_its_old_credentials() {
     let _backend = support::postgres::backend();
-    require("openssl");
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, ca, old, _server, port) = fleet_served(1, &["--renew-after", "0"]);
     let dir = tmp.path();
-    let ca = fleet(dir, 1, 30);
-    let old = Creds::of(dir, "cam-1");
-    let (_server, port) = serve(dir, &["--renew-after", "0"]);
     let first = keygen(port, &ca, &old).unwrap().devtls();
     for _ in 0..3 {
         let again = keygen(port, &ca, &old).unwrap().devtls();
@@ -559,12 +566,8 @@ fn a_device_that_never_confirms_keeps_its_old_credentials() {
 #[test]
 fn revoke_old_puts_the_old_serial_in_the_next_crl() {
     let _backend = support::postgres::backend();
-    require("openssl");
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, ca, old, _server, port) = fleet_served(2, &["--renew-after", "0", "--revoke-old"]);
     let dir = tmp.path();
-    let ca = fleet(dir, 2, 30);
-    let old = Creds::of(dir, "cam-1");
-    let (_server, port) = serve(dir, &["--renew-after", "0", "--revoke-old"]);
     let (cert, key, _) = keygen(port, &ca, &old).unwrap().devtls();
     let new = Creds { cert, key };
     assert_eq!(keygen(port, &ca, &new).unwrap().status, 204);
@@ -973,12 +976,8 @@ fn two_services_on_one_inventory_record_one_renewal_and_confirm_it_once() {
 #[test]
 fn revoking_a_device_revokes_its_pending_renewal_too() {
     let _backend = support::postgres::backend();
-    require("openssl");
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, ca, old, _server, port) = fleet_served(2, &["--renew-after", "0"]);
     let dir = tmp.path();
-    let ca = fleet(dir, 2, 30);
-    let old = Creds::of(dir, "cam-1");
-    let (_server, port) = serve(dir, &["--renew-after", "0"]);
     let (cert, key, _) = keygen(port, &ca, &old).unwrap().devtls();
     let new = Creds { cert, key };
     assert_eq!(status_json(dir)["renewal"]["pending"], 1);

@@ -10,7 +10,7 @@
 use postgres::types::ToSql;
 use postgres::GenericClient;
 
-use super::sql::{impl_get, Arg, Conn, Get, Tables};
+use super::sql::{impl_get, Arg, Conn, Each, Tables};
 use crate::store::postgres::Postgres;
 use crate::Error;
 
@@ -33,12 +33,7 @@ fn params<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
 struct Pg<'a, C: GenericClient>(&'a mut C);
 
 impl<C: GenericClient> Conn for Pg<'_, C> {
-    fn query(
-        &mut self,
-        sql: &str,
-        args: &[Arg<'_>],
-        each: &mut dyn FnMut(&dyn Get) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+    fn query(&mut self, sql: &str, args: &[Arg<'_>], each: Each<'_>) -> Result<(), Error> {
         for r in self.0.query(sql, &params(args))? {
             each(&r)?;
         }

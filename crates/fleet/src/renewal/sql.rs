@@ -84,15 +84,13 @@ macro_rules! impl_get {
 }
 pub(crate) use impl_get;
 
+/// What [`Conn::query`] calls for each row.
+pub(crate) type Each<'e> = &'e mut dyn FnMut(&dyn Get) -> Result<(), Error>;
+
 /// Runs statements (parameters `$1`, `$2`...).
 pub(crate) trait Conn {
     /// Calls `each` for every row `sql` returns.
-    fn query(
-        &mut self,
-        sql: &str,
-        args: &[Arg<'_>],
-        each: &mut dyn FnMut(&dyn Get) -> Result<(), Error>,
-    ) -> Result<(), Error>;
+    fn query(&mut self, sql: &str, args: &[Arg<'_>], each: Each<'_>) -> Result<(), Error>;
     /// Runs `sql`; returns how many rows it changed.
     fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, Error>;
 }

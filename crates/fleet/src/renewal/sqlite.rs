@@ -5,7 +5,7 @@
 use rusqlite::types::{ToSqlOutput, Value};
 use rusqlite::Connection;
 
-use super::sql::{impl_get, Arg, Conn, Get, Tables, SCHEMA};
+use super::sql::{impl_get, Arg, Conn, Each, Tables, SCHEMA};
 use crate::store::sqlite::Sqlite;
 use crate::Error;
 
@@ -30,12 +30,7 @@ fn positional(sql: &str) -> String {
 }
 
 impl Conn for &Connection {
-    fn query(
-        &mut self,
-        sql: &str,
-        args: &[Arg<'_>],
-        each: &mut dyn FnMut(&dyn Get) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+    fn query(&mut self, sql: &str, args: &[Arg<'_>], each: Each<'_>) -> Result<(), Error> {
         let mut stmt = self.prepare_cached(&positional(sql))?;
         let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
         while let Some(r) = rows.next()? {
