@@ -1016,7 +1016,7 @@ fn revoking_a_device_revokes_its_pending_renewal_too() {
 /// and served from there: the device asking again gets the same pending
 /// credentials, confirms them, and the counters went along.
 #[test]
-fn a_pending_renewal_survives_fleet_migrate_to_postgres() {
+fn a_pending_renewal_survives_fleet_migrate_on_postgres() {
     require("openssl");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -1065,7 +1065,7 @@ fn a_pending_renewal_survives_fleet_migrate_to_postgres() {
 /// (schema version 1: the same database with those tables dropped and the
 /// version set back) is migrated when `fleet serve` connects, and renews.
 #[test]
-fn fleet_serve_migrates_a_version_1_postgres_inventory() {
+fn fleet_serve_migrates_a_version_1_inventory_on_postgres() {
     require("openssl");
     let backend = support::postgres::postgres();
     let tmp = tempfile::tempdir().unwrap();
@@ -1092,7 +1092,7 @@ fn fleet_serve_migrates_a_version_1_postgres_inventory() {
 /// first, never installed, is revoked (reason superseded); the device
 /// confirms the fresh one at the first service (confirming needs no key).
 #[test]
-fn services_on_two_machines_share_renewals_through_postgres() {
+fn services_on_two_machines_share_renewals_on_postgres() {
     require("openssl");
     let _backend = support::postgres::postgres();
     let tmp = tempfile::tempdir().unwrap();
