@@ -648,15 +648,18 @@ impl SwitchableDevice {
             name.to_string(),
             device_key(dir, name),
         )));
-        let config = std::sync::Arc::new(
-            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
-            .with_no_client_auth()
-            .with_cert_resolver(std::sync::Arc::new(Current(serving.clone()))),
-        );
+        let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(std::sync::Arc::new(Current(serving.clone())));
+        // No sessions kept: a re-provisioned device restarts with none, so
+        // after a switch every handshake shows the certificate now served
+        // (the gateway resumes device sessions when a device allows it).
+        config.session_storage = std::sync::Arc::new(rustls::server::NoServerSessionStorage {});
+        let config = std::sync::Arc::new(config);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let current = serving.clone();
