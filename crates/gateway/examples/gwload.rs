@@ -372,7 +372,7 @@ fn p256(secs: f64) -> (f64, f64, f64) {
         let _ = k.compute_public_key().unwrap();
         agreement::agree_ephemeral(
             k,
-            &UnparsedPublicKey::new(&agreement::ECDH_P256, peer_pub.as_ref()),
+            UnparsedPublicKey::new(&agreement::ECDH_P256, peer_pub.as_ref()),
             (),
             |_| Ok(()),
         )

@@ -262,8 +262,14 @@ mod tests {
         let leaf2 = cert("openmv");
         v.verify_server_cert(&leaf2, &[], &name("openmv"), &[], now)
             .unwrap();
-        v.verify_server_cert(&leaf2, &[leaf.clone()], &name("openmv"), &[], now)
-            .unwrap();
+        v.verify_server_cert(
+            &leaf2,
+            std::slice::from_ref(&leaf),
+            &name("openmv"),
+            &[],
+            now,
+        )
+        .unwrap();
         assert_eq!(inner.calls.load(Ordering::Relaxed), 5);
     }
 
