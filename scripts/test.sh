@@ -119,14 +119,27 @@ fi
 # Reuse the peers venv of an earlier run even when setup is skipped.
 [ -d target/peers-venv/bin ] && export PATH="$PWD/target/peers-venv/bin:$PATH"
 
+# The fleet test files that run on either inventory (support::postgres::backend
+# reads DEVTLS_TEST_BACKEND): the workspace run below covers SQLite, and they
+# run once more with the inventory on PostgreSQL (each test starts its own
+# throw-away server). Tests named *_on_sqlite / *_on_postgres choose their
+# backend themselves and already ran in the workspace run.
+FLEET_BACKEND_TESTS=(
+  fleet
+  fleet_hardening
+  fleet_progress
+  fleet_pkcs11
+)
+
 # DEVTLS_TEST_SCOPE narrows the run (the README test runs this script in a
 # clone with one small package); by default, the whole workspace.
-# The fleet suite runs once more with its inventory on PostgreSQL (each test
-# starts its own throw-away server); the workspace run below covers SQLite.
 pg_rc=0
 if [ -z "${DEVTLS_TEST_SCOPE:-}" ]; then
-  echo "== fleet tests on PostgreSQL (DEVTLS_TEST_BACKEND=postgres)"
-  DEVTLS_TEST_BACKEND=postgres cargo test -p devtls --test fleet --no-fail-fast "$@" || pg_rc=$?
+  echo "== fleet tests on PostgreSQL (DEVTLS_TEST_BACKEND=postgres): ${FLEET_BACKEND_TESTS[*]}"
+  pg_tests=()
+  for t in "${FLEET_BACKEND_TESTS[@]}"; do pg_tests+=(--test "$t"); done
+  DEVTLS_TEST_BACKEND=postgres cargo test -p devtls "${pg_tests[@]}" --no-fail-fast "$@" \
+    -- --skip _on_sqlite --skip _on_postgres || pg_rc=$?
 fi
 # shellcheck disable=SC2086
 echo "== cargo test ${DEVTLS_TEST_SCOPE:---workspace} --no-fail-fast $* -- --include-ignored"

@@ -455,7 +455,7 @@ fn spawn_issue(d: &Path, prefix: &str, count: &str) -> std::process::Child {
 /// command completes the fleet.
 #[test]
 fn issuance_survives_sigkill_twenty_times() {
-    let _backend = support::postgres::backend();
+    let backend = support::postgres::backend();
     let n = crash_count();
     let started = Instant::now();
     let mut kills = 0;
@@ -510,6 +510,8 @@ fn issuance_survives_sigkill_twenty_times() {
                     let ids: std::collections::BTreeSet<&str> =
                         rows.iter().map(|r| field(r, "device")).collect();
                     assert!((1..=n).all(|i| ids.contains(format!("cam-{i}").as_str())));
+                    // The kills landed on the backend under test.
+                    backend.assert_inventory(&d.join("fleet"), n);
                     break;
                 }
                 None => {

@@ -1,6 +1,13 @@
 //! Issue 11's fleet reproductions: a foreign ca.key, an emptied inventory,
 //! a CRL that would un-revoke, code injected through --server-host, names a
 //! certificate or spreadsheet must not take, a device twice in a CSV.
+//!
+//! The fleet tests run on the backend `DEVTLS_TEST_BACKEND` names
+//! (scripts/test.sh runs this file on both). Those about one backend's own
+//! damage say so in their name and always use it: `..._on_sqlite` (an
+//! emptied inventory.db, an old copy of the file) and `..._on_postgres`
+//! (an old copy of the database, a server that is not there, a wrong
+//! password, a newer schema).
 
 mod support;
 
@@ -10,6 +17,7 @@ use std::path::Path;
 use support::{ok_in, openssl_ok, run_in, text, words};
 
 fn fleet_with_devices(d: &Path) {
+    support::postgres::fresh_database();
     ok_in(d, &["fleet", "init", "--name", "Test fleet"]);
     ok_in(d, &words("fleet issue d1 d2"));
 }
@@ -29,6 +37,7 @@ fn refused(d: &Path, args: &[&str], says: &[&str]) -> String {
 
 #[test]
 fn a_ca_key_that_is_not_the_certificates_signs_nothing() {
+    let backend = support::postgres::backend();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     fleet_with_devices(d);
@@ -55,10 +64,11 @@ fn a_ca_key_that_is_not_the_certificates_signs_nothing() {
     assert_eq!(fs::read(d.join("fleet/crl.der")).unwrap(), crl_before);
     // Reading the inventory still works: only signing needs the key.
     ok_in(d, &words("fleet list"));
+    backend.assert_inventory(&d.join("fleet"), 2);
 }
 
 #[test]
-fn an_emptied_or_missing_inventory_is_damage_not_a_new_fleet() {
+fn an_emptied_or_missing_inventory_is_damage_not_a_new_fleet_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     fleet_with_devices(d);
@@ -92,7 +102,7 @@ fn an_emptied_or_missing_inventory_is_damage_not_a_new_fleet() {
 }
 
 #[test]
-fn a_crl_that_would_un_revoke_a_device_is_refused() {
+fn a_crl_that_would_un_revoke_a_device_is_refused_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     fleet_with_devices(d);
@@ -126,6 +136,7 @@ fn a_crl_that_would_un_revoke_a_device_is_refused() {
 
 #[test]
 fn server_host_injection_is_refused_and_boot_py_compiles() {
+    let _backend = support::postgres::backend();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     fleet_with_devices(d);
@@ -203,8 +214,10 @@ fn names_a_certificate_cannot_hold_are_refused_with_the_reason() {
 
 #[test]
 fn csv_devices_twice_or_with_formulas_are_reported_and_export_is_defused() {
+    let backend = support::postgres::backend();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    support::postgres::fresh_database();
     ok_in(d, &["fleet", "init"]);
     fs::write(
         d.join("twice.csv"),
@@ -230,6 +243,7 @@ fn csv_devices_twice_or_with_formulas_are_reported_and_export_is_defused() {
     );
     assert!(!d.join("fleet/devices/cam-1").exists(), "nothing issued");
     ok_in(d, &words("fleet issue cam-1"));
+    backend.assert_inventory(&d.join("fleet"), 1);
     let out = ok_in(d, &words("fleet export --csv"));
     let csv = String::from_utf8(out.stdout).unwrap();
     for cell in csv.lines().flat_map(|l| l.split(',')) {
@@ -238,4 +252,89 @@ fn csv_devices_twice_or_with_formulas_are_reported_and_export_is_defused() {
             "{cell:?} in\n{csv}"
         );
     }
+}
+
+/// The PostgreSQL counterpart of the old-copy test above: the database
+/// restored from a copy made before a revocation.
+#[test]
+fn a_crl_that_would_un_revoke_a_device_is_refused_on_postgres() {
+    let pg = support::postgres::postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet_with_devices(d);
+    let old = pg.copy_database();
+    ok_in(d, &words("fleet revoke d1 --reason keyCompromise"));
+    ok_in(d, &words("fleet crl"));
+    let crl = fs::read(d.join("fleet/crl.der")).unwrap();
+    pg.use_url(&old);
+    refused(
+        d,
+        &words("fleet crl"),
+        &["lists 1 revoked", "un-revoke", "inventory database"],
+    );
+    assert_eq!(fs::read(d.join("fleet/crl.der")).unwrap(), crl);
+}
+
+/// What goes wrong with a database is one line, exit 2, naming the database
+/// without its password and saying what to do: a server that is not there,
+/// a wrong password, an unknown database, a schema newer than this devtls.
+#[test]
+fn a_database_that_cannot_be_used_is_one_line_on_postgres() {
+    let pg = support::postgres::postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fleet_with_devices(d);
+    let port = pg.port();
+    let closed = support::free_tcp_port();
+    pg.require_password("issuer", "right-pw");
+    let url = |user: &str, db: &str, port: u16| {
+        format!("postgres://{user}@127.0.0.1:{port}/{db}?sslmode=disable")
+    };
+    let db = pg.url().unwrap();
+    let name = db.rsplit('/').next().unwrap().split('?').next().unwrap();
+    // The password the role needs works (and is the control for the next case).
+    ok_in(
+        d,
+        &[
+            "fleet",
+            "status",
+            "--db",
+            &url("issuer:right-pw", name, port),
+        ],
+    );
+    for (db, says) in [
+        (
+            url("postgres", name, closed),
+            vec!["could not connect", "Check that the server runs"],
+        ),
+        (
+            url("issuer:wrong-pw", name, port),
+            vec!["issuer:***@", "password authentication failed"],
+        ),
+        (
+            url("postgres", "no_such_db", port),
+            vec!["no_such_db", "does not exist"],
+        ),
+    ] {
+        for cmd in ["status", "issue d9"] {
+            let line = format!("fleet {cmd} --db");
+            let mut args = words(&line);
+            args.push(&db);
+            let err = refused(d, &args, &says.iter().map(|s| &**s).collect::<Vec<_>>());
+            assert!(!err.contains("wrong-pw"), "the password is hidden: {err}");
+        }
+    }
+    assert!(!d.join("fleet/devices/d9").exists());
+    pg.psql("UPDATE schema_version SET version = version + 1");
+    let found = pg.psql("SELECT version FROM schema_version");
+    refused(
+        d,
+        &words("fleet issue d9"),
+        &[
+            &format!("version {found}"),
+            "newer than this devtls",
+            "nothing was changed",
+        ],
+    );
+    assert!(!d.join("fleet/devices/d9").exists());
 }

@@ -6,6 +6,9 @@
 //!
 //! Each test initialises its own token in a temporary folder
 //! (`SOFTHSM2_CONF` points SoftHSM2 at it), so nothing outside is touched.
+//! The inventory is the backend `DEVTLS_TEST_BACKEND` names (scripts/test.sh
+//! runs this file on both); `..._on_postgres` tests always use PostgreSQL:
+//! a token CA whose inventory several issuers share.
 
 mod support;
 
@@ -309,9 +312,11 @@ const CA_URI: &str = "pkcs11:token=fleet-token;object=fleet-ca";
 
 #[test]
 fn init_issue_crl_and_rotate_sign_in_the_token_and_openssl_and_the_device_verify() {
+    let backend = support::postgres::backend();
     let hsm = Hsm::new();
     let work = hsm.work();
     let fleet = hsm.fleet();
+    support::postgres::fresh_database();
     let out = hsm.ok(&[
         "fleet",
         "init",
@@ -428,13 +433,17 @@ fn init_issue_crl_and_rotate_sign_in_the_token_and_openssl_and_the_device_verify
 
     // After all that signing, no file in the fleet holds the CA key.
     assert_eq!(files_holding_the_ca_key(&fleet), Vec::<String>::new());
+    // 8 issued and 7 rotated, on the backend under test.
+    backend.assert_inventory(&fleet, 15);
 }
 
 #[test]
 fn the_scan_finds_a_ca_key_kept_in_a_file() {
+    let _backend = support::postgres::backend();
     // The scan of the test above, on a fleet whose key IS in a file: it
     // must find ca.key, else finding nothing above proves nothing.
     let dir = tempfile::tempdir().unwrap();
+    support::postgres::fresh_database();
     support::ok_in(dir.path(), &["fleet", "init"]);
     let fleet = dir.path().join("fleet");
     let found = files_holding_the_ca_key(&fleet);
@@ -463,10 +472,12 @@ fn the_scan_finds_a_ca_key_kept_in_a_file() {
 /// initialised once per process, with the SOFTHSM2_CONF of that moment.
 #[test]
 fn the_token_key_is_never_extractable_an_existing_key_is_used_an_extractable_one_refused() {
+    let _backend = support::postgres::backend();
     let hsm = Hsm::new();
     let session = hsm.session();
     make_key(&session, "made-elsewhere", false);
     make_key(&session, "copyable", true);
+    support::postgres::fresh_database();
     hsm.ok(&["fleet", "init", "--ca-key", CA_URI, "--pin-file", "pin.txt"]);
     let keys = session
         .find_objects(&[
@@ -540,6 +551,7 @@ fn make_key(session: &Session, label: &str, extractable: bool) {
 
 fn existing_key_is_used_and_an_extractable_one_refused(hsm: &Hsm) {
     // The existing P-384 key is used (its curve, not --key's default).
+    support::postgres::fresh_database();
     let out = hsm.ok(&[
         "fleet",
         "init",
@@ -593,6 +605,7 @@ fn existing_key_is_used_and_an_extractable_one_refused(hsm: &Hsm) {
     assert!(String::from_utf8_lossy(&sig.stdout).contains("ecdsa-with-SHA384"));
 
     // An extractable key is refused, before any file is written.
+    support::postgres::fresh_database();
     let out = hsm.devtls(&[
         "fleet",
         "init",
@@ -612,8 +625,10 @@ fn existing_key_is_used_and_an_extractable_one_refused(hsm: &Hsm) {
 
 #[test]
 fn wrong_pin_missing_token_object_or_library_are_one_line_and_exit_2() {
+    let _backend = support::postgres::backend();
     let hsm = Hsm::new();
     fs::write(hsm.work().join("bad-pin.txt"), "0000\n").unwrap();
+    support::postgres::fresh_database();
     hsm.ok(&["fleet", "init", "--ca-key", CA_URI, "--pin-file", "pin.txt"]);
     let one_line = |out: &Output, says: &str| {
         assert_eq!(out.status.code(), Some(2), "{}", text(out));
@@ -630,6 +645,7 @@ fn wrong_pin_missing_token_object_or_library_are_one_line_and_exit_2() {
         "refused the PIN",
     );
     assert!(!hsm.fleet().join("devices/x").exists());
+    support::postgres::fresh_database();
     one_line(
         &hsm.devtls(&[
             "fleet",
@@ -653,6 +669,7 @@ fn wrong_pin_missing_token_object_or_library_are_one_line_and_exit_2() {
         &hsm.devtls(&["fleet", "crl", "--pin-file", "pin.txt"]),
         "has no private key object 'gone'",
     );
+    support::postgres::fresh_database();
     one_line(
         &hsm.devtls(&[
             "fleet", "init", "--dir", "f3", "--ca-key", CA_URI, "--pin-file", "pin.txt",
@@ -687,7 +704,9 @@ fn wrong_pin_missing_token_object_or_library_are_one_line_and_exit_2() {
 
 #[test]
 fn a_signing_command_without_a_pin_or_terminal_says_how_to_give_one() {
+    let _backend = support::postgres::backend();
     let hsm = Hsm::new();
+    support::postgres::fresh_database();
     hsm.ok(&["fleet", "init", "--ca-key", CA_URI, "--pin-file", "pin.txt"]);
     // Status and list need no PIN: the token is opened only to sign.
     hsm.ok(&["fleet", "status"]);
@@ -699,4 +718,180 @@ fn a_signing_command_without_a_pin_or_terminal_says_how_to_give_one() {
             && err.contains("DEVTLS_PKCS11_PIN"),
         "{err}"
     );
+}
+
+/// Issuers of a token CA on one PostgreSQL database: the first machine's
+/// `init` made the key in the token and the schema in the database; each
+/// other machine's fleet folder is a copy of ca.der, ca.crt and ca.key.uri
+/// (its `fleet init` is refused and says so). Three issuer processes sign
+/// with the token key into the database at once; a CRL signed in the token
+/// by another issuer revokes one device of each; OpenSSL verifies all of
+/// it against the CA, and no file in any folder holds the CA key.
+#[test]
+fn three_issuers_sign_with_the_token_key_into_one_database_on_postgres() {
+    let pg = support::postgres::postgres();
+    let hsm = Hsm::new();
+    let work = hsm.work();
+    let out = hsm.ok(&[
+        "fleet",
+        "init",
+        "--ca-key",
+        CA_URI,
+        "--pin-file",
+        "pin.txt",
+        "--json",
+    ]);
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(made["ca_key"], CA_URI, "{}", text(&out));
+    assert!(
+        !hsm.fleet().join("inventory.db").exists() && !hsm.fleet().join("ca.key").exists(),
+        "the inventory is in the database, the key in the token"
+    );
+    let ca_sha256 =
+        devtls_pki::fingerprint::sha256_hex(&fs::read(hsm.fleet().join("ca.der")).unwrap());
+    assert_eq!(
+        pg.psql("SELECT value FROM meta WHERE key = 'ca_sha256'"),
+        ca_sha256,
+        "the database belongs to the token CA"
+    );
+
+    // A second machine does not `init` against a database that has a fleet:
+    // refused in one line saying what to copy, nothing written there.
+    let out = hsm.devtls(&[
+        "fleet",
+        "init",
+        "--dir",
+        "line2",
+        "--ca-key",
+        CA_URI,
+        "--pin-file",
+        "pin.txt",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already holds a fleet's inventory") && err.contains("ca.key.uri"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(!work.join("line2/ca.der").exists());
+    for line in ["line2", "line3"] {
+        fs::create_dir_all(work.join(line)).unwrap();
+        for f in ["ca.der", "ca.crt", "ca.key.uri"] {
+            fs::copy(hsm.fleet().join(f), work.join(line).join(f)).unwrap();
+        }
+    }
+
+    // Three issuers at once, each with its PIN from its own source.
+    const N: usize = 150;
+    let issuers: Vec<std::process::Child> = ["fleet", "line2", "line3"]
+        .iter()
+        .map(|dir| {
+            let mut cmd = support::devtls();
+            cmd.args(["fleet", "issue", "--dir", dir, "--prefix"])
+                .arg(format!("{dir}-"))
+                .args(["--count", &N.to_string(), "--json", "-q"])
+                .current_dir(work)
+                .env("SOFTHSM2_CONF", &hsm.conf)
+                .env("DEVTLS_PKCS11_MODULE", &hsm.module)
+                .env_remove("DEVTLS_PKCS11_PIN")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            if *dir == "line2" {
+                cmd.env("DEVTLS_PKCS11_PIN", PIN);
+            } else {
+                cmd.args(["--pin-file", "pin.txt"]);
+            }
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for child in issuers {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["issued"], N, "{}", text(&out));
+    }
+    assert_eq!(
+        pg.psql(
+            "SELECT count(DISTINCT serial) || ' ' || count(*) FROM certs WHERE status = 'active'"
+        ),
+        format!("{} {}", 3 * N, 3 * N),
+        "one active row per device, every serial unique"
+    );
+    let rows = support::fleet::export(work, "line3");
+    assert_eq!(rows.len(), 3 * N);
+    for dir in ["fleet", "line2", "line3"] {
+        support::fleet::folders_complete(work, dir, &format!("{dir}-"), N, &rows);
+        let ids: Vec<String> = (1..=N).map(|i| format!("{dir}-{i}")).collect();
+        let certs: Vec<String> = ids
+            .iter()
+            .map(|id| format!("{dir}/devices/{id}/client.der"))
+            .collect();
+        let mut args = vec!["verify", "-CAfile", "fleet/ca.crt"];
+        args.extend(certs.iter().map(String::as_str));
+        let out = openssl_ok(work, &args);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).matches(": OK").count(),
+            N,
+            "{dir}: OpenSSL verifies every certificate the token signed"
+        );
+    }
+
+    // Revoke one device of each issuer (no PIN needed), then CRLs signed
+    // in the token by two issuers: numbers increase, OpenSSL verifies the
+    // CRL and refuses exactly the revoked devices.
+    for id in ["fleet-7", "line2-8", "line3-9"] {
+        hsm.ok(&["fleet", "revoke", "--dir", "line2", id]);
+    }
+    hsm.ok(&["fleet", "crl", "--dir", "fleet", "--pin-file", "pin.txt"]);
+    hsm.ok(&["fleet", "crl", "--dir", "line3", "--pin-file", "pin.txt"]);
+    let first = support::fleet::crl_number(work, "fleet/crl.der");
+    let second = support::fleet::crl_number(work, "line3/crl.der");
+    assert!(second > first, "CRL numbers {first} then {second}");
+    let out = openssl_ok(
+        work,
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            "line3/crl.der",
+            "-CAfile",
+            "fleet/ca.crt",
+            "-noout",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verify OK"),
+        "{}",
+        text(&out)
+    );
+    for (cert, revoked) in [
+        ("fleet/devices/fleet-7/client.der", true),
+        ("line2/devices/line2-8/client.der", true),
+        ("line3/devices/line3-9/client.der", true),
+        ("line2/devices/line2-1/client.der", false),
+    ] {
+        let out = openssl(
+            work,
+            &[
+                "verify",
+                "-crl_check",
+                "-CAfile",
+                "fleet/ca.crt",
+                "-CRLfile",
+                "line3/crl.der",
+                cert,
+            ],
+        );
+        assert_eq!(!out.status.success(), revoked, "{cert}: {}", text(&out));
+    }
+
+    // After all that signing, no file in any issuer's folder holds the CA key.
+    for dir in ["fleet", "line2", "line3"] {
+        assert_eq!(
+            files_holding_the_ca_key(&work.join(dir)),
+            Vec::<String>::new()
+        );
+    }
 }

@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use serde_json::Value;
-use support::fleet::field;
+use support::fleet::{crl_number, field, folders_complete};
 use support::postgres::{backend, postgres};
 use support::{ok_in, openssl_ok, run_in, text, words};
 
@@ -28,52 +28,6 @@ fn issuer_folder(d: &Path, name: &str) {
     for f in ["ca.der", "ca.crt", "ca.key"] {
         fs::copy(d.join("fleet").join(f), d.join(name).join(f)).unwrap();
     }
-}
-
-/// The CRL number of a DER CRL, read by OpenSSL.
-fn crl_number(d: &Path, crl: &str) -> u64 {
-    let out = openssl_ok(
-        d,
-        &["crl", "-inform", "DER", "-in", crl, "-noout", "-crlnumber"],
-    );
-    let s = String::from_utf8_lossy(&out.stdout);
-    let hex = s
-        .trim()
-        .trim_start_matches("crlNumber=")
-        .trim_start_matches("0x");
-    u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("crl number in {s:?}"))
-}
-
-/// Every device folder of issuer `dir` is complete and its certificate is
-/// the active row of that device.
-fn folders_complete(d: &Path, dir: &str, prefix: &str, n: usize, rows: &[Value]) {
-    let active: std::collections::HashMap<&str, &str> = rows
-        .iter()
-        .filter(|r| field(r, "device").starts_with(prefix) && field(r, "status") != "superseded")
-        .map(|r| (field(r, "device"), field(r, "sha256")))
-        .collect();
-    assert_eq!(active.len(), n, "{prefix}: one row per device");
-    for i in 1..=n {
-        let id = format!("{prefix}{i}");
-        let folder = d.join(dir).join("devices").join(&id);
-        for f in ["client.der", "client.key.der", "ca.der", "boot.py"] {
-            assert!(folder.join(f).is_file(), "{id}: {f} missing");
-        }
-        let fp = devtls_pki::fingerprint::sha256_hex(&fs::read(folder.join("client.der")).unwrap());
-        assert_eq!(
-            active.get(id.as_str()),
-            Some(&fp.as_str()),
-            "{id}: folder and row agree"
-        );
-    }
-    let staged: Vec<_> = fs::read_dir(d.join(dir).join(".work"))
-        .map(|e| {
-            e.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .filter(|n| n != "recover.lock")
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(staged.is_empty(), "{dir}: staging left behind: {staged:?}");
 }
 
 /// The proof: 4 issuers × 5,000 devices into one database at once

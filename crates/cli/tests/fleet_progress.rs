@@ -1,5 +1,6 @@
 //! Long fleet work shows progress on a terminal, and nowhere else: not when
-//! stderr is a pipe, never with --quiet.
+//! stderr is a pipe, never with --quiet. On the backend `DEVTLS_TEST_BACKEND`
+//! names (scripts/test.sh runs this file on both).
 
 mod support;
 
@@ -11,7 +12,13 @@ use support::{ok_in, text, tool, words};
 /// what reached the terminal (stderr, where progress goes).
 fn on_a_terminal(d: &Path, args: &str) -> String {
     let devtls = env!("CARGO_BIN_EXE_devtls");
-    let out = tool("script")
+    let mut script = tool("script");
+    // The inventory of the test's backend, as support::devtls gives it.
+    script.env_remove("DEVTLS_FLEET_DB");
+    if let Some(url) = support::postgres::FLEET_DB.with(|db| db.borrow().clone()) {
+        script.env("DEVTLS_FLEET_DB", url);
+    }
+    let out = script
         .args(["-qec", &format!("{devtls} {args} > out.csv"), "/dev/null"])
         .current_dir(d)
         .output()
@@ -22,6 +29,7 @@ fn on_a_terminal(d: &Path, args: &str) -> String {
 
 #[test]
 fn export_of_a_large_fleet_shows_progress_only_on_a_terminal() {
+    let backend = support::postgres::backend();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok_in(d, &words("fleet init --dir fleet"));
@@ -42,6 +50,7 @@ fn export_of_a_large_fleet_shows_progress_only_on_a_terminal() {
         text(&piped)
     );
     assert_eq!(String::from_utf8_lossy(&piped.stdout).lines().count(), 151);
+    backend.assert_inventory(&d.join("fleet"), 150);
 
     let shown = on_a_terminal(d, "fleet export --csv --dir fleet");
     assert!(

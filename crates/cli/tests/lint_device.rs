@@ -108,6 +108,7 @@ fn host_mismatch_is_the_devices_verify_failure() {
         !conn.ok && conn.code == Some(CERT_VERIFY_FAILED),
         "{conn:?}"
     );
+    r.quotes_device("host-mismatch", &conn.verify);
 }
 
 #[test]
@@ -146,6 +147,7 @@ fn weak_hash_and_small_rsa_are_refused_by_the_devices_profile() {
             !conn.ok && conn.code == Some(CERT_VERIFY_FAILED),
             "{stem}: {conn:?}"
         );
+        r.quotes_device(id, &conn.verify);
     }
 }
 

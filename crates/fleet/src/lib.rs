@@ -55,7 +55,7 @@ pub enum Error {
     #[error("inventory: {0}")]
     Db(#[from] rusqlite::Error),
     /// The PostgreSQL inventory failed.
-    #[error("inventory (PostgreSQL): {0}")]
+    #[error("inventory (PostgreSQL): {}", store::postgres::describe(.0))]
     Postgres(#[from] postgres::Error),
     /// A file system error on a named path.
     #[error("{path}: {source}")]
@@ -240,24 +240,7 @@ impl Fleet {
     pub fn init_in(dir: &Path, opts: &InitOptions, db_at: &Db) -> Result<Fleet, Error> {
         Fleet::refuse_existing(dir)?;
         // Connect first: an unreachable database makes no CA.
-        let remote = match db_at {
-            Db::Sqlite => None,
-            Db::Postgres(url) => {
-                let db = store::postgres::Postgres::connect(url)?;
-                if db.has_rows()? || db.has_ca()? {
-                    return Err(Error::Invalid(format!(
-                        "{}: already holds a fleet's inventory; to add an issuer, copy {}, {} \
-                         and {} from the first issuer's fleet folder and run the commands \
-                         with the same --db (no `fleet init`)",
-                        store::postgres::redact(url),
-                        names::CA_DER,
-                        names::CA_PEM,
-                        names::CA_KEY
-                    )));
-                }
-                Some(db)
-            }
-        };
+        let remote = Fleet::empty_database(db_at, names::CA_KEY)?;
         let key = PrivateKey::generate(opts.key)?;
         let spec = CertSpec::new(opts.name.clone(), Role::Ca, opts.days);
         let cert = pki_issue::self_signed_ca(&spec, &key)?;
@@ -306,23 +289,59 @@ impl Fleet {
         Ok(())
     }
 
+    /// A shared database for a new fleet: connected (so an unreachable one
+    /// makes no CA) and empty. One that already holds a fleet is refused
+    /// with how a second machine joins it: a copy of the first issuer's CA
+    /// files (`key_file`: `ca.key` or `ca.key.uri`), no `fleet init`.
+    fn empty_database(
+        db_at: &Db,
+        key_file: &str,
+    ) -> Result<Option<store::postgres::Postgres>, Error> {
+        let Db::Postgres(url) = db_at else {
+            return Ok(None);
+        };
+        let db = store::postgres::Postgres::connect(url)?;
+        if db.has_rows()? || db.has_ca()? {
+            return Err(Error::Invalid(format!(
+                "{}: already holds a fleet's inventory; to add an issuer, copy {}, {} \
+                 and {key_file} from the first issuer's fleet folder and run the commands \
+                 with the same --db (no `fleet init`)",
+                store::postgres::redact(url),
+                names::CA_DER,
+                names::CA_PEM,
+            )));
+        }
+        Ok(Some(db))
+    }
+
     /// Creates a fleet whose CA key is in a PKCS#11 token: the key the URI
     /// names is used, or generated there (non-extractable, sensitive), and
     /// signs the CA certificate. The fleet records the URI and the library
     /// in `ca.key.uri`; no file ever holds the key or the PIN.
+    ///
+    /// With [`Db::Postgres`] the inventory is that (empty) database, as in
+    /// [`Fleet::init_in`]; other issuers join with a copy of `ca.der`,
+    /// `ca.crt` and `ca.key.uri` and a PIN of their own (docs/fleet-hsm.md).
     pub fn init_in_token(
         dir: &Path,
         opts: &InitOptions,
         uri: &devtls_pki::signer::pkcs11::Uri,
         access: ca_key::TokenAccess,
+        db_at: &Db,
     ) -> Result<(Fleet, devtls_pki::signer::pkcs11::Found), Error> {
         Fleet::refuse_existing(dir)?;
+        // Connect first: an unreachable or taken database makes no CA (and
+        // no key in the token).
+        let remote = Fleet::empty_database(db_at, names::CA_KEY_URI)?;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let made = ca_key::init_in_token(dir, opts, uri, &access)?;
         std::fs::create_dir_all(dir.join(names::DEVICES))
             .map_err(|e| Error::io(&dir.join(names::DEVICES), e))?;
-        let db: Box<dyn Store> =
-            Box::new(store::sqlite::Sqlite::open(&dir.join(names::INVENTORY))?);
+        let db: Box<dyn Store> = match remote {
+            Some(db) => Box::new(db),
+            None => db_at.open(dir)?,
+        };
+        db.claim_ca(&devtls_pki::fingerprint::sha256_hex(&made.cert_der))?;
         let token = ca_key::TokenCa::new(made.uri);
         token.set(made.authority);
         let fleet = Fleet {
@@ -331,7 +350,7 @@ impl Fleet {
             ca_der: made.cert_der,
             ca: CaState::Token(token),
             access,
-            issuer: String::new(),
+            issuer: issuer_of(dir, db_at),
         };
         Ok((fleet, made.found))
     }
@@ -411,12 +430,14 @@ impl Fleet {
         if !ca_path.exists() {
             return Err(Error::Invalid(format!(
                 "{}: no fleet CA here (no {}); create the fleet with `devtls fleet init --db ...`, \
-                 or copy {}, {} and {} from the first issuer's fleet folder",
+                 or copy {}, {} and {} (or {}, for a CA key in a token) from the first \
+                 issuer's fleet folder",
                 dir.display(),
                 names::CA_DER,
                 names::CA_DER,
                 names::CA_PEM,
-                names::CA_KEY
+                names::CA_KEY,
+                names::CA_KEY_URI
             )));
         }
         let ca_der = std::fs::read(&ca_path).map_err(|e| Error::io(&ca_path, e))?;
@@ -571,7 +592,10 @@ impl Fleet {
                     old.len(),
                     if old.len() == 1 { "" } else { "s" },
                     revoked.len(),
-                    names::INVENTORY
+                    match self.db.backend() {
+                        "sqlite" => names::INVENTORY,
+                        _ => "inventory database",
+                    }
                 )));
             }
         }

@@ -199,22 +199,11 @@ pub mod flags {
     }
 }
 
-/// The `ValueError` texts mbedTLS's verify step produces, as the script prints them.
+/// The `ValueError` texts MicroPython's ssl module raises when a file given
+/// to `load_cert_chain`/`load_verify_locations` does not parse. A failed
+/// verification shows `mbedtls_x509_crt_verify_info`'s lines instead
+/// ([`flags::text`], [`flags::value_error`]); see docs/device-behaviour.md.
 pub mod verify_text {
-    /// The certificate's notAfter is before the device's clock.
-    pub const EXPIRED: &str = "validity has expired";
-    /// The certificate's notBefore is after the device's clock (an unset clock reads 2000/1970).
-    pub const FUTURE: &str = "validity starts in the future";
-    /// The host name is in neither the SAN nor (without SAN) the CN.
-    pub const CN_MISMATCH: &str = "CN does not match";
-    /// The chain does not lead to the loaded anchor.
-    pub const NOT_TRUSTED: &str = "certificate is not correctly signed by the trusted CA";
-    /// A signature hash the profile refuses (SHA-1).
-    pub const BAD_MD: &str = "unacceptable hash";
-    /// A key type or size the profile refuses (RSA < 2048, unknown curve).
-    pub const BAD_KEY: &str = "unacceptable key";
-    /// The EKU or key usage does not allow the role.
-    pub const BAD_USAGE: &str = "usage does not match the extendedKeyUsage extension";
     /// The certificate could not be parsed (e.g. PEM given where DER is needed).
     pub const INVALID_CERT: &str = "invalid cert";
     /// The key could not be parsed (PEM, encrypted, truncated, Ed25519).

@@ -30,7 +30,7 @@ use time::OffsetDateTime;
 
 use crate::cabf;
 use crate::chain::Cert;
-use crate::device_error::{self, verify_text};
+use crate::device_error::{self, flags, verify_text};
 use crate::inspect::{self, CertInfo, Details, Inspected, KeyAlgorithm, KeyInfo};
 use crate::profile::Profile;
 use crate::rules::certs::{self, KeyProblem, ParseRefusal};
@@ -522,7 +522,7 @@ fn cert_rules(
                 format!(
                     "{who} is checked as the trust anchor but is a CA-issued end-entity certificate: \
                      the device trusts a pinned leaf only when it is self-signed (the device says '{}')",
-                    verify_text::NOT_TRUSTED
+                    flags::text(flags::NOT_TRUSTED)
                 ),
                 "anchor the CA that issued it instead: devtls anchor HOST".into(),
             ));
@@ -646,7 +646,7 @@ fn key_problem_finding(
                  (the device says '{}')",
                 k.description,
                 p.name,
-                verify_text::BAD_KEY
+                flags::text(flags::BAD_KEY)
             ),
         ),
         KeyProblem::Curve { curve, secp256k1 } => (
@@ -663,7 +663,7 @@ fn key_problem_finding(
                     .map(|c| format!("{c:?}"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                verify_text::BAD_KEY
+                flags::text(flags::BAD_KEY)
             ),
         ),
         KeyProblem::Algorithm { .. } => (
@@ -761,7 +761,7 @@ fn hash_rule(c: &CertInfo, who: &str, file: &str, p: &Profile, out: &mut Vec<Fin
              (the device says '{}')",
             c.signature.name,
             p.name,
-            verify_text::BAD_MD
+            flags::text(flags::BAD_MD)
         ),
         reissue.into(),
     ));
@@ -801,7 +801,7 @@ fn validity_rule(c: &CertInfo, who: &str, file: &str, p: &Profile, out: &mut Vec
                 v.not_after.date(),
                 v.days_since_expiry.unwrap_or(0),
                 v.at.date(),
-                verify_text::EXPIRED
+                flags::text(flags::EXPIRED)
             ),
             "renew it and copy the new DER file to the device".into(),
         )),
@@ -814,7 +814,7 @@ fn validity_rule(c: &CertInfo, who: &str, file: &str, p: &Profile, out: &mut Vec
                 v.not_before.date(),
                 v.days_until_valid.unwrap_or(0),
                 v.at.date(),
-                verify_text::FUTURE
+                flags::text(flags::FUTURE)
             ),
             if p.clock_starts_unset {
                 "set the device's clock before connecting (ntptime.settime()), or check --at".into()
@@ -843,7 +843,7 @@ fn host_rule(c: &Cert, who: &str, file: &str, o: &Options<'_>, out: &mut Vec<Fin
                     } else {
                         "the profile ignores the CN"
                     },
-                    verify_text::CN_MISMATCH
+                    flags::text(flags::CN_MISMATCH)
                 ),
                 format!("make it with the name in the SAN: devtls new server --dns {host}"),
             ));
@@ -880,7 +880,7 @@ fn host_rule(c: &Cert, who: &str, file: &str, o: &Options<'_>, out: &mut Vec<Fin
                 } else {
                     names.join(", ")
                 },
-                verify_text::CN_MISMATCH
+                flags::text(flags::CN_MISMATCH)
             ),
             format!(
                 "connect with one of those names as server_hostname, or reissue with --{} {host}",
@@ -941,7 +941,7 @@ fn eku_rule(
                 has.join(", ")
             },
             presenter.purpose(),
-            verify_text::BAD_USAGE
+            flags::text(flags::EXT_KEY_USAGE)
         ),
         format!("make a {role_word} certificate: devtls new {role_word}"),
     ));

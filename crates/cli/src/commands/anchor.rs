@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::ValueEnum;
 use devtls_net::fetch::{self, Target};
 use devtls_pki::chain::{Cert, Chain, Choice, Origin, Trust};
+use devtls_pki::device_error::flags;
 use devtls_pki::files::{self, Output};
 use devtls_pki::profile::Profile;
 use devtls_pki::roots::RootSet;
@@ -299,12 +300,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     if chain.server_omits_intermediate() && !chain.self_signed_leaf {
-        warnings.push(
+        warnings.push(format!(
             "the server does not send its intermediate: with the root as anchor the device will fail \
-             (ValueError: certificate is not correctly signed by the trusted CA); trust the intermediate, \
-             or configure the server to send its full chain"
-                .into(),
-        );
+             ({}); trust the intermediate, or configure the server to send its full chain",
+            flags::value_error(flags::NOT_TRUSTED).replace('\n', " ")
+        ));
     }
     for e in &fetch_errors {
         warnings.push(format!("could not download the missing issuer: {e}"));
@@ -355,9 +355,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 if cert.not_after() < horizon {
                     warnings.push(format!(
                         "the anchor expires on {}, within the {}-year service life: devices still in the field then will fail \
-                         (validity has expired); plan to update ca.der before that",
+                         ({}); plan to update ca.der before that",
                         cert.not_after().date(),
-                        args.service_years
+                        args.service_years,
+                        flags::text(flags::EXPIRED)
                     ));
                 }
                 files::write_all(&[Output::public(&args.out, cert.der.clone())], args.force)?;

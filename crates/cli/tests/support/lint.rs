@@ -32,6 +32,20 @@ impl Linted {
         );
     }
 
+    /// Asserts that finding `id`'s message quotes each line the device's
+    /// verify step printed (`verify`, from the mbedTLS peer), word for word.
+    pub fn quotes_device(&self, id: &str, verify: &[String]) {
+        let message = self.finding(id)["message"].as_str().unwrap_or_default();
+        assert!(!verify.is_empty(), "the device printed no verify line");
+        for line in verify {
+            assert!(
+                message.contains(line.as_str()),
+                "{id} does not quote the device's '{line}':\n{}",
+                self.transcript
+            );
+        }
+    }
+
     /// The finding with this id (panics with the transcript if missing).
     pub fn finding(&self, id: &str) -> &serde_json::Value {
         self.json["findings"]

@@ -141,31 +141,70 @@ impl Server {
 
     /// Runs SQL with `psql` in database `name`; returns its stdout (unaligned, tuples only).
     pub fn psql(&self, name: &str, sql: &str) -> String {
-        let out = run(
-            server_cmd(&self.bin, "psql")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    "postgres",
-                ])
-                .args([
-                    "-X",
-                    "-q",
-                    "-A",
-                    "-t",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-d",
-                    name,
-                    "-c",
-                    sql,
-                ]),
-            "psql",
-        );
+        let out = run(&mut self.psql_cmd(name, sql), "psql");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A copy of database `name` (`CREATE DATABASE ... TEMPLATE`), as an
+    /// older backup of it would be; returns the copy's URL. Retried while
+    /// the server still counts a just-finished client on `name`.
+    pub fn copy_database(&mut self, name: &str) -> String {
+        self.databases += 1;
+        let copy = format!("fleet{}", self.databases);
+        let sql = format!("CREATE DATABASE {copy} TEMPLATE {name}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.psql_cmd("postgres", &sql).output().expect("psql runs");
+            if out.status.success() {
+                return self.url(&copy);
+            }
+            if Instant::now() > deadline {
+                require::fail(&format!(
+                    "psql {sql}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Makes role `user` log in over TCP only with `password` (SCRAM), as a
+    /// production server would; every other role stays trusted.
+    pub fn require_password(&self, user: &str, password: &str) {
+        self.psql(
+            "postgres",
+            &format!("CREATE ROLE {user} LOGIN SUPERUSER PASSWORD '{password}'"),
+        );
+        let hba = self.dir.path().join("data/pg_hba.conf");
+        let old = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        let line = format!("host all {user} 127.0.0.1/32 scram-sha-256\n");
+        std::fs::write(&hba, format!("{line}{old}")).expect("write pg_hba.conf");
+        self.psql("postgres", "SELECT pg_reload_conf()");
+    }
+
+    fn psql_cmd(&self, name: &str, sql: &str) -> Command {
+        let mut cmd = server_cmd(&self.bin, "psql");
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            name,
+            "-c",
+            sql,
+        ]);
+        cmd
     }
 }
 
@@ -200,15 +239,68 @@ impl Backend {
         FLEET_DB.with(|db| db.borrow().clone())
     }
 
-    /// Runs `sql` with psql in the current database (PostgreSQL only).
-    pub fn psql(&self, sql: &str) -> String {
+    /// The current database's name (PostgreSQL only).
+    fn name(&self) -> String {
         let url = self.url().expect("a PostgreSQL backend");
-        let name = url
-            .rsplit('/')
+        url.rsplit('/')
             .next()
             .and_then(|n| n.split('?').next())
             .unwrap_or_default()
-            .to_string();
+            .to_string()
+    }
+
+    /// A copy of the current database, as an older backup of it (PostgreSQL
+    /// only); `devtls` keeps using the current one until [`Backend::use_url`].
+    pub fn copy_database(&self) -> String {
+        let name = self.name();
+        SERVER.with(|s| {
+            s.borrow_mut()
+                .as_mut()
+                .expect("server")
+                .copy_database(&name)
+        })
+    }
+
+    /// Points `devtls` at `url` from now on.
+    pub fn use_url(&self, url: &str) {
+        FLEET_DB.with(|db| *db.borrow_mut() = Some(url.to_string()));
+    }
+
+    /// Makes `user` need `password` (PostgreSQL only); see [`Server::require_password`].
+    pub fn require_password(&self, user: &str, password: &str) {
+        SERVER.with(|s| {
+            s.borrow()
+                .as_ref()
+                .expect("server")
+                .require_password(user, password)
+        });
+    }
+
+    /// The server's TCP port (PostgreSQL only).
+    pub fn port(&self) -> u16 {
+        SERVER.with(|s| s.borrow().as_ref().expect("server").port)
+    }
+
+    /// Proves the test ran on this backend: with PostgreSQL, `fleet` has no
+    /// inventory.db and the current database holds `rows` certificates;
+    /// with SQLite, `fleet/inventory.db` is there.
+    pub fn assert_inventory(&self, fleet: &Path, rows: usize) {
+        let file = fleet.join("inventory.db");
+        if self.postgres {
+            assert!(
+                !file.exists(),
+                "{}: PostgreSQL backend, yet a file",
+                file.display()
+            );
+            assert_eq!(self.psql("SELECT count(*) FROM certs"), rows.to_string());
+        } else {
+            assert!(file.is_file(), "{}: missing", file.display());
+        }
+    }
+
+    /// Runs `sql` with psql in the current database (PostgreSQL only).
+    pub fn psql(&self, sql: &str) -> String {
+        let name = self.name();
         SERVER.with(|s| s.borrow().as_ref().expect("server").psql(&name, sql))
     }
 }

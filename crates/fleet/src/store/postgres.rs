@@ -86,6 +86,27 @@ fn pg(e: postgres::Error) -> Error {
     Error::Postgres(e)
 }
 
+/// The server's own words for an error (the `postgres` crate's `Display`
+/// says only "db error" and keeps them in its source): its severity,
+/// message and SQLSTATE, or the error and its causes.
+pub fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        );
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
 /// The URL without its password (for messages).
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -106,10 +127,11 @@ impl Postgres {
     pub fn connect(url: &str) -> Result<Postgres, Error> {
         let mut client = Client::connect(url, NoTls).map_err(|e| {
             Error::Invalid(format!(
-                "inventory database {}: could not connect: {e}. Check that the server \
+                "inventory database {}: could not connect: {}. Check that the server \
                  runs and the URL (postgres://USER@HOST:PORT/DB) is right; TLS is not \
                  built in (use sslmode=disable on a trusted network, a unix socket or a tunnel)",
-                redact(url)
+                redact(url),
+                describe(&e)
             ))
         })?;
         migrate(&mut client, url)?;

@@ -91,9 +91,13 @@ enum FleetCommand {
   devtls fleet init
   devtls fleet init --dir /srv/fleet --name \"Acme cameras\" --key p384
   devtls fleet init --ca-key 'pkcs11:token=fleet;object=fleet-ca' --pin-file pin.txt
+  devtls fleet init --ca-key 'pkcs11:token=fleet;object=fleet-ca' --db postgres://devtls@db/fleet
 
 With --ca-key the CA key is made (or found) in a PKCS#11 token and never
-exists in a file; see docs/fleet-hsm.md.")]
+exists in a file; see docs/fleet-hsm.md. With --db the inventory is a
+PostgreSQL database other issuers share: they copy ca.der, ca.crt and
+ca.key (or ca.key.uri) and use the same --db, without init; see
+docs/fleet-postgres.md.")]
 struct InitArgs {
     #[command(flatten)]
     dir: DirArg,
@@ -309,15 +313,14 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
         Some(text) => Some(text.parse().map_err(|e| anyhow::anyhow!("--ca-key {e}"))?),
         None => None,
     };
+    let db = a.dir.db()?;
     let (fleet, found) = match &uri {
-        Some(_) if a.dir.db()? != Db::Sqlite => {
-            bail!("--ca-key with --db: a token CA on a shared database is not supported yet; use one of them")
-        }
         Some(uri) => {
-            let (fleet, found) = Fleet::init_in_token(&a.dir.dir, &opts, uri, a.token.access())?;
+            let (fleet, found) =
+                Fleet::init_in_token(&a.dir.dir, &opts, uri, a.token.access(), &db)?;
             (fleet, Some(found))
         }
-        None => (Fleet::init_in(&a.dir.dir, &opts, &a.dir.db()?)?, None),
+        None => (Fleet::init_in(&a.dir.dir, &opts, &db)?, None),
     };
     #[derive(Serialize)]
     struct Made {
@@ -382,6 +385,15 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
             "  {} is the CA's private key (0600): keep it here and back it up offline.",
             dir.join(names::CA_KEY).display()
         ),
+    }
+    if fleet.db().backend() != "sqlite" {
+        println!(
+            "  The inventory is in the database. Another issuer joins with a copy of {}, {} \
+             and {} in its fleet folder and the same --db (no `fleet init`).",
+            names::CA_DER,
+            names::CA_PEM,
+            key_file
+        );
     }
     println!();
     output::heading("Next:");
