@@ -24,6 +24,9 @@
 #
 # The load generator is crates/gateway/examples/gwload.rs (tokio + rustls).
 # Usage: [CARGO_TARGET_DIR=...] bench/gateway.sh [SECONDS] [CONCURRENCY]
+# Settings (environment): ROUNDS, WORKERS, SIZES ("1024 1048576"),
+# DEVICE_RESUME=0 (a device that keeps no sessions), BENCH_DEVTLS (another
+# devtls binary), SYSCALLS=1, PROFILE=1 (PROFILE_SIZE).
 # (needs nginx with the stream module: apt-get install nginx libnginx-mod-stream)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +49,9 @@ cargo build --release -q -p devtls -p devtls-gateway --bins --example gwload
 mkdir -p "$WORK/bin"
 cp "$RELEASE/devtls" "$RELEASE/examples/gwload" "$WORK/bin/"
 DEVTLS=$WORK/bin/devtls
+# BENCH_DEVTLS=PATH: measure another devtls binary (e.g. an earlier build)
+# against the same anchor.
+if [ -n "${BENCH_DEVTLS:-}" ]; then cp "$BENCH_DEVTLS" "$DEVTLS"; fi
 LOAD=$WORK/bin/gwload
 
 # --- certificates: a public-style chain (root, intermediate, leaf) for the
@@ -100,8 +106,25 @@ GW_PID=$!
 PIDS+=($GW_PID)
 wait_port "$GW_PORT"
 
-run() { # run PORT SIZE -> JSON line
-  "$LOAD" load "$1" "$WORK/root.pem" gw.test "$2" "$CONC" "$SECS"
+# run PORT SIZE -> the load generator's JSON line, with "proxy_cpu_ms":
+# the CPU milliseconds the proxy behind PORT used per 1,000 exchanges
+# (load-independent, unlike the rates) and "load_cpu": the share of the
+# machine the load generator itself used (near 1.0 would mean the
+# generator, not the proxy, is the bound).
+run() {
+  local pid c0 c1 out
+  pid=$([ "$1" = "$GW_PORT" ] && echo "$GW_PID" || echo "$NGINX_PID")
+  c0=$(cpu_tree "$pid")
+  out=$("$LOAD" load "$1" "$WORK/root.pem" gw.test "$2" "$CONC" "$SECS")
+  c1=$(cpu_tree "$pid")
+  python3 - "$out" "$c0" "$c1" "$SECS" "$(nproc)" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+c0, c1, secs, cores = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+r["proxy_cpu_ms"] = round((c1 - c0) * 1e6 / max(r["done"], 1), 1)
+r["load_cpu"] = round(r["cpu_s"] / (secs * cores), 2)
+print(json.dumps(r))
+PY
 }
 # The run (JSON line) with the median MB/s of those given.
 median_run() {
@@ -110,7 +133,21 @@ median_run() {
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])['$2'])" "$1"; }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
 
-device_leg() { tail -1 "$WORK/echo.log" | sed 's/^device leg: //'; }
+# The echo server's last line: "device leg: SUITE full F resumed R" (its
+# handshakes so far, printed within 100 ms of a change).
+device_line() { sleep 0.3; tail -1 "$WORK/echo.log"; }
+# device_leg BEFORE AFTER: the suite and the full/resumed device-leg
+# handshakes between two such lines.
+device_leg() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+def parse(l):
+    f = l.split()
+    return (f[2] if len(f) > 6 else "?"), int(f[-3]) if len(f) > 4 else 0, int(f[-1]) if len(f) > 4 else 0
+_, f0, r0 = parse(sys.argv[1]); suite, f1, r1 = parse(sys.argv[2])
+print(f"{suite}, {f1 - f0} full + {r1 - r0} resumed handshakes")
+PY
+}
 
 # syscalls PID PORT: one 1 MB run against PORT with strace counting the
 # system calls of PID (threads and children) meanwhile; prints the calls
@@ -141,7 +178,10 @@ PY
 }
 
 echo "== $WORKERS workers each, $CONC concurrent connections, $SECS s per run, median of $ROUNDS, on $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== public leg: no resumption (the load generator never offers a session); device leg: $([ "${DEVICE_RESUME:-1}" = 0 ] && echo "the device keeps no sessions (DEVICE_RESUME=0): full handshakes" || echo "the device resumes sessions (DEVICE_RESUME=0 for one that does not); both proxies reuse them by default")"
 printf '%-7s %-14s %-12s %-12s %s\n' size metric devtls nginx ratio
+# proxy_cpu_ms: the proxy's CPU ms per 1,000 exchanges; its ratio is
+# nginx / devtls, so >= 1.0 means devtls needs less CPU.
 for size in ${SIZES:-1024 1048576}; do
   label=$([ "$size" = 1024 ] && echo 1KB || echo 1MB)
   # Warm-up runs, then ROUNDS rounds alternating anchor and devtls; the
@@ -150,11 +190,17 @@ for size in ${SIZES:-1024 1048576}; do
   run "$GW_PORT" "$size" >/dev/null
   n_runs=()
   d_runs=()
+  n_load=()
+  d_load=()
   for _ in $(seq 1 "$ROUNDS"); do
+    before=$(device_line)
     n_runs+=("$(run "$NGINX_PORT" "$size")")
-    n_dev=$(device_leg)
+    n_load+=("$(cut -d' ' -f1 /proc/loadavg)")
+    after=$(device_line)
+    n_dev=$(device_leg "$before" "$after")
     d_runs+=("$(run "$GW_PORT" "$size")")
-    d_dev=$(device_leg)
+    d_load+=("$(cut -d' ' -f1 /proc/loadavg)")
+    d_dev=$(device_leg "$after" "$(device_line)")
   done
   n=$(median_run "${n_runs[@]}")
   d=$(median_run "${d_runs[@]}")
@@ -162,11 +208,15 @@ for size in ${SIZES:-1024 1048576}; do
     printf '%-7s %-14s %-12s %-12s %s\n' "$label" "$m" "$(field "$d" "$m")" "$(field "$n" "$m")" \
       "$(ratio "$(field "$d" "$m")" "$(field "$n" "$m")")"
   done
-  echo "        runs (MB/s): devtls $(for r in "${d_runs[@]}"; do printf '%s ' "$(field "$r" mb_per_s)"; done); nginx $(for r in "${n_runs[@]}"; do printf '%s ' "$(field "$r" mb_per_s)"; done)"
-  echo "        failed exchanges: devtls $(field "$d" failed), nginx $(field "$n" failed)"
+  m=proxy_cpu_ms
+  printf '%-7s %-14s %-12s %-12s %s\n' "$label" "$m" "$(field "$d" "$m")" "$(field "$n" "$m")" \
+    "$(ratio "$(field "$n" "$m")" "$(field "$d" "$m")")"
+  echo "        runs (conns/s, MB/s @ 1-min load average after the run): devtls $(for i in "${!d_runs[@]}"; do printf '%s/%s@%s ' "$(field "${d_runs[$i]}" conns_per_s)" "$(field "${d_runs[$i]}" mb_per_s)" "${d_load[$i]}"; done); nginx $(for i in "${!n_runs[@]}"; do printf '%s/%s@%s ' "$(field "${n_runs[$i]}" conns_per_s)" "$(field "${n_runs[$i]}" mb_per_s)" "${n_load[$i]}"; done)"
+  echo "        failed exchanges: devtls $(field "$d" failed), nginx $(field "$n" failed); load generator's share of the $(nproc) cores: $(field "$d" load_cpu) (devtls run), $(field "$n" load_cpu) (nginx run)"
   echo "        public leg: devtls $(field "$d" public_leg), nginx $(field "$n" public_leg)"
-  echo "        device leg: devtls $d_dev, nginx $n_dev"
+  echo "        device leg (last round): devtls $d_dev; nginx $n_dev"
   if [ "$size" = 1048576 ]; then D_MB=$(field "$d" mb_per_s); N_MB=$(field "$n" mb_per_s); fi
+  if [ "$size" = 1024 ]; then D_KB=$(field "$d" conns_per_s); N_KB=$(field "$n" conns_per_s); fi
 done
 grep -v '^listening' "$WORK/gateway.log" | head -5 || true
 
@@ -175,10 +225,31 @@ grep -v '^listening' "$WORK/gateway.log" | head -5 || true
 # proxy decrypts and encrypts it, the load generator and the echo server
 # each do one more on the same cores) ---
 CRYPTO=$("$LOAD" crypto 1)
+# --- and the handshake bound: every P-256 operation one relayed connection
+# costs on these cores (load generator, proxy and device share them), from
+# one core's rates with aws-lc-rs (rustls's provider; nginx's OpenSSL uses
+# the same nistz256 assembly). Per connection: the load generator 1 ECDHE
+# + 3 verifies (leaf, intermediate, CertificateVerify); the proxy's public
+# leg 1 ECDHE + 1 sign; with a full device-leg handshake the proxy 1 ECDHE
+# + 1 verify (ServerKeyExchange; the pinned certificate's own signature is
+# not counted) and the device 1 ECDHE + 1 sign; a resumed device leg costs
+# no public-key operation.
+HS=$(python3 - "$CRYPTO" "${DEVICE_RESUME:-1}" "$(nproc)" <<'PY'
+import json, sys
+p = json.loads(sys.argv[1])["p256"]
+full = sys.argv[2] == "0"
+ecdhe, sign, verify = (3, 2, 4) if full else (2, 1, 3)
+per_conn = ecdhe / p["ecdhe"] + sign / p["sign"] + verify / p["verify"]
+print(f"{int(sys.argv[3]) / per_conn:.0f} {ecdhe} {sign} {verify}")
+PY
+)
+read -r HS_BOUND HS_E HS_S HS_V <<<"$HS"
+echo "P-256 on one core, ops/s (aws-lc-rs): $(field "$CRYPTO" p256)"
+[ -n "${D_KB:-}" ] && echo "1 KB exchanges: handshake bound $HS_BOUND conns/s ($HS_E ECDHE + $HS_S signs + $HS_V verifies per connection, device leg $([ "${DEVICE_RESUME:-1}" = 0 ] && echo full || echo resumed), on $(nproc) cores); devtls at $(ratio "${D_KB:-0}" "$HS_BOUND"), nginx at $(ratio "${N_KB:-0}" "$HS_BOUND") of it"
 AES=$(field "$CRYPTO" aws_lc_rs | python3 -c "import ast,sys; print(ast.literal_eval(sys.stdin.read())['aes128gcm'])")
 echo "AEAD on one core, MB/s (aws-lc-rs is rustls's provider here; ring for comparison): $CRYPTO"
 BOUND=$(python3 -c "print(round($AES * $(nproc) / 4))")
-echo "1 MB exchanges: crypto bound $BOUND MB/s relayed; devtls at $(ratio "${D_MB:-0}" "$BOUND"), nginx at $(ratio "${N_MB:-0}" "$BOUND") of it"
+[ -n "${D_MB:-}" ] && echo "1 MB exchanges: crypto bound $BOUND MB/s relayed; devtls at $(ratio "$D_MB" "$BOUND"), nginx at $(ratio "$N_MB" "$BOUND") of it"
 
 if [ "${SYSCALLS:-0}" = 1 ] && command -v strace >/dev/null; then
   echo "== system calls during one 1 MB run (strace -c; slows both, counts only)"
@@ -186,25 +257,26 @@ if [ "${SYSCALLS:-0}" = 1 ] && command -v strace >/dev/null; then
   echo "nginx:  $(syscalls "$NGINX_PID" "$NGINX_PORT")"
 fi
 
-# PROFILE=1: where each proxy's CPU time goes during one 1 MB run (perf's
-# cpu-clock sampling works without hardware counters), top entries by
-# shared object and symbol.
+# PROFILE=1: where each proxy's CPU time goes during one run of
+# PROFILE_SIZE bytes (default 1 MB; 1024 profiles the handshake path) --
+# perf's cpu-clock sampling works without hardware counters -- top entries
+# by shared object and symbol.
 profile() { # profile PID PORT
   local pids
   pids=$(echo "$1" $(pgrep -P "$1" || true) | tr ' ' ,)
   perf record -q -e cpu-clock -F 999 -g -o "$WORK/perf.data" -p "$pids" 2>/dev/null &
   local pp=$!
   sleep 0.5
-  run "$2" 1048576 >/dev/null
+  run "$2" "${PROFILE_SIZE:-1048576}" >/dev/null
   kill -INT "$pp" 2>/dev/null || true
   wait "$pp" 2>/dev/null || true
-  perf report -q -i "$WORK/perf.data" --no-children --sort dso,sym --percent-limit 1.5 --stdio -g none 2>/dev/null \
-    | grep -v '^$' | head -25
+  perf report -q -i "$WORK/perf.data" --no-children --sort dso,sym --percent-limit ${PROFILE_LIMIT:-1.5} --stdio -g none 2>/dev/null \
+    | grep -v '^$' | head -${PROFILE_LINES:-25}
 }
 if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
-  echo "== CPU profile of devtls during one 1 MB run"
+  echo "== CPU profile of devtls during one ${PROFILE_SIZE:-1048576}-byte run"
   profile "$GW_PID" "$GW_PORT"
-  echo "== CPU profile of nginx (master and workers) during one 1 MB run"
+  echo "== CPU profile of nginx (master and workers) during one ${PROFILE_SIZE:-1048576}-byte run"
   profile "$NGINX_PID" "$NGINX_PORT"
 fi
 

@@ -1,6 +1,6 @@
 # Shared by the bench scripts (source it after `cd` to the repository root):
 # a scratch folder cleaned up on exit with every process started, free
-# ports, waiting for a listener, resident memory, the release build's
+# ports, waiting for a listener, resident memory and CPU time, the release build's
 # folder, and nginx (the anchor) started from a config body.
 #
 # Release binaries go to ${CARGO_TARGET_DIR:-target}/release.
@@ -45,6 +45,17 @@ rss_tree() {
     total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
   done
   echo "$total"
+}
+
+# CPU seconds (user + system) a process and its children have used so far
+# (nginx: master + workers; a multi-threaded process counts all threads).
+cpu_tree() {
+  local pid ticks=0 t
+  for pid in $1 $(pgrep -P "$1" || true); do
+    t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    ticks=$((ticks + t))
+  done
+  python3 -c "print($ticks / $(getconf CLK_TCK))"
 }
 
 # nginx's stream module (a separate package on Debian): the load_module

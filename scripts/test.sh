@@ -135,6 +135,8 @@ FLEET_BACKEND_TESTS=(
   fleet_hardening
   fleet_progress
   fleet_pkcs11
+  fleet_serve
+  fleet_renew_device
 )
 
 # DEVTLS_TEST_SCOPE narrows the run (the README test runs this script in a

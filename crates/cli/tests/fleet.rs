@@ -10,8 +10,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::fleet::{assert_agreement, export, field};
-use support::{ok_in, openssl, openssl_ok, run_in, text, words};
+use support::fleet::{assert_agreement, crl_check, crl_verified, export, field};
+use support::{ok_in, openssl_ok, run_in, text, words};
 
 /// A new fleet in `d` (with PostgreSQL, in a new database).
 fn init(d: &Path) {
@@ -21,22 +21,6 @@ fn init(d: &Path) {
 
 fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}:\n{}", text(out)))
-}
-
-/// `openssl verify -crl_check` of `cert` against the fleet CA and its CRL.
-fn crl_check(d: &Path, cert: &str) -> std::process::Output {
-    openssl(
-        d,
-        &[
-            "verify",
-            "-crl_check",
-            "-CAfile",
-            "fleet/ca.crt",
-            "-CRLfile",
-            "fleet/crl.der",
-            cert,
-        ],
-    )
 }
 
 #[test]
@@ -116,22 +100,13 @@ fn openssl_verifies_every_device_and_refuses_revoked_ones_with_the_crl() {
         .unwrap()
         .to_string();
     ok_in(d, &["fleet", "crl"]);
-    let crl = openssl_ok(
-        d,
-        &words("crl -inform DER -in fleet/crl.der -CAfile fleet/ca.crt -noout -text"),
-    );
-    let shown = format!(
-        "{}{}",
-        String::from_utf8_lossy(&crl.stdout),
-        String::from_utf8_lossy(&crl.stderr)
-    );
-    assert!(shown.contains("verify OK"), "{shown}");
+    let shown = crl_verified(d, "fleet/crl.der");
     assert!(shown.contains(&serial.to_uppercase()), "{shown}");
     assert!(shown.contains("Key Compromise"), "{shown}");
-    let bad = crl_check(d, "fleet/devices/cam-7/client.der");
+    let bad = crl_check(d, "fleet/crl.der", "fleet/devices/cam-7/client.der");
     assert!(!bad.status.success(), "{}", text(&bad));
     assert!(text(&bad).contains("certificate revoked"), "{}", text(&bad));
-    let good = crl_check(d, "fleet/devices/cam-8/client.der");
+    let good = crl_check(d, "fleet/crl.der", "fleet/devices/cam-8/client.der");
     assert!(good.status.success(), "{}", text(&good));
     // Revoking by serial works too, and the CRL number grows.
     let by_serial = json(&ok_in(d, &["fleet", "revoke", &serial, "--json"]));
@@ -201,9 +176,9 @@ fn a_revoked_device_gets_a_new_identity_with_reissue() {
     assert_eq!(twice["issued"].as_u64(), Some(0));
 
     ok_in(d, &["fleet", "crl"]);
-    let new = crl_check(d, "fleet/devices/cam-1/client.der");
+    let new = crl_check(d, "fleet/crl.der", "fleet/devices/cam-1/client.der");
     assert!(new.status.success(), "{}", text(&new));
-    let old = crl_check(d, "old-cam-1.der");
+    let old = crl_check(d, "fleet/crl.der", "old-cam-1.der");
     assert!(text(&old).contains("certificate revoked"), "{}", text(&old));
 }
 

@@ -22,7 +22,7 @@ use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use support::device::{self, VerifyCase};
-use support::{openssl, openssl_ok, require, text, tool};
+use support::{openssl_ok, require, text, tool};
 
 const PIN: &str = "4711-pin";
 const SO_PIN: &str = "so-0815";
@@ -90,6 +90,32 @@ impl Hsm {
 
     fn work(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A copy of this test's token (the CA key included) in a folder of its
+    /// own, and the SoftHSM2 configuration that sees only the copy: another
+    /// machine's HSM holding a replica of the key. (Several processes at once
+    /// on one SoftHSM2 token folder sometimes read it mid-write: "tokens
+    /// present: none" or CKR_GENERAL_ERROR.)
+    fn replica(&self, name: &str) -> PathBuf {
+        let tokens = self.work().join(format!("{name}-tokens"));
+        let out = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(self.work().join("tokens"))
+            .arg(&tokens)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cp -a tokens:\n{}", text(&out));
+        let conf = self.work().join(format!("{name}-softhsm2.conf"));
+        fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+        conf
     }
 
     fn fleet(&self) -> PathBuf {
@@ -369,38 +395,8 @@ fn init_issue_crl_and_rotate_sign_in_the_token_and_openssl_and_the_device_verify
     // Revoke one and publish a CRL signed in the token.
     hsm.ok(&["fleet", "revoke", "cam-2"]);
     hsm.ok(&["fleet", "crl", "--pin-file", "pin.txt"]);
-    let out = openssl_ok(
-        work,
-        &[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            "fleet/crl.der",
-            "-CAfile",
-            "fleet/ca.crt",
-            "-noout",
-        ],
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("verify OK"),
-        "{}",
-        text(&out)
-    );
-    let check = |cert: &str| {
-        openssl(
-            work,
-            &[
-                "verify",
-                "-crl_check",
-                "-CAfile",
-                "fleet/ca.crt",
-                "-CRLfile",
-                "fleet/crl.der",
-                cert,
-            ],
-        )
-    };
+    support::fleet::crl_verified(work, "fleet/crl.der");
+    let check = |cert: &str| support::fleet::crl_check(work, "fleet/crl.der", cert);
     let revoked = check("fleet/devices/cam-2/client.der");
     assert!(!revoked.status.success(), "{}", text(&revoked));
     assert!(
@@ -782,17 +778,19 @@ fn three_issuers_sign_with_the_token_key_into_one_database_on_postgres() {
         }
     }
 
-    // Three issuers at once, each with its PIN from its own source.
+    // Three issuers at once, each with its PIN from its own source and its
+    // own replica of the token.
     const N: usize = 150;
     let issuers: Vec<std::process::Child> = ["fleet", "line2", "line3"]
         .iter()
         .map(|dir| {
+            let conf = hsm.replica(dir);
             let mut cmd = support::devtls();
             cmd.args(["fleet", "issue", "--dir", dir, "--prefix"])
                 .arg(format!("{dir}-"))
                 .args(["--count", &N.to_string(), "--json", "-q"])
                 .current_dir(work)
-                .env("SOFTHSM2_CONF", &hsm.conf)
+                .env("SOFTHSM2_CONF", &conf)
                 .env("DEVTLS_PKCS11_MODULE", &hsm.module)
                 .env_remove("DEVTLS_PKCS11_PIN")
                 .stdout(std::process::Stdio::piped())
@@ -848,42 +846,14 @@ fn three_issuers_sign_with_the_token_key_into_one_database_on_postgres() {
     let first = support::fleet::crl_number(work, "fleet/crl.der");
     let second = support::fleet::crl_number(work, "line3/crl.der");
     assert!(second > first, "CRL numbers {first} then {second}");
-    let out = openssl_ok(
-        work,
-        &[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            "line3/crl.der",
-            "-CAfile",
-            "fleet/ca.crt",
-            "-noout",
-        ],
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("verify OK"),
-        "{}",
-        text(&out)
-    );
+    support::fleet::crl_verified(work, "line3/crl.der");
     for (cert, revoked) in [
         ("fleet/devices/fleet-7/client.der", true),
         ("line2/devices/line2-8/client.der", true),
         ("line3/devices/line3-9/client.der", true),
         ("line2/devices/line2-1/client.der", false),
     ] {
-        let out = openssl(
-            work,
-            &[
-                "verify",
-                "-crl_check",
-                "-CAfile",
-                "fleet/ca.crt",
-                "-CRLfile",
-                "line3/crl.der",
-                cert,
-            ],
-        );
+        let out = support::fleet::crl_check(work, "line3/crl.der", cert);
         assert_eq!(!out.status.success(), revoked, "{cert}: {}", text(&out));
     }
 

@@ -82,6 +82,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn renew_py_compiles_under_real_micropython_and_fits_4_kb() {
+    let _backend = support::postgres::backend();
     let d = tempfile::tempdir().unwrap();
     fleet(d.path(), &["--romfs"]);
     let dev = device(d.path(), "cam-1");
@@ -252,6 +253,7 @@ fn interrupt_every_step(
 /// pair each time, until the device confirms it in the last, uninterrupted run).
 #[test]
 fn power_loss_at_every_step_leaves_a_loadable_old_or_new_pair() {
+    let _backend = support::postgres::backend();
     let d = tempfile::tempdir().unwrap();
     let port = free_tcp_port();
     ok_in(d.path(), &["fleet", "init"]);
@@ -322,6 +324,7 @@ fn power_loss_at_every_step_leaves_a_loadable_old_or_new_pair() {
 
 #[test]
 fn romfs_image_holds_the_first_credentials_and_boot_prefers_the_renewed_pair() {
+    let _backend = support::postgres::backend();
     let d = tempfile::tempdir().unwrap();
     ok_in(d.path(), &["fleet", "init"]);
     let out = ok_in(
@@ -425,6 +428,7 @@ fn romfs_image_holds_the_first_credentials_and_boot_prefers_the_renewed_pair() {
 
 #[test]
 fn renew_url_is_checked_remembered_and_refused_for_server_only_devices() {
+    let _backend = support::postgres::backend();
     let d = tempfile::tempdir().unwrap();
     ok_in(d.path(), &["fleet", "init"]);
     for bad in ["http://a.example", "https://a\"b:1", "https://a.example/x"] {
@@ -526,6 +530,7 @@ fn rows(d: &Path, device: &str) -> Vec<(String, String)> {
 /// writable file system and boot prefers it.
 #[test]
 fn renew_py_renews_against_fleet_serve() {
+    let _backend = support::postgres::backend();
     let d = tempfile::tempdir().unwrap();
     let port = free_tcp_port();
     let url = format!("https://127.0.0.1:{port}");

@@ -219,11 +219,22 @@ fn serve(dir: &Path, extra: &[&str]) -> (Peer, u16) {
     let port_s = port.to_string();
     let mut args = vec!["fleet", "serve", "--bind", "127.0.0.1", "--port", &port_s];
     args.extend_from_slice(extra);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_devtls"));
+    let mut cmd = support::devtls();
     cmd.args(&args).current_dir(dir);
     let peer = Peer::spawn("devtls fleet serve", &mut cmd);
     wait_for_tcp(port, Duration::from_secs(20));
     (peer, port)
+}
+
+/// A fleet of `n` devices valid 30 days with `fleet serve` (and `extra`)
+/// on it: its folder, the CA, cam-1's credentials, the server and its port.
+fn fleet_served(n: u32, extra: &[&str]) -> (tempfile::TempDir, Vec<u8>, Creds, Peer, u16) {
+    require("openssl");
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = fleet(tmp.path(), n, 30);
+    let old = Creds::of(tmp.path(), "cam-1");
+    let (server, port) = serve(tmp.path(), extra);
+    (tmp, ca, old, server, port)
 }
 
 /// Inventory rows by status.
@@ -278,6 +289,7 @@ fn devices(dir: &Path, n: u32) -> Vec<(String, Creds)> {
 
 #[test]
 fn two_hundred_devices_renew_concurrently_then_confirm() {
+    let _backend = support::postgres::backend();
     require("openssl");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -375,6 +387,7 @@ fn two_hundred_devices_renew_concurrently_then_confirm() {
 
 #[test]
 fn revoked_unknown_and_foreign_certificates_are_refused() {
+    let _backend = support::postgres::backend();
     require("openssl");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -390,13 +403,18 @@ fn revoked_unknown_and_foreign_certificates_are_refused() {
         .status()
         .unwrap();
     assert!(cp.success());
+    // On PostgreSQL the copy and the other fleet get databases of their own.
+    let inventory = support::postgres::FLEET_DB.with(|db| db.borrow().clone());
+    support::postgres::fresh_database();
     ok_in(&copy, &["fleet", "issue", "stranger", "--quiet"]);
     let stranger = Creds::of(&copy, "stranger");
     // A certificate from another CA altogether.
     let other = dir.join("other");
     fs::create_dir(&other).unwrap();
+    support::postgres::fresh_database();
     fleet(&other, 1, 30);
     let foreign = Creds::of(&other, "cam-1");
+    support::postgres::FLEET_DB.with(|db| *db.borrow_mut() = inventory);
 
     ok_in(dir, &["fleet", "revoke", "cam-2"]);
     let (_server, port) = serve(dir, &[]);
@@ -447,6 +465,7 @@ fn revoked_unknown_and_foreign_certificates_are_refused() {
 
 #[test]
 fn connections_killed_mid_answer_and_a_killed_server_leave_every_device_working() {
+    let _backend = support::postgres::backend();
     require("openssl");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -516,12 +535,9 @@ fn connections_killed_mid_answer_and_a_killed_server_leave_every_device_working(
 
 #[test]
 fn a_device_that_never_confirms_keeps_its_old_credentials() {
-    require("openssl");
-    let tmp = tempfile::tempdir().unwrap();
+    let _backend = support::postgres::backend();
+    let (tmp, ca, old, _server, port) = fleet_served(1, &["--renew-after", "0"]);
     let dir = tmp.path();
-    let ca = fleet(dir, 1, 30);
-    let old = Creds::of(dir, "cam-1");
-    let (_server, port) = serve(dir, &["--renew-after", "0"]);
     let first = keygen(port, &ca, &old).unwrap().devtls();
     for _ in 0..3 {
         let again = keygen(port, &ca, &old).unwrap().devtls();
@@ -549,29 +565,13 @@ fn a_device_that_never_confirms_keeps_its_old_credentials() {
 
 #[test]
 fn revoke_old_puts_the_old_serial_in_the_next_crl() {
-    require("openssl");
-    let tmp = tempfile::tempdir().unwrap();
+    let _backend = support::postgres::backend();
+    let (tmp, ca, old, _server, port) = fleet_served(2, &["--renew-after", "0", "--revoke-old"]);
     let dir = tmp.path();
-    let ca = fleet(dir, 2, 30);
-    let old = Creds::of(dir, "cam-1");
-    let (_server, port) = serve(dir, &["--renew-after", "0", "--revoke-old"]);
     let (cert, key, _) = keygen(port, &ca, &old).unwrap().devtls();
     let new = Creds { cert, key };
     assert_eq!(keygen(port, &ca, &new).unwrap().status, 204);
-    ok_in(dir, &["fleet", "crl", "--dir", "fleet"]);
-    let out = openssl_ok(
-        dir,
-        &[
-            "crl",
-            "-inform",
-            "der",
-            "-in",
-            "fleet/crl.der",
-            "-noout",
-            "-text",
-        ],
-    );
-    let listing = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let listing = crl_listing(dir);
     assert!(
         listing.contains(&old.serial()),
         "old serial {} not in:\n{listing}",
@@ -588,6 +588,7 @@ fn revoke_old_puts_the_old_serial_in_the_next_crl() {
 /// `curl` with EST's content types; OpenSSL reads what comes back.
 #[test]
 fn standard_est_clients_work_with_curl_and_openssl() {
+    let _backend = support::postgres::backend();
     require("openssl");
     require("curl");
     let tmp = tempfile::tempdir().unwrap();
@@ -819,6 +820,7 @@ fn standard_est_clients_work_with_curl_and_openssl() {
 /// certificate and gets an answer: 200 with new credentials, or 403 once revoked.
 #[test]
 fn the_device_tls_stack_renews_through_the_service() {
+    let _backend = support::postgres::backend();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     fleet(dir, 2, 30);
@@ -861,4 +863,264 @@ fn the_device_tls_stack_renews_through_the_service() {
     assert_eq!(first_line(&device("cam-1")), "HTTP/1.1 200 OK");
     assert_eq!(statuses(dir).get("pending"), Some(&1));
     assert_eq!(first_line(&device("cam-2")), "HTTP/1.1 403 Forbidden");
+}
+
+/// The serials OpenSSL lists in `fleet/crl.der` (lower-case).
+fn crl_listing(dir: &Path) -> String {
+    ok_in(dir, &["fleet", "crl", "--dir", "fleet"]);
+    let out = openssl_ok(
+        dir,
+        &[
+            "crl",
+            "-inform",
+            "der",
+            "-in",
+            "fleet/crl.der",
+            "-noout",
+            "-text",
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+}
+
+/// Two `fleet serve` processes on one inventory (one PostgreSQL database,
+/// or one SQLite file) and one fleet folder, 16 connections of one device
+/// at once, spread over both: one pending renewal is recorded and every
+/// connection gets it; then 16 connections with the new certificate at
+/// once (two fresh services, so no renewal window is open): it is confirmed
+/// once (one `renewed`), the old one superseded.
+#[test]
+fn two_services_on_one_inventory_record_one_renewal_and_confirm_it_once() {
+    let _backend = support::postgres::backend();
+    require("openssl");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ca = fleet(dir, 2, 30);
+    let old = Creds::of(dir, "cam-1");
+    let at_once = |ports: [u16; 2], creds: &Creds| {
+        let asks: Vec<(String, Creds)> = (0..16)
+            .map(|i| (ports[i % 2].to_string(), creds.clone()))
+            .collect();
+        let ca = ca.clone();
+        all_at_once(asks, move |port, c| keygen(port.parse().unwrap(), &ca, c))
+    };
+
+    let (a, port_a) = serve(dir, &["--renew-after", "0"]);
+    let (b, port_b) = serve(dir, &["--renew-after", "0"]);
+    let answers = at_once([port_a, port_b], &old);
+    let mut got = Vec::new();
+    for (port, r) in answers {
+        let a = r.unwrap_or_else(|e| panic!("service on {port}: {e}"));
+        assert_eq!(a.status, 200, "service on {port}: {a:?}");
+        got.push(a.devtls());
+    }
+    let (cert, key, _) = got[0].clone();
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!((&g.0, &g.1), (&cert, &key), "answer {i} differs");
+    }
+    let device_rows = |dir: &Path| -> Vec<(String, String)> {
+        export(dir, "fleet")
+            .iter()
+            .filter(|r| field(r, "device") == "cam-1")
+            .map(|r| {
+                (
+                    field(r, "serial").to_string(),
+                    field(r, "status").to_string(),
+                )
+            })
+            .collect()
+    };
+    let new = Creds { cert, key };
+    let mut rows = device_rows(dir);
+    rows.sort();
+    let mut want = vec![
+        (old.serial(), "active".to_string()),
+        (new.serial(), "pending".to_string()),
+    ];
+    want.sort();
+    assert_eq!(rows, want, "one pending renewal, nothing else recorded");
+
+    // The default window (two thirds of the lifetime): a connection with
+    // the confirmed certificate is current, not renewed again.
+    drop((a, b));
+    let (_a, port_a) = serve(dir, &[]);
+    let (_b, port_b) = serve(dir, &[]);
+    for (port, r) in at_once([port_a, port_b], &new) {
+        let a = r.unwrap_or_else(|e| panic!("service on {port}: {e}"));
+        assert_eq!(
+            (a.status, a.header("x-devtls-status")),
+            (204, "current"),
+            "service on {port}"
+        );
+    }
+    let mut rows = device_rows(dir);
+    rows.sort();
+    let mut want = vec![
+        (old.serial(), "superseded".to_string()),
+        (new.serial(), "active".to_string()),
+    ];
+    want.sort();
+    assert_eq!(rows, want);
+    let status = status_json(dir);
+    let outcomes = &status["renewal"]["outcomes"];
+    assert_eq!(outcomes["renewed"], 1, "confirmed once: {status}");
+    assert_eq!(outcomes["issued"], 1, "recorded once: {status}");
+    assert_eq!(outcomes["resent"], 15, "{status}");
+    assert_eq!(outcomes["current"], 15, "{status}");
+    assert_eq!(status["renewal"]["pending"], 0, "{status}");
+}
+
+/// `fleet revoke DEVICE` while a renewal is pending revokes the pending
+/// certificate too: both serials are in the next CRL, and the device is
+/// refused with either certificate.
+#[test]
+fn revoking_a_device_revokes_its_pending_renewal_too() {
+    let _backend = support::postgres::backend();
+    let (tmp, ca, old, _server, port) = fleet_served(2, &["--renew-after", "0"]);
+    let dir = tmp.path();
+    let (cert, key, _) = keygen(port, &ca, &old).unwrap().devtls();
+    let new = Creds { cert, key };
+    assert_eq!(status_json(dir)["renewal"]["pending"], 1);
+
+    let out = ok_in(
+        dir,
+        &["fleet", "revoke", "cam-1", "--reason", "keyCompromise"],
+    );
+    let said = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(said.contains(&new.serial()), "{}", text(&out));
+    let rows = rows_by_serial(dir);
+    for c in [&old, &new] {
+        assert_eq!(field(&rows[&c.serial()], "status"), "revoked", "{rows:?}");
+        assert_eq!(field(&rows[&c.serial()], "reason"), "keyCompromise");
+    }
+    let listing = crl_listing(dir);
+    for c in [&old, &new] {
+        assert!(
+            listing.contains(&c.serial()),
+            "{} not in:\n{listing}",
+            c.serial()
+        );
+    }
+    assert_eq!(status_json(dir)["renewal"]["pending"], 0);
+    for c in [&old, &new] {
+        let a = keygen(port, &ca, c).unwrap();
+        assert_eq!((a.status, a.header("x-devtls-status")), (403, "revoked"));
+    }
+    // The other device is untouched.
+    let other = Creds::of(dir, "cam-2");
+    assert!(!listing.contains(&other.serial()));
+}
+
+/// A fleet served from SQLite with a renewal pending, moved with `fleet
+/// migrate` to PostgreSQL (a server this test starts whatever the backend)
+/// and served from there: the device asking again gets the same pending
+/// credentials, confirms them, and the counters went along.
+#[test]
+fn a_pending_renewal_survives_fleet_migrate_on_postgres() {
+    require("openssl");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ca = fleet(dir, 2, 30);
+    let old = Creds::of(dir, "cam-1");
+    let (server, port) = serve(dir, &["--renew-after", "0"]);
+    let first = keygen(port, &ca, &old).unwrap().devtls();
+    drop(server);
+
+    let backend = support::postgres::postgres();
+    let url = backend.url().unwrap();
+    let out = support::devtls()
+        .current_dir(dir)
+        .env_remove("DEVTLS_FLEET_DB")
+        .args(["fleet", "migrate", "--to", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pending renewals: 1 in both"),
+        "{}",
+        text(&out)
+    );
+    // From here on every devtls this test starts uses the database.
+    fs::remove_file(dir.join("fleet/inventory.db")).unwrap();
+    let (_server, port) = serve(dir, &["--renew-after", "0"]);
+    let again = keygen(port, &ca, &old).unwrap().devtls();
+    assert_eq!(again, first, "the same pending credentials");
+    let new = Creds {
+        cert: first.0,
+        key: first.1,
+    };
+    let a = keygen(port, &ca, &new).unwrap();
+    assert_eq!((a.status, a.header("x-devtls-status")), (204, "current"));
+    let rows = rows_by_serial(dir);
+    assert_eq!(field(&rows[&old.serial()], "status"), "superseded");
+    assert_eq!(field(&rows[&new.serial()], "status"), "active");
+    let status = status_json(dir);
+    let outcomes = &status["renewal"]["outcomes"];
+    assert_eq!(outcomes["issued"], 1, "{status}");
+    assert_eq!(outcomes["resent"], 1, "{status}");
+    assert_eq!(outcomes["renewed"], 1, "{status}");
+}
+
+/// A PostgreSQL inventory made by the devtls before the renewal tables
+/// (schema version 1: the same database with those tables dropped and the
+/// version set back) is migrated when `fleet serve` connects, and renews.
+#[test]
+fn fleet_serve_migrates_a_version_1_inventory_on_postgres() {
+    require("openssl");
+    let backend = support::postgres::postgres();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ca = fleet(dir, 1, 30);
+    backend.psql(
+        "DROP TABLE renewals, renewal_counts; DELETE FROM schema_version; \
+         INSERT INTO schema_version (version) VALUES (1)",
+    );
+    let tables = "SELECT COUNT(*) FROM information_schema.tables WHERE table_name LIKE 'renewal%'";
+    assert_eq!(backend.psql(tables), "0");
+    let (_server, port) = serve(dir, &["--renew-after", "0"]);
+    assert_eq!(backend.psql("SELECT MAX(version) FROM schema_version"), "2");
+    assert_eq!(backend.psql(tables), "2");
+    let old = Creds::of(dir, "cam-1");
+    let a = keygen(port, &ca, &old).unwrap();
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(status_json(dir)["renewal"]["pending"], 1);
+}
+
+/// Two services on one PostgreSQL database with fleet folders of their own
+/// (two machines): the pending key is in the first one's folder only, so the
+/// device asking the second one again gets a fresh renewal there and the
+/// first, never installed, is revoked (reason superseded); the device
+/// confirms the fresh one at the first service (confirming needs no key).
+#[test]
+fn services_on_two_machines_share_renewals_on_postgres() {
+    require("openssl");
+    let _backend = support::postgres::postgres();
+    let tmp = tempfile::tempdir().unwrap();
+    let one = tmp.path().join("one");
+    let two = tmp.path().join("two");
+    fs::create_dir_all(&one).unwrap();
+    fs::create_dir_all(two.join("fleet")).unwrap();
+    let ca = fleet(&one, 1, 30);
+    for f in ["ca.der", "ca.crt", "ca.key"] {
+        fs::copy(one.join("fleet").join(f), two.join("fleet").join(f)).unwrap();
+    }
+    let old = Creds::of(&one, "cam-1");
+    let (_a, port_a) = serve(&one, &["--renew-after", "0"]);
+    let (_b, port_b) = serve(&two, &["--renew-after", "0"]);
+    let (cert, key, _) = keygen(port_a, &ca, &old).unwrap().devtls();
+    let lost = Creds { cert, key };
+    let (cert, key, _) = keygen(port_b, &ca, &old).unwrap().devtls();
+    let fresh = Creds { cert, key };
+    assert_ne!(fresh, lost, "the second machine made a fresh renewal");
+    let rows = rows_by_serial(&two);
+    assert_eq!(field(&rows[&lost.serial()], "status"), "revoked");
+    assert_eq!(field(&rows[&lost.serial()], "reason"), "superseded");
+    assert_eq!(field(&rows[&fresh.serial()], "status"), "pending");
+    let a = keygen(port_a, &ca, &fresh).unwrap();
+    assert_eq!((a.status, a.header("x-devtls-status")), (204, "current"));
+    let rows = rows_by_serial(&one);
+    assert_eq!(field(&rows[&old.serial()], "status"), "superseded");
+    assert_eq!(field(&rows[&fresh.serial()], "status"), "active");
+    let a = keygen(port_b, &ca, &lost).unwrap();
+    assert_eq!((a.status, a.header("x-devtls-status")), (403, "revoked"));
 }

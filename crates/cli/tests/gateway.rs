@@ -615,6 +615,8 @@ fn print_config_nginx_is_accepted_by_nginx() {
 struct SwitchableDevice {
     port: u16,
     serving: std::sync::Arc<std::sync::Mutex<(String, std::sync::Arc<rustls::sign::CertifiedKey>)>>,
+    /// Full and resumed handshakes so far.
+    handshakes: std::sync::Arc<[std::sync::atomic::AtomicUsize; 2]>,
 }
 
 #[derive(Debug)]
@@ -643,20 +645,36 @@ fn device_key(dir: &Path, name: &str) -> std::sync::Arc<rustls::sign::CertifiedK
 
 impl SwitchableDevice {
     fn start(dir: &Path, name: &str) -> SwitchableDevice {
+        Self::start_with(dir, name, false)
+    }
+
+    /// `keep_sessions`: the device lets clients resume (a TLS 1.2 session
+    /// cache); otherwise every handshake is a full one.
+    fn start_with(dir: &Path, name: &str, keep_sessions: bool) -> SwitchableDevice {
         use std::io::{BufRead, Write};
         let serving = std::sync::Arc::new(std::sync::Mutex::new((
             name.to_string(),
             device_key(dir, name),
         )));
-        let config = std::sync::Arc::new(
-            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
-            .with_no_client_auth()
-            .with_cert_resolver(std::sync::Arc::new(Current(serving.clone()))),
-        );
+        let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(std::sync::Arc::new(Current(serving.clone())));
+        // No sessions kept: a re-provisioned device restarts with none, so
+        // after a switch every handshake shows the certificate now served
+        // (the gateway resumes device sessions when a device allows it).
+        if !keep_sessions {
+            config.session_storage = std::sync::Arc::new(rustls::server::NoServerSessionStorage {});
+        }
+        let config = std::sync::Arc::new(config);
+        let handshakes = std::sync::Arc::new([
+            std::sync::atomic::AtomicUsize::new(0),
+            std::sync::atomic::AtomicUsize::new(0),
+        ]);
+        let counts = handshakes.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let current = serving.clone();
@@ -664,6 +682,7 @@ impl SwitchableDevice {
             for tcp in listener.incoming().flatten() {
                 let config = config.clone();
                 let current = current.clone();
+                let counts = counts.clone();
                 std::thread::spawn(move || {
                     let _ = tcp.set_read_timeout(Some(WAIT));
                     let conn = rustls::ServerConnection::new(config).unwrap();
@@ -673,6 +692,8 @@ impl SwitchableDevice {
                             return;
                         }
                     }
+                    let resumed = tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                    counts[usize::from(resumed)].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     // The certificate this connection was served with.
                     let served = current.lock().unwrap().0.clone();
                     let mut line = String::new();
@@ -687,7 +708,17 @@ impl SwitchableDevice {
                 });
             }
         });
-        SwitchableDevice { port, serving }
+        SwitchableDevice {
+            port,
+            serving,
+            handshakes,
+        }
+    }
+
+    /// (full, resumed) handshakes so far.
+    fn handshakes(&self) -> (usize, usize) {
+        let n = |i: usize| self.handshakes[i].load(std::sync::atomic::Ordering::SeqCst);
+        (n(0), n(1))
     }
 
     fn switch(&self, dir: &Path, name: &str) {
@@ -707,6 +738,48 @@ fn anchors_pem(dir: &Path, names: &[&str]) -> String {
             String::from_utf8(out.stdout).unwrap()
         })
         .collect()
+}
+
+#[test]
+fn device_sessions_are_resumed_but_not_across_a_reload_of_the_device_anchor() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    public_chain(d, "gw", &["gw.test"]);
+    for dir in ["dev", "other"] {
+        std::fs::create_dir_all(d.join(dir)).unwrap();
+        ok_in(&d.join(dir), &["new", "server", "--dns", "openmv"]);
+    }
+    let device = SwitchableDevice::start_with(d, "dev", true);
+    std::fs::write(d.join("anchor.pem"), anchors_pem(d, &["dev"])).unwrap();
+    let toml = format!(
+        "reload_interval_secs = 0.2\n[[route]]\nlisten = \"127.0.0.1:0\"\ncert = \"gw-fullchain.pem\"\n\
+         key = \"gw-key.pem\"\nto = \"127.0.0.1:{}\"\ndevice_ca = \"anchor.pem\"\ndevice_name = \"openmv\"\n",
+        device.port
+    );
+    std::fs::write(d.join("gateway.toml"), toml).unwrap();
+    let mut gateway = Gateway::start(d, &["--config", "gateway.toml"], 1);
+    let port = gateway.port();
+    let config = gw::client_config(&d.join("root.pem"));
+    let exchange = || {
+        let reply = tls_exchange(&config, port, "gw.test", b"ping\n").unwrap();
+        assert_eq!(reply, b"dev\n");
+    };
+    // One full handshake with the device, then its session is reused (as
+    // nginx's proxy_ssl_session_reuse does).
+    for _ in 0..3 {
+        exchange();
+    }
+    assert_eq!(device.handshakes(), (1, 2));
+    // A new anchor file: the device side is rebuilt, and sessions verified
+    // under the old anchor are not resumed.
+    let tmp = d.join("anchor.tmp");
+    std::fs::write(&tmp, anchors_pem(d, &["dev", "other"])).unwrap();
+    std::fs::rename(&tmp, d.join("anchor.pem")).unwrap();
+    let reloaded = gateway.wait_json(|v| v["event"] == "reloaded");
+    assert_eq!(reloaded["what"], "device_side", "{reloaded}");
+    exchange();
+    exchange();
+    assert_eq!(device.handshakes(), (2, 3));
 }
 
 #[test]

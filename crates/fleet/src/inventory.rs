@@ -261,10 +261,14 @@ pub struct Revocation {
 }
 
 /// Decides, for the rows `target` names, which are revoked now
-/// (`mark(serial)` writes it) and which already were.
+/// (`mark(serial)` writes it) and which already were. A pending row is
+/// revoked only when it is a renewal (its serial in `renewals`): its
+/// certificate may be on the device already. A pending `fleet issue` row is
+/// left to that issuer (or to recovery).
 pub(crate) fn revocation(
     target: &str,
     rows: Vec<Row>,
+    renewals: &std::collections::HashSet<String>,
     reason: Reason,
     now: OffsetDateTime,
     mut mark: impl FnMut(&str) -> Result<(), Error>,
@@ -282,7 +286,7 @@ pub(crate) fn revocation(
     for mut r in rows {
         match r.status.as_str() {
             "revoked" => result.already.push(r),
-            "pending" => {}
+            "pending" if !renewals.contains(&r.serial) => {}
             _ => {
                 mark(&r.serial)?;
                 r.status = "revoked".into();

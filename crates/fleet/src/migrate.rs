@@ -5,7 +5,9 @@
 //! one `COPY` in one transaction, then the `meta` entries (the CRL number,
 //! the CA's fingerprint). The copy is then read back and compared: the same
 //! number of rows and the same SHA-256 over every column of every row in id
-//! order, and the same `meta` values. The SQLite file is only read.
+//! order, and the same `meta` values. The renewal service's pending
+//! renewals and counters follow, and are compared too. The SQLite file is
+//! only read (its renewal tables are created if it has none).
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -25,6 +27,8 @@ pub struct Migration {
     pub digest: String,
     /// The `meta` entries copied (CRL number, CA fingerprint).
     pub meta: Vec<(String, String)>,
+    /// Pending renewals copied (with the renewal service's counters).
+    pub renewals: u64,
 }
 
 /// Counts and digests rows in the order they arrive.
@@ -114,10 +118,28 @@ pub fn migrate(
             }
         )));
     }
+    // The pending renewals (their certificates' rows are copied above) and
+    // the service's counters, read back and compared too.
+    let renewals = match (source.renewal(), target.renewal()) {
+        (Some(from), Some(to)) => {
+            let carried = from.export()?;
+            to.import(&carried)?;
+            if to.export()? != carried {
+                return Err(Error::Invalid(format!(
+                    "{}: the pending renewals copied do not match inventory.db's. Keep \
+                     using inventory.db; drop and re-create the database before trying again",
+                    redact(url)
+                )));
+            }
+            carried.pending.len() as u64
+        }
+        _ => 0,
+    };
     Ok(Migration {
         to: redact(url),
         rows,
         digest,
         meta,
+        renewals,
     })
 }

@@ -1,17 +1,22 @@
 //! Load generator for bench/gateway.sh (not part of devtls).
 //!
 //! - `gwload echo PORT CERT KEY`: a TLS 1.2 echo server standing in for the
-//!   device (everything read is written back).
+//!   device (everything read is written back); it lets clients resume
+//!   sessions unless DEVICE_RESUME=0, and prints its full and resumed
+//!   handshake counts.
 //! - `gwload load PORT ROOT NAME SIZE CONNS SECS`: CONNS workers, each in a
 //!   loop: a new TLS connection (no resumption) verified against ROOT, SIZE
 //!   bytes sent and the same SIZE read back, close (P-256 key exchange). Prints one JSON line:
-//!   connections per second and MB/s relayed (both directions).
+//!   connections per second and MB/s relayed (both directions), and its
+//!   own CPU seconds.
 //! - `gwload idle PORT ROOT NAME CONNS SECS`: opens CONNS connections, does
 //!   one small exchange on each, holds them SECS seconds, then closes.
 //! - `gwload crypto SECS`: one core's AEAD throughput (seal then open of
 //!   16 KiB records, MB/s of plaintext) for AES-128-GCM, AES-256-GCM and
-//!   ChaCha20-Poly1305 with aws-lc-rs (rustls's provider here) and ring.
-//!   Prints one JSON line.
+//!   ChaCha20-Poly1305 with aws-lc-rs (rustls's provider here) and ring,
+//!   and P-256 handshake operations per second with aws-lc-rs (ECDHE =
+//!   key generation + agreement, ECDSA sign, ECDSA verify). Prints one
+//!   JSON line.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -58,29 +63,58 @@ async fn echo(a: &[String]) -> Result<()> {
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     config.ignore_client_order = true;
+    // DEVICE_RESUME=0: a device that keeps no sessions (no session cache,
+    // no tickets), so every device-leg handshake is a full one, for both
+    // proxies alike.
+    if std::env::var("DEVICE_RESUME").as_deref() == Ok("0") {
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    }
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let last = Arc::new(std::sync::Mutex::new(String::new()));
+    let suite = Arc::new(std::sync::Mutex::new(String::new()));
+    // Full and resumed (abbreviated) handshakes so far: a proxy that
+    // resumes its device-leg sessions skips the key exchange and the
+    // certificate there. Printed when they change (at most every 100 ms).
+    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    {
+        let (suite, counts) = (suite.clone(), counts.clone());
+        tokio::spawn(async move {
+            let mut shown = String::new();
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let line = format!(
+                    "device leg: {} full {} resumed {}",
+                    suite.lock().unwrap(),
+                    counts[0].load(Ordering::Relaxed),
+                    counts[1].load(Ordering::Relaxed)
+                );
+                if line != shown {
+                    println!("{line}");
+                    shown = line;
+                }
+            }
+        });
+    }
     let listener = TcpListener::bind(format!("127.0.0.1:{}", a[0])).await?;
     loop {
         let (tcp, _) = listener.accept().await?;
         let acceptor = acceptor.clone();
-        let last = last.clone();
+        let (suite, counts) = (suite.clone(), counts.clone());
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
-            let suite = tls
-                .get_ref()
-                .1
+            let conn = tls.get_ref().1;
+            let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            counts[usize::from(resumed)].fetch_add(1, Ordering::Relaxed);
+            let name = conn
                 .negotiated_cipher_suite()
                 .map(|s| format!("{:?}", s.suite()))
                 .unwrap_or_default();
             {
-                let mut last = last.lock().unwrap();
-                if *last != suite {
-                    println!("device leg: {suite}");
-                    *last = suite;
+                let mut suite = suite.lock().unwrap();
+                if *suite != name {
+                    *suite = name;
                 }
             }
             let (mut r, mut w) = tokio::io::split(tls);
@@ -214,14 +248,27 @@ async fn load(a: &[String]) -> Result<()> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     println!(
-        "{{\"conns_per_s\":{:.1},\"mb_per_s\":{:.2},\"done\":{},\"failed\":{},\"public_leg\":\"{}\"}}",
+        "{{\"conns_per_s\":{:.1},\"mb_per_s\":{:.2},\"done\":{},\"failed\":{},\"cpu_s\":{:.2},\"public_leg\":\"{}\"}}",
         done.load(Ordering::Relaxed) as f64 / elapsed,
         bytes.load(Ordering::Relaxed) as f64 / elapsed / 1e6,
         done.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed),
+        cpu_seconds(),
         PUBLIC_LEG.get().map_or("", String::as_str)
     );
     Ok(())
+}
+
+/// User + system CPU seconds this process has used (to show whether the
+/// load generator itself is the bound).
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills a plain struct we own.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
 }
 
 async fn idle(a: &[String]) -> Result<()> {
@@ -300,10 +347,56 @@ fn ring_rate(alg: &'static ring::aead::Algorithm, secs: f64) -> f64 {
     })
 }
 
+/// Operations per second for `secs` of `op`.
+fn ops_rate(secs: f64, mut op: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        op();
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// One core's P-256 handshake operations with aws-lc-rs: an ECDHE (key
+/// generation + agreement), an ECDSA signature, an ECDSA verification.
+fn p256(secs: f64) -> (f64, f64, f64) {
+    use aws_lc_rs::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey};
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair};
+    let rng = SystemRandom::new();
+    let peer = EphemeralPrivateKey::generate(&agreement::ECDH_P256, &rng).unwrap();
+    let peer_pub = peer.compute_public_key().unwrap();
+    let ecdhe = ops_rate(secs, || {
+        let k = EphemeralPrivateKey::generate(&agreement::ECDH_P256, &rng).unwrap();
+        let _ = k.compute_public_key().unwrap();
+        agreement::agree_ephemeral(
+            k,
+            UnparsedPublicKey::new(&agreement::ECDH_P256, peer_pub.as_ref()),
+            (),
+            |_| Ok(()),
+        )
+        .unwrap();
+    });
+    let key = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+    let msg = [0x5au8; 64];
+    let sig = key.sign(&rng, &msg).unwrap();
+    let sign = ops_rate(secs, || {
+        let _ = key.sign(&rng, &msg).unwrap();
+    });
+    let public = signature::UnparsedPublicKey::new(
+        &signature::ECDSA_P256_SHA256_ASN1,
+        key.public_key().as_ref().to_vec(),
+    );
+    let verify = ops_rate(secs, || public.verify(&msg, sig.as_ref()).unwrap());
+    (ecdhe, sign, verify)
+}
+
 fn crypto(a: &[String]) -> Result<()> {
     let secs: f64 = a.first().map_or(Ok(0.5), |s| s.parse())?;
+    let (ecdhe, sign, verify) = p256(secs);
     println!(
-        "{{\"aws_lc_rs\":{{\"aes128gcm\":{:.0},\"aes256gcm\":{:.0},\"chacha20poly1305\":{:.0}}},\
+        "{{\"p256\":{{\"ecdhe\":{ecdhe:.0},\"sign\":{sign:.0},\"verify\":{verify:.0}}},\"aws_lc_rs\":{{\"aes128gcm\":{:.0},\"aes256gcm\":{:.0},\"chacha20poly1305\":{:.0}}},\
          \"ring\":{{\"aes128gcm\":{:.0},\"aes256gcm\":{:.0},\"chacha20poly1305\":{:.0}}}}}",
         aws_lc(&aws_lc_rs::aead::AES_128_GCM, secs),
         aws_lc(&aws_lc_rs::aead::AES_256_GCM, secs),

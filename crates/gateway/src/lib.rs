@@ -18,6 +18,8 @@
 //!   CA and CRL, a revocation explained with serial and reason.
 //! - [`upstream`]: net's profile-restricted client toward the device (or the
 //!   public server), with net's diagnosis when it fails.
+//! - [`verdicts`]: the device's chain, once accepted, accepted again
+//!   without re-verifying (same bytes, same name, still valid).
 //! - [`readahead`]: one large socket read served as the small reads rustls makes.
 //! - [`relay`]: bytes both ways with an idle timeout, counted.
 //! - [`gateway`]: listeners, connections, limits, reloading.
@@ -34,6 +36,7 @@ pub mod readahead;
 pub mod relay;
 pub mod routing;
 pub mod upstream;
+pub mod verdicts;
 pub mod watch;
 
 pub use config::{Direction, GatewayConfig, Route, RouteSpec};

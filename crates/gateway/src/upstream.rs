@@ -4,20 +4,22 @@
 //! anchor, its name, the gateway's client certificate for mTLS); for an
 //! outbound route the public server, verified with the Mozilla roots.
 //!
-//! The rustls configuration is built once per route. Each connection gets a
-//! copy whose verifier and client-certificate resolver record what this
-//! connection saw (net's `record` wrappers), so a failure is explained by net's diagnosis with the
-//! chain the peer presented.
+//! The rustls configuration is built once per route (and again when its
+//! files change) and shared by every connection, so device-leg sessions are
+//! resumed when the device allows it (rustls resumes only with the verifier
+//! and resolver that made the session). Its verifier and client-certificate
+//! resolver record what each connection saw in a per-connection slot (net's
+//! `record` wrappers), so a failure is explained by net's diagnosis with
+//! the chain the peer presented. The device's chain, once accepted, is not
+//! verified again on every connection ([`crate::verdicts`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use devtls_net::config::{Anchors, ClientSettings, Identity};
 use devtls_net::diagnose::{self, Context, Diagnosis, Failure, Side};
-use devtls_net::record::{AskRecorder, RecordingVerifier};
+use devtls_net::record::{self, AskRecorder, RecordingVerifier};
 use devtls_net::report::summarize;
-use rustls::client::danger::ServerCertVerifier;
-use rustls::client::ResolvesClientCert;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
@@ -27,14 +29,13 @@ use tokio_rustls::TlsConnector;
 use crate::certs::{self, CertError};
 use crate::config::{Upstream, UpstreamTrust};
 use crate::readahead::ReadAhead;
+use crate::verdicts::CachedVerifier;
 
 /// A route's upstream, ready to connect.
 #[derive(Debug)]
 pub struct Connector {
     addr: String,
     config: Arc<ClientConfig>,
-    verifier: Arc<dyn ServerCertVerifier>,
-    resolver: Arc<dyn ResolvesClientCert>,
     server_name: ServerName<'static>,
     settings: ClientSettings,
     anchors_words: String,
@@ -93,13 +94,18 @@ impl Connector {
                 up.server_name
             ))
         })?;
-        let (config, verifier, recorder) = devtls_net::tls::client::client_config(&settings)
+        let (config, verifier, resolver) = devtls_net::tls::client::client_config(&settings)
             .map_err(|e| UpstreamError::Settings(format!("{anchors_words}: {e}")))?;
+        let mut config: ClientConfig = (*config).clone();
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(RecordingVerifier::new(Arc::new(
+                CachedVerifier::new(verifier),
+            ))));
+        config.client_auth_cert_resolver = Arc::new(AskRecorder::new(resolver));
         Ok(Connector {
             addr: up.addr.clone(),
-            config,
-            verifier,
-            resolver: recorder,
+            config: Arc::new(config),
             server_name,
             settings,
             anchors_words,
@@ -117,14 +123,7 @@ impl Connector {
         &self,
         timeout: std::time::Duration,
     ) -> Result<(TlsStream<ReadAhead<TcpStream>>, SocketAddr), Box<Diagnosis>> {
-        let recorder = Arc::new(RecordingVerifier::new(self.verifier.clone()));
-        let asker = Arc::new(AskRecorder::new(self.resolver.clone()));
-        let mut config = (*self.config).clone();
-        config
-            .dangerous()
-            .set_certificate_verifier(recorder.clone());
-        config.client_auth_cert_resolver = asker.clone();
-        let result = async {
+        let (result, seen) = record::recording(async {
             let tcp = match tokio::time::timeout(timeout, TcpStream::connect(&self.addr)).await {
                 Err(_) => return Err(Failure::Timeout("TCP connect")),
                 Ok(Err(e)) => return Err(Failure::Connect(e)),
@@ -132,26 +131,25 @@ impl Connector {
             };
             let peer = tcp.peer_addr().map_err(Failure::Io)?;
             let _ = tcp.set_nodelay(true);
-            let connector = TlsConnector::from(Arc::new(config));
             let tcp = ReadAhead::new(tcp);
-            match tokio::time::timeout(timeout, connector.connect(self.server_name.clone(), tcp))
-                .await
-            {
+            let handshake =
+                TlsConnector::from(self.config.clone()).connect(self.server_name.clone(), tcp);
+            match tokio::time::timeout(timeout, handshake).await {
                 Err(_) => Err(Failure::Timeout("handshake")),
                 Ok(Err(e)) => Err(Failure::from_io(e)),
                 Ok(Ok(stream)) => Ok((stream, peer)),
             }
-        }
+        })
         .await;
         result.map_err(|failure| {
-            let presented = summarize(&recorder.presented());
+            let presented = summarize(&seen.presented());
             let ctx = Context {
                 side: Side::Client,
                 profile: self.settings.profile,
                 server_name: &self.settings.server_name,
                 anchors: &self.anchors_words,
                 presented: &presented,
-                asked_for_cert: asker.asked(),
+                asked_for_cert: seen.asked(),
                 sent_cert: self.settings.identity.is_some(),
                 probe: None,
             };

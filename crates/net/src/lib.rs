@@ -81,6 +81,7 @@
 //! also offer the extended master secret.
 
 pub mod config;
+pub mod delegate;
 pub mod diagnose;
 pub mod doctor;
 pub mod dtls;

@@ -1,22 +1,27 @@
 //! Per-connection recorders around a shared verifier or resolver. A
 //! rustls configuration built once (e.g. per gateway route) is used by many
 //! connections at once, so what one connection's peer presented, or whether
-//! it asked for a client certificate, must be kept apart: clone the
-//! configuration per connection and put these wrappers in it. They delegate
-//! every decision unchanged and only record; the diagnosis
-//! ([`crate::diagnose`]) reads what they kept.
+//! it asked for a client certificate, must be kept apart. The wrappers
+//! write into a task-local slot ([`Seen`], set by [`recording`] around one
+//! connection's handshake): rustls calls them from the task driving that
+//! handshake. The configuration itself stays one shared value, which keeps
+//! TLS session resumption working (rustls resumes a session only with the
+//! very verifier and resolver that made it). They delegate every decision
+//! unchanged and only record; the diagnosis ([`crate::diagnose`]) reads
+//! what they kept.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::ResolvesClientCert;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
-use rustls::{DigitallySignedStruct, Error, SignatureScheme};
+use rustls::{Error, SignatureScheme};
 
-/// The chain one connection's peer presented (leaf first), kept whatever
-/// the verdict: the slot every recording verifier writes into.
+/// The chain a peer presented (leaf first), kept whatever the verdict: the
+/// slot of a verifier used for one connection (net's own `DeviceVerifier`).
 #[derive(Debug, Default)]
 pub struct PresentedChain(Mutex<Vec<CertificateDer<'static>>>);
 
@@ -37,26 +42,57 @@ impl PresentedChain {
     }
 }
 
-/// A server-certificate verifier that keeps the chain this connection's
-/// server presented (leaf first), whatever the verdict.
+/// What one connection's server showed: the chain it presented (leaf
+/// first; empty if the handshake never got that far, or when a session was
+/// resumed) and whether it asked for a client certificate.
+#[derive(Debug, Default)]
+pub struct Seen {
+    presented: RefCell<Vec<CertificateDer<'static>>>,
+    asked: Cell<bool>,
+}
+
+impl Seen {
+    /// The chain presented.
+    pub fn presented(&self) -> Vec<CertificateDer<'static>> {
+        self.presented.borrow().clone()
+    }
+
+    /// Whether the server asked for a client certificate.
+    pub fn asked(&self) -> bool {
+        self.asked.get()
+    }
+}
+
+tokio::task_local! {
+    static SEEN: Seen;
+}
+
+/// Runs `handshake` with a fresh [`Seen`] slot that [`RecordingVerifier`]
+/// and [`AskRecorder`] fill, and returns it with the result.
+pub async fn recording<F: Future>(handshake: F) -> (F::Output, Seen) {
+    SEEN.scope(Seen::default(), async {
+        let out = handshake.await;
+        let seen = SEEN.with(|s| Seen {
+            presented: RefCell::new(s.presented.take()),
+            asked: Cell::new(s.asked.get()),
+        });
+        (out, seen)
+    })
+    .await
+}
+
+/// A server-certificate verifier that keeps the chain the current
+/// connection's server presented (leaf first), whatever the verdict, in
+/// the slot of [`recording`] (nothing is kept outside one).
 #[derive(Debug)]
 pub struct RecordingVerifier {
     inner: Arc<dyn ServerCertVerifier>,
-    presented: PresentedChain,
 }
 
 impl RecordingVerifier {
-    /// Records for one connection, deciding as `inner` does.
+    /// Records, deciding as `inner` does.
     pub fn new(inner: Arc<dyn ServerCertVerifier>) -> Self {
-        RecordingVerifier {
-            inner,
-            presented: PresentedChain::default(),
-        }
-    }
-
-    /// The chain presented; empty if the handshake never got that far.
-    pub fn presented(&self) -> Vec<CertificateDer<'static>> {
-        self.presented.get()
+        RecordingVerifier { inner }
     }
 }
 
@@ -69,58 +105,31 @@ impl ServerCertVerifier for RecordingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        self.presented.record(end_entity, intermediates);
+        let _ = SEEN.try_with(|s| {
+            *s.presented.borrow_mut() = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|c| c.clone().into_owned())
+                .collect();
+        });
         self.inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-
-    fn requires_raw_public_keys(&self) -> bool {
-        self.inner.requires_raw_public_keys()
-    }
+    crate::delegate_signature_checks!(inner, raw_public_keys);
 }
 
-/// A client-certificate resolver that notes whether this connection's
-/// server asked for a certificate (a CertificateRequest).
+/// A client-certificate resolver that notes, in the slot of [`recording`],
+/// whether the current connection's server asked for a certificate (a
+/// CertificateRequest).
 #[derive(Debug)]
 pub struct AskRecorder {
     inner: Arc<dyn ResolvesClientCert>,
-    asked: AtomicBool,
 }
 
 impl AskRecorder {
-    /// Records for one connection, answering as `inner` does.
+    /// Records, answering as `inner` does.
     pub fn new(inner: Arc<dyn ResolvesClientCert>) -> Self {
-        AskRecorder {
-            inner,
-            asked: AtomicBool::new(false),
-        }
-    }
-
-    /// Whether the server asked for a client certificate.
-    pub fn asked(&self) -> bool {
-        self.asked.load(Ordering::Relaxed)
+        AskRecorder { inner }
     }
 }
 
@@ -130,7 +139,7 @@ impl ResolvesClientCert for AskRecorder {
         root_hint_subjects: &[&[u8]],
         sigschemes: &[SignatureScheme],
     ) -> Option<Arc<CertifiedKey>> {
-        self.asked.store(true, Ordering::Relaxed);
+        let _ = SEEN.try_with(|s| s.asked.set(true));
         self.inner.resolve(root_hint_subjects, sigschemes)
     }
 

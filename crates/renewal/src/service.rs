@@ -292,7 +292,9 @@ impl Service {
                 if let Some(p) = renewal::pending_for(&fleet, old.id)? {
                     let now = devtls_fleet::now().unix_timestamp();
                     let same_kind = p.spki_sha256.as_deref() == wanted_spki;
-                    if same_kind && p.cert.not_after > now {
+                    // Made by another service (its key is in that folder): a
+                    // fresh renewal replaces it, as for one of the other kind.
+                    if same_kind && p.cert.not_after > now && renewal::key_here(&fleet, &p) {
                         let key = renewal::pending_key(&fleet, &p)?;
                         event.outcome = "resent".into();
                         return Ok(Issued::Creds(Box::new(p), key));

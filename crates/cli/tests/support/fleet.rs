@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{ok_in, openssl_ok, text};
+use super::{ok_in, openssl, openssl_ok, text};
 
 /// The inventory rows, read with `devtls fleet export --json` (which runs recovery first).
 pub fn export(work: &Path, fleet: &str) -> Vec<Value> {
@@ -106,6 +106,53 @@ pub fn assert_agreement(work: &Path, fleet: &str) -> Vec<Value> {
         );
     }
     rows
+}
+
+/// The DER CRL `crl`, listed by OpenSSL (`-text`, stdout and stderr) after
+/// asserting OpenSSL verifies its signature against the fleet CA
+/// (`fleet/ca.crt`).
+pub fn crl_verified(d: &Path, crl: &str) -> String {
+    let out = openssl_ok(
+        d,
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            crl,
+            "-CAfile",
+            "fleet/ca.crt",
+            "-noout",
+            "-text",
+        ],
+    );
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains("verify OK"),
+        "{crl} is not signed by the CA:\n{shown}"
+    );
+    shown
+}
+
+/// `openssl verify -crl_check` of `cert` against the fleet CA
+/// (`fleet/ca.crt`) and the DER CRL `crl`.
+pub fn crl_check(d: &Path, crl: &str, cert: &str) -> std::process::Output {
+    openssl(
+        d,
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "fleet/ca.crt",
+            "-CRLfile",
+            crl,
+            cert,
+        ],
+    )
 }
 
 /// The CRL number of a DER CRL, read by OpenSSL.

@@ -27,9 +27,15 @@
 //! certificate stays `active` until its own expiry.
 //!
 //! The tables live behind [`RenewalStore`], which a backend offers through
-//! [`crate::store::Store::renewal`]; the SQLite one is in [`sqlite`]. Its SQL
-//! is portable to PostgreSQL: `TEXT` and `BIGINT` columns, explicit ids,
-//! `INSERT ... RETURNING`, no `AUTOINCREMENT`.
+//! [`crate::store::Store::renewal`]. The statements, their re-checks and
+//! the row mapping are written once ([`sql`]); [`sqlite`] and [`postgres`]
+//! only run them (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the inventory's
+//! advisory write lock, so several services on one database take turns).
+//!
+//! The pending key is a file in the fleet folder of the service that made
+//! it. Services on different machines sharing one PostgreSQL database do
+//! not see each other's key files: a device asking again at another
+//! service gets a fresh renewal (see `devtls_renewal::service`).
 
 use std::collections::HashSet;
 use std::fs;
@@ -40,6 +46,8 @@ use serde::Serialize;
 
 use crate::{Error, Fleet};
 
+pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 /// The folder of pending keys the service made, inside the fleet folder.
@@ -74,6 +82,10 @@ pub trait RenewalStore {
     fn count(&self, outcome: &str) -> Result<(), Error>;
     /// The outcome counters and how many renewals are pending now.
     fn counts(&self) -> Result<Counts, Error>;
+    /// The pending renewals and the counters, for `fleet migrate`.
+    fn export(&self) -> Result<sql::Carried, Error>;
+    /// Writes what [`RenewalStore::export`] read, in one transaction.
+    fn import(&self, carried: &sql::Carried) -> Result<(), Error>;
 }
 
 /// The fleet's renewal tables, or why there are none.
@@ -81,7 +93,7 @@ pub fn store(fleet: &Fleet) -> Result<&dyn RenewalStore, Error> {
     fleet.db().renewal().ok_or_else(|| {
         Error::Invalid(format!(
             "the renewal service keeps its state in the inventory, and the {} backend \
-             has no renewal tables yet; use an SQLite inventory",
+             has no renewal tables",
             fleet.db().backend()
         ))
     })
@@ -158,6 +170,16 @@ pub fn pending_key(fleet: &Fleet, pending: &Pending) -> Result<Option<Vec<u8>>, 
     };
     let path = key_path(fleet.dir(), name);
     fs::read(&path).map(Some).map_err(|e| Error::io(&path, e))
+}
+
+/// Whether this service can hand `pending` out again: a CSR renewal always
+/// can; a key the service made only where its file is (another service on
+/// the same PostgreSQL database keeps its keys in its own fleet folder).
+pub fn key_here(fleet: &Fleet, pending: &Pending) -> bool {
+    pending
+        .key_file
+        .as_ref()
+        .is_none_or(|name| key_path(fleet.dir(), name).exists())
 }
 
 fn key_path(dir: &Path, name: &str) -> PathBuf {

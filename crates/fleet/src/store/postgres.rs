@@ -34,7 +34,13 @@ use crate::Error;
 
 /// The schema, one migration per version (version = index + 1). Only ever
 /// appended to: a released migration is never edited.
-const MIGRATIONS: &[&str] = &["
+/// 1. the inventory (`meta`, `certs`);
+/// 2. the renewal service's tables (`renewals`, `renewal_counts`), shared
+///    with SQLite ([`crate::renewal`]).
+const MIGRATIONS: &[&str] = &[INVENTORY, crate::renewal::sql::SCHEMA];
+
+/// Migration 1.
+const INVENTORY: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE certs (
     id          BIGSERIAL PRIMARY KEY,
@@ -63,7 +69,7 @@ CREATE INDEX certs_owner ON certs (owner) WHERE status = 'pending';
 CREATE UNIQUE INDEX one_pending ON certs (device) WHERE status = 'pending';
 CREATE UNIQUE INDEX one_active ON certs (device) WHERE status = 'active';
 INSERT INTO meta (key, value) VALUES ('crl_number', '0');
-"];
+";
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -184,14 +190,14 @@ impl Postgres {
         })
     }
 
-    fn client(&self) -> MutexGuard<'_, Client> {
+    pub(crate) fn client(&self) -> MutexGuard<'_, Client> {
         // A panic while holding it cannot leave a transaction open (dropped
         // transactions roll back), so a poisoned lock is still usable.
         self.client.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` in a transaction holding the write lock.
-    fn write<T>(
+    pub(crate) fn write<T>(
         &self,
         f: impl FnOnce(&mut Transaction<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
@@ -453,9 +459,15 @@ impl Store for Postgres {
             if rows.is_empty() {
                 rows = rows_where(tx, "serial = $1", serial)?;
             }
+            let renewals: HashSet<String> = tx
+                .query(crate::renewal::sql::PENDING_SERIALS, &[&target, &serial])
+                .map_err(pg)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
             let now = crate::now();
             let at = now.unix_timestamp();
-            inventory::revocation(target, rows, reason, now, |serial| {
+            inventory::revocation(target, rows, &renewals, reason, now, |serial| {
                 tx.execute(
                     "UPDATE certs SET status = 'revoked', revoked_at = $1, reason = $2 WHERE serial = $3",
                     &[&at, &reason.name(), &serial],
@@ -749,5 +761,9 @@ impl Store for Postgres {
                 .map_err(pg)?;
             Ok(())
         })
+    }
+
+    fn renewal(&self) -> Option<&dyn crate::renewal::RenewalStore> {
+        Some(self)
     }
 }

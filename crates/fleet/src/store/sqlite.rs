@@ -85,7 +85,7 @@ impl Sqlite {
 
     /// A write transaction taken at once (`BEGIN IMMEDIATE`): a second
     /// process waits for it instead of failing at its first write.
-    fn immediate(&self) -> Result<Immediate<'_>, Error> {
+    pub(crate) fn immediate(&self) -> Result<Immediate<'_>, Error> {
         self.db.execute_batch("BEGIN IMMEDIATE")?;
         Ok(Immediate {
             db: &self.db,
@@ -118,13 +118,18 @@ impl Sqlite {
 }
 
 /// A `BEGIN IMMEDIATE` transaction, rolled back unless committed.
-struct Immediate<'a> {
+pub(crate) struct Immediate<'a> {
     db: &'a Connection,
     done: bool,
 }
 
-impl Immediate<'_> {
-    fn commit(mut self) -> Result<(), Error> {
+impl<'a> Immediate<'a> {
+    /// The connection the transaction runs on.
+    pub(crate) fn conn(&self) -> &'a Connection {
+        self.db
+    }
+
+    pub(crate) fn commit(mut self) -> Result<(), Error> {
         self.db.execute_batch("COMMIT")?;
         self.done = true;
         Ok(())
@@ -284,8 +289,13 @@ impl Store for Sqlite {
         if rows.is_empty() {
             rows = rows_where(tx.db, "serial = ?", serial)?;
         }
+        let renewals: HashSet<String> = tx
+            .db
+            .prepare_cached(&crate::renewal::sql::PENDING_SERIALS.replace('$', "?"))?
+            .query_map([target, serial], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
         let now = crate::now();
-        let result = inventory::revocation(target, rows, reason, now, |serial| {
+        let result = inventory::revocation(target, rows, &renewals, reason, now, |serial| {
             tx.db.execute(
                 "UPDATE certs SET status = 'revoked', revoked_at = ?, reason = ? WHERE serial = ?",
                 params![now.unix_timestamp(), reason.name(), serial],

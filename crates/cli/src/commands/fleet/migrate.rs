@@ -77,6 +77,10 @@ pub(super) fn migrate(a: MigrateArgs) -> anyhow::Result<ExitCode> {
     for (key, value) in &done.meta {
         println!("  {key}: {value}");
     }
+    println!(
+        "  pending renewals: {} in both (with the renewal service's counters)",
+        done.renewals
+    );
     println!("\nNext: run the fleet commands with --db {} (or DEVTLS_FLEET_DB); inventory.db is no longer used.", done.to);
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,8 @@ use devtls_pki::crl::Reason;
 use super::{open, DirArg};
 use crate::output;
 
-/// Revoke a device (all its unrevoked certificates) or one certificate by serial.
+/// Revoke a device (all its unrevoked certificates, a renewal waiting for
+/// the device's confirmation included) or one certificate by serial.
 ///
 /// Then publish the list with `devtls fleet crl` so servers refuse it.
 #[derive(Debug, clap::Args)]
