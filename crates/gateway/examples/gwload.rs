@@ -261,6 +261,7 @@ async fn load(a: &[String]) -> Result<()> {
 
 /// User + system CPU seconds this process has used (to show whether the
 /// load generator itself is the bound).
+#[cfg(unix)]
 fn cpu_seconds() -> f64 {
     // SAFETY: getrusage fills a plain struct we own.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -269,6 +270,12 @@ fn cpu_seconds() -> f64 {
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(u.ru_utime) + secs(u.ru_stime)
+}
+
+/// Not measured off Unix (no `getrusage`): -1, which the JSON can carry.
+#[cfg(not(unix))]
+fn cpu_seconds() -> f64 {
+    -1.0
 }
 
 async fn idle(a: &[String]) -> Result<()> {
