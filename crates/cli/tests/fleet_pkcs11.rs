@@ -135,6 +135,23 @@ impl Hsm {
             .expect("devtls runs")
     }
 
+    /// `fleet init --ca-key CA_URI --pin-file pin.txt --json`: its report,
+    /// which must name the key's URI.
+    fn init_token_ca(&self) -> serde_json::Value {
+        let out = self.ok(&[
+            "fleet",
+            "init",
+            "--ca-key",
+            CA_URI,
+            "--pin-file",
+            "pin.txt",
+            "--json",
+        ]);
+        let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(made["ca_key"], CA_URI, "{}", text(&out));
+        made
+    }
+
     fn ok(&self, args: &[&str]) -> Output {
         let out = self.devtls(args);
         assert!(
@@ -343,17 +360,7 @@ fn init_issue_crl_and_rotate_sign_in_the_token_and_openssl_and_the_device_verify
     let work = hsm.work();
     let fleet = hsm.fleet();
     support::postgres::fresh_database();
-    let out = hsm.ok(&[
-        "fleet",
-        "init",
-        "--ca-key",
-        CA_URI,
-        "--pin-file",
-        "pin.txt",
-        "--json",
-    ]);
-    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(made["ca_key"], CA_URI, "{}", text(&out));
+    let made = hsm.init_token_ca();
     assert_eq!(made["ca_key_created"], true);
     assert!(
         !fleet.join("ca.key").exists(),
@@ -728,17 +735,7 @@ fn three_issuers_sign_with_the_token_key_into_one_database_on_postgres() {
     let pg = support::postgres::postgres();
     let hsm = Hsm::new();
     let work = hsm.work();
-    let out = hsm.ok(&[
-        "fleet",
-        "init",
-        "--ca-key",
-        CA_URI,
-        "--pin-file",
-        "pin.txt",
-        "--json",
-    ]);
-    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(made["ca_key"], CA_URI, "{}", text(&out));
+    hsm.init_token_ca();
     assert!(
         !hsm.fleet().join("inventory.db").exists() && !hsm.fleet().join("ca.key").exists(),
         "the inventory is in the database, the key in the token"

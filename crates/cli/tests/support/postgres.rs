@@ -118,20 +118,26 @@ impl Server {
         }
     }
 
+    /// How a client program (createdb, psql) reaches this server.
+    fn client_args(&self) -> [String; 6] {
+        [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+        ]
+        .map(String::from)
+    }
+
     /// Creates an empty database and returns its URL.
     pub fn database(&mut self) -> String {
         self.databases += 1;
         let name = format!("fleet{}", self.databases);
         run(
             server_cmd(&self.bin, "createdb")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    "postgres",
-                ])
+                .args(self.client_args())
                 .arg(&name),
             "createdb",
         );
@@ -191,15 +197,7 @@ impl Server {
 
     fn psql_cmd(&self, name: &str, sql: &str) -> Command {
         let mut cmd = server_cmd(&self.bin, "psql");
-        cmd.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-U",
-            "postgres",
-        ])
-        .args([
+        cmd.args(self.client_args()).args([
             "-X",
             "-q",
             "-A",
