@@ -287,6 +287,12 @@ fn devices(dir: &Path, n: u32) -> Vec<(String, Creds)> {
         .collect()
 }
 
+/// `openssl x509` converts the DER certificate `der` to PEM in `pem` (curl
+/// and openssl's client options want PEM).
+fn der_to_pem(dir: &Path, der: &str, pem: &str) {
+    openssl_ok(dir, &["x509", "-inform", "der", "-in", der, "-out", pem]);
+}
+
 #[test]
 fn two_hundred_devices_renew_concurrently_then_confirm() {
     let _backend = support::postgres::backend();
@@ -315,24 +321,8 @@ fn two_hundred_devices_renew_concurrently_then_confirm() {
     // The new certificates are the fleet's (OpenSSL verifies them against ca.der).
     let one = dir.join("new.der");
     fs::write(&one, &new[0].1.cert).unwrap();
-    openssl_ok(
-        dir,
-        &[
-            "x509", "-inform", "der", "-in", "new.der", "-out", "new.pem",
-        ],
-    );
-    openssl_ok(
-        dir,
-        &[
-            "x509",
-            "-inform",
-            "der",
-            "-in",
-            "fleet/ca.der",
-            "-out",
-            "ca.pem",
-        ],
-    );
+    der_to_pem(dir, "new.der", "new.pem");
+    der_to_pem(dir, "fleet/ca.der", "ca.pem");
     openssl_ok(
         dir,
         &[
@@ -622,18 +612,7 @@ fn standard_est_clients_work_with_curl_and_openssl() {
             ],
         );
     }
-    openssl_ok(
-        dir,
-        &[
-            "x509",
-            "-inform",
-            "der",
-            "-in",
-            "fleet/ca.der",
-            "-out",
-            "ca.pem",
-        ],
-    );
+    der_to_pem(dir, "fleet/ca.der", "ca.pem");
     let curl = |stem: &str, args: &[&str]| {
         let url_base = format!("https://127.0.0.1:{port}");
         let mut cmd = Command::new("curl");

@@ -268,31 +268,8 @@ fn outbound_devices_trust_the_gateway_and_the_gateway_verifies_the_public_server
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // The "public" server: a chain from a root the device does not carry.
-    public_chain(d, "public", &["public.test"]);
-    let mut cmd = devtls();
-    cmd.args([
-        "serve",
-        "--cert",
-        "public-fullchain.pem",
-        "--key",
-        "public-key.pem",
-    ])
-    .args([
-        "--profile",
-        "modern",
-        "--port",
-        "0",
-        "--reply",
-        "public says hi\n",
-        "--json",
-    ])
-    .current_dir(d);
-    let mut public = LineServer::spawn("devtls serve (public)", &mut cmd, 0);
-    let first = public.wait_line(WAIT, |l| l.stdout);
-    let public_port = serde_json::from_str::<Value>(&first.text).unwrap()["port"]
-        .as_u64()
-        .unwrap()
-        .to_string();
+    let (mut public, public_port) = public_server(d, "public says hi\n");
+    let public_port = public_port.to_string();
     // The anchor the devices carry: the gateway's own certificate; and a
     // device certificate the gateway demands.
     device_files(d, "gateway");

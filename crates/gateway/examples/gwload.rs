@@ -312,46 +312,38 @@ fn aead_rate(secs: f64, mut seal_open: impl FnMut(&mut Vec<u8>, u64)) -> f64 {
     (n * 2 * 16 * 1024) as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
+/// The seal-and-open loop of [`aead_rate`] for one AEAD of `$krate`
+/// (aws_lc_rs or ring: the same `aead` API, different types).
+macro_rules! aead_rate_of {
+    ($krate:ident, $alg:expr, $secs:expr) => {{
+        use $krate::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
+        let alg = $alg;
+        let key = LessSafeKey::new(UnboundKey::new(alg, &vec![7u8; alg.key_len()]).unwrap());
+        aead_rate($secs, |record, n| {
+            let nonce = |n: u64| {
+                let mut b = [0u8; 12];
+                b[4..].copy_from_slice(&n.to_be_bytes());
+                Nonce::assume_unique_for_key(b)
+            };
+            let tag = key
+                .seal_in_place_separate_tag(nonce(n), Aad::empty(), record)
+                .unwrap();
+            record.extend_from_slice(tag.as_ref());
+            let len = key
+                .open_in_place(nonce(n), Aad::empty(), record)
+                .unwrap()
+                .len();
+            record.truncate(len);
+        })
+    }};
+}
+
 fn aws_lc(alg: &'static aws_lc_rs::aead::Algorithm, secs: f64) -> f64 {
-    use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
-    let key = LessSafeKey::new(UnboundKey::new(alg, &vec![7u8; alg.key_len()]).unwrap());
-    aead_rate(secs, |record, n| {
-        let nonce = |n: u64| {
-            let mut b = [0u8; 12];
-            b[4..].copy_from_slice(&n.to_be_bytes());
-            Nonce::assume_unique_for_key(b)
-        };
-        let tag = key
-            .seal_in_place_separate_tag(nonce(n), Aad::empty(), record)
-            .unwrap();
-        record.extend_from_slice(tag.as_ref());
-        let len = key
-            .open_in_place(nonce(n), Aad::empty(), record)
-            .unwrap()
-            .len();
-        record.truncate(len);
-    })
+    aead_rate_of!(aws_lc_rs, alg, secs)
 }
 
 fn ring_rate(alg: &'static ring::aead::Algorithm, secs: f64) -> f64 {
-    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
-    let key = LessSafeKey::new(UnboundKey::new(alg, &vec![7u8; alg.key_len()]).unwrap());
-    aead_rate(secs, |record, n| {
-        let nonce = |n: u64| {
-            let mut b = [0u8; 12];
-            b[4..].copy_from_slice(&n.to_be_bytes());
-            Nonce::assume_unique_for_key(b)
-        };
-        let tag = key
-            .seal_in_place_separate_tag(nonce(n), Aad::empty(), record)
-            .unwrap();
-        record.extend_from_slice(tag.as_ref());
-        let len = key
-            .open_in_place(nonce(n), Aad::empty(), record)
-            .unwrap()
-            .len();
-        record.truncate(len);
-    })
+    aead_rate_of!(ring, alg, secs)
 }
 
 /// Operations per second for `secs` of `op`.
