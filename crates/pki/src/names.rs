@@ -12,6 +12,8 @@
 //! - [`device_id`]: a fleet device ID, also a folder name.
 //! - [`py_str`]: a value as a Python string literal that cannot break out.
 //! - [`csv_cell`]: a CSV cell a spreadsheet shows as text, never evaluates.
+//! - [`log_field`]: text from a peer or a file as one inert piece of a log
+//!   line: no line break, no terminal escape, nothing that forges a record.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -279,6 +281,37 @@ pub fn csv_cell(text: &str) -> String {
     }
 }
 
+/// `text` (anything a peer sent or a file held: a header, a name in a
+/// certificate, a device's error text) made safe to copy into a text log
+/// line: every control character (line breaks, ESC and the rest of C0, DEL,
+/// C1), the Unicode line and paragraph separators and the bidirectional
+/// overrides become a visible `\xNN` / `\u{NNNN}` escape, and `\` becomes
+/// `\\` so an escape in the input cannot pass for one of ours. Text that
+/// needs none of this is borrowed unchanged. Every text log of a network
+/// service goes through this one function (docs/hardening.md).
+pub fn log_field(text: &str) -> std::borrow::Cow<'_, str> {
+    let needs = |c: char| {
+        c == '\\'
+            || c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}')
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if !text.chars().any(needs) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if needs(c) && (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if needs(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,5 +408,29 @@ mod tests {
         }
         assert_eq!(csv_cell("a,b"), "\"a,b\"");
         assert_eq!(csv_cell("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn log_field_leaves_plain_text_and_escapes_what_forges_a_line() {
+        assert!(matches!(
+            log_field("CN=device-7, O=Fleet"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            log_field("a\nb\r\x1b[31mc\\d\u{7f}\u{85}\u{2028}\u{202e}é"),
+            "a\\x0ab\\x0d\\x1b[31mc\\\\d\\x7f\\x85\\u{2028}\\u{202e}é"
+        );
+        for hostile in [
+            "x\n2026-12-06 fake record",
+            "\u{1b}]0;title\u{7}",
+            "\u{2029}",
+        ] {
+            let out = log_field(hostile);
+            assert!(
+                !out.chars()
+                    .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}'),
+                "{out:?}"
+            );
+        }
     }
 }
