@@ -10,5 +10,9 @@ command -v maturin >/dev/null || {
   exit 2
 }
 rm -rf target/wheels
-maturin build --release --out target/wheels "$@" >&2
+# --release unless the caller names a profile (the install test builds the
+# dev profile its dependencies are already compiled in).
+profile=(--release)
+for arg in "$@"; do [ "$arg" = --profile ] && profile=(); done
+maturin build "${profile[@]}" --out target/wheels "$@" >&2
 ls "$PWD"/target/wheels/devtls-*.whl

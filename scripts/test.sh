@@ -2,14 +2,23 @@
 # The test command (README, and what .ci/run runs): on a Debian or Ubuntu
 # machine with the Rust toolchain, installs the peers the tests talk to,
 # builds the mbedTLS 3.6 device peer, then runs every test of the workspace.
+# Each phase is printed with its duration; a phase that runs long says so
+# every 30 s. docs/testing.md says what each phase costs and why.
 #
-#   scripts/test.sh                  # install what is missing, then test
-#   DEVTLS_SKIP_SETUP=1 scripts/test.sh   # peers already installed: test only
+#   scripts/test.sh                  # install what is missing, then every test (CI)
+#   scripts/test.sh fast             # the contributor's loop: no installs, no slow
+#                                    # tests, no PostgreSQL pass (minutes, warm)
 #   scripts/test.sh fleet            # only tests whose name contains "fleet"
+#   scripts/test.sh fast fleet       # both
+#   DEVTLS_SKIP_SETUP=1 scripts/test.sh   # peers already installed: test only
 #   DEVTLS_CHECK_WINDOWS=1 scripts/test.sh  # also check the Windows build and run it under Wine first
 #
-# The two slow tests (the wheel in a fresh venv, the README's commands in a
-# fresh clone) are #[ignore]d for a plain `cargo test`; this script runs them.
+# The workspace has one integration-test binary per crate (the CLI's is
+# crates/cli/tests/cli/main.rs, one module per command or concern), and
+# every cargo call here builds with one feature set (`--workspace`), so the
+# code compiles once. The slow tests (the wheel in a fresh venv, the
+# README's commands in a fresh clone) are #[ignore]d for a plain
+# `cargo test`; this script runs them in their own phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,7 +75,7 @@ setup() {
   if [ ${#apt[@]} -gt 0 ]; then
     echo "== apt-get install ${apt[*]}"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt[@]}" >/dev/null || return 1
   fi
   local pip=()
   for entry in "${PIP_PEERS[@]}"; do
@@ -79,16 +88,15 @@ setup() {
     local venv="$PWD/target/peers-venv"
     echo "== pip install ${pip[*]} (into $venv)"
     [ -x "$venv/bin/python3" ] || python3 -m venv "$venv"
-    "$venv/bin/python3" -m pip install -q --disable-pip-version-check "${pip[@]}"
-    export PATH="$venv/bin:$PATH"
+    "$venv/bin/python3" -m pip install -q --disable-pip-version-check "${pip[@]}" || return 1
   fi
   if [ -f tests/micropython/package.json ] && [ ! -d tests/micropython/node_modules/@micropython ]; then
     echo "== npm install: MicroPython (WebAssembly) for the generated-script checks"
-    npm install --prefix tests/micropython --no-audit --no-fund --silent
+    npm install --prefix tests/micropython --no-audit --no-fund --silent || return 1
   fi
   if [ -f tests/peers/mbedtls36/build.sh ]; then
     echo "== building the mbedTLS 3.6 device peer"
-    bash tests/peers/mbedtls36/build.sh
+    bash tests/peers/mbedtls36/build.sh || return 1
   fi
 }
 
@@ -118,16 +126,68 @@ check_windows() {
   bash scripts/windows-wine.sh
 }
 
-[ -n "${DEVTLS_SKIP_SETUP:-}" ] || setup
+FAST=
+if [ "${1:-}" = fast ]; then
+  FAST=1
+  shift
+fi
+# CI builds once from a clean clone: incremental compilation only costs
+# time and disk there.
+[ -z "${CI:-}" ] || export CARGO_INCREMENTAL=0
+
+# --- phases: each printed with its duration, never silent for 30 s ---------
+SUITE_START=$(date +%s)
+PHASES=()
+LOG_DIR=$(mktemp -d)
+trap 'rm -rf "$LOG_DIR"' EXIT
+
+seconds_text() { printf '%dm %02ds' $(($1 / 60)) $(($1 % 60)); }
+
+heartbeat() {
+  local name=$1 n=0
+  while sleep 30; do
+    n=$((n + 30))
+    echo "   ... $name: still running, $(seconds_text "$n")"
+  done
+}
+
+# phase NAME COMMAND...: runs COMMAND, prints its duration, records its exit
+# status (the script goes on to the next phase and fails at the end).
+FAILED=0
+phase() {
+  local name=$1
+  shift
+  local start rc=0 log="$LOG_DIR/${#PHASES[@]}.log"
+  start=$(date +%s)
+  echo "== $name"
+  heartbeat "$name" &
+  local beat=$!
+  "$@" 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+  kill "$beat" 2>/dev/null
+  wait "$beat" 2>/dev/null || true
+  local took=$(($(date +%s) - start))
+  local counts
+  counts=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+                END { if (p + f > 0) printf "%d passed, %d failed", p, f }' "$log")
+  echo "== $name: $(seconds_text "$took")${counts:+, $counts}$([ "$rc" = 0 ] || echo ", exit $rc")"
+  PHASES+=("$(printf '%-34s %9s  %s' "$name" "$(seconds_text "$took")" "${counts:-}")")
+  [ "$rc" = 0 ] || FAILED=1
+  cat "$log" >>"$LOG_DIR/all.log"
+}
+
+# The Python peers live in a venv of their own (see setup), first on PATH.
+export PATH="$PWD/target/peers-venv/bin:$PATH"
+if [ -z "$FAST" ] && [ -z "${DEVTLS_SKIP_SETUP:-}" ]; then
+  phase "install the test peers (apt, pip, npm, mbedTLS 3.6)" setup
+  [ "$FAILED" = 0 ] || { echo "installing the test peers failed (above): no test run" >&2; exit 1; }
+fi
 if [ -n "${DEVTLS_CHECK_WINDOWS:-}" ]; then
   [ -n "${DEVTLS_SKIP_SETUP:-}" ] || setup_windows
   check_windows
 fi
-# Reuse the peers venv of an earlier run even when setup is skipped.
-[ -d target/peers-venv/bin ] && export PATH="$PWD/target/peers-venv/bin:$PATH"
 
-# The fleet test files that run on either inventory (support::postgres::backend
-# reads DEVTLS_TEST_BACKEND): the workspace run below covers SQLite, and they
+# The fleet test modules that run on either inventory (support::postgres::backend
+# reads DEVTLS_TEST_BACKEND): the workspace run covers SQLite, and they
 # run once more with the inventory on PostgreSQL (each test starts its own
 # throw-away server). Tests named *_on_sqlite / *_on_postgres choose their
 # backend themselves and already ran in the workspace run.
@@ -139,19 +199,45 @@ FLEET_BACKEND_TESTS=(
   fleet_serve
   fleet_renew_device
 )
+# The slow modules `fast` leaves out: each takes a minute or more of two
+# cores (docs/testing.md has the measured list).
+SLOW_MODULES=(
+  rules_differential
+  net_load
+  net_load_dtls
+  net_slow
+  fleet_postgres
+)
 
-# DEVTLS_TEST_SCOPE narrows the run (the README test runs this script in a
-# clone with one small package); by default, the whole workspace.
-pg_rc=0
-if [ -z "${DEVTLS_TEST_SCOPE:-}" ]; then
-  echo "== fleet tests on PostgreSQL (DEVTLS_TEST_BACKEND=postgres): ${FLEET_BACKEND_TESTS[*]}"
-  pg_tests=()
-  for t in "${FLEET_BACKEND_TESTS[@]}"; do pg_tests+=(--test "$t"); done
-  DEVTLS_TEST_BACKEND=postgres cargo test -p devtls "${pg_tests[@]}" --no-fail-fast "$@" \
-    -- --skip _on_sqlite --skip _on_postgres || pg_rc=$?
-fi
+SCOPE=${DEVTLS_TEST_SCOPE:---workspace}
 # shellcheck disable=SC2086
-echo "== cargo test ${DEVTLS_TEST_SCOPE:---workspace} --no-fail-fast $* -- --include-ignored"
-rc=0
-cargo test ${DEVTLS_TEST_SCOPE:---workspace} --no-fail-fast "$@" -- --include-ignored || rc=$?
-[ "$rc" = 0 ] && [ "$pg_rc" = 0 ]
+phase "build the tests (cargo test $SCOPE --no-run)" cargo test $SCOPE --no-run "$@"
+
+if [ -n "$FAST" ]; then
+  skips=()
+  for m in "${SLOW_MODULES[@]}"; do skips+=(--skip "$m::"); done
+  # shellcheck disable=SC2086
+  phase "cargo test $SCOPE (fast: without ${SLOW_MODULES[*]})" \
+    cargo test $SCOPE --no-fail-fast "$@" -- "${skips[@]}"
+else
+  # shellcheck disable=SC2086
+  phase "cargo test $SCOPE --no-fail-fast $*" cargo test $SCOPE --no-fail-fast "$@"
+  if [ -z "${DEVTLS_TEST_SCOPE:-}" ]; then
+    filters=()
+    for t in "${FLEET_BACKEND_TESTS[@]}"; do filters+=("$t::"); done
+    phase "fleet tests on PostgreSQL (DEVTLS_TEST_BACKEND=postgres): ${FLEET_BACKEND_TESTS[*]}" \
+      env DEVTLS_TEST_BACKEND=postgres cargo test --workspace --test cli --no-fail-fast "$@" \
+      -- "${filters[@]}" --skip _on_sqlite --skip _on_postgres
+    phase "slow tests: the README in a fresh clone, the wheel in a fresh venv" \
+      cargo test --workspace --test cli --no-fail-fast "$@" -- --ignored
+  fi
+fi
+
+echo
+echo "== summary"
+printf '%s\n' "${PHASES[@]}"
+echo "total: $(seconds_text $(($(date +%s) - SUITE_START)))"
+[ -d target ] && echo "target/: $(du -sh target 2>/dev/null | cut -f1)"
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$LOG_DIR/all.log"
+[ "$FAILED" = 0 ]

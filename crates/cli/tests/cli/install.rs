@@ -1,14 +1,14 @@
 //! devtls installs as its users' other tools do: the README's two commands
 //! work in a fresh clone, and the wheel installs with pip into a fresh venv.
 //!
-//! Both need the release binary (minutes), so a plain `cargo test` skips
-//! them (`#[ignore]`) and `scripts/test.sh` (the README's test command, and
-//! CI) runs them with `--include-ignored`. They share one fresh clone of
-//! this checkout's HEAD (made once per run) and one target folder, so the
-//! release build is made once: whichever test comes first builds it in the
-//! clone (the README's `cargo run --release`, or maturin in
-//! `scripts/build-wheel.sh`), and the other finds it built. Commit first:
-//! both test what HEAD holds.
+//! Both build devtls from a fresh clone of this checkout's HEAD (made once
+//! per run), so a plain `cargo test` skips them (`#[ignore]`) and
+//! `scripts/test.sh` (the README's test command, and CI) runs them in a
+//! phase of their own. They share the clone and one target folder, seeded
+//! with the compiled registry dependencies of this test build (the same
+//! profile and features: docs/testing.md), so only the workspace's own
+//! crates compile from the clone's sources. Commit first: both test what
+//! HEAD holds.
 
 use crate::support;
 
@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use support::{repo_root, require, text, tool};
 
-/// Longest a README command may take (a release build on a busy machine).
+/// Longest a README command may take (a build on a busy machine).
 const BOUND: &str = "1500";
 
 /// The first shell block of a README: its command lines without comments.
@@ -48,11 +48,67 @@ fn clone_target() -> PathBuf {
         .join("install-tests")
 }
 
+/// Copies the compiled registry dependencies of this test build (its
+/// `debug/` folder) into the clone's target folder, so the clone's build
+/// compiles only the workspace's crates. Cargo gives a workspace crate the
+/// same file names wherever the workspace lies, so those are left out: the
+/// clone's must come from the clone's sources, never from this checkout's.
+fn seed_clone_target() {
+    let ours = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("debug");
+    let theirs = clone_target().join("debug");
+    let workspace = |name: &str| {
+        [
+            "devtls",
+            "libdevtls",
+            "cli-",
+            "net-",
+            "pki-",
+            "expiry-",
+            "fuzz_csv-",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
+    };
+    for dir in ["deps", "build", ".fingerprint"] {
+        let to = theirs.join(dir);
+        std::fs::create_dir_all(&to).unwrap();
+        let Ok(entries) = std::fs::read_dir(ours.join(dir)) else {
+            continue;
+        };
+        let copy: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .filter(|e| !workspace(&e.file_name().to_string_lossy()))
+            .filter(|e| !to.join(e.file_name()).exists())
+            .map(|e| e.path())
+            .collect();
+        if copy.is_empty() {
+            continue;
+        }
+        // cp -a keeps the times cargo's freshness check compares.
+        let out = Command::new("cp")
+            .arg("-a")
+            .args(&copy)
+            .arg(&to)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "seeding {}:\n{}",
+            to.display(),
+            text(&out)
+        );
+    }
+}
+
 /// The fresh clone of HEAD both tests use, made once per run in cargo's
 /// temporary folder for tests (an earlier run's is removed first).
 fn fresh_clone() -> &'static Path {
     static CLONE: OnceLock<PathBuf> = OnceLock::new();
     CLONE.get_or_init(|| {
+        seed_clone_target();
         require("git");
         let clone = Path::new(env!("CARGO_TARGET_TMPDIR")).join("install-clone/devtls");
         if clone.exists() {
@@ -83,7 +139,7 @@ fn run_line(dir: &Path, line: &str, env: &[(&str, &str)]) -> Output {
 }
 
 #[test]
-#[ignore = "slow (release build in a fresh clone): scripts/test.sh runs it"]
+#[ignore = "slow (a build in a fresh clone): scripts/test.sh runs it"]
 fn the_readme_commands_work_in_a_fresh_clone() {
     let root = repo_root();
     let clone = fresh_clone();
@@ -135,13 +191,15 @@ fn the_readme_commands_work_in_a_fresh_clone() {
 }
 
 #[test]
-#[ignore = "slow (release build of the wheel): scripts/test.sh runs it"]
+#[ignore = "slow (the wheel built from a fresh clone): scripts/test.sh runs it"]
 fn the_wheel_installs_with_pip_into_a_fresh_venv() {
     require("maturin");
     require("python3");
-    // Built from the clone, with the release build the README test uses.
+    // Built from the clone, in the dev profile the README's command builds
+    // too (the same dependencies, compiled once); users get --release.
     let built = tool("bash")
         .arg(fresh_clone().join("scripts/build-wheel.sh"))
+        .args(["--profile", "dev"])
         .env("CARGO_TARGET_DIR", clone_target())
         .output()
         .unwrap();
