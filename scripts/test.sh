@@ -214,7 +214,8 @@ SCOPE=${DEVTLS_TEST_SCOPE:---workspace}
 phase "build the tests (cargo test $SCOPE --no-run)" cargo test $SCOPE --no-run "$@"
 
 if [ -n "$FAST" ]; then
-  skips=()
+  # PostgreSQL servers start slowly: the *_on_postgres tests wait for CI.
+  skips=(--skip _on_postgres)
   for m in "${SLOW_MODULES[@]}"; do skips+=(--skip "$m::"); done
   # shellcheck disable=SC2086
   phase "cargo test $SCOPE (fast: without ${SLOW_MODULES[*]})" \

@@ -52,8 +52,11 @@ fn without_gnutls_serv_the_test_fails_in_one_line() {
     path_without("gnutls-serv", dir.path());
     assert!(dir.path().join("openssl").exists() || dir.path().join("ls").exists());
     assert!(!dir.path().join("gnutls-serv").exists());
+    // The probe's name in this test binary: its module path without the crate.
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    let probe = format!("{module}::gnutls_serv_serves_a_devtls_certificate");
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "gnutls_serv_serves_a_devtls_certificate"])
+        .args(["--exact", &probe])
         .env("PATH", dir.path())
         .env("RUST_BACKTRACE", "1")
         .output()
@@ -68,7 +71,7 @@ fn without_gnutls_serv_the_test_fails_in_one_line() {
     }
     // The test's own output is that line and nothing else.
     let captured: Vec<&str> = all
-        .split("---- gnutls_serv_serves_a_devtls_certificate")
+        .split(&format!("---- {probe}"))
         .nth(1)
         .expect("the failing test's output is shown")
         .lines()
