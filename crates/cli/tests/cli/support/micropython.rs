@@ -254,3 +254,17 @@ pub fn on_port(lines: &str, port: u16) -> String {
     );
     lines.replace("8443", &port.to_string())
 }
+
+/// Asserts the script died refusing its peer's certificate at verification:
+/// MicroPython's `ValueError` holding mbedTLS's verify text for a
+/// certificate its one anchor did not sign, before any reply was printed.
+pub fn assert_refused_unsigned(out: &Output, what: &str) {
+    let said = text(out);
+    assert!(
+        !out.status.success()
+            && said.contains("ValueError")
+            && said.contains("The certificate is not correctly signed by the trusted CA")
+            && !String::from_utf8_lossy(&out.stdout).contains("b'hello"),
+        "{what}: {said}"
+    );
+}
