@@ -390,6 +390,14 @@ mod tests {
                 server(&files, 8443).lines().count(),
                 server(&plain, 8443).lines().count()
             );
+            proptest::prop_assert_eq!(
+                dtls_client(&files, &host, 8443).lines().count(),
+                dtls_client(&plain, "h", 8443).lines().count()
+            );
+            proptest::prop_assert_eq!(
+                dtls_server(&files, 8443).lines().count(),
+                dtls_server(&plain, 8443).lines().count()
+            );
         }
     }
 }
