@@ -83,7 +83,7 @@ setup() {
     export PATH="$venv/bin:$PATH"
   fi
   if [ -f tests/micropython/package.json ] && [ ! -d tests/micropython/node_modules/@micropython ]; then
-    echo "== npm install: MicroPython (WebAssembly) for the generated-script checks"
+    echo "== npm install: MicroPython 1.27 (WebAssembly) for the generated-script grammar check"
     npm install --prefix tests/micropython --no-audit --no-fund --silent
   fi
   if [ -f tests/peers/mbedtls36/build.sh ]; then
