@@ -119,7 +119,6 @@ fn renew_py_compiles_under_real_micropython_and_fits_4_kb() {
     );
 }
 
-
 #[test]
 fn romfs_image_holds_the_first_credentials_and_boot_prefers_the_renewed_pair() {
     let _backend = support::postgres::backend();
@@ -283,4 +282,3 @@ fn renew_url_is_checked_remembered_and_refused_for_server_only_devices() {
     let rotated = fs::read_to_string(device(d.path(), "cam-1").join("renew.py")).unwrap();
     assert!(rotated.contains("PORT = 9000\n"), "{rotated}");
 }
-

@@ -38,7 +38,10 @@ impl Rig {
     fn new(d: &Path) -> Rig {
         ok_in(d, &["fleet", "init"]);
         fs::write(d.join("srv.csv"), "srv,localhost,127.0.0.1\n").unwrap();
-        ok_in(d, &["fleet", "issue", "--from", "srv.csv", "--role", "server"]);
+        ok_in(
+            d,
+            &["fleet", "issue", "--from", "srv.csv", "--role", "server"],
+        );
         let mut rig = Rig {
             d: d.to_path_buf(),
             renew_port: free_tcp_port(),
@@ -49,7 +52,8 @@ impl Rig {
         rig.renewal = Some(rig.fleet_serve(&["--renew-after", "0d"]));
         let srv = d.join("fleet/devices/srv");
         let mut cmd = support::devtls();
-        cmd.current_dir(d).args(["serve", "--port", &rig.server_port.to_string()]);
+        cmd.current_dir(d)
+            .args(["serve", "--port", &rig.server_port.to_string()]);
         cmd.arg("--cert").arg(srv.join("server.der"));
         cmd.arg("--key").arg(srv.join("server.key.der"));
         cmd.args(["--ca", "fleet/ca.der"]);
@@ -63,7 +67,14 @@ impl Rig {
     fn fleet_serve(&self, extra: &[&str]) -> Peer {
         let mut cmd = support::devtls();
         cmd.current_dir(&self.d)
-            .args(["fleet", "serve", "--bind", "127.0.0.1", "--name", "127.0.0.1"])
+            .args([
+                "fleet",
+                "serve",
+                "--bind",
+                "127.0.0.1",
+                "--name",
+                "127.0.0.1",
+            ])
             .args(["--port", &self.renew_port.to_string()])
             .args(extra);
         let peer = Peer::spawn("devtls fleet serve", &mut cmd);
@@ -77,7 +88,14 @@ impl Rig {
         let port = self.server_port.to_string();
         let mut args = vec!["fleet", "issue"];
         args.extend_from_slice(ids);
-        args.extend_from_slice(&["--renew-url", &url, "--server-host", "127.0.0.1", "--port", &port]);
+        args.extend_from_slice(&[
+            "--renew-url",
+            &url,
+            "--server-host",
+            "127.0.0.1",
+            "--port",
+            &port,
+        ]);
         args.extend_from_slice(extra);
         ok_in(&self.d, &args);
     }
@@ -102,7 +120,9 @@ impl Rig {
     /// The next line `devtls serve` printed (one per client).
     fn served(&self) -> String {
         let (_, lines) = self.server.as_ref().unwrap();
-        lines.recv_timeout(WAIT).expect("devtls serve reported a client")
+        lines
+            .recv_timeout(WAIT)
+            .expect("devtls serve reported a client")
     }
 
     /// The inventory rows of `id`: (status, SHA-256 of the certificate).
@@ -111,7 +131,12 @@ impl Rig {
         let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
         all.iter()
             .filter(|r| r["device"] == id)
-            .map(|r| (r["status"].as_str().unwrap().into(), r["sha256"].as_str().unwrap().into()))
+            .map(|r| {
+                (
+                    r["status"].as_str().unwrap().into(),
+                    r["sha256"].as_str().unwrap().into(),
+                )
+            })
             .collect()
     }
 
@@ -120,7 +145,11 @@ impl Rig {
         let der = fs::read(flash.join("client.der")).unwrap();
         let sha = devtls_pki::fingerprint::sha256_hex(&der);
         let rows = self.rows(id);
-        let active: Vec<&String> = rows.iter().filter(|(s, _)| s == "active").map(|(_, h)| h).collect();
+        let active: Vec<&String> = rows
+            .iter()
+            .filter(|(s, _)| s == "active")
+            .map(|(_, h)| h)
+            .collect();
         assert_eq!(active, [&sha], "{what}: {rows:?}");
     }
 }
@@ -134,7 +163,13 @@ fn boot(flash: &Path, script: &str, board: &Board) -> (String, std::process::Out
 /// A boot that renewed (installed a new pair and had it confirmed: the
 /// script prints the install only then goes on to the confirming request),
 /// then completed mutual TLS with the device's server using that pair.
-fn assert_renewed_and_talked(rig: &Rig, id: &str, said: &str, out: &std::process::Output, what: &str) {
+fn assert_renewed_and_talked(
+    rig: &Rig,
+    id: &str,
+    said: &str,
+    out: &std::process::Output,
+    what: &str,
+) {
     assert!(
         out.status.success() && said.contains("renew: new certificate installed"),
         "{what}: {}",
@@ -168,9 +203,16 @@ fn boot_py_renews_twice_and_talks_to_its_server() {
     for round in 1..=2 {
         let (said, out) = boot(&flash, "boot.py", &board);
         assert_renewed_and_talked(&rig, "cam-1", &said, &out, &format!("renewal {round}"));
-        assert_eq!(mp::steps(&out), Some(8), "two files written in halves, two renames");
+        assert_eq!(
+            mp::steps(&out),
+            Some(8),
+            "two files written in halves, two renames"
+        );
         let cert = fs::read(flash.join("client.der")).unwrap();
-        assert!(!certs.contains(&cert), "renewal {round} installed a new certificate");
+        assert!(
+            !certs.contains(&cert),
+            "renewal {round} installed a new certificate"
+        );
         certs.push(cert);
         assert!(no_new_files(&flash));
     }
@@ -183,7 +225,11 @@ fn boot_py_renews_twice_and_talks_to_its_server() {
     rig.renewal = None;
     rig.renewal = Some(rig.fleet_serve(&[]));
     let (said, out) = boot(&flash, "boot.py", &board);
-    assert!(out.status.success() && !said.contains("installed"), "{}", text(&out));
+    assert!(
+        out.status.success() && !said.contains("installed"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(mp::steps(&out), Some(0), "{}", text(&out));
     assert!(rig.served().contains("client CN=cam-1"));
     assert_eq!(fs::read(flash.join("client.der")).unwrap(), certs[2]);
@@ -193,10 +239,14 @@ fn boot_py_renews_twice_and_talks_to_its_server() {
     let revoked = rig.flash("cam-2", "cam-2-flash");
     let kept = fs::read(revoked.join("client.der")).unwrap();
     let (said, out) = boot(&revoked, "boot.py", &board);
-    assert!(said.contains("renew: refused (403 revoked)"), "{}", text(&out));
+    assert!(
+        said.contains("renew: refused (403 revoked)"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(fs::read(revoked.join("client.der")).unwrap(), kept);
     let _ = rig.served(); // its server has no CRL: it still talks
-    // Another fleet's CA as the anchor: renew.py and boot.py refuse the servers.
+                          // Another fleet's CA as the anchor: renew.py and boot.py refuse the servers.
     let other = rig.d.join("other");
     fs::create_dir_all(&other).unwrap();
     ok_in(&other, &["fleet", "init"]);
@@ -221,7 +271,11 @@ fn boot_py_renews_twice_and_talks_to_its_server() {
 /// again (the service answers 403 superseded).
 fn kill_at_every_step(rig: &Rig, rom: bool, fat: bool, steps: u32) -> usize {
     let script = if rom { "/rom/boot.py" } else { "boot.py" };
-    let tag = format!("{}-{}", if rom { "rom" } else { "flash" }, if fat { "fat" } else { "atomic" });
+    let tag = format!(
+        "{}-{}",
+        if rom { "rom" } else { "flash" },
+        if fat { "fat" } else { "atomic" }
+    );
     let ids: Vec<String> = (0..=steps).map(|k| format!("{tag}-{k}")).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     rig.issue(&refs, if rom { &["--romfs"] } else { &[] });

@@ -59,7 +59,10 @@ fn romfs_build_image_mounted_at_rom_completes_mutual_tls() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok_in(d, &words("new server --dns localhost --ip 127.0.0.1"));
-    let printed = ok_in(d, &words("new client --cn sensor-01 --dns localhost --out dev"));
+    let printed = ok_in(
+        d,
+        &words("new client --cn sensor-01 --dns localhost --out dev"),
+    );
     let new_client = String::from_utf8_lossy(&printed.stdout).into_owned();
     fs::copy(d.join("server.der"), d.join("dev/server.der")).unwrap();
     let built = ok_in(d, &words("romfs build dev"));
@@ -86,7 +89,10 @@ fn romfs_build_image_mounted_at_rom_completes_mutual_tls() {
     drop(serve);
 
     // Negative control: the image holds another server certificate.
-    ok_in(d, &words("new server --dns localhost --ip 127.0.0.1 --out other"));
+    ok_in(
+        d,
+        &words("new server --dns localhost --ip 127.0.0.1 --out other"),
+    );
     fs::copy(d.join("other/server.der"), d.join("dev/server.der")).unwrap();
     ok_in(d, &words("romfs build dev -o wrong.romfs"));
     let board = Board {
@@ -112,13 +118,19 @@ fn fleet_romfs_image_boots_from_rom_and_completes_mutual_tls() {
     for fleet in ["fleet", "other"] {
         ok_in(d, &["fleet", "init", "--dir", fleet]);
         let issue = ["fleet", "issue", "--dir", fleet, "cam-1", "--romfs"];
-        ok_in(d, &[&issue[..], &["--server-host", "127.0.0.1", "--port", &port]].concat());
+        ok_in(
+            d,
+            &[&issue[..], &["--server-host", "127.0.0.1", "--port", &port]].concat(),
+        );
     }
     fs::write(d.join("srv.csv"), "srv,localhost,127.0.0.1\n").unwrap();
     ok_in(d, &words("fleet issue --from srv.csv --role server"));
     let mut cmd = support::devtls();
-    cmd.current_dir(d).args(["serve", "--port", &port, "--count", "2"]);
-    cmd.args(words("--cert fleet/devices/srv/server.der --key fleet/devices/srv/server.key.der"));
+    cmd.current_dir(d)
+        .args(["serve", "--port", &port, "--count", "2"]);
+    cmd.args(words(
+        "--cert fleet/devices/srv/server.der --key fleet/devices/srv/server.key.der",
+    ));
     cmd.args(["--ca", "fleet/ca.der"]);
     let mut server = Peer::spawn("devtls serve", &mut cmd);
     let served = stdout_lines(&mut server);

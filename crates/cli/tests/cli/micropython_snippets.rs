@@ -29,7 +29,10 @@ const WAIT: Duration = Duration::from_secs(60);
 fn guide_folder(d: &Path) -> (String, String) {
     let server = ok_in(d, &words("new server --dns localhost --ip 127.0.0.1"));
     let client = ok_in(d, &words("new client --cn sensor-01 --dns localhost"));
-    ok_in(d, &words("new server --dns localhost --ip 127.0.0.1 --out other"));
+    ok_in(
+        d,
+        &words("new server --dns localhost --ip 127.0.0.1 --out other"),
+    );
     std::fs::copy(d.join("other/server.der"), d.join("wrong.der")).unwrap();
     std::fs::copy(d.join("other/server.crt"), d.join("wrong.crt")).unwrap();
     (
@@ -149,7 +152,11 @@ fn new_server_block_serves_devtls_connect_and_openssl_in_a_loop() {
     for i in 0..2 {
         let run = connect(d, port, &words("--ca server.der --hostname localhost"));
         assert!(run.status.success(), "connect {i}: {}", text(&run));
-        assert!(String::from_utf8_lossy(&run.stdout).contains("hello"), "{}", text(&run));
+        assert!(
+            String::from_utf8_lossy(&run.stdout).contains("hello"),
+            "{}",
+            text(&run)
+        );
         device_read_hello(&out, &format!("devtls connect {i}"));
     }
     let run = openssl_client(
@@ -186,7 +193,11 @@ fn new_server_client_blocks_verify_devtls_serve_over_tls_and_dtls() {
         let out = device_client(d, lines, serve.port);
         assert_said_hello(&out, what);
         let line = serve.line(WAIT);
-        let version = if extra.is_empty() { "TLSv1.2" } else { "DTLSv1.2" };
+        let version = if extra.is_empty() {
+            "TLSv1.2"
+        } else {
+            "DTLSv1.2"
+        };
         assert!(
             line.contains(version) && line.contains("no client certificate"),
             "{what}: {line}"
@@ -236,7 +247,12 @@ fn new_client_blocks_authenticate_to_the_printed_serve_lines() {
     let serve_lines = mp::block_after(&printed, "On the server, demand and verify");
     let serve_args: Vec<Vec<&str>> = serve_lines
         .lines()
-        .map(|l| l.strip_prefix("devtls serve ").expect(l).split(' ').collect())
+        .map(|l| {
+            l.strip_prefix("devtls serve ")
+                .expect(l)
+                .split(' ')
+                .collect()
+        })
         .collect();
     assert_eq!(serve_args.len(), 2, "{serve_lines}");
     for (lines, args) in [(&tls, &serve_args[0]), (&dtls, &serve_args[1])] {
@@ -282,7 +298,11 @@ fn dtls_server_blocks_answer_with_a_cookie() {
     let plain = mp::block_after(&printed, "Or as a DTLS server");
     let (_device, port, out) = device_server(d, &plain, true);
     for i in 0..2 {
-        let run = connect(d, port, &words("--dtls --ca server.der --hostname localhost"));
+        let run = connect(
+            d,
+            port,
+            &words("--dtls --ca server.der --hostname localhost"),
+        );
         assert!(run.status.success(), "DTLS connect {i}: {}", text(&run));
         device_read_hello(&out, &format!("DTLS connect {i}"));
         wait_bound(port, true); // the loop binds its next socket
@@ -302,30 +322,50 @@ fn dtls_server_blocks_answer_with_a_cookie() {
     wait_bound(port, true);
     // Negative control: a client trusting another certificate refuses the
     // device, which says so and serves the next client.
-    let run = connect(d, port, &words("--dtls --ca wrong.der --hostname localhost"));
+    let run = connect(
+        d,
+        port,
+        &words("--dtls --ca wrong.der --hostname localhost"),
+    );
     assert_eq!(run.status.code(), Some(1), "wrong anchor: {}", text(&run));
     dtls_client_failed(&out, "(-30592, 'MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE')");
 
     let mtls = mp::block_after(&printed, "Mutual TLS over DTLS:");
     let (_device, port, out) = device_server(d, &mtls, true);
-    let with_cert = "--dtls --ca server.der --hostname localhost --cert client.der --key client.key.der";
+    let with_cert =
+        "--dtls --ca server.der --hostname localhost --cert client.der --key client.key.der";
     let run = connect(d, port, &words(with_cert));
     assert!(run.status.success(), "DTLS mTLS: {}", text(&run));
     device_read_hello(&out, "DTLS mTLS");
     wait_bound(port, true);
     // Negative control: no client certificate.
-    let run = connect(d, port, &words("--dtls --ca server.der --hostname localhost"));
-    assert_ne!(run.status.code(), Some(0), "no client certificate: {}", text(&run));
+    let run = connect(
+        d,
+        port,
+        &words("--dtls --ca server.der --hostname localhost"),
+    );
+    assert_ne!(
+        run.status.code(),
+        Some(0),
+        "no client certificate: {}",
+        text(&run)
+    );
     dtls_client_failed(&out, "(-29824, 'MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE')");
     wait_bound(port, true);
     let run = connect(d, port, &words(with_cert));
-    assert!(run.status.success(), "DTLS mTLS after a refused client: {}", text(&run));
+    assert!(
+        run.status.success(),
+        "DTLS mTLS after a refused client: {}",
+        text(&run)
+    );
     device_read_hello(&out, "DTLS mTLS after a refused client");
 }
 
 /// The DTLS device-server loop printed that a client failed with `error`.
 fn dtls_client_failed(out: &Receiver<String>, error: &str) {
-    let line = out.recv_timeout(WAIT).expect("the device printed the failure");
+    let line = out
+        .recv_timeout(WAIT)
+        .expect("the device printed the failure");
     assert_eq!(line, format!("DTLS client failed: {error}"));
 }
 

@@ -239,7 +239,10 @@ pub fn block_after(printed: &str, heading: &str) -> String {
         "no heading {heading:?} in:\n{printed}"
     );
     let block: Vec<&str> = lines.take_while(|l| !l.trim().is_empty()).collect();
-    assert!(!block.is_empty(), "nothing under {heading:?} in:\n{printed}");
+    assert!(
+        !block.is_empty(),
+        "nothing under {heading:?} in:\n{printed}"
+    );
     block.join("\n") + "\n"
 }
 
