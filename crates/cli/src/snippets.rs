@@ -25,6 +25,28 @@ fn chain_literals(files: &DeviceFiles) -> Option<String> {
     }
 }
 
+/// The lines that load the device's own pair (`chain`: the
+/// `load_cert_chain` arguments, Python code made by devtls) and, with
+/// `anchor` (the `load_verify_locations` argument), demand and verify the
+/// peer's certificate; `module` is `ssl` or `tls`.
+fn loading(module: &str, chain: Option<String>, anchor: Option<String>) -> String {
+    let mut s = String::new();
+    if let Some(chain) = chain {
+        s += &format!("ctx.load_cert_chain({chain})\n");
+    }
+    if let Some(anchor) = anchor {
+        s += &format!(
+            "ctx.verify_mode = {module}.CERT_REQUIRED\nctx.load_verify_locations({anchor})\n"
+        );
+    }
+    s
+}
+
+/// The `load_verify_locations` argument for `files`' anchor, by file name.
+fn cafile(files: &DeviceFiles) -> Option<String> {
+    files.anchor.map(|a| format!("cafile={}", py_str(a)))
+}
+
 /// The device as a TLS client verifying `hostname` (with its own certificate: mTLS).
 pub fn client(files: &DeviceFiles, hostname: &str, port: u16) -> String {
     client_loading(files, chain_literals(files).as_deref(), hostname, port)
@@ -52,15 +74,7 @@ fn client_loading(files: &DeviceFiles, chain: Option<&str>, hostname: &str, port
     let host = py_str(hostname);
     s += &format!("addr = socket.getaddrinfo({host}, {port})[0][-1]\n");
     s += "sock = socket.socket()\nsock.connect(addr)\nctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n";
-    if let Some(chain) = chain {
-        s += &format!("ctx.load_cert_chain({chain})\n");
-    }
-    if let Some(anchor) = files.anchor {
-        s += &format!(
-            "ctx.verify_mode = ssl.CERT_REQUIRED\nctx.load_verify_locations(cafile={})\n",
-            py_str(anchor)
-        );
-    }
+    s += &loading("ssl", chain.map(String::from), cafile(files));
     s += &format!(
         "ssock = ctx.wrap_socket(sock, server_hostname={host})\n\
          ssock.write(b\"hello\\n\")\nprint(ssock.read())\nssock.close()\n"
@@ -79,15 +93,7 @@ fn server_loading(files: &DeviceFiles, chain: Option<&str>, port: u16) -> String
          ntptime.settime()  # the validity check needs the clock\n\
          ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n",
     );
-    if let Some(chain) = chain {
-        s += &format!("ctx.load_cert_chain({chain})\n");
-    }
-    if let Some(anchor) = files.anchor {
-        s += &format!(
-            "ctx.verify_mode = ssl.CERT_REQUIRED\nctx.load_verify_locations(cafile={})\n",
-            py_str(anchor)
-        );
-    }
+    s += &loading("ssl", chain.map(String::from), cafile(files));
     s += &format!(
         "sock = socket.socket()\n\
          sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
@@ -112,15 +118,7 @@ pub fn dtls_client(files: &DeviceFiles, hostname: &str, port: u16) -> String {
     s += &format!("addr = socket.getaddrinfo({host}, {port})[0][-1]\n");
     s += "sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nsock.connect(addr)\n\
           ctx = ssl.SSLContext(ssl.PROTOCOL_DTLS_CLIENT)\n";
-    if let Some(chain) = chain_literals(files) {
-        s += &format!("ctx.load_cert_chain({chain})\n");
-    }
-    if let Some(anchor) = files.anchor {
-        s += &format!(
-            "ctx.verify_mode = ssl.CERT_REQUIRED\nctx.load_verify_locations(cafile={})\n",
-            py_str(anchor)
-        );
-    }
+    s += &loading("ssl", chain_literals(files), cafile(files));
     s += &format!(
         "ssock = ctx.wrap_socket(sock, server_hostname={host})  # answers the server's cookie itself\n\
          ssock.write(b\"hello\\n\")\nprint(ssock.recv(1024))\nssock.close()\n"
@@ -142,16 +140,13 @@ pub fn dtls_server(files: &DeviceFiles, port: u16) -> String {
          ntptime.settime()  # the validity check needs the clock\n\
          ctx = tls.SSLContext(tls.PROTOCOL_DTLS_SERVER)\n",
     );
+    // `tls` takes the files' bytes, not their names.
     let read = |f: &str| format!("open({}, \"rb\").read()", py_str(f));
-    if let (Some(cert), Some(key)) = (files.cert, files.key) {
-        s += &format!("ctx.load_cert_chain({}, {})\n", read(cert), read(key));
-    }
-    if let Some(anchor) = files.anchor {
-        s += &format!(
-            "ctx.verify_mode = tls.CERT_REQUIRED\nctx.load_verify_locations({})\n",
-            read(anchor)
-        );
-    }
+    let chain = match (files.cert, files.key) {
+        (Some(cert), Some(key)) => Some(format!("{}, {}", read(cert), read(key))),
+        _ => None,
+    };
+    s += &loading("tls", chain, files.anchor.map(read));
     s += "def handshake(sock, addr):\n    \
           cid = repr(addr).encode()  # the cookie is bound to the client's address\n    \
           try:\n        \
