@@ -5,8 +5,10 @@
 //! lines, and `devtls new server|client`'s blocks (the device-server loop
 //! among them) against `devtls serve`, `devtls connect` and OpenSSL.
 //!
-//! The lines are cut from devtls's own output; the only change is the port
-//! (the guide's 8443 becomes a free one, [`mp::on_port`]). Every positive
+//! The lines are cut from devtls's own output and written to the device's
+//! main.py as they are, but for the port (the guide's 8443 becomes a free
+//! one, [`mp::on_port`]); the board's start-up file runs it after putting
+//! an `ntptime` stand-in in place (support/micropython.rs, [`Board`]). Every positive
 //! case has a negative control: the wrong anchor, or a missing client
 //! certificate, makes the same lines fail.
 
@@ -16,7 +18,7 @@ use std::path::Path;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use support::micropython as mp;
+use support::micropython::{self as mp, Board};
 use support::net::{stdout_lines, Serve};
 use support::peers::openssl_client;
 use support::{ok_in, text, words, Peer};
@@ -85,8 +87,8 @@ fn device_server(d: &Path, lines: &str, udp: bool) -> (Peer, u16, Receiver<Strin
     } else {
         support::free_tcp_port()
     };
-    let script = mp::with_prelude(&mp::on_port(lines, port));
-    let mut peer = mp::spawn(d, "main.py", &script);
+    std::fs::write(d.join("main.py"), mp::on_port(lines, port)).unwrap();
+    let mut peer = mp::spawn_board(d, "main.py", &Board::default());
     let out = stdout_lines(&mut peer);
     wait_bound(port, udp);
     (peer, port, out)
@@ -126,8 +128,8 @@ fn connect(d: &Path, port: u16, args: &[&str]) -> std::process::Output {
 
 /// Runs a client block devtls printed on the device against `port`.
 fn device_client(d: &Path, lines: &str, port: u16) -> std::process::Output {
-    let script = mp::with_prelude(&mp::on_port(lines, port));
-    mp::run(d, "main.py", &script, WAIT)
+    std::fs::write(d.join("main.py"), mp::on_port(lines, port)).unwrap();
+    mp::run_board(d, "main.py", &Board::default(), WAIT)
 }
 
 fn assert_said_hello(out: &std::process::Output, what: &str) {

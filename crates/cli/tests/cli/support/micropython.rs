@@ -5,13 +5,14 @@
 //! (docs/device-behaviour.md, "MicroPython as the device").
 //!
 //! A test writes the lines devtls printed (or the files it wrote) into a
-//! folder and runs them here over real loopback sockets: [`run`] for a
-//! script that ends by itself (the device as client), [`spawn`] for one that
-//! serves (the device as server), stopped when the guard drops.
-//!
-//! Two things the unix port lacks and a board has are put in front of the
-//! script by [`prelude`]: `ntptime` (no NTP on loopback: a stand-in that
-//! sets nothing) and `machine.reset` where a script calls it.
+//! folder, unchanged, and runs them there over real loopback sockets on a
+//! [`Board`]: a start-up file (`_board.py`) that gives the unix port what a
+//! board has and it lacks (an `ntptime` whose `settime()` does nothing, a
+//! ROMFS image mounted at /rom), can make power fail after the k-th change
+//! to the file system, then runs the device's script as a board runs
+//! boot.py. [`run_board`] for a script that ends by itself (the device as
+//! client), [`spawn_board`] for one that serves or is to be killed.
+//! [`block_after`] cuts a block of lines out of devtls's output.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
