@@ -350,17 +350,23 @@ fn kill_at_every_step(rig: &Rig, rom: bool, fat: bool, steps: u32) -> usize {
     steps as usize
 }
 
+/// [`kill_at_every_step`] with atomic renames (8 steps) and with FAT's
+/// (`fat_steps`), on a fleet of its own.
+fn kill_in_both_modes(rom: bool, fat_steps: u32) {
+    let _backend = support::postgres::backend();
+    let dir = tempfile::tempdir().unwrap();
+    let rig = Rig::new(dir.path());
+    let cases =
+        kill_at_every_step(&rig, rom, false, 8) + kill_at_every_step(&rig, rom, true, fat_steps);
+    eprintln!("{cases} cases (killed at a step, then at the next boot's first), each booted again to a handshake");
+}
+
 /// Power lost (the process killed) after every step renew.py takes on a
 /// device whose pair is on its writable file system: with atomic renames
 /// (8 steps) and with FAT's remove-then-rename (10 steps).
 #[test]
 fn killed_at_every_renewal_step_boots_again_and_renews() {
-    let _backend = support::postgres::backend();
-    let dir = tempfile::tempdir().unwrap();
-    let rig = Rig::new(dir.path());
-    let mut cases = kill_at_every_step(&rig, false, false, 8);
-    cases += kill_at_every_step(&rig, false, true, 10);
-    eprintln!("{cases} cases (killed at a step, then at the next boot's first), each booted again to a handshake");
+    kill_in_both_modes(false, 10);
 }
 
 /// The same for devices whose first pair is in their ROMFS image (`fleet
@@ -370,10 +376,5 @@ fn killed_at_every_renewal_step_boots_again_and_renews() {
 /// file to replace there yet).
 #[test]
 fn romfs_device_killed_at_every_renewal_step_boots_again_and_renews() {
-    let _backend = support::postgres::backend();
-    let dir = tempfile::tempdir().unwrap();
-    let rig = Rig::new(dir.path());
-    let mut cases = kill_at_every_step(&rig, true, false, 8);
-    cases += kill_at_every_step(&rig, true, true, 8);
-    eprintln!("{cases} cases on ROMFS devices, each booted again to a handshake");
+    kill_in_both_modes(true, 8);
 }
