@@ -91,7 +91,7 @@ setup() {
     "$venv/bin/python3" -m pip install -q --disable-pip-version-check "${pip[@]}" || return 1
   fi
   if [ -f tests/micropython/package.json ] && [ ! -d tests/micropython/node_modules/@micropython ]; then
-    echo "== npm install: MicroPython (WebAssembly) for the generated-script checks"
+    echo "== npm install: MicroPython 1.27 (WebAssembly) for the generated-script grammar check"
     npm install --prefix tests/micropython --no-audit --no-fund --silent || return 1
   fi
   if [ -f tests/peers/mbedtls36/build.sh ]; then

@@ -179,6 +179,9 @@ fn print_instructions(args: &Args, stem: &str, written: &Written) {
             output::heading("On the device, as the TLS server:");
             print!("{}", snippets::server(&own, 8443));
             println!();
+            output::heading("Or as a DTLS server (UDP; each client gets a cookie first):");
+            print!("{}", snippets::dtls_server(&own, 8443));
+            println!();
             output::heading(&format!(
                 "On a client of the device, trust {der} and check the name:"
             ));
@@ -189,6 +192,9 @@ fn print_instructions(args: &Args, stem: &str, written: &Written) {
             };
             print!("{}", snippets::client(&peer, host, 8443));
             println!();
+            output::heading("The same client over DTLS:");
+            print!("{}", snippets::dtls_client(&peer, host, 8443));
+            println!();
             output::heading(
                 "For mutual TLS, also make a client identity and load it on both sides:",
             );
@@ -198,6 +204,9 @@ fn print_instructions(args: &Args, stem: &str, written: &Written) {
                 ..own
             };
             print!("{}", snippets::server(&mtls, 8443));
+            println!();
+            output::heading("Mutual TLS over DTLS:");
+            print!("{}", snippets::dtls_server(&mtls, 8443));
         }
         NewRole::Client => {
             println!();
@@ -210,10 +219,14 @@ fn print_instructions(args: &Args, stem: &str, written: &Written) {
             };
             print!("{}", snippets::client(&mtls, host, 8443));
             println!();
+            output::heading("The same client over DTLS:");
+            print!("{}", snippets::dtls_client(&mtls, host, 8443));
+            println!();
             output::heading(&format!(
                 "On the server, demand and verify this client with {der}:"
             ));
             println!("devtls serve --cert server.der --key server.key.der --ca {der}");
+            println!("devtls serve --cert server.der --key server.key.der --ca {der} --dtls");
         }
     }
 }

@@ -1,2 +1,0 @@
-def settime():
-    pass
