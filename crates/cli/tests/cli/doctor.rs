@@ -273,32 +273,7 @@ fn doctor_verdicts_agree_with_mbedtls() {
         "",
     );
     // An RSA-PSS-signed leaf needs an RSA issuer: a small RSA CA made by openssl.
-    support::openssl_ok(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "rsa-ca.key",
-            "-out",
-            "rsa-ca.pem",
-            "-subj",
-            "/CN=RSA Test Root",
-            "-days",
-            "3650",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-    support::openssl_ok(
-        d,
-        &words("x509 -in rsa-ca.pem -outform DER -out rsa-ca.der"),
-    );
+    support::doctor::rsa_ca(d);
     pki.openssl_leaf(
         "pss",
         &["-algorithm", "rsa", "-pkeyopt", "rsa_keygen_bits:2048"],

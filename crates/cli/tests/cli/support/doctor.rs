@@ -298,3 +298,42 @@ pub fn openssl_int(dir: &Path, root: &str, stem: &str, ext: &str) {
         ],
     );
 }
+
+/// A self-signed RSA-2048 CA made by openssl (an RSA-PSS-signed leaf needs
+/// an RSA issuer): `rsa-ca.pem`, `rsa-ca.key`, `rsa-ca.der`.
+pub fn rsa_ca(dir: &Path) {
+    openssl_ok(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "rsa-ca.key",
+            "-out",
+            "rsa-ca.pem",
+            "-subj",
+            "/CN=RSA Test Root",
+            "-days",
+            "3650",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    openssl_ok(
+        dir,
+        &[
+            "x509",
+            "-in",
+            "rsa-ca.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "rsa-ca.der",
+        ],
+    );
+}
