@@ -257,13 +257,7 @@ fn print_table(rows: &[Row]) {
 fn doctor_verdicts_agree_with_mbedtls() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let pki = Pki::new(d, "t", 20 * 365, (-1, 365));
-    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
-    pki.leaf("cnonly", "localhost", &[], (-1, 90));
-    pki.leaf("future", "localhost", &["localhost"], (2, 90));
-    let old = Pki::new(d, "old", 20 * 365, (-400, -1));
-    old.leaf("oldleaf", "localhost", &["localhost"], (-1, 90));
-    Pki::new(d, "other", 20 * 365, (-1, 365));
+    let pki = support::doctor::table_pki(d);
     let (int_pem, int_key) = pki.int_files();
     pki.openssl_leaf(
         "ed",

@@ -112,13 +112,7 @@ struct Scenario {
 
 /// The test PKIs and leaves every scenario draws on.
 fn files(d: &Path) {
-    let pki = Pki::new(d, "t", 20 * 365, (-1, 365));
-    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
-    pki.leaf("cnonly", "localhost", &[], (-1, 90));
-    pki.leaf("future", "localhost", &["localhost"], (2, 90));
-    let old = Pki::new(d, "old", 20 * 365, (-400, -1));
-    old.leaf("oldleaf", "localhost", &["localhost"], (-1, 90));
-    Pki::new(d, "other", 20 * 365, (-1, 365));
+    let pki = support::doctor::table_pki(d);
     let (int_pem, int_key) = pki.int_files();
     let int = (int_pem.as_str(), int_key.as_str());
     let p256 = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
@@ -603,15 +597,20 @@ fn doctor_text(d: &Path, port: u16, extra: &[&str]) -> (Option<i32>, String, Str
     )
 }
 
+/// `leaf` (for localhost) with its intermediate, on openssl s_server.
+fn full_chain_server(d: &Path) -> LineServer {
+    let pki = Pki::new(d, "t", 3650, (-1, 365));
+    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
+    pki_files::serve(d, "leaf", Some("t-int.pem"), &[])
+}
+
 #[test]
 fn on_device_prints_prediction_and_outcome_side_by_side() {
     let mpy = support::micropython::binary();
     let mpy = mpy.to_str().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let pki = Pki::new(d, "t", 3650, (-1, 365));
-    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
-    let server = pki_files::serve(d, "leaf", Some("t-int.pem"), &[]);
+    let server = full_chain_server(d);
     // A working server: both connect, they agree, exit 0.
     let (code, out, err) = doctor_text(
         d,
@@ -650,9 +649,7 @@ fn on_device_exit_status_follows_the_device_when_the_prediction_differs() {
     let mpy = mpy.to_str().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let pki = Pki::new(d, "t", 3650, (-1, 365));
-    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
-    let server = pki_files::serve(d, "leaf", Some("t-int.pem"), &[]);
+    let server = full_chain_server(d);
     // doctor is told the clock is unset (it predicts "starts in the
     // future"); the unix port's clock is the host's, so the device connects.
     let extra = [

@@ -337,3 +337,18 @@ pub fn rsa_ca(dir: &Path) {
         ],
     );
 }
+
+/// The test PKI `t` (root valid 20 years, intermediate a year) with the
+/// leaves the agreement tables share: `leaf` (SAN localhost), `cnonly` (no
+/// SAN), `future` (valid from in 2 days); `old` (an expired intermediate)
+/// with `oldleaf`; `other` (an unrelated CA).
+pub fn table_pki(dir: &Path) -> Pki {
+    let pki = Pki::new(dir, "t", 20 * 365, (-1, 365));
+    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
+    pki.leaf("cnonly", "localhost", &[], (-1, 90));
+    pki.leaf("future", "localhost", &["localhost"], (2, 90));
+    let old = Pki::new(dir, "old", 20 * 365, (-400, -1));
+    old.leaf("oldleaf", "localhost", &["localhost"], (-1, 90));
+    Pki::new(dir, "other", 20 * 365, (-1, 365));
+    pki
+}
