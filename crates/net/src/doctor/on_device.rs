@@ -346,17 +346,22 @@ pub fn alternatives(device_says: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = device_says.trim();
     loop {
-        let split = rest.match_indices(" or ").find(|(i, _)| {
-            let after = &rest[i + 4..];
-            let after = after.trim_start().trim_start_matches("either ");
-            after
-                .split_once(':')
-                .is_some_and(|(h, _)| is_exception_name(h.trim()))
+        // `or` with white space (a space or a line break) on both sides.
+        let split = rest.match_indices("or").find(|(i, _)| {
+            let before = rest[..*i].chars().next_back();
+            let after = &rest[i + 2..];
+            before.is_some_and(char::is_whitespace)
+                && after.starts_with(char::is_whitespace)
+                && after
+                    .trim_start()
+                    .trim_start_matches("either ")
+                    .split_once(':')
+                    .is_some_and(|(h, _)| is_exception_name(h.trim()))
         });
         match split {
             Some((i, _)) => {
                 out.push(rest[..i].trim().trim_end_matches(',').to_string());
-                rest = rest[i + 4..].trim();
+                rest = rest[i + 2..].trim();
             }
             None => {
                 out.push(rest.to_string());
@@ -663,6 +668,10 @@ mod tests {
         assert_eq!(
             alternatives(&format!("either OSError: 32, or either {fatal}")).len(),
             2
+        );
+        assert_eq!(
+            alternatives(&format!("OSError: 32 (EPIPE)\nor {fatal}")),
+            vec!["OSError: 32 (EPIPE)".to_string(), fatal.to_string()]
         );
         // `or` inside a message is not a split.
         assert_eq!(alternatives("ValueError:\nfoo or bar").len(), 1);
