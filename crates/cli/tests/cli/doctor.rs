@@ -345,11 +345,7 @@ fn doctor_verdicts_agree_with_mbedtls() {
     pki.client("client", "cam-1");
     pki.client("clientonly", "localhost");
     Pki::new(d, "rogue", 3650, (-1, 365)).client("rogue-client", "cam-x");
-    let both = [pki.int.as_slice(), pki.root.as_slice()]
-        .map(support::doctor::pem)
-        .concat();
-    pki.write("clients-ca.pem", both.as_bytes());
-    let client_ca = "clients-ca.pem";
+    let client_ca = pki.clients_ca();
 
     let chain = Some("t-int.pem");
     // openssl s_server demanding a client certificate from the test CA.

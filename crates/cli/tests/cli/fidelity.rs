@@ -150,10 +150,7 @@ fn files(d: &Path) {
     pki.client("clientonly", "localhost");
     pki.client("client", "cam-1");
     Pki::new(d, "rogue", 3650, (-1, 365)).client("rogue-client", "cam-x");
-    let both = [pki.int.as_slice(), pki.root.as_slice()]
-        .map(pki_files::pem)
-        .concat();
-    pki.write("clients-ca.pem", both.as_bytes());
+    pki.clients_ca();
 }
 
 const FATAL: &str = "OSError: (-30592, 'MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE')";
@@ -696,8 +693,7 @@ fn the_mpremote_script_runs_on_the_unix_port_and_mpremote_without_a_board_is_exi
     let pki = Pki::new(d, "t", 3650, (-1, 365));
     pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
     pki.client("cam", "cam-1");
-    let cas = [pki.int.as_slice(), pki.root.as_slice()].map(pki_files::pem);
-    pki.write("clients-ca.pem", cas.concat().as_bytes());
+    pki.clients_ca();
     let server = pki_files::serve(
         d,
         "leaf",

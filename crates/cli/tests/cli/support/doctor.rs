@@ -206,6 +206,16 @@ impl Pki {
         std::fs::read(d.join(der)).unwrap()
     }
 
+    /// `clients-ca.pem`: the intermediate and the root, the CAs a server
+    /// demanding a client certificate from this PKI trusts.
+    pub fn clients_ca(&self) -> &'static str {
+        let both = [self.int.as_slice(), self.root.as_slice()]
+            .map(pem)
+            .concat();
+        self.write("clients-ca.pem", both.as_bytes());
+        "clients-ca.pem"
+    }
+
     /// `NAME-int.pem` / `NAME-int.key`, for [`Pki::openssl_leaf`].
     pub fn int_files(&self) -> (String, String) {
         (
