@@ -157,6 +157,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.json {
         output::lines(&doctor::render(&report));
     }
+    if let Some(w) = on_device::warning(&target, &plan) {
+        output::warn(&w);
+    }
     // MicroPython's start-up, the files copied to a board, then the handshake.
     let limit = std::time::Duration::from_secs(args.timeout.saturating_add(30));
     let outcome = on_device::run(&target, &plan, limit)?;

@@ -771,4 +771,6 @@ fn the_mpremote_script_runs_on_the_unix_port_and_mpremote_without_a_board_is_exi
     );
     assert_eq!(code, Some(2), "{out}{err}");
     assert!(err.contains("mpremote printed no outcome"), "{err}");
+    // The board would not reach 127.0.0.1: doctor says so first.
+    assert!(err.contains("is the board itself"), "{err}");
 }

@@ -451,6 +451,23 @@ pub fn one_line(text: &str) -> String {
     lines.join(" / ")
 }
 
+/// A warning before the run: a board cannot reach a loopback address (it
+/// is the board itself).
+pub fn warning(target: &Target, plan: &Plan) -> Option<String> {
+    let loopback = plan.host.eq_ignore_ascii_case("localhost")
+        || plan
+            .host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (matches!(target, Target::Mpremote { .. }) && loopback).then(|| {
+        format!(
+            "{} is the board itself when the board connects: give this machine's address on \
+             the board's network (e.g. 192.168.1.10:{})",
+            plan.host, plan.port
+        )
+    })
+}
+
 /// The `mpremote` arguments that copy `files` to the board (unless they are
 /// in /rom already) and run `script` there, as one mpremote invocation.
 pub fn mpremote_args(device: Option<&str>, plan: &Plan, script: &Path) -> Vec<String> {
@@ -695,6 +712,19 @@ mod tests {
             mpremote_args(None, &p, Path::new("s.py")).join(" "),
             "run s.py"
         );
+    }
+
+    #[test]
+    fn a_board_is_warned_off_a_loopback_server() {
+        let board = Target::Mpremote {
+            program: "mpremote".into(),
+            device: None,
+        };
+        let mut p = plan();
+        assert_eq!(warning(&board, &p), None);
+        p.host = "127.0.0.1".into();
+        assert!(warning(&board, &p).unwrap().contains("the board itself"));
+        assert_eq!(warning(&Target::Unix("micropython".into()), &p), None);
     }
 
     #[test]
