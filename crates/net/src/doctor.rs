@@ -21,6 +21,8 @@ use crate::diagnose::Needs;
 use crate::examine::{self, ExamineError, Handshake};
 use crate::hello::device::Identity;
 
+pub mod on_device;
+
 /// Why doctor has no verdict (exit status 2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DoctorError {

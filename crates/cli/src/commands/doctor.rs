@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use devtls_net::doctor::{self, NamedFile};
+use devtls_net::doctor::{self, on_device, NamedFile};
 use devtls_net::examine::Server;
 use devtls_pki::rules::files::DeviceFile;
 use devtls_pki::sniff::Sniffed;
@@ -24,9 +24,19 @@ use crate::output;
   devtls doctor 192.168.1.50:8443 --ca server.der --hostname openmv
   devtls doctor broker.local:8883 --ca ca.der --cert client.der --key client.key.der
   devtls doctor --files ./device-files
+  devtls doctor 127.0.0.1:8443 --ca ca.der --hostname localhost --micropython micropython
+  devtls doctor 192.168.1.20:8443 --ca ca.der --hostname cam.local --mpremote /dev/ttyACM0
+  devtls doctor 192.168.1.20:8443 --ca ca.der --mpremote --rom          # files already in /rom
+  devtls doctor 192.168.1.20:8443 --ca ca.der --mpremote --print-script # the script it runs
+
+On the device (--on-device, --micropython, --mpremote): after the prediction,
+doctor makes the same handshake on a real MicroPython (the unix port in a
+temporary folder, or a board over mpremote, which must reach the server),
+prints prediction and outcome side by side and says loudly when they differ.
 
 Exit status: 0 the device would succeed, 1 it would fail, 2 doctor could not
-find out (server unreachable, no answer within --timeout, unusable arguments).")]
+find out (server unreachable, no answer within --timeout, unusable arguments,
+MicroPython not run). On the device: 0 or 1 as the device's handshake ended.")]
 pub struct Args {
     /// The server, HOST or HOST:PORT (port 443 by default).
     #[arg(required_unless_present = "files")]
@@ -61,9 +71,25 @@ pub struct Args {
     /// Seconds the whole check may take (connecting, the handshake, retries).
     #[arg(long, default_value_t = 10)]
     timeout: u64,
-    /// Print the verdict as JSON.
+    /// Print the verdict as JSON (on the device: the prediction and the outcome).
     #[arg(long)]
     json: bool,
+    /// Then make the handshake on a real MicroPython (the unix port from PATH
+    /// unless --micropython or --mpremote says where).
+    #[arg(long, conflicts_with_all = ["files", "dtls"])]
+    on_device: bool,
+    /// On the device: MicroPython's unix port, this program.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["files", "dtls", "mpremote"])]
+    micropython: Option<PathBuf>,
+    /// On the device: a board over mpremote (DEVICE as `mpremote connect` takes it; default auto).
+    #[arg(long, value_name = "DEVICE", num_args = 0..=1, conflicts_with_all = ["files", "dtls"])]
+    mpremote: Option<Option<String>>,
+    /// With --mpremote: the files are already in /rom on the board (nothing is copied).
+    #[arg(long, requires = "mpremote")]
+    rom: bool,
+    /// Print the script that runs on the device, and nothing else.
+    #[arg(long, conflicts_with_all = ["files", "dtls", "json"])]
+    print_script: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -89,6 +115,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Some(c), Some(k)) => Some((named(c)?, named(k)?)),
         _ => None,
     };
+    let plan = on_device::Plan {
+        host: t.host.clone(),
+        port: t.port,
+        hostname: hostname.clone(),
+        ca: on_device::DeviceFile::new(ca),
+        identity: match (&args.cert, &args.key) {
+            (Some(c), Some(k)) => {
+                Some((on_device::DeviceFile::new(c), on_device::DeviceFile::new(k)))
+            }
+            _ => None,
+        },
+        timeout: args.timeout,
+        rom: args.rom,
+    };
+    if args.print_script {
+        print!("{}", on_device::script(&plan));
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = doctor::doctor(&doctor::Request {
         server: Server {
             host: &t.host,
@@ -102,12 +146,45 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anchor: file(&anchor),
         identity: identity.as_ref().map(|(c, k)| (file(c), file(k))),
     })?;
-    if args.json {
-        output::json(&report)?;
-    } else {
+    let Some(target) = device_target(&args) else {
+        if args.json {
+            output::json(&report)?;
+        } else {
+            output::lines(&doctor::render(&report));
+        }
+        return Ok(exit(report.works));
+    };
+    if !args.json {
         output::lines(&doctor::render(&report));
     }
-    Ok(exit(report.works))
+    if let Some(w) = on_device::warning(&target, &plan) {
+        output::warn(&w);
+    }
+    // MicroPython's start-up, the files copied to a board, then the handshake.
+    let limit = std::time::Duration::from_secs(args.timeout.saturating_add(30));
+    let outcome = on_device::run(&target, &plan, limit)?;
+    let compared = on_device::compare(&report, outcome, &target);
+    if args.json {
+        output::json(&serde_json::json!({ "prediction": report, "on_device": compared }))?;
+    } else {
+        output::lines(&on_device::render(&compared));
+    }
+    Ok(exit(compared.outcome.works))
+}
+
+/// Where `--on-device`, `--micropython` or `--mpremote` runs the handshake.
+fn device_target(args: &Args) -> Option<on_device::Target> {
+    if let Some(device) = &args.mpremote {
+        return Some(on_device::Target::Mpremote {
+            program: "mpremote".into(),
+            device: device.clone(),
+        });
+    }
+    match (&args.micropython, args.on_device) {
+        (Some(p), _) => Some(on_device::Target::Unix(p.clone())),
+        (None, true) => Some(on_device::Target::Unix("micropython".into())),
+        (None, false) => None,
+    }
 }
 
 fn file((name, sniffed): &(String, Sniffed)) -> NamedFile<'_> {

@@ -257,13 +257,7 @@ fn print_table(rows: &[Row]) {
 fn doctor_verdicts_agree_with_mbedtls() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let pki = Pki::new(d, "t", 20 * 365, (-1, 365));
-    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
-    pki.leaf("cnonly", "localhost", &[], (-1, 90));
-    pki.leaf("future", "localhost", &["localhost"], (2, 90));
-    let old = Pki::new(d, "old", 20 * 365, (-400, -1));
-    old.leaf("oldleaf", "localhost", &["localhost"], (-1, 90));
-    Pki::new(d, "other", 20 * 365, (-1, 365));
+    let pki = support::doctor::table_pki(d);
     let (int_pem, int_key) = pki.int_files();
     pki.openssl_leaf(
         "ed",
@@ -273,32 +267,7 @@ fn doctor_verdicts_agree_with_mbedtls() {
         "",
     );
     // An RSA-PSS-signed leaf needs an RSA issuer: a small RSA CA made by openssl.
-    support::openssl_ok(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "rsa-ca.key",
-            "-out",
-            "rsa-ca.pem",
-            "-subj",
-            "/CN=RSA Test Root",
-            "-days",
-            "3650",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-    support::openssl_ok(
-        d,
-        &words("x509 -in rsa-ca.pem -outform DER -out rsa-ca.der"),
-    );
+    support::doctor::rsa_ca(d);
     pki.openssl_leaf(
         "pss",
         &["-algorithm", "rsa", "-pkeyopt", "rsa_keygen_bits:2048"],
@@ -376,11 +345,7 @@ fn doctor_verdicts_agree_with_mbedtls() {
     pki.client("client", "cam-1");
     pki.client("clientonly", "localhost");
     Pki::new(d, "rogue", 3650, (-1, 365)).client("rogue-client", "cam-x");
-    let both = [pki.int.as_slice(), pki.root.as_slice()]
-        .map(support::doctor::pem)
-        .concat();
-    pki.write("clients-ca.pem", both.as_bytes());
-    let client_ca = "clients-ca.pem";
+    let client_ca = pki.clients_ca();
 
     let chain = Some("t-int.pem");
     // openssl s_server demanding a client certificate from the test CA.

@@ -206,6 +206,16 @@ impl Pki {
         std::fs::read(d.join(der)).unwrap()
     }
 
+    /// `clients-ca.pem`: the intermediate and the root, the CAs a server
+    /// demanding a client certificate from this PKI trusts.
+    pub fn clients_ca(&self) -> &'static str {
+        let both = [self.int.as_slice(), self.root.as_slice()]
+            .map(pem)
+            .concat();
+        self.write("clients-ca.pem", both.as_bytes());
+        "clients-ca.pem"
+    }
+
     /// `NAME-int.pem` / `NAME-int.key`, for [`Pki::openssl_leaf`].
     pub fn int_files(&self) -> (String, String) {
         (
@@ -297,4 +307,58 @@ pub fn openssl_int(dir: &Path, root: &str, stem: &str, ext: &str) {
             &out,
         ],
     );
+}
+
+/// A self-signed RSA-2048 CA made by openssl (an RSA-PSS-signed leaf needs
+/// an RSA issuer): `rsa-ca.pem`, `rsa-ca.key`, `rsa-ca.der`.
+pub fn rsa_ca(dir: &Path) {
+    openssl_ok(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "rsa-ca.key",
+            "-out",
+            "rsa-ca.pem",
+            "-subj",
+            "/CN=RSA Test Root",
+            "-days",
+            "3650",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    openssl_ok(
+        dir,
+        &[
+            "x509",
+            "-in",
+            "rsa-ca.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "rsa-ca.der",
+        ],
+    );
+}
+
+/// The test PKI `t` (root valid 20 years, intermediate a year) with the
+/// leaves the agreement tables share: `leaf` (SAN localhost), `cnonly` (no
+/// SAN), `future` (valid from in 2 days); `old` (an expired intermediate)
+/// with `oldleaf`; `other` (an unrelated CA).
+pub fn table_pki(dir: &Path) -> Pki {
+    let pki = Pki::new(dir, "t", 20 * 365, (-1, 365));
+    pki.leaf("leaf", "localhost", &["localhost"], (-1, 90));
+    pki.leaf("cnonly", "localhost", &[], (-1, 90));
+    pki.leaf("future", "localhost", &["localhost"], (2, 90));
+    let old = Pki::new(dir, "old", 20 * 365, (-400, -1));
+    old.leaf("oldleaf", "localhost", &["localhost"], (-1, 90));
+    Pki::new(dir, "other", 20 * 365, (-1, 365));
+    pki
 }
