@@ -69,9 +69,14 @@ pub struct ServeArgs {
     /// The device profile the TLS side is restricted to (always TLS 1.2).
     #[arg(long, default_value = "openmv")]
     profile: String,
-    /// Connections served at once.
+    /// Connections open at once; when full, the oldest connection that has
+    /// not finished its handshake is closed to make room.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_connections: u32,
+    /// Handshakes at once from one IP address (more wait, reading nothing),
+    /// and connections at once of one device certificate (more get 503).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_per_address: u32,
     /// One JSON line per request instead of text.
     #[arg(long)]
     json: bool,
@@ -124,6 +129,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         grace: a.grace,
         timeout: Duration::from_secs(10),
         max_connections: a.max_connections as usize,
+        per_address: a.max_per_address as usize,
     };
     let config = server::tls_config(&identity, service.ca_der(), &opts)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -146,36 +152,50 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     bail!("the renewal service stopped")
 }
 
-/// One line per connection, on stdout.
+/// One line per connection, on stdout. Every field that comes from a peer
+/// (a CSR's names, an error's text) is escaped with `log_field`, in JSON too
+/// (JSON escapes control characters but not bidi overrides or U+2028).
 fn log_line(served: &Served, json: bool) {
+    use devtls_pki::names::log_field;
     use std::io::Write;
+    let esc = |s: &str| log_field(s).into_owned();
     let line = match (served, json) {
         (Served::Answered(peer, e), true) => {
             let mut v = serde_json::to_value(e).unwrap_or_default();
             v["peer"] = serde_json::Value::String(peer.to_string());
+            for field in ["device", "detail", "outcome", "serial"] {
+                if let Some(text) = v[field].as_str().map(esc) {
+                    v[field] = serde_json::Value::String(text);
+                }
+            }
             v.to_string()
         }
         (Served::Answered(peer, e), false) => format!(
             "{peer} {} {} {} {} {}{}",
-            e.device.as_deref().unwrap_or("-"),
-            if e.serial.is_empty() { "-" } else { &e.serial },
+            esc(e.device.as_deref().unwrap_or("-")),
+            if e.serial.is_empty() {
+                "-".into()
+            } else {
+                esc(&e.serial)
+            },
             e.endpoint.name(),
-            e.outcome,
+            esc(&e.outcome),
             e.status,
             e.detail
                 .as_deref()
-                .map(|d| format!(" ({d})"))
+                .map(|d| format!(" ({})", esc(d)))
                 .unwrap_or_default()
         ),
         (Served::Failed(peer, why, refused), true) => serde_json::json!({
             "peer": peer.to_string(),
             "outcome": if *refused { "refused-tls" } else { "failed" },
-            "detail": why
+            "detail": esc(why)
         })
         .to_string(),
         (Served::Failed(peer, why, refused), false) => format!(
-            "{peer} - - - {} ({why})",
-            if *refused { "refused-tls" } else { "failed" }
+            "{peer} - - - {} ({})",
+            if *refused { "refused-tls" } else { "failed" },
+            esc(why)
         ),
     };
     let mut out = std::io::stdout().lock();
