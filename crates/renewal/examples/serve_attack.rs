@@ -200,23 +200,18 @@ async fn main() {
     let ca = std::fs::read(dir.join("ca.der")).expect("ca.der");
     let mut devices = load(&dir);
     let hammer = devices.remove(0);
-    let start = Instant::now();
-    let until = start + Duration::from_secs(seconds);
     let refused = Arc::new(AtomicU64::new(0));
     let hammered = Arc::new(AtomicU64::new(0));
     if attacked {
-        attack(
-            port,
-            ca.clone(),
-            hammer,
-            until,
-            refused.clone(),
-            hammered.clone(),
-        );
-        // The attack is in place before the first device comes.
+        // The attack is in place 2 s before the first device comes, and
+        // lasts until the last renewal had LIMIT to finish.
+        let end = Instant::now() + Duration::from_secs(seconds + 2) + LIMIT;
+        let counters = (refused.clone(), hammered.clone());
+        attack(port, ca.clone(), hammer, end, counters.0, counters.1);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let begin = Instant::now();
+    let until = begin + Duration::from_secs(seconds);
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let failed = Arc::new(AtomicU64::new(0));
     let mut every = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));

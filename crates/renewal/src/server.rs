@@ -27,14 +27,14 @@ pub struct Options {
     pub profile: &'static Profile,
     /// Seconds after expiry an expired fleet certificate still passes the TLS layer.
     pub grace: Option<i64>,
-    /// Limit for waiting for a handshake slot plus the handshake, and for
+    /// Limit for the handshake (from the connection's start), and for
     /// reading the request's head and, again, its body.
     pub timeout: Duration,
     /// Connections open at once (when full, the oldest not yet
     /// authenticated is evicted; see [`crate::admit`]).
     pub max_connections: usize,
-    /// Handshakes at once per IP address, and authenticated connections at
-    /// once per client certificate.
+    /// Unauthenticated connections at once per IP address, and
+    /// authenticated ones per client certificate.
     pub per_address: usize,
 }
 
@@ -237,7 +237,10 @@ async fn handshake(
 ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, Served> {
     let _ = tcp.set_nodelay(true);
     let work = async {
-        let _slot = ticket.handshake_slot().await;
+        // Nothing is read before the client has sent something: until then
+        // the connection is among the first evicted.
+        tcp.readable().await?;
+        ticket.handshaking();
         acceptor.accept(tcp).await
     };
     let done = tokio::select! {
