@@ -137,8 +137,8 @@ mod tests {
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[tokio::test]
-    async fn the_listener_answers_known_tokens_only() {
+    /// A listener on a free port answering `tok` with `tok.thumb`.
+    async fn listener() -> (Server, u16) {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
         drop(probe);
@@ -146,14 +146,30 @@ mod tests {
             .await
             .unwrap();
         server.insert("tok", "tok.thumb");
+        (server, port)
+    }
+
+    /// Sends `raw` on one connection; what came back before it closed.
+    async fn send(port: u16, raw: &[u8]) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(raw).await.unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(20), s.read_to_string(&mut out))
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        out
+    }
+
+    #[tokio::test]
+    async fn the_listener_answers_known_tokens_only() {
+        let (_server, port) = listener().await;
         let get = |path: &'static str| async move {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .await
-                .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            out
+            send(
+                port,
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+            )
+            .await
         };
         let hit = get("/.well-known/acme-challenge/tok").await;
         assert!(
@@ -171,23 +187,8 @@ mod tests {
     /// that is not HTTP/1.x.
     #[tokio::test]
     async fn malformed_requests_are_refused_not_answered() {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = probe.local_addr().unwrap().port();
-        drop(probe);
-        let server = Server::start("127.0.0.1".parse().unwrap(), port)
-            .await
-            .unwrap();
-        server.insert("tok", "tok.thumb");
-        let send = |raw: &'static [u8]| async move {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-            s.write_all(raw).await.unwrap();
-            let mut out = String::new();
-            tokio::time::timeout(Duration::from_secs(20), s.read_to_string(&mut out))
-                .await
-                .unwrap()
-                .unwrap_or_default();
-            out
-        };
+        let (_server, port) = listener().await;
+        let send = |raw: &'static [u8]| send(port, raw);
         let twice = send(b"GET /.well-known/acme-challenge/tok HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab").await;
         assert!(twice.starts_with("HTTP/1.1 400"), "{twice}");
         let odd = send(b"GET /.well-known/acme-challenge/tok HTTP/7.0 x\r\nHost: x\r\n\r\n").await;

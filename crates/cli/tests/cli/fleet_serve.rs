@@ -97,21 +97,28 @@ impl Answer {
     }
 }
 
-/// A device connecting like the `openmv` profile does, presenting `creds`.
-fn tls_config(ca_der: &[u8], creds: &Creds) -> Arc<rustls::ClientConfig> {
+/// A client restricted like the `openmv` profile, with the fleet CA as its
+/// one anchor, before its client certificate is chosen.
+fn device_builder(
+    ca_der: &[u8],
+) -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
     let profile = devtls_pki::profile::by_name("openmv").unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(ca_der.to_vec())).unwrap();
-    let config =
-        rustls::ClientConfig::builder_with_provider(devtls_net::restrict::provider(profile))
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_client_auth_cert(
-                vec![CertificateDer::from(creds.cert.clone())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(creds.key.clone())),
-            )
-            .unwrap();
+    rustls::ClientConfig::builder_with_provider(devtls_net::restrict::provider(profile))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+}
+
+/// A device connecting like the `openmv` profile does, presenting `creds`.
+fn tls_config(ca_der: &[u8], creds: &Creds) -> Arc<rustls::ClientConfig> {
+    let config = device_builder(ca_der)
+        .with_client_auth_cert(
+            vec![CertificateDer::from(creds.cert.clone())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(creds.key.clone())),
+        )
+        .unwrap();
     Arc::new(config)
 }
 

@@ -40,15 +40,7 @@ fn hold_idle(
 
 /// A TLS handshake without a client certificate: the service refuses it.
 fn refused_handshake(port: u16, ca: &[u8]) {
-    let profile = devtls_pki::profile::by_name("openmv").unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(ca.to_vec())).unwrap();
-    let config =
-        rustls::ClientConfig::builder_with_provider(devtls_net::restrict::provider(profile))
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let config = device_builder(ca).with_no_client_auth();
     let name = ServerName::try_from("127.0.0.1").unwrap();
     let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
