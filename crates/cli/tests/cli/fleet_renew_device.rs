@@ -695,3 +695,51 @@ fn renew_py_renews_against_fleet_serve() {
     let log = log + &String::from_utf8_lossy(&log2.stdout);
     assert!(log.lines().count() >= 6, "one log line per request:\n{log}");
 }
+
+/// renew.py on the MicroPython unix port (its `ssl` is the device's
+/// modtls_mbedtls.c on mbedTLS 3.6) with real sockets, against the hyper
+/// HTTP of `fleet serve`: it renews (200, installed) and confirms (204),
+/// twice in a row (`--renew-after 0`).
+#[test]
+fn renew_py_on_the_micropython_unix_port_renews_through_hyper() {
+    use support::micropython;
+    support::require("micropython");
+    let d = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let url = format!("https://127.0.0.1:{port}");
+    ok_in(d.path(), &["fleet", "init"]);
+    ok_in(d.path(), &["fleet", "issue", "cam-1", "--renew-url", &url]);
+    let _server = serve(d.path(), port);
+    let flash = d.path().join("cam-1-flash");
+    copy_dir(&device(d.path(), "cam-1"), &flash);
+    let old = fs::read(flash.join("client.der")).unwrap();
+    let script = micropython::with_prelude(
+        "import renew\nprint('code', renew.run())\nprint('again', renew.run())\n",
+    );
+    let out = micropython::run_ok(
+        &flash,
+        "run.py",
+        &script,
+        std::time::Duration::from_secs(120),
+    );
+    let printed = text(&out);
+    assert!(
+        printed.contains("code 204") && printed.contains("again 204"),
+        "{printed}"
+    );
+    assert_eq!(
+        printed.matches("renew: new certificate installed").count(),
+        2,
+        "{printed}"
+    );
+    assert_ne!(fs::read(flash.join("client.der")).unwrap(), old);
+    let statuses: Vec<String> = rows(d.path(), "cam-1")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(
+        statuses,
+        ["superseded", "superseded", "active"],
+        "{statuses:?}"
+    );
+}
