@@ -314,4 +314,27 @@ mod tests {
             .0
             .starts_with("HTTP/1.1 400"));
     }
+
+    /// A head that never ends is cut off at the header-read timeout; the
+    /// handler never runs.
+    #[tokio::test]
+    async fn a_slow_head_is_cut_off() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let timeouts = Timeouts {
+            head: Duration::from_millis(200),
+            body: Duration::from_secs(5),
+        };
+        let task = tokio::spawn(serve_one(server, timeouts, |_| async {
+            panic!("no request was complete")
+        }));
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let served = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(served.is_err(), "hyper gave up on the head");
+    }
 }
