@@ -236,6 +236,31 @@ fn fleet(dir: &Path, n: u32, days: u32) -> Vec<u8> {
     fs::read(dir.join("fleet/ca.der")).unwrap()
 }
 
+/// A DER CSR for a new P-256 key, made by `openssl req` with `extra` options.
+fn openssl_csr(dir: &Path, name: &str, extra: &[&str]) -> Vec<u8> {
+    let (key, der) = (format!("{name}.key"), format!("{name}.der"));
+    let mut args = vec![
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-subj",
+        "/CN=x",
+        "-outform",
+        "der",
+        "-out",
+        &der,
+    ];
+    args.extend_from_slice(extra);
+    openssl_ok(dir, &args);
+    fs::read(dir.join(&der)).unwrap()
+}
+
 /// `devtls fleet serve` on 127.0.0.1 with `extra` arguments.
 fn serve(dir: &Path, extra: &[&str]) -> (Peer, u16) {
     let port = free_tcp_port();
@@ -738,26 +763,7 @@ fn standard_est_clients_work_with_curl_and_openssl() {
     assert_eq!(key_pub, cert_pub, "the key sent belongs to the certificate");
 
     // simplereenroll with a CSR made by `openssl req`, base64 as EST sends it.
-    openssl_ok(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "csr.key",
-            "-subj",
-            "/CN=whatever",
-            "-outform",
-            "der",
-            "-out",
-            "csr.der",
-        ],
-    );
+    openssl_csr(dir, "csr", &[]);
     openssl_ok(dir, &["base64", "-in", "csr.der", "-out", "csr.b64"]);
     let p7 = curl(
         "c2",

@@ -50,31 +50,6 @@ fn refused_handshake(port: u16, ca: &[u8]) {
     let _ = tls.read_to_end(&mut Vec::new());
 }
 
-/// A DER CSR for a new P-256 key, made by `openssl req` with `extra` options.
-fn openssl_csr(dir: &Path, name: &str, extra: &[&str]) -> Vec<u8> {
-    let (key, der) = (format!("{name}.key"), format!("{name}.der"));
-    let mut args = vec![
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-subj",
-        "/CN=x",
-        "-outform",
-        "der",
-        "-out",
-        &der,
-    ];
-    args.extend_from_slice(extra);
-    openssl_ok(dir, &args);
-    fs::read(dir.join(&der)).unwrap()
-}
-
 fn reenroll(port: u16, ca: &[u8], creds: &Creds, csr: &[u8]) -> Answer {
     let ask = Ask {
         method: "POST",
