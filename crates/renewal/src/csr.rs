@@ -55,8 +55,14 @@ pub fn check(
     dns: &[String],
     ips: &[IpAddr],
 ) -> Result<Checked, CsrError> {
-    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
+    let (rest, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
         .map_err(|e| CsrError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(CsrError::Malformed(format!(
+            "{} bytes after the request",
+            rest.len()
+        )));
+    }
     let spki = &csr.certification_request_info.subject_pki;
     let key_type = match spki.parsed() {
         Ok(PublicKey::EC(ec)) if ec.key_size() == 256 => KeyType::P256,
@@ -82,6 +88,8 @@ pub fn check(
                     GeneralName::DNSName(d) if dns.iter().any(|x| x.eq_ignore_ascii_case(d)) => {}
                     GeneralName::IPAddress(raw)
                         if ip_of(raw).is_some_and(|ip| ips.contains(&ip)) => {}
+                    // The device's text, unescaped here: every log line
+                    // escapes it (devtls fleet serve's log, `log_field`).
                     other => return Err(CsrError::Name(other.to_string())),
                 }
             }

@@ -16,6 +16,10 @@ pub enum Refusal {
     Superseded,
     /// Past its end of validity (and past `--grace`, if any).
     Expired,
+    /// A renewal of this certificate is pending and the request asks for
+    /// another one (another kind, another CSR key, or a key another
+    /// service keeps): 409.
+    Pending,
 }
 
 impl Refusal {
@@ -26,6 +30,27 @@ impl Refusal {
             Refusal::Unknown => "unknown",
             Refusal::Superseded => "superseded",
             Refusal::Expired => "expired",
+            Refusal::Pending => "pending",
+        }
+    }
+
+    /// The HTTP status: 409 for [`Refusal::Pending`] (the request conflicts
+    /// with the renewal already made), 403 otherwise.
+    pub fn status(self) -> u16 {
+        match self {
+            Refusal::Pending => 409,
+            _ => 403,
+        }
+    }
+
+    /// What the device can do, when more than the name says.
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Refusal::Pending => Some(
+                "a new certificate was already made for this one; send the same request \
+                 again to get it, or connect with it to confirm it",
+            ),
+            _ => None,
         }
     }
 }

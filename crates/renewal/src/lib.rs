@@ -12,11 +12,14 @@
 //!   ([`devtls_fleet::renewal`]) and the CA; no sockets.
 //! - [`server`]: TLS 1.2 restricted to the device profile, mTLS, one
 //!   request per connection, bounded in size and time.
-//! - [`http`]: the small HTTP/1.1 subset read and written.
+//! - [`admit`]: the bounds on connections before any TLS work (slots,
+//!   eviction, handshakes per address).
+//! - [`http`]: HTTP/1.1 by hyper, one request per connection, with limits.
 //! - [`encode`]: EST's certs-only CMS and multipart bodies, and the devtls format.
 //! - [`csr`]: the checks on a device's CSR.
 //! - [`identity`]: the service's own certificate, issued by the fleet CA.
 
+pub mod admit;
 pub mod csr;
 pub mod decide;
 pub mod encode;

@@ -12,12 +12,11 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DistinguishedName, ServerConfig};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::admit::{Gate, Limits, Ticket};
 use crate::http::{self, Response};
 use crate::service::{Event, Service};
 
@@ -28,11 +27,19 @@ pub struct Options {
     pub profile: &'static Profile,
     /// Seconds after expiry an expired fleet certificate still passes the TLS layer.
     pub grace: Option<i64>,
-    /// Limit for the handshake, and for reading the request.
+    /// Limit for the handshake (from the connection's start), and for
+    /// reading the request's head and, again, its body.
     pub timeout: Duration,
-    /// Connections served at once (more wait in the accept queue).
+    /// Connections open at once (when full, the oldest not yet
+    /// authenticated is evicted; see [`crate::admit`]).
     pub max_connections: usize,
+    /// Unauthenticated connections at once per IP address, and
+    /// authenticated ones per client certificate.
+    pub per_address: usize,
 }
+
+/// Seconds a device told 503 is asked to wait (`Retry-After`).
+pub const RETRY_AFTER: u64 = 5;
 
 /// Why the server cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +177,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 }
 
 /// Serves until the process ends, calling `on_served` once per connection.
+/// Every connection is admitted by [`crate::admit::Gate`] before any TLS work.
 pub async fn serve(
     listener: TcpListener,
     config: Arc<ServerConfig>,
@@ -178,11 +186,20 @@ pub async fn serve(
     on_served: Arc<dyn Fn(&Served) + Send + Sync>,
 ) {
     let acceptor = TlsAcceptor::from(config);
-    let slots = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+    let gate = Gate::new(Limits {
+        max_connections: opts.max_connections,
+        per_address: opts.per_address,
+    });
+    let flusher = service.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(crate::service::FLUSH_EVERY);
+        loop {
+            every.tick().await;
+            let s = flusher.clone();
+            let _ = tokio::task::spawn_blocking(move || s.flush_counts()).await;
+        }
+    });
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(_) => {
@@ -191,31 +208,54 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(ticket) = gate.admit(peer.ip()) else {
+            // Every place is held by an authenticated device: closed at once.
+            service.note("refused-busy");
+            continue;
+        };
         let acceptor = acceptor.clone();
         let service = service.clone();
         let on_served = on_served.clone();
-        let timeout = opts.timeout;
+        let opts = opts.clone();
         tokio::spawn(async move {
-            let served = connection(tcp, peer, acceptor, service.clone(), timeout).await;
+            let served = connection(tcp, peer, &ticket, acceptor, service.clone(), &opts).await;
+            drop(ticket);
             if matches!(served, Served::Failed(_, _, true)) {
-                let _ = tokio::task::spawn_blocking(move || service.note("refused-tls")).await;
+                service.note("refused-tls");
             }
             on_served(&served);
-            drop(permit);
         });
     }
 }
 
-async fn connection(
+async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
+    ticket: &Ticket,
     acceptor: TlsAcceptor,
-    service: Arc<Service>,
     timeout: Duration,
-) -> Served {
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, Served> {
     let _ = tcp.set_nodelay(true);
-    let mut stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-        Err(_) => return Served::Failed(peer, "handshake timed out".into(), false),
+    let work = async {
+        // Nothing is read before the client has sent something: until then
+        // the connection is among the first evicted.
+        tcp.readable().await?;
+        ticket.handshaking();
+        acceptor.accept(tcp).await
+    };
+    let done = tokio::select! {
+        _ = ticket.evicted() => {
+            return Err(Served::Failed(
+                peer,
+                "evicted: the service was full and this connection had not finished its handshake"
+                    .into(),
+                false,
+            ))
+        }
+        done = tokio::time::timeout(timeout, work) => done,
+    };
+    match done {
+        Err(_) => Err(Served::Failed(peer, "handshake timed out".into(), false)),
         Ok(Err(e)) => {
             let refused = e
                 .get_ref()
@@ -227,9 +267,23 @@ async fn connection(
                             | rustls::Error::NoCertificatesPresented
                     )
                 });
-            return Served::Failed(peer, format!("handshake: {e}"), refused);
+            Err(Served::Failed(peer, format!("handshake: {e}"), refused))
         }
-        Ok(Ok(s)) => s,
+        Ok(Ok(s)) => Ok(s),
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ticket: &Ticket,
+    acceptor: TlsAcceptor,
+    service: Arc<Service>,
+    opts: &Options,
+) -> Served {
+    let stream = match handshake(tcp, peer, ticket, acceptor, opts.timeout).await {
+        Ok(s) => s,
+        Err(served) => return served,
     };
     let leaf = match stream
         .get_ref()
@@ -240,34 +294,61 @@ async fn connection(
         Some(c) => c.as_ref().to_vec(),
         None => return Served::Failed(peer, "no client certificate".into(), true),
     };
-    let request = match tokio::time::timeout(timeout, http::read_request(&mut stream)).await {
-        Err(_) => {
-            let r = Response::new(408, "text/plain", b"request timeout\n".to_vec());
-            let _ = tokio::time::timeout(timeout, stream.write_all(&r.to_bytes())).await;
-            return Served::Failed(peer, "request timed out".into(), false);
+    let device = devtls_pki::fingerprint::sha256_hex(&leaf);
+    let busy = !ticket.authenticated(device);
+    let outcome: Arc<std::sync::Mutex<Option<Served>>> = Arc::default();
+    let slot = outcome.clone();
+    let handle = move |request: Result<http::Request, http::RequestError>| {
+        let (service, leaf, slot) = (service.clone(), leaf.clone(), slot.clone());
+        async move {
+            let (response, served) = match request {
+                _ if busy => (
+                    Response::new(
+                        503,
+                        "text/plain; charset=utf-8",
+                        b"busy: this certificate has too many connections open; retry later\n"
+                            .to_vec(),
+                    )
+                    .with("X-Devtls-Status", "busy")
+                    .with("Retry-After", &RETRY_AFTER.to_string()),
+                    Served::Failed(
+                        peer,
+                        "busy: too many connections of one certificate".into(),
+                        false,
+                    ),
+                ),
+                Err(e) => (
+                    Response::new(e.status(), "text/plain", format!("{e}\n").into_bytes()),
+                    Served::Failed(peer, format!("request: {e}"), false),
+                ),
+                Ok(request) => {
+                    match tokio::task::spawn_blocking(move || service.respond(&leaf, &request))
+                        .await
+                    {
+                        Ok((response, event)) => (response, Served::Answered(peer, event)),
+                        Err(_) => (
+                            Response::new(500, "text/plain", b"error\n".to_vec()),
+                            Served::Failed(peer, "the request handler panicked".into(), false),
+                        ),
+                    }
+                }
+            };
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(served);
+            response
         }
-        Ok(Err(e)) => {
-            let r = Response::new(e.status(), "text/plain", format!("{e}\n").into_bytes());
-            let _ = tokio::time::timeout(timeout, async {
-                stream.write_all(&r.to_bytes()).await?;
-                stream.shutdown().await
-            })
-            .await;
-            return Served::Failed(peer, format!("request: {e}"), false);
-        }
-        Ok(Ok(r)) => r,
     };
-    let answer = tokio::task::spawn_blocking(move || service.respond(&leaf, &request)).await;
-    let (response, event) = match answer {
-        Ok(x) => x,
-        Err(_) => {
-            return Served::Failed(peer, "the request handler panicked".into(), false);
-        }
+    let timeouts = http::Timeouts {
+        head: opts.timeout,
+        body: opts.timeout,
     };
-    let _ = tokio::time::timeout(timeout, async {
-        stream.write_all(&response.to_bytes()).await?;
-        stream.shutdown().await
-    })
-    .await;
-    Served::Answered(peer, event)
+    // Head, body, the answer and its writing: bounded as a whole too.
+    let served =
+        tokio::time::timeout(opts.timeout * 3, http::serve_one(stream, timeouts, handle)).await;
+    let answered = outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match (answered, served) {
+        (Some(s), _) => s,
+        (None, Err(_)) => Served::Failed(peer, "request timed out".into(), false),
+        (None, Ok(Err(e))) => Served::Failed(peer, format!("request: {e}"), false),
+        (None, Ok(Ok(()))) => Served::Failed(peer, "no request".into(), false),
+    }
 }

@@ -2,6 +2,7 @@
 //! device presented, the answer (and one log event). The inventory is
 //! touched under one lock; keys and certificates are made outside it.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -88,9 +89,15 @@ pub enum ServiceError {
     Fleet(#[from] devtls_fleet::Error),
 }
 
+/// How often outcomes counted in memory (connections refused before any
+/// request: `refused-tls`, `refused-busy`) are written to the inventory, in
+/// one write per outcome: an unauthenticated client costs no write of its own.
+pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The renewal service's state: the fleet, its CA, the policy.
 pub struct Service {
     fleet: Mutex<Fleet>,
+    unwritten: Mutex<BTreeMap<String, u64>>,
     ca: Arc<Authority>,
     ca_der: Vec<u8>,
     dir: std::path::PathBuf,
@@ -103,6 +110,8 @@ enum Issued {
     Creds(Box<Pending>, Option<Vec<u8>>),
     Refused(Refusal),
     Bad(String),
+    /// Other requests of the device kept changing its renewal: try later.
+    Busy,
 }
 
 impl Service {
@@ -120,6 +129,7 @@ impl Service {
             ca_der: fleet.ca_der().to_vec(),
             dir: fleet.dir().to_path_buf(),
             fleet: Mutex::new(fleet),
+            unwritten: Mutex::default(),
             policy,
             profile,
         })
@@ -140,9 +150,32 @@ impl Service {
     }
 
     /// Counts an outcome decided outside [`Service::respond`] (a connection
-    /// the TLS layer refused: `refused-tls`).
+    /// the TLS layer refused: `refused-tls`), in memory only: written by the
+    /// next [`Service::flush_counts`].
     pub fn note(&self, outcome: &str) {
-        let _ = renewal::count(&self.fleet(), outcome);
+        let mut unwritten = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+        *unwritten.entry(outcome.to_string()).or_insert(0) += 1;
+    }
+
+    /// Writes the outcomes counted in memory to the inventory (one write
+    /// per outcome); what cannot be written is kept for the next call.
+    pub fn flush_counts(&self) {
+        let counted =
+            std::mem::take(&mut *self.unwritten.lock().unwrap_or_else(|p| p.into_inner()));
+        if counted.is_empty() {
+            return;
+        }
+        let fleet = self.fleet();
+        for (outcome, n) in counted {
+            if renewal::count(&fleet, &outcome, n).is_err() {
+                self.note_n(&outcome, n);
+            }
+        }
+    }
+
+    fn note_n(&self, outcome: &str, n: u64) {
+        let mut unwritten = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+        *unwritten.entry(outcome.to_string()).or_insert(0) += n;
     }
 
     /// Answers `req` from a device that presented `leaf` (DER), at the current time.
@@ -168,7 +201,8 @@ impl Service {
             }
         };
         event.status = response.status;
-        let _ = renewal::count(&self.fleet(), &event.outcome);
+        self.note(&event.outcome);
+        self.flush_counts();
         (response, event)
     }
 
@@ -232,6 +266,11 @@ impl Service {
             }
         };
         if endpoint == Endpoint::CaCerts {
+            // The grace lets an expired certificate renew, nothing else
+            // (docs/renewal.md, "The grace").
+            if row.as_ref().is_some_and(|r| now >= r.not_after) {
+                return Ok(refuse(event, Refusal::Expired));
+            }
             event.outcome = outcome("cacerts");
             return Ok(cacerts(req, &self.ca_der));
         }
@@ -250,6 +289,10 @@ impl Service {
         match self.renew(endpoint, req, &old, event)? {
             Issued::Creds(pending, key) => Ok(credentials(endpoint, req, &pending, key.as_deref())),
             Issued::Refused(why) => Ok(refuse(event, why)),
+            Issued::Busy => {
+                event.outcome = "busy".into();
+                Ok(busy())
+            }
             Issued::Bad(why) => {
                 event.outcome = "bad-request".into();
                 event.detail = Some(why.clone());
@@ -291,14 +334,22 @@ impl Service {
                 let fleet = self.fleet();
                 if let Some(p) = renewal::pending_for(&fleet, old.id)? {
                     let now = devtls_fleet::now().unix_timestamp();
-                    let same_kind = p.spki_sha256.as_deref() == wanted_spki;
-                    // Made by another service (its key is in that folder): a
-                    // fresh renewal replaces it, as for one of the other kind.
-                    if same_kind && p.cert.not_after > now && renewal::key_here(&fleet, &p) {
+                    // One new certificate per renewal: while it is valid, the
+                    // same request gets it again and any other is refused
+                    // (another kind, another CSR key, or a key kept by
+                    // another service), so a device cannot make certificates,
+                    // nor grow the CRL, by asking (docs/renewal.md).
+                    if p.cert.not_after > now {
+                        let same_kind = p.spki_sha256.as_deref() == wanted_spki;
+                        if !same_kind || !renewal::key_here(&fleet, &p) {
+                            return Ok(Issued::Refused(Refusal::Pending));
+                        }
                         let key = renewal::pending_key(&fleet, &p)?;
                         event.outcome = "resent".into();
                         return Ok(Issued::Creds(Box::new(p), key));
                     }
+                    // Expired unconfirmed: at most one replacement per
+                    // lifetime of a new certificate (an hour at least).
                     renewal::abandon(&fleet, p.cert.id)?;
                 }
             }
@@ -309,7 +360,13 @@ impl Service {
             spec.dns = dns.clone();
             spec.ips = ips.clone();
             let (cert, key_der, key_type) = match &csr {
-                Some((der, checked)) => (self.ca.sign_csr(der, &spec)?, None, checked.key_type),
+                Some((der, checked)) => match self.ca.sign_csr(der, &spec) {
+                    Ok(cert) => (cert, None, checked.key_type),
+                    // What rcgen refuses to read in the request (an extension
+                    // it does not support): the device's to change.
+                    Err(devtls_pki::Error::Malformed(why)) => return Ok(Issued::Bad(why)),
+                    Err(e) => return Err(e.into()),
+                },
                 None => {
                     let key_type: KeyType = old.key_type.parse().unwrap_or(KeyType::P256);
                     let key = PrivateKey::generate(key_type)?;
@@ -353,10 +410,7 @@ impl Service {
                 Recorded::Raced => continue,
             }
         }
-        Err(devtls_fleet::Error::Invalid(format!(
-            "{}: renewal raced twice with another request of the device",
-            old.device
-        )))
+        Ok(Issued::Busy)
     }
 }
 
@@ -378,7 +432,21 @@ fn text(status: u16, tag: &str, body: &str) -> Response {
 
 fn refuse(event: &mut Event, why: Refusal) -> Response {
     event.outcome = format!("refused-{}", why.name());
-    text(403, why.name(), &format!("refused: {}", why.name()))
+    let body = match why.reason() {
+        Some(reason) => format!("refused: {}: {reason}", why.name()),
+        None => format!("refused: {}", why.name()),
+    };
+    text(why.status(), why.name(), &body)
+}
+
+/// 503 with `Retry-After` (EST's "come back later", RFC 7030 §4.2.3).
+pub fn busy() -> Response {
+    text(
+        503,
+        "busy",
+        "busy: other requests of this device are being answered; retry later",
+    )
+    .with("Retry-After", &crate::server::RETRY_AFTER.to_string())
 }
 
 fn cacerts(req: &Request, ca_der: &[u8]) -> Response {

@@ -65,6 +65,7 @@ fn verify(ca: &Authority, leaf: &[u8], grace: Option<i64>) -> Result<(), rustls:
         grace,
         timeout: std::time::Duration::from_secs(5),
         max_connections: 1,
+        per_address: 1,
     };
     assert!(tls_config(&identity, &ca.cert_der, &opts).is_ok());
     client_verifier(&identity, &ca.cert_der, &opts)
@@ -157,4 +158,32 @@ fn an_expired_device_renews_within_the_grace_and_is_refused_after() {
     // The new certificate is as long as the old one was (30 days) from now.
     let now = devtls_fleet::now().unix_timestamp() as u64;
     assert!(not_after > now + 29 * DAY as u64 && not_after <= now + 30 * DAY as u64);
+}
+
+/// The grace is for renewal only: an expired certificate the TLS layer let
+/// through (within `--grace`) is refused on cacerts (docs/renewal.md).
+#[test]
+fn the_grace_does_not_open_cacerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fleet, leaf) = expired_device(dir.path());
+    let grace = Policy {
+        grace: Some(7 * DAY),
+        ..Policy::default()
+    };
+    let service = Service::new(fleet, grace, &OPENMV).unwrap();
+    let cacerts = Request {
+        method: "GET".into(),
+        path: "/.well-known/est/cacerts".into(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    let (refused, event) = service.respond(&leaf, &cacerts);
+    assert_eq!(
+        (refused.status, refused.header("X-Devtls-Status")),
+        (403, Some("expired"))
+    );
+    assert_eq!(event.outcome, "refused-expired");
+    // The same certificate still renews.
+    let (renewed, _) = service.respond(&leaf, &keygen());
+    assert_eq!(renewed.status, 200);
 }

@@ -78,8 +78,8 @@ pub trait RenewalStore {
     fn abandon(&self, cert_id: i64) -> Result<Option<String>, Error>;
     /// The key files of the renewals pending now.
     fn pending_key_files(&self) -> Result<HashSet<String>, Error>;
-    /// Adds one to the count of an outcome.
-    fn count(&self, outcome: &str) -> Result<(), Error>;
+    /// Adds `n` to the count of an outcome.
+    fn count(&self, outcome: &str, n: u64) -> Result<(), Error>;
     /// The outcome counters and how many renewals are pending now.
     fn counts(&self) -> Result<Counts, Error>;
     /// The pending renewals and the counters, for `fleet migrate`.
@@ -303,10 +303,10 @@ pub fn sweep(fleet: &Fleet) -> Result<u64, Error> {
     Ok(removed)
 }
 
-/// Adds one to the count of a request outcome (`renewed`, `issued`,
-/// `refused-revoked`, ...).
-pub fn count(fleet: &Fleet, outcome: &str) -> Result<(), Error> {
-    store(fleet)?.count(outcome)
+/// Adds `n` to the count of a request outcome (`renewed`, `issued`,
+/// `refused-revoked`, ...): one write.
+pub fn count(fleet: &Fleet, outcome: &str, n: u64) -> Result<(), Error> {
+    store(fleet)?.count(outcome, n)
 }
 
 /// The renewal service's counters, for `fleet status`.

@@ -481,12 +481,13 @@ impl<T: Tables> RenewalStore for T {
         Ok(names.into_iter().collect())
     }
 
-    fn count(&self, outcome: &str) -> Result<(), Error> {
+    fn count(&self, outcome: &str, n: u64) -> Result<(), Error> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
         self.read(&mut |c| {
             c.execute(
-                "INSERT INTO renewal_counts (outcome, n) VALUES ($1, 1)
-                 ON CONFLICT (outcome) DO UPDATE SET n = renewal_counts.n + 1",
-                &[Arg::Text(outcome)],
+                "INSERT INTO renewal_counts (outcome, n) VALUES ($1, $2)
+                 ON CONFLICT (outcome) DO UPDATE SET n = renewal_counts.n + $2",
+                &[Arg::Text(outcome), Arg::Int(n)],
             )
         })?;
         Ok(())

@@ -69,12 +69,58 @@ pub struct ServeArgs {
     /// The device profile the TLS side is restricted to (always TLS 1.2).
     #[arg(long, default_value = "openmv")]
     profile: String,
-    /// Connections served at once.
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    /// Connections open at once; when full, the oldest connection that has
+    /// not finished its handshake is closed to make room (lowered to what
+    /// the open-files limit allows).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_connections: u32,
+    /// Connections at once from one IP address that have not finished their
+    /// handshake (one more closes the address's oldest), and connections at
+    /// once of one device certificate (more get 503). Raise it for many
+    /// devices behind one NAT address renewing at the same moment.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_per_address: u32,
     /// One JSON line per request instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// Raises the soft open-files limit toward `want` connections (plus 64
+/// for the inventory, logs and the like; the hard limit caps it) and
+/// returns how many connections fit, saying so when fewer than `want`.
+fn connections_allowed(want: usize) -> usize {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write `lim`.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return want;
+        }
+        let needed = (want as libc::rlim_t).saturating_add(64);
+        if lim.rlim_cur < needed {
+            let raised = libc::rlimit {
+                rlim_cur: needed.min(lim.rlim_max),
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: as above.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                lim.rlim_cur = raised.rlim_cur;
+            }
+        }
+        let fit = (lim.rlim_cur.saturating_sub(64) as usize).clamp(1, want);
+        if fit < want {
+            eprintln!(
+                "note: the open-files limit ({}) allows {fit} connections, not {want}; raise it (ulimit -n) for more",
+                lim.rlim_cur
+            );
+        }
+        fit
+    }
+    #[cfg(not(unix))]
+    want
 }
 
 fn span(s: &str) -> Result<i64, String> {
@@ -123,7 +169,8 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         profile,
         grace: a.grace,
         timeout: Duration::from_secs(10),
-        max_connections: a.max_connections as usize,
+        max_connections: connections_allowed(a.max_connections as usize),
+        per_address: a.max_per_address as usize,
     };
     let config = server::tls_config(&identity, service.ca_der(), &opts)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -146,36 +193,50 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     bail!("the renewal service stopped")
 }
 
-/// One line per connection, on stdout.
+/// One line per connection, on stdout. Every field that comes from a peer
+/// (a CSR's names, an error's text) is escaped with `log_field`, in JSON too
+/// (JSON escapes control characters but not bidi overrides or U+2028).
 fn log_line(served: &Served, json: bool) {
+    use devtls_pki::names::log_field;
     use std::io::Write;
+    let esc = |s: &str| log_field(s).into_owned();
     let line = match (served, json) {
         (Served::Answered(peer, e), true) => {
             let mut v = serde_json::to_value(e).unwrap_or_default();
             v["peer"] = serde_json::Value::String(peer.to_string());
+            for field in ["device", "detail", "outcome", "serial"] {
+                if let Some(text) = v[field].as_str().map(esc) {
+                    v[field] = serde_json::Value::String(text);
+                }
+            }
             v.to_string()
         }
         (Served::Answered(peer, e), false) => format!(
             "{peer} {} {} {} {} {}{}",
-            e.device.as_deref().unwrap_or("-"),
-            if e.serial.is_empty() { "-" } else { &e.serial },
+            esc(e.device.as_deref().unwrap_or("-")),
+            if e.serial.is_empty() {
+                "-".into()
+            } else {
+                esc(&e.serial)
+            },
             e.endpoint.name(),
-            e.outcome,
+            esc(&e.outcome),
             e.status,
             e.detail
                 .as_deref()
-                .map(|d| format!(" ({d})"))
+                .map(|d| format!(" ({})", esc(d)))
                 .unwrap_or_default()
         ),
         (Served::Failed(peer, why, refused), true) => serde_json::json!({
             "peer": peer.to_string(),
             "outcome": if *refused { "refused-tls" } else { "failed" },
-            "detail": why
+            "detail": esc(why)
         })
         .to_string(),
         (Served::Failed(peer, why, refused), false) => format!(
-            "{peer} - - - {} ({why})",
-            if *refused { "refused-tls" } else { "failed" }
+            "{peer} - - - {} ({})",
+            if *refused { "refused-tls" } else { "failed" },
+            esc(why)
         ),
     };
     let mut out = std::io::stdout().lock();
