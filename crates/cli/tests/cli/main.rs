@@ -22,6 +22,7 @@ mod device_hello;
 mod device_peer;
 mod device_x509;
 mod doctor;
+mod first_hour;
 mod fleet;
 mod fleet_hardening;
 mod fleet_pkcs11;
