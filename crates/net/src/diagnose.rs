@@ -34,7 +34,8 @@ pub enum Failure {
 }
 
 /// How a client that meant to stop before the end of the handshake said
-/// so, in the records it sent (`devtls doctor`'s endings, docs/first-hour.md).
+/// so, in the records it sent (`devtls doctor`'s endings: docs/device-behaviour.md,
+/// "How doctor talks to a server").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientEnding {
     /// A warning `user_canceled` alert (then `close_notify`) before its key
@@ -88,7 +89,9 @@ impl std::fmt::Display for Failure {
             Failure::Tls(e) => write!(f, "{e}"),
             Failure::Closed => f.write_str("peer closed the connection"),
             Failure::Io(e) => write!(f, "{e}"),
-            Failure::Probe(ending) => write!(f, "the client ended the handshake on purpose ({ending:?})"),
+            Failure::Probe(ending) => {
+                write!(f, "the client ended the handshake on purpose ({ending:?})")
+            }
         }
     }
 }

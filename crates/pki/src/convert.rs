@@ -460,7 +460,11 @@ mod tests {
             ("dir/ca.crl", Kind::Crl, Encoding::Der, "dir/ca.crl.der"),
         ];
         for (input, kind, to, want) in cases {
-            assert_eq!(output_path(Path::new(input), kind, to), Path::new(want), "{input}");
+            assert_eq!(
+                output_path(Path::new(input), kind, to),
+                Path::new(want),
+                "{input}"
+            );
         }
     }
 

@@ -36,12 +36,14 @@ mod split;
     propagate_version = true,
     max_term_width = 100
 )]
-#[command(before_help = "Where to start (the device guide's path; the first hour with a board: docs/first-hour.md):
+#[command(
+    before_help = "Where to start (the device guide's path; the first hour with a board: docs/first-hour.md):
   1. devtls quickstart          the whole guide on loopback, files in ./devtls-quickstart
   2. devtls new server|client   your own key and certificate: DER for the device, PEM for the PC
   3. devtls serve / connect     the guide's server and client, checking as the device does
   4. devtls doctor              why a device will (not) connect: to a server, or --files DIR
-  5. devtls fleet               many devices: a CA, one key and certificate each, renewal")]
+  5. devtls fleet               many devices: a CA, one key and certificate each, renewal"
+)]
 #[command(after_help = "Start with:  devtls quickstart")]
 pub struct Cli {
     #[command(subcommand)]

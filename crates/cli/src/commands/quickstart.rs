@@ -333,7 +333,14 @@ fn file_steps(made: &Made) -> Vec<Step> {
     };
     let row = |step: &'static str, stem: &str, der: &[u8]| match Cert::parse(der) {
         Ok(c) => {
-            let names: Vec<String> = c.info.sans.dns.iter().chain(&c.info.sans.ip).cloned().collect();
+            let names: Vec<String> = c
+                .info
+                .sans
+                .dns
+                .iter()
+                .chain(&c.info.sans.ip)
+                .cloned()
+                .collect();
             let about = if names.is_empty() {
                 c.subject().to_string()
             } else {

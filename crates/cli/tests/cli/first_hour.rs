@@ -18,8 +18,7 @@ use support::{devtls, ok_in, run_in, text, words, Peer};
 const WAIT: Duration = Duration::from_secs(30);
 
 fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(out)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(out)))
 }
 
 #[test]
@@ -29,8 +28,13 @@ fn quickstart_runs_again_reusing_its_own_files_or_moving_to_a_fresh_folder() {
     ok_in(d, &["quickstart"]);
     let q = d.join("devtls-quickstart");
     let keys = |q: &Path| {
-        ["server.key", "server.key.der", "client.key", "client.key.der"]
-            .map(|k| fs::read(q.join(k)).unwrap())
+        [
+            "server.key",
+            "server.key.der",
+            "client.key",
+            "client.key.der",
+        ]
+        .map(|k| fs::read(q.join(k)).unwrap())
     };
     let made = keys(&q);
 
@@ -41,7 +45,10 @@ fn quickstart_runs_again_reusing_its_own_files_or_moving_to_a_fresh_folder() {
         shown.contains("reusing the files of an earlier run in devtls-quickstart"),
         "{shown}"
     );
-    assert!(shown.contains("reused devtls-quickstart/server.key.der"), "{shown}");
+    assert!(
+        shown.contains("reused devtls-quickstart/server.key.der"),
+        "{shown}"
+    );
     assert!(!shown.contains("FAILED"), "{shown}");
     assert_eq!(keys(&q), made);
     let report = json(&ok_in(d, &words("quickstart --json")));
@@ -122,10 +129,18 @@ fn doctor_files_tells_the_pcs_pem_copies_from_the_devices_files_and_its_fixes_wo
         let before = run_in(d, &["doctor", "--files", folder]);
         assert_eq!(before.status.code(), Some(1), "{}", text(&before));
         let fixes = printed_fixes(&before);
-        assert!(!fixes.is_empty(), "{folder}: no fix printed:\n{}", text(&before));
+        assert!(
+            !fixes.is_empty(),
+            "{folder}: no fix printed:\n{}",
+            text(&before)
+        );
         for fix in &fixes {
             let pasted = paste(d, fix);
-            assert!(pasted.status.success(), "{folder}: `{fix}` failed:\n{}", text(&pasted));
+            assert!(
+                pasted.status.success(),
+                "{folder}: `{fix}` failed:\n{}",
+                text(&pasted)
+            );
         }
         let after = run_in(d, &["doctor", "--files", folder]);
         assert_eq!(after.status.code(), Some(0), "{folder}:\n{}", text(&after));
@@ -147,25 +162,41 @@ fn serve_logs_doctors_probe_as_a_probe_not_a_failure() {
     // Without --ca: doctor reads the hello and certificate, then cancels.
     let serve = Serve::start(d, &["--cert", &cert, "--key", &key, "--count", "1"]);
     let target = format!("127.0.0.1:{}", serve.port);
-    let doctor = run_in(d, &["doctor", &target, "--ca", &cert, "--hostname", "localhost"]);
+    let doctor = run_in(
+        d,
+        &["doctor", &target, "--ca", &cert, "--hostname", "localhost"],
+    );
     assert_eq!(doctor.status.code(), Some(0), "{}", text(&doctor));
     let line = serve.line(WAIT);
     let served = serve.finish(WAIT);
-    assert!(line.contains("  probe: ") && line.contains("devtls doctor"), "{line}");
+    assert!(
+        line.contains("  probe: ") && line.contains("devtls doctor"),
+        "{line}"
+    );
     assert_eq!(served.status.code(), Some(0), "{line}\n{}", text(&served));
 
     // With --ca (mTLS): doctor --cert sends the device's certificate, then a
     // Finished made to be refused.
     let serve = Serve::start(
         d,
-        &["--cert", &cert, "--key", &key, "--ca", &client, "--count", "1"],
+        &[
+            "--cert", &cert, "--key", &key, "--ca", &client, "--count", "1",
+        ],
     );
     let target = format!("127.0.0.1:{}", serve.port);
     let doctor = run_in(
         d,
         &[
-            "doctor", &target, "--ca", &cert, "--hostname", "localhost", "--cert", &client,
-            "--key", &client_key,
+            "doctor",
+            &target,
+            "--ca",
+            &cert,
+            "--hostname",
+            "localhost",
+            "--cert",
+            &client,
+            "--key",
+            &client_key,
         ],
     );
     assert_eq!(doctor.status.code(), Some(0), "{}", text(&doctor));
@@ -182,7 +213,10 @@ fn doctor_without_arguments_shows_both_forms() {
     let bare = run_in(d, &["doctor"]);
     assert_eq!(bare.status.code(), Some(2), "{}", text(&bare));
     let usage = String::from_utf8_lossy(&bare.stderr);
-    assert!(usage.contains("devtls doctor <TARGET> --ca <FILE>"), "{usage}");
+    assert!(
+        usage.contains("devtls doctor <TARGET> --ca <FILE>"),
+        "{usage}"
+    );
     assert!(usage.contains("devtls doctor --files <DIR>"), "{usage}");
 }
 
@@ -266,16 +300,24 @@ fn the_first_hour_page_runs_as_written_with_the_unix_port_as_the_board() {
                 }
             }
             ["devtls", "serve", ..] => {
-                let mut peer = Peer::spawn("devtls serve", devtls().args(&argv[1..]).current_dir(d));
+                let mut peer =
+                    Peer::spawn("devtls serve", devtls().args(&argv[1..]).current_dir(d));
                 let lines = stdout_lines(&mut peer);
-                let first = lines.recv_timeout(WAIT).expect("serve printed its first line");
+                let first = lines
+                    .recv_timeout(WAIT)
+                    .expect("serve printed its first line");
                 assert!(first.ends_with(&format!(":{port}")), "{first}");
                 serve = Some((peer, lines));
             }
             ["devtls", "doctor", target, ..] if !target.starts_with("--") => {
                 let out = run_in(d, &argv[1..]);
                 assert_eq!(out.status.code(), Some(0), "`{command}`:\n{}", text(&out));
-                let line = serve.as_ref().expect("serve runs").1.recv_timeout(WAIT).unwrap();
+                let line = serve
+                    .as_ref()
+                    .expect("serve runs")
+                    .1
+                    .recv_timeout(WAIT)
+                    .unwrap();
                 assert!(line.contains("  probe (client CN=device-01): "), "{line}");
             }
             ["devtls", "romfs", "build", folder] => {
@@ -319,7 +361,10 @@ fn the_first_hour_page_runs_as_written_with_the_unix_port_as_the_board() {
         }
     }
     let (_server, lines) = serve.expect("the page starts a server");
-    assert!(!device_lines.is_empty(), "quickstart printed no device lines");
+    assert!(
+        !device_lines.is_empty(),
+        "quickstart printed no device lines"
+    );
 
     // 5a: the copied files, in the folder the unix port runs in.
     let copied = micropython::run_ok(
@@ -334,7 +379,10 @@ fn the_first_hour_page_runs_as_written_with_the_unix_port_as_the_board() {
         text(&copied)
     );
     let line = lines.recv_timeout(WAIT).unwrap();
-    assert!(line.contains("client CN=device-01") && line.contains("received \"hello\\n\""), "{line}");
+    assert!(
+        line.contains("client CN=device-01") && line.contains("received \"hello\\n\""),
+        "{line}"
+    );
 
     // 5b: the ROMFS image mounted at /rom, the page's line first.
     let image = image.expect("the page deploys a ROMFS image");
@@ -350,5 +398,8 @@ fn the_first_hour_page_runs_as_written_with_the_unix_port_as_the_board() {
         text(&from_rom)
     );
     let line = lines.recv_timeout(WAIT).unwrap();
-    assert!(line.contains("client CN=device-01") && line.contains("received \"hello\\n\""), "{line}");
+    assert!(
+        line.contains("client CN=device-01") && line.contains("received \"hello\\n\""),
+        "{line}"
+    );
 }

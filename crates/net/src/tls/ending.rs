@@ -90,7 +90,8 @@ impl<S> Watched<S> {
                 if self.header_len == self.header.len() {
                     self.header_len = 0;
                     self.content_type = self.header[0];
-                    self.remaining = usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
+                    self.remaining =
+                        usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
                     self.body_len = self.remaining;
                     self.all_zero = true;
                     if self.remaining == 0 {
@@ -200,7 +201,10 @@ mod tests {
         fatal.extend(record(ALERT, &[2, 90]));
         for chunk in [1, 3, 4096] {
             assert_eq!(ending_of(&canceled, chunk), Some(ClientEnding::Canceled));
-            assert_eq!(ending_of(&stand_in, chunk), Some(ClientEnding::StandInFinished));
+            assert_eq!(
+                ending_of(&stand_in, chunk),
+                Some(ClientEnding::StandInFinished)
+            );
             assert_eq!(ending_of(&real_finished, chunk), None);
             assert_eq!(ending_of(&fatal, chunk), None);
             assert_eq!(ending_of(&hello, chunk), None);

@@ -230,7 +230,10 @@ pub fn check(files: &[DeviceFile], profile: &Profile, time: OffsetDateTime) -> F
         let sniffed = match sniffed {
             Ok(s) if !s.items.is_empty() => s,
             Ok(_) | Err(_) => {
-                let reason = sniffed.clone().err().unwrap_or_else(|| "nothing in it".into());
+                let reason = sniffed
+                    .clone()
+                    .err()
+                    .unwrap_or_else(|| "nothing in it".into());
                 match meant_for_device(name) {
                     Some(true) => {
                         failures.push(key_failure(name, &KeyRefusal::Unparseable { reason }));
@@ -309,10 +312,7 @@ pub fn check(files: &[DeviceFile], profile: &Profile, time: OffsetDateTime) -> F
             }
             Err(mut f) => {
                 if !super::loads_encoding(profile, first.encoding) {
-                    f.fix = format!(
-                        "convert it: {}",
-                        convert_command(name, first.kind, &names)
-                    );
+                    f.fix = format!("convert it: {}", convert_command(name, first.kind, &names));
                 }
                 failures.push(*f);
                 unloadable(&mut entries);

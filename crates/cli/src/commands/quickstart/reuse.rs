@@ -64,7 +64,10 @@ pub fn examine(dir: &Path, lan: Option<IpAddr>, profile: &Profile, now: OffsetDa
             .copied()
             .filter(|f| !present.contains(f))
             .collect();
-        return Found::Unusable(format!("some of its files are missing ({})", missing.join(", ")));
+        return Found::Unusable(format!(
+            "some of its files are missing ({})",
+            missing.join(", ")
+        ));
     }
     match load(dir, lan, profile, now) {
         Ok(r) => Found::Reusable(Box::new(r)),
@@ -133,7 +136,10 @@ fn pair(
         Some((Kind::PrivateKey(_), Encoding::Der, der)) if der == key => {}
         _ => return Err(format!("{key_name} is not one DER private key")),
     }
-    for (pem, der) in [(format!("{stem}.crt"), &cert), (format!("{stem}.key"), &key)] {
+    for (pem, der) in [
+        (format!("{stem}.crt"), &cert),
+        (format!("{stem}.key"), &key),
+    ] {
         let (_, sniffed) = read(&pem)?;
         match first(&sniffed) {
             Some((_, Encoding::Pem, d)) if &d == der => {}
