@@ -8,6 +8,7 @@ use crate::support;
 
 use std::fs;
 use std::path::Path;
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -275,7 +276,7 @@ fn the_first_hour_page_runs_as_written_with_the_unix_port_as_the_board() {
     let (commands, python) = page();
     assert!(commands.len() >= 8, "{commands:?}");
     let port = support::free_tcp_port().to_string();
-    let mut serve: Option<(Peer, std::sync::mpsc::Receiver<String>)> = None;
+    let mut serve: Option<(Peer, Receiver<String>)> = None;
     let mut device_lines = String::new();
     let mut image: Option<Vec<u8>> = None;
     for command in &commands {
@@ -367,22 +368,7 @@ fn the_first_hour_page_runs_as_written_with_the_unix_port_as_the_board() {
     );
 
     // 5a: the copied files, in the folder the unix port runs in.
-    let copied = micropython::run_ok(
-        &board,
-        "main.py",
-        &micropython::with_prelude(&device_lines),
-        WAIT,
-    );
-    assert!(
-        String::from_utf8_lossy(&copied.stdout).contains("b'hello\\n'"),
-        "{}",
-        text(&copied)
-    );
-    let line = lines.recv_timeout(WAIT).unwrap();
-    assert!(
-        line.contains("client CN=device-01") && line.contains("received \"hello\\n\""),
-        "{line}"
-    );
+    board_says_hello(&board, &device_lines, &lines);
 
     // 5b: the ROMFS image mounted at /rom, the page's line first.
     let image = image.expect("the page deploys a ROMFS image");
@@ -391,13 +377,19 @@ fn the_first_hour_page_runs_as_written_with_the_unix_port_as_the_board() {
     fs::write(rom.join("image.romfs"), image).unwrap();
     let mount = "import vfs\nvfs.mount(vfs.VfsRom(open('image.romfs', 'rb').read()), '/rom')\n";
     let script = format!("{mount}{}\n{device_lines}", python.join("\n"));
-    let from_rom = micropython::run_ok(&rom, "main.py", &micropython::with_prelude(&script), WAIT);
+    board_says_hello(&rom, &script, &lines);
+}
+
+/// Runs `script` on the unix port in `dir` (the board): it must print the
+/// server's reply, and the server the board's certificate and `hello`.
+fn board_says_hello(dir: &Path, script: &str, serve_lines: &Receiver<String>) {
+    let out = micropython::run_ok(dir, "main.py", &micropython::with_prelude(script), WAIT);
     assert!(
-        String::from_utf8_lossy(&from_rom.stdout).contains("b'hello\\n'"),
+        String::from_utf8_lossy(&out.stdout).contains("b'hello\\n'"),
         "{}",
-        text(&from_rom)
+        text(&out)
     );
-    let line = lines.recv_timeout(WAIT).unwrap();
+    let line = serve_lines.recv_timeout(WAIT).unwrap();
     assert!(
         line.contains("client CN=device-01") && line.contains("received \"hello\\n\""),
         "{line}"
