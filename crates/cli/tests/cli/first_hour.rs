@@ -205,6 +205,33 @@ fn serve_logs_doctors_probe_as_a_probe_not_a_failure() {
     let served = serve.finish(WAIT);
     assert!(line.contains("  probe (client CN=device-01): "), "{line}");
     assert_eq!(served.status.code(), Some(0), "{line}\n{}", text(&served));
+
+    // Over DTLS doctor cancels the same way.
+    let serve = Serve::start(
+        d,
+        &["--dtls", "--cert", &cert, "--key", &key, "--count", "1"],
+    );
+    let target = format!("127.0.0.1:{}", serve.port);
+    let doctor = run_in(
+        d,
+        &[
+            "doctor",
+            &target,
+            "--dtls",
+            "--ca",
+            &cert,
+            "--hostname",
+            "localhost",
+        ],
+    );
+    assert_eq!(doctor.status.code(), Some(0), "{}", text(&doctor));
+    let line = serve.line(WAIT);
+    let served = serve.finish(WAIT);
+    assert!(
+        line.contains("  probe: ") && line.contains("devtls doctor"),
+        "{line}"
+    );
+    assert_eq!(served.status.code(), Some(0), "{line}\n{}", text(&served));
 }
 
 #[test]
