@@ -148,90 +148,49 @@ fn doctor_files_tells_the_pcs_pem_copies_from_the_devices_files_and_its_fixes_wo
     }
 }
 
+/// Starts `devtls serve SERVE --count 1`, runs `devtls doctor` at it with
+/// DOCTOR, which must say the device connects; returns serve's line for it
+/// after checking serve exited 0 (no client failed).
+fn doctor_at_serve(d: &Path, serve: &[&str], doctor: &[&str]) -> String {
+    let serve = Serve::start(d, &[serve, &["--count", "1"]].concat());
+    let target = format!("127.0.0.1:{}", serve.port);
+    let out = run_in(d, &[&["doctor", target.as_str()], doctor].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let line = serve.line(WAIT);
+    let served = serve.finish(WAIT);
+    assert_eq!(served.status.code(), Some(0), "{line}\n{}", text(&served));
+    line
+}
+
 #[test]
 fn serve_logs_doctors_probe_as_a_probe_not_a_failure() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok_in(d, &words("quickstart --json"));
-    let q = |f: &str| format!("devtls-quickstart/{f}");
-    let (cert, key, client, client_key) = (
-        q("server.der"),
-        q("server.key.der"),
-        q("client.der"),
-        q("client.key.der"),
-    );
+    let server =
+        words("--cert devtls-quickstart/server.der --key devtls-quickstart/server.key.der");
+    let anchor = words("--ca devtls-quickstart/server.der --hostname localhost");
+    let canceled = |line: &str| line.contains("  probe: ") && line.contains("devtls doctor");
+
     // Without --ca: doctor reads the hello and certificate, then cancels.
-    let serve = Serve::start(d, &["--cert", &cert, "--key", &key, "--count", "1"]);
-    let target = format!("127.0.0.1:{}", serve.port);
-    let doctor = run_in(
-        d,
-        &["doctor", &target, "--ca", &cert, "--hostname", "localhost"],
-    );
-    assert_eq!(doctor.status.code(), Some(0), "{}", text(&doctor));
-    let line = serve.line(WAIT);
-    let served = serve.finish(WAIT);
-    assert!(
-        line.contains("  probe: ") && line.contains("devtls doctor"),
-        "{line}"
-    );
-    assert_eq!(served.status.code(), Some(0), "{line}\n{}", text(&served));
+    let line = doctor_at_serve(d, &server, &anchor);
+    assert!(canceled(&line), "{line}");
 
     // With --ca (mTLS): doctor --cert sends the device's certificate, then a
     // Finished made to be refused.
-    let serve = Serve::start(
-        d,
-        &[
-            "--cert", &cert, "--key", &key, "--ca", &client, "--count", "1",
-        ],
-    );
-    let target = format!("127.0.0.1:{}", serve.port);
-    let doctor = run_in(
-        d,
-        &[
-            "doctor",
-            &target,
-            "--ca",
-            &cert,
-            "--hostname",
-            "localhost",
-            "--cert",
-            &client,
-            "--key",
-            &client_key,
-        ],
-    );
-    assert_eq!(doctor.status.code(), Some(0), "{}", text(&doctor));
-    let line = serve.line(WAIT);
-    let served = serve.finish(WAIT);
+    let mtls = [&server[..], &["--ca", "devtls-quickstart/client.der"]].concat();
+    let identity =
+        words("--cert devtls-quickstart/client.der --key devtls-quickstart/client.key.der");
+    let line = doctor_at_serve(d, &mtls, &[&anchor[..], &identity[..]].concat());
     assert!(line.contains("  probe (client CN=device-01): "), "{line}");
-    assert_eq!(served.status.code(), Some(0), "{line}\n{}", text(&served));
 
     // Over DTLS doctor cancels the same way.
-    let serve = Serve::start(
+    let line = doctor_at_serve(
         d,
-        &["--dtls", "--cert", &cert, "--key", &key, "--count", "1"],
+        &[&["--dtls"], &server[..]].concat(),
+        &[&["--dtls"], &anchor[..]].concat(),
     );
-    let target = format!("127.0.0.1:{}", serve.port);
-    let doctor = run_in(
-        d,
-        &[
-            "doctor",
-            &target,
-            "--dtls",
-            "--ca",
-            &cert,
-            "--hostname",
-            "localhost",
-        ],
-    );
-    assert_eq!(doctor.status.code(), Some(0), "{}", text(&doctor));
-    let line = serve.line(WAIT);
-    let served = serve.finish(WAIT);
-    assert!(
-        line.contains("  probe: ") && line.contains("devtls doctor"),
-        "{line}"
-    );
-    assert_eq!(served.status.code(), Some(0), "{line}\n{}", text(&served));
+    assert!(canceled(&line), "{line}");
 }
 
 #[test]
