@@ -28,6 +28,23 @@ pub enum Failure {
     Closed,
     /// Another I/O error.
     Io(io::Error),
+    /// The client ended the handshake on purpose, as a probe does (seen
+    /// by the server: [`Failure::seen_with`]).
+    Probe(ClientEnding),
+}
+
+/// How a client that meant to stop before the end of the handshake said
+/// so, in the records it sent (`devtls doctor`'s endings: docs/device-behaviour.md,
+/// "How doctor talks to a server").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientEnding {
+    /// A warning `user_canceled` alert (then `close_notify`) before its key
+    /// exchange: it read the server's hello and certificate and stopped.
+    Canceled,
+    /// After its certificate, key exchange and ChangeCipherSpec, a Finished
+    /// of 40 zero bytes, made to be refused: the server's answer tells the
+    /// prober whether it accepted everything before.
+    StandInFinished,
 }
 
 impl Failure {
@@ -46,6 +63,22 @@ impl Failure {
             _ => Failure::Io(e),
         }
     }
+
+    /// The failure as the server explains it, given how the client ended
+    /// (what it sent last): a close after `user_canceled`, or the refusal of
+    /// a stand-in Finished, is a probe, not a failure. Any other failure
+    /// (e.g. a client certificate refused before that Finished) stays.
+    pub fn seen_with(self, ending: Option<ClientEnding>) -> Self {
+        let probe = match (ending, &self) {
+            (Some(e @ ClientEnding::Canceled), Failure::Closed)
+            | (
+                Some(e @ ClientEnding::StandInFinished),
+                Failure::Closed | Failure::Tls(rustls::Error::DecryptError),
+            ) => Some(e),
+            _ => None,
+        };
+        probe.map_or(self, Failure::Probe)
+    }
 }
 
 impl std::fmt::Display for Failure {
@@ -56,6 +89,9 @@ impl std::fmt::Display for Failure {
             Failure::Tls(e) => write!(f, "{e}"),
             Failure::Closed => f.write_str("peer closed the connection"),
             Failure::Io(e) => write!(f, "{e}"),
+            Failure::Probe(ending) => {
+                write!(f, "the client ended the handshake on purpose ({ending:?})")
+            }
         }
     }
 }
@@ -130,6 +166,9 @@ pub enum Reason {
     NotTls,
     /// The peer closed the connection during the handshake.
     PeerClosed,
+    /// Not a failure: a client (e.g. `devtls doctor`) ended the handshake
+    /// on purpose once it had learnt what it came for.
+    Probe,
     /// Nothing happened in time.
     Timeout,
     /// No TCP connection.
@@ -329,6 +368,30 @@ fn server_side(failure: &Failure, ctx: &Context<'_>) -> Parts {
         | Failure::Tls(rustls::Error::PeerMisbehaved(_))
         | Failure::Tls(rustls::Error::InappropriateMessage { .. })
         | Failure::Tls(rustls::Error::InappropriateHandshakeMessage { .. }) => not_tls(),
+        Failure::Probe(ClientEnding::Canceled) => (
+            Reason::Probe,
+            "not a failure: the client read this server's hello and certificate, then \
+             ended the handshake on purpose (user_canceled, close_notify), as `devtls doctor` does"
+                .into(),
+            "nothing to fix; `devtls connect` or the device makes a whole exchange".into(),
+            None,
+        ),
+        Failure::Probe(ClientEnding::StandInFinished) => (
+            Reason::Probe,
+            if ctx.presented.is_empty() {
+                "not a failure: after its key exchange the client sent a Finished made \
+                 to be refused, as `devtls doctor` does to learn whether this server accepts the \
+                 device"
+                    .to_string()
+            } else {
+                "not a failure: this server accepted the client's certificate, then the \
+                 client sent a Finished made to be refused, as `devtls doctor --cert` does to \
+                 learn whether this server accepts the device"
+                    .to_string()
+            },
+            "nothing to fix; `devtls connect` or the device makes a whole exchange".into(),
+            None,
+        ),
         Failure::Closed => (
             Reason::PeerClosed,
             "the client closed the connection during the handshake".into(),

@@ -440,13 +440,15 @@ pub fn render_files(r: &FilesReport) -> Vec<Line> {
         fmt_time(r.device_time)
     ))];
     for f in &v.files {
+        let about = match (&f.copy_of, &f.subject) {
+            (Some(twin), _) => format!(" {twin}, which the device loads"),
+            (None, Some(s)) => format!(" ({s})"),
+            (None, None) => String::new(),
+        };
         out.push(Line::Text(format!(
-            "  {:<28} {}{}",
+            "  {:<28} {}{about}",
             f.file,
-            f.role.words(),
-            f.subject
-                .as_ref()
-                .map_or(String::new(), |s| format!(" ({s})"))
+            f.role.words()
         )));
     }
     out.push(Line::Blank);

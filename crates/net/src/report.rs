@@ -133,6 +133,14 @@ pub enum Outcome {
     Failed(Rejected),
 }
 
+impl Outcome {
+    /// The client's handshake failed; a probe that ended it on purpose
+    /// (e.g. `devtls doctor`) is not a failure.
+    pub fn failed(&self) -> bool {
+        matches!(self, Outcome::Failed(r) if r.diagnosis.reason != crate::diagnose::Reason::Probe)
+    }
+}
+
 /// A client whose handshake failed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Rejected {

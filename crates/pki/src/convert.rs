@@ -11,6 +11,46 @@ use crate::inspect::{self, CertInfo};
 use crate::sniff::{self, Encoding, KeyFormat, Kind, Sniffed};
 use crate::Error;
 
+/// The name `devtls convert` writes to without `-o`, as the device guide
+/// names its files: server.crt -> server.der, server.key -> server.key.der,
+/// domain.csr -> domain.csr.der, and back (server.der -> server.crt).
+pub fn output_path(input: &std::path::Path, kind: Kind, to: Encoding) -> std::path::PathBuf {
+    let name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s.to_string(), e.to_ascii_lowercase()),
+        _ => (name.clone(), String::new()),
+    };
+    let new_name = match to {
+        Encoding::Der => match ext.as_str() {
+            "key" | "csr" | "req" | "crl" => format!("{name}.der"),
+            "crt" | "cer" | "pem" => format!("{stem}.der"),
+            _ => format!("{name}.der"),
+        },
+        Encoding::Pem => {
+            let pem_ext = match kind {
+                Kind::Certificate => "crt",
+                Kind::Csr => "csr",
+                Kind::Crl => "crl",
+                Kind::PublicKey => "pub.pem",
+                _ => "key",
+            };
+            if ext == "der" || ext == "cer" {
+                // server.key.der -> server.key; server.der -> server.crt.
+                match stem.rsplit_once('.') {
+                    Some((_, inner)) if inner.eq_ignore_ascii_case(pem_ext) => stem,
+                    _ => format!("{stem}.{pem_ext}"),
+                }
+            } else {
+                format!("{name}.{pem_ext}")
+            }
+        }
+    };
+    input.with_file_name(new_name)
+}
+
 /// The result of converting one item.
 #[derive(Clone, Serialize)]
 pub struct Converted {
@@ -405,6 +445,29 @@ pub fn split_chain(sniffed: &Sniffed, at: OffsetDateTime) -> Result<Vec<ChainPar
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn output_names_follow_the_guide() {
+        use std::path::Path;
+        let key = Kind::PrivateKey(KeyFormat::Pkcs8);
+        let cases = [
+            ("server.crt", Kind::Certificate, Encoding::Der, "server.der"),
+            ("server.key", key, Encoding::Der, "server.key.der"),
+            ("privkey.pem", key, Encoding::Der, "privkey.der"),
+            ("domain.csr", Kind::Csr, Encoding::Der, "domain.csr.der"),
+            ("server.der", Kind::Certificate, Encoding::Pem, "server.crt"),
+            ("server.key.der", key, Encoding::Pem, "server.key"),
+            ("domain.csr.der", Kind::Csr, Encoding::Pem, "domain.csr"),
+            ("dir/ca.crl", Kind::Crl, Encoding::Der, "dir/ca.crl.der"),
+        ];
+        for (input, kind, to, want) in cases {
+            assert_eq!(
+                output_path(Path::new(input), kind, to),
+                Path::new(want),
+                "{input}"
+            );
+        }
+    }
+
     use super::*;
     use crate::issue::{self, Authority, CertSpec, Role};
     use crate::keys::{KeyType, PrivateKey};

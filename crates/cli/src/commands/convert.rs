@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail};
 use clap::ValueEnum;
 use devtls_pki::convert;
 use devtls_pki::files::{self, Output};
-use devtls_pki::sniff::{Encoding, Kind};
+use devtls_pki::sniff::Encoding;
 use serde::Serialize;
 
 use crate::{input, output};
@@ -80,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let out = match &args.output {
         Some(o) => o.clone(),
-        None => default_output(path, converted.kind, to),
+        None => convert::output_path(path, converted.kind, to),
     };
     if same_file(path, &out) {
         bail!(
@@ -179,76 +179,9 @@ fn password(path: &Path, file: Option<&Path>) -> anyhow::Result<String> {
         .map_err(|e| anyhow!("{}: could not read the password: {e}", path.display()))
 }
 
-/// The guide's names: server.crt -> server.der, server.key -> server.key.der,
-/// domain.csr -> domain.csr.der, and back.
-fn default_output(input: &Path, kind: Kind, to: Encoding) -> PathBuf {
-    let name = input
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let (stem, ext) = match name.rsplit_once('.') {
-        Some((s, e)) if !s.is_empty() => (s.to_string(), e.to_ascii_lowercase()),
-        _ => (name.clone(), String::new()),
-    };
-    let new_name = match to {
-        Encoding::Der => match ext.as_str() {
-            "key" | "csr" | "req" | "crl" => format!("{name}.der"),
-            "crt" | "cer" | "pem" => format!("{stem}.der"),
-            _ => format!("{name}.der"),
-        },
-        Encoding::Pem => {
-            let pem_ext = match kind {
-                Kind::Certificate => "crt",
-                Kind::Csr => "csr",
-                Kind::Crl => "crl",
-                Kind::PublicKey => "pub.pem",
-                _ => "key",
-            };
-            if ext == "der" || ext == "cer" {
-                // server.key.der -> server.key; server.der -> server.crt.
-                match stem.rsplit_once('.') {
-                    Some((_, inner)) if inner.eq_ignore_ascii_case(pem_ext) => stem,
-                    _ => format!("{stem}.{pem_ext}"),
-                }
-            } else {
-                format!("{name}.{pem_ext}")
-            }
-        }
-    };
-    input.with_file_name(new_name)
-}
-
 fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use devtls_pki::sniff::KeyFormat;
-
-    #[test]
-    fn default_names_follow_the_guide() {
-        let key = Kind::PrivateKey(KeyFormat::Pkcs8);
-        let cases = [
-            ("server.crt", Kind::Certificate, Encoding::Der, "server.der"),
-            ("server.key", key, Encoding::Der, "server.key.der"),
-            ("privkey.pem", key, Encoding::Der, "privkey.der"),
-            ("domain.csr", Kind::Csr, Encoding::Der, "domain.csr.der"),
-            ("server.der", Kind::Certificate, Encoding::Pem, "server.crt"),
-            ("server.key.der", key, Encoding::Pem, "server.key"),
-            ("domain.csr.der", Kind::Csr, Encoding::Pem, "domain.csr"),
-            ("dir/ca.crl", Kind::Crl, Encoding::Der, "dir/ca.crl.der"),
-        ];
-        for (input, kind, to, want) in cases {
-            assert_eq!(
-                default_output(Path::new(input), kind, to),
-                Path::new(want),
-                "{input}"
-            );
-        }
     }
 }

@@ -18,6 +18,10 @@ use crate::output;
 // `devtls doctor`: described on `Command::Doctor` in mod.rs, where `devtls --help`
 // lists it without building these arguments.
 #[derive(Debug, clap::Args)]
+#[command(
+    override_usage = "devtls doctor <TARGET> --ca <FILE> [OPTIONS]   a server, as the device sees it
+       devtls doctor --files <DIR> [OPTIONS]          the device's own files, offline"
+)]
 #[command(after_help = "Examples:
   devtls doctor api.example.com --ca ca.der
   devtls doctor api.example.com --ca ca.der --device-time 2000-01-01   # clock not set

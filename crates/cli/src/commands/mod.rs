@@ -36,7 +36,15 @@ mod split;
     propagate_version = true,
     max_term_width = 100
 )]
-#[command(after_help = "Start with:  devtls new server --dns openmv --ip 192.168.1.50")]
+#[command(
+    before_help = "Where to start (the device guide's path; the first hour with a board: docs/first-hour.md):
+  1. devtls quickstart          the whole guide on loopback, files in ./devtls-quickstart
+  2. devtls new server|client   your own key and certificate: DER for the device, PEM for the PC
+  3. devtls serve / connect     the guide's server and client, checking as the device does
+  4. devtls doctor              why a device will (not) connect: to a server, or --files DIR
+  5. devtls fleet               many devices: a CA, one key and certificate each, renewal"
+)]
+#[command(after_help = "Start with:  devtls quickstart")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -159,6 +167,10 @@ enum Command {
     /// that answered the cookie; it then keeps answering them for a moment, in
     /// case its reply was lost). The exit status is 0 if all of them were
     /// served, 1 if any failed. Without --count it serves until interrupted.
+    ///
+    /// A probe is not a failure: `devtls doctor` reads the server's hello and
+    /// certificate and ends the handshake on purpose (user_canceled, or with
+    /// --cert a Finished made to be refused); its line says `probe`.
     ///
     /// With --json, each line is one JSON object: first {"listening": ...}, then
     /// one per client.

@@ -19,6 +19,7 @@ use devtls_net::config::{Anchors, ClientSettings, Identity, ServerSettings};
 use devtls_net::dtls;
 use devtls_net::tls::client::{self, Error as ClientError, SessionInfo};
 use devtls_net::tls::server::{ClientReport, Outcome, Server};
+use devtls_pki::chain::Cert;
 use devtls_pki::files::{self, Output};
 use devtls_pki::fingerprint;
 use devtls_pki::issue::{self, CertSpec, Role};
@@ -34,14 +35,19 @@ use crate::snippets::{self, DeviceFiles};
 // lists it without building these arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  devtls quickstart
+  devtls quickstart                 # again: reuses its files, or picks devtls-quickstart-2
   devtls quickstart --out /tmp/try --force
-  devtls quickstart --json")]
+  devtls quickstart --json
+
+Run again, quickstart reuses the files of an earlier run when they are its
+own, still valid and lint-clean (keys are never overwritten without --force);
+when the folder holds anything else it leaves it alone and writes into a
+fresh one (devtls-quickstart-2, ...), or, with --out, stops and says why.")]
 pub struct Args {
-    /// Folder for the files (created if missing).
-    #[arg(long, short, default_value = "devtls-quickstart")]
-    out: PathBuf,
-    /// Overwrite files left by an earlier run.
+    /// Folder for the files (created if missing) [default: devtls-quickstart].
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Make new files, overwriting those left by an earlier run.
     #[arg(long)]
     force: bool,
     /// Print the outcome as JSON instead of a table.
@@ -59,6 +65,10 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 const DTLS_STEP: &str = "DTLS with cookie";
 /// The port the printed commands use, as in the guide.
 const GUIDE_PORT: u16 = 8443;
+/// Where the files go without --out.
+const DEFAULT_OUT: &str = "devtls-quickstart";
+
+mod reuse;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,11 +122,25 @@ impl Step {
     }
 }
 
+/// Where this run's files came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum FilesFrom {
+    /// Made by this run.
+    New,
+    /// quickstart's own files from an earlier run, valid and lint-clean.
+    Reused,
+}
+
 #[derive(Serialize)]
 struct Report<'a> {
     ok: bool,
     out: String,
     profile: &'static str,
+    files_from: FilesFrom,
+    /// What quickstart did with an earlier run's files, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
     files: Vec<String>,
     steps: &'a [Step],
     device: DeviceLines,
@@ -137,15 +161,22 @@ struct Made {
     server_key_der: Vec<u8>,
     client_der: Vec<u8>,
     client_key_der: Vec<u8>,
+    /// The files, as paths.
     written: Vec<String>,
+    from: FilesFrom,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let profile = profile::DEFAULT;
     let lan = lan_address();
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
-    let (made, mut steps) = make_files(&args.out, args.force, lan, profile)?;
+    let (out, found, note) = folder(&args, lan, profile)?;
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("{}: cannot create the folder", out.display()))?;
+    let made = match found {
+        Some(earlier) => reused(&out, *earlier),
+        None => make_files(&out, args.force, lan, profile)?,
+    };
+    let mut steps = file_steps(&made);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -156,24 +187,93 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let ok = !steps.iter().any(|s| s.status == Status::Failed);
     let host = lan.map_or_else(|| "localhost".to_string(), |ip| ip.to_string());
-    let device = device_lines(&args.out, &host);
+    let device = device_lines(&out, &host);
     if args.json {
         output::json(&Report {
             ok,
-            out: args.out.display().to_string(),
+            out: out.display().to_string(),
             profile: profile.name,
+            files_from: made.from,
+            note,
             files: made.written.clone(),
             steps: &steps,
             device,
         })?;
     } else {
-        print_human(&args.out, &steps, &made, &device, lan.is_some(), profile);
+        if let Some(note) = &note {
+            match made.from {
+                FilesFrom::Reused => output::ok(note),
+                FilesFrom::New => output::warn(note),
+            }
+        }
+        print_human(&out, &steps, &made, &device, lan.is_some(), profile);
     }
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The folder to use and what an earlier run left there (files to reuse),
+/// with what was decided in words: without --force, quickstart's own valid
+/// files are reused; anything else is left alone, and the run moves to a
+/// fresh folder, or stops when the user named this one.
+fn folder(
+    args: &Args,
+    lan: Option<IpAddr>,
+    profile: &Profile,
+) -> anyhow::Result<(PathBuf, Option<Box<reuse::Reusable>>, Option<String>)> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
+    if args.force {
+        return Ok((out, None, None));
+    }
+    let now = time::OffsetDateTime::now_utc();
+    Ok(match reuse::examine(&out, lan, profile, now) {
+        reuse::Found::Nothing => (out, None, None),
+        reuse::Found::Reusable(earlier) => {
+            let note = format!(
+                "reusing the files of an earlier run in {} (quickstart's own, valid until {}, \
+                 lint-clean); `devtls quickstart --force` makes new ones",
+                out.display(),
+                earlier.valid_until.date()
+            );
+            (out, Some(earlier), Some(note))
+        }
+        reuse::Found::Unusable(why) if args.out.is_some() => anyhow::bail!(
+            "{}: {why}; quickstart leaves these files as they are: pass --force to replace \
+             them, or choose another --out",
+            out.display()
+        ),
+        reuse::Found::Unusable(why) => {
+            let fresh = reuse::fresh_folder(&out);
+            let note = format!(
+                "{} holds files quickstart will not reuse ({why}); they are left as they are \
+                 and the new files go to {} (`devtls quickstart --force` would replace them)",
+                out.display(),
+                fresh.display()
+            );
+            (fresh, None, Some(note))
+        }
+    })
+}
+
+/// An earlier run's files, as this run's.
+fn reused(out: &Path, earlier: reuse::Reusable) -> Made {
+    Made {
+        server_der: earlier.server_der,
+        server_key_der: earlier.server_key_der,
+        client_der: earlier.client_der,
+        client_key_der: earlier.client_key_der,
+        written: reuse::FILES
+            .iter()
+            .map(|f| out.join(f).display().to_string())
+            .collect(),
+        from: FilesFrom::Reused,
+    }
 }
 
 /// Makes both identities first and writes all eight files in one step, so
@@ -183,7 +283,7 @@ fn make_files(
     force: bool,
     lan: Option<IpAddr>,
     profile: &Profile,
-) -> anyhow::Result<(Made, Vec<Step>)> {
+) -> anyhow::Result<Made> {
     let key_type = KeyType::P256;
     if let Some(why) = key_type.refused_by(profile) {
         anyhow::bail!("the {} profile refuses {key_type}: {why}", profile.name);
@@ -212,47 +312,56 @@ fn make_files(
         Output::secret(out.join("client.key.der"), client_key.pkcs8_der()),
     ];
     files::write_all(&outputs, force)?;
+    Ok(Made {
+        server_der: server.der,
+        server_key_der: server_key.pkcs8_der(),
+        client_der: client.der,
+        client_key_der: client_key.pkcs8_der(),
+        written: outputs
+            .iter()
+            .map(|o| o.path.display().to_string())
+            .collect(),
+        from: FilesFrom::New,
+    })
+}
 
-    let names: Vec<String> = server_spec
-        .dns
-        .iter()
-        .cloned()
-        .chain(server_spec.ips.iter().map(ToString::to_string))
-        .collect();
-    let steps = vec![
-        Step::ok(
-            "server certificate",
-            format!(
-                "server.der + server.key.der (DER) and server.crt + server.key (PEM): \
-                 {}, for {}, SHA-256 {}",
-                key_type.describe(),
-                names.join(", "),
-                short(&fingerprint::sha256_hex(&server.der))
-            ),
-        ),
-        Step::ok(
-            "client certificate",
-            format!(
-                "client.der + client.key.der (DER) and client.crt + client.key (PEM): \
-                 CN={DEVICE_CN}, {}, SHA-256 {}",
-                key_type.describe(),
-                short(&fingerprint::sha256_hex(&client.der))
-            ),
-        ),
-    ];
-    Ok((
-        Made {
-            server_der: server.der,
-            server_key_der: server_key.pkcs8_der(),
-            client_der: client.der,
-            client_key_der: client_key.pkcs8_der(),
-            written: outputs
+/// The two certificate rows: what each certificate is, read from the files.
+fn file_steps(made: &Made) -> Vec<Step> {
+    let how = match made.from {
+        FilesFrom::New => "",
+        FilesFrom::Reused => "reused from an earlier run: ",
+    };
+    let row = |step: &'static str, stem: &str, der: &[u8]| match Cert::parse(der) {
+        Ok(c) => {
+            let names: Vec<String> = c
+                .info
+                .sans
+                .dns
                 .iter()
-                .map(|o| o.path.display().to_string())
-                .collect(),
-        },
-        steps,
-    ))
+                .chain(&c.info.sans.ip)
+                .cloned()
+                .collect();
+            let about = if names.is_empty() {
+                c.subject().to_string()
+            } else {
+                format!("for {}", names.join(", "))
+            };
+            Step::ok(
+                step,
+                format!(
+                    "{how}{stem}.der + {stem}.key.der (DER) and {stem}.crt + {stem}.key (PEM): \
+                     {}, {about}, SHA-256 {}",
+                    c.info.public_key.description,
+                    short(&fingerprint::sha256_hex(der))
+                ),
+            )
+        }
+        Err(e) => Step::failed(step, format!("{stem}.der: {e}")),
+    };
+    vec![
+        row("server certificate", "server", &made.server_der),
+        row("client certificate", "client", &made.client_der),
+    ]
 }
 
 /// `AB:CD:...` (how the net crate reports fingerprints) as `abcd...` (ours in JSON).
@@ -691,8 +800,12 @@ fn print_human(
         out.display()
     ));
     println!("{table}");
+    let verb = match made.from {
+        FilesFrom::New => "wrote",
+        FilesFrom::Reused => "reused",
+    };
     for file in &made.written {
-        println!("  wrote {file}");
+        println!("  {verb} {file}");
     }
     println!();
     output::heading("Next, with the real device. On this PC, the server:");

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anstream::println;
 use devtls_net::config::{self, Identity, ServerSettings};
+use devtls_net::diagnose::Reason;
 use devtls_net::tls::server::{self, ClientReport, Outcome};
 use devtls_pki::profile::Profile;
 
@@ -85,7 +86,7 @@ fn serve_dtls(addr: SocketAddr, settings: ServerSettings, args: &Args) -> anyhow
     }
     let mut failed = 0usize;
     server.serve(args.count, None, |report| {
-        if matches!(report.outcome, Outcome::Failed(_)) {
+        if report.outcome.failed() {
             failed += 1;
         }
         print_report(report, args.json);
@@ -128,7 +129,7 @@ fn serve_tls(addr: SocketAddr, settings: ServerSettings, args: &Args) -> anyhow:
         args.count,
         |local| announce(local, json, args),
         |report| {
-            if matches!(report.outcome, Outcome::Failed(_)) {
+            if report.outcome.failed() {
                 failed += 1;
             }
             print_report(report, json);
@@ -186,6 +187,10 @@ pub fn print_report(report: &ClientReport, json: bool) {
                 .first()
                 .map(|c| format!(" (client {})", c.subject))
                 .unwrap_or_default();
+            if d.reason == Reason::Probe {
+                println!("{}  probe{client}: {}", report.peer, d.what);
+                return;
+            }
             println!("{}  failed{client}: {}", report.peer, d.what);
             println!("    fix: {}", d.fix);
             if let Some(device) = &d.device {

@@ -169,6 +169,14 @@ fn the_readme_commands_work_in_a_fresh_clone() {
     }
     assert!(!stdout.contains("FAILED"), "{}", text(&main));
     assert!(clone.join("devtls-quickstart/server.der").is_file());
+    // Run again as written, it reuses its files (issue 24; first_hour.rs).
+    let again = run_line(clone, &commands[0], &[]);
+    assert!(again.status.success(), "{}:\n{}", commands[0], text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("reusing the files"),
+        "{}",
+        text(&again)
+    );
 
     // The test command with the peers already installed (no apt/pip), on
     // one small package: the whole suite again would run this test again.

@@ -23,6 +23,7 @@ mod device_peer;
 mod device_x509;
 mod doctor;
 mod fidelity;
+mod first_hour;
 mod fleet;
 mod fleet_hardening;
 mod fleet_pkcs11;

@@ -145,11 +145,22 @@ const MAX_DATAGRAM: usize = 65_535;
 /// A fatal alert sent in the clear (epoch 0, before the peer switched to
 /// encryption), which is how handshake refusals arrive.
 fn plaintext_alert(datagram: &[u8]) -> Option<rustls::AlertDescription> {
+    plaintext_alert_at(datagram, 2)
+}
+
+/// A plaintext warning user_canceled in the datagram: a client that ends
+/// the handshake on purpose (`devtls doctor --dtls`, docs/device-behaviour.md).
+fn user_canceled(datagram: &[u8]) -> bool {
+    plaintext_alert_at(datagram, 1) == Some(rustls::AlertDescription::UserCanceled)
+}
+
+/// The first epoch-0 alert of `level` (1 warning, 2 fatal) in a datagram.
+fn plaintext_alert_at(datagram: &[u8], level: u8) -> Option<rustls::AlertDescription> {
     let mut rest = datagram;
     while rest.len() >= 13 {
         let len = usize::from(u16::from_be_bytes([rest[11], rest[12]]));
         let body = rest.get(13..13 + len)?;
-        if rest[0] == 21 && rest[3..5] == [0, 0] && body.len() == 2 && body[0] == 2 {
+        if rest[0] == 21 && rest[3..5] == [0, 0] && body.len() == 2 && body[0] == level {
             return Some(rustls::AlertDescription::from(body[1]));
         }
         rest = &rest[13 + len..];

@@ -471,7 +471,9 @@ impl Core {
             }
             None => data.to_vec(),
         };
-        let alert = super::plaintext_alert(&data);
+        let alert = super::plaintext_alert(&data).or_else(|| {
+            super::user_canceled(&data).then_some(rustls::AlertDescription::UserCanceled)
+        });
         match self
             .endpoint
             .read(now, peer, None, BytesMut::from(&data[..]))

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rustls::AlertDescription;
 
 use crate::config::{Anchors, ClientSettings, ConfigError, ServerSettings};
-use crate::diagnose::{self, Context, Failure, Side};
+use crate::diagnose::{self, ClientEnding, Context, Failure, Side};
 use crate::report::{
     summarize, ClientReport, ConnectError, HandshakeFailure, Outcome, Rejected, Served, SessionInfo,
 };
@@ -299,7 +299,12 @@ impl Reports {
                 presented,
             } => {
                 let chain = summarize(presented);
-                let failure = failure(clone_error(error));
+                let failure = match error {
+                    DtlsError::Alert(AlertDescription::UserCanceled) => {
+                        Failure::Probe(ClientEnding::Canceled)
+                    }
+                    other => failure(clone_error(other)),
+                };
                 let ctx = Context {
                     side: Side::Server,
                     profile: self.profile,

@@ -2,6 +2,7 @@
 //! built on rustls and tokio, restricted to a device profile.
 
 pub mod client;
+mod ending;
 pub mod server;
 
 use rustls::{CommonState, ProtocolVersion};

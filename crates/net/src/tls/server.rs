@@ -202,9 +202,10 @@ async fn handle(
 ) -> Outcome {
     let _ = tcp.set_nodelay(true);
     let limit = settings.handshake_timeout;
+    let (tcp, seen) = super::ending::watch(tcp);
     let failure = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
         Err(_) => Failure::Timeout("handshake"),
-        Ok(Err(e)) => Failure::from_io(e),
+        Ok(Err(e)) => Failure::from_io(e).seen_with(seen.ending()),
         Ok(Ok(mut stream)) => {
             let (_, conn) = stream.get_ref();
             let version = super::version_name(conn);

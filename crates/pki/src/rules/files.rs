@@ -2,7 +2,12 @@
 //! the device loads it or reported in the device's words. Keys go through
 //! [`keys::load_key`], certificates through the parser rules of
 //! [`certs`]; a certificate is the device's own when a key is meant for it
-//! (same stem, or the same public key), else a trust anchor.
+//! (same stem, or the same public key), else a trust anchor. A PEM file
+//! whose DER twin is beside it (`server.crt` next to `server.der`, as
+//! `devtls new` and `quickstart` write them) is the PC's copy: the device
+//! loads the twin, so the PEM file is listed, never judged.
+
+use std::path::Path;
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -12,7 +17,7 @@ use super::{certs, sizes};
 use crate::chain::Cert;
 use crate::device_error::{self, flags, verify_text};
 use crate::profile::Profile;
-use crate::sniff::{self, Kind, Sniffed};
+use crate::sniff::{self, Encoding, Kind, Sniffed};
 use crate::verify::{Failure, Kind as FailureKind};
 
 /// One file as read by the caller: its name and its bytes, or why it could not be read.
@@ -39,6 +44,9 @@ pub enum FileUse {
     /// Something the device cannot load (reported as a failure).
     #[serde(rename = "does not load")]
     Unloadable,
+    /// A PEM copy, for the PC, of a DER file beside it that the device loads.
+    #[serde(rename = "the PC's copy")]
+    PcCopy,
 }
 
 impl FileUse {
@@ -49,6 +57,7 @@ impl FileUse {
             FileUse::OwnCertificate => "the device's certificate",
             FileUse::TrustAnchor => "trust anchor",
             FileUse::Unloadable => "does not load",
+            FileUse::PcCopy => "the PC's copy (PEM) of",
         }
     }
 }
@@ -62,6 +71,9 @@ pub struct FileEntry {
     pub role: FileUse,
     /// The certificate's subject, for certificates.
     pub subject: Option<String>,
+    /// For the PC's PEM copy: the DER file the device loads instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy_of: Option<String>,
 }
 
 /// The verdict on a set of device files.
@@ -197,23 +209,31 @@ pub fn check(files: &[DeviceFile], profile: &Profile, time: OffsetDateTime) -> F
     let mut notes = Vec::new();
     let mut loaded_keys: Vec<(&str, LoadedKey)> = Vec::new();
     let mut certs: Vec<(&str, Cert)> = Vec::new();
-    for f in files {
+    let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    let sniffs: Vec<Result<Sniffed, String>> = files
+        .iter()
+        .map(|f| match &f.bytes {
+            Err(e) => Err(format!("the file cannot be read: {e}")),
+            Ok(b) => sniff::sniff(b).map_err(|e| e.to_string()),
+        })
+        .collect();
+    for (f, sniffed) in files.iter().zip(&sniffs) {
         let name = f.name.as_str();
         let unloadable = |entries: &mut Vec<FileEntry>| {
             entries.push(FileEntry {
                 file: name.to_string(),
                 role: FileUse::Unloadable,
                 subject: None,
+                copy_of: None,
             })
-        };
-        let sniffed: Result<Sniffed, String> = match &f.bytes {
-            Err(e) => Err(format!("the file cannot be read: {e}")),
-            Ok(b) => sniff::sniff(b).map_err(|e| e.to_string()),
         };
         let sniffed = match sniffed {
             Ok(s) if !s.items.is_empty() => s,
             Ok(_) | Err(_) => {
-                let reason = sniffed.err().unwrap_or_else(|| "nothing in it".into());
+                let reason = sniffed
+                    .clone()
+                    .err()
+                    .unwrap_or_else(|| "nothing in it".into());
                 match meant_for_device(name) {
                     Some(true) => {
                         failures.push(key_failure(name, &KeyRefusal::Unparseable { reason }));
@@ -234,24 +254,45 @@ pub fn check(files: &[DeviceFile], profile: &Profile, time: OffsetDateTime) -> F
             }
         };
         let first = &sniffed.items[0];
+        if let Some(twin) = der_twin(first, &names, &sniffs) {
+            entries.push(FileEntry {
+                file: name.to_string(),
+                role: FileUse::PcCopy,
+                subject: None,
+                copy_of: Some(twin.to_string()),
+            });
+            continue;
+        }
         if first.kind.is_secret() {
-            match keys::load_key(profile, &sniffed) {
+            match keys::load_key(profile, sniffed) {
                 Ok(key) => {
                     if key.trailing_bytes > 0 {
                         notes.push(format!(
-                            "{name}: {} bytes after the key structure; the device loads it, but it is not canonical DER (devtls convert {name} --to der rewrites it)",
-                            key.trailing_bytes
+                            "{name}: {} bytes after the key structure; the device loads it, but it is not canonical DER ({} rewrites it)",
+                            key.trailing_bytes,
+                            convert_command(name, first.kind, &names)
                         ));
                     }
                     entries.push(FileEntry {
                         file: name.to_string(),
                         role: FileUse::PrivateKey,
                         subject: None,
+                        copy_of: None,
                     });
                     loaded_keys.push((name, key));
                 }
                 Err(refusal) => {
-                    failures.push(key_failure(name, &refusal));
+                    let mut f = key_failure(name, &refusal);
+                    if matches!(
+                        refusal,
+                        KeyRefusal::Pem | KeyRefusal::Encrypted | KeyRefusal::TrailingBytes { .. }
+                    ) {
+                        f.fix = format!(
+                            "write it as plain DER: {}",
+                            convert_command(name, first.kind, &names)
+                        );
+                    }
+                    failures.push(f);
                     unloadable(&mut entries);
                 }
             }
@@ -264,12 +305,15 @@ pub fn check(files: &[DeviceFile], profile: &Profile, time: OffsetDateTime) -> F
             ));
             continue;
         }
-        match load_certificate(profile, name, &sniffed, FailureKind::CertUnloadable) {
+        match load_certificate(profile, name, sniffed, FailureKind::CertUnloadable) {
             Ok(loaded) => {
                 notes.extend(loaded.notes);
                 certs.push((name, loaded.cert));
             }
-            Err(f) => {
+            Err(mut f) => {
+                if !super::loads_encoding(profile, first.encoding) {
+                    f.fix = format!("convert it: {}", convert_command(name, first.kind, &names));
+                }
                 failures.push(*f);
                 unloadable(&mut entries);
             }
@@ -330,6 +374,7 @@ pub fn check(files: &[DeviceFile], profile: &Profile, time: OffsetDateTime) -> F
                 FileUse::TrustAnchor
             },
             subject: Some(c.subject().to_string()),
+            copy_of: None,
         });
         if own {
             own_rules(name, c, profile, time, &mut failures);
@@ -343,6 +388,44 @@ pub fn check(files: &[DeviceFile], profile: &Profile, time: OffsetDateTime) -> F
         failures,
         notes,
     }
+}
+
+/// The DER file among `names` holding what the PEM item `item` holds: then
+/// `item`'s file is the PC's copy of it. `None` for DER items and for PEM
+/// without a twin.
+fn der_twin<'a>(
+    item: &sniff::Item,
+    names: &[&'a str],
+    sniffs: &[Result<Sniffed, String>],
+) -> Option<&'a str> {
+    if item.encoding != Encoding::Pem {
+        return None;
+    }
+    names.iter().zip(sniffs).find_map(|(name, s)| {
+        let other = s.as_ref().ok()?.items.first()?;
+        (other.encoding == Encoding::Der && other.der == item.der).then_some(*name)
+    })
+}
+
+/// The `devtls convert` command that writes `name` as DER and works when
+/// pasted: to the name convert picks itself, or, when a file of that name is
+/// already among `names` (convert never overwrites), to a free one with `-o`.
+pub fn convert_command(name: &str, kind: Kind, names: &[&str]) -> String {
+    let default = crate::convert::output_path(Path::new(name), kind, Encoding::Der);
+    let taken = |p: &Path| names.iter().any(|n| Path::new(n) == p);
+    if !taken(&default) {
+        return format!("devtls convert {name} --to der");
+    }
+    let file = default
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (stem, rest) = file.split_once('.').unwrap_or((&file, "der"));
+    let free = (2..)
+        .map(|n| default.with_file_name(format!("{stem}-{n}.{rest}")))
+        .find(|p| !taken(p))
+        .expect("names are finite");
+    format!("devtls convert {name} --to der -o {}", free.display())
 }
 
 /// The device's own certificate: the peer checks its dates; the device must fit it in its output buffer.
