@@ -147,9 +147,9 @@ fn route_rt(route: &Route) -> Result<RouteRt, GatewayError> {
     let (r, c) = (route.clone(), cert.clone());
     let server =
         Watched::new(public_files, move || public_side(&r, &c).map(Arc::new)).map_err(cert_err)?;
-    let up = route.upstream.clone();
+    let (up, direction) = (route.upstream.clone(), route.direction.clone());
     let upstream = Watched::new(upstream::files(&up), move || {
-        Connector::new(&up).map(Arc::new)
+        Connector::new(&up, &direction).map(Arc::new)
     })
     .map_err(|error| GatewayError::Upstream {
         route: route.name.clone(),
@@ -497,7 +497,11 @@ async fn serve(
         }
     };
     stats.relayed.fetch_add(1, Ordering::Relaxed);
-    let (end, up, down) = relay::relay(client, upstream, limits.idle_timeout).await;
+    let device = match &rt.route.direction {
+        Direction::Inbound => relay::DeviceSide::Upstream,
+        Direction::Outbound => relay::DeviceSide::Client,
+    };
+    let (end, up, down) = relay::relay(client, upstream, limits.idle_timeout, device).await;
     log.bytes_up = up;
     log.bytes_down = down;
     match end {
