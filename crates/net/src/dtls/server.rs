@@ -56,7 +56,8 @@ pub struct ServerOptions {
     /// A client that has not finished its handshake in this time is dropped;
     /// a served client silent for this long is forgotten.
     pub handshake_timeout: Duration,
-    /// What the server answers every message (the guide's `hello\n`).
+    /// What the server answers a client's first message (the guide's
+    /// `hello\n`), before it closes the conversation.
     pub reply: Vec<u8>,
 }
 
@@ -504,6 +505,15 @@ impl Core {
                                         .unwrap_or_default(),
                                     received: received.to_vec(),
                                 }));
+                                // Answered: close (close_notify after the
+                                // answer), as the TLS server shuts down after
+                                // its one answer. A device reading `read(n)`
+                                // waits for n bytes or the end of the
+                                // conversation; without the close it waited
+                                // for the idle timeout (docs/device-behaviour.md).
+                                self.endpoint.stop(now, peer);
+                                self.peers.remove(&peer);
+                                return;
                             }
                         }
                         EndpointEvent::PeerClosed => {
