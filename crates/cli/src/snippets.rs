@@ -42,6 +42,11 @@ pub fn server_with_pair_vars(files: &DeviceFiles, port: u16) -> String {
     server_loading(files, Some("cert, key"), port)
 }
 
+/// The comment above the client's `verify_mode` line: MicroPython's client
+/// context starts with verification off (docs/device-behaviour.md).
+const VERIFY_COMMENT: &str =
+    "# SSLContext(PROTOCOL_TLS_CLIENT) starts with CERT_NONE on MicroPython: turn verification on\n";
+
 /// `chain`: the `load_cert_chain` arguments, Python code made by devtls
 /// (literals through [`py_str`], or variable names).
 fn client_loading(files: &DeviceFiles, chain: Option<&str>, hostname: &str, port: u16) -> String {
@@ -52,14 +57,13 @@ fn client_loading(files: &DeviceFiles, chain: Option<&str>, hostname: &str, port
     let host = py_str(hostname);
     s += &format!("addr = socket.getaddrinfo({host}, {port})[0][-1]\n");
     s += "sock = socket.socket()\nsock.connect(addr)\nctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n";
+    s += VERIFY_COMMENT;
+    s += "ctx.verify_mode = ssl.CERT_REQUIRED\n";
     if let Some(chain) = chain {
         s += &format!("ctx.load_cert_chain({chain})\n");
     }
     if let Some(anchor) = files.anchor {
-        s += &format!(
-            "ctx.verify_mode = ssl.CERT_REQUIRED\nctx.load_verify_locations(cafile={})\n",
-            py_str(anchor)
-        );
+        s += &format!("ctx.load_verify_locations(cafile={})\n", py_str(anchor));
     }
     s += &format!(
         "ssock = ctx.wrap_socket(sock, server_hostname={host})\n\
@@ -92,13 +96,26 @@ fn server_loading(files: &DeviceFiles, chain: Option<&str>, port: u16) -> String
         "sock = socket.socket()\n\
          sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
          sock.bind(socket.getaddrinfo(\"0.0.0.0\", {port})[0][-1])\n\
-         sock.listen(1)\n\
-         while True:\n    client, addr = sock.accept()\n    \
-         sclient = ctx.wrap_socket(client, server_side=True)\n    \
-         sclient.write(b\"hello\\n\")\n    print(sclient.read())\n    sclient.close()\n"
+         sock.listen(1)\n"
     );
+    s += SERVE_LOOP;
     s
 }
+
+/// The device-as-server loop: a client that fails (a port scanner, a
+/// browser refusing the certificate, a probe that ends the handshake early)
+/// raises in `wrap_socket`, `write` or `read`; the loop prints the device's
+/// words for it and serves the next client (docs/device-behaviour.md).
+const SERVE_LOOP: &str = "while True:\n    \
+     client, addr = sock.accept()\n    \
+     try:\n        \
+     sclient = ctx.wrap_socket(client, server_side=True)\n        \
+     sclient.write(b\"hello\\n\")\n        \
+     print(sclient.read())\n        \
+     sclient.close()\n    \
+     except Exception as e:  # one client failed: tell why, serve the next\n        \
+     print(\"client failed:\", type(e).__name__ + \":\", e)\n        \
+     client.close()\n";
 
 /// `mpremote cp` lines copying files to the device's filesystem.
 pub fn copy_commands(paths: &[String]) -> String {
@@ -124,6 +141,29 @@ mod tests {
         assert!(s.contains("ctx.load_verify_locations(cafile=\"server.der\")"));
         assert!(s.contains("server_hostname=\"openmv\""));
         assert!(s.find("CERT_REQUIRED").unwrap() < s.find("load_verify_locations").unwrap());
+    }
+
+    #[test]
+    fn every_client_turns_verification_on_and_says_why() {
+        let anchor_only = DeviceFiles {
+            cert: None,
+            key: None,
+            anchor: Some("ca.der"),
+        };
+        let nothing = DeviceFiles {
+            cert: None,
+            key: None,
+            anchor: None,
+        };
+        for s in [
+            client(&anchor_only, "h", 1),
+            client(&nothing, "h", 1),
+            client_with_pair_vars(&anchor_only, "h", 1),
+        ] {
+            let set = s.find("ctx.verify_mode = ssl.CERT_REQUIRED\n").expect(&s);
+            let comment = s.find("starts with CERT_NONE").expect(&s);
+            assert!(comment < set && set < s.find("wrap_socket").unwrap(), "{s}");
+        }
     }
 
     #[test]
