@@ -36,6 +36,7 @@ mod lint;
 mod lint_anchors;
 mod lint_device;
 mod mbedtls_peer;
+mod mpy_findings;
 mod net_device_words;
 mod net_dtls;
 mod net_failures;
