@@ -19,7 +19,7 @@ use serde_json::Value;
 use support::micropython as mp;
 use support::net::{connect_json, s_server, Serve};
 use support::peers::{LineServer, WAIT};
-use support::{devtls, free_tcp_port, ok_in, openssl_ok, text, wait_for_tcp, words};
+use support::{devtls, free_tcp_port, ok_in, openssl_ok, text, words};
 
 const RUN: Duration = Duration::from_secs(30);
 
@@ -306,19 +306,35 @@ fn the_printed_server_loop_survives_every_bad_client() {
     let script = mp::with_prelude(&printed.replace("8443", &port.to_string()));
     std::fs::write(d.join("server.py"), &script).unwrap();
     let mut server = LineServer::spawn("micropython server", &mut mp::command(d, "server.py"), port);
-    wait_for_tcp(port, WAIT);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-
-    // A port scanner: connect and close.
-    drop(TcpStream::connect(addr).unwrap());
+    // A port scanner: connect and close (the first such probe also says
+    // the server is up).
+    let deadline = std::time::Instant::now() + WAIT;
+    while TcpStream::connect(addr).is_err() {
+        if std::time::Instant::now() >= deadline {
+            server.finish(Duration::from_secs(1));
+            panic!("the device's server never listened:\n{}", server.transcript());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let alive = |server: &mut LineServer, after: &str| -> TcpStream {
+        TcpStream::connect(addr).unwrap_or_else(|_| {
+            server.finish(Duration::from_secs(1));
+            panic!(
+                "the device's server loop died after {after}:\n{}",
+                server.transcript()
+            )
+        })
+    };
     // Garbage.
     {
         use std::io::Write;
-        let mut s = TcpStream::connect(addr).unwrap();
+        let mut s = alive(&mut server, "a port scanner");
         let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
         let _ = s.set_read_timeout(Some(WAIT));
         let _ = std::io::Read::read(&mut s, &mut [0u8; 64]);
     }
+    drop(alive(&mut server, "garbage"));
     // A client refusing the certificate (it trusts another one).
     ok_in(d, &words("new server --dns localhost --name other"));
     let (raised, out) = device_client(d, port, "other.der", None);
