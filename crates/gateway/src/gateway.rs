@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use devtls_net::diagnose::{self, Context, Diagnosis, Failure, Side};
 use devtls_net::verify::PRESENTED_BY_CLIENT;
 use devtls_pki::profile::{self, Profile};
 use rustls::server::{Acceptor, WebPkiClientVerifier};
@@ -432,7 +433,10 @@ async fn serve(
     stats: &Stats,
     log: &mut ConnLog,
 ) -> Outcome {
-    let client_failed = |detail: String| Outcome::ClientFailed { detail };
+    let client_failed = |detail: String| Outcome::ClientFailed {
+        detail,
+        diagnosis: None,
+    };
     let lazy = LazyConfigAcceptor::new(Acceptor::default(), ReadAhead::new(tcp));
     let start = match tokio::time::timeout(hello_timeout, lazy).await {
         Err(_) => return client_failed("no ClientHello within the time limit".into()),
@@ -476,10 +480,13 @@ async fn serve(
     let mut client = match accepted {
         Err(_) => return client_failed("TLS handshake not finished within the time limit".into()),
         Ok(Err(e)) => {
-            return match revocation(&public, presented, &e) {
-                Some(revoked) => Outcome::ClientRevoked { revoked },
-                None => client_failed(format!("TLS handshake failed ({e})")),
-            };
+            if let Some(revoked) = revocation(&public, presented.clone(), &e) {
+                return Outcome::ClientRevoked { revoked };
+            }
+            let detail = format!("TLS handshake failed ({e})");
+            let diagnosis = (rt.route.direction == Direction::Outbound)
+                .then(|| device_client_failed(e, presented, &rt.route));
+            return Outcome::ClientFailed { detail, diagnosis };
         }
         Ok(Ok(stream)) => stream,
     };
@@ -511,6 +518,31 @@ async fn serve(
             detail: e.to_string(),
         },
     }
+}
+
+/// A device (the client on an outbound route) whose handshake failed:
+/// net's diagnosis, with what the device raises for it.
+fn device_client_failed(
+    e: std::io::Error,
+    presented: Option<rustls::pki_types::CertificateDer<'static>>,
+    route: &Route,
+) -> Box<Diagnosis> {
+    let presented = devtls_net::report::summarize(presented.as_slice());
+    let anchors = route
+        .client_ca
+        .as_ref()
+        .map_or_else(|| "no client CA".to_string(), |p| p.display().to_string());
+    let ctx = Context {
+        side: Side::ServerOfDevice,
+        profile: shown_to(route),
+        server_name: "",
+        anchors: &anchors,
+        presented: &presented,
+        asked_for_cert: false,
+        sent_cert: false,
+        probe: None,
+    };
+    Box::new(diagnose::diagnose(&Failure::from_io(e), &ctx))
 }
 
 /// When the handshake failed because the client's certificate is on the

@@ -72,6 +72,11 @@ pub enum Side {
     /// [`Side::Client`], but the device's words are those the device, as
     /// the server, raises when this client fails it.
     ClientOfDevice,
+    /// devtls was the server of the device itself, which is the client (a
+    /// device connecting to the gateway): what failed is told as for
+    /// [`Side::Server`], but the device's words are those the device, as
+    /// the client, raises.
+    ServerOfDevice,
 }
 
 /// What the failed attempt learnt besides the error.
@@ -235,6 +240,10 @@ pub fn diagnose(failure: &Failure, ctx: &Context<'_>) -> Diagnosis {
             let (reason, what, fix, _as_client) = client_side(failure, ctx);
             (reason, what, fix, device_as_server(reason))
         }
+        Side::ServerOfDevice => {
+            let (reason, what, fix, _as_server) = server_side(failure, ctx);
+            (reason, what, fix, device_as_client(reason))
+        }
     };
     Diagnosis {
         reason,
@@ -246,6 +255,37 @@ pub fn diagnose(failure: &Failure, ctx: &Context<'_>) -> Diagnosis {
 }
 
 type Parts = (Reason, String, String, Option<DeviceWords>);
+
+/// What the device, as the client, raises in `wrap_socket` when devtls,
+/// its server, fails it for `reason` (measured: docs/device-behaviour.md).
+fn device_as_client(reason: Reason) -> Option<DeviceWords> {
+    Some(match reason {
+        // devtls refused the device's certificate, or it sent none: its
+        // alert and close meet the device still writing its flight.
+        Reason::ClientCertMissing
+        | Reason::ClientCertRejected
+        | Reason::Expired
+        | Reason::NotYetValid
+        | Reason::UnknownCa
+        | Reason::Revoked
+        | Reason::UnacceptableAlgorithm
+        | Reason::RefusedKeyType
+        | Reason::Unverifiable => DeviceWords::any_of(device_error::CLIENT_CERT_REFUSED),
+        Reason::KeyMismatch => DeviceWords::any_of(device_error::KEY_MISMATCH),
+        // The device refused devtls's certificate: its own verify failure.
+        Reason::Refused | Reason::WrongHostName => {
+            DeviceWords::oserror(&device_error::CERT_VERIFY_FAILED)
+        }
+        Reason::NoCommonVersion | Reason::NothingInCommon => {
+            DeviceWords::oserror(&device_error::FATAL_ALERT)
+        }
+        Reason::NotTls
+        | Reason::PeerClosed
+        | Reason::Timeout
+        | Reason::ConnectFailed
+        | Reason::Other => return None,
+    })
+}
 
 /// What the device, as the server, raises in `wrap_socket(...,
 /// server_side=True)` when its client (devtls) fails the handshake for
@@ -492,7 +532,7 @@ fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -
             )
         }
         CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => (
-            if ctx.side == Side::Server {
+            if matches!(ctx.side, Side::Server | Side::ServerOfDevice) {
                 Reason::ClientCertRejected
             } else {
                 Reason::UnacceptableAlgorithm
@@ -552,7 +592,7 @@ fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -
                      public server `devtls anchor HOST`"
                         .to_string(),
                 ),
-                Side::Server => (
+                Side::Server | Side::ServerOfDevice => (
                     Reason::ClientCertRejected,
                     format!(
                         "the client's certificate is not signed by the CA this server trusts ({}){issuer}",
@@ -723,7 +763,7 @@ fn client_cert_missing(_ctx: &Context<'_>) -> Parts {
          ctx.load_cert_chain(\"client.der\", \"client.key.der\")), with a certificate the \
          server's CA signed"
             .into(),
-        Some(DeviceWords::oserror(&device_error::FATAL_ALERT)),
+        Some(DeviceWords::any_of(device_error::CLIENT_CERT_REFUSED)),
     )
 }
 
@@ -847,7 +887,7 @@ pub fn handshake(
                     "load the device's certificate with ctx.load_cert_chain(\"client.der\", \
                      \"client.key.der\") (doctor: --cert --key)"
                         .into(),
-                    fatal(),
+                    Some(DeviceWords::any_of(device_error::CLIENT_CERT_REFUSED)),
                     format!("alert {name}"),
                 )
             }

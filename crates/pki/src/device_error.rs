@@ -215,9 +215,9 @@ impl Outcomes {
     }
 }
 
-/// A server refuses the device's client certificate. The server sends its
-/// alert and closes while the device is still writing its
-/// ClientKeyExchange and CertificateVerify: a device that reads the alert
+/// A server refuses the device's client certificate (or the device sent
+/// none). The server sends its alert and closes while the device is still
+/// writing its ClientKeyExchange and CertificateVerify: a device that reads the alert
 /// first raises FATAL_ALERT (OpenSSL), one whose write meets the closed
 /// connection first raises EPIPE (measured against `devtls serve` and a
 /// MicroPython server; docs/device-behaviour.md).

@@ -527,3 +527,43 @@ fn the_gateway_names_what_a_device_server_raises_when_it_fails_it() {
         failed.text
     );
 }
+
+/// Findings 1 and 3: a device connecting to the gateway (an outbound route)
+/// with a certificate the gateway's client CA did not sign: the gateway's
+/// line names what the device, as the client, raised.
+#[test]
+fn the_gateway_names_what_a_refused_device_client_raises() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    mtls_files(d);
+    crate::gateway_support::public_chain(d, "public", &["public.test"]);
+    let (_public, public_port) = s_server(
+        d,
+        &words("-cert public-fullchain.pem -key public-key.pem -cert_chain int.pem -rev -quiet"),
+    );
+    let to = format!("127.0.0.1:{public_port}");
+    let args = [
+        "--outbound",
+        "--listen",
+        "127.0.0.1:0",
+        "--cert",
+        "server.der",
+        "--key",
+        "server.key.der",
+        "--to",
+        &to,
+        "--public-name",
+        "public.test",
+        "--public-ca",
+        "root.pem",
+        "--client-ca",
+        "client.der",
+    ];
+    let mut gateway = crate::gateway_support::Gateway::start(d, &args, 1);
+    let stranger = ("stranger.der", "stranger.key.der");
+    let (raised, out) = device_client(d, gateway.port(), "server.der", Some(stranger));
+    let raised = raised.unwrap_or_else(|| panic!("the gateway let the stranger in:\n{out}"));
+    let line = gateway.wait_json(|v| v["outcome"] == "client_failed");
+    let says = predicted(&line["diagnosis"]["device"]["outcomes"]);
+    assert!(says.contains(&raised), "the gateway says {says:?}, the device raised {raised}");
+}
