@@ -136,7 +136,9 @@ pub fn text(log: &ConnLog) -> String {
             let device = diagnosis
                 .as_ref()
                 .and_then(|d| d.device.as_ref())
-                .map_or(String::new(), |w| format!("; the device raises {}", w.printed));
+                .map_or(String::new(), |w| {
+                    format!("; the device raises {}", w.printed)
+                });
             format!("client failed: {detail}{device}")
         }
         Outcome::ClientRevoked { revoked: r } => format!(

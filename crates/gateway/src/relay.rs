@@ -248,10 +248,15 @@ mod tests {
     async fn copies_both_ways_and_counts() {
         let (mut a, mut a_far) = tokio::io::duplex(64);
         let (mut b, mut b_far) = tokio::io::duplex(64);
-        let relay =
-            tokio::spawn(
-                async move { relay(&mut a_far, &mut b_far, Duration::from_secs(30), DeviceSide::Upstream).await },
-            );
+        let relay = tokio::spawn(async move {
+            relay(
+                &mut a_far,
+                &mut b_far,
+                Duration::from_secs(30),
+                DeviceSide::Upstream,
+            )
+            .await
+        });
         a.write_all(b"ping").await.unwrap();
         let mut buf = [0u8; 4];
         b.read_exact(&mut buf).await.unwrap();
@@ -306,7 +311,12 @@ mod tests {
     async fn the_last_message_before_a_reset_still_reaches_the_client() {
         let (mut a, a_far) = tokio::io::duplex(64);
         let upstream = ThenReset(Some(b"last words\n"));
-        let relay = tokio::spawn(relay(a_far, upstream, Duration::from_secs(30), DeviceSide::Client));
+        let relay = tokio::spawn(relay(
+            a_far,
+            upstream,
+            Duration::from_secs(30),
+            DeviceSide::Client,
+        ));
         let mut got = Vec::new();
         let _ = a.read_to_end(&mut got).await;
         assert_eq!(got, b"last words\n");
@@ -319,7 +329,8 @@ mod tests {
     async fn nothing_moving_ends_at_the_idle_timeout() {
         let (_a, a_far) = tokio::io::duplex(64);
         let (_b, b_far) = tokio::io::duplex(64);
-        let (end, up, down) = relay(a_far, b_far, Duration::from_secs(5), DeviceSide::Upstream).await;
+        let (end, up, down) =
+            relay(a_far, b_far, Duration::from_secs(5), DeviceSide::Upstream).await;
         assert!(matches!(end, End::Idle), "{end:?}");
         assert_eq!((up, down), (0, 0));
     }

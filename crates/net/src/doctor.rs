@@ -188,7 +188,10 @@ pub fn load_identity(
         loaded.public_key_sha256.as_deref(),
         &own.info.public_key_sha256,
     ) {
-        return Ok(Ok((identity, Some(files::key_mismatch(key.name, cert.name)))));
+        return Ok(Ok((
+            identity,
+            Some(files::key_mismatch(key.name, cert.name)),
+        )));
     }
     Ok(Ok((identity, None)))
 }

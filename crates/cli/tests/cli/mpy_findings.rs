@@ -230,13 +230,19 @@ fn a_key_that_is_not_the_certificates_is_predicted_and_named() {
     );
     let doctor = doctor_json(d, serve.port, wrong);
     let says = doctor_outcomes(&doctor, "does not belong");
-    assert!(says.contains(&raised), "doctor predicts {says:?}, the device raised {raised}");
+    assert!(
+        says.contains(&raised),
+        "doctor predicts {says:?}, the device raised {raised}"
+    );
 
     // A MicroPython server: another outcome, also predicted.
     let (_server, port) = device_mtls_server(d);
     let (raised, out) = device_client(d, port, "server.der", Some(wrong));
     let raised = raised.unwrap_or_else(|| panic!("the device was not refused:\n{out}"));
-    assert!(says.contains(&raised), "doctor predicts {says:?}, the device raised {raised}");
+    assert!(
+        says.contains(&raised),
+        "doctor predicts {says:?}, the device raised {raised}"
+    );
 
     // lint names the same outcomes.
     let out = devtls()
@@ -279,7 +285,10 @@ fn a_combined_error_name_is_spelled_as_micropython_prints_it() {
         .iter()
         .map(|f| f["device_says"].as_str().unwrap())
         .collect();
-    assert!(says.contains(&raised.as_str()), "doctor says {says:?}, the device raised {raised}");
+    assert!(
+        says.contains(&raised.as_str()),
+        "doctor says {says:?}, the device raised {raised}"
+    );
 }
 
 /// The lines `devtls new server` prints under `heading`, up to the next blank line.
@@ -305,7 +314,8 @@ fn the_printed_server_loop_survives_every_bad_client() {
     let port = free_tcp_port();
     let script = mp::with_prelude(&printed.replace("8443", &port.to_string()));
     std::fs::write(d.join("server.py"), &script).unwrap();
-    let mut server = LineServer::spawn("micropython server", &mut mp::command(d, "server.py"), port);
+    let mut server =
+        LineServer::spawn("micropython server", &mut mp::command(d, "server.py"), port);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // A port scanner: connect and close (the first such probe also says
     // the server is up).
@@ -313,7 +323,10 @@ fn the_printed_server_loop_survives_every_bad_client() {
     while TcpStream::connect(addr).is_err() {
         if std::time::Instant::now() >= deadline {
             server.finish(Duration::from_secs(1));
-            panic!("the device's server never listened:\n{}", server.transcript());
+            panic!(
+                "the device's server never listened:\n{}",
+                server.transcript()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -348,9 +361,16 @@ fn the_printed_server_loop_survives_every_bad_client() {
         .unwrap();
     // A good client is still served.
     let (raised, out) = device_client(d, port, "server.der", None);
-    assert_eq!(raised, None, "{out}\n--- server ---\n{}", server.transcript());
+    assert_eq!(
+        raised,
+        None,
+        "{out}\n--- server ---\n{}",
+        server.transcript()
+    );
     assert!(out.contains("hello"), "{out}");
-    let failed = server.wait_line(WAIT, |l| l.stdout && l.text.contains("client failed: OSError"));
+    let failed = server.wait_line(WAIT, |l| {
+        l.stdout && l.text.contains("client failed: OSError")
+    });
     assert!(failed.text.contains("OSError"), "{}", failed.text);
 }
 
@@ -363,13 +383,21 @@ fn the_printed_client_lines_refuse_a_server_with_the_wrong_certificate() {
     let out = ok_in(d, &words("new server --dns localhost --ip 127.0.0.1"));
     let printed = printed_lines(&text(&out), "On a client of the device, trust server.der");
     assert!(printed.contains("CERT_NONE"), "says why: {printed}");
-    ok_in(d, &words("new server --dns localhost --ip 127.0.0.1 --name impostor"));
-    let serve = Serve::start(d, &words("--cert impostor.der --key impostor.key.der --count 1"));
+    ok_in(
+        d,
+        &words("new server --dns localhost --ip 127.0.0.1 --name impostor"),
+    );
+    let serve = Serve::start(
+        d,
+        &words("--cert impostor.der --key impostor.key.der --count 1"),
+    );
     let script = mp::with_prelude(&printed.replace("8443", &serve.port.to_string()));
     let out = mp::run(d, "client.py", &script, RUN);
     // The verify text follows `ValueError:` on the lines after it.
     assert!(
-        !out.status.success() && text(&out).contains("ValueError") && text(&out).contains("not correctly signed"),
+        !out.status.success()
+            && text(&out).contains("ValueError")
+            && text(&out).contains("not correctly signed"),
         "the device accepted the impostor:\n{}",
         text(&out)
     );
@@ -422,9 +450,23 @@ fn the_dtls_server_answers_the_devices_first_client_hello_at_once() {
     let udp = support::free_udp_port();
     let mut cmd = devtls();
     cmd.current_dir(d)
-        .args(["serve", "--dtls", "--cert", "server.der", "--key", "server.key.der"])
+        .args([
+            "serve",
+            "--dtls",
+            "--cert",
+            "server.der",
+            "--key",
+            "server.key.der",
+        ])
         // An hour of idle time: the answer must not wait for it.
-        .args(["--port", &udp.to_string(), "--count", "1", "--timeout", "3600"]);
+        .args([
+            "--port",
+            &udp.to_string(),
+            "--count",
+            "1",
+            "--timeout",
+            "3600",
+        ]);
     let mut serve = LineServer::spawn("devtls serve --dtls", &mut cmd, udp);
     serve.wait_line(WAIT, |l| l.stdout);
     let (port, hellos) = counting_relay(udp);
@@ -449,30 +491,26 @@ fn the_dtls_server_answers_the_devices_first_client_hello_at_once() {
     );
 }
 
-/// Finding 3: a MicroPython device on an outbound route sends its request,
-/// reads the answer and calls `close()` (no close_notify): a normal end.
-#[test]
-fn the_gateway_logs_a_device_that_closes_without_close_notify_as_relayed() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    // A public server that keeps the connection open after answering (an
-    // HTTP keep-alive server would): the device's close ends it.
+/// An outbound route (device -> public) with the device files of
+/// [`mtls_files`] (`server.der` is the gateway's certificate), plus `extra`
+/// arguments. The public server keeps the connection open after answering
+/// (an HTTP keep-alive server would): the device's close ends it.
+fn outbound_gateway(d: &Path, extra: &[&str]) -> (support::Peer, crate::gateway_support::Gateway) {
+    mtls_files(d);
     crate::gateway_support::public_chain(d, "public", &["public.test"]);
-    let (_public, public_port) = s_server(
+    let (public, public_port) = s_server(
         d,
         &words("-cert public-fullchain.pem -key public-key.pem -cert_chain int.pem -rev -quiet"),
     );
-    std::fs::create_dir_all(d.join("gateway")).unwrap();
-    ok_in(&d.join("gateway"), &words("new server --dns localhost --ip 127.0.0.1"));
     let to = format!("127.0.0.1:{public_port}");
-    let args = [
+    let mut args = vec![
         "--outbound",
         "--listen",
         "127.0.0.1:0",
         "--cert",
-        "gateway/server.der",
+        "server.der",
         "--key",
-        "gateway/server.key.der",
+        "server.key.der",
         "--to",
         &to,
         "--public-name",
@@ -480,10 +518,24 @@ fn the_gateway_logs_a_device_that_closes_without_close_notify_as_relayed() {
         "--public-ca",
         "root.pem",
     ];
-    let mut gateway = crate::gateway_support::Gateway::start(d, &args, 1);
-    let (raised, out) = device_client(d, gateway.port(), "gateway/server.der", None);
+    args.extend(extra);
+    let gateway = crate::gateway_support::Gateway::start(d, &args, 1);
+    (public, gateway)
+}
+
+/// Finding 3: a MicroPython device on an outbound route sends its request,
+/// reads the answer and calls `close()` (no close_notify): a normal end.
+#[test]
+fn the_gateway_logs_a_device_that_closes_without_close_notify_as_relayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_public, mut gateway) = outbound_gateway(d, &[]);
+    let (raised, out) = device_client(d, gateway.port(), "server.der", None);
     assert_eq!(raised, None, "{out}");
-    assert!(out.contains("ereh ecived"), "the public server's answer: {out}");
+    assert!(
+        out.contains("ereh ecived"),
+        "the public server's answer: {out}"
+    );
     let line = gateway.wait_json(|v| v.get("client").is_some());
     assert_eq!(line["outcome"], "relayed", "{line}");
 }
@@ -535,35 +587,14 @@ fn the_gateway_names_what_a_device_server_raises_when_it_fails_it() {
 fn the_gateway_names_what_a_refused_device_client_raises() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    mtls_files(d);
-    crate::gateway_support::public_chain(d, "public", &["public.test"]);
-    let (_public, public_port) = s_server(
-        d,
-        &words("-cert public-fullchain.pem -key public-key.pem -cert_chain int.pem -rev -quiet"),
-    );
-    let to = format!("127.0.0.1:{public_port}");
-    let args = [
-        "--outbound",
-        "--listen",
-        "127.0.0.1:0",
-        "--cert",
-        "server.der",
-        "--key",
-        "server.key.der",
-        "--to",
-        &to,
-        "--public-name",
-        "public.test",
-        "--public-ca",
-        "root.pem",
-        "--client-ca",
-        "client.der",
-    ];
-    let mut gateway = crate::gateway_support::Gateway::start(d, &args, 1);
+    let (_public, mut gateway) = outbound_gateway(d, &["--client-ca", "client.der"]);
     let stranger = ("stranger.der", "stranger.key.der");
     let (raised, out) = device_client(d, gateway.port(), "server.der", Some(stranger));
     let raised = raised.unwrap_or_else(|| panic!("the gateway let the stranger in:\n{out}"));
     let line = gateway.wait_json(|v| v["outcome"] == "client_failed");
     let says = predicted(&line["diagnosis"]["device"]["outcomes"]);
-    assert!(says.contains(&raised), "the gateway says {says:?}, the device raised {raised}");
+    assert!(
+        says.contains(&raised),
+        "the gateway says {says:?}, the device raised {raised}"
+    );
 }

@@ -118,9 +118,7 @@ pub fn key_mismatch(key_file: &str, cert_file: &str) -> Failure {
             "this key does not belong to {cert_file} (another public key): load_cert_chain takes \
              them, and the server refuses the handshake signed with the wrong key"
         ),
-        format!(
-            "copy the key made with {cert_file} (or issue a new certificate for this key)"
-        ),
+        format!("copy the key made with {cert_file} (or issue a new certificate for this key)"),
     )
     .with_outcomes(device_error::KEY_MISMATCH)
 }
