@@ -38,7 +38,8 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// After the last counted client, how long the server keeps answering the
 /// clients it has: a reply lost on the way makes the client send again, and
-/// nobody would answer if the server had already gone.
+/// nobody would answer if the server had already gone. Also how long a
+/// served client may be quiet before the server closes it.
 const LINGER: Duration = Duration::from_millis(1500);
 
 /// What a DTLS server needs.
@@ -56,8 +57,7 @@ pub struct ServerOptions {
     /// A client that has not finished its handshake in this time is dropped;
     /// a served client silent for this long is forgotten.
     pub handshake_timeout: Duration,
-    /// What the server answers a client's first message (the guide's
-    /// `hello\n`), before it closes the conversation.
+    /// What the server answers every message (the guide's `hello\n`).
     pub reply: Vec<u8>,
 }
 
@@ -505,15 +505,6 @@ impl Core {
                                         .unwrap_or_default(),
                                     received: received.to_vec(),
                                 }));
-                                // Answered: close (close_notify after the
-                                // answer), as the TLS server shuts down after
-                                // its one answer. A device reading `read(n)`
-                                // waits for n bytes or the end of the
-                                // conversation; without the close it waited
-                                // for the idle timeout (docs/device-behaviour.md).
-                                self.endpoint.stop(now, peer);
-                                self.peers.remove(&peer);
-                                return;
                             }
                         }
                         EndpointEvent::PeerClosed => {
@@ -600,7 +591,13 @@ impl Core {
                 });
                 continue;
             }
-            if completed && now.duration_since(last_seen) >= limit {
+            // A served client is closed (close_notify) once it has been
+            // quiet for `LINGER`: long enough to answer a retry whose answer
+            // was lost, and a device's `read(n)`, which waits for n bytes or
+            // the end of the conversation, returns then instead of after the
+            // idle timeout (docs/device-behaviour.md).
+            let quiet_limit = if served { LINGER.min(limit) } else { limit };
+            if completed && now.duration_since(last_seen) >= quiet_limit {
                 self.endpoint.stop(now, addr);
                 self.peers.remove(&addr);
                 if !served {
