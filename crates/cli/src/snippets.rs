@@ -25,19 +25,33 @@ fn chain_literals(files: &DeviceFiles) -> Option<String> {
     }
 }
 
+/// Who verifies whom, for [`loading`]: a client always turns verification
+/// on (MicroPython's client context starts with CERT_NONE), a server only
+/// when it demands a client certificate. The module is `ssl` or `tls`.
+#[derive(Clone, Copy)]
+enum Verify {
+    Client(&'static str),
+    Server(&'static str),
+}
+
 /// The lines that load the device's own pair (`chain`: the
-/// `load_cert_chain` arguments, Python code made by devtls) and, with
-/// `anchor` (the `load_verify_locations` argument), demand and verify the
-/// peer's certificate; `module` is `ssl` or `tls`.
-fn loading(module: &str, chain: Option<String>, anchor: Option<String>) -> String {
+/// `load_cert_chain` arguments, Python code made by devtls) and the anchor
+/// (`anchor`: the `load_verify_locations` argument) the peer is verified
+/// with; see [`Verify`] for when `verify_mode` is set.
+fn loading(verify: Verify, chain: Option<String>, anchor: Option<String>) -> String {
     let mut s = String::new();
+    if let Verify::Client(module) = verify {
+        s += VERIFY_COMMENT;
+        s += &format!("ctx.verify_mode = {module}.CERT_REQUIRED\n");
+    }
     if let Some(chain) = chain {
         s += &format!("ctx.load_cert_chain({chain})\n");
     }
     if let Some(anchor) = anchor {
-        s += &format!(
-            "ctx.verify_mode = {module}.CERT_REQUIRED\nctx.load_verify_locations({anchor})\n"
-        );
+        if let Verify::Server(module) = verify {
+            s += &format!("ctx.verify_mode = {module}.CERT_REQUIRED\n");
+        }
+        s += &format!("ctx.load_verify_locations({anchor})\n");
     }
     s
 }
@@ -64,6 +78,11 @@ pub fn server_with_pair_vars(files: &DeviceFiles, port: u16) -> String {
     server_loading(files, Some("cert, key"), port)
 }
 
+/// The comment above the client's `verify_mode` line: MicroPython's client
+/// context starts with verification off (docs/device-behaviour.md).
+const VERIFY_COMMENT: &str =
+    "# SSLContext(PROTOCOL_TLS_CLIENT) starts with CERT_NONE on MicroPython: turn verification on\n";
+
 /// `chain`: the `load_cert_chain` arguments, Python code made by devtls
 /// (literals through [`py_str`], or variable names).
 fn client_loading(files: &DeviceFiles, chain: Option<&str>, hostname: &str, port: u16) -> String {
@@ -74,7 +93,7 @@ fn client_loading(files: &DeviceFiles, chain: Option<&str>, hostname: &str, port
     let host = py_str(hostname);
     s += &format!("addr = socket.getaddrinfo({host}, {port})[0][-1]\n");
     s += "sock = socket.socket()\nsock.connect(addr)\nctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n";
-    s += &loading("ssl", chain.map(String::from), cafile(files));
+    s += &loading(Verify::Client("ssl"), chain.map(String::from), cafile(files));
     s += &format!(
         "ssock = ctx.wrap_socket(sock, server_hostname={host})\n\
          ssock.write(b\"hello\\n\")\nprint(ssock.read())\nssock.close()\n"
@@ -93,16 +112,14 @@ fn server_loading(files: &DeviceFiles, chain: Option<&str>, port: u16) -> String
          ntptime.settime()  # the validity check needs the clock\n\
          ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n",
     );
-    s += &loading("ssl", chain.map(String::from), cafile(files));
+    s += &loading(Verify::Server("ssl"), chain.map(String::from), cafile(files));
     s += &format!(
         "sock = socket.socket()\n\
          sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
          sock.bind(socket.getaddrinfo(\"0.0.0.0\", {port})[0][-1])\n\
-         sock.listen(1)\n\
-         while True:\n    client, addr = sock.accept()\n    \
-         sclient = ctx.wrap_socket(client, server_side=True)\n    \
-         sclient.write(b\"hello\\n\")\n    print(sclient.read())\n    sclient.close()\n"
+         sock.listen(1)\n"
     );
+    s += SERVE_LOOP;
     s
 }
 
@@ -118,7 +135,7 @@ pub fn dtls_client(files: &DeviceFiles, hostname: &str, port: u16) -> String {
     s += &format!("addr = socket.getaddrinfo({host}, {port})[0][-1]\n");
     s += "sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nsock.connect(addr)\n\
           ctx = ssl.SSLContext(ssl.PROTOCOL_DTLS_CLIENT)\n";
-    s += &loading("ssl", chain_literals(files), cafile(files));
+    s += &loading(Verify::Client("ssl"), chain_literals(files), cafile(files));
     s += &format!(
         "ssock = ctx.wrap_socket(sock, server_hostname={host})  # answers the server's cookie itself\n\
          ssock.write(b\"hello\\n\")\nprint(ssock.recv(1024))\nssock.close()\n"
@@ -146,7 +163,7 @@ pub fn dtls_server(files: &DeviceFiles, port: u16) -> String {
         (Some(cert), Some(key)) => Some(format!("{}, {}", read(cert), read(key))),
         _ => None,
     };
-    s += &loading("tls", chain, files.anchor.map(read));
+    s += &loading(Verify::Server("tls"), chain, files.anchor.map(read));
     s += "def handshake(sock, addr):\n    \
           cid = repr(addr).encode()  # the cookie is bound to the client's address\n    \
           try:\n        \
@@ -179,6 +196,21 @@ pub fn dtls_server(files: &DeviceFiles, port: u16) -> String {
     s
 }
 
+/// The device-as-server loop: a client that fails (a port scanner, a
+/// browser refusing the certificate, a probe that ends the handshake early)
+/// raises in `wrap_socket`, `write` or `read`; the loop prints the device's
+/// words for it and serves the next client (docs/device-behaviour.md).
+const SERVE_LOOP: &str = "while True:\n    \
+     client, addr = sock.accept()\n    \
+     try:\n        \
+     sclient = ctx.wrap_socket(client, server_side=True)\n        \
+     sclient.write(b\"hello\\n\")\n        \
+     print(sclient.read())\n        \
+     sclient.close()\n    \
+     except Exception as e:  # one client failed: tell why, serve the next\n        \
+     print(\"client failed:\", type(e).__name__ + \":\", e)\n        \
+     client.close()\n";
+
 /// `mpremote cp` lines copying files to the device's filesystem.
 pub fn copy_commands(paths: &[String]) -> String {
     paths
@@ -203,6 +235,29 @@ mod tests {
         assert!(s.contains("ctx.load_verify_locations(cafile=\"server.der\")"));
         assert!(s.contains("server_hostname=\"openmv\""));
         assert!(s.find("CERT_REQUIRED").unwrap() < s.find("load_verify_locations").unwrap());
+    }
+
+    #[test]
+    fn every_client_turns_verification_on_and_says_why() {
+        let anchor_only = DeviceFiles {
+            cert: None,
+            key: None,
+            anchor: Some("ca.der"),
+        };
+        let nothing = DeviceFiles {
+            cert: None,
+            key: None,
+            anchor: None,
+        };
+        for s in [
+            client(&anchor_only, "h", 1),
+            client(&nothing, "h", 1),
+            client_with_pair_vars(&anchor_only, "h", 1),
+        ] {
+            let set = s.find("ctx.verify_mode = ssl.CERT_REQUIRED\n").expect(&s);
+            let comment = s.find("starts with CERT_NONE").expect(&s);
+            assert!(comment < set && set < s.find("wrap_socket").unwrap(), "{s}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use devtls_net::diagnose::{self, Context, Diagnosis, Failure, Side};
 use devtls_net::verify::PRESENTED_BY_CLIENT;
 use devtls_pki::profile::{self, Profile};
 use rustls::server::{Acceptor, WebPkiClientVerifier};
@@ -147,9 +148,9 @@ fn route_rt(route: &Route) -> Result<RouteRt, GatewayError> {
     let (r, c) = (route.clone(), cert.clone());
     let server =
         Watched::new(public_files, move || public_side(&r, &c).map(Arc::new)).map_err(cert_err)?;
-    let up = route.upstream.clone();
+    let (up, direction) = (route.upstream.clone(), route.direction.clone());
     let upstream = Watched::new(upstream::files(&up), move || {
-        Connector::new(&up).map(Arc::new)
+        Connector::new(&up, &direction).map(Arc::new)
     })
     .map_err(|error| GatewayError::Upstream {
         route: route.name.clone(),
@@ -432,7 +433,10 @@ async fn serve(
     stats: &Stats,
     log: &mut ConnLog,
 ) -> Outcome {
-    let client_failed = |detail: String| Outcome::ClientFailed { detail };
+    let client_failed = |detail: String| Outcome::ClientFailed {
+        detail,
+        diagnosis: None,
+    };
     let lazy = LazyConfigAcceptor::new(Acceptor::default(), ReadAhead::new(tcp));
     let start = match tokio::time::timeout(hello_timeout, lazy).await {
         Err(_) => return client_failed("no ClientHello within the time limit".into()),
@@ -476,10 +480,13 @@ async fn serve(
     let mut client = match accepted {
         Err(_) => return client_failed("TLS handshake not finished within the time limit".into()),
         Ok(Err(e)) => {
-            return match revocation(&public, presented, &e) {
-                Some(revoked) => Outcome::ClientRevoked { revoked },
-                None => client_failed(format!("TLS handshake failed ({e})")),
-            };
+            if let Some(revoked) = revocation(&public, presented.clone(), &e) {
+                return Outcome::ClientRevoked { revoked };
+            }
+            let detail = format!("TLS handshake failed ({e})");
+            let diagnosis = (rt.route.direction == Direction::Outbound)
+                .then(|| device_client_failed(e, presented, &rt.route));
+            return Outcome::ClientFailed { detail, diagnosis };
         }
         Ok(Ok(stream)) => stream,
     };
@@ -497,7 +504,11 @@ async fn serve(
         }
     };
     stats.relayed.fetch_add(1, Ordering::Relaxed);
-    let (end, up, down) = relay::relay(client, upstream, limits.idle_timeout).await;
+    let device = match &rt.route.direction {
+        Direction::Inbound => relay::DeviceSide::Upstream,
+        Direction::Outbound => relay::DeviceSide::Client,
+    };
+    let (end, up, down) = relay::relay(client, upstream, limits.idle_timeout, device).await;
     log.bytes_up = up;
     log.bytes_down = down;
     match end {
@@ -507,6 +518,31 @@ async fn serve(
             detail: e.to_string(),
         },
     }
+}
+
+/// A device (the client on an outbound route) whose handshake failed:
+/// net's diagnosis, with what the device raises for it.
+fn device_client_failed(
+    e: std::io::Error,
+    presented: Option<rustls::pki_types::CertificateDer<'static>>,
+    route: &Route,
+) -> Box<Diagnosis> {
+    let presented = devtls_net::report::summarize(presented.as_slice());
+    let anchors = route
+        .client_ca
+        .as_ref()
+        .map_or_else(|| "no client CA".to_string(), |p| p.display().to_string());
+    let ctx = Context {
+        side: Side::ServerOfDevice,
+        profile: shown_to(route),
+        server_name: "",
+        anchors: &anchors,
+        presented: &presented,
+        asked_for_cert: false,
+        sent_cert: false,
+        probe: None,
+    };
+    Box::new(diagnose::diagnose(&Failure::from_io(e), &ctx))
 }
 
 /// When the handshake failed because the client's certificate is on the

@@ -27,6 +27,10 @@ pub enum Outcome {
     ClientFailed {
         /// What happened.
         detail: String,
+        /// When the client is the device (an outbound route): net's
+        /// diagnosis, with what the device raised.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        diagnosis: Option<Box<Diagnosis>>,
     },
     /// The device's certificate is on the route's CRL.
     ClientRevoked {
@@ -128,7 +132,15 @@ pub fn text(log: &ConnLog) -> String {
         Outcome::Relayed => "relayed".to_string(),
         Outcome::Idle => "closed: idle timeout".to_string(),
         Outcome::Broken { detail } => format!("broken: {detail}"),
-        Outcome::ClientFailed { detail } => format!("client failed: {detail}"),
+        Outcome::ClientFailed { detail, diagnosis } => {
+            let device = diagnosis
+                .as_ref()
+                .and_then(|d| d.device.as_ref())
+                .map_or(String::new(), |w| {
+                    format!("; the device raises {}", w.printed)
+                });
+            format!("client failed: {detail}{device}")
+        }
         Outcome::ClientRevoked { revoked: r } => format!(
             "client refused: certificate serial {} is revoked ({}) in {}",
             r.serial, r.reason, r.crl

@@ -27,6 +27,15 @@ pub enum End {
     Error(io::Error),
 }
 
+/// Which side of a relay is the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSide {
+    /// The client (an outbound route: device -> public server).
+    Client,
+    /// The upstream (an inbound route: public client -> device).
+    Upstream,
+}
+
 const BUF: usize = 64 * 1024;
 
 /// One direction: a buffer between a reader and a writer. The buffer is
@@ -42,11 +51,15 @@ struct Dir {
     need_flush: bool,
     done: bool,
     bytes: u64,
+    /// The reader is the device: its TCP close without close_notify ends
+    /// the direction like a close_notify would.
+    reader_is_device: bool,
 }
 
 impl Dir {
-    fn new() -> Self {
+    fn new(reader_is_device: bool) -> Self {
         Dir {
+            reader_is_device,
             buf: Vec::new(),
             pos: 0,
             read_done: false,
@@ -92,6 +105,17 @@ impl Dir {
                 // SAFETY: the reader initialized the n bytes ReadBuf reports
                 // filled, right after the initialized `len`, within capacity.
                 unsafe { self.buf.set_len(len + n) };
+                // MicroPython's `close()` sends no close_notify
+                // (docs/device-behaviour.md): from the device that is its
+                // ordinary end, not a truncation.
+                let polled = match polled {
+                    Poll::Ready(Err(e))
+                        if self.reader_is_device && e.kind() == io::ErrorKind::UnexpectedEof =>
+                    {
+                        Poll::Ready(Ok(()))
+                    }
+                    other => other,
+                };
                 match polled {
                     Poll::Pending => {
                         if self.pos < self.buf.len() {
@@ -151,14 +175,21 @@ impl Dir {
 /// gets the rest of the upstream's answer. Once one direction has finished
 /// cleanly, the other side breaking off (a reset, no close_notify) is an
 /// ordinary end: the conversation was over. After an idle timeout or an
-/// error both sides are shut down (close_notify) briefly.
-pub async fn relay<A, B>(mut client: A, mut upstream: B, idle: Duration) -> (End, u64, u64)
+/// error both sides are shut down (close_notify) briefly. The `device`
+/// side may end without close_notify (MicroPython sends none): that is a
+/// clean end of what it sends.
+pub async fn relay<A, B>(
+    mut client: A,
+    mut upstream: B,
+    idle: Duration,
+    device: DeviceSide,
+) -> (End, u64, u64)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut up = Dir::new();
-    let mut down = Dir::new();
+    let mut up = Dir::new(device == DeviceSide::Client);
+    let mut down = Dir::new(device == DeviceSide::Upstream);
     let sleep = tokio::time::sleep(idle);
     tokio::pin!(sleep);
     let end = poll_fn(|cx| {
@@ -217,10 +248,15 @@ mod tests {
     async fn copies_both_ways_and_counts() {
         let (mut a, mut a_far) = tokio::io::duplex(64);
         let (mut b, mut b_far) = tokio::io::duplex(64);
-        let relay =
-            tokio::spawn(
-                async move { relay(&mut a_far, &mut b_far, Duration::from_secs(30)).await },
-            );
+        let relay = tokio::spawn(async move {
+            relay(
+                &mut a_far,
+                &mut b_far,
+                Duration::from_secs(30),
+                DeviceSide::Upstream,
+            )
+            .await
+        });
         a.write_all(b"ping").await.unwrap();
         let mut buf = [0u8; 4];
         b.read_exact(&mut buf).await.unwrap();
@@ -275,7 +311,12 @@ mod tests {
     async fn the_last_message_before_a_reset_still_reaches_the_client() {
         let (mut a, a_far) = tokio::io::duplex(64);
         let upstream = ThenReset(Some(b"last words\n"));
-        let relay = tokio::spawn(relay(a_far, upstream, Duration::from_secs(30)));
+        let relay = tokio::spawn(relay(
+            a_far,
+            upstream,
+            Duration::from_secs(30),
+            DeviceSide::Client,
+        ));
         let mut got = Vec::new();
         let _ = a.read_to_end(&mut got).await;
         assert_eq!(got, b"last words\n");
@@ -291,7 +332,8 @@ mod tests {
     async fn nothing_moving_ends_at_the_idle_timeout() {
         let (_a, a_far) = tokio::io::duplex(64);
         let (_b, b_far) = tokio::io::duplex(64);
-        let (end, up, down) = relay(a_far, b_far, Duration::from_millis(50)).await;
+        let (end, up, down) =
+            relay(a_far, b_far, Duration::from_millis(50), DeviceSide::Upstream).await;
         assert!(matches!(end, End::Idle), "{end:?}");
         assert_eq!((up, down), (0, 0));
     }

@@ -27,7 +27,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::certs::{self, CertError};
-use crate::config::{Upstream, UpstreamTrust};
+use crate::config::{Direction, Upstream, UpstreamTrust};
 use crate::readahead::ReadAhead;
 use crate::verdicts::CachedVerifier;
 
@@ -39,6 +39,9 @@ pub struct Connector {
     server_name: ServerName<'static>,
     settings: ClientSettings,
     anchors_words: String,
+    /// Whose words a failure gets: the device's as the server (inbound
+    /// route), or a device-as-client's view of a public server (outbound).
+    side: Side,
 }
 
 /// Why an upstream could not be set up.
@@ -68,8 +71,9 @@ pub fn files(up: &Upstream) -> Vec<std::path::PathBuf> {
 
 impl Connector {
     /// Reads the anchor and client certificate files of `up` and builds the
-    /// profile-restricted client configuration.
-    pub fn new(up: &Upstream) -> Result<Self, UpstreamError> {
+    /// profile-restricted client configuration. `direction` says who is on
+    /// the other side: the device (inbound) or a public server (outbound).
+    pub fn new(up: &Upstream, direction: &Direction) -> Result<Self, UpstreamError> {
         let (anchors, anchors_words) = match &up.trust {
             UpstreamTrust::Mozilla => (Anchors::Mozilla, "the bundled Mozilla roots".to_string()),
             UpstreamTrust::File(path) => {
@@ -109,6 +113,10 @@ impl Connector {
             server_name,
             settings,
             anchors_words,
+            side: match direction {
+                Direction::Inbound => Side::ClientOfDevice,
+                Direction::Outbound => Side::Client,
+            },
         })
     }
 
@@ -118,7 +126,9 @@ impl Connector {
     }
 
     /// Connects (TCP then TLS, each within `timeout`); a failure comes back
-    /// explained by net's diagnosis, from the device-as-client's view.
+    /// explained by net's diagnosis: on an inbound route with what the
+    /// device, as the server, raises; on an outbound one from the
+    /// device-as-client's view of the public server.
     pub async fn connect(
         &self,
         timeout: std::time::Duration,
@@ -144,7 +154,7 @@ impl Connector {
         result.map_err(|failure| {
             let presented = summarize(&seen.presented());
             let ctx = Context {
-                side: Side::Client,
+                side: self.side,
                 profile: self.settings.profile,
                 server_name: &self.settings.server_name,
                 anchors: &self.anchors_words,

@@ -8,7 +8,7 @@
 use std::io;
 use std::time::SystemTime;
 
-use devtls_pki::device_error::{self, flags, DeviceError};
+use devtls_pki::device_error::{self, flags, DeviceError, Outcomes, Raised};
 use devtls_pki::profile::{Profile, TlsVersion};
 use rustls::{AlertDescription, CertificateError, PeerIncompatible};
 use serde::Serialize;
@@ -103,6 +103,16 @@ pub enum Side {
     Client,
     /// devtls was the server (`serve`): the device-as-server's view.
     Server,
+    /// devtls was the client of the device itself, which is the server
+    /// (the gateway's inbound route): what failed is told as for
+    /// [`Side::Client`], but the device's words are those the device, as
+    /// the server, raises when this client fails it.
+    ClientOfDevice,
+    /// devtls was the server of the device itself, which is the client (a
+    /// device connecting to the gateway): what failed is told as for
+    /// [`Side::Server`], but the device's words are those the device, as
+    /// the client, raises.
+    ServerOfDevice,
 }
 
 /// What the failed attempt learnt besides the error.
@@ -158,6 +168,9 @@ pub enum Reason {
     ClientCertMissing,
     /// The client certificate was not accepted.
     ClientCertRejected,
+    /// The peer's key does not belong to its certificate (its handshake
+    /// signature does not verify with the certificate's key).
+    KeyMismatch,
     /// No protocol version in common.
     NoCommonVersion,
     /// No cipher suite, group or signature algorithm in common.
@@ -190,8 +203,13 @@ pub struct DeviceWords {
     pub hex: String,
     /// The mbedTLS macro name.
     pub name: &'static str,
-    /// The line a MicroPython script prints.
+    /// The line a MicroPython script prints (every possible line, joined
+    /// with ` or `, when [`outcomes`](Self::outcomes) holds several).
     pub printed: String,
+    /// Every exception the script may see, when the peer's timing decides
+    /// between several (the fields above then name the first mbedTLS one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcomes: Option<Outcomes>,
 }
 
 impl DeviceWords {
@@ -201,6 +219,24 @@ impl DeviceWords {
             hex: e.hex(),
             name: e.name,
             printed: e.as_oserror(),
+            outcomes: None,
+        }
+    }
+
+    /// Words for a failure where the script may see any of `outcomes`.
+    fn any_of(outcomes: Outcomes) -> Self {
+        let first = outcomes
+            .raised
+            .iter()
+            .find_map(|r| match r {
+                Raised::Mbedtls(e) => Some(*e),
+                Raised::Errno(_) => None,
+            })
+            .unwrap_or(device_error::FATAL_ALERT);
+        DeviceWords {
+            printed: outcomes.printed(),
+            outcomes: Some(outcomes),
+            ..DeviceWords::oserror(&first)
         }
     }
 
@@ -213,6 +249,7 @@ impl DeviceWords {
             hex: e.hex(),
             name: e.name,
             printed: flags::value_error(flags),
+            outcomes: None,
         }
     }
 }
@@ -238,6 +275,14 @@ pub fn diagnose(failure: &Failure, ctx: &Context<'_>) -> Diagnosis {
     let (reason, what, fix, device) = match ctx.side {
         Side::Client => client_side(failure, ctx),
         Side::Server => server_side(failure, ctx),
+        Side::ClientOfDevice => {
+            let (reason, what, fix, _as_client) = client_side(failure, ctx);
+            (reason, what, fix, device_as_server(reason))
+        }
+        Side::ServerOfDevice => {
+            let (reason, what, fix, _as_server) = server_side(failure, ctx);
+            (reason, what, fix, device_as_client(reason))
+        }
     };
     Diagnosis {
         reason,
@@ -249,6 +294,71 @@ pub fn diagnose(failure: &Failure, ctx: &Context<'_>) -> Diagnosis {
 }
 
 type Parts = (Reason, String, String, Option<DeviceWords>);
+
+/// What the device, as the client, raises in `wrap_socket` when devtls,
+/// its server, fails it for `reason` (measured: docs/device-behaviour.md).
+fn device_as_client(reason: Reason) -> Option<DeviceWords> {
+    Some(match reason {
+        // devtls refused the device's certificate, or it sent none: its
+        // alert and close meet the device still writing its flight.
+        Reason::ClientCertMissing
+        | Reason::ClientCertRejected
+        | Reason::Expired
+        | Reason::NotYetValid
+        | Reason::UnknownCa
+        | Reason::Revoked
+        | Reason::UnacceptableAlgorithm
+        | Reason::RefusedKeyType
+        | Reason::Unverifiable => DeviceWords::any_of(device_error::CLIENT_CERT_REFUSED),
+        Reason::KeyMismatch => DeviceWords::any_of(device_error::KEY_MISMATCH),
+        // The device refused devtls's certificate: its own verify failure.
+        Reason::Refused | Reason::WrongHostName => {
+            DeviceWords::oserror(&device_error::CERT_VERIFY_FAILED)
+        }
+        Reason::NoCommonVersion | Reason::NothingInCommon => {
+            DeviceWords::oserror(&device_error::FATAL_ALERT)
+        }
+        Reason::NotTls
+        | Reason::PeerClosed
+        | Reason::Timeout
+        | Reason::ConnectFailed
+        | Reason::Other => return None,
+    })
+}
+
+/// What the device, as the server, raises in `wrap_socket(...,
+/// server_side=True)` when its client (devtls) fails the handshake for
+/// `reason`; `None` when the device sees nothing of it (no connection, or
+/// it is not TLS) or devtls cannot tell.
+fn device_as_server(reason: Reason) -> Option<DeviceWords> {
+    let error = match reason {
+        // devtls refused the device's certificate or found nothing it
+        // accepts: it sends a fatal alert, which the device reads.
+        Reason::WrongHostName
+        | Reason::Expired
+        | Reason::NotYetValid
+        | Reason::UnknownCa
+        | Reason::Revoked
+        | Reason::UnacceptableAlgorithm
+        | Reason::RefusedKeyType
+        | Reason::Unverifiable
+        | Reason::KeyMismatch => &device_error::FATAL_ALERT,
+        // The device demanded a client certificate and devtls had none.
+        Reason::ClientCertMissing => &device_error::NO_CLIENT_CERTIFICATE,
+        // The device refused devtls's client certificate: its own verify
+        // failure (a ValueError with the verify text).
+        Reason::ClientCertRejected => &device_error::CERT_VERIFY_FAILED,
+        // The device found nothing in common with devtls's hello.
+        Reason::NoCommonVersion | Reason::NothingInCommon => &device_error::HANDSHAKE_FAILURE,
+        Reason::NotTls
+        | Reason::PeerClosed
+        | Reason::Timeout
+        | Reason::ConnectFailed
+        | Reason::Refused
+        | Reason::Other => return None,
+    };
+    Some(DeviceWords::oserror(error))
+}
 
 fn client_side(failure: &Failure, ctx: &Context<'_>) -> Parts {
     let leaf = ctx.presented.first();
@@ -485,7 +595,7 @@ fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -
             )
         }
         CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => (
-            if ctx.side == Side::Server {
+            if matches!(ctx.side, Side::Server | Side::ServerOfDevice) {
                 Reason::ClientCertRejected
             } else {
                 Reason::UnacceptableAlgorithm
@@ -498,6 +608,32 @@ fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -
             // alone, it fails the handshake with BAD_CERTIFICATE (pki::verify).
             Some(DeviceWords::oserror(&device_error::BAD_CERTIFICATE)),
         ),
+        e if crate::verify::is_certificate_verify_failure(e) => {
+            // The device as server checks the CertificateVerify with the
+            // certificate's key and raises the public-key error (measured
+            // with a MicroPython server: ECP_VERIFY_FAILED for an EC key).
+            let rsa = leaf.is_some_and(|l| l.key.starts_with("RSA"));
+            (
+                Reason::KeyMismatch,
+                format!(
+                    "the {whose}'s key does not belong to its certificate{}: its CertificateVerify \
+                     does not verify with the certificate's public key (the certificate itself \
+                     was accepted)",
+                    leaf.map(|l| format!(" ({})", l.subject)).unwrap_or_default()
+                ),
+                format!(
+                    "give the {whose} the key its certificate was made with (on the device \
+                     load_cert_chain(\"{whose}.der\", \"{whose}.key.der\") with the pair from \
+                     the same `devtls new {whose}`); `devtls lint {whose}.der {whose}.key.der` \
+                     checks the pair"
+                ),
+                Some(DeviceWords::oserror(if rsa {
+                    &device_error::RSA_VERIFY_FAILED
+                } else {
+                    &device_error::ECP_VERIFY_FAILED
+                })),
+            )
+        }
         _ if leaf.is_some_and(|l| l.key == "Ed25519") && !ctx.profile.ed25519 => {
             refused_key(ctx, "Ed25519")
         }
@@ -508,7 +644,7 @@ fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -
                 .map(|l| format!(" (issued by {})", l.issuer))
                 .unwrap_or_default();
             let (reason, what, fix) = match ctx.side {
-                Side::Client => (
+                Side::Client | Side::ClientOfDevice => (
                     Reason::UnknownCa,
                     format!(
                         "the server's certificate does not chain to the trust anchor ({}){issuer}",
@@ -519,7 +655,7 @@ fn certificate_error(error: &CertificateError, ctx: &Context<'_>, whose: &str) -
                      public server `devtls anchor HOST`"
                         .to_string(),
                 ),
-                Side::Server => (
+                Side::Server | Side::ServerOfDevice => (
                     Reason::ClientCertRejected,
                     format!(
                         "the client's certificate is not signed by the CA this server trusts ({}){issuer}",
@@ -690,7 +826,7 @@ fn client_cert_missing(_ctx: &Context<'_>) -> Parts {
          ctx.load_cert_chain(\"client.der\", \"client.key.der\")), with a certificate the \
          server's CA signed"
             .into(),
-        Some(DeviceWords::oserror(&device_error::FATAL_ALERT)),
+        Some(DeviceWords::any_of(device_error::CLIENT_CERT_REFUSED)),
     )
 }
 
@@ -704,7 +840,7 @@ fn client_cert_rejected(_ctx: &Context<'_>, alert: &AlertDescription) -> Parts {
         "use a client certificate the server's --ca signed (or give the server this client's \
          certificate as its CA)"
             .into(),
-        Some(DeviceWords::oserror(&device_error::FATAL_ALERT)),
+        Some(DeviceWords::any_of(device_error::CLIENT_CERT_REFUSED)),
     )
 }
 
@@ -804,7 +940,7 @@ pub fn handshake(
                     "issue the device's certificate from the CA the server trusts, with \
                      extendedKeyUsage clientAuth, and check it is in date"
                         .into(),
-                    fatal(),
+                    Some(DeviceWords::any_of(device_error::CLIENT_CERT_REFUSED)),
                     format!("alert {name}"),
                 )
             } else {
@@ -814,7 +950,7 @@ pub fn handshake(
                     "load the device's certificate with ctx.load_cert_chain(\"client.der\", \
                      \"client.key.der\") (doctor: --cert --key)"
                         .into(),
-                    fatal(),
+                    Some(DeviceWords::any_of(device_error::CLIENT_CERT_REFUSED)),
                     format!("alert {name}"),
                 )
             }
@@ -994,6 +1130,7 @@ pub fn as_failure(d: &Diagnosis) -> devtls_pki::verify::Failure {
             .as_ref()
             .map_or_else(|| d.what.clone(), |w| w.printed.clone()),
         error,
+        outcomes: d.device.as_ref().and_then(|w| w.outcomes),
         subject: None,
         why: d.what.clone(),
         fix: d.fix.clone(),

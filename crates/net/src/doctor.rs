@@ -136,13 +136,16 @@ pub fn load_anchor(
     )
 }
 
-/// What `load_cert_chain` does with the device's certificate and key.
+/// What `load_cert_chain` does with the device's certificate and key: the
+/// identity it loads (with the failure the handshake will meet when the
+/// key does not belong to the certificate, which `load_cert_chain` does
+/// not check), or the failure it raises.
 pub fn load_identity(
     profile: &Profile,
     cert: NamedFile<'_>,
     key: NamedFile<'_>,
     notes: &mut Vec<String>,
-) -> Result<Result<Identity, Failure>, DoctorError> {
+) -> Result<Result<(Identity, Option<Failure>), Failure>, DoctorError> {
     let first_is_cert = cert
         .sniffed
         .items
@@ -166,20 +169,33 @@ pub fn load_identity(
         }
         Err(f) => return Ok(Err(*f)),
     };
-    if let Err(refusal) = keys::load_key_item(profile, ki) {
-        return Ok(Err(Failure::about_file(
-            FailureKind::KeyUnloadable,
-            refusal.device_says(),
-            None,
-            key.name,
-            refusal.why(),
-            refusal.fix(key.name),
+    let loaded = match keys::load_key_item(profile, ki) {
+        Ok(loaded) => loaded,
+        Err(refusal) => {
+            return Ok(Err(Failure::about_file(
+                FailureKind::KeyUnloadable,
+                refusal.device_says(),
+                None,
+                key.name,
+                refusal.why(),
+                refusal.fix(key.name),
+            )))
+        }
+    };
+    let identity = Identity {
+        cert: own.der.clone(),
+        key: ki.der.clone(),
+    };
+    if !files::key_belongs(
+        loaded.public_key_sha256.as_deref(),
+        &own.info.public_key_sha256,
+    ) {
+        return Ok(Ok((
+            identity,
+            Some(files::key_mismatch(key.name, cert.name)),
         )));
     }
-    Ok(Ok(Identity {
-        cert: own.der,
-        key: ki.der.clone(),
-    }))
+    Ok(Ok((identity, None)))
 }
 
 /// What to check.
@@ -249,7 +265,10 @@ pub fn doctor(req: &Request<'_>) -> Result<Report, DoctorError> {
             failures.push(f);
             None
         }
-        Some(Ok(id)) => Some(id),
+        Some(Ok((id, mismatch))) => {
+            failures.extend(mismatch);
+            Some(id)
+        }
         None => None,
     };
     let exam = examine::examine(&examine::Request {
@@ -466,6 +485,9 @@ fn failure_lines(failures: &[Failure]) -> Vec<Line> {
     let mut out = vec![Line::Heading("✗ the device would fail".into())];
     for (i, f) in failures.iter().enumerate() {
         out.push(Line::Text(format!("  the device says  {}", f.device_says)));
+        if let Some(o) = &f.outcomes {
+            out.push(Line::Text(format!("  which one        {}", o.decided_by)));
+        }
         if let Some(e) = f.error {
             out.push(Line::Text(format!(
                 "  mbedTLS          {} {} ({})",

@@ -301,7 +301,55 @@ impl ClientCertVerifier for DeviceClientVerifier {
         .map(|()| ClientCertVerified::assertion())
     }
 
-    crate::delegate_signature_checks!(webpki);
+    // The chain was accepted before this is called: a signature that does
+    // not verify here is the client's CertificateVerify, made with a key
+    // that is not its certificate's (not a chain signature), so it is named
+    // as such for the diagnosis.
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.webpki
+            .verify_tls12_signature(message, cert, dss)
+            .map_err(handshake_signature_error)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.webpki
+            .verify_tls13_signature(message, cert, dss)
+            .map_err(handshake_signature_error)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// The client's CertificateVerify does not verify with its certificate's
+/// key: the client holds another key than the one its certificate names.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the client's CertificateVerify does not verify with its certificate's key")]
+pub struct CertificateVerifyFailed;
+
+fn handshake_signature_error(e: Error) -> Error {
+    match e {
+        Error::InvalidCertificate(CertificateError::BadSignature) => Error::InvalidCertificate(
+            CertificateError::Other(rustls::OtherError(Arc::new(CertificateVerifyFailed))),
+        ),
+        other => other,
+    }
+}
+
+/// Whether a certificate error is [`CertificateVerifyFailed`].
+pub fn is_certificate_verify_failure(e: &CertificateError) -> bool {
+    matches!(e, CertificateError::Other(o) if o.0.downcast_ref::<CertificateVerifyFailed>().is_some())
 }
 
 /// The certificate is byte-for-byte one of the anchors.

@@ -67,7 +67,7 @@ errors! {
         "the device's own certificate chain does not fit its 4096-byte output buffer";
     RSA_PSS = 0x2300, "MBEDTLS_ERR_X509_INVALID_ALG",
         "an RSA-PSS signature in the peer chain";
-    CRITICAL_EXTENSION = 0x2562, "MBEDTLS_ERR_X509_INVALID_EXTENSIONS + MBEDTLS_ERR_ASN1_UNEXPECTED_TAG",
+    CRITICAL_EXTENSION = 0x2562, "MBEDTLS_ERR_X509_INVALID_EXTENSIONS+MBEDTLS_ERR_ASN1_UNEXPECTED_TAG",
         "an extension the device's parser does not know (nameConstraints, most often) is marked critical";
     CRITICAL_POLICIES = 0x2080, "MBEDTLS_ERR_X509_FEATURE_UNAVAILABLE",
         "a critical certificatePolicies extension other than anyPolicy in the peer chain";
@@ -89,13 +89,154 @@ errors! {
         "DTLS: the peer never completed the handshake (e.g. a server that silently waits for a certificate the device did not send)";
     INVALID_CERT_PEM = 0x2180, "MBEDTLS_ERR_X509_INVALID_FORMAT",
         "a PEM file where the device needs DER (the script sees ValueError('invalid cert'))";
-    UNKNOWN_SIG_ALG = 0x262E, "MBEDTLS_ERR_X509_UNKNOWN_SIG_ALG + MBEDTLS_ERR_OID_NOT_FOUND",
+    UNKNOWN_SIG_ALG = 0x262E, "MBEDTLS_ERR_X509_UNKNOWN_SIG_ALG+MBEDTLS_ERR_OID_NOT_FOUND",
         "a signature algorithm the device's build does not know (Ed25519): the TLS layer skips such a certificate in the peer's chain; as the anchor it does not load";
     UNKNOWN_NAMED_CURVE = 0x3A00, "MBEDTLS_ERR_PK_UNKNOWN_NAMED_CURVE",
         "a key on a curve the device's build does not compile (Brainpool, Curve25519)";
     X509_FATAL_ERROR = 0x3000, "MBEDTLS_ERR_X509_FATAL_ERROR",
         "verification stopped: the path holds more intermediates than mbedTLS follows (MBEDTLS_X509_MAX_INTERMEDIATE_CA)";
 }
+
+/// A bare `errno` the script sees when the socket under mbedTLS fails
+/// (no mbedTLS code): `OSError(32)`, printed `OSError: 32`, or, for the
+/// numbers MicroPython names, `OSError: [Errno 104] ECONNRESET`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Errno {
+    /// The errno (positive), as in `OSError(32)`.
+    pub code: i32,
+    /// Its name.
+    pub name: &'static str,
+    /// Whether MicroPython's errno table names it in the printed line
+    /// (the unix port names ECONNRESET but not EPIPE).
+    pub named_when_printed: bool,
+    /// What it means here.
+    pub meaning: &'static str,
+}
+
+impl Errno {
+    /// The last line of the traceback, e.g. `OSError: 32`.
+    pub fn as_oserror(&self) -> String {
+        if self.named_when_printed {
+            format!("OSError: [Errno {}] {}", self.code, self.name)
+        } else {
+            format!("OSError: {}", self.code)
+        }
+    }
+}
+
+/// `EPIPE`: the peer closed while the device was still writing its flight.
+pub const EPIPE: Errno = Errno {
+    code: 32,
+    name: "EPIPE",
+    named_when_printed: false,
+    meaning: "the peer closed the connection while the device was still writing (its alert unread)",
+};
+
+/// `ECONNRESET`: the peer closed with the device's bytes unread, so its
+/// system answered the device with a reset.
+pub const ECONNRESET: Errno = Errno {
+    code: 104,
+    name: "ECONNRESET",
+    named_when_printed: true,
+    meaning: "the peer closed the connection with the device's bytes unread (a reset)",
+};
+
+/// One exception a script can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Raised {
+    /// `OSError(code, 'MBEDTLS_ERR_...')`.
+    Mbedtls(DeviceError),
+    /// `OSError(errno)`: the socket under mbedTLS failed first.
+    Errno(Errno),
+}
+
+impl Raised {
+    /// The number in the `OSError` (negative for mbedTLS, positive errno).
+    pub fn code(&self) -> i32 {
+        match self {
+            Raised::Mbedtls(e) => e.code,
+            Raised::Errno(e) => e.code,
+        }
+    }
+
+    /// The mbedTLS macro name or the errno's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Raised::Mbedtls(e) => e.name,
+            Raised::Errno(e) => e.name,
+        }
+    }
+
+    /// The last line of the script's traceback.
+    pub fn as_oserror(&self) -> String {
+        match self {
+            Raised::Mbedtls(e) => e.as_oserror(),
+            Raised::Errno(e) => e.as_oserror(),
+        }
+    }
+}
+
+impl Serialize for Raised {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Raised", 4)?;
+        st.serialize_field(
+            "kind",
+            match self {
+                Raised::Mbedtls(_) => "mbedtls",
+                Raised::Errno(_) => "errno",
+            },
+        )?;
+        st.serialize_field("code", &self.code())?;
+        st.serialize_field("name", self.name())?;
+        st.serialize_field("printed", &self.as_oserror())?;
+        st.end()
+    }
+}
+
+/// Every exception the script may see for one failure: more than one
+/// where the peer's timing decides which the device meets first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Outcomes {
+    /// The possible exceptions, the one most servers give first.
+    pub raised: &'static [Raised],
+    /// What decides between them.
+    pub decided_by: &'static str,
+}
+
+impl Outcomes {
+    /// The traceback lines, joined with ` or `.
+    pub fn printed(&self) -> String {
+        self.raised
+            .iter()
+            .map(Raised::as_oserror)
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
+}
+
+/// A server refuses the device's client certificate (or the device sent
+/// none). The server sends its alert and closes while the device is still
+/// writing its ClientKeyExchange and CertificateVerify: a device that reads the alert
+/// first raises FATAL_ALERT (OpenSSL), one whose write meets the closed
+/// connection first raises EPIPE (measured against `devtls serve` and a
+/// MicroPython server; docs/device-behaviour.md).
+pub const CLIENT_CERT_REFUSED: Outcomes = Outcomes {
+    raised: &[Raised::Mbedtls(FATAL_ALERT), Raised::Errno(EPIPE)],
+    decided_by: "the server's timing: a server that closes right after its alert, while the device still writes its CertificateVerify, gives EPIPE (devtls serve, a MicroPython server); one that lets the device finish writing gives the alert (OpenSSL)",
+};
+
+/// The device's key does not belong to its certificate: its
+/// CertificateVerify does not verify and the server ends the handshake
+/// after reading it (docs/device-behaviour.md).
+pub const KEY_MISMATCH: Outcomes = Outcomes {
+    raised: &[
+        Raised::Mbedtls(FATAL_ALERT),
+        Raised::Errno(ECONNRESET),
+        Raised::Errno(EPIPE),
+    ],
+    decided_by: "how and when the server closes: OpenSSL's alert gives FATAL_ALERT; devtls serve's alert gives FATAL_ALERT or, when it closes while the device still writes, EPIPE; a MicroPython server closes with the device's Finished unread, which gives ECONNRESET",
+};
 
 /// The verification flags of `mbedtls_x509_crt_verify` and the line
 /// `mbedtls_x509_crt_verify_info` writes for each, in its order. MicroPython
@@ -213,6 +354,28 @@ pub mod verify_text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn combined_names_are_joined_as_micropython_prints_them() {
+        // MicroPython prints `A+B` for a combined code (no spaces).
+        for e in ALL {
+            assert!(!e.name.contains(' '), "{}", e.name);
+        }
+        assert_eq!(
+            CRITICAL_EXTENSION.name,
+            "MBEDTLS_ERR_X509_INVALID_EXTENSIONS+MBEDTLS_ERR_ASN1_UNEXPECTED_TAG"
+        );
+    }
+
+    #[test]
+    fn errnos_print_as_the_unix_port_prints_them() {
+        assert_eq!(EPIPE.as_oserror(), "OSError: 32");
+        assert_eq!(ECONNRESET.as_oserror(), "OSError: [Errno 104] ECONNRESET");
+        assert_eq!(
+            CLIENT_CERT_REFUSED.printed(),
+            "OSError: (-30592, 'MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE') or OSError: 32"
+        );
+    }
 
     #[test]
     fn codes_match_what_scripts_print() {

@@ -1067,7 +1067,7 @@ fn match_keys(files: &[Inspection<'_>], out: &mut Vec<Finding>) {
                      (a handshake fails with {})",
                     if mismatched.len() == 1 { "" } else { "s" },
                     mismatched.join(", "),
-                    device_error::FATAL_ALERT.as_oserror()
+                    device_error::KEY_MISMATCH.printed()
                 ),
                 "give the key that was made with the certificate (same stem: \
                  server.der with server.key.der)"

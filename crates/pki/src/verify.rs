@@ -11,7 +11,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::chain::Cert;
-use crate::device_error::{self, flags, verify_text, DeviceError};
+use crate::device_error::{self, flags, verify_text, DeviceError, Outcomes};
 use crate::profile::Profile;
 use crate::rules::path::{self, Position};
 use crate::rules::usage::{self, Presenter};
@@ -111,6 +111,10 @@ pub struct Failure {
     pub device_says: String,
     /// The mbedTLS error behind it, when known.
     pub error: Option<DeviceError>,
+    /// Every exception the script may see, when more than one is possible
+    /// (the peer's timing decides); `device_says` then names them all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcomes: Option<Outcomes>,
     /// Which certificate, in words (`certificate 0 (CN=...)`, `the anchor (...)`).
     pub subject: Option<String>,
     /// Why, in plain words.
@@ -146,10 +150,23 @@ impl Failure {
             kind,
             device_says,
             error,
+            outcomes: None,
             subject: Some(file.to_string()),
             why,
             fix,
         }
+    }
+
+    /// The same failure where the script may see any of `outcomes`:
+    /// `device_says` names them all and `error` is the first mbedTLS one.
+    pub fn with_outcomes(mut self, outcomes: Outcomes) -> Failure {
+        self.device_says = outcomes.printed();
+        self.error = outcomes.raised.iter().find_map(|r| match r {
+            device_error::Raised::Mbedtls(e) => Some(*e),
+            device_error::Raised::Errno(_) => None,
+        });
+        self.outcomes = Some(outcomes);
+        self
     }
 }
 
@@ -186,6 +203,7 @@ pub fn verify(input: &Input<'_>) -> Verdict {
                     kind: Kind::NoHostname,
                     device_says: "the handshake is refused before any byte is sent (CERT_REQUIRED without server_hostname)".into(),
                     error: None,
+                    outcomes: None,
                     subject: None,
                     why: "the device verifies the server's name and needs it to do so".into(),
                     fix: "pass server_hostname=\"NAME\" to wrap_socket (it also sends SNI)".into(),
@@ -221,6 +239,7 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
                 kind: Kind::AnchorUnloadable,
                 device_says: format!("ValueError: {}", verify_text::INVALID_CERT),
                 error: Some(device_error::INVALID_CERT_PEM),
+                outcomes: None,
                 subject: None,
                 why: format!("the anchor is not one DER certificate: {e}"),
                 fix: format!("write it again as DER: devtls anchor {target} -o ca.der"),
@@ -232,6 +251,7 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
                 kind: Kind::AnchorUnloadable,
                 device_says: format!("ValueError: {}", verify_text::INVALID_CERT),
                 error: Some(refusal.error()),
+                outcomes: None,
                 subject: Some(describe(Position::Anchor, &anchor)),
                 why: format!(
                     "load_verify_locations refuses the anchor: {}",
@@ -248,6 +268,7 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
             kind: Kind::MessageTooLarge,
             device_says: "an OSError while receiving the server's Certificate message".into(),
             error: None,
+            outcomes: None,
             subject: None,
             why: format!(
                 "the server's Certificate message is {message_len} bytes, over the device's {}-byte input buffer",
@@ -264,6 +285,7 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
                 kind: Kind::Unparseable,
                 device_says: device_error::INVALID_CERT_PEM.as_oserror(),
                 error: Some(device_error::INVALID_CERT_PEM),
+                outcomes: None,
                 subject: Some(format!("certificate {i}")),
                 why: format!("the server sent a certificate that does not parse: {e}"),
                 fix: "fix the server's certificate file".into(),
@@ -277,6 +299,7 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
                 kind: Kind::Unparseable,
                 device_says: err.as_oserror(),
                 error: Some(err),
+                outcomes: None,
                 subject: Some(who.clone()),
                 why: format!("the device cannot parse {who}: {}", refusal.why()),
                 fix: refusal.fix(),
@@ -291,6 +314,7 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
             kind: Kind::NotTrusted,
             device_says: flags::value_error(flags::NOT_TRUSTED),
             error: Some(device_error::CERT_VERIFY_FAILED),
+            outcomes: None,
             subject: None,
             why: "the server sent no certificate".into(),
             fix: "configure a certificate on the server".into(),
@@ -318,6 +342,7 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
             kind,
             device_says: flags::value_error(flag),
             error: Some(device_error::CERT_VERIFY_FAILED),
+            outcomes: None,
             subject,
             why,
             fix,
@@ -328,6 +353,7 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
             kind: Kind::TooManyIntermediates,
             device_says: device_error::X509_FATAL_ERROR.as_oserror(),
             error: Some(device_error::X509_FATAL_ERROR),
+            outcomes: None,
             subject: None,
             why: format!(
                 "the path holds more than {} intermediates",
@@ -479,6 +505,7 @@ fn verify_named(input: &Input<'_>, hostname: Option<&str>) -> Verdict {
             kind: Kind::Usage,
             device_says: flags::value_error(usage_flags),
             error: Some(device_error::CERT_VERIFY_FAILED),
+            outcomes: None,
             subject: Some(describe(Position::Presented(0), leaf)),
             why: if usage_flags & flags::EXT_KEY_USAGE != 0 {
                 format!(

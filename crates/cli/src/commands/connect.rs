@@ -260,6 +260,9 @@ fn report_failure(
         ),
         None => println!("  device: no mbedTLS error of its own for this case"),
     }
+    if let Some(o) = d.device.as_ref().and_then(|w| w.outcomes) {
+        println!("  which:  {}", o.decided_by);
+    }
     println!("  reason: {}  ({})", reason_word(d), d.detail);
     if let Some(probe) = &failure.probe {
         let key = probe

@@ -759,7 +759,7 @@ fn doctor_files_never_passes_a_file_the_device_cannot_load() {
             .unwrap()
             .iter()
             .any(|f| f["kind"] == "key_mismatch"
-                && f["device_says"] == "OSError: (-30592, 'MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE')"),
+                && f["device_says"] == devtls_pki::device_error::KEY_MISMATCH.printed()),
         "{v:#}"
     );
     let r = support::lint::lint(&dev, &["client.der", "client.key.der"]);

@@ -41,6 +41,7 @@ mod mbedtls_peer;
 mod micropython_fleet;
 mod micropython_romfs;
 mod micropython_snippets;
+mod mpy_findings;
 mod net_device_words;
 mod net_dtls;
 mod net_failures;

@@ -38,7 +38,8 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// After the last counted client, how long the server keeps answering the
 /// clients it has: a reply lost on the way makes the client send again, and
-/// nobody would answer if the server had already gone.
+/// nobody would answer if the server had already gone. Also how long a
+/// served client may be quiet before the server closes it.
 const LINGER: Duration = Duration::from_millis(1500);
 
 /// What a DTLS server needs.
@@ -592,7 +593,13 @@ impl Core {
                 });
                 continue;
             }
-            if completed && now.duration_since(last_seen) >= limit {
+            // A served client is closed (close_notify) once it has been
+            // quiet for `LINGER`: long enough to answer a retry whose answer
+            // was lost, and a device's `read(n)`, which waits for n bytes or
+            // the end of the conversation, returns then instead of after the
+            // idle timeout (docs/device-behaviour.md).
+            let quiet_limit = if served { LINGER.min(limit) } else { limit };
+            if completed && now.duration_since(last_seen) >= quiet_limit {
                 self.endpoint.stop(now, addr);
                 self.peers.remove(&addr);
                 if !served {

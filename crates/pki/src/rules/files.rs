@@ -115,6 +115,32 @@ fn failure(
     Failure::about_file(kind, says, err, file, why, fix)
 }
 
+/// The device's key `key_file` does not belong to its certificate
+/// `cert_file`. `load_cert_chain` takes the pair without a word (measured);
+/// the handshake fails once the server checks the CertificateVerify signed
+/// with the wrong key, with one of [`device_error::KEY_MISMATCH`]'s
+/// outcomes (docs/device-behaviour.md).
+pub fn key_mismatch(key_file: &str, cert_file: &str) -> Failure {
+    failure(
+        FailureKind::KeyMismatch,
+        String::new(),
+        None,
+        key_file,
+        format!(
+            "this key does not belong to {cert_file} (another public key): load_cert_chain takes \
+             them, and the server refuses the handshake signed with the wrong key"
+        ),
+        format!("copy the key made with {cert_file} (or issue a new certificate for this key)"),
+    )
+    .with_outcomes(device_error::KEY_MISMATCH)
+}
+
+/// Whether a key (its public key's SHA-256, when known) belongs to a
+/// certificate (its public key's SHA-256).
+pub fn key_belongs(key_spki: Option<&str>, cert_spki: &str) -> bool {
+    key_spki.is_none_or(|k| k == cert_spki)
+}
+
 fn key_failure(file: &str, refusal: &KeyRefusal) -> Failure {
     failure(
         FailureKind::KeyUnloadable,
@@ -342,17 +368,7 @@ pub fn check(files: &[DeviceFile], profile: &Profile, time: OffsetDateTime) -> F
             Pairing::Matches(i) => own[i] = true,
             Pairing::Mismatch(i) => {
                 own[i] = true;
-                failures.push(failure(
-                    FailureKind::KeyMismatch,
-                    device_error::FATAL_ALERT.as_oserror(),
-                    Some(device_error::FATAL_ALERT),
-                    name,
-                    format!(
-                        "this key does not belong to {} (another public key): load_cert_chain takes them, and the peer refuses the handshake signed with the wrong key",
-                        certs[i].0
-                    ),
-                    format!("copy the key made with {} (or issue a new certificate for this key)", certs[i].0),
-                ));
+                failures.push(key_mismatch(name, certs[i].0));
             }
             Pairing::Unpaired => failures.push(failure(
                 FailureKind::KeyMismatch,
