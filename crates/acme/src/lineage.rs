@@ -274,7 +274,11 @@ fn check_not_planted(dir: &Path, name: &str) -> Result<(), Error> {
             path.display()
         ))
     };
-    for folder in [dir.join("archive"), dir.join("archive").join(name), dir.join("live")] {
+    for folder in [
+        dir.join("archive"),
+        dir.join("archive").join(name),
+        dir.join("live"),
+    ] {
         if std::fs::symlink_metadata(&folder).is_ok_and(|m| m.file_type().is_symlink()) {
             return Err(planted(&folder, "is a symbolic link"));
         }
@@ -282,10 +286,15 @@ fn check_not_planted(dir: &Path, name: &str) -> Result<(), Error> {
     let live_path = live(dir, name);
     if let Ok(meta) = std::fs::symlink_metadata(&live_path) {
         if !meta.file_type().is_symlink() {
-            return Err(planted(&live_path, "exists and is not devtls's link to archive/"));
+            return Err(planted(
+                &live_path,
+                "exists and is not devtls's link to archive/",
+            ));
         }
         let target = std::fs::read_link(&live_path).map_err(|e| Error::io(&live_path, e))?;
-        let mut parts = target.components().map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let mut parts = target
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
         let ours = parts.next().as_deref() == Some("..")
             && parts.next().as_deref() == Some("archive")
             && parts.next().as_deref() == Some(name)
@@ -454,14 +463,25 @@ mod tests {
         std::fs::create_dir_all(acme.join("archive")).unwrap();
         symlink(&elsewhere, acme.join("archive/a.test")).unwrap();
         let err = publish(&acme, "a.test", &files(1)).unwrap_err();
-        assert!(err.to_string().contains("archive/a.test: is a symbolic link"), "{err}");
-        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0, "no key written there");
+        assert!(
+            err.to_string()
+                .contains("archive/a.test: is a symbolic link"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "no key written there"
+        );
 
         std::fs::remove_file(acme.join("archive/a.test")).unwrap();
         std::fs::create_dir_all(acme.join("live")).unwrap();
         symlink(&elsewhere, acme.join("live/a.test")).unwrap();
         let err = publish(&acme, "a.test", &files(1)).unwrap_err();
-        assert!(err.to_string().contains("not to ../archive/a.test/N"), "{err}");
+        assert!(
+            err.to_string().contains("not to ../archive/a.test/N"),
+            "{err}"
+        );
         assert!(err.is_input());
     }
 
@@ -473,7 +493,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(current_cert(dir.path(), "a.test").unwrap().is_none());
         publish(dir.path(), "a.test", &files(1)).unwrap();
-        assert_eq!(current_cert(dir.path(), "a.test").unwrap().unwrap(), vec![1; 4]);
+        assert_eq!(
+            current_cert(dir.path(), "a.test").unwrap().unwrap(),
+            vec![1; 4]
+        );
         std::fs::remove_dir_all(dir.path().join("archive/a.test/1")).unwrap();
         let err = current_cert(dir.path(), "a.test").unwrap_err();
         assert!(err.to_string().contains("live/a.test is broken"), "{err}");

@@ -336,8 +336,7 @@ async fn attack(a: &[String]) -> Result<()> {
                 return;
             };
             let connector = tokio_rustls::TlsConnector::from(config);
-            match tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp)).await
-            {
+            match tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp)).await {
                 // The certificate came (and was refused): the gateway did the work.
                 Ok(Err(e)) if e.to_string().contains("certificate") => {
                     answered.fetch_add(1, Ordering::Relaxed);

@@ -206,7 +206,10 @@ mod tests {
         }
         assert_eq!(a.admit(bad).unwrap_err(), Refused::Failing);
         for _ in 0..1000 {
-            drop(a.admit(good).expect("a client that does not fail is never refused"));
+            drop(
+                a.admit(good)
+                    .expect("a client that does not fail is never refused"),
+            );
         }
     }
 }

@@ -125,7 +125,9 @@ mod tests {
 
     /// Polls `w` on another thread: `None` when the poll did not return
     /// within 5 s (a reload blocked on the file).
-    fn poll_bounded(w: &Arc<Watched<Vec<u8>, CertError>>) -> Option<Option<Result<Arc<Vec<u8>>, CertError>>> {
+    fn poll_bounded(
+        w: &Arc<Watched<Vec<u8>, CertError>>,
+    ) -> Option<Option<Result<Arc<Vec<u8>>, CertError>>> {
         let (tx, rx) = std::sync::mpsc::channel();
         let w = w.clone();
         std::thread::spawn(move || {
@@ -164,7 +166,9 @@ mod tests {
         ] {
             replace(bad);
             let polled = poll_bounded(&w).expect("the reload returned instead of blocking");
-            let e = polled.expect("a change is seen").expect_err("a bad file is refused");
+            let e = polled
+                .expect("a change is seen")
+                .expect_err("a bad file is refused");
             assert!(e.to_string().contains(what), "{e}");
             assert_eq!(*w.current(), b"first", "the value in use stays");
             replace(&|p: &Path| std::fs::write(p, b"next").unwrap());

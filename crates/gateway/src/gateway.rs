@@ -469,7 +469,16 @@ async fn handle(
         bytes_down: 0,
         duration_ms: 0,
     };
-    let outcome = serve(tcp, ticket, listener, routes, hello_timeout, stats, &mut log).await;
+    let outcome = serve(
+        tcp,
+        ticket,
+        listener,
+        routes,
+        hello_timeout,
+        stats,
+        &mut log,
+    )
+    .await;
     log.outcome = outcome;
     log.duration_ms = millis(start.elapsed());
     log

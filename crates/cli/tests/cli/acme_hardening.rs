@@ -19,22 +19,33 @@ fn domain_names_follow_pkis_rule_idn_in_control_characters_out() {
     let issue = |domain: &str| {
         acme_support::acme(
             work.path(),
-            &args(&["issue", "--domain", domain, "--server", &server, "--dir", "acme"]),
+            &args(&[
+                "issue", "--domain", domain, "--server", &server, "--dir", "acme",
+            ]),
         )
     };
     // A terminal escape and a line break: refused, echoed escaped.
     let out = issue("cam\x1b[2J\nforged.example.com");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains('\x1b'), "no raw escape on the terminal: {stderr:?}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "no raw escape on the terminal: {stderr:?}"
+    );
     assert!(stderr.contains("\\u{1b}"), "{stderr}");
-    assert!(!work.path().join("acme").exists(), "nothing made for a bad name");
+    assert!(
+        !work.path().join("acme").exists(),
+        "nothing made for a bad name"
+    );
     // An internationalised name is accepted (as its A-labels): the run
     // gets as far as the (absent) ACME server.
     let out = issue("bücher.example");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot reach the ACME directory"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the ACME directory"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -43,8 +54,18 @@ fn two_forced_issues_at_once_share_one_account() {
     let work = tempfile::tempdir().unwrap();
     let hook = pebble.dns_hook(work.path()).display().to_string();
     let mut a = args(&[
-        "acme", "issue", "--domain", "cam.example.com", "--dir", "acme", "--force", "--json",
-        "--challenge", "dns-01", "--dns-hook", &hook,
+        "acme",
+        "issue",
+        "--domain",
+        "cam.example.com",
+        "--dir",
+        "acme",
+        "--force",
+        "--json",
+        "--challenge",
+        "dns-01",
+        "--dns-hook",
+        &hook,
     ]);
     a.extend(pebble.server_args());
     let runs: Vec<support::Peer> = (0..2)

@@ -488,7 +488,11 @@ fn a_thousand_connections_with_stalls_and_garbage_and_memory_returns_to_baseline
                         // From other addresses than the good clients (the
                         // gateway's failure budget is per address):
                         // stalls from 127.0.0.2, garbage from 127.0.0.3.
-                        let from = if i < good + stall { [127, 0, 0, 2] } else { [127, 0, 0, 3] };
+                        let from = if i < good + stall {
+                            [127, 0, 0, 2]
+                        } else {
+                            [127, 0, 0, 3]
+                        };
                         let mut tcp = connect_from(from.into(), port);
                         tcp.set_read_timeout(Some(WAIT)).unwrap();
                         // A slowloris sends the start of a ClientHello and stalls;

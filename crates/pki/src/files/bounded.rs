@@ -177,7 +177,10 @@ mod tests {
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = read_regular(&fifo, MAX_INPUT).unwrap_err();
-        assert!(matches!(e, ReadError::NotRegular { kind: "FIFO", .. }), "{e}");
+        assert!(
+            matches!(e, ReadError::NotRegular { kind: "FIFO", .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("cert.pem: is a FIFO"), "{e}");
         assert!(matches!(
             read_regular(Path::new("/dev/zero"), MAX_INPUT),
