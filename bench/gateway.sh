@@ -41,18 +41,7 @@ IDLE=1000
 need_tools openssl nginx cargo python3
 STREAM_LOAD=$(nginx_stream_module)
 
-echo "== building devtls and the load generator (release, in $TARGET_DIR)"
-# One command: the same feature set as `cargo build -p devtls` alone would
-# pick otherwise differs, and the dependencies would build twice.
-cargo build --release -q -p devtls -p devtls-gateway --bins --example gwload
-# Copied at once: other checkouts may share the release folder.
-mkdir -p "$WORK/bin"
-cp "$RELEASE/devtls" "$RELEASE/examples/gwload" "$WORK/bin/"
-DEVTLS=$WORK/bin/devtls
-# BENCH_DEVTLS=PATH: measure another devtls binary (e.g. an earlier build)
-# against the same anchor.
-if [ -n "${BENCH_DEVTLS:-}" ]; then cp "$BENCH_DEVTLS" "$DEVTLS"; fi
-LOAD=$WORK/bin/gwload
+gateway_binaries release
 
 # --- certificates: a public-style chain (root, intermediate, leaf) for the
 # public side, the device's self-signed certificate for the device side ---

@@ -37,18 +37,7 @@ ulimit -n "$(ulimit -Hn)"
 # BENCH_PROFILE=debug: the debug build (no release build at hand); the
 # ratio compares two runs of the same build, the absolute rates do not
 # compare with bench/gateway.sh's.
-BUILD=${BENCH_PROFILE:-release}
-echo "== building devtls and the load generator ($BUILD, in $TARGET_DIR)"
-if [ "$BUILD" = release ]; then
-  cargo build --release -q -p devtls -p devtls-gateway --bins --example gwload
-else
-  cargo build -q -p devtls -p devtls-gateway --bins --example gwload
-fi
-mkdir -p "$WORK/bin"
-cp "$TARGET_DIR/$BUILD/devtls" "$TARGET_DIR/$BUILD/examples/gwload" "$WORK/bin/"
-DEVTLS=$WORK/bin/devtls
-if [ -n "${BENCH_DEVTLS:-}" ]; then cp "$BENCH_DEVTLS" "$DEVTLS"; fi
-LOAD=$WORK/bin/gwload
+gateway_binaries "${BENCH_PROFILE:-release}"
 
 # --- a root and the gateway's leaf (P-256); the device's own certificate ---
 cd "$WORK"

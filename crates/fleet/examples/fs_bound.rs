@@ -36,7 +36,7 @@ mod unix {
         let (stage, devices) = (root.join("stage"), root.join("devices"));
         fs::create_dir_all(&stage).unwrap();
         fs::create_dir_all(&devices).unwrap();
-        let files: [(&str, usize); 3] = [
+        let files: [(&str, usize); 4] = [
             ("client.der", 372),
             ("client.key.der", 138),
             ("boot.py", 550),

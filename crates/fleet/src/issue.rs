@@ -907,11 +907,8 @@ mod tests {
         assert_eq!(folders, ["a", "b", "c", "d", "e"]);
     }
 
-    /// A serial the inventory already holds (forced: a trigger records the
-    /// device's first serial for a decoy just before its row is inserted)
-    /// is refused by the UNIQUE constraint and the device is signed again.
-    #[test]
-    fn a_serial_clash_is_signed_again() {
+    /// A new fleet in a temporary folder: the folder, the fleet's path, the fleet.
+    fn new_fleet() -> (tempfile::TempDir, std::path::PathBuf, Fleet) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("fleet");
         let init = InitOptions {
@@ -919,7 +916,16 @@ mod tests {
             key: KeyType::P256,
             days: 365,
         };
-        let mut fleet = Fleet::init(&root, &init).unwrap();
+        let fleet = Fleet::init(&root, &init).unwrap();
+        (dir, root, fleet)
+    }
+
+    /// A serial the inventory already holds (forced: a trigger records the
+    /// device's first serial for a decoy just before its row is inserted)
+    /// is refused by the UNIQUE constraint and the device is signed again.
+    #[test]
+    fn a_serial_clash_is_signed_again() {
+        let (_dir, root, mut fleet) = new_fleet();
         let side = rusqlite::Connection::open(root.join(names::INVENTORY)).unwrap();
         side.execute_batch(
             "CREATE TABLE clash_done (x INTEGER);
@@ -954,14 +960,7 @@ mod tests {
     /// it was, and the fleet still signs.
     #[test]
     fn a_device_ca_der_is_a_copy_not_the_fleet_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("fleet");
-        let init = InitOptions {
-            name: "t".into(),
-            key: KeyType::P256,
-            days: 365,
-        };
-        let mut fleet = Fleet::init(&root, &init).unwrap();
+        let (_dir, root, mut fleet) = new_fleet();
         let ca = fs::read(root.join(names::CA_DER)).unwrap();
         let opts = IssueOptions::new(30, Role::Client, KeyType::P256, Arc::new(|_| "".into()));
         let one = |id: &str| Source::List(vec![id.to_string()].into_iter());

@@ -12,7 +12,6 @@ use devtls_acme::challenge::Method;
 use devtls_acme::device::{self, Level, Note};
 use devtls_acme::issue::Report;
 use devtls_acme::lineage::{self, Config};
-use devtls_acme::lock;
 use devtls_pki::lint::Severity;
 use serde::Serialize;
 
@@ -213,14 +212,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     // so two runs never both create an account or both swap live/.
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| anyhow::anyhow!("{}: cannot be created ({e})", args.dir.display()))?;
-    let _lock = lock::take(&args.dir, |path| {
-        output::warn(&format!(
-            "another `devtls acme issue` or `renew` is running on {}; waiting for it to finish ({})",
-            args.dir.display(),
-            path.display()
-        ))
-    })
-    .map_err(fail)?;
+    let _lock = super::take_lock(&args.dir, "`devtls acme issue` or `renew`")?;
     if lineage::config_path(&args.dir, &name).exists() && !args.force {
         return Err(Exit {
             code: 2,
