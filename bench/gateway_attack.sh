@@ -39,7 +39,7 @@ ulimit -n "$(ulimit -Hn)"
 # compare with bench/gateway.sh's.
 gateway_binaries "${BENCH_PROFILE:-release}"
 
-# --- a root and the gateway's leaf (P-256); the device's own certificate ---
+# --- a root and the gateway's leaf (P-256); then the device (lib.sh) ---
 cd "$WORK"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout root.key -out root.pem \
   -days 30 -subj /CN=Attack-Root -addext basicConstraints=critical,CA:TRUE \
@@ -47,13 +47,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout roo
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout gw.key -out gw.csr -subj /CN=gw.test 2>/dev/null
 printf 'subjectAltName=DNS:gw.test\nextendedKeyUsage=serverAuth\n' >gw.ext
 openssl x509 -req -in gw.csr -CA root.pem -CAkey root.key -CAcreateserial -out gw.pem -days 30 -extfile gw.ext 2>/dev/null
-"$DEVTLS" new server --dns openmv --key p256 --out "$WORK/device" >/dev/null
 cd - >/dev/null
-
-ECHO_PORT=$(free_port)
-"$LOAD" echo "$ECHO_PORT" "$WORK/device/server.crt" "$WORK/device/server.key" >"$WORK/echo.log" &
-PIDS+=($!)
-wait_port "$ECHO_PORT"
+gateway_device
 
 GW_PORT=$(free_port)
 "$DEVTLS" gateway --listen "127.0.0.1:$GW_PORT" --cert "$WORK/gw.pem" --key "$WORK/gw.key" \

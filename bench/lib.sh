@@ -115,3 +115,15 @@ gateway_binaries() {
   if [ -n "${BENCH_DEVTLS:-}" ]; then cp "$BENCH_DEVTLS" "$DEVTLS"; fi
   LOAD=$WORK/bin/gwload
 }
+
+# gateway_device: the device's self-signed certificate ($WORK/device, made
+# with $DEVTLS) and an echo server standing in for the device ($LOAD echo:
+# TLS 1.2; it picks the device leg's suite, DEVICE_SUITE, default
+# ECDHE-ECDSA AES-128-GCM); sets ECHO_PORT.
+gateway_device() {
+  "$DEVTLS" new server --dns openmv --key p256 --out "$WORK/device" >/dev/null
+  ECHO_PORT=$(free_port)
+  "$LOAD" echo "$ECHO_PORT" "$WORK/device/server.crt" "$WORK/device/server.key" >"$WORK/echo.log" &
+  PIDS+=($!)
+  wait_port "$ECHO_PORT"
+}
