@@ -41,18 +41,7 @@ IDLE=1000
 need_tools openssl nginx cargo python3
 STREAM_LOAD=$(nginx_stream_module)
 
-echo "== building devtls and the load generator (release, in $TARGET_DIR)"
-# One command: the same feature set as `cargo build -p devtls` alone would
-# pick otherwise differs, and the dependencies would build twice.
-cargo build --release -q -p devtls -p devtls-gateway --bins --example gwload
-# Copied at once: other checkouts may share the release folder.
-mkdir -p "$WORK/bin"
-cp "$RELEASE/devtls" "$RELEASE/examples/gwload" "$WORK/bin/"
-DEVTLS=$WORK/bin/devtls
-# BENCH_DEVTLS=PATH: measure another devtls binary (e.g. an earlier build)
-# against the same anchor.
-if [ -n "${BENCH_DEVTLS:-}" ]; then cp "$BENCH_DEVTLS" "$DEVTLS"; fi
-LOAD=$WORK/bin/gwload
+gateway_binaries release
 
 # --- certificates: a public-style chain (root, intermediate, leaf) for the
 # public side, the device's self-signed certificate for the device side ---
@@ -67,15 +56,11 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout privkey.p
 printf 'subjectAltName=DNS:gw.test\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' >leaf.ext
 openssl x509 -req -in leaf.csr -CA int.pem -CAkey int.key -CAcreateserial -out leaf.pem -days 30 -extfile leaf.ext 2>/dev/null
 cat leaf.pem int.pem >fullchain.pem
-"$DEVTLS" new server --dns openmv --key p256 --out "$WORK/device" >/dev/null
 cd - >/dev/null
 
 # --- the device: an echo server, TLS 1.2; it picks the device leg's suite
 # (DEVICE_SUITE, default ECDHE-ECDSA AES-128-GCM) for both proxies alike ---
-ECHO_PORT=$(free_port)
-"$LOAD" echo "$ECHO_PORT" "$WORK/device/server.crt" "$WORK/device/server.key" >"$WORK/echo.log" &
-PIDS+=($!)
-wait_port "$ECHO_PORT"
+gateway_device
 
 # --- nginx: stream proxy, TLS in front, proxy_ssl to the device ---
 NGINX_PORT=$(free_port)

@@ -94,3 +94,36 @@ CONF
   PIDS+=("$NGINX_PID")
   wait_port "$port"
 }
+
+# gateway_binaries [PROFILE]: builds devtls and the gateway's load generator
+# (release unless PROFILE=debug) in one cargo command (the feature set of
+# `cargo build -p devtls` alone differs, and the dependencies would build
+# twice), copies them to $WORK/bin at once (other checkouts may share the
+# target folder) and sets DEVTLS and LOAD. BENCH_DEVTLS=PATH: measure
+# another devtls binary (e.g. an earlier build) instead.
+gateway_binaries() {
+  local build=${1:-release}
+  echo "== building devtls and the load generator ($build, in $TARGET_DIR)"
+  if [ "$build" = release ]; then
+    cargo build --release -q -p devtls -p devtls-gateway --bins --example gwload
+  else
+    cargo build -q -p devtls -p devtls-gateway --bins --example gwload
+  fi
+  mkdir -p "$WORK/bin"
+  cp "$TARGET_DIR/$build/devtls" "$TARGET_DIR/$build/examples/gwload" "$WORK/bin/"
+  DEVTLS=$WORK/bin/devtls
+  if [ -n "${BENCH_DEVTLS:-}" ]; then cp "$BENCH_DEVTLS" "$DEVTLS"; fi
+  LOAD=$WORK/bin/gwload
+}
+
+# gateway_device: the device's self-signed certificate ($WORK/device, made
+# with $DEVTLS) and an echo server standing in for the device ($LOAD echo:
+# TLS 1.2; it picks the device leg's suite, DEVICE_SUITE, default
+# ECDHE-ECDSA AES-128-GCM); sets ECHO_PORT.
+gateway_device() {
+  "$DEVTLS" new server --dns openmv --key p256 --out "$WORK/device" >/dev/null
+  ECHO_PORT=$(free_port)
+  "$LOAD" echo "$ECHO_PORT" "$WORK/device/server.crt" "$WORK/device/server.key" >"$WORK/echo.log" &
+  PIDS+=($!)
+  wait_port "$ECHO_PORT"
+}

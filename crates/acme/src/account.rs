@@ -192,15 +192,11 @@ fn save(file: &Path, stored: &Stored) -> Result<(), Error> {
                 .map_err(|e| Error::io(parent, e))?;
         }
     }
+    // Written whole under a temporary name and renamed into place; the
+    // caller holds the folder's lock (crate::lock), so no other run is
+    // between its look for an account and this write.
     let bytes = serde_json::to_vec_pretty(stored).map_err(|e| Error::Protocol(e.to_string()))?;
-    files::write_all(
-        &[files::Output {
-            path: file.to_path_buf(),
-            bytes,
-            secrecy: Secrecy::Secret,
-        }],
-        false,
-    )?;
+    files::write_atomic(file, &bytes, Secrecy::Secret)?;
     Ok(())
 }
 

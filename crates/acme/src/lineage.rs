@@ -233,22 +233,87 @@ pub fn configs(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(out)
 }
 
-/// The leaf the device currently has (`live/NAME/cert.der`), if any.
-pub fn current_cert(dir: &Path, name: &str) -> Option<Vec<u8>> {
-    std::fs::read(live(dir, name).join("cert.der")).ok()
+/// The leaf the device currently has (`live/NAME/cert.der`): `None` when
+/// there is no `live/NAME` yet. A `live/NAME` link whose target is gone
+/// (a dangling link) or holds no readable `cert.der` is an error naming
+/// it, not "nothing issued yet".
+pub fn current_cert(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, Error> {
+    let link = live(dir, name);
+    match std::fs::symlink_metadata(&link) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&link, e)),
+        Ok(_) => {}
+    }
+    let cert = link.join("cert.der");
+    std::fs::read(&cert).map(Some).map_err(|e| {
+        let target = std::fs::read_link(&link)
+            .map(|t| format!(" (it points to {})", t.display()))
+            .unwrap_or_default();
+        Error::io(
+            &cert,
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{e}: live/{name} is broken{target}; `devtls acme issue --force` orders \
+                     a new certificate and remakes it"
+                ),
+            ),
+        )
+    })
+}
+
+/// Refuses a symbolic link devtls did not make where it writes: `archive/`
+/// and `archive/NAME` must be real folders (or absent), and `live/NAME`
+/// absent or devtls's own relative link `../archive/NAME/N`. Following a
+/// planted link would write keys, or point the device's files, elsewhere.
+fn check_not_planted(dir: &Path, name: &str) -> Result<(), Error> {
+    let planted = |path: &Path, what: &str| {
+        Error::Input(format!(
+            "{}: {what}; devtls did not make it and does not follow it: move it away \
+             (devtls never overwrites files it did not make)",
+            path.display()
+        ))
+    };
+    for folder in [
+        dir.join("archive"),
+        dir.join("archive").join(name),
+        dir.join("live"),
+    ] {
+        if std::fs::symlink_metadata(&folder).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(planted(&folder, "is a symbolic link"));
+        }
+    }
+    let live_path = live(dir, name);
+    if let Ok(meta) = std::fs::symlink_metadata(&live_path) {
+        if !meta.file_type().is_symlink() {
+            return Err(planted(
+                &live_path,
+                "exists and is not devtls's link to archive/",
+            ));
+        }
+        let target = std::fs::read_link(&live_path).map_err(|e| Error::io(&live_path, e))?;
+        let mut parts = target
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let ours = parts.next().as_deref() == Some("..")
+            && parts.next().as_deref() == Some("archive")
+            && parts.next().as_deref() == Some(name)
+            && parts.next().is_some_and(|n| n.parse::<u32>().is_ok())
+            && parts.next().is_none();
+        if !ours {
+            return Err(planted(
+                &live_path,
+                &format!("points to {}, not to ../archive/{name}/N", target.display()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes a new version and moves `live/NAME` to it; returns the live path.
 pub fn publish(dir: &Path, name: &str, files: &Files) -> Result<PathBuf, Error> {
     let live_path = live(dir, name);
-    if let Ok(meta) = std::fs::symlink_metadata(&live_path) {
-        if !meta.file_type().is_symlink() {
-            return Err(Error::Input(format!(
-                "{} exists and is not devtls's link to archive/: move it away (devtls never overwrites files it did not make)",
-                live_path.display()
-            )));
-        }
-    }
+    check_not_planted(dir, name)?;
     let archive = dir.join("archive").join(name);
     mkdir_private(&archive)?;
     let next = std::fs::read_dir(&archive)
@@ -383,5 +448,58 @@ mod tests {
         let err = publish(dir.path(), "a.test", &files(1)).unwrap_err();
         assert!(err.to_string().contains("move it away"), "{err}");
         assert!(err.is_input());
+    }
+
+    /// Links planted where publish writes are refused, and nothing is
+    /// written through them.
+    #[cfg(unix)]
+    #[test]
+    fn symbolic_links_devtls_did_not_make_are_refused() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let acme = dir.path().join("acme");
+        std::fs::create_dir_all(acme.join("archive")).unwrap();
+        symlink(&elsewhere, acme.join("archive/a.test")).unwrap();
+        let err = publish(&acme, "a.test", &files(1)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("archive/a.test: is a symbolic link"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "no key written there"
+        );
+
+        std::fs::remove_file(acme.join("archive/a.test")).unwrap();
+        std::fs::create_dir_all(acme.join("live")).unwrap();
+        symlink(&elsewhere, acme.join("live/a.test")).unwrap();
+        let err = publish(&acme, "a.test", &files(1)).unwrap_err();
+        assert!(
+            err.to_string().contains("not to ../archive/a.test/N"),
+            "{err}"
+        );
+        assert!(err.is_input());
+    }
+
+    /// No `live/NAME` is "nothing issued yet"; a dangling one is an error
+    /// naming it (renew reports the lineage as failed, not as fine).
+    #[cfg(unix)]
+    #[test]
+    fn a_dangling_live_link_is_an_error_not_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(current_cert(dir.path(), "a.test").unwrap().is_none());
+        publish(dir.path(), "a.test", &files(1)).unwrap();
+        assert_eq!(
+            current_cert(dir.path(), "a.test").unwrap().unwrap(),
+            vec![1; 4]
+        );
+        std::fs::remove_dir_all(dir.path().join("archive/a.test/1")).unwrap();
+        let err = current_cert(dir.path(), "a.test").unwrap_err();
+        assert!(err.to_string().contains("live/a.test is broken"), "{err}");
+        assert!(!err.is_input(), "one lineage's failure, not the run's");
     }
 }

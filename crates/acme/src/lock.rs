@@ -1,13 +1,18 @@
-//! One `renew` at a time per ACME folder.
+//! One writer at a time per ACME folder: `renew` and `issue`.
 //!
 //! Two `devtls acme renew` runs on the same folder (cron and a manual run,
 //! or a timer that fires while the last run is still going) would both see
-//! a certificate as due, both order a new one and both swap `live/`. The
-//! second run therefore waits for the first: an exclusive lock on
+//! a certificate as due, both order a new one and both swap `live/`; two
+//! `issue` runs would both create an account and both write
+//! `account.json`. The second run therefore waits for the first: an
+//! exclusive lock on
 //! `DIR/renew.lock`, the standard library's `File::lock` (`flock` on Linux
 //! and macOS, `LockFileEx` on Windows) as the fleet's writers use. The system
 //! releases it when its holder exits, even by SIGKILL, so a crashed run never
-//! blocks the next one; the file itself stays (it holds nothing).
+//! blocks the next one; the file itself stays (it holds nothing). A
+//! symbolic link in its place is refused, not followed (`O_NOFOLLOW`):
+//! devtls never made it, and following it would create or lock a file
+//! elsewhere (docs/hardening.md).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -61,17 +66,40 @@ impl RenewLock {
             )));
         }
         let path = dir.join(FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let mut options = OpenOptions::new();
+        options.create(true).truncate(false).read(true).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW);
+        }
+        let file = options.open(&path).map_err(|e| {
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                Error::Input(format!(
+                    "{}: is a symbolic link, which devtls never makes; remove it (devtls \
+                     creates the lock file itself)",
+                    path.display()
+                ))
+            } else {
+                Error::io(&path, e)
+            }
+        })?;
         match file.try_lock() {
             Ok(()) => Ok(Attempt::Held(RenewLock { _file: file })),
             Err(TryLockError::WouldBlock) => Ok(Attempt::Busy(Busy { file, path })),
             Err(TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
+}
+
+/// Takes the lock of `dir`, waiting for another run that holds it after
+/// calling `waiting` with the lock file's path (to say so).
+pub fn take(dir: &Path, waiting: impl FnOnce(&Path)) -> Result<RenewLock, Error> {
+    match RenewLock::try_take(dir)? {
+        Attempt::Held(lock) => Ok(lock),
+        Attempt::Busy(busy) => {
+            waiting(busy.path());
+            busy.wait()
         }
     }
 }
@@ -96,5 +124,19 @@ mod tests {
             RenewLock::try_take(&dir.path().join("missing")),
             Err(Error::Input(_))
         ));
+    }
+
+    /// A `renew.lock` that is a symbolic link (to a file that does not
+    /// exist yet, or to one that does) is refused and nothing is created
+    /// or locked through it.
+    #[cfg(unix)]
+    #[test]
+    fn a_symbolic_link_in_place_of_the_lock_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join(FILE)).unwrap();
+        let e = RenewLock::try_take(dir.path()).err().expect("refused");
+        assert!(e.to_string().contains("is a symbolic link"), "{e}");
+        assert!(!elsewhere.exists(), "nothing created through the link");
     }
 }

@@ -94,7 +94,7 @@ async fn renew_one(
     deploy_hook: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Outcome, Error> {
-    let cert = lineage::current_cert(dir, &config.name);
+    let cert = lineage::current_cert(dir, &config.name)?;
     let validity = cert.as_deref().and_then(validity_of);
     let session = account::open(
         dir,

@@ -5,20 +5,19 @@
 //! one-line error naming the file for a folder, a device that never ends,
 //! an empty file or one that cannot be read (docs/hardening.md).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read};
 #[cfg(unix)]
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use devtls_pki::sniff::{self, Sniffed};
 
-/// The largest input file devtls reads: certificates and keys are
-/// kilobytes and a bundle of every public root about 250 KB, so 64 MiB is
-/// generous and still bounds memory.
-pub const MAX_INPUT: u64 = 64 * 1024 * 1024;
+/// The largest input file devtls reads (pki's limit, shared with the
+/// gateway's reloads).
+pub const MAX_INPUT: u64 = devtls_pki::files::MAX_INPUT;
 
 /// How long a pipe or FIFO may stay silent before devtls gives up on it.
 pub const PIPE_WAIT: Duration = Duration::from_secs(5);
@@ -57,13 +56,8 @@ pub struct Input {
 /// Opens `path` for reading without blocking on a FIFO that has no writer;
 /// a folder, a missing file or a regular file over the limit is a clear error.
 pub fn open(path: &Path) -> anyhow::Result<Input> {
-    let mut options = OpenOptions::new();
-    options.read(true);
-    // Unix: a FIFO opens at once and is read with a bounded wait. Windows
-    // has no FIFOs in the file system: a plain open.
-    #[cfg(unix)]
-    options.custom_flags(libc::O_NONBLOCK);
-    let file = options.open(path).map_err(|e| match e.kind() {
+    // Unix: a FIFO opens at once and is read with a bounded wait.
+    let (file, meta) = devtls_pki::files::open_nonblocking(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => {
             anyhow::anyhow!("{}: no such file; check the path", path.display())
         }
@@ -72,9 +66,6 @@ pub fn open(path: &Path) -> anyhow::Result<Input> {
             path.display()
         ),
     })?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("{}: cannot be read", path.display()))?;
     if meta.is_dir() {
         bail!(
             "{}: is a folder; give the path of a certificate or key file inside it",

@@ -1,6 +1,6 @@
 //! The file-system bound for `bench/fleet.sh`: per device what `fleet issue`
-//! does to the disk and nothing else (a staging folder, three small files of
-//! the sizes a device folder holds, a hard link to the CA certificate, a
+//! does to the disk and nothing else (a staging folder, four small files of
+//! the sizes a device folder holds (one a copy of the CA certificate), a
 //! rename into place), through open folders as `fleet issue` does, on
 //! THREADS threads.
 //!
@@ -25,7 +25,7 @@ mod unix {
     use std::path::Path;
     use std::time::Instant;
 
-    use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, CWD};
+    use rustix::fs::{self as rfs, Mode, OFlags, CWD};
 
     pub fn main() {
         let mut args = std::env::args().skip(1);
@@ -36,12 +36,12 @@ mod unix {
         let (stage, devices) = (root.join("stage"), root.join("devices"));
         fs::create_dir_all(&stage).unwrap();
         fs::create_dir_all(&devices).unwrap();
-        let files: [(&str, usize); 3] = [
+        let files: [(&str, usize); 4] = [
             ("client.der", 372),
             ("client.key.der", 138),
             ("boot.py", 550),
+            ("ca.der", 379),
         ];
-        fs::write(root.join("ca.der"), vec![0u8; 379]).unwrap();
         let open_dir = |path: &Path| {
             rfs::openat(
                 CWD,
@@ -51,13 +51,11 @@ mod unix {
             )
             .unwrap()
         };
-        let (root_fd, stage_fd, devices_fd) =
-            (open_dir(root), open_dir(&stage), open_dir(&devices));
+        let (stage_fd, devices_fd) = (open_dir(&stage), open_dir(&devices));
         let start = Instant::now();
         std::thread::scope(|s| {
             for t in 0..threads {
-                let (files, root_fd, stage_fd, devices_fd) =
-                    (&files, &root_fd, &stage_fd, &devices_fd);
+                let (files, stage_fd, devices_fd) = (&files, &stage_fd, &devices_fd);
                 s.spawn(move || {
                     for i in (t..n).step_by(threads) {
                         let name = format!("dev-{i}");
@@ -72,9 +70,6 @@ mod unix {
                             .unwrap();
                             fs::File::from(fd).write_all(&vec![0u8; *len]).unwrap();
                         }
-                        let link = format!("{name}/ca.der");
-                        rfs::linkat(root_fd, "ca.der", stage_fd, link.as_str(), AtFlags::empty())
-                            .unwrap();
                         rfs::renameat(stage_fd, name.as_str(), devices_fd, name.as_str()).unwrap();
                     }
                 });

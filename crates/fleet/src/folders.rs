@@ -28,7 +28,7 @@ pub struct Folders {
     pub staging_path: PathBuf,
     /// `devices/`.
     pub devices_path: PathBuf,
-    /// The CA certificate, copied where a hard link is not possible.
+    /// The CA certificate, copied into every device folder.
     ca_der: Vec<u8>,
     os: imp::Open,
 }
@@ -39,7 +39,7 @@ impl Folders {
         let devices_path = fleet.dir().join(names::DEVICES);
         let staging_path = work.join("new");
         Ok(Folders {
-            os: imp::Open::new(fleet.dir(), &staging_path, &work.join("old"), &devices_path)?,
+            os: imp::Open::new(&staging_path, &work.join("old"), &devices_path)?,
             staging_path,
             devices_path,
             ca_der: fleet.ca_der.clone(),
@@ -63,14 +63,11 @@ impl Folders {
             .map_err(|e| Error::io(&self.staging_path.join(id).join(name), e))
     }
 
-    /// Puts the fleet's `ca.der` into `ID/`: a hard link where the file
-    /// system allows (no new inode, which is what a file system charges
-    /// most for), else a copy.
+    /// Puts a copy of the fleet's `ca.der` into `ID/`. Never a hard link:
+    /// a `cp` over a device's `ca.der` would write through the link into
+    /// the fleet's own CA certificate (docs/hardening.md).
     pub fn add_ca(&self, id: &str) -> Result<(), Error> {
-        if self.os.link_ca(id).is_err() {
-            self.write(id, names::CA_DER, &self.ca_der, 0o644)?;
-        }
-        Ok(())
+        self.write(id, names::CA_DER, &self.ca_der, 0o644)
     }
 
     /// Removes the staged `ID/` (its certificate was refused: made again).
@@ -102,10 +99,9 @@ mod imp {
 
     use rustix::fs::{self as rfs, Access, AtFlags, Mode, OFlags};
 
-    use crate::{names, Error};
+    use crate::Error;
 
     pub struct Open {
-        fleet: OwnedFd,
         staging: OwnedFd,
         old: OwnedFd,
         devices: OwnedFd,
@@ -121,14 +117,8 @@ mod imp {
     }
 
     impl Open {
-        pub fn new(
-            fleet: &Path,
-            staging: &Path,
-            old: &Path,
-            devices: &Path,
-        ) -> Result<Open, Error> {
+        pub fn new(staging: &Path, old: &Path, devices: &Path) -> Result<Open, Error> {
             Ok(Open {
-                fleet: dir(fleet)?,
                 staging: dir(staging)?,
                 old: dir(old)?,
                 devices: dir(devices)?,
@@ -148,16 +138,6 @@ mod imp {
                 Mode::from_raw_mode(mode as rfs::RawMode),
             )?;
             std::fs::File::from(fd).write_all(bytes)
-        }
-
-        pub fn link_ca(&self, id: &str) -> io::Result<()> {
-            Ok(rfs::linkat(
-                &self.fleet,
-                names::CA_DER,
-                &self.staging,
-                format!("{id}/{}", names::CA_DER).as_str(),
-                AtFlags::empty(),
-            )?)
         }
 
         pub fn installed(&self, id: &str) -> bool {
@@ -182,27 +162,20 @@ mod imp {
     use std::io::{self, Write};
     use std::path::{Path, PathBuf};
 
-    use crate::{names, Error};
+    use crate::Error;
 
     pub struct Open {
-        fleet: PathBuf,
         staging: PathBuf,
         old: PathBuf,
         devices: PathBuf,
     }
 
     impl Open {
-        pub fn new(
-            fleet: &Path,
-            staging: &Path,
-            old: &Path,
-            devices: &Path,
-        ) -> Result<Open, Error> {
-            for folder in [fleet, staging, old, devices] {
+        pub fn new(staging: &Path, old: &Path, devices: &Path) -> Result<Open, Error> {
+            for folder in [staging, old, devices] {
                 fs::metadata(folder).map_err(|e| Error::io(folder, e))?;
             }
             Ok(Open {
-                fleet: fleet.to_path_buf(),
                 staging: staging.to_path_buf(),
                 old: old.to_path_buf(),
                 devices: devices.to_path_buf(),
@@ -227,13 +200,6 @@ mod imp {
                     .open(path)?
             };
             file.write_all(bytes)
-        }
-
-        pub fn link_ca(&self, id: &str) -> io::Result<()> {
-            fs::hard_link(
-                self.fleet.join(names::CA_DER),
-                self.staging.join(id).join(names::CA_DER),
-            )
         }
 
         pub fn installed(&self, id: &str) -> bool {

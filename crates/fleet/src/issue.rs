@@ -871,6 +871,7 @@ pub fn rotate(
 mod tests {
     use super::*;
     use crate::InitOptions;
+    use std::io::Write;
     use std::sync::Arc;
 
     #[test]
@@ -906,11 +907,8 @@ mod tests {
         assert_eq!(folders, ["a", "b", "c", "d", "e"]);
     }
 
-    /// A serial the inventory already holds (forced: a trigger records the
-    /// device's first serial for a decoy just before its row is inserted)
-    /// is refused by the UNIQUE constraint and the device is signed again.
-    #[test]
-    fn a_serial_clash_is_signed_again() {
+    /// A new fleet in a temporary folder: the folder, the fleet's path, the fleet.
+    fn new_fleet() -> (tempfile::TempDir, std::path::PathBuf, Fleet) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("fleet");
         let init = InitOptions {
@@ -918,7 +916,16 @@ mod tests {
             key: KeyType::P256,
             days: 365,
         };
-        let mut fleet = Fleet::init(&root, &init).unwrap();
+        let fleet = Fleet::init(&root, &init).unwrap();
+        (dir, root, fleet)
+    }
+
+    /// A serial the inventory already holds (forced: a trigger records the
+    /// device's first serial for a decoy just before its row is inserted)
+    /// is refused by the UNIQUE constraint and the device is signed again.
+    #[test]
+    fn a_serial_clash_is_signed_again() {
+        let (_dir, root, mut fleet) = new_fleet();
         let side = rusqlite::Connection::open(root.join(names::INVENTORY)).unwrap();
         side.execute_batch(
             "CREATE TABLE clash_done (x INTEGER);
@@ -946,5 +953,32 @@ mod tests {
         assert_ne!(&mine[0].serial, decoy, "signed again with another serial");
         let der = fs::read(root.join("devices/clash-me/client.der")).unwrap();
         assert_eq!(cert_facts(&der).unwrap().serial, mine[0].serial);
+    }
+
+    /// A device's `ca.der` is its own file: `cp` over it (which truncates
+    /// and writes the existing file) leaves the fleet's CA certificate as
+    /// it was, and the fleet still signs.
+    #[test]
+    fn a_device_ca_der_is_a_copy_not_the_fleet_file() {
+        let (_dir, root, mut fleet) = new_fleet();
+        let ca = fs::read(root.join(names::CA_DER)).unwrap();
+        let opts = IssueOptions::new(30, Role::Client, KeyType::P256, Arc::new(|_| "".into()));
+        let one = |id: &str| Source::List(vec![id.to_string()].into_iter());
+        issue(&mut fleet, one("cam-1"), &opts, &|_| {}).unwrap();
+        let device_ca = root.join("devices/cam-1").join(names::CA_DER);
+        assert_eq!(fs::read(&device_ca).unwrap(), ca);
+        // What `cp other.der devices/cam-1/ca.der` does: open, truncate, write.
+        fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&device_ca)
+            .unwrap()
+            .write_all(b"not the CA")
+            .unwrap();
+        assert_eq!(fs::read(root.join(names::CA_DER)).unwrap(), ca);
+        drop(fleet);
+        let mut fleet = Fleet::open(&root).unwrap();
+        let report = issue(&mut fleet, one("cam-2"), &opts, &|_| {}).unwrap();
+        assert_eq!((report.issued, report.failed_count), (1, 0));
     }
 }

@@ -11,6 +11,17 @@
 //!   own CPU seconds.
 //! - `gwload idle PORT ROOT NAME CONNS SECS`: opens CONNS connections, does
 //!   one small exchange on each, holds them SECS seconds, then closes.
+//! - `gwload attack PORT NAME IDLE RATE SECS`: from ATTACK_FROM (default
+//!   127.0.0.2, so per-address limits tell it from the legitimate load on
+//!   127.0.0.1): opens IDLE TCP connections that never send a byte and
+//!   holds them; from ATTACK_HS_FROM (default 127.0.0.3: an attacker with
+//!   two addresses, so the idle ones do not use up the handshakes' places)
+//!   starts RATE TLS handshakes a second that fail (the client trusts no
+//!   root, so it aborts after the gateway has done its key exchange and
+//!   signature), for SECS seconds. Prints one JSON line:
+//!   idle connections opened and closed by the gateway meanwhile, failing
+//!   handshakes started per second, and how many the gateway refused
+//!   before answering.
 //! - `gwload crypto SECS`: one core's AEAD throughput (seal then open of
 //!   16 KiB records, MB/s of plaintext) for AES-128-GCM, AES-256-GCM and
 //!   ChaCha20-Poly1305 with aws-lc-rs (rustls's provider here) and ring,
@@ -41,8 +52,9 @@ fn main() -> Result<()> {
         Some("echo") => rt.block_on(echo(&args[1..])),
         Some("load") => rt.block_on(load(&args[1..])),
         Some("idle") => rt.block_on(idle(&args[1..])),
+        Some("attack") => rt.block_on(attack(&args[1..])),
         Some("crypto") => crypto(&args[1..]),
-        _ => Err("usage: gwload echo|load|idle ...".into()),
+        _ => Err("usage: gwload echo|load|idle|attack|crypto ...".into()),
     }
 }
 
@@ -255,6 +267,98 @@ async fn load(a: &[String]) -> Result<()> {
         failed.load(Ordering::Relaxed),
         cpu_seconds(),
         PUBLIC_LEG.get().map_or("", String::as_str)
+    );
+    Ok(())
+}
+
+/// A TCP connection to 127.0.0.1:PORT from `from` (any port).
+async fn connect_from(from: std::net::IpAddr, port: u16) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((from, 0).into())?;
+    socket.connect(([127, 0, 0, 1], port).into()).await
+}
+
+async fn attack(a: &[String]) -> Result<()> {
+    let port: u16 = a[0].parse()?;
+    let name = ServerName::try_from(a[1].clone())?;
+    let idle: usize = a[2].parse()?;
+    let rate: u64 = a[3].parse()?;
+    let secs: f64 = a[4].parse()?;
+    let from: std::net::IpAddr = std::env::var("ATTACK_FROM")
+        .unwrap_or_else(|_| "127.0.0.2".into())
+        .parse()?;
+    let hs_from: std::net::IpAddr = std::env::var("ATTACK_HS_FROM")
+        .unwrap_or_else(|_| "127.0.0.3".into())
+        .parse()?;
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    // Idle: open them all, then watch each for the gateway's close.
+    let closed = Arc::new(AtomicU64::new(0));
+    let mut opened = 0u64;
+    let mut holders = Vec::new();
+    for _ in 0..idle {
+        let Ok(mut tcp) = connect_from(from, port).await else {
+            continue;
+        };
+        opened += 1;
+        let closed = closed.clone();
+        holders.push(tokio::spawn(async move {
+            let mut b = [0u8; 1];
+            let left = end.saturating_duration_since(Instant::now());
+            // Any end of the read before the time is up: closed or reset.
+            if tokio::time::timeout(left, tcp.read(&mut b)).await.is_ok() {
+                closed.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // Failing handshakes: a client that trusts no root.
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    );
+    let started = Arc::new(AtomicU64::new(0));
+    let answered = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut tasks = tokio::task::JoinSet::new();
+    while Instant::now() < end {
+        tick.tick().await;
+        let (config, name) = (config.clone(), name.clone());
+        let (started, answered, refused) = (started.clone(), answered.clone(), refused.clone());
+        tasks.spawn(async move {
+            started.fetch_add(1, Ordering::Relaxed);
+            let Ok(tcp) = connect_from(hs_from, port).await else {
+                refused.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            let connector = tokio_rustls::TlsConnector::from(config);
+            match tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp)).await {
+                // The certificate came (and was refused): the gateway did the work.
+                Ok(Err(e)) if e.to_string().contains("certificate") => {
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    let attack_secs = t0.elapsed().as_secs_f64();
+    while tasks.join_next().await.is_some() {}
+    for h in holders {
+        let _ = h.await;
+    }
+    println!(
+        "{{\"idle_opened\":{opened},\"idle_closed_by_gateway\":{},\"handshakes_per_s\":{:.0},\"handshakes_answered\":{},\"handshakes_refused\":{}}}",
+        closed.load(Ordering::Relaxed),
+        started.load(Ordering::Relaxed) as f64 / attack_secs,
+        answered.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
     );
     Ok(())
 }

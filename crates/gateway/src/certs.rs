@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use devtls_net::config::Identity;
 use devtls_net::report::CertSummary;
+use devtls_pki::files::{read_regular, ReadError, MAX_INPUT};
 use devtls_pki::profile::Profile;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -18,14 +19,10 @@ use crate::watch::Watched;
 /// A certificate or key file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
-    /// The file cannot be read.
-    #[error("{path}: cannot be read ({error}); check the path and its permissions")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        error: std::io::Error,
-    },
+    /// The file cannot be read: missing, unreadable, over the size limit,
+    /// or not a regular file (a FIFO, a device, a folder).
+    #[error(transparent)]
+    Read(#[from] ReadError),
     /// The file does not hold something usable, or cert and key do not match.
     #[error("{files}: {message}")]
     Unusable {
@@ -36,12 +33,12 @@ pub enum CertError {
     },
 }
 
-/// Reads a file for the gateway; the error names it.
+/// Reads a file for the gateway, at start and on every reload; the error
+/// names it. Bounded and never blocking: at most [`MAX_INPUT`] bytes of a
+/// regular file; a FIFO, device or folder put in place of a certificate is
+/// refused at once, so the watcher goes on to the next change.
 pub fn read(path: &Path) -> Result<Vec<u8>, CertError> {
-    std::fs::read(path).map_err(|error| CertError::Read {
-        path: path.display().to_string(),
-        error,
-    })
+    Ok(read_regular(path, MAX_INPUT)?)
 }
 
 /// Reads and checks a certificate chain and its key for `profile`.
@@ -118,5 +115,67 @@ pub struct RouteCert(pub Arc<ReloadableCert>);
 impl ResolvesServerCert for RouteCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.current())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Polls `w` on another thread: `None` when the poll did not return
+    /// within 5 s (a reload blocked on the file).
+    fn poll_bounded(
+        w: &Arc<Watched<Vec<u8>, CertError>>,
+    ) -> Option<Option<Result<Arc<Vec<u8>>, CertError>>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = w.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(w.poll());
+        });
+        rx.recv_timeout(Duration::from_secs(5)).ok()
+    }
+
+    /// A FIFO, a 1 GiB file and a folder put where a certificate was are
+    /// refused at once, the value in use is kept, and the next good file is
+    /// picked up.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn every_reload_is_bounded_and_the_watcher_survives_a_bad_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cert.pem");
+        std::fs::write(&path, b"first").unwrap();
+        let p = path.clone();
+        let w = Arc::new(Watched::new(vec![path.clone()], move || read(&p).map(Arc::new)).unwrap());
+        let replace = |make: &dyn Fn(&Path)| {
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_dir(&path);
+            make(&path);
+        };
+        let fifo = |p: &Path| {
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        };
+        let huge = |p: &Path| std::fs::File::create(p).unwrap().set_len(1 << 30).unwrap();
+        let folder = |p: &Path| std::fs::create_dir(p).unwrap();
+        for (bad, what) in [
+            (&fifo as &dyn Fn(&Path), "is a FIFO"),
+            (&huge, "MiB limit"),
+            (&folder, "is a folder"),
+        ] {
+            replace(bad);
+            let polled = poll_bounded(&w).expect("the reload returned instead of blocking");
+            let e = polled
+                .expect("a change is seen")
+                .expect_err("a bad file is refused");
+            assert!(e.to_string().contains(what), "{e}");
+            assert_eq!(*w.current(), b"first", "the value in use stays");
+            replace(&|p: &Path| std::fs::write(p, b"next").unwrap());
+            let polled = poll_bounded(&w).expect("the watcher still works");
+            assert_eq!(*polled.unwrap().unwrap(), b"next");
+            replace(&|p: &Path| std::fs::write(p, b"first").unwrap());
+            assert!(poll_bounded(&w).unwrap().unwrap().is_ok());
+        }
     }
 }

@@ -392,6 +392,15 @@ impl RouteSpec {
                             .into(),
                     ));
                 }
+                if client_identity.is_some() && self.client_ca.is_none() {
+                    return Err(err(
+                        "client_cert without client_ca would lend the gateway's client \
+                         certificate to anyone who reaches this listener; add client_ca (the \
+                         fleet's ca.der) so only your devices get through with it \
+                         (docs/gateway.md, \"Devices proving themselves\")"
+                            .into(),
+                    ));
+                }
                 for (key, set) in [
                     ("device_ca", self.device_ca.is_some()),
                     ("device_name", self.device_name.is_some()),
@@ -606,6 +615,14 @@ mod tests {
                    to = \"b.example.com:8883\"\nclient_crl = \"crl.der\"";
         let e = parse(out).unwrap_err().to_string();
         assert!(e.contains("client_crl needs client_ca"), "{e}");
+        let lent = "[[outbound]]\nlisten = \"0.0.0.0:8883\"\ncert = \"c\"\nkey = \"k\"\n\
+                    to = \"b.example.com:8883\"\nclient_cert = \"gw.der\"\nclient_key = \"gw.key\"";
+        let e = parse(lent).unwrap_err().to_string();
+        assert!(
+            e.contains(": client_cert without client_ca would lend"),
+            "{e}"
+        );
+        parse(&format!("{lent}\nclient_ca = \"ca.der\"")).expect("with client_ca it is fine");
         let with_ca = format!("{out}\nclient_ca = \"ca.der\"");
         let c = parse(&with_ca).unwrap();
         assert!(c.routes[0].client_crl.as_ref().unwrap().is_absolute());

@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::LazyConfigAcceptor;
 
+use crate::admission::{self, Admission, Ticket};
 use crate::certs::{self, CertError, ReloadableCert, RouteCert};
 use crate::clientauth::{ClientAuth, Revoked};
 use crate::config::{Direction, GatewayConfig, Route};
@@ -69,6 +70,8 @@ pub struct Stats {
     pub accepted: AtomicU64,
     /// Connections relayed (both sides connected).
     pub relayed: AtomicU64,
+    /// Connections closed at once, over a handshake limit (crate::admission).
+    pub refused: AtomicU64,
 }
 
 /// A route ready to serve. Each part is rebuilt when its files change.
@@ -226,20 +229,36 @@ impl Gateway {
             self.logger,
         ));
         let mut tasks = Vec::new();
+        let admission = Admission::new(
+            admission::MAX_HANDSHAKES,
+            admission::MAX_HANDSHAKES_PER_ADDRESS,
+        );
         for (listener, tcp, hello_timeout) in self.listeners {
             let routes = self.routes.clone();
             let logger = self.logger;
             let stats = self.stats.clone();
+            let admission = admission.clone();
             let listener = Arc::new(listener);
             tasks.push(tokio::spawn(async move {
                 loop {
                     match tcp.accept().await {
                         Ok((conn, client)) => {
+                            stats.accepted.fetch_add(1, Ordering::Relaxed);
+                            let ticket = match admission.admit(client.ip()) {
+                                Ok(ticket) => ticket,
+                                Err(refused) => {
+                                    // Closed before a byte is read or a task made.
+                                    drop(conn);
+                                    stats.refused.fetch_add(1, Ordering::Relaxed);
+                                    logger.conn(&refused_log(client, refused));
+                                    continue;
+                                }
+                            };
                             let routes = routes.clone();
                             let listener = listener.clone();
                             let stats = stats.clone();
+                            let admission = admission.clone();
                             stats.active.fetch_add(1, Ordering::Relaxed);
-                            stats.accepted.fetch_add(1, Ordering::Relaxed);
                             tokio::spawn(async move {
                                 let slot = RefCell::new(Vec::new());
                                 let log = PRESENTED_BY_CLIENT
@@ -248,6 +267,7 @@ impl Gateway {
                                         handle(
                                             conn,
                                             client,
+                                            ticket,
                                             &listener,
                                             &routes,
                                             hello_timeout,
@@ -255,6 +275,9 @@ impl Gateway {
                                         ),
                                     )
                                     .await;
+                                if handshake_failed(&log.outcome) {
+                                    admission.failed(client.ip());
+                                }
                                 logger.conn(&log);
                                 if stats.active.fetch_sub(1, Ordering::Relaxed) == 1 {
                                     release_memory();
@@ -397,10 +420,38 @@ fn log_reload(
     }
 }
 
+/// The client's side never became TLS (garbage, a stall, an aborted or
+/// refused handshake): spends the address's failure budget
+/// ([`Admission::failed`]).
+fn handshake_failed(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::ClientFailed { .. } | Outcome::ClientRevoked { .. } | Outcome::NoRoute { .. }
+    )
+}
+
+/// The log line of a connection closed at once by [`Admission`].
+fn refused_log(client: SocketAddr, refused: admission::Refused) -> ConnLog {
+    ConnLog {
+        client,
+        sni: None,
+        route: None,
+        upstream: None,
+        version: None,
+        outcome: Outcome::ClientFailed {
+            detail: refused.to_string(),
+        },
+        bytes_up: 0,
+        bytes_down: 0,
+        duration_ms: 0,
+    }
+}
+
 /// One connection, start to end; returns its log line.
 async fn handle(
     tcp: TcpStream,
     client: SocketAddr,
+    ticket: Ticket,
     listener: &Listener,
     routes: &[RouteRt],
     hello_timeout: Duration,
@@ -419,7 +470,16 @@ async fn handle(
         bytes_down: 0,
         duration_ms: 0,
     };
-    let outcome = serve(tcp, listener, routes, hello_timeout, stats, &mut log).await;
+    let outcome = serve(
+        tcp,
+        ticket,
+        listener,
+        routes,
+        hello_timeout,
+        stats,
+        &mut log,
+    )
+    .await;
     log.outcome = outcome;
     log.duration_ms = millis(start.elapsed());
     log
@@ -427,6 +487,7 @@ async fn handle(
 
 async fn serve(
     tcp: TcpStream,
+    ticket: Ticket,
     listener: &Listener,
     routes: &[RouteRt],
     hello_timeout: Duration,
@@ -473,6 +534,8 @@ async fn serve(
     );
     let connect = upstream.connect(limits.connect_timeout);
     let (accepted, connected) = tokio::join!(accept, connect);
+    // The handshake is over (done, failed or timed out): its place goes back.
+    drop(ticket);
     let presented = PRESENTED_BY_CLIENT
         .try_with(|p| p.borrow().first().cloned())
         .ok()

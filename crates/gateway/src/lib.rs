@@ -9,6 +9,7 @@
 //! change does not strand devices. Bytes are relayed as they are: HTTPS,
 //! MQTT over TLS and anything else on TCP.
 //!
+//! - [`admission`]: how many handshakes at once, in all and per address.
 //! - [`config`]: routes from TOML or the one-route command line (pure).
 //! - [`routing`]: which route a connection takes, by listener and SNI (pure).
 //! - [`watch`]: anything built from files, rebuilt when they change (a bad
@@ -26,6 +27,7 @@
 //! - [`log`]: one line per connection, text or JSON.
 //! - [`print_config`]: the same routes as nginx, HAProxy, Caddy or Mosquitto configuration.
 
+pub mod admission;
 pub mod certs;
 pub mod clientauth;
 pub mod config;

@@ -2,6 +2,13 @@
 //! device's words when the device side failed, bytes, duration), and one per
 //! gateway event (listening, certificate reloaded or refused); as text or
 //! as one JSON object per line.
+//!
+//! A record is always exactly one line: every text record leaves through
+//! [`Logger::line`], which passes it whole through
+//! `devtls_pki::names::log_field` (a character-by-character escaping, so
+//! this equals escaping each field: a peer's SNI, an upstream's issuer DN, a
+//! device's multi-line `ValueError` text, a file name). JSON records are
+//! escaped by the serializer. docs/hardening.md, "Gateway".
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -94,26 +101,40 @@ impl Logger {
         if self.quiet && matches!(log.outcome, Outcome::Relayed) {
             return;
         }
-        let line = if self.json {
+        write_line(&self.conn_line(log));
+    }
+
+    /// The record [`Logger::conn`] writes, without its newline.
+    pub fn conn_line(&self, log: &ConnLog) -> String {
+        if self.json {
             serde_json::to_string(log).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
         } else {
-            text(log)
-        };
-        write_line(&line);
+            Self::line(&text(log))
+        }
     }
 
     /// Writes a gateway event: `text` for people, `fields` for `--json`.
     pub fn event(&self, event: &str, text: &str, fields: serde_json::Value) {
-        let line = if self.json {
+        write_line(&self.event_line(event, text, fields));
+    }
+
+    /// The record [`Logger::event`] writes, without its newline.
+    pub fn event_line(&self, event: &str, text: &str, fields: serde_json::Value) -> String {
+        if self.json {
             let mut v = serde_json::json!({ "event": event });
             if let (Some(obj), serde_json::Value::Object(extra)) = (v.as_object_mut(), fields) {
                 obj.extend(extra);
             }
             v.to_string()
         } else {
-            text.to_string()
-        };
-        write_line(&line);
+            Self::line(text)
+        }
+    }
+
+    /// A text record as one inert line: line breaks, terminal escapes and
+    /// bidirectional controls from any field become visible escapes.
+    fn line(text: &str) -> String {
+        devtls_pki::names::log_field(text).into_owned()
     }
 }
 
@@ -165,4 +186,68 @@ pub fn text(log: &ConnLog) -> String {
 /// Milliseconds, saturating.
 pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devtls_net::diagnose::{DeviceWords, Reason};
+
+    fn hostile_log() -> ConnLog {
+        ConnLog {
+            client: "127.0.0.1:40000".parse().unwrap(),
+            sni: Some("a.example\n127.0.0.1:1 sni=- route=- -> - relayed".into()),
+            route: Some("cam".into()),
+            upstream: Some("127.0.0.1:8443".into()),
+            version: None,
+            outcome: Outcome::UpstreamFailed {
+                diagnosis: Box::new(Diagnosis {
+                    reason: Reason::UnknownCa,
+                    what: "the server's certificate does not chain (issued by CN=x\r\n\
+                           127.0.0.1:2 forged\x1b[2J\u{202e})"
+                        .into(),
+                    fix: "give the right anchor".into(),
+                    device: Some(DeviceWords {
+                        code: -9984,
+                        hex: "-0x2700".into(),
+                        name: "MBEDTLS_ERR_X509_CERT_VERIFY_FAILED",
+                        printed: devtls_pki::device_error::flags::value_error(
+                            devtls_pki::device_error::flags::NOT_TRUSTED,
+                        ),
+                    }),
+                    detail: "x".into(),
+                }),
+            },
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 1,
+        }
+    }
+
+    /// Attacker text in an SNI, an issuer DN and a device's multi-line
+    /// `ValueError` stays inside one line, without terminal escapes.
+    #[test]
+    fn a_record_is_one_line_whatever_its_fields_hold() {
+        for json in [false, true] {
+            let logger = Logger { json, quiet: false };
+            let conn = logger.conn_line(&hostile_log());
+            let event = logger.event_line(
+                "reload_refused",
+                "cam: refused cert\n.pem\x1b]0;x\x07",
+                serde_json::json!({"files": "cert\n.pem\x1b"}),
+            );
+            for line in [&conn, &event] {
+                assert!(
+                    !line.chars().any(|c| c.is_control()),
+                    "a control character in {line:?}"
+                );
+            }
+            if !json {
+                assert!(!conn.contains('\u{202e}'), "{conn:?}");
+                assert!(conn.contains("a.example\\x0a127.0.0.1:1"), "{conn}");
+                assert!(conn.contains("ValueError:\\x0a"), "{conn}");
+                assert!(conn.contains("CN=x\\x0d\\x0a127.0.0.1:2"), "{conn}");
+            }
+        }
+    }
 }

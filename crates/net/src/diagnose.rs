@@ -322,6 +322,7 @@ fn device_as_client(reason: Reason) -> Option<DeviceWords> {
         | Reason::PeerClosed
         | Reason::Timeout
         | Reason::ConnectFailed
+        | Reason::Probe
         | Reason::Other => return None,
     })
 }
@@ -355,6 +356,7 @@ fn device_as_server(reason: Reason) -> Option<DeviceWords> {
         | Reason::Timeout
         | Reason::ConnectFailed
         | Reason::Refused
+        | Reason::Probe
         | Reason::Other => return None,
     };
     Some(DeviceWords::oserror(error))

@@ -13,8 +13,11 @@ use tempfile::NamedTempFile;
 
 use crate::Error;
 
+mod bounded;
 #[cfg(windows)]
 mod windows;
+
+pub use bounded::{open_nonblocking, read_regular, ReadError, MAX_INPUT};
 
 /// Whether a file holds a secret (written 0600) or public material (0644).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

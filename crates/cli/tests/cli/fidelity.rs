@@ -303,7 +303,6 @@ fn scenarios() -> Vec<Scenario> {
     );
     both(
         &|k| Scenario {
-            pending: Some("mpy-findings: combined error names are joined by + without spaces"),
             ..row(
                 "critical nameConstraints",
                 k,
@@ -367,11 +366,6 @@ fn scenarios() -> Vec<Scenario> {
     );
     both(
         &|k| Scenario {
-            // Found here, not fixed here: the same server timing as a refused
-            // certificate (docs/on-device.md).
-            pending: (k == Kind::Devtls).then_some(
-                "no client cert vs devtls serve is OSError: 32 (EPIPE), as a refused one",
-            ),
             ..row(
                 "mTLS: no client cert",
                 k,
@@ -392,8 +386,6 @@ fn scenarios() -> Vec<Scenario> {
         &|k| Scenario {
             client: Some(("rogue-client.der", "rogue-client.key.der")),
             // EPIPE when the server closes while the device still writes.
-            pending: (k == Kind::Devtls)
-                .then_some("mpy-findings: a refused client cert is OSError: 32 or -30592"),
             ..row(
                 "mTLS: client cert refused",
                 k,
@@ -406,7 +398,6 @@ fn scenarios() -> Vec<Scenario> {
     both(
         &|k| Scenario {
             client: Some(("client.der", "rogue-client.key.der")),
-            pending: Some("mpy-findings: a client key that does not match its certificate"),
             ..row(
                 "mTLS: client key mismatch",
                 k,

@@ -430,6 +430,22 @@ fn certificates_reload_under_load_without_a_failed_connection() {
     assert!(lines.iter().all(|l| l["outcome"] == "relayed"), "{lines:?}");
 }
 
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `from`.
+fn connect_from(from: std::net::Ipv4Addr, port: u16) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let tcp = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((from, 0).into()).unwrap();
+        socket.connect(([127, 0, 0, 1], port).into()).await.unwrap()
+    });
+    let tcp = tcp.into_std().unwrap();
+    tcp.set_nonblocking(false).unwrap();
+    tcp
+}
+
 #[test]
 fn a_thousand_connections_with_stalls_and_garbage_and_memory_returns_to_baseline() {
     use std::io::{Read, Write};
@@ -469,7 +485,15 @@ fn a_thousand_connections_with_stalls_and_garbage_and_memory_returns_to_baseline
                             other => failures.lock().unwrap().push(format!("{i}: {other:?}")),
                         }
                     } else {
-                        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                        // From other addresses than the good clients (the
+                        // gateway's failure budget is per address):
+                        // stalls from 127.0.0.2, garbage from 127.0.0.3.
+                        let from = if i < good + stall {
+                            [127, 0, 0, 2]
+                        } else {
+                            [127, 0, 0, 3]
+                        };
+                        let mut tcp = connect_from(from.into(), port);
                         tcp.set_read_timeout(Some(WAIT)).unwrap();
                         // A slowloris sends the start of a ClientHello and stalls;
                         // garbage is a plain-text request. Either way the gateway

@@ -15,6 +15,7 @@ mod gateway_support;
 mod support;
 
 mod acme;
+mod acme_hardening;
 mod anchor;
 mod completions_man;
 mod csr;

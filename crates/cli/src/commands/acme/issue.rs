@@ -181,8 +181,21 @@ fn absolute(p: &Option<PathBuf>) -> anyhow::Result<Option<PathBuf>> {
     Ok(p.as_deref().map(std::path::absolute).transpose()?)
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let profile = super::super::profile(&args.device_profile)?;
+    // pki's one rule for DNS names (an IDN becomes its A-labels); the
+    // refusal shows the name escaped, never raw (here, not in clap, whose
+    // message would echo it raw).
+    args.domains = args
+        .domains
+        .iter()
+        .map(|d| {
+            super::super::new::dns_name(d).map_err(|why| Exit {
+                code: 2,
+                message: format!("--domain {why}"),
+            })
+        })
+        .collect::<Result<_, _>>()?;
     let first = match (args.domains.first(), args.ips.first()) {
         (Some(d), _) => d.clone(),
         (None, Some(ip)) => ip.to_string(),
@@ -195,6 +208,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let name = lineage::name_for(&first).map_err(fail)?;
+    // One writer at a time per folder: a second issue (or a renew) waits,
+    // so two runs never both create an account or both swap live/.
+    std::fs::create_dir_all(&args.dir)
+        .map_err(|e| anyhow::anyhow!("{}: cannot be created ({e})", args.dir.display()))?;
+    let _lock = super::take_lock(&args.dir, "`devtls acme issue` or `renew`")?;
     if lineage::config_path(&args.dir, &name).exists() && !args.force {
         return Err(Exit {
             code: 2,

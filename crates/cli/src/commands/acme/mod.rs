@@ -68,6 +68,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// The folder's lock (one `issue` or `renew` at a time), saying on stderr
+/// that `this` waits for another run when it does.
+fn take_lock(dir: &std::path::Path, this: &str) -> anyhow::Result<devtls_acme::lock::RenewLock> {
+    devtls_acme::lock::take(dir, |path| {
+        crate::output::warn(&format!(
+            "another {this} is running on {}; waiting for it to finish ({})",
+            dir.display(),
+            path.display()
+        ))
+    })
+    .map_err(fail)
+}
+
 /// An ACME error as the command's error: exit 2 for unusable input or an
 /// unreachable CA, 1 when the CA or a challenge said no.
 fn fail(e: devtls_acme::Error) -> anyhow::Error {

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anstream::println;
-use devtls_acme::lock::{Attempt, RenewLock};
 use devtls_acme::renew::{self, Outcome};
 
 use super::{fail, runtime};
@@ -47,17 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let lock = match RenewLock::try_take(&args.dir).map_err(fail)? {
-        Attempt::Held(lock) => lock,
-        Attempt::Busy(busy) => {
-            output::warn(&format!(
-                "another `devtls acme renew` is running on {}; waiting for it to finish ({})",
-                args.dir.display(),
-                busy.path().display()
-            ));
-            busy.wait().map_err(fail)?
-        }
-    };
+    let lock = super::take_lock(&args.dir, "`devtls acme renew`")?;
     let items = runtime()?
         .block_on(renew::renew_all(
             &args.dir,

@@ -1,0 +1,215 @@
+//! Admission before any TLS work: how many connections may be in their
+//! handshake (accepted, TLS not yet established) at once, in all and from
+//! one address. A connection over either limit is closed at once, before
+//! a byte is read, so a client that opens thousands of connections and
+//! sends nothing (or fails its handshakes) holds a bounded share of the
+//! gateway's memory and tasks, and clients from other addresses still get
+//! through. A connection gives its place back when its handshake ends
+//! (relayed or failed) or times out (the route's `connect_timeout`).
+//!
+//! An address whose handshakes keep failing (garbage, stalls, clients that
+//! abort after the gateway's key exchange and signature) gets a budget:
+//! [`FAILURES_PER_SECOND`] with a burst of [`FAILURE_BURST`]. Past it,
+//! its connections are closed at accept, before any TLS work, until the
+//! budget refills; clients whose handshakes succeed never spend it. The
+//! values are set by measurement: docs/gateway.md, "Under attack".
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Connections in their handshake at once, all addresses together.
+pub const MAX_HANDSHAKES: usize = 4096;
+
+/// Connections in their handshake at once from one IP address: room for
+/// a fleet behind one NAT address reconnecting at once (the gateway test
+/// sends 700 well-behaved handshakes from one address at the same time).
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 1024;
+
+/// Failed handshakes one address may have per second, on average.
+pub const FAILURES_PER_SECOND: f64 = 10.0;
+
+/// Failed handshakes one address may have in a burst.
+pub const FAILURE_BURST: f64 = 50.0;
+
+/// Addresses whose failure budget is tracked; past this, the ones whose
+/// budget is full again are forgotten.
+const TRACKED: usize = 65_536;
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// [`MAX_HANDSHAKES`] are in progress.
+    Full(usize),
+    /// This address already has [`MAX_HANDSHAKES_PER_ADDRESS`] in progress.
+    Address(usize),
+    /// This address used up its budget of failed handshakes.
+    Failing,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Full(n) => write!(f, "refused: {n} handshakes already in progress"),
+            Refused::Address(n) => write!(
+                f,
+                "refused: {n} handshakes already in progress from this address"
+            ),
+            Refused::Failing => write!(
+                f,
+                "refused: too many failed handshakes from this address (more than \
+                 {FAILURES_PER_SECOND} a second); it may try again shortly"
+            ),
+        }
+    }
+}
+
+/// The counts of connections in their handshake.
+#[derive(Debug)]
+pub struct Admission {
+    max: usize,
+    per_address: usize,
+    counts: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    failures: Mutex<HashMap<IpAddr, Budget>>,
+}
+
+/// A token bucket of failed handshakes.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    left: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn now(self, now: Instant) -> f64 {
+        let refill = now.duration_since(self.at).as_secs_f64() * FAILURES_PER_SECOND;
+        (self.left + refill).min(FAILURE_BURST)
+    }
+}
+
+/// A place in the handshake phase, given back when dropped.
+#[derive(Debug)]
+pub struct Ticket {
+    admission: Arc<Admission>,
+    ip: IpAddr,
+}
+
+impl Admission {
+    /// At most `max` handshakes in all and `per_address` from one address.
+    pub fn new(max: usize, per_address: usize) -> Arc<Admission> {
+        Arc::new(Admission {
+            max,
+            per_address,
+            counts: Mutex::new((0, HashMap::new())),
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A place for a connection from `ip`, or why not.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refused> {
+        let failing = self
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&ip)
+            .is_some_and(|b| b.now(Instant::now()) < 1.0);
+        if failing {
+            return Err(Refused::Failing);
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per) = &mut *counts;
+        if *total >= self.max {
+            return Err(Refused::Full(self.max));
+        }
+        let mine = per.entry(ip).or_insert(0);
+        if *mine >= self.per_address {
+            return Err(Refused::Address(self.per_address));
+        }
+        *mine += 1;
+        *total += 1;
+        Ok(Ticket {
+            admission: self.clone(),
+            ip,
+        })
+    }
+
+    /// Spends one of `ip`'s failed handshakes.
+    pub fn failed(&self, ip: IpAddr) {
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if failures.len() >= TRACKED {
+            failures.retain(|_, b| b.now(now) < FAILURE_BURST);
+        }
+        let budget = failures.entry(ip).or_insert(Budget {
+            left: FAILURE_BURST,
+            at: now,
+        });
+        *budget = Budget {
+            left: (budget.now(now) - 1.0).max(0.0),
+            at: now,
+        };
+    }
+
+    /// Connections in their handshake now (all addresses).
+    pub fn in_progress(&self) -> usize {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut counts = self
+            .admission
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (total, per) = &mut *counts;
+        *total -= 1;
+        if let Some(n) = per.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_cannot_take_every_place_and_places_come_back() {
+        let a = Admission::new(5, 3);
+        let (x, y): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap());
+        let held: Vec<Ticket> = (0..3).map(|_| a.admit(x).unwrap()).collect();
+        assert_eq!(a.admit(x).unwrap_err(), Refused::Address(3));
+        let other: Vec<Ticket> = (0..2).map(|_| a.admit(y).unwrap()).collect();
+        assert_eq!(a.admit(y).unwrap_err(), Refused::Full(5));
+        drop(held);
+        assert_eq!(a.in_progress(), 2);
+        let again = a.admit(x).expect("a place given back is taken again");
+        drop((other, again));
+        assert_eq!(a.in_progress(), 0);
+        assert!(a.counts.lock().unwrap().1.is_empty(), "no address kept");
+    }
+
+    #[test]
+    fn an_address_whose_handshakes_keep_failing_is_refused_and_others_are_not() {
+        let a = Admission::new(100, 100);
+        let (bad, good): (IpAddr, IpAddr) =
+            ("127.0.0.3".parse().unwrap(), "127.0.0.1".parse().unwrap());
+        for _ in 0..FAILURE_BURST as usize {
+            drop(a.admit(bad).expect("within the burst"));
+            a.failed(bad);
+        }
+        assert_eq!(a.admit(bad).unwrap_err(), Refused::Failing);
+        for _ in 0..1000 {
+            drop(
+                a.admit(good)
+                    .expect("a client that does not fail is never refused"),
+            );
+        }
+    }
+}
