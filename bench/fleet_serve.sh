@@ -74,8 +74,9 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 RATE=$(awk -v n="$DONE" -v t="$ELAPSED" 'BEGIN { printf "%.0f", n / t }')
 FRACTION=$(awk -v a="$RATE" -v b="$BOUND" 'BEGIN { printf "%.2f", a / b }')
 
-awk '$1 == "op" { printf "%-44s %10s/s   (%s service + %s devices per renewal)\n", $2, $3, $4, $5 }' <<<"$OPS"
-printf '%-44s %10s/s\n' "public-key bound (renewals, both sides)" "$BOUND"
+CPUBOUND=$(awk '$1 == "cpubound" { print $2 }' <<<"$OPS")
+awk '$1 == "op" { printf "%-44s %10s/s   (%s service + %s devices per renewal; %s us CPU each)\n", $2, $3, $4, $5, $6 }' <<<"$OPS"
+printf '%-44s %10s/s   (if the cores were idle: %s/s)\n' "public-key bound (renewals, both sides)" "$BOUND" "$CPUBOUND"
 printf '%-44s %10s/s   (%s renewals in %ss, %s errors)\n' "fleet serve renewals (ask + confirm)" "$RATE" "$DONE" "$ELAPSED" "$ERRORS"
 printf '%-44s %10s\n' "fraction of the bound" "$FRACTION"
 SIDE_S=$(awk '$1 == "side" && $2 == "service" { print $3 }' <<<"$OPS")

@@ -8,9 +8,12 @@
 //!
 //! Usage: renewal_ops THREADS [MILLISECONDS per operation, default 1000]
 //! Prints one line per operation (`op NAME RATE_PER_S SERVICE_COUNT
-//! DEVICES_COUNT`, the counts per renewal), the CPU microseconds of one
-//! renewal's operations on each side (`side service|devices US`) and a last
-//! line `bound RENEWALS_PER_S`.
+//! DEVICES_COUNT CPU_US`: the counts per renewal, the CPU time of one), the
+//! CPU microseconds of one renewal's operations on each side (`side
+//! service|devices US`), the bound if the cores were this process's alone
+//! (`cpubound RENEWALS_PER_S`, from CPU time) and a last line `bound
+//! RENEWALS_PER_S` (from the rates measured, on cores shared with whatever
+//! else runs).
 
 use std::time::{Duration, Instant};
 
@@ -95,8 +98,23 @@ const OPS: [Op; 4] = [
     },
 ];
 
-/// Operations per second of `op` on `threads` threads for `span`.
-fn rate(f: &Fixture, op: fn(&Fixture), threads: usize, span: Duration) -> f64 {
+/// CPU seconds this process has used (user + system; Linux's
+/// /proc/self/stat, in clock ticks of 1/100 s), or `None` elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Operations per second of `op` on `threads` threads for `span`, and the
+/// CPU microseconds one took (from the process's CPU time, so other
+/// processes sharing the cores do not inflate it; without it, wall time
+/// times threads).
+fn rate(f: &Fixture, op: fn(&Fixture), threads: usize, span: Duration) -> (f64, f64) {
+    let cpu0 = cpu_seconds();
     let start = Instant::now();
     let total: u64 = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -115,7 +133,12 @@ fn rate(f: &Fixture, op: fn(&Fixture), threads: usize, span: Duration) -> f64 {
             .collect();
         handles.into_iter().map(|h| h.join().expect("thread")).sum()
     });
-    total as f64 / start.elapsed().as_secs_f64()
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = match (cpu0, cpu_seconds()) {
+        (Some(a), Some(b)) if b > a => b - a,
+        _ => wall * threads as f64,
+    };
+    (total as f64 / wall, 1e6 * cpu / total as f64)
 }
 
 fn main() {
@@ -142,18 +165,21 @@ fn main() {
     };
     // Seconds of the whole machine's time the operations of one renewal need.
     let mut seconds = 0.0;
-    // CPU microseconds per renewal on each side (one operation takes
-    // THREADS / rate seconds of one core).
+    // CPU microseconds per renewal on each side.
     let (mut service, mut devices) = (0.0, 0.0);
     for op in &OPS {
-        let r = rate(&f, op.run, threads, Duration::from_millis(millis));
+        let (r, cpu_us) = rate(&f, op.run, threads, Duration::from_millis(millis));
         seconds += f64::from(op.service + op.devices) / r;
-        let core_us = 1e6 * threads as f64 / r;
-        service += f64::from(op.service) * core_us;
-        devices += f64::from(op.devices) * core_us;
-        println!("op {} {:.0} {} {}", op.name, r, op.service, op.devices);
+        service += f64::from(op.service) * cpu_us;
+        devices += f64::from(op.devices) * cpu_us;
+        println!(
+            "op {} {:.0} {} {} {:.1}",
+            op.name, r, op.service, op.devices, cpu_us
+        );
     }
     println!("side service {service:.0}");
     println!("side devices {devices:.0}");
+    // The same on idle cores: THREADS cores' worth of CPU per second.
+    println!("cpubound {:.0}", 1e6 * threads as f64 / (service + devices));
     println!("bound {:.0}", 1.0 / seconds);
 }

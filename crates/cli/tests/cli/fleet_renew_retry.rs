@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::support::{self, free_tcp_port, micropython, ok_in, text, wait_for_tcp, Peer};
+use crate::support::{self, micropython, ok_in, text, Peer};
 
 /// What the stand-in does with one connection.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -161,21 +161,7 @@ fn fleet_behind_stand_in(dir: &Path) -> (TcpListener, Peer, u16) {
             &url,
         ],
     );
-    let port = free_tcp_port();
-    let mut cmd = support::devtls();
-    cmd.args([
-        "fleet",
-        "serve",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--renew-after",
-        "0",
-    ])
-    .current_dir(dir);
-    let server = Peer::spawn("devtls fleet serve", &mut cmd);
-    wait_for_tcp(port, Duration::from_secs(20));
+    let (server, port) = crate::fleet_serve::serve(dir, &["--renew-after", "0"]);
     (listener, server, port)
 }
 

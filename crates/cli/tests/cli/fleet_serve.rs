@@ -214,7 +214,7 @@ fn fleet(dir: &Path, n: u32, days: u32) -> Vec<u8> {
 }
 
 /// `devtls fleet serve` on 127.0.0.1 with `extra` arguments.
-fn serve(dir: &Path, extra: &[&str]) -> (Peer, u16) {
+pub(crate) fn serve(dir: &Path, extra: &[&str]) -> (Peer, u16) {
     let port = free_tcp_port();
     let port_s = port.to_string();
     let mut args = vec!["fleet", "serve", "--bind", "127.0.0.1", "--port", &port_s];
