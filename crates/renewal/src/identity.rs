@@ -75,7 +75,8 @@ pub fn hosts(names: &[String]) -> Result<Vec<Host>, IdentityError> {
         .collect()
 }
 
-fn cert_names(der: &[u8]) -> Vec<String> {
+/// The DNS names and IP addresses of a certificate's subjectAltName.
+pub(crate) fn cert_names(der: &[u8]) -> Vec<String> {
     let Ok((_, cert)) = X509Certificate::from_der(der) else {
         return Vec::new();
     };
@@ -105,8 +106,30 @@ fn host_text(h: &Host) -> String {
     }
 }
 
+/// A new P-256 key and a certificate for it, issued by `ca` for `names`
+/// (the first one is the common name), valid [`DAYS`] days: (certificate,
+/// PKCS#8 key), DER.
+pub(crate) fn issue(ca: &Authority, names: &[Host]) -> Result<(Vec<u8>, Vec<u8>), IdentityError> {
+    let key = PrivateKey::generate(KeyType::P256)?;
+    let cn = names
+        .first()
+        .map(host_text)
+        .unwrap_or_else(|| "devtls renewal".into());
+    let mut spec = CertSpec::new(cn, Role::Server, DAYS);
+    for h in names {
+        match h {
+            Host::Name(d) => spec.dns.push(d.clone()),
+            Host::Ip(ip) => spec.ips.push(*ip),
+        }
+    }
+    let cert = ca.sign(&spec, &key)?;
+    Ok((cert.der, key.pkcs8_der()))
+}
+
 /// Loads `fleet/service/server.der` and its key, or issues them with the
-/// fleet CA for `names` when they do not exist yet.
+/// fleet CA for `names` when they do not exist yet. A replacement of the
+/// pair that a crash interrupted is finished or undone first
+/// ([`crate::own_cert::recover`]).
 pub fn load_or_make(
     fleet_dir: &Path,
     ca: &Authority,
@@ -117,25 +140,14 @@ pub fn load_or_make(
     let cert_path = dir.join(CERT);
     let key_path = dir.join(KEY);
     let wanted: Vec<String> = names.iter().map(host_text).collect();
+    crate::own_cert::recover(&dir)?;
     let created = !cert_path.exists() && !key_path.exists();
     if created {
-        let key = PrivateKey::generate(KeyType::P256)?;
-        let cn = wanted
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "devtls renewal".into());
-        let mut spec = CertSpec::new(cn, Role::Server, DAYS);
-        for h in names {
-            match h {
-                Host::Name(d) => spec.dns.push(d.clone()),
-                Host::Ip(ip) => spec.ips.push(*ip),
-            }
-        }
-        let cert = ca.sign(&spec, &key)?;
+        let (cert, key) = issue(ca, names)?;
         files::write_all(
             &[
-                Output::public(&cert_path, cert.der.clone()),
-                Output::secret(&key_path, key.pkcs8_der()),
+                Output::public(&cert_path, cert),
+                Output::secret(&key_path, key),
             ],
             false,
         )?;

@@ -18,6 +18,8 @@
 //! - [`encode`]: EST's certs-only CMS and multipart bodies, and the devtls format.
 //! - [`csr`]: the checks on a device's CSR.
 //! - [`identity`]: the service's own certificate, issued by the fleet CA.
+//! - [`own_cert`]: that certificate issued again before it expires and
+//!   presented from the next handshake on.
 
 pub mod admit;
 pub mod csr;
@@ -25,5 +27,6 @@ pub mod decide;
 pub mod encode;
 pub mod http;
 pub mod identity;
+pub mod own_cert;
 pub mod server;
 pub mod service;

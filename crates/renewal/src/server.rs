@@ -61,13 +61,25 @@ pub fn tls_config(
     ca_der: &[u8],
     opts: &Options,
 ) -> Result<Arc<ServerConfig>, ServerError> {
+    let certs = Arc::new(OneCert(identity.certified.clone()));
+    tls_config_resolving(identity, ca_der, opts, certs)
+}
+
+/// [`tls_config`] with the certificate each handshake presents chosen by
+/// `certs` ([`crate::own_cert::OwnCert`]: renewed while serving).
+pub fn tls_config_resolving(
+    identity: &Identity,
+    ca_der: &[u8],
+    opts: &Options,
+    certs: Arc<dyn ResolvesServerCert>,
+) -> Result<Arc<ServerConfig>, ServerError> {
     let verifier = client_verifier(identity, ca_der, opts)?;
     let mut config =
         ServerConfig::builder_with_provider(devtls_net::restrict::provider(opts.profile))
             .with_protocol_versions(&[&rustls::version::TLS12])
             .map_err(|e| ServerError::Config(format!("the profile has no TLS 1.2: {e}")))?
             .with_client_cert_verifier(verifier)
-            .with_cert_resolver(Arc::new(OneCert(identity.certified.clone())));
+            .with_cert_resolver(certs);
     config.session_storage = Arc::new(NoServerSessionStorage {});
     Ok(Arc::new(config))
 }

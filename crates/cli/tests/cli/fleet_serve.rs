@@ -262,7 +262,7 @@ fn openssl_csr(dir: &Path, name: &str, extra: &[&str]) -> Vec<u8> {
 }
 
 /// `devtls fleet serve` on 127.0.0.1 with `extra` arguments.
-fn serve(dir: &Path, extra: &[&str]) -> (Peer, u16) {
+pub(crate) fn serve(dir: &Path, extra: &[&str]) -> (Peer, u16) {
     let port = free_tcp_port();
     let port_s = port.to_string();
     let mut args = vec!["fleet", "serve", "--bind", "127.0.0.1", "--port", &port_s];
@@ -1129,4 +1129,133 @@ fn services_on_two_machines_share_renewals_on_postgres() {
     let rows = rows_by_serial(&one);
     assert_eq!(field(&rows[&old.serial()], "status"), "superseded");
     assert_eq!(field(&rows[&made.serial()], "status"), "active");
+}
+
+/// A device's connection whose handshake is done: the serial of the
+/// certificate the service presented, and the open connection.
+fn handshake(port: u16, ca: &[u8], creds: &Creds) -> (String, rustls::ClientConnection, TcpStream) {
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(tls_config(ca, creds), name).unwrap();
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    let presented = conn.peer_certificates().unwrap()[0].as_ref().to_vec();
+    (serial_of(&presented), conn, tcp)
+}
+
+/// The service's own certificate (issued by the fleet CA, kept in
+/// fleet/service/) is issued again once two thirds of its lifetime have
+/// passed; handshakes from then on present the new one, a connection opened
+/// before still gets its answer, and a restart loads the renewed pair.
+#[test]
+fn the_service_renews_its_own_certificate_without_dropping_connections() {
+    use devtls_pki::issue::{CertSpec, Role};
+    use devtls_pki::keys::{KeyType, PrivateKey};
+    require("openssl");
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = fleet(tmp.path(), 1, 30);
+    let old = Creds::of(tmp.path(), "cam-1");
+    // A service certificate of 15 seconds, 2 seconds old: due 8 seconds
+    // from now. (Made here, as `fleet serve` would, by the fleet CA.)
+    let service = tmp.path().join("fleet/service");
+    let first = {
+        let fleet = devtls_fleet::Fleet::open(&tmp.path().join("fleet")).unwrap();
+        let key = PrivateKey::generate(KeyType::P256).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let mut spec = CertSpec::new("127.0.0.1", Role::Server, 1);
+        spec.ips.push("127.0.0.1".parse().unwrap());
+        spec.not_before = now - time::Duration::seconds(2);
+        spec.not_after = now + time::Duration::seconds(13);
+        let cert = fleet.authority().unwrap().sign(&spec, &key).unwrap();
+        fs::create_dir_all(&service).unwrap();
+        fs::write(service.join("server.der"), &cert.der).unwrap();
+        devtls_pki::files::write_atomic(
+            &service.join("server.key.der"),
+            &key.pkcs8_der(),
+            devtls_pki::files::Secrecy::Secret,
+        )
+        .unwrap();
+        serial_of(&cert.der)
+    };
+    let (server, port) = serve(tmp.path(), &[]);
+    let (presented, mut open_conn, mut open_tcp) = handshake(port, &ca, &old);
+    assert_eq!(
+        presented, first,
+        "the service started after its certificate was due; nothing to watch"
+    );
+    // New handshakes, until one presents another certificate (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let renewed = loop {
+        let (serial, _, _) = handshake(port, &ca, &old);
+        if serial != first {
+            break serial;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service still presents its first certificate after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // The connection opened before the swap is answered.
+    let mut tls = rustls::Stream::new(&mut open_conn, &mut open_tcp);
+    tls.write_all(
+        format!("GET {CACERTS} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/pkix-cert\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    match tls.read_to_end(&mut raw) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Err(e) => panic!("the connection opened before the renewal failed: {e}"),
+    }
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    assert!(raw.ends_with(&ca), "the answer is ca.der");
+    // On disk: the new certificate, for the same name, valid about 397 days.
+    assert_eq!(
+        serial_of(&fs::read(service.join("server.der")).unwrap()),
+        renewed
+    );
+    let out = openssl_ok(
+        &service,
+        &[
+            "x509",
+            "-inform",
+            "der",
+            "-in",
+            "server.der",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-checkend",
+            &(390 * 86400).to_string(),
+        ],
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("IP Address:127.0.0.1") && shown.contains("will not expire"),
+        "{shown}"
+    );
+    assert!(
+        !service.join("server.der.new").exists() && !service.join("server.key.der.new").exists()
+    );
+    // Devices verify the new certificate with ca.der and are answered
+    // (current: not in their renewal window).
+    assert_eq!(keygen(port, &ca, &old).unwrap().status, 204);
+    let log = text(&server.finish(Duration::from_millis(100)));
+    assert!(
+        log.contains(&format!(
+            "renewed the service's certificate (service/server.der): serial {renewed}"
+        )),
+        "{log}"
+    );
+    // A restart presents the renewed pair (not a new one).
+    let (again, port) = serve(tmp.path(), &[]);
+    assert_eq!(handshake(port, &ca, &old).0, renewed);
+    drop(again);
 }

@@ -31,6 +31,7 @@ mod fleet_pkcs11;
 mod fleet_postgres;
 mod fleet_progress;
 mod fleet_renew_device;
+mod fleet_renew_retry;
 mod fleet_serve;
 mod gateway;
 mod hostile_input;

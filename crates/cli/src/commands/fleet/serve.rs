@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use devtls_net::config::Identity;
 use devtls_renewal::decide::Policy;
 use devtls_renewal::identity;
+use devtls_renewal::own_cert::{self, OwnCert};
 use devtls_renewal::server::{self, Options, Served};
 use devtls_renewal::service::Service;
 
@@ -23,7 +24,8 @@ use super::{token::TokenArgs, DirArg};
 /// a new key and certificate (recorded pending), and its first connection
 /// with the new certificate confirms it (the old one is then superseded, or
 /// revoked with --revoke-old). The service's own certificate is issued by the
-/// fleet CA on first start (fleet/service/). Protocol: docs/renewal.md.
+/// fleet CA on first start (fleet/service/) and issued again, while serving,
+/// when two thirds of its lifetime have passed. Protocol: docs/renewal.md.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   devtls fleet serve --name renew.example.lan
@@ -138,6 +140,8 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         lifetime: a.days.map(|d| i64::from(d) * 86400),
     };
     let service = Arc::new(Service::new(fleet, policy, profile)?);
+    // Only a certificate the service made itself is renewed by it.
+    let mut renew_own = false;
     let identity = match (&a.cert, &a.key) {
         (Some(cert), Some(key)) => {
             let c = std::fs::read(cert).with_context(|| format!("{}", cert.display()))?;
@@ -162,6 +166,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
                 made.cert_path.display(),
                 made.names.join(", ")
             );
+            renew_own = true;
             made.identity
         }
     };
@@ -172,7 +177,8 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         max_connections: connections_allowed(a.max_connections as usize),
         per_address: a.max_per_address as usize,
     };
-    let config = server::tls_config(&identity, service.ca_der(), &opts)?;
+    let own = OwnCert::new(&identity);
+    let config = server::tls_config_resolving(&identity, service.ca_der(), &opts, own.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -186,11 +192,31 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
             "renewal service listening on {local} (fleet {})",
             dir.display()
         );
+        if renew_own {
+            let report = Arc::new(move |e: own_cert::Event| own_cert_line(&e));
+            let (dir, ca) = (dir.clone(), service.authority().clone());
+            tokio::spawn(own_cert::keep_alive(own, dir, ca, profile, report));
+        }
         let log: Arc<dyn Fn(&Served) + Send + Sync> = Arc::new(move |s| log_line(s, json));
         server::serve(listener, config, service, opts, log).await;
         Ok::<(), anyhow::Error>(())
     })?;
     bail!("the renewal service stopped")
+}
+
+/// The renewal of the service's own certificate, on stderr.
+fn own_cert_line(event: &own_cert::Event) {
+    match event {
+        own_cert::Event::Renewed { serial, not_after } => eprintln!(
+            "renewed the service's certificate ({}/{}): serial {serial}, valid until {}",
+            identity::DIR,
+            identity::CERT,
+            devtls_renewal::service::date(*not_after)
+        ),
+        own_cert::Event::Failed(why) => eprintln!(
+            "error: cannot renew the service's certificate ({why}); trying again in a minute"
+        ),
+    }
 }
 
 /// One line per connection, on stdout. Every field that comes from a peer
