@@ -440,6 +440,7 @@ fn refused_log(client: SocketAddr, refused: admission::Refused) -> ConnLog {
         version: None,
         outcome: Outcome::ClientFailed {
             detail: refused.to_string(),
+            diagnosis: None,
         },
         bytes_up: 0,
         bytes_down: 0,

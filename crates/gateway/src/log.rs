@@ -214,6 +214,7 @@ mod tests {
                         printed: devtls_pki::device_error::flags::value_error(
                             devtls_pki::device_error::flags::NOT_TRUSTED,
                         ),
+                        outcomes: None,
                     }),
                     detail: "x".into(),
                 }),
