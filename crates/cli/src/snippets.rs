@@ -93,7 +93,11 @@ fn client_loading(files: &DeviceFiles, chain: Option<&str>, hostname: &str, port
     let host = py_str(hostname);
     s += &format!("addr = socket.getaddrinfo({host}, {port})[0][-1]\n");
     s += "sock = socket.socket()\nsock.connect(addr)\nctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n";
-    s += &loading(Verify::Client("ssl"), chain.map(String::from), cafile(files));
+    s += &loading(
+        Verify::Client("ssl"),
+        chain.map(String::from),
+        cafile(files),
+    );
     s += &format!(
         "ssock = ctx.wrap_socket(sock, server_hostname={host})\n\
          ssock.write(b\"hello\\n\")\nprint(ssock.read())\nssock.close()\n"
@@ -112,7 +116,11 @@ fn server_loading(files: &DeviceFiles, chain: Option<&str>, port: u16) -> String
          ntptime.settime()  # the validity check needs the clock\n\
          ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n",
     );
-    s += &loading(Verify::Server("ssl"), chain.map(String::from), cafile(files));
+    s += &loading(
+        Verify::Server("ssl"),
+        chain.map(String::from),
+        cafile(files),
+    );
     s += &format!(
         "sock = socket.socket()\n\
          sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\

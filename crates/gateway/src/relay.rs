@@ -332,8 +332,13 @@ mod tests {
     async fn nothing_moving_ends_at_the_idle_timeout() {
         let (_a, a_far) = tokio::io::duplex(64);
         let (_b, b_far) = tokio::io::duplex(64);
-        let (end, up, down) =
-            relay(a_far, b_far, Duration::from_millis(50), DeviceSide::Upstream).await;
+        let (end, up, down) = relay(
+            a_far,
+            b_far,
+            Duration::from_millis(50),
+            DeviceSide::Upstream,
+        )
+        .await;
         assert!(matches!(end, End::Idle), "{end:?}");
         assert_eq!((up, down), (0, 0));
     }

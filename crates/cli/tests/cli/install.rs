@@ -126,6 +126,12 @@ fn fresh_clone() -> &'static Path {
     })
 }
 
+/// Held by each test while it builds and runs from the clone: both build
+/// the devtls binary into the one target folder (maturin with its own
+/// flags), and one build replacing `debug/devtls` while the other runs it
+/// fails the run ("No such file or directory").
+static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs a command line with bash in `dir`, bounded by `timeout`.
 fn run_line(dir: &Path, line: &str, env: &[(&str, &str)]) -> Output {
     let mut cmd = tool("timeout");
@@ -141,6 +147,7 @@ fn run_line(dir: &Path, line: &str, env: &[(&str, &str)]) -> Output {
 #[test]
 #[ignore = "slow (a build in a fresh clone): scripts/test.sh runs it"]
 fn the_readme_commands_work_in_a_fresh_clone() {
+    let _building = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let root = repo_root();
     let clone = fresh_clone();
 
@@ -203,6 +210,7 @@ fn the_readme_commands_work_in_a_fresh_clone() {
 fn the_wheel_installs_with_pip_into_a_fresh_venv() {
     require("maturin");
     require("python3");
+    let _building = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     // Built from the clone, in the dev profile the README's command builds
     // too (the same dependencies, compiled once); users get --release.
     let built = tool("bash")
