@@ -210,6 +210,13 @@ SLOW_MODULES=(
   fleet_postgres
 )
 
+# And the slow single tests it leaves out (the crash-safety kill loop, the
+# 200-device renewal storm): each a minute or more on its own.
+SLOW_TESTS=(
+  issuance_survives_sigkill_twenty_times
+  two_hundred_devices_renew_concurrently_then_confirm
+)
+
 SCOPE=${DEVTLS_TEST_SCOPE:---workspace}
 # shellcheck disable=SC2086
 phase "build the tests (cargo test $SCOPE --no-run)" cargo test $SCOPE --no-run "$@"
@@ -218,9 +225,12 @@ if [ -n "$FAST" ]; then
   # PostgreSQL servers start slowly: the *_on_postgres tests wait for CI.
   skips=(--skip _on_postgres)
   for m in "${SLOW_MODULES[@]}"; do skips+=(--skip "$m::"); done
+  for t in "${SLOW_TESTS[@]}"; do skips+=(--skip "$t"); done
+  # Four test threads: most tests wait on their peers (two threads kept
+  # the two cores about half busy; docs/testing.md).
   # shellcheck disable=SC2086
-  phase "cargo test $SCOPE (fast: without ${SLOW_MODULES[*]})" \
-    cargo test $SCOPE --no-fail-fast "$@" -- "${skips[@]}"
+  phase "cargo test $SCOPE (fast: without ${SLOW_MODULES[*]} ${SLOW_TESTS[*]})" \
+    env RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}" cargo test $SCOPE --no-fail-fast "$@" -- "${skips[@]}"
 else
   # shellcheck disable=SC2086
   phase "cargo test $SCOPE --no-fail-fast $*" cargo test $SCOPE --no-fail-fast "$@"
