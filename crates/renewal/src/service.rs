@@ -239,6 +239,12 @@ impl Service {
             }
             _ => false,
         };
+        if !pending && row.as_ref().is_some_and(|r| r.status == "pending") {
+            // Another service may have confirmed this certificate between the
+            // two reads (several services on one PostgreSQL inventory): its
+            // row is then active, not an unknown certificate.
+            row = renewal::find(&fleet, &event.serial)?;
+        }
         let mut verdict = decide(row.as_ref(), pending, now, &self.policy);
         let mut confirmed = false;
         if verdict == Verdict::Confirm {
