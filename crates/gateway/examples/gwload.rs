@@ -8,7 +8,10 @@
 //!   loop: a new TLS connection (no resumption) verified against ROOT, SIZE
 //!   bytes sent and the same SIZE read back, close (P-256 key exchange). Prints one JSON line:
 //!   connections per second and MB/s relayed (both directions), and its
-//!   own CPU seconds.
+//!   own CPU seconds, and p50/p99 latency of a connection. With
+//!   LOAD_RATE=R the connections are due at a steady R per second in all
+//!   (the workers take them in turn) and a latency counts from when its
+//!   connection was due, so a server that falls behind shows it.
 //! - `gwload idle PORT ROOT NAME CONNS SECS`: opens CONNS connections, does
 //!   one small exchange on each, holds them SECS seconds, then closes.
 //! - `gwload attack PORT NAME IDLE RATE SECS`: from ATTACK_FROM (default
@@ -227,44 +230,86 @@ async fn load(a: &[String]) -> Result<()> {
     let size: usize = a[3].parse()?;
     let conns: usize = a[4].parse()?;
     let secs: f64 = a[5].parse()?;
+    // LOAD_RATE=R: connections are due at a steady R per second in all
+    // (CONNS workers take them in turn); unset: each worker goes flat out.
+    let rate: Option<f64> = match std::env::var("LOAD_RATE") {
+        Ok(r) => Some(
+            r.parse::<f64>()
+                .ok()
+                .filter(|r| *r > 0.0)
+                .ok_or("LOAD_RATE: a positive number")?,
+        ),
+        Err(_) => None,
+    };
     let done = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let (config, name, done, bytes, failed) = (
+        let (config, name, done, bytes, failed, next, latencies) = (
             config.clone(),
             name.clone(),
             done.clone(),
             bytes.clone(),
             failed.clone(),
+            next.clone(),
+            latencies.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            while Instant::now() < end {
+            let mut mine = Vec::new();
+            loop {
+                // A connection's latency counts from when it was due: a
+                // late start (every worker busy) is the server's delay too.
+                let due = match rate {
+                    Some(r) => {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let due = start + Duration::from_secs_f64(i as f64 / r);
+                        if due >= end {
+                            break;
+                        }
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None if Instant::now() < end => Instant::now(),
+                    None => break,
+                };
                 match one(port, &config, &name, size).await {
                     Ok(b) => {
                         done.fetch_add(1, Ordering::Relaxed);
                         bytes.fetch_add(b, Ordering::Relaxed);
+                        mine.push(due.elapsed().as_secs_f64() * 1e3);
                     }
                     Err(_) => {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
+            latencies.lock().unwrap().extend(mine);
         }));
     }
     for t in tasks {
         t.await?;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let mut ms = std::mem::take(&mut *latencies.lock().unwrap());
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        ms.get(((ms.len() as f64 * q) as usize).min(ms.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
     println!(
-        "{{\"conns_per_s\":{:.1},\"mb_per_s\":{:.2},\"done\":{},\"failed\":{},\"cpu_s\":{:.2},\"public_leg\":\"{}\"}}",
+        "{{\"conns_per_s\":{:.1},\"mb_per_s\":{:.2},\"done\":{},\"failed\":{},\"p50_ms\":{:.1},\"p99_ms\":{:.1},\"cpu_s\":{:.2},\"public_leg\":\"{}\"}}",
         done.load(Ordering::Relaxed) as f64 / elapsed,
         bytes.load(Ordering::Relaxed) as f64 / elapsed / 1e6,
         done.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed),
+        at(0.5),
+        at(0.99),
         cpu_seconds(),
         PUBLIC_LEG.get().map_or("", String::as_str)
     );
