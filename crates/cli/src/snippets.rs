@@ -56,6 +56,23 @@ fn loading(verify: Verify, chain: Option<String>, anchor: Option<String>) -> Str
     s
 }
 
+/// The loading lines for files on the board's ROMFS (`romfs build`): the
+/// pair `(cert, key)` and the anchor as paths, as a client (`server`:
+/// false, verification turned on) or a server (verifying clients when an
+/// anchor is there). One [`loading`] for every printed context.
+pub fn rom_loading(pair: Option<(&str, &str)>, server: bool, anchor: Option<&str>) -> String {
+    let verify = if server {
+        Verify::Server("ssl")
+    } else {
+        Verify::Client("ssl")
+    };
+    loading(
+        verify,
+        pair.map(|(cert, key)| format!("{}, {}", py_str(cert), py_str(key))),
+        anchor.map(|a| format!("cafile={}", py_str(a))),
+    )
+}
+
 /// The `load_verify_locations` argument for `files`' anchor, by file name.
 fn cafile(files: &DeviceFiles) -> Option<String> {
     files.anchor.map(|a| format!("cafile={}", py_str(a)))

@@ -10,6 +10,8 @@ use devtls_pki::files::{self, Output};
 use devtls_pki::lint::{self, Finding, Options};
 use devtls_pki::sniff::{self, Sniffed};
 use devtls_romfs::{Entry, Tree};
+
+use crate::snippets;
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -248,28 +250,27 @@ fn print_entries(entries: &[Entry]) {
 }
 
 /// The MicroPython lines for what the image holds: the guide's own-identity
-/// pair (`STEM.der` + `STEM.key.der`) and an anchor (`ca.der`, or
-/// `server.der` for a client that trusts a self-signed server).
+/// pair (`STEM.der` + `STEM.key.der`: a `client` verifies its server, a
+/// `server` its clients when it has an anchor) and an anchor (`ca.der`, or
+/// `server.der` for a client that trusts a self-signed server). Nothing
+/// when the image holds neither.
 fn load_example(entries: &[Entry]) -> String {
     let has = |path: &str| entries.iter().any(|e| e.path == path && e.size.is_some());
     let rom = |path: &str| format!("{MOUNT}/{path}");
-    let mut out = String::new();
-    for stem in ["client", "server"] {
+    let pair = ["client", "server"].into_iter().find_map(|stem| {
         let (cert, key) = (format!("{stem}.der"), format!("{stem}.key.der"));
-        if has(&cert) && has(&key) {
-            out += &format!(
-                "ctx.load_cert_chain(\"{}\", \"{}\")\n",
-                rom(&cert),
-                rom(&key)
-            );
-            break;
-        }
-    }
+        (has(&cert) && has(&key)).then(|| (stem, rom(&cert), rom(&key)))
+    });
     let anchor = ["ca.der", "server.der"]
         .into_iter()
-        .find(|a| has(a) && !out.contains(&rom(a)));
-    if let Some(anchor) = anchor {
-        out += &format!("ctx.load_verify_locations(cafile=\"{}\")\n", rom(anchor));
+        .map(rom)
+        .find(|a| has(&a[MOUNT.len() + 1..]) && pair.as_ref().is_none_or(|(_, c, _)| c != a));
+    if pair.is_none() && anchor.is_none() {
+        return String::new();
     }
-    out
+    snippets::rom_loading(
+        pair.as_ref().map(|(_, c, k)| (c.as_str(), k.as_str())),
+        pair.as_ref().is_some_and(|(stem, _, _)| *stem == "server"),
+        anchor.as_deref(),
+    )
 }

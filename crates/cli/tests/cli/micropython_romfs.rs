@@ -105,6 +105,63 @@ fn romfs_build_image_mounted_at_rom_completes_mutual_tls() {
     mp::assert_refused_unsigned(&out, "an image with another anchor");
 }
 
+/// The lines `romfs build` prints for a client image are enough on their
+/// own: after MicroPython's bare `SSLContext(PROTOCOL_TLS_CLIENT)` (which
+/// starts with verification off) they turn verification on, so an image
+/// whose anchor is another server's certificate refuses the server, and
+/// the right image completes mutual TLS. Before, the printed lines loaded
+/// the anchor without `verify_mode` and the device accepted any server.
+#[test]
+fn romfs_build_lines_alone_verify_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok_in(d, &words("new server --dns localhost --ip 127.0.0.1"));
+    ok_in(d, &words("new client --cn sensor-01 --out dev"));
+    ok_in(
+        d,
+        &words("new server --dns localhost --ip 127.0.0.1 --out other"),
+    );
+    let flash = d.join("flash");
+    fs::create_dir_all(&flash).unwrap();
+    for (anchor, image, right) in [
+        ("server.der", "right.romfs", true),
+        ("other/server.der", "wrong.romfs", false),
+    ] {
+        fs::copy(d.join(anchor), d.join("dev/server.der")).unwrap();
+        let built = ok_in(d, &["romfs", "build", "dev", "-o", image]);
+        let built = String::from_utf8_lossy(&built.stdout).into_owned();
+        let rom_lines = mp::block_after(&built, "On the device, load the files from /rom");
+        let serve = Serve::guide(d, &words("--ca dev/client.der --count 1"));
+        let script = format!(
+            "import socket, ssl\n\
+             sock = socket.socket()\n\
+             sock.connect(socket.getaddrinfo('127.0.0.1', {port})[0][-1])\n\
+             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n\
+             {rom_lines}\
+             ssock = ctx.wrap_socket(sock, server_hostname='localhost')\n\
+             ssock.write(b'hello\\n')\n\
+             print(ssock.read())\n",
+            port = serve.port
+        );
+        fs::write(flash.join("main.py"), &script).unwrap();
+        let board = Board {
+            rom: Some(d.join(image)),
+            ..Board::default()
+        };
+        let out = mp::run_board(&flash, "main.py", &board, WAIT);
+        if right {
+            assert!(
+                out.status.success()
+                    && String::from_utf8_lossy(&out.stdout).contains("b'hello\\n'"),
+                "{}\n--- main.py ---\n{script}",
+                text(&out)
+            );
+        } else {
+            mp::assert_refused_unsigned(&out, "the printed /rom lines with another anchor");
+        }
+    }
+}
+
 /// `fleet issue --romfs` without renewal: the board mounts the device's
 /// image and runs the boot.py inside it, which loads /rom/client.der,
 /// /rom/client.key.der and /rom/ca.der and completes mutual TLS with the
