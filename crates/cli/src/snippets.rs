@@ -117,7 +117,7 @@ fn client_loading(files: &DeviceFiles, chain: Option<&str>, hostname: &str, port
     );
     s += &format!(
         "ssock = ctx.wrap_socket(sock, server_hostname={host})\n\
-         ssock.write(b\"hello\\n\")\nprint(ssock.read())\nssock.close()\n"
+         ssock.write(b\"hello\\n\")\nprint(ssock.readline())  # one line: a read() would wait for the end of the stream\nssock.close()\n"
     );
     s
 }

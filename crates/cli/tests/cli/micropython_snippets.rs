@@ -177,6 +177,35 @@ fn new_server_block_serves_devtls_connect_and_openssl_in_a_loop() {
     assert_eq!(run.status.code(), Some(1), "{}", text(&run));
 }
 
+/// Two devices, both running lines `new server` printed: the device-server
+/// loop on one and the client block on the other (MicroPython to
+/// MicroPython, no devtls in between). The client reads one line and
+/// closes, which ends the server's `read()`; before, both called `read()`,
+/// which waits for the end of the stream, and the two devices waited for
+/// each other until the test's timeout. The client's wrong anchor is the negative
+/// control.
+#[test]
+fn a_device_client_and_a_device_server_from_the_printed_lines_talk() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (printed, _) = guide_folder(d);
+    let server = mp::block_after(&printed, "On the device, as the TLS server:");
+    let client = mp::block_after(&printed, "On a client of the device");
+    let (_device, port, out) = device_server(d, &server, false);
+    let client_dir = d.join("client-board");
+    std::fs::create_dir_all(&client_dir).unwrap();
+    for f in ["server.der", "wrong.der"] {
+        std::fs::copy(d.join(f), client_dir.join(f)).unwrap();
+    }
+    let run = device_client(&client_dir, &client, port);
+    assert_said_hello(&run, "the device client of the device server");
+    device_read_hello(&out, "the device server");
+    // Negative control: the client board trusts another certificate.
+    std::fs::copy(d.join("wrong.der"), client_dir.join("server.der")).unwrap();
+    let run = device_client(&client_dir, &client, port);
+    mp::assert_refused_unsigned(&run, "a device client with another anchor");
+}
+
 /// `new server`'s client block (the device verifying the server) against
 /// `devtls serve` presenting server.der, over TLS and DTLS (the DTLS block
 /// answers the HelloVerifyRequest cookie); with the wrong certificate
