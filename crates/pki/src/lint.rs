@@ -1057,21 +1057,18 @@ fn match_keys(files: &[Inspection<'_>], out: &mut Vec<Finding>) {
             if mismatched.is_empty() {
                 continue;
             }
+            // The rule and its words are written once (rules::files).
+            let rule = crate::rules::files::key_mismatch(file.input.file, &mismatched.join(", "));
             out.push(finding(
                 Severity::Error,
                 "key-cert-mismatch",
                 file.input.file,
                 format!(
-                    "this key does not belong to the certificate{} given ({}); \
-                     signatures made with it do not verify against that certificate \
-                     (a handshake fails with {})",
-                    if mismatched.len() == 1 { "" } else { "s" },
-                    mismatched.join(", "),
+                    "{} (a handshake fails with {})",
+                    rule.why,
                     device_error::KEY_MISMATCH.printed()
                 ),
-                "give the key that was made with the certificate (same stem: \
-                 server.der with server.key.der)"
-                    .into(),
+                rule.fix,
             ));
         }
     }
