@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use devtls_net::failures::{FailureBudget, FAILURES_PER_SECOND};
+use devtls_net::failures::{Attempt, FailureBudget, FAILURES_PER_SECOND};
 
 /// Connections in their handshake at once, all addresses together.
 pub const MAX_HANDSHAKES: usize = 4096;
@@ -70,6 +70,7 @@ pub struct Admission {
 pub struct Ticket {
     admission: Arc<Admission>,
     ip: IpAddr,
+    attempt: Attempt,
 }
 
 impl Admission {
@@ -85,27 +86,32 @@ impl Admission {
 
     /// A place for a connection from `ip`, or why not.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refused> {
-        if self.failures.exhausted(ip) {
-            return Err(Refused::Failing);
-        }
+        let attempt = self.failures.begin(ip).ok_or(Refused::Failing)?;
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let (total, per) = &mut *counts;
-        if *total >= self.max {
-            return Err(Refused::Full(self.max));
+        let refused = if *total >= self.max {
+            Some(Refused::Full(self.max))
+        } else if per.get(&ip).is_some_and(|&n| n >= self.per_address) {
+            Some(Refused::Address(self.per_address))
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
+            drop(counts);
+            self.failures.end(attempt);
+            return Err(refused);
         }
-        let mine = per.entry(ip).or_insert(0);
-        if *mine >= self.per_address {
-            return Err(Refused::Address(self.per_address));
-        }
-        *mine += 1;
+        *per.entry(ip).or_insert(0) += 1;
         *total += 1;
         Ok(Ticket {
             admission: self.clone(),
             ip,
+            attempt,
         })
     }
 
-    /// Spends one of `ip`'s failed handshakes.
+    /// Spends one of `ip`'s failed handshakes (its ticket, dropped when the
+    /// handshake ended, gave back what was counted ahead for it).
     pub fn failed(&self, ip: IpAddr) {
         self.failures.failed(ip)
     }
@@ -131,6 +137,8 @@ impl Drop for Ticket {
                 per.remove(&self.ip);
             }
         }
+        drop(counts);
+        self.admission.failures.end(self.attempt);
     }
 }
 

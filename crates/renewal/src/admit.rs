@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use devtls_net::failures::FailureBudget;
+use devtls_net::failures::{Attempt, FailureBudget};
 use tokio::sync::Notify;
 
 /// The bounds.
@@ -111,6 +111,8 @@ pub struct Ticket {
     ip: IpAddr,
     evicted: Arc<Notify>,
     device: Mutex<Option<String>>,
+    /// Until the handshake ends: counted ahead against a failing address.
+    attempt: Mutex<Option<Attempt>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -133,9 +135,7 @@ impl Gate {
     /// Admits a connection from `ip`, evicting as the module says, or says
     /// why it is to be closed now.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refused> {
-        if self.failures.exhausted(ip) {
-            return Err(Refused::Failing);
-        }
+        let attempt = self.failures.begin(ip).ok_or(Refused::Failing)?;
         let mut s = lock(&self.state);
         let mine = s.addresses.get(&ip).map_or(0, BTreeSet::len);
         if mine >= self.limits.per_address {
@@ -144,7 +144,11 @@ impl Gate {
                 s.evict(key);
             }
         } else if s.open >= self.limits.max_connections {
-            let key = *s.unauthenticated.keys().next().ok_or(Refused::Busy)?;
+            let Some(&key) = s.unauthenticated.keys().next() else {
+                drop(s);
+                self.failures.end(attempt);
+                return Err(Refused::Busy);
+            };
             s.evict(key);
         }
         s.open += 1;
@@ -159,13 +163,8 @@ impl Gate {
             ip,
             evicted,
             device: Mutex::new(None),
+            attempt: Mutex::new(Some(attempt)),
         })
-    }
-
-    /// A connection from `ip` failed its TLS handshake: spends one of the
-    /// address's failures.
-    pub fn failed(&self, ip: IpAddr) {
-        self.failures.failed(ip)
     }
 
     /// Open connections now.
@@ -192,6 +191,20 @@ impl Ticket {
         }
     }
 
+    /// The handshake failed (garbage, a stall, an abort, a refused
+    /// certificate): spends one of the address's failures.
+    pub fn failed(&self) {
+        self.gate.failures.failed(self.ip);
+        self.handshake_ended();
+    }
+
+    /// Gives back what the failure budget counted ahead for this handshake.
+    fn handshake_ended(&self) {
+        if let Some(attempt) = lock(&self.attempt).take() {
+            self.gate.failures.end(attempt);
+        }
+    }
+
     /// The client sent its first bytes: the handshake starts.
     pub fn handshaking(&self) {
         self.leave(&mut lock(&self.gate.state), Some(Stage::Handshaking));
@@ -207,6 +220,7 @@ impl Ticket {
     /// that certificate already has `per_address` authenticated connections
     /// open (the caller answers 503).
     pub fn authenticated(&self, device: String) -> bool {
+        self.handshake_ended();
         let mut s = lock(&self.gate.state);
         self.leave(&mut s, None);
         let open = s.devices.entry(device.clone()).or_insert(0);
@@ -221,6 +235,7 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        self.handshake_ended();
         let mut s = lock(&self.gate.state);
         s.open -= 1;
         self.leave(&mut s, None);
@@ -324,8 +339,7 @@ mod tests {
         });
         let burst = devtls_net::failures::FAILURE_BURST as usize;
         for _ in 0..burst {
-            drop(gate.admit(ip(3)).expect("within the budget"));
-            gate.failed(ip(3));
+            gate.admit(ip(3)).expect("within the budget").failed();
         }
         assert_eq!(gate.admit(ip(3)).err(), Some(Refused::Failing));
         assert_eq!(gate.open(), 0, "nothing held for it");

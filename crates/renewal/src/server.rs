@@ -236,13 +236,12 @@ pub async fn serve(
         let service = service.clone();
         let on_served = on_served.clone();
         let opts = opts.clone();
-        let gate = gate.clone();
         tokio::spawn(async move {
             let served = match handshake(tcp, peer, &ticket, acceptor, opts.timeout).await {
                 Ok(stream) => connection(stream, peer, &ticket, service.clone(), &opts).await,
                 Err(failed) => {
                     if failed.spends_budget {
-                        gate.failed(peer.ip());
+                        ticket.failed();
                     }
                     failed.served
                 }
