@@ -1,7 +1,7 @@
 //! `devtls fleet serve` while something else holds the device (a `fleet
-//! rotate` in progress, an issuer killed mid-way) and while an address
-//! fails TLS handshakes in a loop (issue 27). docs/hardening.md ("fleet
-//! serve") points here.
+//! rotate` in progress, an issuer killed mid-way, its own connections, a
+//! deleted pending key) and while an address fails TLS handshakes in a loop
+//! (issue 27). docs/hardening.md ("fleet serve") points here.
 
 use super::*;
 
@@ -229,4 +229,66 @@ fn an_address_failing_handshakes_in_a_loop_is_closed_at_accept_and_devices_keep_
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(counted.as_u64().is_some_and(|n| n >= 20), "{counted}");
+}
+
+/// One device certificate holding `--max-per-address` connections (its
+/// handshakes done, no request sent) gets 503 `busy` with `Retry-After`
+/// on one more; once it lets one go, it is answered again.
+#[test]
+fn one_certificate_holds_at_most_its_connections_then_503() {
+    let (_tmp, ca, old, _server, port) = fleet_served(1, &["--max-per-address", "2"]);
+    let held: Vec<_> = (0..2).map(|_| handshake(port, &ca, &old)).collect();
+    let a = keygen(port, &ca, &old).unwrap();
+    assert_eq!(
+        (
+            a.status,
+            a.header("x-devtls-status"),
+            a.header("retry-after")
+        ),
+        (503, "busy", "5"),
+        "{a:?}"
+    );
+    drop(held);
+    // The service sees the held connections close (bounded: 50 tries).
+    let mut a = keygen(port, &ca, &old).unwrap();
+    for _ in 0..50 {
+        if a.status != 503 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        a = keygen(port, &ca, &old).unwrap();
+    }
+    assert_eq!(
+        (a.status, a.header("x-devtls-status")),
+        (204, "current"),
+        "{a:?}"
+    );
+}
+
+/// A local user who deletes a pending renewal's key file (the fleet folder
+/// is theirs): the device asking again cannot be sent that key, nor be
+/// given a second certificate: 409 `pending`; nothing else is issued.
+#[test]
+fn a_deleted_pending_key_leaves_the_device_refused_pending() {
+    let (tmp, ca, old, _server, port) = fleet_served(1, &["--renew-after", "0"]);
+    let dir = tmp.path();
+    keygen(port, &ca, &old).unwrap().devtls();
+    let keys: Vec<_> = fs::read_dir(dir.join("fleet/renewal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    fs::remove_file(&keys[0]).unwrap();
+    let a = keygen(port, &ca, &old).unwrap();
+    assert_eq!(
+        (a.status, a.header("x-devtls-status")),
+        (409, "pending"),
+        "{a:?}"
+    );
+    let counts = statuses(dir);
+    assert_eq!(
+        (counts.get("active"), counts.get("pending"), counts.len()),
+        (Some(&1), Some(&1), 2),
+        "{counts:?}"
+    );
 }
