@@ -12,6 +12,24 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use devtls_fleet::store::{NewCert, Reserved};
 use devtls_fleet::{renewal, Fleet};
 
+/// 503 `busy` with `Retry-After: 5`.
+fn assert_busy(a: &Answer) {
+    let got = (
+        a.status,
+        a.header("x-devtls-status"),
+        a.header("retry-after"),
+    );
+    assert_eq!(got, (503, "busy", "5"), "{a:?}");
+}
+
+/// The inventory holds the device's active certificate and one pending
+/// row, nothing else: nothing more was issued.
+fn assert_one_active_one_pending(dir: &Path) {
+    let counts = statuses(dir);
+    let got = (counts.get("active"), counts.get("pending"), counts.len());
+    assert_eq!(got, (Some(&1), Some(&1), 2), "{counts:?}");
+}
+
 /// A `fleet rotate` of `device` in progress, taken the way the issuer
 /// takes it (crates/fleet/src/issue.rs, `Session::start` and step 2): the
 /// owner token marked alive, its lock file `.work/TOKEN.lock` locked, and
@@ -65,24 +83,11 @@ fn a_renewal_during_a_rotation_is_told_busy_and_a_dead_issuer_does_not_keep_it_b
 
     for _ in 0..2 {
         let a = keygen(port, &ca, &old).unwrap();
-        assert_eq!(
-            (
-                a.status,
-                a.header("x-devtls-status"),
-                a.header("retry-after")
-            ),
-            (503, "busy", "5"),
-            "{a:?}"
-        );
+        assert_busy(&a);
     }
     // `fleet export` opens the fleet (and runs recovery): the live issuer's
     // row stays, and the service issued nothing.
-    let counts = statuses(dir);
-    assert_eq!(
-        (counts.get("active"), counts.get("pending"), counts.len()),
-        (Some(&1), Some(&1), 2),
-        "{counts:?}"
-    );
+    assert_one_active_one_pending(dir);
     assert!(rows_by_serial(dir).contains_key(&issuer_serial));
 
     // The issuer dies (its certificate never reached devices/cam-1). No
@@ -239,15 +244,7 @@ fn one_certificate_holds_at_most_its_connections_then_503() {
     let (_tmp, ca, old, _server, port) = fleet_served(1, &["--max-per-address", "2"]);
     let held: Vec<_> = (0..2).map(|_| handshake(port, &ca, &old)).collect();
     let a = keygen(port, &ca, &old).unwrap();
-    assert_eq!(
-        (
-            a.status,
-            a.header("x-devtls-status"),
-            a.header("retry-after")
-        ),
-        (503, "busy", "5"),
-        "{a:?}"
-    );
+    assert_busy(&a);
     drop(held);
     // The service sees the held connections close (bounded: 50 tries).
     let mut a = keygen(port, &ca, &old).unwrap();
@@ -285,10 +282,5 @@ fn a_deleted_pending_key_leaves_the_device_refused_pending() {
         (409, "pending"),
         "{a:?}"
     );
-    let counts = statuses(dir);
-    assert_eq!(
-        (counts.get("active"), counts.get("pending"), counts.len()),
-        (Some(&1), Some(&1), 2),
-        "{counts:?}"
-    );
+    assert_one_active_one_pending(dir);
 }
