@@ -7,7 +7,9 @@
 # service, while an attacker (crates/renewal/examples/serve_attack.rs)
 # holds 5,000 connections that send nothing (from 50 loopback addresses,
 # reopened when closed), opens up to 1,000 TLS handshakes a second without a
-# client certificate (refused) and has one enrolled device ask for renewals
+# client certificate (refused by TLS, or closed at accept once the address's
+# failure budget is spent: `fleet status` below counts refused-tls and
+# refused-failing) and has one enrolled device ask for renewals
 # on 8 connections without pause. Everything runs on this machine: the
 # attacker takes its share of the cores.
 #
@@ -72,7 +74,7 @@ printf '%-48s %10s   (%s renewals in %ss, p50 %s ms, p99 %s ms, %s failed)\n' \
   "legitimate renewals/s under attack" "$RATE1" "$OK1" "$T1" "$P50_1" "$P99_1" "$FAIL1"
 printf '%-48s %10s   (goal >= 0.8)\n' "ratio under attack / unattacked" "$RATIO"
 printf '%-48s %10s\n' "legitimate failures under attack (goal 0)" "$FAIL1"
-printf '%-48s %10s\n' "attack: refused handshakes made" "$REFUSED"
+printf '%-48s %10s\n' "attack: failing handshakes tried" "$REFUSED"
 printf '%-48s %10s\n' "attack: answers to the hammering device" "$HAMMERED"
 printf '%-48s %10s\n' "fleet serve peak resident memory (KiB)" "$PEAK"
 (cd "$WORK" && ./devtls fleet status | sed -n '/Renewal service/,$p')

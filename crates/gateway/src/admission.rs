@@ -8,16 +8,17 @@
 //! (relayed or failed) or times out (the route's `connect_timeout`).
 //!
 //! An address whose handshakes keep failing (garbage, stalls, clients that
-//! abort after the gateway's key exchange and signature) gets a budget:
-//! [`FAILURES_PER_SECOND`] with a burst of [`FAILURE_BURST`]. Past it,
-//! its connections are closed at accept, before any TLS work, until the
-//! budget refills; clients whose handshakes succeed never spend it. The
-//! values are set by measurement: docs/gateway.md, "Under attack".
+//! abort after the gateway's key exchange and signature) gets the budget
+//! of [`devtls_net::failures`] (shared with `fleet serve`). Past it, its
+//! connections are closed at accept, before any TLS work, until the budget
+//! refills; clients whose handshakes succeed never spend it. The values
+//! are set by measurement: docs/gateway.md, "Under attack".
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+
+use devtls_net::failures::{Attempt, FailureBudget, FAILURES_PER_SECOND};
 
 /// Connections in their handshake at once, all addresses together.
 pub const MAX_HANDSHAKES: usize = 4096;
@@ -26,16 +27,6 @@ pub const MAX_HANDSHAKES: usize = 4096;
 /// a fleet behind one NAT address reconnecting at once (the gateway test
 /// sends 700 well-behaved handshakes from one address at the same time).
 pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 1024;
-
-/// Failed handshakes one address may have per second, on average.
-pub const FAILURES_PER_SECOND: f64 = 10.0;
-
-/// Failed handshakes one address may have in a burst.
-pub const FAILURE_BURST: f64 = 50.0;
-
-/// Addresses whose failure budget is tracked; past this, the ones whose
-/// budget is full again are forgotten.
-const TRACKED: usize = 65_536;
 
 /// Why a connection was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,21 +62,7 @@ pub struct Admission {
     max: usize,
     per_address: usize,
     counts: Mutex<(usize, HashMap<IpAddr, usize>)>,
-    failures: Mutex<HashMap<IpAddr, Budget>>,
-}
-
-/// A token bucket of failed handshakes.
-#[derive(Debug, Clone, Copy)]
-struct Budget {
-    left: f64,
-    at: Instant,
-}
-
-impl Budget {
-    fn now(self, now: Instant) -> f64 {
-        let refill = now.duration_since(self.at).as_secs_f64() * FAILURES_PER_SECOND;
-        (self.left + refill).min(FAILURE_BURST)
-    }
+    failures: FailureBudget,
 }
 
 /// A place in the handshake phase, given back when dropped.
@@ -93,6 +70,7 @@ impl Budget {
 pub struct Ticket {
     admission: Arc<Admission>,
     ip: IpAddr,
+    attempt: Attempt,
 }
 
 impl Admission {
@@ -102,53 +80,40 @@ impl Admission {
             max,
             per_address,
             counts: Mutex::new((0, HashMap::new())),
-            failures: Mutex::new(HashMap::new()),
+            failures: FailureBudget::new(),
         })
     }
 
     /// A place for a connection from `ip`, or why not.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refused> {
-        let failing = self
-            .failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&ip)
-            .is_some_and(|b| b.now(Instant::now()) < 1.0);
-        if failing {
-            return Err(Refused::Failing);
-        }
+        let attempt = self.failures.begin(ip).ok_or(Refused::Failing)?;
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let (total, per) = &mut *counts;
-        if *total >= self.max {
-            return Err(Refused::Full(self.max));
+        let refused = if *total >= self.max {
+            Some(Refused::Full(self.max))
+        } else if per.get(&ip).is_some_and(|&n| n >= self.per_address) {
+            Some(Refused::Address(self.per_address))
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
+            drop(counts);
+            self.failures.end(attempt);
+            return Err(refused);
         }
-        let mine = per.entry(ip).or_insert(0);
-        if *mine >= self.per_address {
-            return Err(Refused::Address(self.per_address));
-        }
-        *mine += 1;
+        *per.entry(ip).or_insert(0) += 1;
         *total += 1;
         Ok(Ticket {
             admission: self.clone(),
             ip,
+            attempt,
         })
     }
 
-    /// Spends one of `ip`'s failed handshakes.
+    /// Spends one of `ip`'s failed handshakes (its ticket, dropped when the
+    /// handshake ended, gave back what was counted ahead for it).
     pub fn failed(&self, ip: IpAddr) {
-        let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if failures.len() >= TRACKED {
-            failures.retain(|_, b| b.now(now) < FAILURE_BURST);
-        }
-        let budget = failures.entry(ip).or_insert(Budget {
-            left: FAILURE_BURST,
-            at: now,
-        });
-        *budget = Budget {
-            left: (budget.now(now) - 1.0).max(0.0),
-            at: now,
-        };
+        self.failures.failed(ip)
     }
 
     /// Connections in their handshake now (all addresses).
@@ -172,12 +137,15 @@ impl Drop for Ticket {
                 per.remove(&self.ip);
             }
         }
+        drop(counts);
+        self.admission.failures.end(self.attempt);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use devtls_net::failures::FAILURE_BURST;
 
     #[test]
     fn one_address_cannot_take_every_place_and_places_come_back() {

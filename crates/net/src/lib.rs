@@ -22,6 +22,8 @@
 //!   socket-free state machine deciding what the device does.
 //! - [`examine`]: the device's verdict on a server (doctor), on [`hello`].
 //! - [`fetch`]: a server's chain and issuer certificates (anchor).
+//! - [`failures`]: the per-address budget of failed handshakes the
+//!   network services (`gateway`, `fleet serve`) share.
 //!
 //! ## Adding a transport
 //!
@@ -86,6 +88,7 @@ pub mod diagnose;
 pub mod doctor;
 pub mod dtls;
 pub mod examine;
+pub mod failures;
 pub mod fetch;
 pub mod hello;
 pub mod record;

@@ -4,7 +4,8 @@
 //! - 5,000 connections that send nothing, from 50 addresses 127.0.1.1-50
 //!   (each reopened 1 s after the service closes it);
 //! - up to 1,000 TLS handshakes per second without a client certificate
-//!   (refused), from 127.0.0.3;
+//!   (refused, or closed at accept once 127.0.0.3's budget of failed
+//!   handshakes is spent), from 127.0.0.3;
 //! - one enrolled device (the fleet's first) asking for renewals on 8
 //!   connections at once, without pause, from 127.0.0.4.
 //!

@@ -11,7 +11,11 @@
 //!   nothing yet first), and is closed at once when every open connection
 //!   is authenticated;
 //! - one client certificate holds at most `per_address` authenticated
-//!   connections at once (more are answered 503 with `Retry-After`).
+//!   connections at once (more are answered 503 with `Retry-After`);
+//! - an address whose TLS handshakes keep failing has its connections
+//!   closed at once once its budget of failures is spent (the gateway's
+//!   mechanism, [`devtls_net::failures`]); a device whose handshakes
+//!   succeed never spends it.
 //!
 //! Authenticated connections (a completed mutual-TLS handshake) are never
 //! evicted.
@@ -20,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use devtls_net::failures::{Attempt, FailureBudget};
 use tokio::sync::Notify;
 
 /// The bounds.
@@ -47,6 +52,26 @@ type Key = (Stage, u64);
 pub struct Gate {
     limits: Limits,
     state: Mutex<State>,
+    failures: FailureBudget,
+}
+
+/// Why a connection was closed at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Every place is held by an authenticated connection.
+    Busy,
+    /// The address used up its budget of failed handshakes.
+    Failing,
+}
+
+impl Refused {
+    /// The outcome counted for it (`fleet status`).
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Refused::Busy => "refused-busy",
+            Refused::Failing => "refused-failing",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -86,6 +111,8 @@ pub struct Ticket {
     ip: IpAddr,
     evicted: Arc<Notify>,
     device: Mutex<Option<String>>,
+    /// Until the handshake ends: counted ahead against a failing address.
+    attempt: Mutex<Option<Attempt>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,12 +128,14 @@ impl Gate {
                 per_address: limits.per_address.max(1),
             },
             state: Mutex::default(),
+            failures: FailureBudget::new(),
         })
     }
 
-    /// Admits a connection from `ip`, evicting as the module says; `None`:
-    /// close it now (every place is held by an authenticated connection).
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Ticket> {
+    /// Admits a connection from `ip`, evicting as the module says, or says
+    /// why it is to be closed now.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refused> {
+        let attempt = self.failures.begin(ip).ok_or(Refused::Failing)?;
         let mut s = lock(&self.state);
         let mine = s.addresses.get(&ip).map_or(0, BTreeSet::len);
         if mine >= self.limits.per_address {
@@ -115,7 +144,11 @@ impl Gate {
                 s.evict(key);
             }
         } else if s.open >= self.limits.max_connections {
-            let key = *s.unauthenticated.keys().next()?;
+            let Some(&key) = s.unauthenticated.keys().next() else {
+                drop(s);
+                self.failures.end(attempt);
+                return Err(Refused::Busy);
+            };
             s.evict(key);
         }
         s.open += 1;
@@ -124,12 +157,13 @@ impl Gate {
         let evicted = Arc::new(Notify::new());
         s.unauthenticated.insert(key, (ip, evicted.clone()));
         s.addresses.entry(ip).or_default().insert(key);
-        Some(Ticket {
+        Ok(Ticket {
             gate: self.clone(),
             key: Mutex::new(Some(key)),
             ip,
             evicted,
             device: Mutex::new(None),
+            attempt: Mutex::new(Some(attempt)),
         })
     }
 
@@ -157,6 +191,20 @@ impl Ticket {
         }
     }
 
+    /// The handshake failed (garbage, a stall, an abort, a refused
+    /// certificate): spends one of the address's failures.
+    pub fn failed(&self) {
+        self.gate.failures.failed(self.ip);
+        self.handshake_ended();
+    }
+
+    /// Gives back what the failure budget counted ahead for this handshake.
+    fn handshake_ended(&self) {
+        if let Some(attempt) = lock(&self.attempt).take() {
+            self.gate.failures.end(attempt);
+        }
+    }
+
     /// The client sent its first bytes: the handshake starts.
     pub fn handshaking(&self) {
         self.leave(&mut lock(&self.gate.state), Some(Stage::Handshaking));
@@ -172,6 +220,7 @@ impl Ticket {
     /// that certificate already has `per_address` authenticated connections
     /// open (the caller answers 503).
     pub fn authenticated(&self, device: String) -> bool {
+        self.handshake_ended();
         let mut s = lock(&self.gate.state);
         self.leave(&mut s, None);
         let open = s.devices.entry(device.clone()).or_insert(0);
@@ -186,6 +235,7 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        self.handshake_ended();
         let mut s = lock(&self.gate.state);
         s.open -= 1;
         self.leave(&mut s, None);
@@ -231,10 +281,10 @@ mod tests {
         assert_eq!(gate.open(), 2);
         assert!(newcomer.authenticated("2".into()));
         // Everything open is authenticated: a newcomer is closed at once.
-        assert!(gate.admit(ip(3)).is_none());
+        assert_eq!(gate.admit(ip(3)).err(), Some(Refused::Busy));
         assert!(!told_to_go(&device).await);
         drop(device);
-        assert!(gate.admit(ip(3)).is_some());
+        assert!(gate.admit(ip(3)).is_ok());
     }
 
     #[tokio::test]
@@ -279,5 +329,24 @@ mod tests {
         drop((b, c));
         let s = lock(&gate.state);
         assert!(s.devices.is_empty() && s.unauthenticated.is_empty() && s.open == 0);
+    }
+
+    #[tokio::test]
+    async fn an_address_whose_handshakes_keep_failing_is_closed_at_accept() {
+        let gate = Gate::new(Limits {
+            max_connections: 100,
+            per_address: 100,
+        });
+        let burst = devtls_net::failures::FAILURE_BURST as usize;
+        for _ in 0..burst {
+            gate.admit(ip(3)).expect("within the budget").failed();
+        }
+        assert_eq!(gate.admit(ip(3)).err(), Some(Refused::Failing));
+        assert_eq!(gate.open(), 0, "nothing held for it");
+        // A device on another address, whose handshakes succeed, is not touched.
+        for n in 0..1000 {
+            let t = gate.admit(ip(1)).expect("never refused");
+            assert!(t.authenticated(format!("{n}")));
+        }
     }
 }

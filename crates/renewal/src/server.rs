@@ -189,7 +189,8 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 }
 
 /// Serves until the process ends, calling `on_served` once per connection.
-/// Every connection is admitted by [`crate::admit::Gate`] before any TLS work.
+/// Every connection is admitted by [`crate::admit::Gate`] before any TLS
+/// work; a failed handshake spends its address's failure budget there.
 pub async fn serve(
     listener: TcpListener,
     config: Arc<ServerConfig>,
@@ -220,17 +221,31 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some(ticket) = gate.admit(peer.ip()) else {
-            // Every place is held by an authenticated device: closed at once.
-            service.note("refused-busy");
-            continue;
+        let ticket = match gate.admit(peer.ip()) {
+            Ok(ticket) => ticket,
+            Err(refused) => {
+                // Every place is held by an authenticated device, or the
+                // address keeps failing its handshakes: closed at once,
+                // before a byte is read or a task made.
+                drop(tcp);
+                service.note(refused.outcome());
+                continue;
+            }
         };
         let acceptor = acceptor.clone();
         let service = service.clone();
         let on_served = on_served.clone();
         let opts = opts.clone();
         tokio::spawn(async move {
-            let served = connection(tcp, peer, &ticket, acceptor, service.clone(), &opts).await;
+            let served = match handshake(tcp, peer, &ticket, acceptor, opts.timeout).await {
+                Ok(stream) => connection(stream, peer, &ticket, service.clone(), &opts).await,
+                Err(failed) => {
+                    if failed.spends_budget {
+                        ticket.failed();
+                    }
+                    failed.served
+                }
+            };
             drop(ticket);
             if matches!(served, Served::Failed(_, _, true)) {
                 service.note("refused-tls");
@@ -240,13 +255,31 @@ pub async fn serve(
     }
 }
 
+/// A handshake that did not complete.
+struct NoHandshake {
+    served: Served,
+    /// The client failed it (garbage, a stall, an abort, a refused
+    /// certificate): spends its address's failure budget. An eviction is
+    /// the service's decision, not the client's failure.
+    spends_budget: bool,
+}
+
+impl NoHandshake {
+    fn failed(served: Served) -> NoHandshake {
+        NoHandshake {
+            served,
+            spends_budget: true,
+        }
+    }
+}
+
 async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
     ticket: &Ticket,
     acceptor: TlsAcceptor,
     timeout: Duration,
-) -> Result<tokio_rustls::server::TlsStream<TcpStream>, Served> {
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, NoHandshake> {
     let _ = tcp.set_nodelay(true);
     let work = async {
         // Nothing is read before the client has sent something: until then
@@ -257,17 +290,25 @@ async fn handshake(
     };
     let done = tokio::select! {
         _ = ticket.evicted() => {
-            return Err(Served::Failed(
-                peer,
-                "evicted: the service was full and this connection had not finished its handshake"
-                    .into(),
-                false,
-            ))
+            return Err(NoHandshake {
+                served: Served::Failed(
+                    peer,
+                    "evicted: the service was full and this connection had not finished \
+                     its handshake"
+                        .into(),
+                    false,
+                ),
+                spends_budget: false,
+            })
         }
         done = tokio::time::timeout(timeout, work) => done,
     };
     match done {
-        Err(_) => Err(Served::Failed(peer, "handshake timed out".into(), false)),
+        Err(_) => Err(NoHandshake::failed(Served::Failed(
+            peer,
+            "handshake timed out".into(),
+            false,
+        ))),
         Ok(Err(e)) => {
             let refused = e
                 .get_ref()
@@ -279,24 +320,24 @@ async fn handshake(
                             | rustls::Error::NoCertificatesPresented
                     )
                 });
-            Err(Served::Failed(peer, format!("handshake: {e}"), refused))
+            Err(NoHandshake::failed(Served::Failed(
+                peer,
+                format!("handshake: {e}"),
+                refused,
+            )))
         }
         Ok(Ok(s)) => Ok(s),
     }
 }
 
+/// One request on an established connection.
 async fn connection(
-    tcp: TcpStream,
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
     peer: SocketAddr,
     ticket: &Ticket,
-    acceptor: TlsAcceptor,
     service: Arc<Service>,
     opts: &Options,
 ) -> Served {
-    let stream = match handshake(tcp, peer, ticket, acceptor, opts.timeout).await {
-        Ok(s) => s,
-        Err(served) => return served,
-    };
     let leaf = match stream
         .get_ref()
         .1

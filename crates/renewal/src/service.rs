@@ -334,7 +334,8 @@ impl Service {
             None
         };
         let wanted_spki = csr.as_ref().map(|(_, c)| c.spki_sha256.as_str());
-        // Two tries: a second request of the same device may record first.
+        // Two tries: a second request of the same device may record first,
+        // or a dead issuer's row is in the way until recovery settles it.
         for _ in 0..2 {
             {
                 let fleet = self.fleet();
@@ -396,7 +397,7 @@ impl Service {
                 spki_sha256: wanted_spki,
                 old_becomes: self.policy.old_becomes(),
             };
-            let fleet = self.fleet();
+            let mut fleet = self.fleet();
             match renewal::record(&fleet, &new)? {
                 Recorded::Done(id) => {
                     event.outcome = "issued".into();
@@ -413,7 +414,16 @@ impl Service {
                         _ => Issued::Refused(Refusal::Superseded),
                     });
                 }
-                Recorded::Raced => continue,
+                Recorded::Raced => {
+                    // Something else is pending for the device: another of
+                    // its requests (found by `pending_for` on the next try),
+                    // or a `fleet issue`/`rotate` row. That issuer may have
+                    // died since the service opened the fleet: its row is
+                    // settled as every fleet command settles it when it
+                    // opens the fleet; a live issuer's row stays, and the
+                    // device is told to come back (docs/renewal.md).
+                    devtls_fleet::recover::run(&mut fleet)?;
+                }
             }
         }
         Ok(Issued::Busy)
@@ -450,7 +460,7 @@ pub fn busy() -> Response {
     text(
         503,
         "busy",
-        "busy: other requests of this device are being answered; retry later",
+        "busy: another request of this device, or an issuance of it, is in progress; retry later",
     )
     .with("Retry-After", &crate::server::RETRY_AFTER.to_string())
 }

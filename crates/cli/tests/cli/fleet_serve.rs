@@ -24,6 +24,7 @@ use serde_json::Value;
 use support::fleet::{export, field};
 use support::{free_tcp_port, ok_in, openssl_ok, require, text, wait_for_tcp, Peer};
 
+mod attack;
 mod hostile;
 
 const KEYGEN: &str = "/.well-known/est/serverkeygen";
