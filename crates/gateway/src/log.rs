@@ -10,7 +10,6 @@
 //! device's multi-line `ValueError` text, a file name). JSON records are
 //! escaped by the serializer. docs/hardening.md, "Gateway".
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -138,10 +137,10 @@ impl Logger {
     }
 }
 
+/// Queued, never waited for: a reader that stops reading cannot stop the
+/// gateway (devtls_net::log_out).
 fn write_line(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(format!("{line}\n").as_bytes());
-    let _ = out.flush();
+    devtls_net::log_out::stdout().line(line.to_string());
 }
 
 /// The text form: `CLIENT sni=NAME route=ROUTE -> UPSTREAM VERDICT up=N down=N MS`.

@@ -91,6 +91,7 @@ pub mod examine;
 pub mod failures;
 pub mod fetch;
 pub mod hello;
+pub mod log_out;
 pub mod record;
 pub mod report;
 pub mod restrict;

@@ -544,6 +544,32 @@ fn a_thousand_connections_with_stalls_and_garbage_and_memory_returns_to_baseline
     eprintln!("gateway RSS: {baseline} KiB before, {after} KiB after 1,000 connections");
 }
 
+/// A log reader that stops reading does not stop the gateway: its
+/// standard output is a pipe nobody reads, and a thousand relayed
+/// connections (each a `--json` line, several times what the pipe holds)
+/// all get their answer. Before, the gateway's tasks waited on the full
+/// pipe, and every client with them (`devtls_net::log_out`).
+#[test]
+fn a_log_nobody_reads_does_not_stop_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    public_chain(d, "gw", &["gw.test"]);
+    device_files(d, "openmv");
+    let device = devtls_device(d, "openmv", "ok\n", &[]);
+    let port = support::free_tcp_port();
+    let mut args = one_route(device.port, "openmv");
+    args[1] = format!("127.0.0.1:{port}");
+    let mut cmd = devtls();
+    cmd.arg("gateway").arg("--json").args(&args).current_dir(d);
+    let _gateway = support::Peer::spawn("devtls gateway", &mut cmd);
+    support::wait_for_tcp(port, WAIT);
+    let config = gw::client_config(&d.join("root.pem"));
+    for i in 0..1000 {
+        let answer = tls_exchange(&config, port, "gw.test", b"hi\n");
+        assert_eq!(answer.ok().as_deref(), Some(&b"ok\n"[..]), "connection {i}");
+    }
+}
+
 #[test]
 fn print_config_nginx_is_accepted_by_nginx() {
     need("nginx", "nginx libnginx-mod-stream");

@@ -219,12 +219,11 @@ fn own_cert_line(event: &own_cert::Event) {
     }
 }
 
-/// One line per connection, on stdout. Every field that comes from a peer
+/// One line per connection, on stdout (queued: devtls_net::log_out). Every field that comes from a peer
 /// (a CSR's names, an error's text) is escaped with `log_field`, in JSON too
 /// (JSON escapes control characters but not bidi overrides or U+2028).
 fn log_line(served: &Served, json: bool) {
     use devtls_pki::names::log_field;
-    use std::io::Write;
     let esc = |s: &str| log_field(s).into_owned();
     let line = match (served, json) {
         (Served::Answered(peer, e), true) => {
@@ -265,7 +264,7 @@ fn log_line(served: &Served, json: bool) {
             esc(why)
         ),
     };
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    // Queued, never waited for: a reader that stops reading cannot stop
+    // the service (devtls_net::log_out).
+    devtls_net::log_out::stdout().line(line);
 }

@@ -284,3 +284,27 @@ fn a_deleted_pending_key_leaves_the_device_refused_pending() {
     );
     assert_one_active_one_pending(dir);
 }
+
+/// A log reader that stops reading (a paused pager, a stalled log shipper,
+/// or an attacker making log lines faster than they are read) does not
+/// stop the service: its standard output is a pipe nobody reads, and a
+/// thousand requests (each a `--json` log line, four times what the pipe
+/// holds) are all answered; once the log is read again every line is
+/// there (the queue held them; past its bound lines are dropped and said:
+/// `devtls_net::log_out`'s tests). Before, the service's tasks waited on
+/// the full pipe, and every device with them.
+#[test]
+fn a_log_nobody_reads_does_not_stop_the_service() {
+    let (_tmp, ca, old, mut server, port) = fleet_served(1, &["--json"]);
+    for i in 0..1000 {
+        let a = keygen(port, &ca, &old).unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(a.status, 204, "request {i}: {a:?}");
+    }
+    let lines = support::net::stdout_lines(&mut server);
+    // Every answer's line (the others: the start-up probe's connection).
+    let logged = std::iter::from_fn(|| lines.recv_timeout(Duration::from_secs(30)).ok())
+        .filter(|l| l.contains("\"current\""))
+        .take(1000)
+        .count();
+    assert_eq!(logged, 1000);
+}
