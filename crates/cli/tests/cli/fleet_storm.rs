@@ -173,4 +173,25 @@ fn two_hundred_devices_renew_once_through_two_services_one_killed_on_postgres() 
     assert!(ok, "{text}");
     assert_eq!(listed.len() as u64, DEVICES, "{text}");
     assert_eq!(report.renewed() as u64, DEVICES);
+
+    // The checks see a broken end: one old certificate no longer revoked
+    // (the CRL lists a serial the inventory does not have revoked), and
+    // one device with a second renewal row.
+    backend.psql(
+        "UPDATE certs SET status = 'superseded' WHERE id = (SELECT MIN(id) FROM certs); \
+         INSERT INTO renewals (cert_id, device, old_id, cert_der, created_at) \
+         SELECT cert_id + 1000000, device, old_id, cert_der, created_at FROM renewals \
+         WHERE device = 'd-7'",
+    );
+    let broken = storm::Inventory::read(&psql, &url).unwrap();
+    let (text, ok) = storm::check(&report, &broken, &listed);
+    assert!(!ok, "{text}");
+    for want in [
+        "one active certificate each, the new one   FAILED (1 wrong)",
+        "exactly one renewal each (none twice)      FAILED (1 wrong)",
+        "CRL = the inventory's revoked serials      FAILED",
+        "d-7: 2 renewals recorded",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
 }
