@@ -61,7 +61,11 @@ fn main() {
         .arg(&crl)
         .output()
         .expect("devtls fleet crl");
-    assert!(out.status.success(), "fleet crl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "fleet crl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let inventory = storm::Inventory::read(&psql, &url).unwrap_or_else(|e| panic!("{e}"));
     let listed = storm::crl_serials(&crl).unwrap_or_else(|e| panic!("{e}"));
     let (text, ok) = storm::check(&report, &inventory, &listed);

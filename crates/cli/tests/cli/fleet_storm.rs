@@ -49,7 +49,14 @@ fn serve(dir: &Path, port: u16) -> Running {
         .unwrap();
     let child = support::devtls()
         .current_dir(dir)
-        .args(["fleet", "serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "fleet",
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
         .args(["--name", "127.0.0.1", "--renew-after", "0", "--revoke-old"])
         .args(["--max-per-address", &(CONCURRENCY * 2).to_string()])
         .stdout(log)
@@ -120,7 +127,9 @@ fn two_hundred_devices_renew_once_through_two_services_one_killed_on_postgres() 
     let count = DEVICES.to_string();
     ok_in(
         &one,
-        &["fleet", "issue", "--count", &count, "--prefix", "d-", "--days", "30", "--quiet"],
+        &[
+            "fleet", "issue", "--count", &count, "--prefix", "d-", "--days", "30", "--quiet",
+        ],
     );
     for f in ["ca.der", "ca.crt", "ca.key"] {
         fs::copy(one.join("fleet").join(f), two.join("fleet").join(f)).unwrap();
@@ -155,7 +164,7 @@ fn two_hundred_devices_renew_once_through_two_services_one_killed_on_postgres() 
     drop(restarted);
     println!("{}", report.summary());
     assert!(
-        at_kill >= DEVICES / 3 && at_kill < DEVICES,
+        (DEVICES / 3..DEVICES).contains(&at_kill),
         "the kill came mid-storm: {at_kill} renewed"
     );
     assert!(logged_before > 0, "the killed service had served the storm");

@@ -43,7 +43,11 @@ pub fn load_devices(fleet: &Path) -> std::io::Result<Vec<Device>> {
     for entry in std::fs::read_dir(fleet.join("devices"))? {
         let p = entry?.path();
         devices.push(Device {
-            id: p.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+            id: p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
             cert: std::fs::read(p.join("client.der"))?,
             key: std::fs::read(p.join("client.key.der"))?,
         });
@@ -121,7 +125,8 @@ struct Client {
 impl Client {
     fn exchange(&self, d: &Device, request: &str) -> Result<Answer, std::io::Error> {
         let err = |e: String| std::io::Error::other(e);
-        let profile = devtls_pki::profile::by_name("openmv").ok_or_else(|| err("no profile".into()))?;
+        let profile =
+            devtls_pki::profile::by_name("openmv").ok_or_else(|| err("no profile".into()))?;
         let config =
             rustls::ClientConfig::builder_with_provider(devtls_net::restrict::provider(profile))
                 .with_protocol_versions(&[&rustls::version::TLS12])
@@ -194,7 +199,12 @@ impl Client {
                 Ok(Next::Again(after, cause)) => (after, cause),
                 Err(e) => (None, format!("{:?}", e.kind())),
             };
-            *watch.causes.lock().unwrap().entry(cause.clone()).or_default() += 1;
+            *watch
+                .causes
+                .lock()
+                .unwrap()
+                .entry(cause.clone())
+                .or_default() += 1;
             last = cause;
             let base = wait.unwrap_or(2u64 << i.min(5)).min(60) as f64;
             std::thread::sleep(Duration::from_secs_f64(base * (1.0 + jitter())));
@@ -216,7 +226,12 @@ fn jitter() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn renew_one(client: &Client, cfg: &Config, d: &Device, watch: &Watch<'_>) -> Result<Vec<u8>, String> {
+fn renew_one(
+    client: &Client,
+    cfg: &Config,
+    d: &Device,
+    watch: &Watch<'_>,
+) -> Result<Vec<u8>, String> {
     let new = client.until(d, KEYGEN, cfg.tries, watch, |a| match a.status {
         200 => match devtls_renewal::encode::parse_devtls(&a.body) {
             Some((cert, key, _)) => Next::Done(Device {
@@ -229,12 +244,18 @@ fn renew_one(client: &Client, cfg: &Config, d: &Device, watch: &Watch<'_>) -> Re
         503 => Next::Again(a.retry_after, "503".into()),
         // The pending key is at another service (its own fleet folder).
         409 => Next::Again(None, "409".into()),
-        s => Next::Fail(format!("ask answered {s}: {}", String::from_utf8_lossy(&a.body))),
+        s => Next::Fail(format!(
+            "ask answered {s}: {}",
+            String::from_utf8_lossy(&a.body)
+        )),
     })?;
     client.until(&new, CACERTS, cfg.tries, watch, |a| match a.status {
         200 if a.body == cfg.ca => Next::Done(()),
         503 => Next::Again(a.retry_after, "503".into()),
-        s => Next::Fail(format!("confirmation answered {s}: {}", String::from_utf8_lossy(&a.body))),
+        s => Next::Fail(format!(
+            "confirmation answered {s}: {}",
+            String::from_utf8_lossy(&a.body)
+        )),
     })?;
     Ok(new.cert)
 }
@@ -242,7 +263,9 @@ fn renew_one(client: &Client, cfg: &Config, d: &Device, watch: &Watch<'_>) -> Re
 /// Renews every device once, `cfg.concurrency` at a time.
 pub fn run(cfg: &Config, devices: Vec<Device>, progress: &Progress) -> Report {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(cfg.ca.clone())).expect("the fleet CA");
+    roots
+        .add(CertificateDer::from(cfg.ca.clone()))
+        .expect("the fleet CA");
     let client = Client {
         addr: cfg.addr,
         name: ServerName::try_from(cfg.server_name.clone()).expect("a server name"),
@@ -304,10 +327,19 @@ impl Report {
     pub fn summary(&self) -> String {
         let mut req = self.request_times.clone();
         req.sort();
-        let mut ren: Vec<Duration> = self.outcomes.iter().filter(|o| o.new.is_ok()).map(|o| o.took).collect();
+        let mut ren: Vec<Duration> = self
+            .outcomes
+            .iter()
+            .filter(|o| o.new.is_ok())
+            .map(|o| o.took)
+            .collect();
         ren.sort();
         let secs = self.elapsed.as_secs_f64();
-        let causes: Vec<String> = self.retry_causes.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        let causes: Vec<String> = self
+            .retry_causes
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
         format!(
             "devices renewed          {} of {} in {secs:.1} s: {:.0} renewals/s\n\
              request latency          p50 {:.0} ms, p99 {:.0} ms ({} requests)\n\
@@ -340,7 +372,17 @@ impl Inventory {
     pub fn read(psql: &Path, url: &str) -> Result<Inventory, String> {
         let query = |sql: &str| -> Result<String, String> {
             let out = Command::new(psql)
-                .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
+                .args([
+                    "-X",
+                    "-q",
+                    "-t",
+                    "-A",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    url,
+                    "-c",
+                    sql,
+                ])
                 .output()
                 .map_err(|e| format!("{}: {e}", psql.display()))?;
             if !out.status.success() {
@@ -372,7 +414,10 @@ pub fn crl_serials(crl: &Path) -> Result<BTreeSet<String>, String> {
         .output()
         .map_err(|e| format!("openssl: {e}"))?;
     if !out.status.success() {
-        return Err(format!("openssl crl: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "openssl crl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -383,7 +428,11 @@ pub fn crl_serials(crl: &Path) -> Result<BTreeSet<String>, String> {
 
 fn norm_serial(s: &str) -> String {
     let s = s.trim_start_matches('0').to_ascii_lowercase();
-    if s.is_empty() { "0".into() } else { s }
+    if s.is_empty() {
+        "0".into()
+    } else {
+        s
+    }
 }
 
 /// Checks the storm's end against the inventory and the CRL: every device
@@ -409,7 +458,11 @@ pub fn check(report: &Report, inv: &Inventory, crl: &BTreeSet<String>) -> (Strin
     for o in &report.outcomes {
         let Ok(new) = &o.new else {
             lost += 1;
-            fail(format!("{}: not renewed: {}", o.id, o.new.as_ref().err().unwrap()));
+            fail(format!(
+                "{}: not renewed: {}",
+                o.id,
+                o.new.as_ref().err().unwrap()
+            ));
             continue;
         };
         let (old_h, new_h) = (
@@ -419,10 +472,17 @@ pub fn check(report: &Report, inv: &Inventory, crl: &BTreeSet<String>) -> (Strin
         let rows = by_device.remove(o.id.as_str()).unwrap_or_default();
         let status_of = |h: &str| rows.iter().find(|r| r[1] == h).map(|r| r[3].as_str());
         let active = rows.iter().filter(|r| r[3] == "active").count();
-        if rows.len() != 2 || active != 1 || status_of(&new_h) != Some("active") || status_of(&old_h) != Some("revoked") {
+        if rows.len() != 2
+            || active != 1
+            || status_of(&new_h) != Some("active")
+            || status_of(&old_h) != Some("revoked")
+        {
             wrong += 1;
             let got: Vec<String> = rows.iter().map(|r| format!("{} {}", r[2], r[3])).collect();
-            fail(format!("{}: inventory rows {got:?}, want the old revoked and the new active", o.id));
+            fail(format!(
+                "{}: inventory rows {got:?}, want the old revoked and the new active",
+                o.id
+            ));
         }
         let n = inv.renewals.get(&o.id).copied().unwrap_or(0);
         if n != 1 {
@@ -469,5 +529,8 @@ pub fn check(report: &Report, inv: &Inventory, crl: &BTreeSet<String>) -> (Strin
     for f in &failures {
         text.push_str(&format!("  {f}\n"));
     }
-    (text, failures.is_empty() && lost + wrong + twice + strays == 0 && crl_ok)
+    (
+        text,
+        failures.is_empty() && lost + wrong + twice + strays == 0 && crl_ok,
+    )
 }
