@@ -11,7 +11,7 @@
 use crate::support;
 
 #[path = "../../../renewal/examples/storm/mod.rs"]
-mod storm;
+pub(crate) mod storm;
 
 use std::fs;
 use std::path::{Path, PathBuf};

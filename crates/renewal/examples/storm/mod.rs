@@ -151,25 +151,15 @@ impl Client {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
             Err(e) => return Err(e),
         }
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| err("no HTTP head".into()))?;
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| err("no status".into()))?;
-        let retry_after = lines
-            .filter_map(|l| l.split_once(':'))
-            .find(|(n, _)| n.trim().eq_ignore_ascii_case("retry-after"))
-            .and_then(|(_, v)| v.trim().parse().ok());
+        let (status, headers, body) = split_answer(&raw).map_err(err)?;
+        let retry_after = headers
+            .iter()
+            .find(|(n, _)| n == "retry-after")
+            .and_then(|(_, v)| v.parse().ok());
         Ok(Answer {
             status,
             retry_after,
-            body: raw[split + 4..].to_vec(),
+            body: body.to_vec(),
         })
     }
 
@@ -211,6 +201,29 @@ impl Client {
         }
         Err(format!("gave up after {tries} tries (last: {last})"))
     }
+}
+
+/// An answer's headers: names in lower case, values trimmed.
+pub type Headers = Vec<(String, String)>;
+
+/// An HTTP/1.1 answer's status, headers and body.
+pub fn split_answer(raw: &[u8]) -> Result<(u16, Headers, &[u8]), String> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP head in {:?}", String::from_utf8_lossy(raw)))?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status")?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok((status, headers, &raw[split + 4..]))
 }
 
 struct Watch<'a> {
