@@ -74,8 +74,17 @@ fn nginx(dir: &Path, front: u16, ports: &[u16]) -> Running {
         .iter()
         .map(|d| Path::new(d).join("ngx_stream_module.so"))
         .find(|p| p.exists())
-        .map(|p| format!("load_module {};\n", p.display()))
-        .unwrap_or_default();
+        .map(|p| format!("load_module {};\n", p.display()));
+    let dynamic = Command::new("nginx")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stderr).contains("--with-stream=dynamic"));
+    if dynamic && module.is_none() {
+        support::require::fail(
+            "nginx's stream module is missing: apt-get install libnginx-mod-stream",
+        );
+    }
+    let module = module.unwrap_or_default();
     let prefix = dir.join("nginx");
     fs::create_dir_all(prefix.join("logs")).unwrap();
     let upstreams: String = ports
