@@ -34,19 +34,7 @@ if [ -z "${BENCH_NO_BUILD:-}" ]; then
 fi
 BIN=$RELEASE/devtls
 [ -x "$BIN" ] || { echo "error: $BIN is missing: build without BENCH_NO_BUILD" >&2; exit 2; }
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -x "$PGBIN/initdb" ] || { echo "error: PostgreSQL is not installed (apt-get install postgresql)" >&2; exit 2; }
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-
-PGPORT=$(free_port)
-mkdir -p "$WORK/pg" && chmod 777 "$WORK" "$WORK/pg"
-as_pg "$PGBIN/initdb" -A trust -U postgres --no-sync -D "$WORK/pg/data" >/dev/null
-as_pg "$PGBIN/pg_ctl" -w -l "$WORK/pg/log" -D "$WORK/pg/data" \
-  -o "-p $PGPORT -k $WORK/pg -c listen_addresses=127.0.0.1" start >/dev/null
-pg_stop() { as_pg "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m immediate stop >/dev/null 2>&1 || true; }
-trap 'pg_stop; bench_cleanup' EXIT
-as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U postgres fleet
-URL="postgres://postgres@127.0.0.1:$PGPORT/fleet?sslmode=disable"
+start_postgres
 sql() { "$PGBIN/psql" -X -q -t -A -v ON_ERROR_STOP=1 "$URL" -c "$1"; }
 export DEVTLS_FLEET_DB=$URL
 

@@ -127,3 +127,23 @@ gateway_device() {
   PIDS+=($!)
   wait_port "$ECHO_PORT"
 }
+
+# start_postgres: a throw-away PostgreSQL server in $WORK/pg (as the
+# postgres user when root; it refuses to run as root) on a free loopback
+# port with one database, `fleet`; sets PGBIN and URL, and stops the server
+# (immediate) on exit. Extra server settings: PG_OPTS (e.g. "-c fsync=off").
+start_postgres() {
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -x "$PGBIN/initdb" ] || { echo "error: PostgreSQL is not installed (apt-get install postgresql)" >&2; exit 2; }
+  local port
+  port=$(free_port)
+  mkdir -p "$WORK/pg" && chmod 777 "$WORK" "$WORK/pg"
+  as_pg "$PGBIN/initdb" -A trust -U postgres --no-sync -D "$WORK/pg/data" >/dev/null
+  as_pg "$PGBIN/pg_ctl" -w -l "$WORK/pg/log" -D "$WORK/pg/data" \
+    -o "-p $port -k $WORK/pg -c listen_addresses=127.0.0.1 ${PG_OPTS:-}" start >/dev/null
+  trap 'pg_stop; bench_cleanup' EXIT
+  as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$port" -U postgres fleet
+  URL="postgres://postgres@127.0.0.1:$port/fleet?sslmode=disable"
+}
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_stop() { as_pg "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m immediate stop >/dev/null 2>&1 || true; }

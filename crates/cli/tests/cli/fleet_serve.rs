@@ -184,25 +184,12 @@ fn exchange(
             return Err("dropped mid-answer".into());
         }
     }
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP head in {:?}", String::from_utf8_lossy(&raw)))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or("no status")?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+    let (status, headers, body) = crate::fleet_storm::storm::split_answer(&raw)?;
+    let headers = headers.into_iter().collect();
     Ok(Answer {
         status,
         headers,
-        body: raw[split + 4..].to_vec(),
+        body: body.to_vec(),
     })
 }
 

@@ -33,6 +33,7 @@ mod fleet_progress;
 mod fleet_renew_device;
 mod fleet_renew_retry;
 mod fleet_serve;
+mod fleet_storm;
 mod gateway;
 mod hostile_input;
 mod install;
