@@ -306,6 +306,21 @@ fn status_json(dir: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
 }
 
+/// `fleet status --json` once the service has written the outcome counts
+/// `want` (it counts in memory and writes every 2 s), or after 10 s.
+fn status_counted(dir: &Path, want: &[(&str, u64)]) -> Value {
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = status_json(dir);
+        let outcomes = &status["renewal"]["outcomes"];
+        if want.iter().all(|(name, n)| outcomes[*name] == *n) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    status
+}
+
 /// Runs `f` for every device on its own thread, all at once.
 fn all_at_once<T: Send + 'static>(
     devices: Vec<(String, Creds)>,
@@ -416,7 +431,15 @@ fn two_hundred_devices_renew_concurrently_then_confirm() {
     // No pending key is left on disk once confirmed.
     let left = fs::read_dir(dir.join("fleet/renewal")).map_or(0, |d| d.count());
     assert_eq!(left, 0);
-    let status = status_json(dir);
+    let status = status_counted(
+        dir,
+        &[
+            ("issued", 200),
+            ("renewed", 200),
+            ("resent", 1),
+            ("refused-superseded", 1),
+        ],
+    );
     let outcomes = &status["renewal"]["outcomes"];
     assert_eq!(outcomes["issued"], 200, "{status}");
     assert_eq!(outcomes["renewed"], 200, "{status}");
@@ -496,7 +519,13 @@ fn revoked_unknown_and_foreign_certificates_are_refused() {
     )
     .unwrap();
     assert_eq!((raw.status, raw.body.as_slice()), (200, ca.as_slice()));
-    let outcomes = status_json(dir)["renewal"]["outcomes"].clone();
+    let want = [
+        ("refused-revoked", 1),
+        ("refused-unknown", 1),
+        ("refused-tls", 1),
+        ("current", 1),
+    ];
+    let outcomes = status_counted(dir, &want)["renewal"]["outcomes"].clone();
     assert_eq!(outcomes["refused-revoked"], 1, "{outcomes}");
     assert_eq!(outcomes["refused-unknown"], 1, "{outcomes}");
     assert_eq!(outcomes["refused-tls"], 1, "{outcomes}");
@@ -950,6 +979,8 @@ fn two_services_on_one_inventory_record_one_renewal_and_confirm_it_once() {
     want.sort();
     assert_eq!(rows, want, "one pending renewal, nothing else recorded");
 
+    // The answers are counted before the services stop (within 2 s).
+    status_counted(dir, &[("issued", 1), ("resent", 15)]);
     // The default window (two thirds of the lifetime): a connection with
     // the confirmed certificate is current, not renewed again.
     drop((a, b));
@@ -971,7 +1002,8 @@ fn two_services_on_one_inventory_record_one_renewal_and_confirm_it_once() {
     ];
     want.sort();
     assert_eq!(rows, want);
-    let status = status_json(dir);
+    let want = [("renewed", 1), ("issued", 1), ("resent", 15), ("current", 15)];
+    let status = status_counted(dir, &want);
     let outcomes = &status["renewal"]["outcomes"];
     assert_eq!(outcomes["renewed"], 1, "confirmed once: {status}");
     assert_eq!(outcomes["issued"], 1, "recorded once: {status}");
@@ -1064,7 +1096,7 @@ fn a_pending_renewal_survives_fleet_migrate_on_postgres() {
     let rows = rows_by_serial(dir);
     assert_eq!(field(&rows[&old.serial()], "status"), "superseded");
     assert_eq!(field(&rows[&new.serial()], "status"), "active");
-    let status = status_json(dir);
+    let status = status_counted(dir, &[("issued", 1), ("resent", 1), ("renewed", 1)]);
     let outcomes = &status["renewal"]["outcomes"];
     assert_eq!(outcomes["issued"], 1, "{status}");
     assert_eq!(outcomes["resent"], 1, "{status}");

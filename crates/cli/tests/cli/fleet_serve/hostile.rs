@@ -119,6 +119,30 @@ fn refused_handshakes_cost_no_inventory_write_each() {
     assert_eq!(counted, 60);
 }
 
+/// Answered requests are counted in memory and written every 2 s, like
+/// refused handshakes: before, each request wrote its counter in a write
+/// transaction of its own (two per renewal, under the inventory lock).
+#[test]
+fn answered_requests_cost_no_counter_write_each() {
+    let (tmp, ca, old, _server, port) = fleet_served(1, &[]);
+    let dir = tmp.path();
+    let wal = dir.join("fleet/inventory.db-wal");
+    let size = || fs::metadata(&wal).map_or(0, |m| m.len());
+    let before = size();
+    for _ in 0..60 {
+        let a = keygen(port, &ca, &old).unwrap();
+        assert_eq!((a.status, a.header("x-devtls-status")), (204, "current"));
+    }
+    let grown = size().saturating_sub(before);
+    // A SQLite transaction appends at least one 4 KiB page frame.
+    assert!(
+        grown < 10 * 4096,
+        "{grown} bytes of WAL for 60 answered requests"
+    );
+    let status = status_counted(dir, &[("current", 60)]);
+    assert_eq!(status["renewal"]["outcomes"]["current"], 60, "{status}");
+}
+
 /// One device in its window asking again and again, switching between
 /// serverkeygen and CSRs with new keys: before the fix every switch made a
 /// new certificate and revoked the last (300 certificates, a CRL 30 times
