@@ -632,6 +632,24 @@ fn a_device_that_never_confirms_keeps_its_old_credentials() {
     assert_eq!(fs::read(&keys[0]).unwrap(), first.1);
 }
 
+/// The key file is written under its final name (no rename): a kill while
+/// writing it leaves a cut file that no row names, which the next start
+/// removes, while a pending renewal's file stays and is sent again.
+#[test]
+fn a_key_file_cut_short_by_a_crash_is_removed_and_the_pending_one_kept() {
+    let _backend = support::postgres::backend();
+    let (tmp, ca, old, server, port) = fleet_served(1, &["--renew-after", "0"]);
+    let dir = tmp.path();
+    let first = keygen(port, &ca, &old).unwrap().devtls();
+    drop(server);
+    let cut = dir.join("fleet/renewal/4f2a9c.key.der");
+    fs::write(&cut, &first.1[..20]).unwrap();
+    let (_server, port) = serve(dir, &["--renew-after", "0"]);
+    assert!(!cut.exists(), "the cut file is removed at start");
+    let again = keygen(port, &ca, &old).unwrap().devtls();
+    assert_eq!(again, first, "the pending credentials, key file and all");
+}
+
 #[test]
 fn revoke_old_puts_the_old_serial_in_the_next_crl() {
     let _backend = support::postgres::backend();
@@ -1002,7 +1020,12 @@ fn two_services_on_one_inventory_record_one_renewal_and_confirm_it_once() {
     ];
     want.sort();
     assert_eq!(rows, want);
-    let want = [("renewed", 1), ("issued", 1), ("resent", 15), ("current", 15)];
+    let want = [
+        ("renewed", 1),
+        ("issued", 1),
+        ("resent", 15),
+        ("current", 15),
+    ];
     let status = status_counted(dir, &want);
     let outcomes = &status["renewal"]["outcomes"];
     assert_eq!(outcomes["renewed"], 1, "confirmed once: {status}");
