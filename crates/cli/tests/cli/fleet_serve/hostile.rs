@@ -88,6 +88,16 @@ fn idle_connections_do_not_keep_devices_out() {
     }
 }
 
+/// How many bytes the inventory's write-ahead log grew by while `f` ran.
+/// A SQLite transaction appends at least one 4 KiB page frame.
+fn wal_growth(dir: &Path, f: impl FnOnce()) -> u64 {
+    let wal = dir.join("fleet/inventory.db-wal");
+    let size = || fs::metadata(&wal).map_or(0, |m| m.len());
+    let before = size();
+    f();
+    size().saturating_sub(before)
+}
+
 /// TLS handshakes the service refuses (no client certificate) are counted
 /// in memory and written in one batch: the inventory's write-ahead log
 /// grows by a few pages, not one transaction per refused client.
@@ -95,28 +105,18 @@ fn idle_connections_do_not_keep_devices_out() {
 fn refused_handshakes_cost_no_inventory_write_each() {
     let (tmp, ca, _old, _server, port) = fleet_served(1, &[]);
     let dir = tmp.path();
-    let wal = dir.join("fleet/inventory.db-wal");
-    let size = || fs::metadata(&wal).map_or(0, |m| m.len());
-    let before = size();
-    for _ in 0..60 {
-        refused_handshake(port, &ca);
-    }
-    let grown = size().saturating_sub(before);
-    // A SQLite transaction appends at least one 4 KiB page frame.
+    let grown = wal_growth(dir, || {
+        for _ in 0..60 {
+            refused_handshake(port, &ca);
+        }
+    });
     assert!(
         grown < 10 * 4096,
         "{grown} bytes of WAL for 60 refused handshakes"
     );
     // They are still counted (within the flush interval).
-    let mut counted = Value::Null;
-    for _ in 0..100 {
-        counted = status_json(dir)["renewal"]["outcomes"]["refused-tls"].clone();
-        if counted == 60 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(counted, 60);
+    let status = status_counted(dir, &[("refused-tls", 60)]);
+    assert_eq!(status["renewal"]["outcomes"]["refused-tls"], 60, "{status}");
 }
 
 /// Answered requests are counted in memory and written every 2 s, like
@@ -126,15 +126,12 @@ fn refused_handshakes_cost_no_inventory_write_each() {
 fn answered_requests_cost_no_counter_write_each() {
     let (tmp, ca, old, _server, port) = fleet_served(1, &[]);
     let dir = tmp.path();
-    let wal = dir.join("fleet/inventory.db-wal");
-    let size = || fs::metadata(&wal).map_or(0, |m| m.len());
-    let before = size();
-    for _ in 0..60 {
-        let a = keygen(port, &ca, &old).unwrap();
-        assert_eq!((a.status, a.header("x-devtls-status")), (204, "current"));
-    }
-    let grown = size().saturating_sub(before);
-    // A SQLite transaction appends at least one 4 KiB page frame.
+    let grown = wal_growth(dir, || {
+        for _ in 0..60 {
+            let a = keygen(port, &ca, &old).unwrap();
+            assert_eq!((a.status, a.header("x-devtls-status")), (204, "current"));
+        }
+    });
     assert!(
         grown < 10 * 4096,
         "{grown} bytes of WAL for 60 answered requests"
