@@ -89,9 +89,12 @@ pub enum ServiceError {
     Fleet(#[from] devtls_fleet::Error),
 }
 
-/// How often outcomes counted in memory (connections refused before any
-/// request: `refused-tls`, `refused-busy`) are written to the inventory, in
-/// one write per outcome: an unauthenticated client costs no write of its own.
+/// How often the outcomes counted in memory (every request's but `issued`
+/// and `renewed`, which the inventory counts in the transaction that records
+/// them, and those of connections refused before any request: `refused-tls`,
+/// `refused-busy`) are written to the inventory, one write per outcome: no
+/// request costs a counter write of its own (docs/renewal.md, "Logging and
+/// counting").
 pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The renewal service's state: the fleet, its CA, the policy.
@@ -149,9 +152,9 @@ impl Service {
         self.fleet.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts an outcome decided outside [`Service::respond`] (a connection
-    /// the TLS layer refused: `refused-tls`), in memory only: written by the
-    /// next [`Service::flush_counts`].
+    /// Counts an outcome (a request's, or a connection's the TLS layer
+    /// refused: `refused-tls`), in memory only: written by the next
+    /// [`Service::flush_counts`], which the server runs every [`FLUSH_EVERY`].
     pub fn note(&self, outcome: &str) {
         let mut unwritten = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
         *unwritten.entry(outcome.to_string()).or_insert(0) += 1;
@@ -201,8 +204,9 @@ impl Service {
             }
         };
         event.status = response.status;
-        self.note(&event.outcome);
-        self.flush_counts();
+        if !renewal::COUNTED_BY_THE_INVENTORY.contains(&event.outcome.as_str()) {
+            self.note(&event.outcome);
+        }
         (response, event)
     }
 

@@ -294,6 +294,21 @@ fn status_json(dir: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
 }
 
+/// `fleet status --json` once the service has written the outcome counts
+/// `want` (it counts in memory and writes every 2 s), or after 10 s.
+fn status_counted(dir: &Path, want: &[(&str, u64)]) -> Value {
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = status_json(dir);
+        let outcomes = &status["renewal"]["outcomes"];
+        if want.iter().all(|(name, n)| outcomes[*name] == *n) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    status
+}
+
 /// Runs `f` for every device on its own thread, all at once.
 fn all_at_once<T: Send + 'static>(
     devices: Vec<(String, Creds)>,
@@ -404,7 +419,15 @@ fn two_hundred_devices_renew_concurrently_then_confirm() {
     // No pending key is left on disk once confirmed.
     let left = fs::read_dir(dir.join("fleet/renewal")).map_or(0, |d| d.count());
     assert_eq!(left, 0);
-    let status = status_json(dir);
+    let status = status_counted(
+        dir,
+        &[
+            ("issued", 200),
+            ("renewed", 200),
+            ("resent", 1),
+            ("refused-superseded", 1),
+        ],
+    );
     let outcomes = &status["renewal"]["outcomes"];
     assert_eq!(outcomes["issued"], 200, "{status}");
     assert_eq!(outcomes["renewed"], 200, "{status}");
@@ -484,7 +507,13 @@ fn revoked_unknown_and_foreign_certificates_are_refused() {
     )
     .unwrap();
     assert_eq!((raw.status, raw.body.as_slice()), (200, ca.as_slice()));
-    let outcomes = status_json(dir)["renewal"]["outcomes"].clone();
+    let want = [
+        ("refused-revoked", 1),
+        ("refused-unknown", 1),
+        ("refused-tls", 1),
+        ("current", 1),
+    ];
+    let outcomes = status_counted(dir, &want)["renewal"]["outcomes"].clone();
     assert_eq!(outcomes["refused-revoked"], 1, "{outcomes}");
     assert_eq!(outcomes["refused-unknown"], 1, "{outcomes}");
     assert_eq!(outcomes["refused-tls"], 1, "{outcomes}");
@@ -589,6 +618,24 @@ fn a_device_that_never_confirms_keeps_its_old_credentials() {
         );
     }
     assert_eq!(fs::read(&keys[0]).unwrap(), first.1);
+}
+
+/// The key file is written under its final name (no rename): a kill while
+/// writing it leaves a cut file that no row names, which the next start
+/// removes, while a pending renewal's file stays and is sent again.
+#[test]
+fn a_key_file_cut_short_by_a_crash_is_removed_and_the_pending_one_kept() {
+    let _backend = support::postgres::backend();
+    let (tmp, ca, old, server, port) = fleet_served(1, &["--renew-after", "0"]);
+    let dir = tmp.path();
+    let first = keygen(port, &ca, &old).unwrap().devtls();
+    drop(server);
+    let cut = dir.join("fleet/renewal/4f2a9c.key.der");
+    fs::write(&cut, &first.1[..20]).unwrap();
+    let (_server, port) = serve(dir, &["--renew-after", "0"]);
+    assert!(!cut.exists(), "the cut file is removed at start");
+    let again = keygen(port, &ca, &old).unwrap().devtls();
+    assert_eq!(again, first, "the pending credentials, key file and all");
 }
 
 #[test]
@@ -938,6 +985,8 @@ fn two_services_on_one_inventory_record_one_renewal_and_confirm_it_once() {
     want.sort();
     assert_eq!(rows, want, "one pending renewal, nothing else recorded");
 
+    // The answers are counted before the services stop (within 2 s).
+    status_counted(dir, &[("issued", 1), ("resent", 15)]);
     // The default window (two thirds of the lifetime): a connection with
     // the confirmed certificate is current, not renewed again.
     drop((a, b));
@@ -959,7 +1008,13 @@ fn two_services_on_one_inventory_record_one_renewal_and_confirm_it_once() {
     ];
     want.sort();
     assert_eq!(rows, want);
-    let status = status_json(dir);
+    let want = [
+        ("renewed", 1),
+        ("issued", 1),
+        ("resent", 15),
+        ("current", 15),
+    ];
+    let status = status_counted(dir, &want);
     let outcomes = &status["renewal"]["outcomes"];
     assert_eq!(outcomes["renewed"], 1, "confirmed once: {status}");
     assert_eq!(outcomes["issued"], 1, "recorded once: {status}");
@@ -1052,7 +1107,7 @@ fn a_pending_renewal_survives_fleet_migrate_on_postgres() {
     let rows = rows_by_serial(dir);
     assert_eq!(field(&rows[&old.serial()], "status"), "superseded");
     assert_eq!(field(&rows[&new.serial()], "status"), "active");
-    let status = status_json(dir);
+    let status = status_counted(dir, &[("issued", 1), ("resent", 1), ("renewed", 1)]);
     let outcomes = &status["renewal"]["outcomes"];
     assert_eq!(outcomes["issued"], 1, "{status}");
     assert_eq!(outcomes["resent"], 1, "{status}");

@@ -11,8 +11,8 @@
 //! settles rows owned by dead `fleet issue` processes) leaves them alone.
 //! One renewal is, in order:
 //! 1. a key and a certificate made in memory;
-//! 2. for a key the service made: the key written to
-//!    `renewal/SERIAL.key.der` (0600, atomic, synced);
+//! 2. for a key the service made: the key written to a new file
+//!    `renewal/SERIAL.key.der` (0600, synced);
 //! 3. one transaction: the `certs` row (`pending`) and its `renewals` row
 //!    (the certificate's DER, the key file's name);
 //! 4. the answer sent to the device.
@@ -41,7 +41,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use devtls_pki::files::{self, Secrecy};
+use devtls_pki::files;
 use serde::Serialize;
 
 use crate::{Error, Fleet};
@@ -221,13 +221,32 @@ pub enum Recorded {
     Raced,
 }
 
-/// Writes the key of a renewal about to be recorded to its 0600 file
-/// (atomically, synced) and returns the file's name. Called before
-/// [`record`], outside any lock the caller holds around the inventory: the
-/// file is what makes it slow.
+/// Writes the key of a renewal about to be recorded to its new 0600 file
+/// (synced) and returns the file's name. Called before [`record`], outside
+/// any lock the caller holds around the inventory.
+///
+/// The file is created under its final name, not staged and renamed: no
+/// row names it until [`record`] commits, which happens after the sync, so
+/// a file cut short by a crash is one no row names and [`sweep`] removes it
+/// (docs/renewal.md, "Crash safety"). The serial is the CA's random one: a
+/// file already there under it is refused, never overwritten.
 pub fn write_key(dir: &Path, serial: &str, key_der: &[u8]) -> Result<String, Error> {
+    use std::io::Write;
     let name = format!("{serial}.key.der");
-    files::write_atomic(&key_path(dir, &name), key_der, Secrecy::Secret)?;
+    let path = key_path(dir, &name);
+    let created = match files::create_new_private(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let folder = dir.join(KEYS_DIR);
+            fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+            files::create_new_private(&path)
+        }
+        other => other,
+    };
+    let mut file = created.map_err(|e| Error::io(&path, e))?;
+    if let Err(e) = file.write_all(key_der).and_then(|()| file.sync_all()) {
+        let _ = fs::remove_file(&path);
+        return Err(Error::io(&path, e));
+    }
     Ok(name)
 }
 
@@ -303,7 +322,13 @@ pub fn sweep(fleet: &Fleet) -> Result<u64, Error> {
     Ok(removed)
 }
 
-/// Adds `n` to the count of a request outcome (`renewed`, `issued`,
+/// The outcomes counted by the transaction that records ([`record`]:
+/// `issued`) or confirms ([`confirm`]: `renewed`) the renewal, so they are
+/// exactly what the inventory holds, whatever happens to the process after.
+/// A service counts the others itself ([`count`]).
+pub const COUNTED_BY_THE_INVENTORY: [&str; 2] = ["issued", "renewed"];
+
+/// Adds `n` to the count of a request outcome (`current`, `resent`,
 /// `refused-revoked`, ...): one write.
 pub fn count(fleet: &Fleet, outcome: &str, n: u64) -> Result<(), Error> {
     store(fleet)?.count(outcome, n)

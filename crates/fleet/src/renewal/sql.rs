@@ -178,6 +178,17 @@ fn exists(c: &mut dyn Conn, sql: &str, args: &[Arg<'_>]) -> Result<bool, Error> 
     Ok(first(c, sql, args, |_| Ok(()))?.is_some())
 }
 
+/// Adds `n` to the count of an outcome.
+fn bump(c: &mut dyn Conn, outcome: &str, n: u64) -> Result<(), Error> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    c.execute(
+        "INSERT INTO renewal_counts (outcome, n) VALUES ($1, $2)
+         ON CONFLICT (outcome) DO UPDATE SET n = renewal_counts.n + $2",
+        &[Arg::Text(outcome), Arg::Int(n)],
+    )?;
+    Ok(())
+}
+
 /// Gives a replaced row its new status, as rotation does.
 fn retire(c: &mut dyn Conn, id: i64, becomes: &str, now: i64) -> Result<(), Error> {
     c.execute(
@@ -246,6 +257,7 @@ fn record(c: &mut dyn Conn, new: &NewRenewal<'_>, now: i64) -> Result<Recorded, 
             Int(now),
         ],
     )?;
+    bump(c, "issued", 1)?;
     Ok(Recorded::Done(id))
 }
 
@@ -287,6 +299,7 @@ fn confirm(
             "UPDATE certs SET status = 'active' WHERE id = $1 AND status = 'pending'",
             &[Int(cert_id)],
         )?;
+        bump(c, "renewed", 1)?;
         Confirmed::Done {
             old_serial,
             becomes: old_becomes.to_string(),
@@ -482,15 +495,7 @@ impl<T: Tables> RenewalStore for T {
     }
 
     fn count(&self, outcome: &str, n: u64) -> Result<(), Error> {
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
-        self.read(&mut |c| {
-            c.execute(
-                "INSERT INTO renewal_counts (outcome, n) VALUES ($1, $2)
-                 ON CONFLICT (outcome) DO UPDATE SET n = renewal_counts.n + $2",
-                &[Arg::Text(outcome), Arg::Int(n)],
-            )
-        })?;
-        Ok(())
+        self.read(&mut |c| bump(c, outcome, n))
     }
 
     fn counts(&self) -> Result<Counts, Error> {

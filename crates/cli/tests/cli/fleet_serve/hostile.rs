@@ -88,6 +88,16 @@ fn idle_connections_do_not_keep_devices_out() {
     }
 }
 
+/// How many bytes the inventory's write-ahead log grew by while `f` ran.
+/// A SQLite transaction appends at least one 4 KiB page frame.
+fn wal_growth(dir: &Path, f: impl FnOnce()) -> u64 {
+    let wal = dir.join("fleet/inventory.db-wal");
+    let size = || fs::metadata(&wal).map_or(0, |m| m.len());
+    let before = size();
+    f();
+    size().saturating_sub(before)
+}
+
 /// TLS handshakes the service refuses (no client certificate) are counted
 /// in memory and written in one batch: the inventory's write-ahead log
 /// grows by a few pages, not one transaction per refused client.
@@ -95,14 +105,11 @@ fn idle_connections_do_not_keep_devices_out() {
 fn refused_handshakes_cost_no_inventory_write_each() {
     let (tmp, ca, _old, _server, port) = fleet_served(1, &[]);
     let dir = tmp.path();
-    let wal = dir.join("fleet/inventory.db-wal");
-    let size = || fs::metadata(&wal).map_or(0, |m| m.len());
-    let before = size();
-    for _ in 0..60 {
-        refused_handshake(port, &ca);
-    }
-    let grown = size().saturating_sub(before);
-    // A SQLite transaction appends at least one 4 KiB page frame.
+    let grown = wal_growth(dir, || {
+        for _ in 0..60 {
+            refused_handshake(port, &ca);
+        }
+    });
     assert!(
         grown < 10 * 4096,
         "{grown} bytes of WAL for 60 refused handshakes"
@@ -120,6 +127,27 @@ fn refused_handshakes_cost_no_inventory_write_each() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(counted.0 + counted.1, 60, "{counted:?}");
+}
+
+/// Answered requests are counted in memory and written every 2 s, like
+/// refused handshakes: before, each request wrote its counter in a write
+/// transaction of its own (two per renewal, under the inventory lock).
+#[test]
+fn answered_requests_cost_no_counter_write_each() {
+    let (tmp, ca, old, _server, port) = fleet_served(1, &[]);
+    let dir = tmp.path();
+    let grown = wal_growth(dir, || {
+        for _ in 0..60 {
+            let a = keygen(port, &ca, &old).unwrap();
+            assert_eq!((a.status, a.header("x-devtls-status")), (204, "current"));
+        }
+    });
+    assert!(
+        grown < 10 * 4096,
+        "{grown} bytes of WAL for 60 answered requests"
+    );
+    let status = status_counted(dir, &[("current", 60)]);
+    assert_eq!(status["renewal"]["outcomes"]["current"], 60, "{status}");
 }
 
 /// One device in its window asking again and again, switching between
