@@ -23,13 +23,14 @@
 #   a device that lost an answer and reaches the other service is told 409
 #   `pending` and retries (counted).
 # - The services run `--renew-after 0 --revoke-old` (every certificate is in
-#   its window; old ones go to the CRL) and `--max-per-address
-#   MAX_PER_ADDRESS` (default: CONCURRENCY * 2): behind a TCP proxy every
-#   connection comes from the proxy's address, so the per-address limit
-#   belongs to the proxy, which sees the devices' addresses (nginx
-#   limit_conn, here PER_ADDRESS at the front, default CONCURRENCY * 2, as
-#   all the bench's devices share 127.0.0.1). MAX_PER_ADDRESS=64 shows the
-#   service's default behind a proxy.
+#   its window; old ones go to the CRL) and `--proxy 127.0.0.1`: behind a
+#   TCP proxy every connection comes from the proxy's address, so the
+#   service exempts it from its per-address bounds and the proxy, which sees
+#   the devices' addresses, bounds them (nginx limit_conn, here PER_ADDRESS
+#   at the front, default CONCURRENCY * 2, as all the bench's devices share
+#   127.0.0.1). PROXY= (empty) runs the services without `--proxy`, with
+#   their per-address bounds counting the whole fleet as one address
+#   (MAX_PER_ADDRESS, default 64, the service's default).
 # - Devices retry a failed request up to 10 times after 2, 4, 8... s (at most
 #   60) or the 503's Retry-After, plus up to as much again of jitter
 #   (renew.py's rule), CONCURRENCY (default 256) at a time.
@@ -44,7 +45,8 @@ cd "$(dirname "$0")/.."
 N=${N:-100000}
 CONCURRENCY=${CONCURRENCY:-256}
 SERVICES=${SERVICES:-2}
-MAX_PER_ADDRESS=${MAX_PER_ADDRESS:-$((CONCURRENCY * 2))}
+PROXY=${PROXY-127.0.0.1}
+MAX_PER_ADDRESS=${MAX_PER_ADDRESS:-64}
 PER_ADDRESS=${PER_ADDRESS:-$((CONCURRENCY * 2))}
 need_tools nginx openssl python3
 STREAM_LOAD=$(nginx_stream_module)
@@ -80,7 +82,7 @@ PORTS=()
 SERVERS=()
 serve() {
   (cd "$WORK/s$1" && exec "$BIN" fleet serve --bind 127.0.0.1 --port "${PORTS[$1]}" --name 127.0.0.1 \
-    --renew-after 0 --revoke-old --max-per-address "$MAX_PER_ADDRESS" >>"$WORK/s$1/serve.log" 2>>"$WORK/s$1/serve.err") &
+    --renew-after 0 --revoke-old --max-per-address "$MAX_PER_ADDRESS" ${PROXY:+--proxy "$PROXY"} >>"$WORK/s$1/serve.log" 2>>"$WORK/s$1/serve.err") &
   SERVERS[$1]=$!
   PIDS+=("$!")
   wait_port "${PORTS[$1]}"

@@ -19,6 +19,14 @@
 //!
 //! Authenticated connections (a completed mutual-TLS handshake) are never
 //! evicted.
+//!
+//! A TCP proxy in front ([`Gate::trusting`]: nginx `stream`, HAProxy in TCP
+//! mode) brings every device from its one address, so the two per-address
+//! bounds (unfinished connections, the failure budget) would count the whole
+//! fleet as one client: its connections are exempt from them, and the proxy,
+//! which sees the devices' addresses, bounds each address instead
+//! (docs/renewal.md, "Behind a TCP proxy"). The total bound and the
+//! per-certificate bound still apply to them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -53,6 +61,8 @@ pub struct Gate {
     limits: Limits,
     state: Mutex<State>,
     failures: FailureBudget,
+    /// Addresses of trusted TCP proxies: no per-address bounds.
+    proxies: Vec<IpAddr>,
 }
 
 /// Why a connection was closed at accept.
@@ -129,16 +139,34 @@ impl Gate {
             },
             state: Mutex::default(),
             failures: FailureBudget::new(),
+            proxies: Vec::new(),
         })
+    }
+
+    /// A gate with these bounds that exempts connections from `proxies`
+    /// (trusted TCP proxies in front) from the per-address bounds.
+    pub fn trusting(limits: Limits, proxies: &[IpAddr]) -> Arc<Gate> {
+        let mut gate = Arc::into_inner(Gate::new(limits)).expect("just made");
+        gate.proxies = proxies.to_vec();
+        Arc::new(gate)
+    }
+
+    fn is_proxy(&self, ip: IpAddr) -> bool {
+        self.proxies.contains(&ip)
     }
 
     /// Admits a connection from `ip`, evicting as the module says, or says
     /// why it is to be closed now.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refused> {
-        let attempt = self.failures.begin(ip).ok_or(Refused::Failing)?;
+        let proxy = self.is_proxy(ip);
+        let attempt = if proxy {
+            None
+        } else {
+            Some(self.failures.begin(ip).ok_or(Refused::Failing)?)
+        };
         let mut s = lock(&self.state);
         let mine = s.addresses.get(&ip).map_or(0, BTreeSet::len);
-        if mine >= self.limits.per_address {
+        if !proxy && mine >= self.limits.per_address {
             let oldest = s.addresses.get(&ip).and_then(|k| k.first().copied());
             if let Some(key) = oldest {
                 s.evict(key);
@@ -146,7 +174,9 @@ impl Gate {
         } else if s.open >= self.limits.max_connections {
             let Some(&key) = s.unauthenticated.keys().next() else {
                 drop(s);
-                self.failures.end(attempt);
+                if let Some(attempt) = attempt {
+                    self.failures.end(attempt);
+                }
                 return Err(Refused::Busy);
             };
             s.evict(key);
@@ -163,7 +193,7 @@ impl Gate {
             ip,
             evicted,
             device: Mutex::new(None),
-            attempt: Mutex::new(Some(attempt)),
+            attempt: Mutex::new(attempt),
         })
     }
 
@@ -194,7 +224,9 @@ impl Ticket {
     /// The handshake failed (garbage, a stall, an abort, a refused
     /// certificate): spends one of the address's failures.
     pub fn failed(&self) {
-        self.gate.failures.failed(self.ip);
+        if !self.gate.is_proxy(self.ip) {
+            self.gate.failures.failed(self.ip);
+        }
         self.handshake_ended();
     }
 
@@ -348,5 +380,35 @@ mod tests {
             let t = gate.admit(ip(1)).expect("never refused");
             assert!(t.authenticated(format!("{n}")));
         }
+    }
+
+    #[tokio::test]
+    async fn a_trusted_proxy_is_not_bounded_per_address_but_in_total() {
+        let limits = Limits {
+            max_connections: 300,
+            per_address: 2,
+        };
+        let proxy = ip(9);
+        let gate = Gate::trusting(limits, &[proxy]);
+        // Many devices' handshakes through the proxy at once: none evicts
+        // another, and their failures close nothing at accept.
+        let held: Vec<Ticket> = (0..200).map(|_| gate.admit(proxy).unwrap()).collect();
+        assert!(!told_to_go(&held[0]).await, "none evicted");
+        let burst = devtls_net::failures::FAILURE_BURST as usize;
+        for _ in 0..burst * 2 {
+            gate.admit(proxy)
+                .expect("never closed for failing")
+                .failed();
+        }
+        // The total bound still holds: past it, the oldest unfinished go.
+        let _more: Vec<Ticket> = (0..150).map(|_| gate.admit(proxy).unwrap()).collect();
+        assert!(told_to_go(&held[49]).await, "200 + 150 in a gate of 300");
+        assert!(!told_to_go(&held[50]).await);
+        // Any other address keeps its per-address bound.
+        let a = gate.admit(ip(1)).unwrap();
+        let b = gate.admit(ip(1)).unwrap();
+        let _c = gate.admit(ip(1)).unwrap();
+        assert!(told_to_go(&a).await, "the address's oldest was evicted");
+        assert!(!told_to_go(&b).await);
     }
 }

@@ -1,7 +1,7 @@
 //! The network side: TLS 1.2 restricted to the device profile, mutual TLS
 //! with the fleet CA as the one anchor, one HTTP request per connection.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +36,9 @@ pub struct Options {
     /// Unauthenticated connections at once per IP address, and
     /// authenticated ones per client certificate.
     pub per_address: usize,
+    /// Trusted TCP proxies in front: their connections are exempt from the
+    /// per-address bounds ([`crate::admit`]).
+    pub proxies: Vec<IpAddr>,
 }
 
 /// Seconds a device told 503 is asked to wait (`Retry-After`).
@@ -199,10 +202,13 @@ pub async fn serve(
     on_served: Arc<dyn Fn(&Served) + Send + Sync>,
 ) {
     let acceptor = TlsAcceptor::from(config);
-    let gate = Gate::new(Limits {
-        max_connections: opts.max_connections,
-        per_address: opts.per_address,
-    });
+    let gate = Gate::trusting(
+        Limits {
+            max_connections: opts.max_connections,
+            per_address: opts.per_address,
+        },
+        &opts.proxies,
+    );
     let flusher = service.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(crate::service::FLUSH_EVERY);

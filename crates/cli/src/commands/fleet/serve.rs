@@ -30,7 +30,8 @@ use super::{token::TokenArgs, DirArg};
 #[command(after_help = "Examples:
   devtls fleet serve --name renew.example.lan
   devtls fleet serve --bind 192.168.1.10 --port 8443 --revoke-old --grace 7d
-  devtls fleet serve --cert server.der --key server.key.der --json")]
+  devtls fleet serve --cert server.der --key server.key.der --json
+  devtls fleet serve --bind 127.0.0.1 --proxy 127.0.0.1   (behind nginx stream on this machine)")]
 pub struct ServeArgs {
     #[command(flatten)]
     dir: DirArg,
@@ -82,6 +83,13 @@ pub struct ServeArgs {
     /// devices behind one NAT address renewing at the same moment.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_per_address: u32,
+    /// The address of a TCP proxy in front (nginx `stream`, HAProxy in TCP
+    /// mode), which brings every device from its one address: its
+    /// connections are exempt from the per-address bounds (unfinished
+    /// connections, failed-handshake budget); bound each device address at
+    /// the proxy instead. Repeat for several.
+    #[arg(long, value_name = "IP")]
+    proxy: Vec<IpAddr>,
     /// One JSON line per request instead of text.
     #[arg(long)]
     json: bool,
@@ -176,6 +184,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs(10),
         max_connections: connections_allowed(a.max_connections as usize),
         per_address: a.max_per_address as usize,
+        proxies: a.proxy.clone(),
     };
     let own = OwnCert::new(&identity);
     let config = server::tls_config_resolving(&identity, service.ca_der(), &opts, own.clone())?;
