@@ -66,6 +66,7 @@ fn verify(ca: &Authority, leaf: &[u8], grace: Option<i64>) -> Result<(), rustls:
         timeout: std::time::Duration::from_secs(5),
         max_connections: 1,
         per_address: 1,
+        proxies: Vec::new(),
     };
     assert!(tls_config(&identity, &ca.cert_der, &opts).is_ok());
     client_verifier(&identity, &ca.cert_der, &opts)
