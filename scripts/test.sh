@@ -139,7 +139,10 @@ fi
 SUITE_START=$(date +%s)
 PHASES=()
 LOG_DIR=$(mktemp -d)
-trap 'rm -rf "$LOG_DIR"' EXIT
+ALONGSIDE=()
+ALONGSIDE_PIDS=()
+# Phases still running alongside (an interrupted run) end with the script.
+trap 'for p in "${ALONGSIDE_PIDS[@]}"; do kill -- "-$p" 2>/dev/null; done; rm -rf "$LOG_DIR"' EXIT
 
 seconds_text() { printf '%dm %02ds' $(($1 / 60)) $(($1 % 60)); }
 
@@ -165,14 +168,59 @@ phase() {
   "$@" 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
   kill "$beat" 2>/dev/null
   wait "$beat" 2>/dev/null || true
-  local took=$(($(date +%s) - start))
-  local counts
+  phase_done "$name" $(($(date +%s) - start)) "$rc" "$log"
+}
+
+# phase_done NAME SECONDS STATUS LOG: prints a phase's result and records it.
+phase_done() {
+  local name=$1 took=$2 rc=$3 log=$4 counts
   counts=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
                 END { if (p + f > 0) printf "%d passed, %d failed", p, f }' "$log")
   echo "== $name: $(seconds_text "$took")${counts:+, $counts}$([ "$rc" = 0 ] || echo ", exit $rc")"
   PHASES+=("$(printf '%-34s %9s  %s' "$name" "$(seconds_text "$took")" "${counts:-}")")
   [ "$rc" = 0 ] || FAILED=1
   cat "$log" >>"$LOG_DIR/all.log"
+}
+
+# phase_begin NAME COMMAND...: starts a phase that runs alongside the next
+# ones (the cores are half idle while tests wait on their peers:
+# docs/testing.md); its output is kept and printed by phase_join.
+phase_begin() {
+  local name=$1 dir="$LOG_DIR/alongside${#ALONGSIDE[@]}"
+  shift
+  mkdir "$dir"
+  echo "$name" >"$dir/name"
+  echo "== $name: started, alongside (its output follows when the phase in front ends)"
+  # A session of its own, so that an interrupted run ends it (trap above).
+  setsid bash -c 'dir=$1; shift; start=$(date +%s) rc=0
+    "$@" >"$dir/log" 2>&1 </dev/null || rc=$?
+    echo $(($(date +%s) - start)) >"$dir/took"
+    echo "$rc" >"$dir/rc"' phase "$dir" "$@" &
+  ALONGSIDE+=("$dir")
+  ALONGSIDE_PIDS+=($!)
+}
+
+# phase_join: waits for each phase phase_begin started, prints its output
+# and result.
+phase_join() {
+  local dir name beat
+  for dir in "${ALONGSIDE[@]}"; do
+    name=$(cat "$dir/name")
+    if [ ! -f "$dir/rc" ]; then
+      echo "== waiting for: $name"
+      heartbeat "$name" &
+      beat=$!
+      while [ ! -f "$dir/rc" ]; do sleep 1; done
+      kill "$beat" 2>/dev/null
+      wait "$beat" 2>/dev/null || true
+    fi
+    echo "== $name (ran alongside)"
+    cat "$dir/log"
+    phase_done "$name" "$(cat "$dir/took")" "$(cat "$dir/rc")" "$dir/log"
+  done
+  wait
+  ALONGSIDE=()
+  ALONGSIDE_PIDS=()
 }
 
 # The Python peers live in a venv of their own (see setup), first on PATH.
@@ -232,17 +280,21 @@ if [ -n "$FAST" ]; then
   phase "cargo test $SCOPE (fast: without ${SLOW_MODULES[*]} ${SLOW_TESTS[*]})" \
     env RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}" cargo test $SCOPE --no-fail-fast "$@" -- "${skips[@]}"
 else
-  # shellcheck disable=SC2086
-  phase "cargo test $SCOPE --no-fail-fast $*" cargo test $SCOPE --no-fail-fast "$@"
   if [ -z "${DEVTLS_TEST_SCOPE:-}" ]; then
+    # The PostgreSQL pass and the slow tests run alongside the main pass:
+    # most tests wait on their peers, and these fill the idle cores
+    # (docs/testing.md has the measurement).
     filters=()
     for t in "${FLEET_BACKEND_TESTS[@]}"; do filters+=("$t::"); done
-    phase "fleet tests on PostgreSQL (DEVTLS_TEST_BACKEND=postgres): ${FLEET_BACKEND_TESTS[*]}" \
+    phase_begin "fleet tests on PostgreSQL (DEVTLS_TEST_BACKEND=postgres): ${FLEET_BACKEND_TESTS[*]}" \
       env DEVTLS_TEST_BACKEND=postgres cargo test --workspace --test cli --no-fail-fast "$@" \
       -- "${filters[@]}" --skip micropython_fleet:: --skip _on_sqlite --skip _on_postgres
-    phase "slow tests: the README in a fresh clone, the wheel in a fresh venv" \
+    phase_begin "slow tests: the README in a fresh clone, the wheel in a fresh venv" \
       cargo test --workspace --test cli --no-fail-fast "$@" -- --ignored
   fi
+  # shellcheck disable=SC2086
+  phase "cargo test $SCOPE --no-fail-fast $*" cargo test $SCOPE --no-fail-fast "$@"
+  phase_join
 fi
 
 echo

@@ -206,7 +206,10 @@ fn openssl_server(dir: &tempfile::TempDir, server: &Made, client_ca: Option<&Mad
     let mut proc = Proc::spawn(&mut cmd);
     // s_server sends what it reads on stdin once a client is connected.
     proc.write("hello\n");
-    thread::sleep(Duration::from_millis(300));
+    // It prints ACCEPT once its socket is bound (a fixed 300 ms was too
+    // short on a loaded machine: "nothing is listening").
+    let (up, seen) = proc.wait_for("ACCEPT", Duration::from_secs(30));
+    assert!(up, "openssl s_server did not start listening:\n{seen}");
     (proc, port)
 }
 

@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::require::{self, postgres_bin};
@@ -42,6 +43,16 @@ fn as_root() -> bool {
     false
 }
 
+/// Lets the server programs (the `postgres` user, as root) write into `dir`.
+fn open_to_server(dir: &Path) {
+    #[cfg(unix)]
+    if as_root() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", dir.display()));
+    }
+}
+
 /// `program` from the server's folder, as the `postgres` user when root.
 fn server_cmd(bin: &Path, program: &str) -> Command {
     let path = bin.join(program);
@@ -68,6 +79,59 @@ fn run(cmd: &mut Command, what: &str) -> Output {
     out
 }
 
+/// The arguments every server's data folder is made with.
+const INITDB_ARGS: [&str; 7] = ["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"];
+
+/// A data folder fresh from `initdb` that each server starts from a copy
+/// of: `initdb` runs once per PostgreSQL installation, not once per test
+/// (about a second of CPU each, mostly its bootstrap; docs/testing.md). It
+/// lives in cargo's scratch folder for tests, one per installation and
+/// arguments, made in a folder of its own and renamed into place when
+/// complete, so runs in parallel (the suite's phases) never see half of one;
+/// nothing writes to it afterwards.
+fn template(bin: &Path) -> &'static Path {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let key: String = format!("{}_{}", bin.display(), INITDB_ARGS.join("_"))
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("postgres-template");
+        let done = root.join(&key);
+        if done.join("data/PG_VERSION").is_file() {
+            return done;
+        }
+        let work = root.join(format!("{key}.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).expect("template folder");
+        open_to_server(&work);
+        run(
+            server_cmd(bin, "initdb")
+                .args(INITDB_ARGS)
+                .arg("-D")
+                .arg(work.join("data")),
+            "initdb",
+        );
+        if std::fs::rename(&work, &done).is_err() {
+            // Another run made it meanwhile: use theirs.
+            assert!(done.join("data/PG_VERSION").is_file(), "{}", done.display());
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        done
+    })
+}
+
+/// `cp -a from/data to`: the copy keeps the owner and modes PostgreSQL checks.
+fn copy_dir(template: &Path, to: &Path) {
+    run(
+        Command::new("cp")
+            .arg("-a")
+            .arg(template.join("data"))
+            .arg(to),
+        "copying the initdb template",
+    );
+}
+
 impl Server {
     /// Starts a server, or fails the test in one line when PostgreSQL is missing.
     pub fn start() -> Server {
@@ -75,27 +139,8 @@ impl Server {
         let bin = postgres_bin().expect("required above");
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
-        #[cfg(unix)]
-        if as_root() {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
-                .expect("chmod temp dir");
-        }
-        run(
-            server_cmd(&bin, "initdb")
-                .args([
-                    "-A",
-                    "trust",
-                    "-U",
-                    "postgres",
-                    "-E",
-                    "UTF8",
-                    "--no-sync",
-                    "-D",
-                ])
-                .arg(&data),
-            "initdb",
-        );
+        open_to_server(dir.path());
+        copy_dir(template(&bin), &data);
         let port = super::free_tcp_port();
         let opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60",
