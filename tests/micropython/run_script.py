@@ -36,6 +36,9 @@ class Thing:
     def read(self, *a):
         return b""
 
+    def readline(self, *a):
+        return b""
+
     def close(self):
         pass
 
