@@ -14,8 +14,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
 
 /// Lines waiting to be written, at most.
 pub const QUEUE_LINES: usize = 16_384;
@@ -35,8 +34,6 @@ struct State {
     queued: AtomicUsize,
     /// Lines dropped since the last notice.
     dropped: AtomicU64,
-    /// Lines queued and not yet written, for [`LineOut::flush`].
-    pending: Mutex<u64>,
 }
 
 impl LineOut {
@@ -46,7 +43,6 @@ impl LineOut {
         let state = Arc::new(State {
             queued: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
-            pending: Mutex::new(0),
         });
         let writer = state.clone();
         std::thread::Builder::new()
@@ -66,26 +62,13 @@ impl LineOut {
             self.state.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        *self.state.pending.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         match self.tx.try_send(line) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.state.queued.fetch_sub(size, Ordering::Relaxed);
-                *self.state.pending.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
                 self.state.dropped.fetch_add(1, Ordering::Relaxed);
                 false
             }
-        }
-    }
-
-    /// Waits until every queued line is written, at most `wait` (before a
-    /// process exits on its own).
-    pub fn flush(&self, wait: Duration) {
-        let end = Instant::now() + wait;
-        while *self.state.pending.lock().unwrap_or_else(|e| e.into_inner()) > 0
-            && Instant::now() < end
-        {
-            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -120,7 +103,6 @@ fn write_out(
         let _ = out.write_all(line.as_bytes());
         let _ = out.write_all(b"\n");
         state.queued.fetch_sub(line.len() + 1, Ordering::Relaxed);
-        *state.pending.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
     }
 }
 
@@ -133,7 +115,20 @@ pub fn stdout() -> &'static LineOut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::mpsc;
+    use std::sync::{mpsc, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// Waits (at most 20 s) until `got` holds `lines` lines.
+    fn written(got: &Mutex<Vec<u8>>, lines: usize) -> String {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = String::from_utf8(got.lock().unwrap().clone()).unwrap();
+            if text.lines().count() >= lines || Instant::now() > end {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 
     /// A writer that blocks until told to go on, then records what it got.
     struct Gate {
@@ -188,12 +183,11 @@ mod tests {
         assert!(kept <= QUEUE_LINES + 1, "{kept}");
         assert!(kept >= QUEUE_LINES, "{kept}");
         go.send(()).unwrap();
-        out.flush(Duration::from_secs(20));
-        let text = String::from_utf8(got.lock().unwrap().clone()).unwrap();
+        let text = written(&got, kept);
         assert_eq!(text.lines().count(), kept);
         assert!(text.starts_with("line 0\nline 1\n"), "{}", &text[..40]);
         out.line("after".into());
-        out.flush(Duration::from_secs(20));
+        written(&got, kept + 1);
         let said = String::from_utf8(notice.0.lock().unwrap().clone()).unwrap();
         assert!(
             said.contains(&format!("{} log lines dropped", total - kept)),
