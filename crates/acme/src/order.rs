@@ -100,10 +100,24 @@ async fn run(session: &Session, solver: &mut Solver, req: &Request) -> Result<Ou
 
     let kind = solver.method().challenge_type();
     let name = solver.method().name();
-    {
+    // Fetching an authorization is a request too: a refused nonce there walks
+    // the authorizations again (fetched ones are kept, handled ones skipped).
+    let mut handled = std::collections::HashSet::new();
+    let mut attempt = 1;
+    'walk: loop {
         let mut authorizations = order.authorizations();
         while let Some(next) = authorizations.next().await {
-            let mut authz = next.map_err(Error::from_acme)?;
+            let mut authz = match next {
+                Ok(authz) => authz,
+                Err(e) if is_bad_nonce(&e) && attempt < NONCE_ATTEMPTS => {
+                    attempt += 1;
+                    continue 'walk;
+                }
+                Err(e) => return Err(Error::from_acme(e)),
+            };
+            if !handled.insert(authz.url().to_string()) {
+                continue;
+            }
             match authz.status {
                 AuthorizationStatus::Pending => {}
                 AuthorizationStatus::Valid => continue,
@@ -136,6 +150,7 @@ async fn run(session: &Session, solver: &mut Solver, req: &Request) -> Result<Ou
             solver.present(&identifier, &token, &key_auth).await?;
             nonce_retry!(challenge.set_ready())?;
         }
+        break;
     }
     let policy = RetryPolicy::new().timeout(POLL_TIMEOUT);
     let status = nonce_retry!(order.poll_ready(&policy));
