@@ -40,8 +40,24 @@ pub fn error(err: &anyhow::Error) {
         return;
     }
     let red = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
-    let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-    eprintln!("{red}error:{red:#} {}", chain.join(": "));
+    eprintln!("{red}error:{red:#} {}", chain_text(err));
+}
+
+/// An error and its causes on one line, a cause left out when the text
+/// before it already ends with it (errors that print their source, as
+/// `path: source` does, would otherwise say it twice).
+fn chain_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain().map(|c| c.to_string()) {
+        if text.ends_with(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
 }
 
 /// Prints a warning on stderr.
@@ -81,5 +97,18 @@ pub fn lines(lines: &[devtls_net::doctor::Line]) {
             Line::Ok(t) => ok(t),
             Line::Blank => println!(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let fleet = devtls_fleet::Error::io(std::path::Path::new("fleet/x.lock"), io);
+        let err = anyhow::Error::new(fleet).context("issuing");
+        assert_eq!(chain_text(&err), "issuing: fleet/x.lock: gone");
     }
 }

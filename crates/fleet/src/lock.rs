@@ -59,20 +59,42 @@ impl Lock {
         }
     }
 
+    /// Removes the lock file `path` if nobody holds it (a dead process's
+    /// leftover); true when it was removed.
+    pub fn remove_if_stale(path: &Path) -> Result<bool, Error> {
+        match Lock::try_existing(path)? {
+            Some(_held) => Ok(std::fs::remove_file(path).is_ok()),
+            None => Ok(false),
+        }
+    }
+
     /// Creates a lock file that appears at `path` already locked: it is made
     /// and locked under `staging`, then renamed, so no other process can ever
     /// see it unlocked while its owner lives.
+    ///
+    /// A recovery that meets `staging` between its creation and its lock
+    /// takes it for a dead process's leftover and removes it (recover.rs):
+    /// then the lock is not ours, or the rename finds nothing, and the
+    /// staging file is made again, a bounded number of times.
     pub fn create_locked(staging: &Path, path: &Path) -> Result<Lock, Error> {
-        let file = open(staging)?;
-        // A recovery may have grabbed a fresh staging file as stale: never run unlocked.
-        if !flock(&file, false).map_err(|e| Error::io(staging, e))? {
-            return Err(Error::Invalid(format!(
-                "{}: could not take the issuing lock; run the command again",
-                staging.display()
-            )));
+        const ATTEMPTS: u32 = 50;
+        for attempt in 1..=ATTEMPTS {
+            let file = open(staging)?;
+            if !flock(&file, false).map_err(|e| Error::io(staging, e))? {
+                // The recovery holds it for a moment, then removes it.
+                std::thread::sleep(std::time::Duration::from_millis(10 * u64::from(attempt)));
+                continue;
+            }
+            match std::fs::rename(staging, path) {
+                Ok(()) => return Ok(Lock { _file: file }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(path, e)),
+            }
         }
-        std::fs::rename(staging, path).map_err(|e| Error::io(path, e))?;
-        Ok(Lock { _file: file })
+        Err(Error::Invalid(format!(
+            "{}: could not take the issuing lock in {ATTEMPTS} attempts (a recovery kept removing it); run the command again",
+            staging.display()
+        )))
     }
 }
 
@@ -178,5 +200,43 @@ mod tests {
             std::fs::read(dir.path().join("cam-1/client.der")).unwrap(),
             b"x"
         );
+    }
+
+    #[test]
+    fn a_lock_being_created_survives_a_recovery_that_sweeps_it() {
+        // recover.rs removes a staging file nobody holds; one caught between
+        // its creation and its lock is made again, never lost.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sweeper = {
+            let (root, stop) = (root.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut removed = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for e in std::fs::read_dir(&root).unwrap().filter_map(Result::ok) {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        if name.starts_with('.') && Lock::remove_if_stale(&e.path()).unwrap() {
+                            removed += 1;
+                        }
+                    }
+                }
+                removed
+            })
+        };
+        for i in 0..2000 {
+            let lock = Lock::create_locked(
+                &root.join(format!(".{i}.new")),
+                &root.join(format!("{i}.lock")),
+            )
+            .unwrap_or_else(|e| panic!("attempt {i}: {e}"));
+            assert!(Lock::try_existing(&root.join(format!("{i}.lock")))
+                .unwrap()
+                .is_none());
+            drop(lock);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let removed = sweeper.join().unwrap();
+        eprintln!("the sweeper removed {removed} staging files");
     }
 }

@@ -67,10 +67,7 @@ pub fn run(fleet: &mut Fleet) -> Result<Recovery, Error> {
     for name in &leftovers {
         if name.starts_with('.') && name.ends_with(".new") {
             // A lock file still being created: stale only if nobody holds it.
-            let path = work.join(name);
-            if Lock::try_existing(&path)?.is_some() {
-                let _ = fs::remove_file(&path);
-            }
+            Lock::remove_if_stale(&work.join(name))?;
         } else {
             owners.insert(name.trim_end_matches(".lock").to_string());
         }
