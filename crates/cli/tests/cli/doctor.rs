@@ -18,7 +18,9 @@ struct Case<'a> {
     name: &'a str,
     server: LineServer,
     /// The server mbedTLS is tried against, when it must differ (the clock
-    /// scenario: a chain that is not yet valid now).
+    /// scenario: a chain that is not yet valid now; a gnutls-serv that a
+    /// refused DTLS handshake leaves answering nobody). Doctor's server is
+    /// stopped before mbedTLS runs.
     mbedtls_server: Option<LineServer>,
     ca: &'a str,
     hostname: &'a str,
@@ -168,16 +170,26 @@ fn run_case(dir: &Path, case: Case, rows: &mut Vec<Row>) {
         );
     }
 
+    // A case that ends in the device's timeout needs no long wait to show it.
+    let timeout = match case.expect {
+        Some(e) if e.contains("TIMEOUT") => "3",
+        _ => "8",
+    };
     let mut margs = vec![
         "--ca",
         case.ca,
         "--hostname",
         case.hostname,
         "--timeout",
-        "8",
+        timeout,
     ];
     margs.extend(case.mbedtls_extra.iter().copied());
     let mport = case.mbedtls_server.as_ref().map_or(port, |s| s.port);
+    if mport != port {
+        // Done with doctor's server: a gnutls-serv left wedged by a refused
+        // DTLS handshake spins on a core until it is stopped.
+        drop(case.server);
+    }
     let peer = support::device::client(dir, mport, &margs);
     let conn = peer.single().clone();
     let mbed = if conn.ok {
@@ -224,7 +236,6 @@ fn run_case(dir: &Path, case: Case, rows: &mut Vec<Row>) {
         mbedtls: mbed,
         agree,
     });
-    drop(case.server);
 }
 
 fn print_table(rows: &[Row]) {
@@ -852,11 +863,15 @@ fn doctor_over_dtls_agrees_with_mbedtls() {
             mtls_cbc(),
         )
         .both(&["--dtls", "--cert", "client.der", "--key", "client.key.der"]),
+        // After a handshake without the device's certificate gnutls-serv
+        // answers nobody (and spins): the device peer gets a server of its own.
         Case::new("DTLS mTLS, AES-CBC: none sent", mtls_cbc())
             .both(&["--dtls"])
+            .mbedtls_server(mtls_cbc())
             .fails("MBEDTLS_ERR_SSL_TIMEOUT"),
         Case::new("DTLS mTLS: none sent", mtls())
             .both(&["--dtls"])
+            .mbedtls_server(mtls())
             .fails("MBEDTLS_ERR_SSL_TIMEOUT")
             .fix("load_cert_chain"),
         Case::new("DTLS mTLS: device certificate accepted", mtls()).both(&[
