@@ -245,11 +245,7 @@ fn status_and_list_answer(d: &Path, backend: &str) {
     let t0 = Instant::now();
     let status = json(&ok_in(d, &words("fleet status --json")));
     let status_time = t0.elapsed();
-    assert_eq!(
-        status["counts"]["active"],
-        rows - rows / 100,
-        "{status}"
-    );
+    assert_eq!(status["counts"]["active"], rows - rows / 100, "{status}");
     assert_eq!(status["counts"]["revoked"], rows / 100, "{status}");
     let t0 = Instant::now();
     let first = json(&ok_in(d, &words("fleet list --json --limit 1000")));

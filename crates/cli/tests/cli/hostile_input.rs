@@ -1,7 +1,7 @@
 //! Every command that reads files, given what a careless or hostile user
 //! gives it: empty, random 1 B / 1 KB / 10 MB, truncated DER, bad base64, a
 //! folder, a FIFO nobody writes, /dev/zero, an unreadable file, a name that
-//! is not UTF-8. Each must end (the test kills it after 5 s and fails) with
+//! is not UTF-8. Each must end (the test kills it after a minute and fails: a hang, not slowness) with
 //! exit 2, or 1 where the file was read and the check failed, and one line
 //! saying what is wrong.
 //!
@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use support::ok_in;
 
-const LIMIT: Duration = Duration::from_secs(5);
+/// A hang guard (a FIFO or a device file read forever), not a speed test:
+/// generous, so a machine busy with the rest of the suite never trips it.
+const LIMIT: Duration = Duration::from_secs(60);
 
 /// Pseudo-random bytes (xorshift), the same every run.
 fn random(n: usize, seed: u64) -> Vec<u8> {
