@@ -37,8 +37,7 @@ fn four_issuers_and_a_revoker_share_one_database() {
     let n: usize = std::env::var("DEVTLS_PG_ISSUE_COUNT")
         .ok()
         .and_then(|v| v.parse().ok())
-        // Two batches of 1,024 each: issuers meet inside and between batches.
-        .unwrap_or(2048);
+        .unwrap_or(5000);
     let _pg = postgres();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
