@@ -232,7 +232,7 @@ read -r HS_BOUND HS_E HS_S HS_V <<<"$HS"
 echo "P-256 on one core, ops/s (aws-lc-rs): $(field "$CRYPTO" p256)"
 [ -n "${D_KB:-}" ] && echo "1 KB exchanges: handshake bound $HS_BOUND conns/s ($HS_E ECDHE + $HS_S signs + $HS_V verifies per connection, device leg $([ "${DEVICE_RESUME:-1}" = 0 ] && echo full || echo resumed), on $(nproc) cores); devtls at $(ratio "${D_KB:-0}" "$HS_BOUND"), nginx at $(ratio "${N_KB:-0}" "$HS_BOUND") of it"
 AES=$(field "$CRYPTO" aws_lc_rs | python3 -c "import ast,sys; print(ast.literal_eval(sys.stdin.read())['aes128gcm'])")
-echo "AEAD on one core, MB/s (aws-lc-rs is rustls's provider here; ring for comparison): $CRYPTO"
+echo "AEAD on one core, MB/s (aws-lc-rs, rustls's provider here): $CRYPTO"
 BOUND=$(python3 -c "print(round($AES * $(nproc) / 4))")
 [ -n "${D_MB:-}" ] && echo "1 MB exchanges: crypto bound $BOUND MB/s relayed; devtls at $(ratio "$D_MB" "$BOUND"), nginx at $(ratio "$N_MB" "$BOUND") of it"
 

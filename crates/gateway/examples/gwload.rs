@@ -27,7 +27,7 @@
 //!   before answering.
 //! - `gwload crypto SECS`: one core's AEAD throughput (seal then open of
 //!   16 KiB records, MB/s of plaintext) for AES-128-GCM, AES-256-GCM and
-//!   ChaCha20-Poly1305 with aws-lc-rs (rustls's provider here) and ring,
+//!   ChaCha20-Poly1305 with aws-lc-rs (rustls's provider here),
 //!   and P-256 handshake operations per second with aws-lc-rs (ECDHE =
 //!   key generation + agreement, ECDSA sign, ECDSA verify). Prints one
 //!   JSON line.
@@ -461,38 +461,26 @@ fn aead_rate(secs: f64, mut seal_open: impl FnMut(&mut Vec<u8>, u64)) -> f64 {
     (n * 2 * 16 * 1024) as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
-/// The seal-and-open loop of [`aead_rate`] for one AEAD of `$krate`
-/// (aws_lc_rs or ring: the same `aead` API, different types).
-macro_rules! aead_rate_of {
-    ($krate:ident, $alg:expr, $secs:expr) => {{
-        use $krate::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
-        let alg = $alg;
-        let key = LessSafeKey::new(UnboundKey::new(alg, &vec![7u8; alg.key_len()]).unwrap());
-        aead_rate($secs, |record, n| {
-            let nonce = |n: u64| {
-                let mut b = [0u8; 12];
-                b[4..].copy_from_slice(&n.to_be_bytes());
-                Nonce::assume_unique_for_key(b)
-            };
-            let tag = key
-                .seal_in_place_separate_tag(nonce(n), Aad::empty(), record)
-                .unwrap();
-            record.extend_from_slice(tag.as_ref());
-            let len = key
-                .open_in_place(nonce(n), Aad::empty(), record)
-                .unwrap()
-                .len();
-            record.truncate(len);
-        })
-    }};
-}
-
+/// The seal-and-open loop of [`aead_rate`] for one AEAD of aws-lc-rs.
 fn aws_lc(alg: &'static aws_lc_rs::aead::Algorithm, secs: f64) -> f64 {
-    aead_rate_of!(aws_lc_rs, alg, secs)
-}
-
-fn ring_rate(alg: &'static ring::aead::Algorithm, secs: f64) -> f64 {
-    aead_rate_of!(ring, alg, secs)
+    use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
+    let key = LessSafeKey::new(UnboundKey::new(alg, &vec![7u8; alg.key_len()]).unwrap());
+    aead_rate(secs, |record, n| {
+        let nonce = |n: u64| {
+            let mut b = [0u8; 12];
+            b[4..].copy_from_slice(&n.to_be_bytes());
+            Nonce::assume_unique_for_key(b)
+        };
+        let tag = key
+            .seal_in_place_separate_tag(nonce(n), Aad::empty(), record)
+            .unwrap();
+        record.extend_from_slice(tag.as_ref());
+        let len = key
+            .open_in_place(nonce(n), Aad::empty(), record)
+            .unwrap()
+            .len();
+        record.truncate(len);
+    })
 }
 
 /// Operations per second for `secs` of `op`.
@@ -544,14 +532,10 @@ fn crypto(a: &[String]) -> Result<()> {
     let secs: f64 = a.first().map_or(Ok(0.5), |s| s.parse())?;
     let (ecdhe, sign, verify) = p256(secs);
     println!(
-        "{{\"p256\":{{\"ecdhe\":{ecdhe:.0},\"sign\":{sign:.0},\"verify\":{verify:.0}}},\"aws_lc_rs\":{{\"aes128gcm\":{:.0},\"aes256gcm\":{:.0},\"chacha20poly1305\":{:.0}}},\
-         \"ring\":{{\"aes128gcm\":{:.0},\"aes256gcm\":{:.0},\"chacha20poly1305\":{:.0}}}}}",
+        "{{\"p256\":{{\"ecdhe\":{ecdhe:.0},\"sign\":{sign:.0},\"verify\":{verify:.0}}},\"aws_lc_rs\":{{\"aes128gcm\":{:.0},\"aes256gcm\":{:.0},\"chacha20poly1305\":{:.0}}}}}",
         aws_lc(&aws_lc_rs::aead::AES_128_GCM, secs),
         aws_lc(&aws_lc_rs::aead::AES_256_GCM, secs),
         aws_lc(&aws_lc_rs::aead::CHACHA20_POLY1305, secs),
-        ring_rate(&ring::aead::AES_128_GCM, secs),
-        ring_rate(&ring::aead::AES_256_GCM, secs),
-        ring_rate(&ring::aead::CHACHA20_POLY1305, secs),
     );
     Ok(())
 }

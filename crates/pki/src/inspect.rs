@@ -689,7 +689,7 @@ pub fn csr(der: &[u8]) -> Result<CsrInfo, Error> {
         public_key: key_info(&info.subject_pki),
         public_key_sha256: fingerprint::sha256_hex(info.subject_pki.raw),
         signature: signature_info(&req.signature_algorithm),
-        signature_valid: verify(
+        signature_valid: signature_verifies(
             &info.subject_pki,
             &req.signature_algorithm,
             &req.signature_value.data,
@@ -745,7 +745,7 @@ pub fn signature_checks(subject_der: &[u8], issuer_der: &[u8]) -> Option<bool> {
 }
 
 fn cert_signed_by(cert: &X509Certificate, key: &SubjectPublicKeyInfo) -> bool {
-    verify(
+    signature_verifies(
         key,
         &cert.signature_algorithm,
         &cert.signature_value.data,
@@ -753,11 +753,18 @@ fn cert_signed_by(cert: &X509Certificate, key: &SubjectPublicKeyInfo) -> bool {
     )
 }
 
-/// Checks a signature with aws-lc-rs, covering more than x509-parser's own
-/// verifier (P-521, SHA-512 ECDSA, secp256k1, RSA-1024 and SHA-1), because
-/// "self-signed" and "signed by" must hold for exactly the weak or unusual
-/// certificates lint and split have to talk about.
-fn verify(key: &SubjectPublicKeyInfo, alg: &AlgorithmIdentifier, sig: &[u8], data: &[u8]) -> bool {
+/// Whether `sig` over `data` was made by `key` with `alg`: devtls's one
+/// signature check (certificates, CSRs, CRLs), with aws-lc-rs. It covers
+/// more than x509-parser's own verifier (P-521, SHA-512 ECDSA, secp256k1,
+/// RSA-1024 and SHA-1), because "self-signed" and "signed by" must hold for
+/// exactly the weak or unusual certificates lint and split have to talk
+/// about; what a key may be is the profile's rules, not this check's.
+pub fn signature_verifies(
+    key: &SubjectPublicKeyInfo,
+    alg: &AlgorithmIdentifier,
+    sig: &[u8],
+    data: &[u8],
+) -> bool {
     use aws_lc_rs::signature as s;
     use HashAlgorithm::*;
     let sig_info = signature_info(alg);

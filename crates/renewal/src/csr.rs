@@ -79,8 +79,17 @@ pub fn check(
     }
     // After the key's type, so a weak key is named as such rather than as
     // a signature the verifier will not check.
-    csr.verify_signature()
-        .map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let info = &csr.certification_request_info;
+    if !devtls_pki::inspect::signature_verifies(
+        &info.subject_pki,
+        &csr.signature_algorithm,
+        &csr.signature_value.data,
+        info.raw,
+    ) {
+        return Err(CsrError::Malformed(
+            "the CSR's signature does not verify with its own key".into(),
+        ));
+    }
     for ext in csr.requested_extensions().into_iter().flatten() {
         if let ParsedExtension::SubjectAlternativeName(san) = ext {
             for name in &san.general_names {
@@ -106,5 +115,30 @@ fn ip_of(raw: &[u8]) -> Option<IpAddr> {
         4 => Some(IpAddr::from(<[u8; 4]>::try_from(raw).ok()?)),
         16 => Some(IpAddr::from(<[u8; 16]>::try_from(raw).ok()?)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devtls_pki::issue::{self, CertSpec, Role};
+    use devtls_pki::keys::PrivateKey;
+
+    #[test]
+    fn a_csr_whose_signature_does_not_verify_is_refused() {
+        let key = PrivateKey::generate(KeyType::P256).unwrap();
+        let der = issue::csr(&CertSpec::new("cam-1", Role::Client, 30), &key)
+            .unwrap()
+            .der;
+        let profile = &devtls_pki::profile::OPENMV;
+        assert!(check(&der, profile, &[], &[]).is_ok());
+        // The signature is the DER's last bytes: change one.
+        let mut bad = der.clone();
+        let last = bad.len() - 2;
+        bad[last] ^= 0x01;
+        match check(&bad, profile, &[], &[]) {
+            Err(CsrError::Malformed(why)) => assert!(why.contains("signature"), "{why}"),
+            other => panic!("accepted a broken signature: {:?}", other.map(|_| ())),
+        }
     }
 }
