@@ -2,7 +2,11 @@
 //!
 //! Every issuing process holds an `flock` on `.work/TOKEN.lock` and owns
 //! the `pending` rows marked with its TOKEN. The kernel drops the lock when
-//! the process dies, so a lock that can be taken means a dead owner. For each
+//! the process dies, so a lock that can be taken means a dead owner. On
+//! PostgreSQL the owner also holds a session lock in the database, which the
+//! server drops when it notices the closed connection, a moment after the
+//! kernel dropped the file's: a dead lock file waits (at most
+//! [`SESSION_GRACE`]) for the database to agree. For each
 //! pending row of a dead owner the files decide:
 //! - `devices/ID/` holds a certificate with the row's serial: the rename
 //!   happened, so the row becomes `active` (and a rotated device's old row
@@ -73,9 +77,6 @@ pub fn run(fleet: &mut Fleet) -> Result<Recovery, Error> {
         }
     }
     for owner in owners {
-        if fleet.db().owner_alive(&owner)? == Some(true) {
-            continue; // the database says it still runs
-        }
         let lock_path = work.join(format!("{owner}.lock"));
         // The lock file is in place (locked) before its owner writes anything,
         // so no lock file means nobody is alive behind these rows.
@@ -87,6 +88,9 @@ pub fn run(fleet: &mut Fleet) -> Result<Recovery, Error> {
         } else {
             None
         };
+        if !database_says_dead(fleet, &owner, held.is_some())? {
+            continue; // the database says it still runs
+        }
         settle_owner(fleet, &owner, &mut report)?;
         let dir = work.join(&owner);
         if dir.exists() {
@@ -98,6 +102,28 @@ pub fn run(fleet: &mut Fleet) -> Result<Recovery, Error> {
         }
     }
     Ok(report)
+}
+
+/// How long a dead owner's session may outlive it in the database.
+const SESSION_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether the database agrees that `owner` is gone (or cannot tell). The
+/// kernel frees a killed process's lock file at once; PostgreSQL frees its
+/// session lock when the server notices the closed connection, a moment
+/// later on a busy server. So when the lock file already says dead
+/// (`dead_here`), the database is asked again for up to [`SESSION_GRACE`]
+/// before the owner is taken for alive.
+fn database_says_dead(fleet: &Fleet, owner: &str, dead_here: bool) -> Result<bool, Error> {
+    let deadline = std::time::Instant::now() + SESSION_GRACE;
+    loop {
+        if fleet.db().owner_alive(owner)? != Some(true) {
+            return Ok(true);
+        }
+        if !dead_here || std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 fn settle_owner(fleet: &mut Fleet, owner: &str, report: &mut Recovery) -> Result<(), Error> {

@@ -525,6 +525,61 @@ fn rand_fraction() -> f64 {
     (h.finish() % 10_000) as f64 / 10_000.0
 }
 
+/// A killed issuer's PostgreSQL session can outlive it for a moment (the
+/// server notices the closed connection late when it is busy): recovery
+/// waits for the database to agree with the freed lock file instead of
+/// leaving the dead owner's rows and staging for a later command. The
+/// server's backend of the killed issuer is stopped (SIGSTOP) so the moment
+/// lasts 1.5 s; before the wait, recovery took the owner for alive.
+#[test]
+fn recovery_waits_for_a_killed_issuers_database_session_on_postgres() {
+    let pg = support::postgres::postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    init(d);
+    let mut child = spawn_issue(d, "cam-", "5000");
+    let work = d.join("fleet/.work");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The issuer's session lock and its lock file, both in place.
+    let backend = loop {
+        let pid =
+            pg.psql("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted LIMIT 1");
+        let locked = fs::read_dir(&work).is_ok_and(|mut e| {
+            e.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".lock")))
+        });
+        if !pid.is_empty() && locked {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the issuer never took its locks");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the issuer ended first"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &backend])
+        .output()
+        .unwrap();
+    assert!(
+        stop.status.success(),
+        "kill -STOP {backend}: {}",
+        text(&stop)
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let resumed = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &backend])
+            .output();
+    });
+    // The next command's recovery settles the dead issuer's rows and staging.
+    let rows = assert_agreement(d, "fleet");
+    resumed.join().unwrap();
+    pg.assert_inventory(&d.join("fleet"), rows.len());
+}
+
 #[test]
 fn two_issuers_at_once_never_share_a_serial_or_a_device() {
     let _backend = support::postgres::backend();
