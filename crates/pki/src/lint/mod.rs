@@ -7,7 +7,7 @@
 //! time is an input), no files.
 //!
 //! Here: the findings, the inputs and the entry points; beside it the rules
-//! by what they look at: [`role`] (which role a file is checked in),
+//! by what they look at: `role` (which role a file is checked in),
 //! `file` (framing), `cert` (certificates), `key` (keys and key/certificate
 //! pairs), `chain` (sizes against the device's buffers).
 //!
