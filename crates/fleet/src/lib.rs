@@ -617,13 +617,14 @@ fn crl_serials(der: &[u8], ca_der: &[u8]) -> Option<Vec<Vec<u8>>> {
     use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
     let (_, ca) = X509Certificate::from_der(ca_der).ok()?;
     let (_, crl) = CertificateRevocationList::from_der(der).ok()?;
-    devtls_pki::inspect::signature_verifies(
+    if !devtls_pki::inspect::signature_verifies(
         ca.public_key(),
         &crl.signature_algorithm,
         &crl.signature_value.data,
         crl.tbs_cert_list.as_ref(),
-    )
-    .then_some(())?;
+    ) {
+        return None;
+    }
     Some(
         crl.iter_revoked_certificates()
             .map(|r| r.raw_serial().to_vec())
