@@ -6,13 +6,14 @@
 
 pub mod fleet;
 pub mod interactive;
+pub mod ports;
 pub mod postgres;
 pub mod require;
 
 #[allow(unused_imports)] // each test file uses what it needs
 pub use require::{require, tool};
 
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -60,22 +61,15 @@ pub fn text(out: &Output) -> String {
     )
 }
 
-/// A TCP port on 127.0.0.1 free at the time of asking.
+/// A TCP port on 127.0.0.1 for a peer to bind, given to no other test
+/// (see ports: why not the kernel's port 0).
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    ports::port()
 }
 
-/// A UDP port on 127.0.0.1 free at the time of asking.
+/// A UDP port on 127.0.0.1 for a peer to bind, given to no other test.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    ports::port()
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
