@@ -26,6 +26,16 @@
 # are printed as well: with the bound's per-side share they say which side
 # spends its time on something other than public-key operations.
 #
+# The anchor, run after the service in the same script: nginx (OpenSSL)
+# with the service's certificate, demanding the devices' certificates from
+# the fleet CA, TLS 1.2 and P-256 only, no session reuse, answering the same
+# two connections per renewal of the same load generator: the ask from a
+# static file holding one pre-made pair, the confirmation (a connection
+# with that pair) with 204. That is every handshake and round trip of a
+# renewal with no issuance behind it: the rate the TLS stacks, the kernel's
+# loopback and the load generator allow on this machine, printed beside the
+# service's as a ratio (NO_ANCHOR=1 skips it).
+#
 # Usage: bench/fleet_serve.sh   (DEVICES=2000 CONCURRENCY=64 DURATION=15 to change)
 #        BENCH_NO_BUILD=1 bench/fleet_serve.sh   (use the release binaries already built)
 #        CARGO_TARGET_DIR=... is honoured (relative to the repository root).
@@ -81,6 +91,8 @@ printf '%-44s %10s/s   (%s renewals in %ss, %s errors)\n' "fleet serve renewals 
 printf '%-44s %10s\n' "fraction of the bound" "$FRACTION"
 SIDE_S=$(awk '$1 == "side" && $2 == "service" { print $3 }' <<<"$OPS")
 SIDE_D=$(awk '$1 == "side" && $2 == "devices" { print $3 }' <<<"$OPS")
+# The service's public-key operations nginx does not do: the new key and its certificate.
+KEYGEN_SIGN=$(awk '$1 == "op" && $2 == "p256-keygen" { k = $6 } $1 == "op" && $2 == "ecdsa-p256-sign" { g = $6 } END { print k + g }' <<<"$OPS")
 awk -v s="$SERVER_CPU" -v l="$LOAD_CPU" -v n="$DONE" -v t="$ELAPSED" -v bs="$SIDE_S" -v bd="$SIDE_D" 'BEGIN {
   n = n > 0 ? n : 1
   printf "%-44s %10.0f us   (public-key part %s us; %.1f CPU s in %.1f s)\n", "service CPU per renewal", 1e6 * s / n, bs, s, t
@@ -88,3 +100,63 @@ awk -v s="$SERVER_CPU" -v l="$LOAD_CPU" -v n="$DONE" -v t="$ELAPSED" -v bs="$SID
 }'
 echo "machine load after: $LOAD_AFTER"
 (cd "$WORK" && "$BIN" fleet status | sed -n '/Renewal service/,$p')
+
+[ -n "${NO_ANCHOR:-}" ] && exit 0
+need_tools nginx openssl
+kill "$SERVER" && wait "$SERVER" 2>/dev/null || true
+# The one pair every device is handed (its folder moved out of devices/,
+# so no device asks with it), in the devtls format, and its serial.
+(cd "$WORK" && "$BIN" fleet issue anchor-pair --days 90 --quiet >/dev/null)
+mv "$WORK/fleet/devices/anchor-pair" "$WORK/anchor-pair"
+python3 - "$WORK/anchor-pair" "$WORK/pair.bin" <<'PY'
+import struct, sys, pathlib
+d = pathlib.Path(sys.argv[1])
+cert, key = (d / "client.der").read_bytes(), (d / "client.key.der").read_bytes()
+pathlib.Path(sys.argv[2]).write_bytes(
+    b"DTR1" + struct.pack(">I", len(cert)) + cert + struct.pack(">I", len(key)) + key + struct.pack(">Q", 0))
+PY
+chmod o+x "$WORK" && chmod o+r "$WORK/pair.bin" # nginx's workers read it as another user (a throw-away pair)
+SERIAL=$(openssl x509 -inform der -in "$WORK/anchor-pair/client.der" -noout -serial | cut -d= -f2)
+openssl x509 -inform der -in "$WORK/fleet/service/server.der" -out "$WORK/anchor-server.pem"
+openssl pkey -inform der -in "$WORK/fleet/service/server.key.der" -out "$WORK/anchor-server.key"
+openssl x509 -inform der -in "$WORK/fleet/ca.der" -out "$WORK/anchor-ca.pem"
+ANCHOR_PORT=$(free_port)
+start_nginx "$ANCHOR_PORT" "$(nproc)" "http {
+  access_log off;
+  keepalive_timeout 0;
+  server {
+    listen 127.0.0.1:$ANCHOR_PORT ssl;
+    ssl_certificate $WORK/anchor-server.pem;
+    ssl_certificate_key $WORK/anchor-server.key;
+    ssl_client_certificate $WORK/anchor-ca.pem;
+    ssl_verify_client on;
+    ssl_protocols TLSv1.2;
+    ssl_ecdh_curve prime256v1;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    location = /.well-known/est/serverkeygen {
+      if (\$ssl_client_serial = $SERIAL) { return 204; }
+      default_type application/x-devtls-renew;
+      alias $WORK/pair.bin;
+    }
+  }
+}"
+if [ -n "${PERF:-}" ]; then
+  perf record -g -o "${PERF_OUT:-.}/perf-anchor.data" -p "$(pgrep -d, -P "$NGINX_PID")" -- sleep "$SECONDS_RUN" >/dev/null 2>&1 &
+  PIDS+=($!)
+fi
+NGINX_CPU0=$(cpu_tree "$NGINX_PID")
+/usr/bin/time -f "%U %S" -o "$WORK/anchor.time" \
+  "$RELEASE/examples/renew_load" "$WORK/fleet" "$ANCHOR_PORT" "$CONCURRENCY" "$SECONDS_RUN" anchor >"$WORK/anchor.out"
+NGINX_CPU=$(python3 -c "print($(cpu_tree "$NGINX_PID") - $NGINX_CPU0)")
+A_LOAD_CPU=$(awk '{ print $1 + $2 }' "$WORK/anchor.time")
+read -r A_DONE A_ELAPSED A_ERRORS <"$WORK/anchor.out"
+A_RATE=$(awk -v n="$A_DONE" -v t="$A_ELAPSED" 'BEGIN { printf "%.0f", n / t }')
+printf '%-44s %10s/s   (%s in %ss, %s errors)\n' "anchor: nginx, same connections, no issuance" "$A_RATE" "$A_DONE" "$A_ELAPSED" "$A_ERRORS"
+awk -v s="$NGINX_CPU" -v l="$A_LOAD_CPU" -v n="$A_DONE" -v bs="$SIDE_S" -v bd="$SIDE_D" -v ks="$KEYGEN_SIGN" 'BEGIN {
+  n = n > 0 ? n : 1
+  printf "%-44s %10.0f us   (public-key part %.0f us: no key generation or certificate signature)\n", "nginx CPU per renewal", 1e6 * s / n, bs - ks
+  printf "%-44s %10.0f us   (public-key part %s us)\n", "load generator CPU per renewal (anchor)", 1e6 * l / n, bd
+}'
+printf '%-44s %10s\n' "anchor's fraction of the bound" "$(awk -v a="$A_RATE" -v b="$BOUND" 'BEGIN { printf "%.2f", a / b }')"
+printf '%-44s %10s\n' "fleet serve / anchor" "$(awk -v a="$RATE" -v b="$A_RATE" 'BEGIN { printf "%.2f", a / (b > 0 ? b : 1) }')"

@@ -5,8 +5,14 @@
 //! then confirm by connecting with the new one (204). The devices are rustls
 //! clients restricted to the `openmv` profile (TLS 1.2, full handshakes).
 //!
-//! Usage: renew_load FLEET_DIR PORT CONCURRENCY SECONDS
+//! Usage: renew_load FLEET_DIR PORT CONCURRENCY SECONDS [anchor]
 //! Prints: `renewals SECONDS_ELAPSED errors`
+//!
+//! `anchor`: the same two connections against the benchmark's anchor, nginx
+//! answering the ask from a static file (one pre-made pair for every
+//! device, so the request is a GET) and the confirmation with 204; a device
+//! keeps its own pair for its next round, since every device is handed the
+//! same one.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -17,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
+#[derive(Clone)]
 struct Device {
     cert: Vec<u8>,
     key: Vec<u8>,
@@ -26,6 +33,7 @@ fn exchange(
     port: u16,
     roots: &rustls::RootCertStore,
     d: &Device,
+    method: &str,
 ) -> Result<(u16, Vec<u8>), String> {
     let profile = devtls_pki::profile::by_name("openmv").ok_or("no openmv profile")?;
     let config =
@@ -44,8 +52,13 @@ fn exchange(
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+    let body = if method == "POST" {
+        "Content-Length: 0\r\n"
+    } else {
+        ""
+    };
     tls.write_all(
-        b"POST /.well-known/est/serverkeygen HTTP/1.1\r\nHost: x\r\nAccept: application/x-devtls-renew\r\nContent-Length: 0\r\n\r\n",
+        format!("{method} /.well-known/est/serverkeygen HTTP/1.1\r\nHost: x\r\nAccept: application/x-devtls-renew\r\n{body}\r\n").as_bytes(),
     )
     .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
@@ -71,6 +84,8 @@ fn main() {
     let port: u16 = args[1].parse().expect("PORT");
     let concurrency: usize = args[2].parse().expect("CONCURRENCY");
     let seconds: u64 = args[3].parse().expect("SECONDS");
+    let anchor = args.get(4).map(String::as_str) == Some("anchor");
+    let method = if anchor { "GET" } else { "POST" };
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from(
@@ -99,15 +114,17 @@ fn main() {
                         std::thread::sleep(Duration::from_millis(1));
                         continue;
                     };
-                    let renewed = exchange(port, roots, &device).and_then(|(status, body)| {
-                        let (cert, key, _) = devtls_renewal::encode::parse_devtls(&body)
-                            .ok_or(format!("status {status}, not the devtls format"))?;
-                        let new = Device { cert, key };
-                        match exchange(port, roots, &new)? {
-                            (204, _) => Ok(new),
-                            (other, _) => Err(format!("confirmation answered {other}")),
-                        }
-                    });
+                    let renewed =
+                        exchange(port, roots, &device, method).and_then(|(status, body)| {
+                            let (cert, key, _) = devtls_renewal::encode::parse_devtls(&body)
+                                .ok_or(format!("status {status}, not the devtls format"))?;
+                            let new = Device { cert, key };
+                            match exchange(port, roots, &new, method)? {
+                                (204, _) if anchor => Ok(device.clone()),
+                                (204, _) => Ok(new),
+                                (other, _) => Err(format!("confirmation answered {other}")),
+                            }
+                        });
                     match renewed {
                         Ok(new) => {
                             done.fetch_add(1, Ordering::Relaxed);
