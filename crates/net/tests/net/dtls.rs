@@ -176,11 +176,7 @@ impl Drop for Proc {
 }
 
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    crate::ports::port()
 }
 
 fn write_temp(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> String {

@@ -1,6 +1,6 @@
 //! Ports for peers that must be told their port before they bind it
 //! (Pebble's validation ports, `openssl s_server -accept`, a service's
-//! `--port`).
+//! `--port`). The CLI's and the net crate's test binaries share this file.
 //!
 //! Asking the kernel (bind port 0, read the port, close) is a race: the
 //! port comes from the ephemeral range, where any later bind to port 0 or
