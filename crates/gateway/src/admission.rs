@@ -1,6 +1,7 @@
 //! Admission before any TLS work: how many connections may be in their
 //! handshake (accepted, TLS not yet established) at once, in all and from
-//! one address. A connection over either limit is closed at once, before
+//! one address (an IPv4 address, an IPv6 /64: one host is commonly given a
+//! whole /64). A connection over either limit is closed at once, before
 //! a byte is read, so a client that opens thousands of connections and
 //! sends nothing (or fails its handshakes) holds a bounded share of the
 //! gateway's memory and tasks, and clients from other addresses still get
@@ -18,7 +19,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use devtls_net::failures::{Attempt, FailureBudget, FAILURES_PER_SECOND};
+use devtls_net::failures::{client_of, Attempt, FailureBudget, FAILURES_PER_SECOND};
 
 /// Connections in their handshake at once, all addresses together.
 pub const MAX_HANDSHAKES: usize = 4096;
@@ -69,6 +70,7 @@ pub struct Admission {
 #[derive(Debug)]
 pub struct Ticket {
     admission: Arc<Admission>,
+    /// The client it is counted as.
     ip: IpAddr,
     attempt: Attempt,
 }
@@ -84,9 +86,11 @@ impl Admission {
         })
     }
 
-    /// A place for a connection from `ip`, or why not.
+    /// A place for a connection from `ip`, or why not. Counted per client:
+    /// an IPv4 address, an IPv6 /64 ([`client_of`]).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refused> {
         let attempt = self.failures.begin(ip).ok_or(Refused::Failing)?;
+        let ip = client_of(ip);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let (total, per) = &mut *counts;
         let refused = if *total >= self.max {
@@ -160,6 +164,24 @@ mod tests {
         let again = a.admit(x).expect("a place given back is taken again");
         drop((other, again));
         assert_eq!(a.in_progress(), 0);
+        assert!(a.counts.lock().unwrap().1.is_empty(), "no address kept");
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_address() {
+        let a = Admission::new(100, 2);
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        let held = [
+            a.admit(v6("2001:db8:0:1::1")).unwrap(),
+            a.admit(v6("2001:db8:0:1::2")).unwrap(),
+        ];
+        assert_eq!(
+            a.admit(v6("2001:db8:0:1:ffff::3")).unwrap_err(),
+            Refused::Address(2),
+            "another address of the same /64"
+        );
+        let other = a.admit(v6("2001:db8:0:2::1")).expect("the next /64");
+        drop((held, other));
         assert!(a.counts.lock().unwrap().1.is_empty(), "no address kept");
     }
 

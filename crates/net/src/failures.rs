@@ -23,6 +23,11 @@
 //! Memory is bounded: at most [`TRACKED`] addresses are kept; past that,
 //! the ones whose budget is full again are forgotten, and a new address is
 //! not tracked while every kept one is still spending.
+//!
+//! "An address" is [`client_of`] it: an IPv4 address, or an IPv6 address's
+//! /64 (one host is commonly given a whole /64, so per exact IPv6 address
+//! an attacker would have 2^64 budgets). The per-address connection bounds
+//! of both services count by the same key.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -37,6 +42,19 @@ pub const FAILURE_BURST: f64 = 50.0;
 
 /// Addresses whose budget is kept at most.
 pub const TRACKED: usize = 65_536;
+
+/// The client `ip` stands for, the key of every per-address bound: an IPv4
+/// address as it is (also when it arrives IPv4-mapped on an IPv6 socket),
+/// an IPv6 address as its /64 prefix.
+pub fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
 
 /// A token bucket of failed handshakes, and the handshakes counted ahead.
 #[derive(Debug, Clone, Copy)]
@@ -80,7 +98,7 @@ impl FailureBudget {
         FailureBudget::default()
     }
 
-    /// A handshake from `ip` may start, or `None`: its budget is spent
+    /// A handshake from `ip` (its [`client_of`]) may start, or `None`: its budget is spent
     /// (with the handshakes counted ahead): close the connection at accept.
     pub fn begin(&self, ip: IpAddr) -> Option<Attempt> {
         self.begin_at(ip, Instant::now())
@@ -92,7 +110,7 @@ impl FailureBudget {
         self.end_at(attempt, Instant::now())
     }
 
-    /// Spends one of `ip`'s failed handshakes.
+    /// Spends one of `ip`'s (its [`client_of`]'s) failed handshakes.
     pub fn failed(&self, ip: IpAddr) {
         self.failed_at(ip, Instant::now())
     }
@@ -107,6 +125,7 @@ impl FailureBudget {
     }
 
     fn begin_at(&self, ip: IpAddr, now: Instant) -> Option<Attempt> {
+        let ip = client_of(ip);
         let mut buckets = self.lock();
         let Some(bucket) = buckets.get_mut(&ip) else {
             return Some(Attempt {
@@ -146,6 +165,7 @@ impl FailureBudget {
     }
 
     fn failed_at(&self, ip: IpAddr, now: Instant) {
+        let ip = client_of(ip);
         let mut buckets = self.lock();
         if buckets.len() >= TRACKED && !buckets.contains_key(&ip) {
             buckets.retain(|_, b| !b.idle(now));
@@ -245,5 +265,34 @@ mod tests {
         let later = t0 + Duration::from_secs(1);
         budget.failed_at(ip(0x00ff_fff0), later);
         assert_eq!(budget.tracked(), 1);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_64_and_a_mapped_ipv4_is_the_ipv4() {
+        let budget = FailureBudget::new();
+        let t0 = Instant::now();
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        // Failures from ever new addresses of one /64 spend one budget.
+        for n in 0..FAILURE_BURST as u32 {
+            let ip = v6(&format!("2001:db8:1:2:{:x}:{:x}::1", n >> 16, n & 0xffff));
+            assert!(fail(&budget, ip, t0), "within the /64's burst");
+        }
+        assert!(budget.begin_at(v6("2001:db8:1:2:ffff::9"), t0).is_none());
+        assert!(
+            budget.begin_at(v6("2001:db8:1:3::1"), t0).is_some(),
+            "the next /64"
+        );
+        assert_eq!(budget.tracked(), 1);
+        // An IPv4 client reaching an IPv6 socket is the same client.
+        for _ in 0..FAILURE_BURST as usize {
+            budget.failed_at(ip(7), t0);
+        }
+        assert!(budget.begin_at(v6("::ffff:10.0.0.7"), t0).is_none());
+        assert_eq!(client_of(v6("::ffff:10.0.0.7")), ip(7));
+        assert_eq!(client_of(ip(7)), ip(7));
+        assert_eq!(
+            client_of(v6("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            v6("2001:db8:1:2::")
+        );
     }
 }

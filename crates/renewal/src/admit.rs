@@ -2,7 +2,8 @@
 //! Decided at accept time, before any TLS work (docs/hardening.md, "fleet
 //! serve"):
 //!
-//! - at most `per_address` unauthenticated connections per IP address;
+//! - at most `per_address` unauthenticated connections per IP address (an
+//!   IPv4 address, an IPv6 /64: [`devtls_net::failures::client_of`]);
 //!   one more from that address evicts that address's oldest (one that has
 //!   sent nothing yet first): an address can hold no more places, and its
 //!   newest connection (a device connecting now) still gets in;
@@ -32,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use devtls_net::failures::{Attempt, FailureBudget};
+use devtls_net::failures::{client_of, Attempt, FailureBudget};
 use tokio::sync::Notify;
 
 /// The bounds.
@@ -119,6 +120,8 @@ pub struct Ticket {
     gate: Arc<Gate>,
     key: Mutex<Option<Key>>,
     ip: IpAddr,
+    /// What the per-address bound counts it as ([`client_of`] `ip`).
+    client: IpAddr,
     evicted: Arc<Notify>,
     device: Mutex<Option<String>>,
     /// Until the handshake ends: counted ahead against a failing address.
@@ -164,10 +167,12 @@ impl Gate {
         } else {
             Some(self.failures.begin(ip).ok_or(Refused::Failing)?)
         };
+        // Bounded per client: an IPv4 address, an IPv6 /64 (devtls_net::failures).
+        let client = client_of(ip);
         let mut s = lock(&self.state);
-        let mine = s.addresses.get(&ip).map_or(0, BTreeSet::len);
+        let mine = s.addresses.get(&client).map_or(0, BTreeSet::len);
         if !proxy && mine >= self.limits.per_address {
-            let oldest = s.addresses.get(&ip).and_then(|k| k.first().copied());
+            let oldest = s.addresses.get(&client).and_then(|k| k.first().copied());
             if let Some(key) = oldest {
                 s.evict(key);
             }
@@ -185,12 +190,13 @@ impl Gate {
         s.next += 1;
         let key = (Stage::Silent, s.next);
         let evicted = Arc::new(Notify::new());
-        s.unauthenticated.insert(key, (ip, evicted.clone()));
-        s.addresses.entry(ip).or_default().insert(key);
+        s.unauthenticated.insert(key, (client, evicted.clone()));
+        s.addresses.entry(client).or_default().insert(key);
         Ok(Ticket {
             gate: self.clone(),
             key: Mutex::new(Some(key)),
             ip,
+            client,
             evicted,
             device: Mutex::new(None),
             attempt: Mutex::new(attempt),
@@ -213,11 +219,11 @@ impl Ticket {
             *key = None;
             return;
         };
-        s.forget(self.ip, old);
+        s.forget(self.client, old);
         *key = stage.map(|stage| (stage, old.1));
         if let Some(new) = *key {
             s.unauthenticated.insert(new, entry);
-            s.addresses.entry(self.ip).or_default().insert(new);
+            s.addresses.entry(self.client).or_default().insert(new);
         }
     }
 
@@ -361,6 +367,25 @@ mod tests {
         drop((b, c));
         let s = lock(&gate.state);
         assert!(s.devices.is_empty() && s.unauthenticated.is_empty() && s.open == 0);
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_64_holds_the_places_of_one_address() {
+        let gate = Gate::new(Limits {
+            max_connections: 100,
+            per_address: 2,
+        });
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        let first = gate.admit(v6("2001:db8:0:1::1")).unwrap();
+        let second = gate.admit(v6("2001:db8:0:1::2")).unwrap();
+        // A third address of the same /64 takes the place of its oldest.
+        let third = gate.admit(v6("2001:db8:0:1:ffff::3")).unwrap();
+        assert!(told_to_go(&first).await && !told_to_go(&second).await);
+        // The next /64 is another client.
+        let other = gate.admit(v6("2001:db8:0:2::1")).unwrap();
+        assert!(!told_to_go(&second).await && !told_to_go(&third).await);
+        drop((first, second, third, other));
+        assert!(lock(&gate.state).addresses.is_empty());
     }
 
     #[tokio::test]
