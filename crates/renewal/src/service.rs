@@ -118,14 +118,16 @@ enum Issued {
 }
 
 impl Service {
-    /// Opens the service on a fleet: creates the renewal tables and removes
-    /// key files a killed run left behind.
+    /// Opens the service on a fleet: creates the renewal tables, makes its
+    /// commits survive a power cut and removes key files a killed run left
+    /// behind.
     pub fn new(
         fleet: Fleet,
         policy: Policy,
         profile: &'static Profile,
     ) -> Result<Self, ServiceError> {
         renewal::ensure_schema(&fleet)?;
+        renewal::durable_commits(&fleet)?;
         renewal::sweep(&fleet)?;
         Ok(Service {
             ca: fleet.authority()?,

@@ -78,6 +78,8 @@ pub trait RenewalStore {
     fn abandon(&self, cert_id: i64) -> Result<Option<String>, Error>;
     /// The key files of the renewals pending now.
     fn pending_key_files(&self) -> Result<HashSet<String>, Error>;
+    /// Makes this connection's commits survive a power cut.
+    fn durable_commits(&self) -> Result<(), Error>;
     /// Adds `n` to the count of an outcome.
     fn count(&self, outcome: &str, n: u64) -> Result<(), Error>;
     /// The outcome counters and how many renewals are pending now.
@@ -102,6 +104,17 @@ pub fn store(fleet: &Fleet) -> Result<&dyn RenewalStore, Error> {
 /// Creates the renewal tables if they are missing (idempotent).
 pub fn ensure_schema(fleet: &Fleet) -> Result<(), Error> {
     store(fleet)?.ensure_schema()
+}
+
+/// Makes the renewal service's commits survive a power cut: a certificate
+/// handed to a device must never be forgotten by the inventory (it could
+/// not be revoked, and the device would be refused `unknown` with it). On
+/// SQLite, whose inventory otherwise commits with `synchronous=NORMAL`
+/// (fast, and enough for `fleet issue`, which recovers from the synced
+/// device folders), every commit of this connection is synced; PostgreSQL's
+/// commits are durable already (docs/renewal.md, "Crash safety").
+pub fn durable_commits(fleet: &Fleet) -> Result<(), Error> {
+    store(fleet)?.durable_commits()
 }
 
 /// A certificate row as the service needs it.

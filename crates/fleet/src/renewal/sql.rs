@@ -104,6 +104,11 @@ pub(crate) trait Tables {
     /// Runs `f` in one transaction that takes turns with every other writer
     /// of the inventory; committed when `f` returns `Ok`, else rolled back.
     fn write<T>(&self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<T, Error>) -> Result<T, Error>;
+    /// Makes every later commit on this connection survive a power cut
+    /// (PostgreSQL's commits do already).
+    fn sync_every_commit(&self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// The first row of `sql`, mapped.
@@ -445,6 +450,10 @@ impl<T: Tables> RenewalStore for T {
 
     fn ensure_schema(&self) -> Result<(), Error> {
         self.create()
+    }
+
+    fn durable_commits(&self) -> Result<(), Error> {
+        self.sync_every_commit()
     }
 
     fn find(&self, serial: &str) -> Result<Option<CertRow>, Error> {

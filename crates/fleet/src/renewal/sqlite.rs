@@ -63,4 +63,34 @@ impl Tables for Sqlite {
         tx.commit()?;
         Ok(out)
     }
+
+    fn sync_every_commit(&self) -> Result<(), Error> {
+        // In WAL mode FULL syncs the log at every commit; NORMAL only at
+        // checkpoints, so a power cut can undo the last commits.
+        self.conn().pragma_update(None, "synchronous", "FULL")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(db: &Sqlite) -> i64 {
+        db.conn()
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_renewal_services_commits_are_synced_and_others_stay_normal() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open(&dir.path().join("inventory.db")).unwrap();
+        assert_eq!(synchronous(&db), 1, "NORMAL for fleet issue and the rest");
+        crate::renewal::RenewalStore::durable_commits(&db).unwrap();
+        assert_eq!(synchronous(&db), 2, "FULL: every commit synced");
+        // Per connection: another process's connection is not changed.
+        let other = Sqlite::open(&dir.path().join("inventory.db")).unwrap();
+        assert_eq!(synchronous(&other), 1);
+    }
 }

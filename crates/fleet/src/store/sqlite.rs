@@ -64,6 +64,8 @@ impl Sqlite {
         db.pragma_update(None, "journal_mode", "WAL")?;
         // NORMAL in WAL mode survives a killed process; a power cut may lose the
         // last commits, which recovery treats like a crash (files are reconciled).
+        // The renewal service, whose certificates leave over the network, syncs
+        // every commit of its own connection (renewal::durable_commits).
         db.pragma_update(None, "synchronous", "NORMAL")?;
         // The schema version lives in the file's header (user_version): a
         // file written by a newer devtls is refused before anything changes.
