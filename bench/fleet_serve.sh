@@ -108,13 +108,7 @@ kill "$SERVER" && wait "$SERVER" 2>/dev/null || true
 # so no device asks with it), in the devtls format, and its serial.
 (cd "$WORK" && "$BIN" fleet issue anchor-pair --days 90 --quiet >/dev/null)
 mv "$WORK/fleet/devices/anchor-pair" "$WORK/anchor-pair"
-python3 - "$WORK/anchor-pair" "$WORK/pair.bin" <<'PY'
-import struct, sys, pathlib
-d = pathlib.Path(sys.argv[1])
-cert, key = (d / "client.der").read_bytes(), (d / "client.key.der").read_bytes()
-pathlib.Path(sys.argv[2]).write_bytes(
-    b"DTR1" + struct.pack(">I", len(cert)) + cert + struct.pack(">I", len(key)) + key + struct.pack(">Q", 0))
-PY
+"$RELEASE/examples/renew_load" pair "$WORK/anchor-pair" "$WORK/pair.bin"
 chmod o+x "$WORK" && chmod o+r "$WORK/pair.bin" # nginx's workers read it as another user (a throw-away pair)
 SERIAL=$(openssl x509 -inform der -in "$WORK/anchor-pair/client.der" -noout -serial | cut -d= -f2)
 openssl x509 -inform der -in "$WORK/fleet/service/server.der" -out "$WORK/anchor-server.pem"

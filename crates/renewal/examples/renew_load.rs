@@ -8,6 +8,10 @@
 //! Usage: renew_load FLEET_DIR PORT CONCURRENCY SECONDS [anchor]
 //! Prints: `renewals SECONDS_ELAPSED errors`
 //!
+//!        renew_load pair DEVICE_DIR OUT
+//! Writes the device's pair (client.der, client.key.der) to OUT in the
+//! devtls format, as the anchor hands it out.
+//!
 //! `anchor`: the same two connections against the benchmark's anchor, nginx
 //! answering the ask from a static file (one pre-made pair for every
 //! device, so the request is a GET) and the confirmation with 204; a device
@@ -80,6 +84,17 @@ fn exchange(
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("pair") {
+        let dir = PathBuf::from(&args[1]);
+        let cert = std::fs::read(dir.join("client.der")).expect("client.der");
+        let key = std::fs::read(dir.join("client.key.der")).expect("client.key.der");
+        std::fs::write(
+            &args[2],
+            devtls_renewal::encode::devtls(&cert, Some(&key), 0),
+        )
+        .expect("OUT");
+        return;
+    }
     let dir = PathBuf::from(&args[0]);
     let port: u16 = args[1].parse().expect("PORT");
     let concurrency: usize = args[2].parse().expect("CONCURRENCY");

@@ -89,7 +89,7 @@ mod tests {
         assert_eq!(synchronous(&db), 1, "NORMAL for fleet issue and the rest");
         crate::renewal::RenewalStore::durable_commits(&db).unwrap();
         assert_eq!(synchronous(&db), 2, "FULL: every commit synced");
-        // Per connection: another process's connection is not changed.
+        // Per connection: another connection (another command) is not changed.
         let other = Sqlite::open(&dir.path().join("inventory.db")).unwrap();
         assert_eq!(synchronous(&other), 1);
     }
